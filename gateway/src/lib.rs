@@ -1,0 +1,1 @@
+//! loan-gateway HTTP service (filled by the gateway issue).
