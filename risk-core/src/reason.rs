@@ -60,7 +60,7 @@ macro_rules! catalogue {
             pub const fn entry(self) -> &'static CatalogueEntry {
                 match self {
                     $(ReasonCode::$variant => &CatalogueEntry {
-                        code: self,
+                        code: ReasonCode::$variant,
                         category: Category::$cat,
                         family: Family::$fam,
                         retryable: $retry,
