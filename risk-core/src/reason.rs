@@ -47,9 +47,8 @@ macro_rules! catalogue {
     )*) => {
         /// A stable reason code.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         pub enum ReasonCode {
-            $( $(#[$doc])* $variant, )*
+            $( $(#[$doc])* #[serde(rename = $code)] $variant, )*
         }
 
         impl ReasonCode {
