@@ -3,11 +3,11 @@
 //! A code is stable: clients switch on it. The text says what happened and what to do next,
 //! in English and Chinese. "Comprehensive evaluation" is not a code and never will be.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Whether a code is a business answer or a passing condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     /// A risk decision (HTTP 200 with `outcome` rejected or review).
@@ -17,7 +17,7 @@ pub enum Category {
 }
 
 /// The cause behind a code, the axis the loadtest counts refusals by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     /// The user may not borrow at all right now (blocklist, overdue, account age).
@@ -46,7 +46,7 @@ macro_rules! catalogue {
         }
     )*) => {
         /// A stable reason code.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum ReasonCode {
             $( $(#[$doc])* #[serde(rename = $code)] $variant, )*
         }

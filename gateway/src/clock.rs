@@ -1,0 +1,1 @@
+//! Wall-clock time behind a trait (in progress).
