@@ -1,0 +1,525 @@
+//! Evaluation: one pure function from (thresholds, context, user, request) to a decision.
+//!
+//! # Rules, in precedence order
+//! Reasons are listed most decisive first: what no change of amount can fix comes before what
+//! a smaller amount fixes.
+//!
+//! | rule | code | outcome |
+//! |---|---|---|
+//! | blocklist | `BLOCKLISTED` | reject |
+//! | overdue beyond tolerance | `OVERDUE_BALANCE` | reject |
+//! | account younger than minimum | `ACCOUNT_TOO_NEW` | reject |
+//! | login pattern (legacy mode only) | `LOGIN_PATTERN_ANOMALY` | reject |
+//! | drawdowns in 24 h at the limit | `VELOCITY_DRAWDOWNS_24H` | reject |
+//! | applications in 1 h at the limit | `VELOCITY_APPLICATIONS_1H` | reject |
+//! | amount above the available line | `INSUFFICIENT_AVAILABLE_LINE` | reject |
+//! | amount above the single-drawdown limit | `SINGLE_DRAWDOWN_LIMIT` | reject |
+//! | utilisation after the drawdown above the limit | `UTILISATION_LIMIT` | reject |
+//! | frequent logins *and* a new device or an application burst | `LOGIN_PATTERN_REVIEW` | review |
+//!
+//! When a rule binds only because the active profile is tighter than the base profile (a
+//! peak window), its code is `PEAK_WINDOW_TIGHTENED` instead, with the rule named, and the
+//! reason says when the window ends. Frequent logins alone never reject (unless an operator
+//! chooses the legacy `reject_alone` mode, kept only to reproduce that false positive).
+//!
+//! Every amount rule is a cap on the amount, so the largest approvable amount is the minimum of
+//! the caps: [`quote`] returns it, and [`evaluate`] approves exactly the amounts at or below it.
+
+use crate::domain::{DrawdownRequest, Outcome, UserState};
+use crate::money::Fen;
+use crate::reason::ReasonCode;
+use crate::thresholds::{GradeLimits, LoginMode, Profile, Thresholds};
+use arrayvec::ArrayVec;
+use jiff::ZonedDateTime;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// At most this many principal reasons are reported.
+pub const MAX_REASONS: usize = 4;
+
+/// What the engine needs to know about the moment of evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The threshold profile of the active policy (`normal` outside peak windows).
+    pub profile: &'a str,
+    /// When the active peak window ends, if one is active.
+    pub window_ends_at: Option<&'a ZonedDateTime>,
+}
+
+/// The rule behind a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// The user is blocklisted.
+    Blocklist,
+    /// Overdue tolerance.
+    Overdue,
+    /// Minimum account age.
+    AccountAge,
+    /// The login-pattern rule.
+    LoginPattern,
+    /// Drawdowns in 24 hours.
+    Drawdowns24h,
+    /// Applications in one hour.
+    Applications1h,
+    /// The available line.
+    AvailableLine,
+    /// The single-drawdown limit.
+    SingleDrawdown,
+    /// The utilisation limit.
+    Utilisation,
+}
+
+impl Rule {
+    /// A short stable name, e.g. `single_drawdown`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Blocklist => "blocklist",
+            Self::Overdue => "overdue",
+            Self::AccountAge => "account_age",
+            Self::LoginPattern => "login_pattern",
+            Self::Drawdowns24h => "drawdowns_24h",
+            Self::Applications1h => "applications_1h",
+            Self::AvailableLine => "available_line",
+            Self::SingleDrawdown => "single_drawdown",
+            Self::Utilisation => "utilisation",
+        }
+    }
+
+    /// Whether a smaller amount can satisfy the rule.
+    pub const fn is_amount_cap(self) -> bool {
+        matches!(
+            self,
+            Self::AvailableLine | Self::SingleDrawdown | Self::Utilisation
+        )
+    }
+}
+
+/// The unit of a reason's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Money, in fen.
+    Fen,
+    /// A count of events.
+    Count,
+    /// Days.
+    Days,
+    /// A flag (limit and actual are 0/1).
+    Flag,
+}
+
+impl Unit {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Fen => "fen",
+            Self::Count => "count",
+            Self::Days => "days",
+            Self::Flag => "flag",
+        }
+    }
+}
+
+/// One principal reason, with the figures that bound it and what would change the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reason {
+    /// The code.
+    pub code: ReasonCode,
+    /// The rule that bound.
+    pub rule: Rule,
+    /// The limit in force.
+    pub limit: u64,
+    /// The user's figure against it (for amount caps: the amount asked for).
+    pub actual: u64,
+    /// The unit of `limit` and `actual`.
+    pub unit: Unit,
+    /// The largest amount that would be approved now, where a smaller amount helps.
+    pub suggested_amount: Option<Fen>,
+    /// When the binding peak window ends (the rule relaxes then).
+    pub retry_at: Option<ZonedDateTime>,
+}
+
+impl Reason {
+    /// Guidance with this reason's figures, in English.
+    pub fn guidance(&self) -> String {
+        self.render(false)
+    }
+
+    /// Guidance with this reason's figures, in Chinese.
+    pub fn guidance_zh(&self) -> String {
+        self.render(true)
+    }
+
+    fn render(&self, zh: bool) -> String {
+        let mut s = String::with_capacity(160);
+        let (limit, actual) = (self.limit, self.actual);
+        // `write!` into a String cannot fail; the results are ignored for that reason.
+        match (self.unit, zh) {
+            (Unit::Fen, false) => {
+                let _ = write!(
+                    s,
+                    "Limit {} yuan, requested {} yuan. ",
+                    fen(limit),
+                    fen(actual)
+                );
+            }
+            (Unit::Fen, true) => {
+                let _ = write!(s, "上限 {} 元，申请 {} 元。", fen(limit), fen(actual));
+            }
+            (Unit::Count, false) => {
+                let _ = write!(s, "Limit {limit}, current {actual}. ");
+            }
+            (Unit::Count, true) => {
+                let _ = write!(s, "上限 {limit} 次，当前 {actual} 次。");
+            }
+            (Unit::Days, false) => {
+                let _ = write!(s, "Tolerance {limit} days, current {actual} days. ");
+            }
+            (Unit::Days, true) => {
+                let _ = write!(s, "容许 {limit} 天，当前 {actual} 天。");
+            }
+            (Unit::Flag, _) => {}
+        }
+        match (self.suggested_amount, zh) {
+            (Some(a), false) if a > Fen::ZERO => {
+                let _ = write!(s, "You can draw up to {a} yuan now. ");
+            }
+            (Some(a), true) if a > Fen::ZERO => {
+                let _ = write!(s, "当前最多可借 {a} 元。");
+            }
+            _ => {}
+        }
+        match (&self.retry_at, zh) {
+            (Some(t), false) => {
+                let _ = write!(
+                    s,
+                    "This peak-period limit ends at {}. ",
+                    t.strftime("%Y-%m-%d %H:%M %:z")
+                );
+            }
+            (Some(t), true) => {
+                let _ = write!(
+                    s,
+                    "高峰时段限额于 {} 结束。",
+                    t.strftime("%Y-%m-%d %H:%M %:z")
+                );
+            }
+            _ => {}
+        }
+        let entry = self.code.entry();
+        s.push_str(if zh {
+            entry.guidance_zh
+        } else {
+            entry.guidance
+        });
+        s
+    }
+}
+
+fn fen(v: u64) -> Fen {
+    // Figures in reasons come from `Fen` values or from limits validated against `Fen::MAX`.
+    Fen::new(v).unwrap_or(Fen::MAX)
+}
+
+/// The engine's answer to a drawdown request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Approved, rejected or review.
+    pub outcome: Outcome,
+    /// The amount asked for.
+    pub amount: Fen,
+    /// Principal reasons, most decisive first; empty on approval.
+    pub reasons: ArrayVec<Reason, MAX_REASONS>,
+    /// The available line before this drawdown.
+    pub available: Fen,
+    /// The largest amount that would be approved now.
+    pub drawable_now: Fen,
+    /// The highest `used` this approval allows after reserving: the store refuses the
+    /// reservation if a concurrent drawdown moved `used` so that `used + amount` exceeds it.
+    pub reserve_ceiling: Fen,
+    /// The thresholds version evaluated against.
+    pub threshold_version: u64,
+    /// The profile evaluated against.
+    pub profile: Arc<str>,
+}
+
+impl Decision {
+    /// Whether an appeal may be filed: a refusal or review with an appealable reason.
+    pub fn appealable(&self) -> bool {
+        self.outcome != Outcome::Approved && self.reasons.iter().any(|r| r.code.entry().appealable)
+    }
+}
+
+/// What a user could draw now, and what binds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quote {
+    /// The available line.
+    pub available: Fen,
+    /// The largest amount a drawdown made now would be approved for (0: none).
+    pub drawable_now: Fen,
+    /// Rules that hold `drawable_now` below `available`, most decisive first.
+    pub constraints: Vec<Reason>,
+    /// The thresholds version.
+    pub threshold_version: u64,
+    /// The profile.
+    pub profile: Arc<str>,
+}
+
+/// The caps and blockers that do not depend on the amount.
+struct Assessment<'t> {
+    profile: &'t Profile,
+    limits: &'t GradeLimits,
+    base: &'t GradeLimits,
+    base_min_age: u32,
+    tightened: bool,
+    available: Fen,
+    single: Fen,
+    /// Largest amount the utilisation limit allows now.
+    utilisation: Fen,
+    /// Highest `used` the utilisation limit allows.
+    utilisation_ceiling: Fen,
+    base_utilisation: Fen,
+    /// Amount-independent refusal.
+    blocked: bool,
+    review: bool,
+}
+
+impl Assessment<'_> {
+    fn drawable_now(&self) -> Fen {
+        if self.blocked || self.review {
+            Fen::ZERO
+        } else {
+            self.caps()
+        }
+    }
+
+    /// The smallest amount cap: what could be drawn if nothing else blocked.
+    fn caps(&self) -> Fen {
+        self.available.min(self.single).min(self.utilisation)
+    }
+}
+
+fn assess<'t>(thresholds: &'t Thresholds, ctx: &Context<'_>, user: &UserState) -> Assessment<'t> {
+    let base_profile = thresholds.base();
+    // The gateway checks that every window's profile exists before it publishes thresholds;
+    // should one still be missing, the base profile applies and the decision names it.
+    let profile = thresholds.profile(ctx.profile).unwrap_or(base_profile);
+    let limits = profile.grade(user.grade);
+    let base = base_profile.grade(user.grade);
+    let utilisation_ceiling = user.limit.share_bps(limits.max_utilisation_bps);
+    let base_ceiling = user.limit.share_bps(base.max_utilisation_bps);
+    let login = &profile.login;
+    let frequent = login.mode != LoginMode::Off && user.logins_30d >= login.logins_30d;
+    let blocked = user.blocklisted
+        || user.days_overdue > limits.max_days_overdue
+        || user.account_age_days < profile.min_account_age_days
+        || (frequent && login.mode == LoginMode::RejectAlone)
+        || user.drawdowns_24h >= limits.max_drawdowns_24h
+        || user.applications_1h >= limits.max_applications_1h;
+    let review = frequent
+        && login.mode == LoginMode::ReviewWhenCombined
+        && (user.new_device || user.applications_1h >= login.combine_applications_1h);
+    Assessment {
+        profile,
+        limits,
+        base,
+        base_min_age: base_profile.min_account_age_days,
+        tightened: !std::ptr::eq(profile, base_profile),
+        available: user.available(),
+        single: limits.max_single,
+        utilisation: utilisation_ceiling.saturating_sub(user.used),
+        utilisation_ceiling,
+        base_utilisation: base_ceiling.saturating_sub(user.used),
+        blocked,
+        review,
+    }
+}
+
+/// Visits every binding reason in precedence order. `amount` is the amount asked for, or
+/// `None` for a quote (then the amount caps bind when they hold the quote below `available`).
+fn for_each_reason(
+    a: &Assessment<'_>,
+    ctx: &Context<'_>,
+    user: &UserState,
+    amount: Option<Fen>,
+    include_review: bool,
+    mut emit: impl FnMut(Reason),
+) {
+    let drawable = a.drawable_now();
+    let l = a.limits;
+    let reason = |code, rule, limit: u64, actual: u64, unit| Reason {
+        code,
+        rule,
+        limit,
+        actual,
+        unit,
+        suggested_amount: None,
+        retry_at: None,
+    };
+    // A rule that would pass under the base profile is a peak-window tightening.
+    let peak = |mut r: Reason, passes_under_base: bool| {
+        if a.tightened && passes_under_base {
+            r.code = ReasonCode::PeakWindowTightened;
+            r.retry_at = ctx.window_ends_at.cloned();
+        }
+        r
+    };
+    if user.blocklisted {
+        emit(reason(
+            ReasonCode::Blocklisted,
+            Rule::Blocklist,
+            0,
+            1,
+            Unit::Flag,
+        ));
+    }
+    if user.days_overdue > l.max_days_overdue {
+        emit(reason(
+            ReasonCode::OverdueBalance,
+            Rule::Overdue,
+            l.max_days_overdue.into(),
+            user.days_overdue.into(),
+            Unit::Days,
+        ));
+    }
+    let min_age = a.profile.min_account_age_days;
+    if user.account_age_days < min_age {
+        let r = reason(
+            ReasonCode::AccountTooNew,
+            Rule::AccountAge,
+            min_age.into(),
+            user.account_age_days.into(),
+            Unit::Days,
+        );
+        emit(peak(r, user.account_age_days >= a.base_min_age));
+    }
+    let login = &a.profile.login;
+    if login.mode == LoginMode::RejectAlone && user.logins_30d >= login.logins_30d {
+        emit(reason(
+            ReasonCode::LoginPatternAnomaly,
+            Rule::LoginPattern,
+            login.logins_30d.into(),
+            user.logins_30d.into(),
+            Unit::Count,
+        ));
+    }
+    if user.drawdowns_24h >= l.max_drawdowns_24h {
+        let r = reason(
+            ReasonCode::VelocityDrawdowns24h,
+            Rule::Drawdowns24h,
+            l.max_drawdowns_24h.into(),
+            user.drawdowns_24h.into(),
+            Unit::Count,
+        );
+        emit(peak(r, user.drawdowns_24h < a.base.max_drawdowns_24h));
+    }
+    if user.applications_1h >= l.max_applications_1h {
+        let r = reason(
+            ReasonCode::VelocityApplications1h,
+            Rule::Applications1h,
+            l.max_applications_1h.into(),
+            user.applications_1h.into(),
+            Unit::Count,
+        );
+        emit(peak(r, user.applications_1h < a.base.max_applications_1h));
+    }
+    // Amount caps: with an amount, a cap binds when the amount is above it; in a quote, when
+    // it holds the drawable amount below the available line.
+    let probe = amount.unwrap_or(a.available);
+    let suggested = Some(drawable);
+    if amount.is_some() && probe > a.available {
+        let mut r = reason(
+            ReasonCode::InsufficientAvailableLine,
+            Rule::AvailableLine,
+            a.available.get(),
+            probe.get(),
+            Unit::Fen,
+        );
+        r.suggested_amount = suggested;
+        emit(r);
+    }
+    if probe > a.single {
+        let mut r = reason(
+            ReasonCode::SingleDrawdownLimit,
+            Rule::SingleDrawdown,
+            a.single.get(),
+            probe.get(),
+            Unit::Fen,
+        );
+        r.suggested_amount = suggested;
+        emit(peak(r, probe <= a.base.max_single));
+    }
+    if probe > a.utilisation {
+        let mut r = reason(
+            ReasonCode::UtilisationLimit,
+            Rule::Utilisation,
+            a.utilisation.get(),
+            probe.get(),
+            Unit::Fen,
+        );
+        r.suggested_amount = suggested;
+        emit(peak(r, probe <= a.base_utilisation));
+    }
+    if a.review && !a.blocked && include_review {
+        emit(reason(
+            ReasonCode::LoginPatternReview,
+            Rule::LoginPattern,
+            login.logins_30d.into(),
+            user.logins_30d.into(),
+            Unit::Count,
+        ));
+    }
+}
+
+/// Decides a drawdown. Pure and deterministic; allocates nothing on the approve path.
+pub fn evaluate(
+    thresholds: &Thresholds,
+    ctx: &Context<'_>,
+    user: &UserState,
+    request: &DrawdownRequest,
+) -> Decision {
+    let a = assess(thresholds, ctx, user);
+    let drawable_now = a.drawable_now();
+    let outcome = if request.amount <= drawable_now && request.amount > Fen::ZERO {
+        Outcome::Approved
+    } else if a.review && !a.blocked && request.amount <= a.caps() {
+        Outcome::Review
+    } else {
+        Outcome::Rejected
+    };
+    let mut reasons = ArrayVec::new();
+    if outcome != Outcome::Approved {
+        // A review lists only what sent it to review; a rejection only what refused it.
+        let review = outcome == Outcome::Review;
+        for_each_reason(&a, ctx, user, Some(request.amount), review, |r| {
+            if review && r.code != ReasonCode::LoginPatternReview {
+                return;
+            }
+            // Reasons come in precedence order; past MAX_REASONS the least decisive are dropped.
+            let _ = reasons.try_push(r);
+        });
+    }
+    Decision {
+        outcome,
+        amount: request.amount,
+        reasons,
+        available: a.available,
+        drawable_now,
+        reserve_ceiling: user.limit.min(a.utilisation_ceiling),
+        threshold_version: thresholds.version(),
+        profile: Arc::clone(a.profile.name()),
+    }
+}
+
+/// What a drawdown made now could be approved for, and the rules that bind it.
+pub fn quote(thresholds: &Thresholds, ctx: &Context<'_>, user: &UserState) -> Quote {
+    let a = assess(thresholds, ctx, user);
+    let mut constraints = Vec::new();
+    for_each_reason(&a, ctx, user, None, true, |r| constraints.push(r));
+    Quote {
+        available: a.available,
+        drawable_now: a.drawable_now(),
+        constraints,
+        threshold_version: thresholds.version(),
+        profile: Arc::clone(a.profile.name()),
+    }
+}
