@@ -448,7 +448,8 @@ fn for_each_reason(
         r.suggested_amount = suggested;
         emit(peak(r, probe <= a.base.max_single));
     }
-    if probe > a.utilisation {
+    // At 100 % utilisation the rule is the available line itself: say it once.
+    if probe > a.utilisation && a.utilisation < a.available {
         let mut r = reason(
             ReasonCode::UtilisationLimit,
             Rule::Utilisation,
@@ -523,3 +524,7 @@ pub fn quote(thresholds: &Thresholds, ctx: &Context<'_>, user: &UserState) -> Qu
         profile: Arc::clone(a.profile.name()),
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
