@@ -1,0 +1,323 @@
+//! The command line: `run`, `compare`, `report`, `blast`, `serve-trivial`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::Error;
+use crate::blast::{BlastOptions, blast, serve_trivial};
+use crate::client::TargetAddr;
+use crate::engine::{RunOptions, run};
+use crate::gate::{GATE_EXIT_CODE, Gates, all_passed};
+use crate::report::{write_compare, write_report};
+use crate::results::Results;
+use crate::scenario::Scenario;
+use crate::target::{EmbeddedOptions, start_embedded};
+
+/// Open-loop surge generator and report writer for loan-gateway.
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario and write results.json, report.html and summary.md.
+    Run(RunArgs),
+    /// Write a side-by-side report of two results files.
+    Compare {
+        /// Results of run A (e.g. the naive configuration).
+        a: PathBuf,
+        /// Results of run B.
+        b: PathBuf,
+        /// Output folder (default: a timestamped folder under loadtest-results/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Rewrite the report of a results file (and evaluate gates on it).
+    Report {
+        /// The results file.
+        results: PathBuf,
+        /// Output folder (default: the results file's folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Gates.
+        #[command(flatten)]
+        gates: GateArgs,
+    },
+    /// Raw open-loop GETs at a fixed rate, to measure the generator itself.
+    Blast {
+        /// Server URL, e.g. http://127.0.0.1:18080/.
+        #[arg(long)]
+        target: String,
+        /// Requests per second over all connections (set it high to find the maximum).
+        #[arg(long)]
+        rate: f64,
+        /// Seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Connections, one worker each.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Runtime threads (1 = a single-threaded runtime, for `taskset -c N`).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Write the report as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// A bare hyper server answering 200 to everything (the generator benchmark's peer).
+    ServeTrivial {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        listen: String,
+        /// Delay every answer by this many ms.
+        #[arg(long)]
+        delay_ms: Option<u64>,
+        /// Runtime threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+}
+
+/// `loadtest run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A shipped scenario name (double11, spring-festival, step-overload, steady) or a TOML file.
+    #[arg(long)]
+    pub scenario: String,
+    /// Gateway URL; without it the gateway is started in-process.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Caller API key.
+    #[arg(long, env = "LOADTEST_API_KEY", default_value = "loadtest-key")]
+    pub api_key: String,
+    /// Admin token (seeding users, forcing peak windows).
+    #[arg(long, env = "LOADTEST_ADMIN_TOKEN", default_value = "loadtest-admin")]
+    pub admin_token: String,
+    /// Configuration of the in-process gateway.
+    #[arg(long)]
+    pub gateway_config: Option<PathBuf>,
+    /// Output folder (default: a timestamped folder under loadtest-results/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Stretch (>1) or shrink (<1) time.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// No progress line.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Gates.
+    #[command(flatten)]
+    pub gates: GateArgs,
+}
+
+/// CI gates.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct GateArgs {
+    /// Exit non-zero when the whole-run p99 (ms, CO-corrected) is above this.
+    #[arg(long)]
+    pub max_p99_ms: Option<f64>,
+    /// Exit non-zero when the good-user refusal rate (0..1) is above this.
+    #[arg(long)]
+    pub max_good_refusal_rate: Option<f64>,
+}
+
+impl From<GateArgs> for Gates {
+    fn from(g: GateArgs) -> Self {
+        Gates {
+            max_p99_ms: g.max_p99_ms,
+            max_good_refusal_rate: g.max_good_refusal_rate,
+        }
+    }
+}
+
+impl Command {
+    /// Runtime threads the command wants (1 = current-thread runtime).
+    pub fn threads(&self) -> usize {
+        match self {
+            Command::Blast { threads, .. } | Command::ServeTrivial { threads, .. } => *threads,
+            _ => 0,
+        }
+    }
+}
+
+fn stamp() -> String {
+    jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string()
+}
+
+fn default_out(what: &str) -> PathBuf {
+    Path::new("loadtest-results").join(format!("{what}-{}", stamp()))
+}
+
+fn gate_exit(gates: &[crate::results::GateOutcome]) -> ExitCode {
+    for g in gates {
+        eprintln!(
+            "gate {}: {:.4} (limit {}) {}",
+            g.name,
+            g.value,
+            g.limit,
+            if g.passed { "pass" } else { "FAIL" }
+        );
+    }
+    if all_passed(gates) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(GATE_EXIT_CODE)
+    }
+}
+
+/// Runs a parsed command.
+pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
+    match cli.command {
+        Command::Run(args) => cmd_run(args).await,
+        Command::Compare { a, b, out } => {
+            let (ra, rb) = (Results::read(&a)?, Results::read(&b)?);
+            let out = out.unwrap_or_else(|| default_out("compare"));
+            let w = write_compare(&ra, &rb, &out)?;
+            println!("{}\n{}", w.html.display(), w.markdown.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            results,
+            out,
+            gates,
+        } => {
+            let mut r = Results::read(&results)?;
+            let out = out.unwrap_or_else(|| {
+                results
+                    .parent()
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+            });
+            r.gates = Gates::from(gates).evaluate(&r);
+            let w = write_report(&r, &out)?;
+            println!("{}\n{}", w.html.display(), w.markdown.display());
+            Ok(gate_exit(&r.gates))
+        }
+        Command::Blast {
+            target,
+            rate,
+            duration,
+            connections,
+            json,
+            ..
+        } => {
+            let t = TargetAddr::resolve(&target).await?;
+            let path = target
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| u.path_and_query().map(|p| p.as_str().to_owned()))
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "/".into());
+            if !(duration.is_finite() && duration > 0.0) {
+                return Err(Error::Target("--duration must be > 0".into()));
+            }
+            let rep = blast(&BlastOptions {
+                target: t,
+                path,
+                rate,
+                duration: Duration::from_secs_f64(duration),
+                connections,
+                timeout: Duration::from_secs(10),
+            })
+            .await?;
+            println!(
+                "achieved {:.0} req/s over {duration} s with {connections} connections: {} completed, {} ok, {} errors, {} missed of {} scheduled\nlatency (from intended time) p50 {:.3} ms p99 {:.3} ms p99.9 {:.3} ms max {:.3} ms\nservice time p50 {:.3} ms p99 {:.3} ms",
+                rep.achieved_rps,
+                rep.completed,
+                rep.ok,
+                rep.errors,
+                rep.missed,
+                rep.scheduled,
+                rep.latency_ms.percentiles.p50,
+                rep.latency_ms.percentiles.p99,
+                rep.latency_ms.percentiles.p999,
+                rep.latency_ms.max,
+                rep.service_time_ms.percentiles.p50,
+                rep.service_time_ms.percentiles.p99,
+            );
+            if let Some(p) = json {
+                let text =
+                    serde_json::to_vec_pretty(&rep).map_err(|e| Error::Serialise(e.to_string()))?;
+                std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ServeTrivial {
+            listen, delay_ms, ..
+        } => {
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| Error::io(&listen, e))?;
+            let addr = listener.local_addr().map_err(|e| Error::io(&listen, e))?;
+            eprintln!("serving 200 on http://{addr}/ (Ctrl-C to stop)");
+            serve_trivial(listener, delay_ms.map(Duration::from_millis), async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .map_err(|e| Error::io(&listen, e))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
+    let sc = Scenario::load(&args.scenario)?.scaled(args.scale)?;
+    let started = jiff::Timestamp::now();
+    let (target, label, embedded) = match &args.target {
+        Some(url) => (TargetAddr::resolve(url).await?, url.clone(), None),
+        None => {
+            let e = start_embedded(&EmbeddedOptions {
+                config_path: args.gateway_config.clone(),
+                api_key: args.api_key.clone(),
+                admin_token: args.admin_token.clone(),
+            })
+            .await?;
+            (e.target.clone(), "embedded".to_owned(), Some(e))
+        }
+    };
+    let opts = RunOptions {
+        target,
+        target_label: label,
+        api_key: args.api_key.clone(),
+        admin_token: args.admin_token.clone(),
+        scale: args.scale,
+        started_at: started.to_string(),
+        run_nonce: u64::try_from(started.as_millisecond()).unwrap_or(0),
+        progress: !args.no_progress,
+    };
+    eprintln!(
+        "running {} ({:.0} s) against {}",
+        sc.name,
+        sc.duration().as_secs_f64(),
+        opts.target_label
+    );
+    let results = run(&sc, &opts).await;
+    if let Some(e) = embedded {
+        e.shutdown().await;
+    }
+    let mut results = results?;
+    results.gates = Gates::from(args.gates).evaluate(&results);
+    let out = args.out.unwrap_or_else(|| default_out(&sc.name));
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let json = out.join("results.json");
+    results.write(&json)?;
+    let w = write_report(&results, &out)?;
+    println!(
+        "good-user refusal rate {:.1} %, risky approval {:.1} %, p99 {:.1} ms, generator kept up: {}\n{}\n{}\n{}",
+        results.totals.good_refusal_rate * 100.0,
+        results.totals.risky_approval_rate * 100.0,
+        results.latency_ms.percentiles.p99,
+        results.generator.kept_up,
+        json.display(),
+        w.html.display(),
+        w.markdown.display()
+    );
+    Ok(gate_exit(&results.gates))
+}

@@ -1,0 +1,148 @@
+//! The generator's own HTTP/1.1 connections: one per worker, keep-alive, opened and
+//! re-opened here, never a hidden pool. A connection that fails or times out is dropped and
+//! the next request opens a new one (counted).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::Error;
+
+/// Where the traffic goes.
+#[derive(Debug, Clone)]
+pub struct TargetAddr {
+    /// `host:port`, sent as the `Host` header.
+    pub authority: String,
+    /// The resolved socket address.
+    pub addr: SocketAddr,
+}
+
+impl TargetAddr {
+    /// Parses and resolves an `http://host:port` URL (HTTPS is not supported).
+    pub async fn resolve(url: &str) -> Result<Self, Error> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| Error::Target(format!("{url}: {e}")))?;
+        if uri.scheme_str().is_some_and(|s| s != "http") {
+            return Err(Error::Target(format!("{url}: only http:// is supported")));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| Error::Target(format!("{url}: needs a host")))?
+            .to_string();
+        let with_port = if uri.port().is_some() {
+            authority.clone()
+        } else {
+            format!("{authority}:80")
+        };
+        let addr = tokio::net::lookup_host(&with_port)
+            .await
+            .map_err(|e| Error::Target(format!("{url}: {e}")))?
+            .next()
+            .ok_or_else(|| Error::Target(format!("{url}: resolves to nothing")))?;
+        Ok(Self { authority, addr })
+    }
+
+    /// A target at a known socket address (tests, the embedded gateway).
+    pub fn from_addr(addr: SocketAddr) -> Self {
+        Self {
+            authority: addr.to_string(),
+            addr,
+        }
+    }
+}
+
+/// Why a request got no HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// Not answered within the timeout; the connection is dropped.
+    Timeout,
+    /// Connect, write or read failed; the connection is dropped.
+    Connection,
+}
+
+/// One client connection, owned by one worker.
+#[derive(Debug)]
+pub struct Conn {
+    addr: SocketAddr,
+    sender: Option<SendRequest<Full<Bytes>>>,
+    opened: u64,
+}
+
+impl Conn {
+    /// A connection to `addr`, opened on first use.
+    pub const fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            sender: None,
+            opened: 0,
+        }
+    }
+
+    /// How many times this worker opened a TCP connection.
+    pub const fn opened(&self) -> u64 {
+        self.opened
+    }
+
+    async fn ensure(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, SendError> {
+        if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
+            let stream = TcpStream::connect(self.addr)
+                .await
+                .map_err(|_| SendError::Connection)?;
+            stream
+                .set_nodelay(true)
+                .map_err(|_| SendError::Connection)?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|_| SendError::Connection)?;
+            tokio::spawn(async move {
+                // The connection task ends when the sender is dropped or the peer closes;
+                // a failure shows up on the next request through the sender.
+                let _ = conn.await;
+            });
+            self.opened += 1;
+            self.sender = Some(sender);
+        }
+        match self.sender.as_mut() {
+            Some(s) => Ok(s),
+            None => Err(SendError::Connection),
+        }
+    }
+
+    /// Sends one request and reads the whole answer.
+    pub async fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Response<Bytes>, SendError> {
+        let attempt = async {
+            let sender = self.ensure().await?;
+            sender.ready().await.map_err(|_| SendError::Connection)?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|_| SendError::Connection)?;
+            let (parts, body) = resp.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|_| SendError::Connection)?
+                .to_bytes();
+            Ok::<_, SendError>(Response::from_parts(parts, bytes))
+        };
+        let out = match tokio::time::timeout(timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Timeout),
+        };
+        if out.is_err() {
+            self.sender = None;
+        }
+        out
+    }
+}

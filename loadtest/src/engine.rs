@@ -1,0 +1,575 @@
+//! The open-loop run: journeys arrive on the scenario's schedule whatever the gateway does;
+//! workers, each owning one connection, send the requests; latency counts from each
+//! request's *intended* send time (coordinated omission corrected, as wrk2 does).
+//!
+//! Inside a journey (partly-open, Schroeder et al. NSDI 2006) the drawdown's intended time is
+//! the quote's intended time plus the think time, not the quote's completion plus the think
+//! time: when the gateway stalls the stall lands in the measured latency instead of quietly
+//! spacing the user's requests out.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, header};
+use http_body_util::Full;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::Error;
+use crate::classify::{Answer, Cause, Endpoint};
+use crate::client::{Conn, SendError, TargetAddr};
+use crate::population::{Behaviour, User, build_users};
+use crate::progress::Progress;
+use crate::recorder::{GroupInfo, JourneyEnd, JourneyOutcome, Recorder};
+use crate::results::{PhaseInfo, Results, ScenarioInfo, WindowSpan};
+use crate::scenario::{JourneyConfig, RetryConfig, Scenario, WindowAction};
+use crate::target;
+
+/// How to run a scenario.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where to send traffic.
+    pub target: TargetAddr,
+    /// How the results name the target (`embedded` or the URL).
+    pub target_label: String,
+    /// Caller API key (`Authorization: Bearer`).
+    pub api_key: String,
+    /// Admin token (seeding, window actions).
+    pub admin_token: String,
+    /// The `--scale` already applied to the scenario (recorded in the results).
+    pub scale: f64,
+    /// RFC 3339 start time for the results.
+    pub started_at: String,
+    /// Makes idempotency keys unique across runs against the same gateway.
+    pub run_nonce: u64,
+    /// Draw the live progress line (hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// Live counters for the progress line. Relaxed everywhere: they are statistics read by one
+/// display task, and no other memory depends on their order.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    pub(crate) phase: AtomicUsize,
+    pub(crate) offered: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) ok: AtomicU64,
+    pub(crate) refused: [AtomicU64; Cause::ALL.len()],
+}
+
+impl Live {
+    pub(crate) fn refused(&self, c: Cause) -> u64 {
+        let i = Cause::ALL.iter().position(|x| *x == c).unwrap_or(0);
+        self.refused[i].load(Ordering::Relaxed)
+    }
+}
+
+struct Job {
+    intended: Instant,
+    group: usize,
+    endpoint: Endpoint,
+    req: Request<Full<Bytes>>,
+    reply: oneshot::Sender<Reply>,
+}
+
+struct Reply {
+    answer: Answer,
+    done: Instant,
+}
+
+pub(crate) struct Shared {
+    target: TargetAddr,
+    auth: HeaderValue,
+    rec: Mutex<Recorder>,
+    pub(crate) live: Live,
+    jobs: async_channel::Sender<Job>,
+    timeout: Duration,
+    retry: RetryConfig,
+    journey: JourneyConfig,
+    behaviours: Vec<Behaviour>,
+    users: Vec<Vec<User>>,
+    in_flight: Vec<AtomicU64>,
+    retry_deadline: Instant,
+    nonce: u64,
+}
+
+impl Shared {
+    pub(crate) fn rec(&self) -> MutexGuard<'_, Recorder> {
+        // A panic while recording leaves counters at worst one update short; keep going.
+        self.rec.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn wait_until(&self, at: Instant) {
+        if at > Instant::now() {
+            tokio::time::sleep_until(at).await;
+            self.rec().timer(at, Instant::now());
+        }
+    }
+}
+
+/// Runs a scenario against a target and returns its results.
+pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
+    let users = build_users(sc);
+    let all: Vec<User> = users.iter().flatten().cloned().collect();
+    target::seed_users(&opts.target, &opts.admin_token, &all, sc.connections).await?;
+
+    let groups: Vec<GroupInfo> = sc
+        .population
+        .groups
+        .iter()
+        .zip(&users)
+        .map(|(g, u)| GroupInfo {
+            name: g.name.clone(),
+            profile: g.profile,
+            behaviour: g.behaviour,
+            users: u.len(),
+        })
+        .collect();
+    let arrivals = sc.arrivals();
+    let duration = sc.duration();
+    let think = Duration::from_millis(sc.journey.think_ms);
+    let timeout = Duration::from_millis(sc.request_timeout_ms);
+    let grace = think.mul_f64(1.5)
+        + timeout
+        + Duration::from_millis(sc.retry.polite_cap_ms)
+        + Duration::from_secs(1);
+    let start = Instant::now() + Duration::from_millis(200);
+    let (tx, rx) = async_channel::unbounded::<Job>();
+    let auth = HeaderValue::from_str(&format!("Bearer {}", opts.api_key))
+        .map_err(|e| Error::Target(format!("api key: {e}")))?;
+    let sh = Arc::new(Shared {
+        target: opts.target.clone(),
+        auth,
+        rec: Mutex::new(Recorder::new(start, groups.len())),
+        live: Live::default(),
+        jobs: tx,
+        timeout,
+        retry: sc.retry.clone(),
+        journey: sc.journey.clone(),
+        behaviours: sc.population.groups.iter().map(|g| g.behaviour).collect(),
+        users,
+        in_flight: groups.iter().map(|_| AtomicU64::new(0)).collect(),
+        retry_deadline: start + duration + grace / 2,
+        nonce: opts.run_nonce,
+    });
+
+    let mut workers = JoinSet::new();
+    for _ in 0..sc.connections {
+        workers.spawn(worker(sh.clone(), rx.clone()));
+    }
+    let progress = Progress::start(
+        opts.progress,
+        sh.clone(),
+        sc.phases.iter().map(|p| p.name.clone()).collect(),
+    );
+
+    let phase_starts = sc.phase_starts();
+    let shares: Vec<f64> = sc.population.groups.iter().map(|g| g.share).collect();
+    let share_total: f64 = shares.iter().sum();
+    let mut rng = StdRng::seed_from_u64(sc.seed);
+    let mut journeys = JoinSet::new();
+    let mut windows = WindowTracker::default();
+    let mut warnings = Vec::new();
+    let mut next_phase = 0;
+    let mut per_phase = vec![0u64; sc.phases.len()];
+
+    for (seq, a) in arrivals.iter().enumerate() {
+        while next_phase < sc.phases.len() && phase_starts[next_phase] <= a.at {
+            sh.wait_until(start + phase_starts[next_phase]).await;
+            start_phase(&sh, sc, opts, next_phase, &mut windows, &mut warnings).await;
+            next_phase += 1;
+        }
+        let intended = start + a.at;
+        sh.wait_until(intended).await;
+        per_phase[a.phase] += 1;
+        let group = pick(&shares, share_total, rng.random::<f64>());
+        let user = rng.random_range(0..sh.users[group].len());
+        sh.in_flight[group].fetch_add(1, Ordering::Relaxed);
+        journeys.spawn(journey(
+            sh.clone(),
+            group,
+            user,
+            intended,
+            seq as u64,
+            rng.random(),
+        ));
+        while journeys.try_join_next().is_some() {}
+    }
+    while next_phase < sc.phases.len() {
+        sh.wait_until(start + phase_starts[next_phase]).await;
+        start_phase(&sh, sc, opts, next_phase, &mut windows, &mut warnings).await;
+        next_phase += 1;
+    }
+    sh.wait_until(start + duration).await;
+
+    // Drain: journeys that arrived in time may finish within the grace period.
+    let drain_deadline = Instant::now() + grace;
+    loop {
+        tokio::select! {
+            r = journeys.join_next() => if r.is_none() { break },
+            () = tokio::time::sleep_until(drain_deadline) => break,
+        }
+    }
+    journeys.abort_all();
+    while journeys.join_next().await.is_some() {}
+    sh.jobs.close();
+    while rx.try_recv().is_ok() {}
+    let mut opened = 0;
+    while let Some(r) = workers.join_next().await {
+        opened += r.unwrap_or(0);
+    }
+    progress.finish().await;
+    {
+        let mut rec = sh.rec();
+        for (g, n) in sh.in_flight.iter().enumerate() {
+            for _ in 0..n.load(Ordering::Relaxed) {
+                rec.journey(
+                    g,
+                    JourneyOutcome {
+                        end: JourneyEnd::Unfinished,
+                        drew: false,
+                        promised: false,
+                    },
+                );
+            }
+        }
+    }
+    if windows.current.is_some()
+        && let Err(e) =
+            target::window_action(&opts.target, &opts.admin_token, &WindowAction::Release).await
+    {
+        warnings.push(format!("releasing the forced window at the end: {e}"));
+    }
+    let spans = windows.finish(duration.as_secs_f64());
+
+    let sh = Arc::into_inner(sh).ok_or_else(|| {
+        Error::Serialise("a task still holds the run state after the drain".into())
+    })?;
+    let rec = sh.rec.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let finished = rec.finish(&groups, sc.connections, opened, arrivals.len() as u64)?;
+    let phases = sc
+        .phases
+        .iter()
+        .zip(&phase_starts)
+        .enumerate()
+        .map(|(i, (p, s))| PhaseInfo {
+            name: p.name.clone(),
+            start_s: s.as_secs_f64(),
+            end_s: s.as_secs_f64() + p.duration_s,
+            expected_journeys: sc.expected_journeys(i),
+            journeys: per_phase[i],
+            force_window: p.force_window.clone(),
+        })
+        .collect();
+    let info = ScenarioInfo {
+        name: sc.name.clone(),
+        description: sc.description.clone(),
+        scale: opts.scale,
+        duration_s: duration.as_secs_f64(),
+        seed: sc.seed,
+        connections: sc.connections,
+    };
+    Ok(finished.into_results(
+        info,
+        opts.target_label.clone(),
+        opts.started_at.clone(),
+        phases,
+        spans,
+        warnings,
+    ))
+}
+
+#[derive(Default)]
+struct WindowTracker {
+    current: Option<(String, f64)>,
+    spans: Vec<WindowSpan>,
+}
+
+impl WindowTracker {
+    fn apply(&mut self, action: &WindowAction, at: f64) {
+        if let Some((name, start_s)) = self.current.take() {
+            self.spans.push(WindowSpan {
+                name,
+                start_s,
+                end_s: at,
+            });
+        }
+        if let WindowAction::Force(name) = action {
+            self.current = Some((name.clone(), at));
+        }
+    }
+
+    fn finish(mut self, end: f64) -> Vec<WindowSpan> {
+        self.apply(&WindowAction::Release, end);
+        self.spans
+    }
+}
+
+async fn start_phase(
+    sh: &Shared,
+    sc: &Scenario,
+    opts: &RunOptions,
+    i: usize,
+    windows: &mut WindowTracker,
+    warnings: &mut Vec<String>,
+) {
+    sh.live.phase.store(i, Ordering::Relaxed);
+    if let Some(action) = sc.window_action(i) {
+        let at: f64 = sc.phases[..i].iter().map(|p| p.duration_s).sum();
+        windows.apply(&action, at);
+        if let Err(e) = target::window_action(&opts.target, &opts.admin_token, &action).await {
+            warnings.push(format!("phase {}: {e}", sc.phases[i].name));
+        }
+    }
+}
+
+fn pick(shares: &[f64], total: f64, u: f64) -> usize {
+    let mut acc = 0.0;
+    let x = u * total;
+    for (i, s) in shares.iter().enumerate() {
+        acc += s;
+        if x < acc {
+            return i;
+        }
+    }
+    shares.len() - 1
+}
+
+async fn worker(sh: Arc<Shared>, rx: async_channel::Receiver<Job>) -> u64 {
+    let mut conn = Conn::new(sh.target.addr);
+    while let Ok(job) = rx.recv().await {
+        let sent = Instant::now();
+        sh.live.sent.fetch_add(1, Ordering::Relaxed);
+        let res = conn.send(job.req, sh.timeout).await;
+        let done = Instant::now();
+        let (answer, status) = match res {
+            Ok(resp) => {
+                let st = resp.status().as_u16();
+                let ra = resp
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok());
+                (
+                    Answer::from_response(job.endpoint, st, ra, resp.body()),
+                    st.to_string(),
+                )
+            }
+            Err(SendError::Timeout) => (Answer::Timeout, "timeout".to_owned()),
+            Err(SendError::Connection) => (Answer::Connection, "connection".to_owned()),
+        };
+        match answer.refusal_cause() {
+            Some(c) => {
+                let i = Cause::ALL.iter().position(|x| *x == c).unwrap_or(0);
+                sh.live.refused[i].fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                sh.live.ok.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        sh.rec()
+            .completed(job.group, job.intended, sent, done, &status, &answer);
+        // The journey may have been aborted by the drain deadline; nobody to tell then.
+        let _ = job.reply.send(Reply { answer, done });
+    }
+    conn.opened()
+}
+
+/// Sends one step, retrying transient refusals as the group's clients do. Returns the last
+/// answer and the intended time of the last attempt.
+async fn call(
+    sh: &Shared,
+    group: usize,
+    endpoint: Endpoint,
+    build: impl Fn(u32) -> Result<Request<Full<Bytes>>, http::Error>,
+    mut intended: Instant,
+) -> (Answer, Instant) {
+    let behaviour = sh.behaviours[group];
+    let max = match behaviour {
+        Behaviour::RetryStorm => sh.retry.storm_max_attempts,
+        Behaviour::Polite => sh.retry.polite_max_attempts,
+    };
+    let mut attempt = 0;
+    loop {
+        let Ok(req) = build(attempt) else {
+            return (Answer::Connection, intended);
+        };
+        sh.rec().offered(intended);
+        sh.live.offered.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            intended,
+            group,
+            endpoint,
+            req,
+            reply: tx,
+        };
+        if sh.jobs.try_send(job).is_err() {
+            return (Answer::Connection, intended);
+        }
+        let Ok(reply) = rx.await else {
+            return (Answer::Connection, intended);
+        };
+        attempt += 1;
+        let transient = reply
+            .answer
+            .refusal_cause()
+            .is_some_and(Cause::is_transient);
+        if !transient || attempt >= max || reply.done >= sh.retry_deadline {
+            return (reply.answer, intended);
+        }
+        intended = match behaviour {
+            Behaviour::RetryStorm => reply.done,
+            Behaviour::Polite => {
+                let backoff = Duration::from_millis(
+                    sh.retry
+                        .polite_backoff_ms
+                        .saturating_mul(1 << (attempt - 1).min(16)),
+                );
+                let wait = reply
+                    .answer
+                    .retry_after()
+                    .unwrap_or(backoff)
+                    .min(Duration::from_millis(sh.retry.polite_cap_ms));
+                reply.done + wait
+            }
+        };
+        sh.wait_until(intended).await;
+    }
+}
+
+fn base_request(sh: &Shared, method: Method, path: &str) -> http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, sh.target.authority.as_str())
+        .header(header::AUTHORIZATION, sh.auth.clone())
+}
+
+async fn journey(
+    sh: Arc<Shared>,
+    group: usize,
+    user_idx: usize,
+    intended: Instant,
+    seq: u64,
+    seed: u64,
+) {
+    let outcome = run_journey(&sh, group, user_idx, intended, seq, seed).await;
+    sh.rec().journey(group, outcome);
+    sh.in_flight[group].fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn run_journey(
+    sh: &Shared,
+    group: usize,
+    user_idx: usize,
+    intended: Instant,
+    seq: u64,
+    seed: u64,
+) -> JourneyOutcome {
+    let user = &sh.users[group][user_idx];
+    let mut rng = StdRng::seed_from_u64(seed);
+    let j = &sh.journey;
+    let desired =
+        (rng.random_range(j.amount_min_fen..=j.amount_max_fen) / 100 * 100).max(j.amount_min_fen);
+    let think = Duration::from_millis(j.think_ms).mul_f64(rng.random_range(0.5..1.5));
+
+    let quote_path = format!("/v1/credit-lines/{}", user.id);
+    let (quote, quote_intended) = call(
+        sh,
+        group,
+        Endpoint::Quote,
+        |_| base_request(sh, Method::GET, &quote_path).body(Full::new(Bytes::new())),
+        intended,
+    )
+    .await;
+    let drawable = match quote {
+        Answer::Quote {
+            drawable_now_fen, ..
+        } => drawable_now_fen,
+        other => {
+            return JourneyOutcome {
+                end: JourneyEnd::Refused(other.refusal_cause().unwrap_or(Cause::Unexplained)),
+                drew: false,
+                promised: false,
+            };
+        }
+    };
+    let amount = if drawable > 0 {
+        desired.min(drawable)
+    } else {
+        desired
+    };
+    let promised = drawable >= amount;
+
+    let next = quote_intended + think;
+    sh.wait_until(next).await;
+    let key = format!("lt-{:x}-{seq}", sh.nonce);
+    let body = Bytes::from(
+        serde_json::json!({
+            "user_id": user.id,
+            "amount_fen": amount,
+            "channel": "app",
+            "device_id": format!("d-{}", user.id),
+        })
+        .to_string(),
+    );
+    let deadline = sh.timeout.as_millis().to_string();
+    let (answer, _) = call(
+        sh,
+        group,
+        Endpoint::Drawdown,
+        |attempt| {
+            base_request(sh, Method::POST, "/v1/drawdowns")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("idempotency-key", key.as_str())
+                .header("x-retry-attempt", attempt)
+                .header("x-request-deadline-ms", deadline.as_str())
+                .body(Full::new(body.clone()))
+        },
+        next,
+    )
+    .await;
+    let end = if answer.is_approved() {
+        JourneyEnd::Approved
+    } else if answer.is_review() {
+        JourneyEnd::Review
+    } else {
+        JourneyEnd::Refused(answer.refusal_cause().unwrap_or(Cause::Unexplained))
+    };
+    JourneyOutcome {
+        end,
+        drew: true,
+        promised,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_picked_by_share() {
+        let shares = [0.5, 0.25, 0.25];
+        let mut counts = [0; 3];
+        for i in 0..1000 {
+            counts[pick(&shares, 1.0, f64::from(i) / 1000.0)] += 1;
+        }
+        assert_eq!(counts, [500, 250, 250]);
+    }
+
+    #[test]
+    fn window_spans_close_on_release_and_at_the_end() {
+        let mut w = WindowTracker::default();
+        w.apply(&WindowAction::Force("double11".into()), 10.0);
+        w.apply(&WindowAction::Release, 30.0);
+        w.apply(&WindowAction::Force("spring".into()), 40.0);
+        let spans = w.finish(50.0);
+        assert_eq!(spans.len(), 2);
+        assert_eq!((spans[0].start_s, spans[0].end_s), (10.0, 30.0));
+        assert_eq!((spans[1].name.as_str(), spans[1].end_s), ("spring", 50.0));
+    }
+}

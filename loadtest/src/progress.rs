@@ -1,0 +1,87 @@
+//! The live progress line: phase, offered and achieved rate, successes, refusals by kind,
+//! current p99. indicatif hides it when stderr is not a terminal.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::classify::Cause;
+use crate::engine::Shared;
+
+pub(crate) struct Progress {
+    bar: ProgressBar,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Progress {
+    pub(crate) fn start(enabled: bool, sh: Arc<Shared>, phases: Vec<String>) -> Self {
+        let target = if enabled {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(None, target);
+        if bar.is_hidden() {
+            return Self { bar, task: None };
+        }
+        if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}") {
+            bar.set_style(style);
+        }
+        let b = bar.clone();
+        let task = tokio::spawn(async move {
+            let tick = Duration::from_millis(500);
+            let mut last = (Instant::now(), 0u64, 0u64);
+            loop {
+                tokio::time::sleep(tick).await;
+                let now = Instant::now();
+                let l = &sh.live;
+                let offered = l.offered.load(Ordering::Relaxed);
+                let sent = l.sent.load(Ordering::Relaxed);
+                let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
+                let off_rate = (offered - last.1) as f64 / dt;
+                let sent_rate = (sent - last.2) as f64 / dt;
+                last = (now, offered, sent);
+                let phase = phases
+                    .get(l.phase.load(Ordering::Relaxed))
+                    .map_or("-", String::as_str);
+                let p99 = sh
+                    .rec()
+                    .recent_p99_ms(now)
+                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}ms"));
+                let r = |c| l.refused(c);
+                b.set_message(format!(
+                    "{phase} | offered {off_rate:.0}/s achieved {sent_rate:.0}/s | ok {} | shed {} rate {} peak {} anomaly {} dep {} other {} | p99 {p99}",
+                    l.ok.load(Ordering::Relaxed),
+                    r(Cause::Capacity),
+                    r(Cause::RateLimit),
+                    r(Cause::PeakWindow),
+                    r(Cause::Anomaly),
+                    r(Cause::Dependency),
+                    r(Cause::Eligibility)
+                        + r(Cause::CreditLine)
+                        + r(Cause::Unexplained)
+                        + r(Cause::ClientError)
+                        + r(Cause::Timeout)
+                        + r(Cause::Connection),
+                ));
+                b.tick();
+            }
+        });
+        Self {
+            bar,
+            task: Some(task),
+        }
+    }
+
+    pub(crate) async fn finish(self) {
+        if let Some(t) = self.task {
+            t.abort();
+            let _ = t.await;
+        }
+        self.bar.finish_and_clear();
+    }
+}
