@@ -1,1 +1,343 @@
-//! store (in progress).
+//! The store: users, decisions, idempotency records and appeals behind one interface.
+//!
+//! Shaped for Redis: every operation is one round trip, and [`Store::commit`] (idempotency
+//! check, line check and reservation, decision, idempotency record) is one atomic operation
+//! on one shard. The memory store ([`MemoryStore`]) is the embedded default; the Redis store
+//! follows with the same semantics, proven by the same contract suite
+//! (`gateway/tests/store/contract.rs`).
+//!
+//! # Layout
+//! - [`types`]: the stored records ([`DecisionRecord`], [`AppealRecord`], …), as JSON.
+//! - [`ids`]: user slots and decision / appeal ids that name their slot.
+//! - [`memory`]: the sharded in-memory store.
+//! - [`demo`]: deterministic demo users for the README walkthrough.
+//!
+//! # The drawdown path
+//! ```
+//! # use gateway::store::*;
+//! # use risk_core::{Fen, Outcome, RiskGrade, UserId, UserState};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), StoreError> {
+//! let store = AnyStore::Memory(MemoryStore::default());
+//! let user = UserId::parse("u-1").expect("a valid id");
+//! store.upsert_user(&user, UserState::clean(Fen::new(100_000).expect("in range"), RiskGrade::A)).await?;
+//! let now = jiff::Timestamp::from_second(1_800_000_000).expect("in range");
+//!
+//! // 1 round trip: the state, and a stored decision if the key was seen.
+//! let loaded = store.load("caller-1", &user, Some("key-1")).await?;
+//! let state = loaded.user.expect("seeded");
+//! assert!(loaded.idempotent.is_none());
+//!
+//! // ... risk-core decides: approve 1,000 fen ...
+//! let decision = DecisionRecord {
+//!     decision_id: new_decision_id(&user, now),
+//!     user_id: user.to_string(),
+//!     outcome: Outcome::Approved,
+//!     amount_fen: 1_000,
+//!     reasons: vec![],
+//!     available_fen: 0, // set by the store
+//!     drawable_now_fen: 99_000,
+//!     threshold_version: 1,
+//!     policy: "standard".into(),
+//!     evaluated_at: "2027-01-15T16:00:00+08:00".into(),
+//!     appealable: false,
+//! };
+//! // 1 atomic operation: key check, line check and reservation, decision, key record.
+//! let outcome = store.commit(CommitRequest {
+//!     caller: "caller-1".into(),
+//!     user: user.clone(),
+//!     idempotency_key: "key-1".into(),
+//!     fingerprint: Fingerprint::from_bytes([7; 32]),
+//!     decision,
+//!     reserve: Some(Reservation { amount: Fen::new(1_000).expect("in range"), ceiling: state.limit }),
+//!     now,
+//! }).await?;
+//! let CommitOutcome::Committed(stored) = outcome else { panic!("{outcome:?}") };
+//! assert_eq!(stored.available_fen, 99_000);
+//! # Ok(()) }
+//! ```
+
+pub mod demo;
+pub mod ids;
+pub mod memory;
+pub mod types;
+
+pub use demo::{DemoUser, demo_users};
+pub use ids::{Slot, new_appeal_id, new_decision_id, user_slot};
+pub use memory::{MemoryConfig, MemoryConfigError, MemoryStats, MemoryStore};
+pub use types::{
+    AppealRecord, AppealStatus, DecisionRecord, Fingerprint, ReasonRecord, Resolution,
+};
+
+use jiff::Timestamp;
+use risk_core::{Fen, UserId, UserState};
+use std::future::Future;
+
+/// Why a store could not answer. The memory store never fails; the type is shared.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store is unreachable (no connection, pool exhausted); nothing was written.
+    /// The API answers `503 DEPENDENCY_UNAVAILABLE`.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store did not answer within the request's budget. A commit may or may not have
+    /// been applied; a retry with the same idempotency key resolves it.
+    #[error("store timed out")]
+    Timeout,
+    /// The store holds something it cannot read back.
+    #[error("store data corrupt: {0}")]
+    Corrupt(String),
+    /// The caller passed a record that breaks the store's contract (a bug in the caller):
+    /// an id not minted for the user, an approval without a reservation, …
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+}
+
+/// The result of a store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What [`Store::load`] read in its one round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The user's state, if the user exists.
+    pub user: Option<UserState>,
+    /// The stored decision for (caller, user, key), when a key was given and seen.
+    pub idempotent: Option<IdempotentRecord>,
+}
+
+/// A stored idempotency record: the request's fingerprint and the decision answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentRecord {
+    /// The fingerprint of the first request with this key.
+    pub fingerprint: Fingerprint,
+    /// The decision it got.
+    pub decision: DecisionRecord,
+}
+
+/// Credit to reserve with an approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// The amount; equals the decision's `amount_fen`.
+    pub amount: Fen,
+    /// The highest `used` this approval allows: the gateway passes
+    /// `min(limit, utilisation cap)` of the state it evaluated. The store also never lets
+    /// `used` pass the current `limit`.
+    pub ceiling: Fen,
+}
+
+/// Everything one atomic commit needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitRequest {
+    /// The authenticated caller: idempotency keys are scoped by it.
+    pub caller: String,
+    /// The user.
+    pub user: UserId,
+    /// The caller's `Idempotency-Key`.
+    pub idempotency_key: String,
+    /// The request's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The decision to store. Its `decision_id` comes from [`new_decision_id`] for `user`,
+    /// its `user_id` is `user`; the store sets `available_fen` and caps `drawable_now_fen`.
+    pub decision: DecisionRecord,
+    /// `Some` exactly when the decision is an approval.
+    pub reserve: Option<Reservation>,
+    /// Now: the idempotency record is kept from now for the retention.
+    pub now: Timestamp,
+}
+
+/// What [`Store::commit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Stored; this is the record as stored (and as answered).
+    Committed(DecisionRecord),
+    /// The key was seen with the same fingerprint: the stored decision, nothing written.
+    Replayed(DecisionRecord),
+    /// The key was seen with another fingerprint (`422 IDEMPOTENCY_KEY_REUSED`).
+    KeyReused,
+    /// No such user (`404 USER_NOT_FOUND`).
+    UserNotFound,
+    /// The reservation would pass the ceiling or the limit of the state as it is now;
+    /// nothing was written. Re-evaluate against this state and commit again.
+    LineChanged(UserState),
+}
+
+/// What [`Store::create_appeal`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppealCreated {
+    /// Stored.
+    Created(AppealRecord),
+    /// No such decision, or it is another user's (`404 DECISION_NOT_FOUND`).
+    DecisionNotFound,
+    /// The decision is not appealable (`422 NOT_APPEALABLE`).
+    NotAppealable,
+    /// The decision already has an appeal (one per decision); this is it, unchanged.
+    /// The API may answer it as is (a repeated POST) rather than file a second one.
+    AlreadyAppealed(AppealRecord),
+}
+
+/// What [`Store::resolve_appeal`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppealResolved {
+    /// The open appeal is now resolved; this is the stored record.
+    Resolved(AppealRecord),
+    /// No such appeal (`404 APPEAL_NOT_FOUND`).
+    NotFound,
+    /// It was resolved before; this is the record, unchanged (the first resolution stands).
+    AlreadyResolved(AppealRecord),
+}
+
+/// The store interface. Each method is one round trip; [`Store::commit`] and
+/// [`Store::create_appeal`] are atomic.
+pub trait Store: Send + Sync + 'static {
+    /// The user's state and, when `idempotency_key` is given, the stored decision for
+    /// (caller, user, key), in one round trip.
+    fn load(
+        &self,
+        caller: &str,
+        user: &UserId,
+        idempotency_key: Option<&str>,
+    ) -> impl Future<Output = Result<Loaded>> + Send;
+
+    /// Atomically: replay or refuse a seen key; refuse an unknown user; check and reserve
+    /// the line (`used += amount`, `drawdowns_24h += 1`); store the decision with
+    /// `available_fen` of the new state; store the idempotency record. Rejections and
+    /// reviews are committed too (no reservation) so that a replay returns them.
+    fn commit(&self, req: CommitRequest) -> impl Future<Output = Result<CommitOutcome>> + Send;
+
+    /// Creates or replaces a user's state; answers the stored state.
+    fn upsert_user(
+        &self,
+        user: &UserId,
+        state: UserState,
+    ) -> impl Future<Output = Result<UserState>> + Send;
+
+    /// A stored decision by id.
+    fn get_decision(
+        &self,
+        decision_id: &str,
+    ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send;
+
+    /// Atomically checks that the decision exists, is the appeal's user's, is appealable and
+    /// has no appeal yet, then stores the appeal. `appeal.appeal_id` comes from
+    /// [`new_appeal_id`] for the user; its status is `open`.
+    fn create_appeal(
+        &self,
+        appeal: AppealRecord,
+    ) -> impl Future<Output = Result<AppealCreated>> + Send;
+
+    /// An appeal by id.
+    fn get_appeal(
+        &self,
+        appeal_id: &str,
+    ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send;
+
+    /// Up to `limit` appeals, oldest first, of one status or all.
+    fn list_appeals(
+        &self,
+        status: Option<AppealStatus>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AppealRecord>>> + Send;
+
+    /// Resolves an open appeal; `resolved_at` is `now` in the offset of `created_at`.
+    fn resolve_appeal(
+        &self,
+        appeal_id: &str,
+        resolution: Resolution,
+        note: Option<String>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<AppealResolved>> + Send;
+
+    /// Drops idempotency records (and, in the memory store, decisions) past their retention
+    /// at `now`; answers how many records went. Call it on a schedule.
+    fn purge_expired(&self, now: Timestamp) -> impl Future<Output = Result<usize>> + Send;
+
+    /// Whether the store answers (readiness).
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The store the gateway holds: one concrete type, no boxed futures. The Redis issue adds
+/// a variant.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// The embedded in-memory store.
+    Memory(MemoryStore),
+}
+
+impl Store for AnyStore {
+    async fn load(
+        &self,
+        caller: &str,
+        user: &UserId,
+        idempotency_key: Option<&str>,
+    ) -> Result<Loaded> {
+        match self {
+            Self::Memory(s) => s.load(caller, user, idempotency_key).await,
+        }
+    }
+
+    async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome> {
+        match self {
+            Self::Memory(s) => s.commit(req).await,
+        }
+    }
+
+    async fn upsert_user(&self, user: &UserId, state: UserState) -> Result<UserState> {
+        match self {
+            Self::Memory(s) => s.upsert_user(user, state).await,
+        }
+    }
+
+    async fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
+        match self {
+            Self::Memory(s) => s.get_decision(decision_id).await,
+        }
+    }
+
+    async fn create_appeal(&self, appeal: AppealRecord) -> Result<AppealCreated> {
+        match self {
+            Self::Memory(s) => s.create_appeal(appeal).await,
+        }
+    }
+
+    async fn get_appeal(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
+        match self {
+            Self::Memory(s) => s.get_appeal(appeal_id).await,
+        }
+    }
+
+    async fn list_appeals(
+        &self,
+        status: Option<AppealStatus>,
+        limit: usize,
+    ) -> Result<Vec<AppealRecord>> {
+        match self {
+            Self::Memory(s) => s.list_appeals(status, limit).await,
+        }
+    }
+
+    async fn resolve_appeal(
+        &self,
+        appeal_id: &str,
+        resolution: Resolution,
+        note: Option<String>,
+        now: Timestamp,
+    ) -> Result<AppealResolved> {
+        match self {
+            Self::Memory(s) => s.resolve_appeal(appeal_id, resolution, note, now).await,
+        }
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<usize> {
+        match self {
+            Self::Memory(s) => s.purge_expired(now).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        match self {
+            Self::Memory(s) => s.ping().await,
+        }
+    }
+}

@@ -1,0 +1,814 @@
+//! The embedded in-memory store: sharded, bounded, with the Redis store's semantics.
+//!
+//! # Layout
+//! - `shards` (default 64) mutex-guarded shards. A user's slot ([`user_slot`]) picks the
+//!   shard (`slot % shards`); the shard holds the user's state, idempotency records (under
+//!   the user, by caller, by key) and decisions (by id). A commit touches exactly one shard,
+//!   under one lock held for a few hash-map operations and never across an `.await`, so
+//!   unrelated users do not contend. This is the layout Redis Cluster needs: one hash tag
+//!   per slot.
+//! - Decisions are found by id alone because the id names its slot ([`super::ids`]); no
+//!   second index.
+//! - Appeals are few: one global map in creation order, with an index of open ones.
+//!   [`Store::create_appeal`] locks the decision's shard, then the appeals (always in that
+//!   order).
+//!
+//! # Bounded memory
+//! An idempotency record lives for [`MemoryConfig::idempotency_retention`] (at least 24 h)
+//! from its commit, a decision for [`MemoryConfig::decision_retention`] (at least as long,
+//! so a replay always finds its decision). Each commit drops up to
+//! [`MemoryConfig::purge_batch`] expired records of its shard; [`Store::purge_expired`]
+//! drops all of them and is meant to run on a schedule. A commit never replays an expired
+//! record, purged or not; [`Store::load`] (which takes no time) answers a record until it is
+//! purged.
+//!
+//! # Poisoning
+//! No code panics while holding a lock (no indexing, no unwrap); should one ever, the next
+//! caller takes the lock anyway rather than fail every request of 1/64 of the users.
+
+use super::ids::{SLOTS, id_slot, user_slot};
+use super::{
+    AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
+    DecisionRecord, DemoUser, Fingerprint, IdempotentRecord, Loaded, Resolution, Result, Store,
+    StoreError, demo_users,
+};
+use jiff::Timestamp;
+use risk_core::{Outcome, UserId, UserState};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The memory store's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryConfig {
+    /// Number of shards: a power of two from 1 to 1024.
+    pub shards: usize,
+    /// How long an idempotency record is kept after its commit: at least 24 h.
+    pub idempotency_retention: Duration,
+    /// How long a decision is kept after its commit (for `GET` and appeals): at least
+    /// `idempotency_retention`.
+    pub decision_retention: Duration,
+    /// At most this many expired records are dropped by each commit (lazy purge), so a
+    /// commit's lock hold stays short. 0 turns lazy purging off.
+    pub purge_batch: usize,
+}
+
+/// The shortest idempotency retention the API allows.
+pub const MIN_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            shards: 64,
+            idempotency_retention: MIN_IDEMPOTENCY_RETENTION,
+            decision_retention: Duration::from_secs(30 * 24 * 3600),
+            purge_batch: 32,
+        }
+    }
+}
+
+/// A [`MemoryConfig`] field out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store.memory.{field}: {problem}")]
+pub struct MemoryConfigError {
+    field: &'static str,
+    problem: &'static str,
+}
+
+impl MemoryConfigError {
+    /// The field at fault.
+    pub const fn field(&self) -> &'static str {
+        self.field
+    }
+}
+
+impl MemoryConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), MemoryConfigError> {
+        let err = |field, problem| Err(MemoryConfigError { field, problem });
+        if !self.shards.is_power_of_two() || self.shards > usize::from(SLOTS) {
+            return err("shards", "must be a power of two from 1 to 1024");
+        }
+        if self.idempotency_retention < MIN_IDEMPOTENCY_RETENTION {
+            return err("idempotency_retention", "must be at least 24 hours");
+        }
+        if self.decision_retention < self.idempotency_retention {
+            return err(
+                "decision_retention",
+                "must be at least idempotency_retention",
+            );
+        }
+        // Timestamps end in 9999: anything past a century is a configuration mistake.
+        let century = Duration::from_secs(100 * 366 * 24 * 3600);
+        if self.decision_retention > century {
+            return err("decision_retention", "must be at most 100 years");
+        }
+        Ok(())
+    }
+}
+
+/// Record counts, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryStats {
+    /// Users.
+    pub users: usize,
+    /// Live idempotency records.
+    pub idempotency_records: usize,
+    /// Stored decisions.
+    pub decisions: usize,
+    /// Appeals (all statuses).
+    pub appeals: usize,
+}
+
+/// The sharded in-memory store. Cloning is cheap and shares the data.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: MemoryConfig,
+    shards: Box<[Mutex<Shard>]>,
+    appeals: Mutex<Appeals>,
+}
+
+#[derive(Default)]
+struct Shard {
+    users: HashMap<UserId, UserEntry>,
+    decisions: HashMap<Box<str>, DecisionEntry>,
+    /// Every record that expires, by (expiry, seq). An entry whose record was since replaced
+    /// (different seq) is skipped.
+    expiry: BTreeMap<(Timestamp, u64), Expiring>,
+    next_seq: u64,
+}
+
+struct UserEntry {
+    state: UserState,
+    /// caller -> key -> record.
+    keys: HashMap<Box<str>, HashMap<Box<str>, KeyEntry>>,
+}
+
+struct KeyEntry {
+    fingerprint: Fingerprint,
+    decision_id: Box<str>,
+    expires_at: Timestamp,
+    seq: u64,
+}
+
+struct DecisionEntry {
+    record: DecisionRecord,
+    seq: u64,
+}
+
+enum Expiring {
+    Key {
+        user: UserId,
+        caller: Box<str>,
+        key: Box<str>,
+    },
+    Decision(Box<str>),
+}
+
+#[derive(Default)]
+struct Appeals {
+    next_seq: u64,
+    by_seq: BTreeMap<u64, AppealRecord>,
+    by_id: HashMap<Box<str>, u64>,
+    by_decision: HashMap<Box<str>, u64>,
+    open: BTreeSet<u64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn invalid(what: impl Into<String>) -> StoreError {
+    StoreError::Invalid(what.into())
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::build(MemoryConfig::default())
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new(config: MemoryConfig) -> Result<MemoryStore, MemoryConfigError> {
+        config.validate()?;
+        Ok(MemoryStore::build(config))
+    }
+
+    fn build(config: MemoryConfig) -> MemoryStore {
+        let shards = (0..config.shards).map(|_| Mutex::default()).collect();
+        MemoryStore {
+            inner: Arc::new(Inner {
+                config,
+                shards,
+                appeals: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MemoryConfig {
+        &self.inner.config
+    }
+
+    /// Stores the deterministic demo users (replacing any state they had) and returns them,
+    /// for the start-up banner and the README walkthrough.
+    pub fn seed_demo(&self) -> Vec<DemoUser> {
+        let users = demo_users();
+        for u in &users {
+            self.upsert_now(&u.id, u.state.clone());
+        }
+        users
+    }
+
+    /// Counts the records held (takes every lock in turn: for tests and occasional metrics).
+    pub fn stats(&self) -> MemoryStats {
+        let mut stats = MemoryStats::default();
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            stats.users += shard.users.len();
+            stats.decisions += shard.decisions.len();
+            stats.idempotency_records += shard
+                .users
+                .values()
+                .flat_map(|u| u.keys.values())
+                .map(HashMap::len)
+                .sum::<usize>();
+        }
+        stats.appeals = lock(&self.inner.appeals).by_seq.len();
+        stats
+    }
+
+    /// The shard index of a slot.
+    fn shard_index(&self, slot: super::Slot) -> usize {
+        // `shards` is a power of two <= SLOTS, so this is `slot % shards`.
+        usize::from(slot.get()) & (self.inner.shards.len() - 1)
+    }
+
+    fn shard(&self, slot: super::Slot) -> MutexGuard<'_, Shard> {
+        // The index is masked below the length: never out of bounds.
+        lock(&self.inner.shards[self.shard_index(slot)])
+    }
+
+    fn upsert_now(&self, user: &UserId, state: UserState) -> UserState {
+        let mut shard = self.shard(user_slot(user));
+        match shard.users.get_mut(user) {
+            Some(entry) => entry.state = state.clone(),
+            None => {
+                shard.users.insert(
+                    user.clone(),
+                    UserEntry {
+                        state: state.clone(),
+                        keys: HashMap::new(),
+                    },
+                );
+            }
+        }
+        state
+    }
+
+    fn load_now(&self, caller: &str, user: &UserId, key: Option<&str>) -> Result<Loaded> {
+        let shard = self.shard(user_slot(user));
+        let Some(entry) = shard.users.get(user) else {
+            return Ok(Loaded {
+                user: None,
+                idempotent: None,
+            });
+        };
+        let idempotent = match key.and_then(|k| entry.keys.get(caller)?.get(k)) {
+            None => None,
+            Some(k) => Some(IdempotentRecord {
+                fingerprint: k.fingerprint,
+                decision: shard.stored_decision(&k.decision_id)?,
+            }),
+        };
+        Ok(Loaded {
+            user: Some(entry.state.clone()),
+            idempotent,
+        })
+    }
+
+    fn commit_now(&self, req: CommitRequest) -> Result<CommitOutcome> {
+        check_commit(&req)?;
+        let CommitRequest {
+            caller,
+            user,
+            idempotency_key,
+            fingerprint,
+            mut decision,
+            reserve,
+            now,
+        } = req;
+        let config = &self.inner.config;
+        let key_expires = now
+            .checked_add(config.idempotency_retention)
+            .map_err(|_| invalid("`now` is too late for the idempotency retention"))?;
+        let decision_expires = now
+            .checked_add(config.decision_retention)
+            .map_err(|_| invalid("`now` is too late for the decision retention"))?;
+
+        let mut guard = self.shard(user_slot(&user));
+        let shard = &mut *guard;
+        shard.purge(now, config.purge_batch);
+
+        let Some(entry) = shard.users.get_mut(&user) else {
+            return Ok(CommitOutcome::UserNotFound);
+        };
+        let seen = entry
+            .keys
+            .get(caller.as_str())
+            .and_then(|keys| keys.get(idempotency_key.as_str()));
+        // An expired record not yet purged is gone for the API: the insert below replaces
+        // it, and its expiry entry, no longer matching a record, is skipped when reached.
+        if let Some(seen) = seen.filter(|k| k.expires_at > now) {
+            if seen.fingerprint != fingerprint {
+                return Ok(CommitOutcome::KeyReused);
+            }
+            let id = seen.decision_id.clone();
+            return shard.stored_decision(&id).map(CommitOutcome::Replayed);
+        }
+        if shard.decisions.contains_key(decision.decision_id.as_str()) {
+            return Err(invalid("the decision id is already stored"));
+        }
+
+        if let Some(r) = reserve {
+            let state = &mut entry.state;
+            match state.used.checked_add(r.amount) {
+                Some(used) if used <= r.ceiling && used <= state.limit => {
+                    state.used = used;
+                    state.drawdowns_24h = state.drawdowns_24h.saturating_add(1);
+                }
+                _ => return Ok(CommitOutcome::LineChanged(state.clone())),
+            }
+        }
+        let available = entry.state.available().get();
+        decision.available_fen = available;
+        decision.drawable_now_fen = decision.drawable_now_fen.min(available);
+
+        // The key's seq is below its decision's, so with equal retentions the key goes first.
+        let key_seq = shard.next_seq;
+        let decision_seq = key_seq + 1;
+        shard.next_seq += 2;
+        let id: Box<str> = decision.decision_id.as_str().into();
+        entry
+            .keys
+            .entry(caller.as_str().into())
+            .or_default()
+            .insert(
+                idempotency_key.as_str().into(),
+                KeyEntry {
+                    fingerprint,
+                    decision_id: id.clone(),
+                    expires_at: key_expires,
+                    seq: key_seq,
+                },
+            );
+        shard.expiry.insert(
+            (key_expires, key_seq),
+            Expiring::Key {
+                user,
+                caller: caller.into(),
+                key: idempotency_key.into(),
+            },
+        );
+        shard.expiry.insert(
+            (decision_expires, decision_seq),
+            Expiring::Decision(id.clone()),
+        );
+        shard.decisions.insert(
+            id,
+            DecisionEntry {
+                record: decision.clone(),
+                seq: decision_seq,
+            },
+        );
+        Ok(CommitOutcome::Committed(decision))
+    }
+
+    fn get_decision_now(&self, decision_id: &str) -> Option<DecisionRecord> {
+        let slot = id_slot(decision_id)?;
+        let shard = self.shard(slot);
+        shard.decisions.get(decision_id).map(|d| d.record.clone())
+    }
+
+    fn create_appeal_now(&self, appeal: AppealRecord) -> Result<AppealCreated> {
+        let user =
+            UserId::parse(&appeal.user_id).map_err(|e| invalid(format!("appeal user_id: {e}")))?;
+        if id_slot(&appeal.appeal_id) != Some(user_slot(&user))
+            || !appeal.appeal_id.starts_with(super::ids::APPEAL_PREFIX)
+        {
+            return Err(invalid("the appeal id was not minted for its user"));
+        }
+        if appeal.status != AppealStatus::Open
+            || appeal.resolved_at.is_some()
+            || appeal.resolution_note.is_some()
+        {
+            return Err(invalid("a new appeal is open and unresolved"));
+        }
+        // A decision of this user lives in the user's slot; any other slot is someone else's.
+        if id_slot(&appeal.decision_id) != Some(user_slot(&user)) {
+            return Ok(AppealCreated::DecisionNotFound);
+        }
+        let shard = self.shard(user_slot(&user));
+        let Some(decision) = shard.decisions.get(appeal.decision_id.as_str()) else {
+            return Ok(AppealCreated::DecisionNotFound);
+        };
+        if decision.record.user_id != appeal.user_id {
+            return Ok(AppealCreated::DecisionNotFound);
+        }
+        if !decision.record.appealable {
+            return Ok(AppealCreated::NotAppealable);
+        }
+        // Lock order: shard, then appeals.
+        let mut appeals = lock(&self.inner.appeals);
+        if let Some(existing) = appeals
+            .by_decision
+            .get(appeal.decision_id.as_str())
+            .and_then(|seq| appeals.by_seq.get(seq))
+        {
+            return Ok(AppealCreated::AlreadyAppealed(existing.clone()));
+        }
+        if appeals.by_id.contains_key(appeal.appeal_id.as_str()) {
+            return Err(invalid("the appeal id is already stored"));
+        }
+        let seq = appeals.next_seq;
+        appeals.next_seq += 1;
+        appeals.by_id.insert(appeal.appeal_id.as_str().into(), seq);
+        appeals
+            .by_decision
+            .insert(appeal.decision_id.as_str().into(), seq);
+        appeals.open.insert(seq);
+        appeals.by_seq.insert(seq, appeal.clone());
+        drop(shard);
+        Ok(AppealCreated::Created(appeal))
+    }
+
+    fn get_appeal_now(&self, appeal_id: &str) -> Option<AppealRecord> {
+        let appeals = lock(&self.inner.appeals);
+        let seq = appeals.by_id.get(appeal_id)?;
+        appeals.by_seq.get(seq).cloned()
+    }
+
+    fn list_appeals_now(&self, status: Option<AppealStatus>, limit: usize) -> Vec<AppealRecord> {
+        let appeals = lock(&self.inner.appeals);
+        match status {
+            Some(AppealStatus::Open) => appeals
+                .open
+                .iter()
+                .filter_map(|seq| appeals.by_seq.get(seq))
+                .take(limit)
+                .cloned()
+                .collect(),
+            Some(status) => appeals
+                .by_seq
+                .values()
+                .filter(|a| a.status == status)
+                .take(limit)
+                .cloned()
+                .collect(),
+            None => appeals.by_seq.values().take(limit).cloned().collect(),
+        }
+    }
+
+    fn resolve_appeal_now(
+        &self,
+        appeal_id: &str,
+        resolution: Resolution,
+        note: Option<String>,
+        now: Timestamp,
+    ) -> AppealResolved {
+        let mut guard = lock(&self.inner.appeals);
+        let appeals = &mut *guard;
+        let Some(&seq) = appeals.by_id.get(appeal_id) else {
+            return AppealResolved::NotFound;
+        };
+        let Some(appeal) = appeals.by_seq.get_mut(&seq) else {
+            return AppealResolved::NotFound;
+        };
+        if appeal.status != AppealStatus::Open {
+            return AppealResolved::AlreadyResolved(appeal.clone());
+        }
+        appeal.status = resolution.into();
+        appeal.resolved_at = Some(format_like(now, &appeal.created_at));
+        appeal.resolution_note = note;
+        appeals.open.remove(&seq);
+        AppealResolved::Resolved(appeal.clone())
+    }
+
+    fn purge_now(&self, now: Timestamp) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| lock(s).purge(now, usize::MAX))
+            .sum()
+    }
+}
+
+/// The request checks that need no lock: the record must be the one the contract allows.
+fn check_commit(req: &CommitRequest) -> Result<()> {
+    let d = &req.decision;
+    if d.user_id != req.user.as_str() {
+        return Err(invalid("decision.user_id is not the commit's user"));
+    }
+    if !d.decision_id.starts_with(super::ids::DECISION_PREFIX)
+        || id_slot(&d.decision_id) != Some(user_slot(&req.user))
+    {
+        return Err(invalid(
+            "decision_id was not minted by new_decision_id for this user",
+        ));
+    }
+    match (d.outcome, req.reserve) {
+        (Outcome::Approved, Some(r)) if r.amount.get() == d.amount_fen => Ok(()),
+        (Outcome::Approved, Some(_)) => {
+            Err(invalid("the reservation is not the decision's amount"))
+        }
+        (Outcome::Approved, None) => Err(invalid("an approval must reserve its amount")),
+        (_, Some(_)) => Err(invalid("only an approval reserves credit")),
+        (_, None) => Ok(()),
+    }
+}
+
+/// `now` as RFC 3339 in the offset `like` carries (UTC if it carries none).
+fn format_like(now: Timestamp, like: &str) -> String {
+    use jiff::fmt::temporal::{Pieces, PiecesOffset};
+    let offset = match Pieces::parse(like).ok().and_then(|p| p.offset()) {
+        Some(PiecesOffset::Numeric(n)) => n.offset(),
+        _ => jiff::tz::Offset::UTC,
+    };
+    now.display_with_offset(offset).to_string()
+}
+
+impl Shard {
+    fn stored_decision(&self, id: &str) -> Result<DecisionRecord> {
+        self.decisions
+            .get(id)
+            .map(|d| d.record.clone())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("idempotency record names missing decision {id}"))
+            })
+    }
+
+    /// Looks at up to `budget` expiry entries due at `now`, oldest first, dropping the
+    /// records they name; answers how many records went.
+    fn purge(&mut self, now: Timestamp, budget: usize) -> usize {
+        let mut dropped = 0;
+        for _ in 0..budget {
+            let Some(entry) = self.expiry.first_entry() else {
+                break;
+            };
+            let &(expires_at, seq) = entry.key();
+            if expires_at > now {
+                break;
+            }
+            match entry.remove() {
+                Expiring::Key { user, caller, key } => {
+                    let Some(u) = self.users.get_mut(&user) else {
+                        continue;
+                    };
+                    let Some(keys) = u.keys.get_mut(&caller) else {
+                        continue;
+                    };
+                    if keys.get(&key).is_some_and(|k| k.seq == seq) {
+                        keys.remove(&key);
+                        dropped += 1;
+                        if keys.is_empty() {
+                            u.keys.remove(&caller);
+                        }
+                    }
+                }
+                Expiring::Decision(id) => {
+                    if self.decisions.get(&id).is_some_and(|d| d.seq == seq) {
+                        self.decisions.remove(&id);
+                        dropped += 1;
+                    }
+                }
+            }
+        }
+        dropped
+    }
+}
+
+impl Store for MemoryStore {
+    async fn load(
+        &self,
+        caller: &str,
+        user: &UserId,
+        idempotency_key: Option<&str>,
+    ) -> Result<Loaded> {
+        self.load_now(caller, user, idempotency_key)
+    }
+
+    async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome> {
+        self.commit_now(req)
+    }
+
+    async fn upsert_user(&self, user: &UserId, state: UserState) -> Result<UserState> {
+        Ok(self.upsert_now(user, state))
+    }
+
+    async fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
+        Ok(self.get_decision_now(decision_id))
+    }
+
+    async fn create_appeal(&self, appeal: AppealRecord) -> Result<AppealCreated> {
+        self.create_appeal_now(appeal)
+    }
+
+    async fn get_appeal(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
+        Ok(self.get_appeal_now(appeal_id))
+    }
+
+    async fn list_appeals(
+        &self,
+        status: Option<AppealStatus>,
+        limit: usize,
+    ) -> Result<Vec<AppealRecord>> {
+        Ok(self.list_appeals_now(status, limit))
+    }
+
+    async fn resolve_appeal(
+        &self,
+        appeal_id: &str,
+        resolution: Resolution,
+        note: Option<String>,
+        now: Timestamp,
+    ) -> Result<AppealResolved> {
+        Ok(self.resolve_appeal_now(appeal_id, resolution, note, now))
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<usize> {
+        Ok(self.purge_now(now))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Reservation, new_decision_id};
+    use risk_core::{Fen, RiskGrade};
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn t0() -> Timestamp {
+        "2026-11-10T16:00:00Z".parse().unwrap()
+    }
+
+    fn approval(u: &UserId, key: &str, now: Timestamp) -> CommitRequest {
+        CommitRequest {
+            caller: "c".into(),
+            user: u.clone(),
+            idempotency_key: key.into(),
+            fingerprint: Fingerprint::from_bytes([0; 32]),
+            decision: DecisionRecord {
+                decision_id: new_decision_id(u, now),
+                user_id: u.to_string(),
+                outcome: Outcome::Approved,
+                amount_fen: 10,
+                reasons: vec![],
+                available_fen: 0,
+                drawable_now_fen: 0,
+                threshold_version: 1,
+                policy: "standard".into(),
+                evaluated_at: now.to_string(),
+                appealable: false,
+            },
+            reserve: Some(Reservation {
+                amount: Fen::new(10).unwrap(),
+                ceiling: Fen::MAX,
+            }),
+            now,
+        }
+    }
+
+    fn shard_of(store: &MemoryStore, u: &UserId) -> usize {
+        store.shard_index(user_slot(u))
+    }
+
+    #[test]
+    fn a_users_records_live_in_the_users_shard() {
+        let store = MemoryStore::default();
+        let u = user("u-layout");
+        store.upsert_now(&u, UserState::clean(Fen::new(1_000).unwrap(), RiskGrade::A));
+        let d = match store.commit_now(approval(&u, "k", t0())).unwrap() {
+            CommitOutcome::Committed(d) => d,
+            other => panic!("{other:?}"),
+        };
+        let home = shard_of(&store, &u);
+        assert_eq!(home, usize::from(user_slot(&u).get()) % 64);
+        for (i, shard) in store.inner.shards.iter().enumerate() {
+            let shard = lock(shard);
+            let here = i == home;
+            assert_eq!(shard.users.contains_key(&u), here, "shard {i}");
+            assert_eq!(shard.decisions.contains_key(d.decision_id.as_str()), here);
+            assert_eq!(shard.expiry.len(), if here { 2 } else { 0 });
+        }
+        // The id alone leads back to the shard.
+        assert_eq!(store.shard_index(id_slot(&d.decision_id).unwrap()), home);
+    }
+
+    #[test]
+    fn shards_follow_slots_for_every_shard_count() {
+        for shards in [1, 2, 64, 1024] {
+            let store = MemoryStore::new(MemoryConfig {
+                shards,
+                ..MemoryConfig::default()
+            })
+            .unwrap();
+            let mut used = vec![false; shards];
+            for i in 0..4_096 {
+                let u = user(&format!("u-{i}"));
+                let s = shard_of(&store, &u);
+                assert_eq!(s, usize::from(user_slot(&u).get()) % shards);
+                used[s] = true;
+            }
+            if shards <= 64 {
+                assert!(used.iter().all(|u| *u), "{shards}: every shard gets users");
+            }
+        }
+    }
+
+    #[test]
+    fn purge_skips_a_record_replaced_since() {
+        let store = MemoryStore::new(MemoryConfig {
+            purge_batch: 0,
+            ..MemoryConfig::default()
+        })
+        .unwrap();
+        let u = user("u-replaced");
+        store.upsert_now(&u, UserState::clean(Fen::new(1_000).unwrap(), RiskGrade::A));
+        let day = jiff::SignedDuration::from_hours(24);
+        store.commit_now(approval(&u, "k", t0())).unwrap();
+        // Past the retention the key is free; with no lazy purge, the new record replaces
+        // the old one in place, and the old one's expiry entry stays behind.
+        let t1 = t0() + day + jiff::SignedDuration::from_secs(1);
+        let mut again = approval(&u, "k", t1);
+        again.fingerprint = Fingerprint::from_bytes([1; 32]);
+        assert!(matches!(
+            store.commit_now(again).unwrap(),
+            CommitOutcome::Committed(_)
+        ));
+        // At t1 the stale entry (due at t0 + 24 h) is met and skipped: the new record stays.
+        assert_eq!(store.purge_now(t1), 0);
+        let loaded = store.load_now("c", &u, Some("k")).unwrap();
+        assert_eq!(
+            loaded.idempotent.unwrap().fingerprint,
+            Fingerprint::from_bytes([1; 32])
+        );
+        assert_eq!(store.purge_now(t1 + day), 1);
+        assert_eq!(store.stats().idempotency_records, 0);
+    }
+
+    #[test]
+    fn resolution_times_take_the_offset_of_creation() {
+        let now = t0();
+        assert_eq!(
+            format_like(now, "2026-11-11T00:00:00+08:00"),
+            "2026-11-11T00:00:00+08:00"
+        );
+        assert_eq!(
+            format_like(now, "2026-11-10T11:00:00-05:00"),
+            "2026-11-10T11:00:00-05:00"
+        );
+        assert_eq!(
+            format_like(now, "2026-11-10T16:00:00Z"),
+            "2026-11-10T16:00:00+00:00"
+        );
+        assert_eq!(format_like(now, "garbage"), "2026-11-10T16:00:00+00:00");
+    }
+
+    #[test]
+    fn a_poisoned_shard_still_serves() {
+        let store = MemoryStore::default();
+        let u = user("u-poison");
+        store.upsert_now(&u, UserState::clean(Fen::new(1_000).unwrap(), RiskGrade::A));
+        let shard = &store.inner.shards[shard_of(&store, &u)];
+        let _ = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _guard = shard.lock();
+                panic!("poison the shard");
+            })
+            .join()
+        });
+        assert!(shard.is_poisoned());
+        assert!(store.load_now("c", &u, None).unwrap().user.is_some());
+    }
+}

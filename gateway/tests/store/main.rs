@@ -1,0 +1,9 @@
+//! The store contract suite, run against every store implementation.
+//!
+//! `contract` holds the semantics as functions generic over [`gateway::store::Store`];
+//! each implementation has a module that runs them on a fresh store (the Redis issue adds
+//! `mod redis;`).
+#![allow(clippy::unwrap_used)]
+
+mod contract;
+mod memory;
