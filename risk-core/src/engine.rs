@@ -32,7 +32,6 @@ use crate::thresholds::{GradeLimits, LoginMode, Profile, Thresholds};
 use arrayvec::ArrayVec;
 use jiff::ZonedDateTime;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 /// At most this many principal reasons are reported.
 pub const MAX_REASONS: usize = 4;
@@ -220,9 +219,11 @@ fn fen(v: u64) -> Fen {
     Fen::new(v).unwrap_or(Fen::MAX)
 }
 
-/// The engine's answer to a drawdown request.
+/// The engine's answer to a drawdown request. Borrows the profile name from the thresholds
+/// it was evaluated against (no reference count is touched on the hot path: a shared
+/// counter would bounce between cores and cap multi-threaded throughput).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub struct Decision<'t> {
     /// Approved, rejected or review.
     pub outcome: Outcome,
     /// The amount asked for.
@@ -239,10 +240,10 @@ pub struct Decision {
     /// The thresholds version evaluated against.
     pub threshold_version: u64,
     /// The profile evaluated against.
-    pub profile: Arc<str>,
+    pub profile: &'t str,
 }
 
-impl Decision {
+impl Decision<'_> {
     /// Whether an appeal may be filed: a refusal or review with an appealable reason.
     pub fn appealable(&self) -> bool {
         self.outcome != Outcome::Approved && self.reasons.iter().any(|r| r.code.entry().appealable)
@@ -251,7 +252,7 @@ impl Decision {
 
 /// What a user could draw now, and what binds it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Quote {
+pub struct Quote<'t> {
     /// The available line.
     pub available: Fen,
     /// The largest amount a drawdown made now would be approved for (0: none).
@@ -261,7 +262,7 @@ pub struct Quote {
     /// The thresholds version.
     pub threshold_version: u64,
     /// The profile.
-    pub profile: Arc<str>,
+    pub profile: &'t str,
 }
 
 /// The caps and blockers that do not depend on the amount.
@@ -472,12 +473,12 @@ fn for_each_reason(
 }
 
 /// Decides a drawdown. Pure and deterministic; allocates nothing on the approve path.
-pub fn evaluate(
-    thresholds: &Thresholds,
+pub fn evaluate<'t>(
+    thresholds: &'t Thresholds,
     ctx: &Context<'_>,
     user: &UserState,
     request: &DrawdownRequest,
-) -> Decision {
+) -> Decision<'t> {
     let a = assess(thresholds, ctx, user);
     let drawable_now = a.drawable_now();
     let outcome = if request.amount <= drawable_now && request.amount > Fen::ZERO {
@@ -507,12 +508,12 @@ pub fn evaluate(
         drawable_now,
         reserve_ceiling: user.limit.min(a.utilisation_ceiling),
         threshold_version: thresholds.version(),
-        profile: Arc::clone(a.profile.name()),
+        profile: a.profile.name(),
     }
 }
 
 /// What a drawdown made now could be approved for, and the rules that bind it.
-pub fn quote(thresholds: &Thresholds, ctx: &Context<'_>, user: &UserState) -> Quote {
+pub fn quote<'t>(thresholds: &'t Thresholds, ctx: &Context<'_>, user: &UserState) -> Quote<'t> {
     let a = assess(thresholds, ctx, user);
     let mut constraints = Vec::new();
     for_each_reason(&a, ctx, user, None, true, |r| constraints.push(r));
@@ -521,7 +522,7 @@ pub fn quote(thresholds: &Thresholds, ctx: &Context<'_>, user: &UserState) -> Qu
         drawable_now: a.drawable_now(),
         constraints,
         threshold_version: thresholds.version(),
-        profile: Arc::clone(a.profile.name()),
+        profile: a.profile.name(),
     }
 }
 

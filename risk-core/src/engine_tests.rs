@@ -3,8 +3,9 @@
 use super::*;
 use crate::{Channel, RiskGrade};
 
-fn t() -> Thresholds {
-    Thresholds::embedded_default()
+fn t() -> &'static Thresholds {
+    static T: std::sync::OnceLock<Thresholds> = std::sync::OnceLock::new();
+    T.get_or_init(Thresholds::embedded_default)
 }
 
 const NORMAL: Context<'static> = Context {
@@ -25,7 +26,7 @@ fn user() -> UserState {
     UserState::clean(fen(10_000_000), RiskGrade::A)
 }
 
-fn draw(th: &Thresholds, ctx: &Context<'_>, u: &UserState, amount: u64) -> Decision {
+fn draw<'t>(th: &'t Thresholds, ctx: &Context<'_>, u: &UserState, amount: u64) -> Decision<'t> {
     evaluate(
         th,
         ctx,
@@ -37,27 +38,27 @@ fn draw(th: &Thresholds, ctx: &Context<'_>, u: &UserState, amount: u64) -> Decis
     )
 }
 
-fn codes(d: &Decision) -> Vec<&'static str> {
+fn codes(d: &Decision<'_>) -> Vec<&'static str> {
     d.reasons.iter().map(|r| r.code.as_str()).collect()
 }
 
 #[test]
 fn a_clean_user_within_every_cap_is_approved_with_no_reasons() {
-    let d = draw(&t(), &NORMAL, &user(), 100_000);
+    let d = draw(t(), &NORMAL, &user(), 100_000);
     assert_eq!(d.outcome, Outcome::Approved);
     assert!(d.reasons.is_empty());
     assert_eq!(d.drawable_now, fen(5_000_000));
     assert_eq!(d.threshold_version, 1);
-    assert_eq!(&*d.profile, "normal");
+    assert_eq!(d.profile, "normal");
     assert!(!d.appealable());
 }
 
 #[test]
 fn blocklist() {
     let mut u = user();
-    assert_eq!(draw(&t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
+    assert_eq!(draw(t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
     u.blocklisted = true;
-    let d = draw(&t(), &NORMAL, &u, 100);
+    let d = draw(t(), &NORMAL, &u, 100);
     assert_eq!(codes(&d), ["BLOCKLISTED"]);
     assert_eq!(d.drawable_now, Fen::ZERO);
     assert!(d.appealable());
@@ -67,9 +68,9 @@ fn blocklist() {
 fn overdue_tolerance() {
     let mut u = user();
     u.days_overdue = 0;
-    assert_eq!(draw(&t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
+    assert_eq!(draw(t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
     u.days_overdue = 1;
-    let d = draw(&t(), &NORMAL, &u, 100);
+    let d = draw(t(), &NORMAL, &u, 100);
     assert_eq!(codes(&d), ["OVERDUE_BALANCE"]);
     assert_eq!((d.reasons[0].limit, d.reasons[0].actual), (0, 1));
 }
@@ -78,13 +79,13 @@ fn overdue_tolerance() {
 fn account_age_tightened_in_the_peak_profile() {
     let mut u = user();
     u.account_age_days = 30;
-    assert_eq!(draw(&t(), &PEAK, &u, 100).outcome, Outcome::Approved);
+    assert_eq!(draw(t(), &PEAK, &u, 100).outcome, Outcome::Approved);
     u.account_age_days = 29;
-    let d = draw(&t(), &PEAK, &u, 100);
+    let d = draw(t(), &PEAK, &u, 100);
     assert_eq!(codes(&d), ["PEAK_WINDOW_TIGHTENED"]);
     assert_eq!(d.reasons[0].rule, Rule::AccountAge);
     // Outside the window the same account passes.
-    assert_eq!(draw(&t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
+    assert_eq!(draw(t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
 }
 
 #[test]
@@ -103,8 +104,8 @@ fn account_age_in_the_base_profile_is_its_own_code() {
 fn available_line() {
     let mut u = UserState::clean(fen(1_000_000), RiskGrade::A);
     u.used = fen(400_000);
-    assert_eq!(draw(&t(), &NORMAL, &u, 600_000).outcome, Outcome::Approved);
-    let d = draw(&t(), &NORMAL, &u, 600_001);
+    assert_eq!(draw(t(), &NORMAL, &u, 600_000).outcome, Outcome::Approved);
+    let d = draw(t(), &NORMAL, &u, 600_001);
     assert_eq!(codes(&d), ["INSUFFICIENT_AVAILABLE_LINE"]);
     let r = &d.reasons[0];
     assert_eq!((r.limit, r.actual, r.unit), (600_000, 600_001, Unit::Fen));
@@ -125,10 +126,10 @@ fn available_line() {
 #[test]
 fn single_drawdown_limit() {
     assert_eq!(
-        draw(&t(), &NORMAL, &user(), 5_000_000).outcome,
+        draw(t(), &NORMAL, &user(), 5_000_000).outcome,
         Outcome::Approved
     );
-    let d = draw(&t(), &NORMAL, &user(), 5_000_001);
+    let d = draw(t(), &NORMAL, &user(), 5_000_001);
     assert_eq!(codes(&d), ["SINGLE_DRAWDOWN_LIMIT"]);
     assert_eq!(d.reasons[0].limit, 5_000_000);
     assert_eq!(d.reasons[0].suggested_amount, Some(fen(5_000_000)));
@@ -139,8 +140,8 @@ fn utilisation_limit() {
     // Grade C: at most 90 % of the line in use.
     let mut u = UserState::clean(fen(1_000_000), RiskGrade::C);
     u.used = fen(500_000);
-    assert_eq!(draw(&t(), &NORMAL, &u, 400_000).outcome, Outcome::Approved);
-    let d = draw(&t(), &NORMAL, &u, 400_001);
+    assert_eq!(draw(t(), &NORMAL, &u, 400_000).outcome, Outcome::Approved);
+    let d = draw(t(), &NORMAL, &u, 400_001);
     assert_eq!(codes(&d), ["UTILISATION_LIMIT"]);
     assert_eq!(d.reserve_ceiling, fen(900_000));
 }
@@ -149,9 +150,9 @@ fn utilisation_limit() {
 fn velocity_drawdowns_24h() {
     let mut u = user();
     u.drawdowns_24h = 9;
-    assert_eq!(draw(&t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
+    assert_eq!(draw(t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
     u.drawdowns_24h = 10;
-    let d = draw(&t(), &NORMAL, &u, 100);
+    let d = draw(t(), &NORMAL, &u, 100);
     assert_eq!(codes(&d), ["VELOCITY_DRAWDOWNS_24H"]);
     assert!(d.appealable());
 }
@@ -160,10 +161,10 @@ fn velocity_drawdowns_24h() {
 fn velocity_applications_1h() {
     let mut u = user();
     u.applications_1h = 9;
-    assert_eq!(draw(&t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
+    assert_eq!(draw(t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
     u.applications_1h = 10;
     assert_eq!(
-        codes(&draw(&t(), &NORMAL, &u, 100)),
+        codes(&draw(t(), &NORMAL, &u, 100)),
         ["VELOCITY_APPLICATIONS_1H"]
     );
 }
@@ -172,7 +173,7 @@ fn velocity_applications_1h() {
 fn frequent_logins_alone_never_reject() {
     let mut u = user();
     u.logins_30d = 10_000;
-    let d = draw(&t(), &NORMAL, &u, 100);
+    let d = draw(t(), &NORMAL, &u, 100);
     assert_eq!(d.outcome, Outcome::Approved, "{:?}", codes(&d));
 }
 
@@ -181,9 +182,9 @@ fn frequent_logins_with_a_new_device_go_to_review() {
     let mut u = user();
     u.new_device = true;
     u.logins_30d = 59;
-    assert_eq!(draw(&t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
+    assert_eq!(draw(t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
     u.logins_30d = 60;
-    let d = draw(&t(), &NORMAL, &u, 100);
+    let d = draw(t(), &NORMAL, &u, 100);
     assert_eq!(d.outcome, Outcome::Review);
     assert_eq!(codes(&d), ["LOGIN_PATTERN_REVIEW"]);
     assert_eq!(d.drawable_now, Fen::ZERO);
@@ -194,9 +195,9 @@ fn frequent_logins_with_an_application_burst_go_to_review() {
     let mut u = user();
     u.logins_30d = 60;
     u.applications_1h = 2;
-    assert_eq!(draw(&t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
+    assert_eq!(draw(t(), &NORMAL, &u, 100).outcome, Outcome::Approved);
     u.applications_1h = 3;
-    assert_eq!(draw(&t(), &NORMAL, &u, 100).outcome, Outcome::Review);
+    assert_eq!(draw(t(), &NORMAL, &u, 100).outcome, Outcome::Review);
 }
 
 #[test]
@@ -204,7 +205,7 @@ fn review_does_not_hide_an_amount_refusal() {
     let mut u = user();
     u.logins_30d = 60;
     u.new_device = true;
-    let d = draw(&t(), &NORMAL, &u, 5_000_001);
+    let d = draw(t(), &NORMAL, &u, 5_000_001);
     assert_eq!(d.outcome, Outcome::Rejected);
     assert_eq!(codes(&d), ["SINGLE_DRAWDOWN_LIMIT"]);
 }
@@ -236,10 +237,10 @@ fn a_peak_cap_that_passes_under_the_base_profile_is_a_peak_tightening() {
     };
     // Peak grade A: single cap 2,000,000 (normal 5,000,000).
     assert_eq!(
-        draw(&t(), &ctx, &user(), 2_000_000).outcome,
+        draw(t(), &ctx, &user(), 2_000_000).outcome,
         Outcome::Approved
     );
-    let d = draw(&t(), &ctx, &user(), 2_000_001);
+    let d = draw(t(), &ctx, &user(), 2_000_001);
     assert_eq!(codes(&d), ["PEAK_WINDOW_TIGHTENED"]);
     let r = &d.reasons[0];
     assert_eq!(r.rule, Rule::SingleDrawdown);
@@ -252,7 +253,7 @@ fn a_peak_cap_that_passes_under_the_base_profile_is_a_peak_tightening() {
     );
     // Above the base cap too: the standing limit is the principal reason.
     assert_eq!(
-        codes(&draw(&t(), &ctx, &user(), 5_000_001)),
+        codes(&draw(t(), &ctx, &user(), 5_000_001)),
         ["SINGLE_DRAWDOWN_LIMIT"]
     );
 }
@@ -265,7 +266,7 @@ fn reasons_are_ordered_and_capped_at_four() {
     u.days_overdue = 5;
     u.drawdowns_24h = 9;
     u.applications_1h = 9;
-    let d = draw(&t(), &NORMAL, &u, 900_000);
+    let d = draw(t(), &NORMAL, &u, 900_000);
     assert_eq!(
         codes(&d),
         [
@@ -287,7 +288,7 @@ fn the_quote_lists_binding_constraints() {
         profile: "peak",
         window_ends_at: Some(&end),
     };
-    let q = quote(&t(), &ctx, &user());
+    let q = quote(t(), &ctx, &user());
     assert_eq!(q.available, fen(10_000_000));
     assert_eq!(q.drawable_now, fen(2_000_000));
     let c: Vec<_> = q
@@ -305,7 +306,7 @@ fn the_quote_lists_binding_constraints() {
         ]
     );
     let q = quote(
-        &t(),
+        t(),
         &NORMAL,
         &UserState::clean(fen(1_000_000), RiskGrade::A),
     );
@@ -319,6 +320,6 @@ fn an_unknown_profile_falls_back_to_the_base_and_says_so() {
         profile: "nope",
         window_ends_at: None,
     };
-    let d = draw(&t(), &ctx, &user(), 100);
-    assert_eq!(&*d.profile, "normal");
+    let d = draw(t(), &ctx, &user(), 100);
+    assert_eq!(d.profile, "normal");
 }

@@ -8,7 +8,6 @@ use crate::domain::RiskGrade;
 use crate::money::Fen;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// The built-in document: `normal` and `peak` profiles.
 pub const DEFAULT_DOCUMENT: &str = include_str!("../thresholds/default.json");
@@ -142,7 +141,7 @@ pub struct LoginRule {
 /// A compiled profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
-    name: Arc<str>,
+    name: Box<str>,
     /// Minimum account age in days.
     pub min_account_age_days: u32,
     /// The login-pattern rule.
@@ -152,7 +151,7 @@ pub struct Profile {
 
 impl Profile {
     /// The profile's name.
-    pub fn name(&self) -> &Arc<str> {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
@@ -374,7 +373,7 @@ mod tests {
     fn the_default_document_compiles() {
         let t = Thresholds::embedded_default();
         assert_eq!(t.version(), 1);
-        assert_eq!(&**t.base().name(), "normal");
+        assert_eq!(t.base().name(), "normal");
         let peak = t.profile("peak").unwrap();
         assert_eq!(peak.grade(RiskGrade::A).max_utilisation_bps, 9_000);
         assert!(t.require_profiles(["normal", "peak"]).is_ok());
