@@ -18,8 +18,7 @@ fn other_refused(p: &PopulationResult) -> f64 {
     p.refusal_rate_by_cause
         .iter()
         .filter(|(c, _)| !TABLE_CAUSES.contains(c))
-        .map(|(_, v)| v)
-        .sum()
+        .fold(0.0, |acc, (_, v)| acc + v)
 }
 
 fn headline(r: &Results) -> Vec<(&'static str, String)> {
