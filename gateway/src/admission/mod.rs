@@ -1,1 +1,3 @@
 //! admission (in progress).
+
+pub mod request;
