@@ -1,1 +1,138 @@
-//! ratelimit (in progress).
+//! Global (per route class) and per-user rate limits, and the tower layer that applies them.
+//!
+//! - [`GlobalLimiter`]: one GCRA bucket (governor) per globally limited [`RouteClass`]
+//!   (drawdown, credit line, appeal), rates from the active peak window.
+//! - [`UserLimiter`]: a GCRA bucket per user id, quota by window and risk grade, memory
+//!   bounded to a configured number of users however many distinct users arrive.
+//! - [`RateLimits`]: both, as one cheap handle; [`RateLimits::layer`] makes the
+//!   [`RateLimitLayer`] that checks global then per-user limits before the inner service and
+//!   fails with a boxed [`RateLimited`] (scope + `Retry-After`) otherwise.
+//!
+//! Limits follow the [`Policy`]: when a window opens the next check uses its quotas, without
+//! a restart. Buckets measure time with `tokio::time::Instant`, which tests pause and advance.
+//!
+//! The layer reads request extensions set by an earlier layer ([`RouteClass`], [`UserKey`],
+//! [`UserGrade`]); see [`crate::admission::request`].
+//!
+//! # Layout
+//! - `global.rs`, `user.rs`: the limiters; `error.rs`: [`RateLimited`], [`Scope`].
+//! - `layer.rs`, `service.rs`, `future.rs`: the middleware.
+//!
+//! # Example
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use gateway::clock::SystemClock;
+//! use gateway::policy::{Policy, PolicyConfig};
+//! use gateway::ratelimit::{RateLimits, RouteClass, Scope, UserKey};
+//!
+//! let policy = Policy::new(&PolicyConfig::default(), SystemClock::shared()).unwrap();
+//! let limits = RateLimits::new(&policy, 100_000);
+//! let alice = UserKey::new("alice");
+//! // The normal preset allows a burst of 5 per user.
+//! for _ in 0..5 {
+//!     limits.check(Some(RouteClass::Drawdown), Some(&alice), None).unwrap();
+//! }
+//! let refused = limits.check(Some(RouteClass::Drawdown), Some(&alice), None).unwrap_err();
+//! assert_eq!(refused.scope(), Scope::User);
+//! assert_eq!(refused.retry_after().as_secs(), 6);
+//!
+//! // As middleware: `ServiceBuilder::new().layer(limits.layer()).service(handler)`.
+//! # }
+//! ```
+
+mod error;
+mod future;
+mod global;
+mod layer;
+mod service;
+mod user;
+
+use std::sync::Arc;
+
+use risk_core::RiskGrade;
+
+pub use self::error::{RateLimited, Scope};
+pub use self::future::ResponseFuture;
+pub use self::global::GlobalLimiter;
+pub use self::layer::RateLimitLayer;
+pub use self::service::RateLimit;
+pub use self::user::UserLimiter;
+pub use crate::admission::request::{RouteClass, UserGrade, UserKey};
+use crate::policy::Policy;
+
+/// governor's clock reading `tokio::time::Instant`, so paused test time drives the buckets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioClock;
+
+impl governor::clock::Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+/// The global and per-user limiters, shared by every clone.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    global: Arc<GlobalLimiter>,
+    user: Arc<UserLimiter>,
+}
+
+impl RateLimits {
+    /// Limiters following `policy`, tracking at most `max_tracked_users` users.
+    pub fn new(policy: &Policy, max_tracked_users: u32) -> Self {
+        let max = usize::try_from(max_tracked_users).unwrap_or(usize::MAX);
+        RateLimits {
+            global: Arc::new(GlobalLimiter::new(policy)),
+            user: Arc::new(UserLimiter::new(policy, max)),
+        }
+    }
+
+    /// Applies the global limit of `class` (if any), then the per-user limit of `user` (if
+    /// any). A request refused globally does not use up the user's quota.
+    pub fn check(
+        &self,
+        class: Option<RouteClass>,
+        user: Option<&UserKey>,
+        grade: Option<RiskGrade>,
+    ) -> Result<(), RateLimited> {
+        if let Some(class) = class {
+            self.global.check(class)?;
+        }
+        if let Some(user) = user {
+            self.user.check(&user.0, grade)?;
+        }
+        Ok(())
+    }
+
+    /// Checks a request by its extensions ([`RouteClass`], [`UserKey`], [`UserGrade`]).
+    pub fn check_request<B>(&self, req: &http::Request<B>) -> Result<(), RateLimited> {
+        let ext = req.extensions();
+        self.check(
+            ext.get::<RouteClass>().copied(),
+            ext.get::<UserKey>(),
+            ext.get::<UserGrade>().map(|g| g.0),
+        )
+    }
+
+    /// The middleware applying these limits.
+    pub fn layer(&self) -> RateLimitLayer {
+        RateLimitLayer::new(self.clone())
+    }
+
+    /// The global limiter.
+    pub fn global(&self) -> &GlobalLimiter {
+        &self.global
+    }
+
+    /// The per-user limiter.
+    pub fn user(&self) -> &UserLimiter {
+        &self.user
+    }
+
+    /// Users tracked by the per-user limiter now (for the metrics gauge).
+    pub fn tracked_users(&self) -> usize {
+        self.user.len()
+    }
+}
