@@ -1,0 +1,61 @@
+//! The admission [`Service`].
+
+use std::mem;
+use std::task::{Context, Poll};
+
+use tower::{BoxError, Service};
+
+use super::control::Arrival;
+use super::{Admission, Deadline, Priority, ResponseFuture, RouteClass};
+
+/// Admits, queues or sheds each request (see the module docs). A shed request never
+/// reaches the inner service and fails with a boxed [`super::Shed`].
+///
+/// No permit is held between `poll_ready` and `call` (admission is decided in `call`), so a
+/// derived `Clone` is right; a queued request takes the ready inner service with it and
+/// leaves a fresh, unready clone behind.
+#[derive(Debug, Clone)]
+pub struct AdmissionService<S> {
+    inner: S,
+    admission: Admission,
+}
+
+impl<S> AdmissionService<S> {
+    /// `inner` behind `admission`.
+    pub const fn new(inner: S, admission: Admission) -> Self {
+        AdmissionService { inner, admission }
+    }
+}
+
+impl<S, B> Service<http::Request<B>> for AdmissionService<S>
+where
+    S: Service<http::Request<B>> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, http::Request<B>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let ext = req.extensions();
+        let priority = ext
+            .get::<Priority>()
+            .copied()
+            .or_else(|| ext.get::<RouteClass>().map(|c| c.default_priority()))
+            .unwrap_or(Priority::Default);
+        let deadline = ext.get::<Deadline>().map(|d| d.0);
+        match self.admission.arrive(priority, deadline) {
+            Arrival::Admitted(permit) => ResponseFuture::called(self.inner.call(req), permit),
+            Arrival::Queued(rx, guard) => {
+                let clone = self.inner.clone();
+                let ready = mem::replace(&mut self.inner, clone);
+                ResponseFuture::queued(rx, guard, deadline, ready, req)
+            }
+            Arrival::Shed(shed) => ResponseFuture::shed(shed),
+        }
+    }
+}
