@@ -36,6 +36,7 @@ use jiff::Timestamp;
 use risk_core::{Outcome, UserId, UserState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -52,6 +53,13 @@ pub struct MemoryConfig {
     /// At most this many expired records are dropped by each commit (lazy purge), so a
     /// commit's lock hold stays short. 0 turns lazy purging off.
     pub purge_batch: usize,
+    /// The most decisions held (about 1 KiB each with their idempotency records). When
+    /// full, a new decision is refused with [`StoreError::Unavailable`] (the gateway answers
+    /// `503 DEPENDENCY_UNAVAILABLE`, nothing written), as Redis does under `maxmemory` with
+    /// `noeviction`; replays still answer. Evicting instead would forget idempotency keys
+    /// within their retention and let a retry reserve twice. A soft limit: concurrent
+    /// commits may pass it by a few.
+    pub max_decisions: usize,
 }
 
 /// The shortest idempotency retention the API allows.
@@ -64,6 +72,7 @@ impl Default for MemoryConfig {
             idempotency_retention: MIN_IDEMPOTENCY_RETENTION,
             decision_retention: Duration::from_secs(30 * 24 * 3600),
             purge_batch: 32,
+            max_decisions: 4_000_000,
         }
     }
 }
@@ -99,6 +108,9 @@ impl MemoryConfig {
                 "must be at least idempotency_retention",
             );
         }
+        if self.max_decisions == 0 {
+            return err("max_decisions", "must be at least 1");
+        }
         // Timestamps end in 9999: anything past a century is a configuration mistake.
         let century = Duration::from_secs(100 * 366 * 24 * 3600);
         if self.decision_retention > century {
@@ -131,6 +143,9 @@ struct Inner {
     config: MemoryConfig,
     shards: Box<[Mutex<Shard>]>,
     appeals: Mutex<Appeals>,
+    /// Decisions held, against `config.max_decisions`. Relaxed: a soft limit that orders
+    /// nothing else; the shard mutexes publish the records themselves.
+    decisions: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -215,6 +230,7 @@ impl MemoryStore {
                 config,
                 shards,
                 appeals: Mutex::default(),
+                decisions: AtomicUsize::new(0),
             }),
         }
     }
@@ -322,7 +338,7 @@ impl MemoryStore {
 
         let mut guard = self.shard(user_slot(&user));
         let shard = &mut *guard;
-        shard.purge(now, config.purge_batch);
+        shard.purge(now, config.purge_batch, &self.inner.decisions);
 
         let Some(entry) = shard.users.get_mut(&user) else {
             return Ok(CommitOutcome::UserNotFound);
@@ -342,6 +358,11 @@ impl MemoryStore {
         }
         if shard.decisions.contains_key(decision.decision_id.as_str()) {
             return Err(invalid("the decision id is already stored"));
+        }
+        if self.inner.decisions.load(Ordering::Relaxed) >= config.max_decisions {
+            return Err(StoreError::Unavailable(
+                "memory store full (max_decisions); purge expired records".into(),
+            ));
         }
 
         if let Some(r) = reserve {
@@ -395,6 +416,7 @@ impl MemoryStore {
                 seq: decision_seq,
             },
         );
+        self.inner.decisions.fetch_add(1, Ordering::Relaxed);
         Ok(CommitOutcome::Committed(decision))
     }
 
@@ -512,7 +534,7 @@ impl MemoryStore {
         self.inner
             .shards
             .iter()
-            .map(|s| lock(s).purge(now, usize::MAX))
+            .map(|s| lock(s).purge(now, usize::MAX, &self.inner.decisions))
             .sum()
     }
 }
@@ -562,8 +584,8 @@ impl Shard {
     }
 
     /// Looks at up to `budget` expiry entries due at `now`, oldest first, dropping the
-    /// records they name; answers how many records went.
-    fn purge(&mut self, now: Timestamp, budget: usize) -> usize {
+    /// records they name; answers how many records went. `held` counts decisions.
+    fn purge(&mut self, now: Timestamp, budget: usize, held: &AtomicUsize) -> usize {
         let mut dropped = 0;
         for _ in 0..budget {
             let Some(entry) = self.expiry.first_entry() else {
@@ -592,6 +614,7 @@ impl Shard {
                 Expiring::Decision(id) => {
                     if self.decisions.get(&id).is_some_and(|d| d.seq == seq) {
                         self.decisions.remove(&id);
+                        held.fetch_sub(1, Ordering::Relaxed);
                         dropped += 1;
                     }
                 }
@@ -775,6 +798,49 @@ mod tests {
         );
         assert_eq!(store.purge_now(t1 + day), 1);
         assert_eq!(store.stats().idempotency_records, 0);
+    }
+
+    #[test]
+    fn a_full_store_refuses_new_decisions_but_replays() {
+        let store = MemoryStore::new(MemoryConfig {
+            max_decisions: 3,
+            ..MemoryConfig::default()
+        })
+        .unwrap();
+        let (u, v) = (user("u-full-1"), user("u-full-2"));
+        for x in [&u, &v] {
+            store.upsert_now(x, UserState::clean(Fen::new(1_000).unwrap(), RiskGrade::A));
+        }
+        for key in ["a", "b"] {
+            store.commit_now(approval(&u, key, t0())).unwrap();
+        }
+        store.commit_now(approval(&v, "a", t0())).unwrap();
+        assert!(matches!(
+            store.commit_now(approval(&v, "b", t0())),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(
+            store
+                .load_now("c", &v, None)
+                .unwrap()
+                .user
+                .unwrap()
+                .used
+                .get(),
+            10
+        );
+        assert!(matches!(
+            store.commit_now(approval(&u, "a", t0())).unwrap(),
+            CommitOutcome::Replayed(_)
+        ));
+        let month = t0() + jiff::SignedDuration::from_hours(31 * 24);
+        assert_eq!(store.purge_now(month), 6, "3 keys and 3 decisions");
+        assert_eq!(store.inner.decisions.load(Ordering::Relaxed), 0);
+        assert!(matches!(
+            store.commit_now(approval(&v, "b", month)).unwrap(),
+            CommitOutcome::Committed(_)
+        ));
+        assert_eq!(store.inner.decisions.load(Ordering::Relaxed), 1);
     }
 
     #[test]

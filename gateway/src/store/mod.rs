@@ -191,7 +191,8 @@ pub enum AppealResolved {
 /// [`Store::create_appeal`] are atomic.
 pub trait Store: Send + Sync + 'static {
     /// The user's state and, when `idempotency_key` is given, the stored decision for
-    /// (caller, user, key), in one round trip.
+    /// (caller, user, key), in one round trip. A record past its retention may still be
+    /// answered until it is purged ([`Store::commit`] never replays one).
     fn load(
         &self,
         caller: &str,

@@ -5,7 +5,7 @@
 use gateway::store::{
     AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
     DecisionRecord, Fingerprint, Reservation, Resolution, Store, StoreError, new_appeal_id,
-    new_decision_id,
+    new_decision_id, user_slot,
 };
 use jiff::{SignedDuration, Timestamp};
 use risk_core::{Category, Fen, Outcome, ReasonCode, RiskGrade, UserId, UserState};
@@ -469,8 +469,18 @@ pub(crate) async fn invalid_commits_are_refused<S: Store>(store: S) {
             r
         },
         {
+            // An id minted for a user of another slot.
+            let elsewhere = (0..)
+                .map(|i| user(&format!("u-elsewhere-{i}")))
+                .find(|x| user_slot(x) != user_slot(&u))
+                .unwrap();
             let mut r = approve(&u, "k1", fp(1), 1_000, 100_000);
-            r.decision.decision_id = format!("dd_{}", ulid::Ulid::new());
+            r.decision.decision_id = new_decision_id(&elsewhere, t0());
+            r
+        },
+        {
+            let mut r = approve(&u, "k1", fp(1), 1_000, 100_000);
+            r.decision.decision_id = "dd_not-a-ulid".into();
             r
         },
         {
@@ -481,10 +491,6 @@ pub(crate) async fn invalid_commits_are_refused<S: Store>(store: S) {
     ];
     for (i, req) in cases.into_iter().enumerate() {
         let err = store.commit(req).await;
-        // A plain ULID may land in the user's slot by chance (1 in 1024): then it commits.
-        if i == 3 && matches!(err, Ok(CommitOutcome::Committed(_))) {
-            return;
-        }
         assert!(
             matches!(err, Err(StoreError::Invalid(_))),
             "case {i}: {err:?}"

@@ -208,6 +208,11 @@ fn config_errors_name_the_field() {
         ..d.clone()
     };
     assert_eq!(bad(inverted).field(), "decision_retention");
+    let zero = MemoryConfig {
+        max_decisions: 0,
+        ..d.clone()
+    };
+    assert_eq!(bad(zero).field(), "max_decisions");
     assert!(MemoryStore::new(MemoryConfig { shards: 1024, ..d }).is_ok());
 }
 
