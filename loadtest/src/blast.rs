@@ -10,7 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, header};
+use http::{HeaderValue, Request, Response, Uri, header};
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -133,6 +133,18 @@ async fn blast_worker(opts: BlastOptions, i: usize, start: Instant, end: Instant
         latency: new_histogram(),
         service: new_histogram(),
     };
+    // Parsed once: the hot loop only clones them.
+    let (Ok(uri), Ok(host)) = (
+        opts.path.parse::<Uri>(),
+        HeaderValue::from_str(&opts.target.authority),
+    ) else {
+        t.errors += 1;
+        return t;
+    };
+    // One timer for the whole worker instead of one per request: a request still open when
+    // the run's end plus the timeout passes is abandoned.
+    let stop = tokio::time::sleep_until(end + opts.timeout);
+    tokio::pin!(stop);
     while intended < end {
         let now = Instant::now();
         if now >= end {
@@ -142,15 +154,20 @@ async fn blast_worker(opts: BlastOptions, i: usize, start: Instant, end: Instant
             tokio::time::sleep_until(intended).await;
         }
         t.scheduled += 1;
-        let Ok(req) = Request::get(opts.path.as_str())
-            .header(header::HOST, opts.target.authority.as_str())
-            .body(Full::new(Bytes::new()))
-        else {
-            t.errors += 1;
-            break;
-        };
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.uri_mut() = uri.clone();
+        req.headers_mut().insert(header::HOST, host.clone());
         let sent = Instant::now();
-        match conn.send(req, opts.timeout).await {
+        let res = tokio::select! {
+            biased;
+            r = conn.send_raw(req) => r,
+            () = &mut stop => {
+                conn.reset();
+                t.errors += 1;
+                break;
+            }
+        };
+        match res {
             Ok(resp) => {
                 t.completed += 1;
                 if resp.status().is_success() {

@@ -115,13 +115,13 @@ impl Conn {
         }
     }
 
-    /// Sends one request and reads the whole answer.
-    pub async fn send(
+    /// Sends one request and reads the whole answer, without a timeout of its own (the
+    /// caller bounds it; a dropped future leaves the connection unusable, see [`Conn::reset`]).
+    pub async fn send_raw(
         &mut self,
         req: Request<Full<Bytes>>,
-        timeout: Duration,
     ) -> Result<Response<Bytes>, SendError> {
-        let attempt = async {
+        let out = async {
             let sender = self.ensure().await?;
             sender.ready().await.map_err(|_| SendError::Connection)?;
             let resp = sender
@@ -135,14 +135,31 @@ impl Conn {
                 .map_err(|_| SendError::Connection)?
                 .to_bytes();
             Ok::<_, SendError>(Response::from_parts(parts, bytes))
-        };
-        let out = match tokio::time::timeout(timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::Timeout),
-        };
+        }
+        .await;
         if out.is_err() {
             self.sender = None;
         }
         out
+    }
+
+    /// Drops the connection (after a request on it was abandoned); the next send reconnects.
+    pub fn reset(&mut self) {
+        self.sender = None;
+    }
+
+    /// Sends one request and reads the whole answer, within `timeout`.
+    pub async fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Response<Bytes>, SendError> {
+        match tokio::time::timeout(timeout, self.send_raw(req)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.sender = None;
+                Err(SendError::Timeout)
+            }
+        }
     }
 }
