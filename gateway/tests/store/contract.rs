@@ -350,6 +350,7 @@ pub(crate) struct Counts {
 
 /// 500 concurrent drawdowns of 1,000 fen against a 100,000-fen line, each doing what the
 /// gateway does (load, decide, commit, re-decide on `LineChanged`): exactly 100 approved.
+/// Every task loads before any commits, so all 500 first try to approve on a stale state.
 /// Run it on a multi-thread runtime.
 pub(crate) async fn concurrent_commits_never_over_reserve<S: Store>(store: S) -> Counts {
     const N: usize = 500;
@@ -363,13 +364,13 @@ pub(crate) async fn concurrent_commits_never_over_reserve<S: Store>(store: S) ->
             tokio::spawn(async move {
                 let key = format!("race-{i}");
                 let f = Fingerprint::from_bytes(*blake3::hash(key.as_bytes()).as_bytes());
-                start.wait().await;
                 let mut state = store
                     .load(CALLER, &u, Some(&key))
                     .await
                     .unwrap()
                     .user
                     .unwrap();
+                start.wait().await;
                 let mut retries = 0;
                 loop {
                     let fits = state
@@ -407,6 +408,7 @@ pub(crate) async fn concurrent_commits_never_over_reserve<S: Store>(store: S) ->
         }
     }
     assert_eq!((counts.approved, counts.rejected), (100, 400));
+    assert!(counts.line_changed >= 400, "{counts:?}");
     let end = state(&*store, &u).await;
     assert_eq!((end.used, end.drawdowns_24h), (fen(100_000), 100));
     // Every approval saw a distinct point of the line: available_fen runs 99,000 down to 0.
