@@ -14,7 +14,7 @@ use crate::gate::{GATE_EXIT_CODE, Gates, all_passed};
 use crate::report::{write_compare, write_report};
 use crate::results::Results;
 use crate::scenario::Scenario;
-use crate::target::{EmbeddedOptions, start_embedded};
+use crate::target::{EmbeddedOptions, resolve_gateway_config, start_embedded};
 
 /// Open-loop surge generator and report writer for loan-gateway.
 #[derive(Debug, Parser)]
@@ -101,7 +101,7 @@ pub struct RunArgs {
     /// Admin token (seeding users, forcing peak windows).
     #[arg(long, env = "LOADTEST_ADMIN_TOKEN", default_value = "loadtest-admin")]
     pub admin_token: String,
-    /// Configuration of the in-process gateway.
+    /// Configuration of the in-process gateway: a file, or `default` / `naive` (shipped).
     #[arg(long)]
     pub gateway_config: Option<PathBuf>,
     /// Output folder (default: a timestamped folder under loadtest-results/).
@@ -273,8 +273,12 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
     let (target, label, embedded) = match &args.target {
         Some(url) => (TargetAddr::resolve(url).await?, url.clone(), None),
         None => {
+            let config_path = match &args.gateway_config {
+                Some(p) => Some(resolve_gateway_config(p)?),
+                None => None,
+            };
             let e = start_embedded(&EmbeddedOptions {
-                config_path: args.gateway_config.clone(),
+                config_path,
                 api_key: args.api_key.clone(),
                 admin_token: args.admin_token.clone(),
             })

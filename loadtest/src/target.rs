@@ -36,6 +36,25 @@ impl Embedded {
     pub async fn shutdown(self) {}
 }
 
+/// Resolves `--gateway-config`: a file path as given, or a shipped configuration by name
+/// (`default`, `naive`: `gateway/config/NAME.toml` of this workspace).
+pub fn resolve_gateway_config(arg: &std::path::Path) -> Result<PathBuf, Error> {
+    if arg.is_file() {
+        return Ok(arg.to_path_buf());
+    }
+    let shipped = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../gateway/config"))
+        .join(arg)
+        .with_extension("toml");
+    if shipped.is_file() {
+        Ok(shipped)
+    } else {
+        Err(Error::Embedded(format!(
+            "gateway config {}: no such file, and no shipped configuration of that name",
+            arg.display()
+        )))
+    }
+}
+
 /// Starts the gateway in-process on loopback with the memory store.
 ///
 /// The only place that knows about the gateway crate: until `gateway::embedded` exists this
@@ -149,4 +168,29 @@ pub async fn window_action(
         what: format!("PUT /admin/policy/force {body}"),
         problem,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn gateway_config_is_a_file_or_a_shipped_name() {
+        let manifest = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        assert_eq!(resolve_gateway_config(manifest).unwrap(), manifest);
+        let err = resolve_gateway_config(Path::new("no-such-config")).unwrap_err();
+        assert!(err.to_string().contains("no-such-config"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn embedded_mode_says_what_to_do_until_it_is_wired() {
+        let opts = EmbeddedOptions {
+            config_path: None,
+            api_key: "k".into(),
+            admin_token: "a".into(),
+        };
+        let err = start_embedded(&opts).await.unwrap_err();
+        assert!(err.to_string().contains("--target"), "{err}");
+    }
 }
