@@ -111,8 +111,8 @@ pub fn offered_vs_goodput(r: &Results, s: &Scale) -> Result<String, Error> {
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], WINDOW_SHADE.filled()));
         type Field = fn(&crate::results::SecondResult) -> u64;
         let series: [(&str, RGBColor, Field); 4] = [
-            ("offered", RGBColor(31, 119, 180), |x| x.offered),
             ("sent", RGBColor(160, 160, 160), |x| x.sent),
+            ("offered", RGBColor(31, 119, 180), |x| x.offered),
             ("goodput (2xx answers)", RGBColor(44, 160, 44), |x| {
                 x.goodput
             }),
@@ -129,6 +129,27 @@ pub fn offered_vs_goodput(r: &Results, s: &Scale) -> Result<String, Error> {
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
             });
         }
+        // Phase boundaries, named at the top.
+        let grey = RGBColor(120, 120, 120);
+        try_draw!(
+            "offered",
+            chart.draw_series(r.phases.iter().map(|p| {
+                PathElement::new(
+                    vec![(p.start_s, 0.0), (p.start_s, s.rate)],
+                    grey.stroke_width(1),
+                )
+            }))
+        );
+        try_draw!(
+            "offered",
+            chart.draw_series(r.phases.iter().map(|p| {
+                Text::new(
+                    format!(" {}", p.name),
+                    (p.start_s, s.rate),
+                    ("sans-serif", 12).into_font().color(&grey),
+                )
+            }))
+        );
         try_draw!(
             "offered",
             chart
