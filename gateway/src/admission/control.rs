@@ -138,6 +138,12 @@ impl Admission {
         self.inner.apply(Limits { concurrency, queue });
     }
 
+    /// Picks up a change of the limit source now (every arrival does this too), e.g. before
+    /// reading the gauges.
+    pub fn refresh(&self) {
+        self.inner.follow_source();
+    }
+
     /// The middleware admitting requests through this controller.
     pub fn layer(&self) -> super::AdmissionLayer {
         super::AdmissionLayer::new(self.clone())

@@ -438,6 +438,12 @@ async fn limits_follow_the_policy() {
     for h in handles {
         h.await.unwrap().unwrap();
     }
+    // The window ends: `refresh` applies it without waiting for an arrival.
+    clock.set("2026-11-10T18:00:00Z".parse().unwrap());
+    policy.evaluate();
+    assert_eq!(admission.limit(), 3);
+    admission.refresh();
+    assert_eq!((admission.limit(), admission.queue_capacity()), (8, 16));
 }
 
 #[tokio::test(start_paused = true)]
