@@ -1,14 +1,207 @@
 //! loan-gateway: the production entry point for consumer-loan drawdowns.
 //!
+//! A transient refusal (429/503 with `Retry-After` and a reason code) is never confused with
+//! a risk decision (200 with `outcome` and ordered reasons). See `../shared/DESIGN.md` for the
+//! architecture and `../shared/API.md` for the contract.
+//!
 //! # Layout
+//! - [`config`]: the TOML file, environment and flags.
 //! - [`clock`]: wall time behind a trait, so tests drive peak windows.
 //! - [`policy`]: peak windows and the active policy snapshot.
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
 //! - [`store`]: the store interface and its in-memory implementation.
+//! - [`api`]: routes, wire types, errors, the edge middleware.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`server`]: the connection loop and graceful shutdown.
+//! - [`embedded`]: start a gateway in-process (tests, the loadtest).
+//!
+//! # Example
+//! ```no_run
+//! # async fn run() -> Result<(), gateway::Error> {
+//! let gateway = gateway::Gateway::build(gateway::config::Config::default(),
+//!                                       gateway::clock::SystemClock::shared())?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! gateway.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
 
 pub mod admission;
+pub mod api;
 pub mod clock;
+pub mod config;
+pub mod embedded;
+pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
+pub mod server;
 pub mod store;
+
+use api::{App, AppState, Auth};
+use clock::SharedClock;
+use config::{Config, ConfigError};
+use risk_core::{ThresholdCache, Thresholds, ThresholdsError};
+use std::sync::Arc;
+use std::time::Duration;
+use store::{AnyStore, DemoUser, MemoryConfig, MemoryStore, Store};
+use tokio::task::JoinHandle;
+
+/// Demo caller key, used only when no API keys are configured (printed at start-up).
+pub const DEMO_API_KEY: &str = "demo-caller-key-0001";
+/// Demo admin token, used only when no admin token is configured.
+pub const DEMO_ADMIN_TOKEN: &str = "demo-admin-token-0001";
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The thresholds file is invalid.
+    #[error("thresholds: {0}")]
+    Thresholds(#[from] ThresholdsError),
+    /// An I/O error (binding the listener, reading a file).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A built gateway: the shared state, its router, and its background tasks.
+#[derive(Debug)]
+pub struct Gateway {
+    app: App,
+    demo_credentials: bool,
+    demo_users: Vec<DemoUser>,
+}
+
+impl Gateway {
+    /// Validates `config` and builds everything but the listener.
+    pub fn build(mut config: Config, clock: SharedClock) -> Result<Gateway, Error> {
+        let demo_credentials = config.api_keys.is_empty() || config.admin_token.is_empty();
+        if config.api_keys.is_empty() {
+            config.api_keys = vec![DEMO_API_KEY.to_owned()];
+        }
+        if config.admin_token.is_empty() {
+            config.admin_token = DEMO_ADMIN_TOKEN.to_owned();
+        }
+        config.validate()?;
+        let compiled = config.policy.validate().map_err(ConfigError::from)?;
+
+        let thresholds = match &config.risk.thresholds_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.clone(),
+                    source: e,
+                })?;
+                Thresholds::from_json(&text)?
+            }
+            None => Thresholds::embedded_default(),
+        };
+        let profiles: Vec<String> = policy_profiles(&compiled);
+        thresholds.require_profiles(profiles.iter().map(String::as_str))?;
+
+        let memory = MemoryStore::new(MemoryConfig {
+            idempotency_retention: Duration::from_secs(
+                u64::from(config.server.idempotency_retention_hours) * 3600,
+            ),
+            ..MemoryConfig::default()
+        })
+        .map_err(|e| ConfigError::Invalid {
+            key: "store".into(),
+            problem: e.to_string(),
+        })?;
+        let demo_users = if config.seeds_demo_users() {
+            memory.seed_demo()
+        } else {
+            Vec::new()
+        };
+        let store = AnyStore::Memory(memory);
+
+        let policy = policy::Policy::from_compiled(compiled, Arc::clone(&clock));
+        let limits = ratelimit::RateLimits::new(&policy, config.admission.max_tracked_users);
+        let admission = admission::Admission::new(&policy);
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = metrics::Metrics::register(&mut registry);
+        let auth = Auth::new(&config.api_keys, &config.admin_token);
+
+        let state = AppState {
+            config,
+            store,
+            thresholds: Arc::new(ThresholdCache::new(thresholds)),
+            policy,
+            limits,
+            admission,
+            metrics,
+            registry,
+            auth,
+            clock,
+            appeal_due: jiff::SignedDuration::from_hours(24 * 15),
+        };
+        Ok(Gateway {
+            app: App(Arc::new(state)),
+            demo_credentials,
+            demo_users,
+        })
+    }
+
+    /// The shared state (for tests and the embedded gateway).
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Whether demo credentials are in use.
+    pub fn uses_demo_credentials(&self) -> bool {
+        self.demo_credentials
+    }
+
+    /// The demo users the store was seeded with.
+    pub fn demo_users(&self) -> &[DemoUser] {
+        &self.demo_users
+    }
+
+    /// The router with its whole middleware stack.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.app.clone())
+    }
+
+    /// Starts the background tasks: the peak-window scheduler and the idempotency purge.
+    pub fn spawn_background(&self) -> Vec<JoinHandle<()>> {
+        let policy = policy::spawn_scheduler(self.app.policy.clone(), Duration::from_secs(1));
+        let app = self.app.clone();
+        let purge = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match app.store.purge_expired(app.clock.now()).await {
+                    Ok(n) if n > 0 => tracing::debug!(purged = n, "idempotency records expired"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(cause = %e, "idempotency purge failed"),
+                }
+            }
+        });
+        vec![policy, purge]
+    }
+
+    /// Serves on `listener` until `shutdown` resolves (graceful, bounded).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let tasks = self.spawn_background();
+        let router = self.router();
+        server::serve(listener, router, &self.app.config.server, shutdown).await;
+        for t in tasks {
+            t.abort();
+        }
+    }
+}
+
+fn policy_profiles(compiled: &policy::CompiledPolicy) -> Vec<String> {
+    let mut names: Vec<String> = std::iter::once(policy::NORMAL)
+        .chain(compiled.window_names())
+        .filter_map(|w| compiled.limits_of(w).map(|l| l.profile.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}

@@ -146,6 +146,8 @@ struct Inner {
     /// Decisions held, against `config.max_decisions`. Relaxed: a soft limit that orders
     /// nothing else; the shard mutexes publish the records themselves.
     decisions: AtomicUsize,
+    /// Injected latency and outages (off unless a test or demo turns them on).
+    faults: super::Faults,
 }
 
 #[derive(Default)]
@@ -217,6 +219,11 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
+    /// The fault switches of this store (latency, outage), for tests and demos.
+    pub fn faults(&self) -> &super::Faults {
+        &self.inner.faults
+    }
+
     /// An empty store.
     pub fn new(config: MemoryConfig) -> Result<MemoryStore, MemoryConfigError> {
         config.validate()?;
@@ -231,6 +238,7 @@ impl MemoryStore {
                 shards,
                 appeals: Mutex::default(),
                 decisions: AtomicUsize::new(0),
+                faults: super::Faults::default(),
             }),
         }
     }
@@ -631,26 +639,32 @@ impl Store for MemoryStore {
         user: &UserId,
         idempotency_key: Option<&str>,
     ) -> Result<Loaded> {
+        self.inner.faults.before().await?;
         self.load_now(caller, user, idempotency_key)
     }
 
     async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome> {
+        self.inner.faults.before().await?;
         self.commit_now(req)
     }
 
     async fn upsert_user(&self, user: &UserId, state: UserState) -> Result<UserState> {
+        self.inner.faults.before().await?;
         Ok(self.upsert_now(user, state))
     }
 
     async fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
+        self.inner.faults.before().await?;
         Ok(self.get_decision_now(decision_id))
     }
 
     async fn create_appeal(&self, appeal: AppealRecord) -> Result<AppealCreated> {
+        self.inner.faults.before().await?;
         self.create_appeal_now(appeal)
     }
 
     async fn get_appeal(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
+        self.inner.faults.before().await?;
         Ok(self.get_appeal_now(appeal_id))
     }
 
@@ -659,6 +673,7 @@ impl Store for MemoryStore {
         status: Option<AppealStatus>,
         limit: usize,
     ) -> Result<Vec<AppealRecord>> {
+        self.inner.faults.before().await?;
         Ok(self.list_appeals_now(status, limit))
     }
 
@@ -669,14 +684,17 @@ impl Store for MemoryStore {
         note: Option<String>,
         now: Timestamp,
     ) -> Result<AppealResolved> {
+        self.inner.faults.before().await?;
         Ok(self.resolve_appeal_now(appeal_id, resolution, note, now))
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<usize> {
+        self.inner.faults.before().await?;
         Ok(self.purge_now(now))
     }
 
     async fn ping(&self) -> Result<()> {
+        self.inner.faults.before().await?;
         Ok(())
     }
 }

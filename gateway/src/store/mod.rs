@@ -58,11 +58,13 @@
 //! ```
 
 pub mod demo;
+pub mod faults;
 pub mod ids;
 pub mod memory;
 pub mod types;
 
 pub use demo::{DemoUser, demo_users};
+pub use faults::Faults;
 pub use ids::{Slot, new_appeal_id, new_decision_id, user_slot};
 pub use memory::{MemoryConfig, MemoryConfigError, MemoryStats, MemoryStore};
 pub use types::{

@@ -1,0 +1,237 @@
+//! The edge of the stack: request id, span, route class, authentication, deadline, priority,
+//! the bounded body read, and the metrics of every answer.
+//!
+//! Everything the inner layers (rate limits, admission) key on is put into request
+//! extensions here, so they never parse a body: a drawdown's user id is peeked from the
+//! already-bounded body (at most `server.body_limit_bytes`) before any risk work.
+
+use super::App;
+use super::error::{ApiError, ErrorCode};
+use crate::admission::{Deadline, Priority, RouteClass, UserKey};
+use crate::metrics::{CodeLabels, RequestLabels, RouteLabels};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// The route class of a method and path (before routing: the limit layers need it).
+pub fn classify(method: &Method, path: &str) -> RouteClass {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next()) {
+        (Some("v1"), Some("drawdowns")) if *method == Method::POST => RouteClass::Drawdown,
+        (Some("v1"), Some("credit-lines")) => RouteClass::CreditLine,
+        (Some("v1"), Some("appeals")) => RouteClass::Appeal,
+        (Some("v1"), Some("reason-codes")) => RouteClass::ReasonCodes,
+        (Some("v1"), _) => RouteClass::ReasonCodes,
+        (Some("admin"), _) => RouteClass::Admin,
+        _ => RouteClass::Ops,
+    }
+}
+
+fn request_id(req: &Request) -> HeaderValue {
+    req.headers()
+        .get("x-request-id")
+        .filter(|v| v.len() <= 128 && v.to_str().is_ok_and(|s| !s.is_empty()))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&ulid::Ulid::new().to_string())
+                .expect("a ULID is 26 ASCII characters, always a valid header value")
+        })
+}
+
+/// The edge middleware (see the module docs).
+pub async fn edge(State(app): State<App>, mut req: Request, next: Next) -> Response {
+    let started = tokio::time::Instant::now();
+    let id = request_id(&req);
+    let class = classify(req.method(), req.uri().path());
+    let span = tracing::debug_span!(
+        "request",
+        http.method = %req.method(),
+        http.route = class.as_str(),
+        request.id = ?id,
+    );
+    async move {
+        let mut res = match prepare(&app, class, started, &mut req).await {
+            Ok(()) => next.run(req).await,
+            Err(e) => e.into_response(),
+        };
+        // Every error, wherever it was raised, is rendered here with the request id.
+        if let Some(e) = res.extensions_mut().remove::<ApiError>() {
+            res = e.with_request_id(Some(id.clone())).render();
+        }
+        res.headers_mut().insert("x-request-id", id);
+        let status = res.status().as_u16();
+        let m = &app.metrics;
+        m.requests
+            .get_or_create(&RequestLabels {
+                route: class.as_str(),
+                status,
+            })
+            .inc();
+        m.latency
+            .get_or_create(&RouteLabels {
+                route: class.as_str(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(code) = res.extensions().get::<ErrorCode>() {
+            m.refusals
+                .get_or_create(&CodeLabels {
+                    code: code.as_str(),
+                })
+                .inc();
+            tracing::debug!(status, code = code.as_str(), "refused");
+        }
+        res
+    }
+    .instrument(span)
+    .await
+}
+
+async fn prepare(
+    app: &App,
+    class: RouteClass,
+    started: tokio::time::Instant,
+    req: &mut Request,
+) -> Result<(), ApiError> {
+    // 1. Authentication, before anything else is looked at.
+    match class {
+        RouteClass::Ops => {}
+        RouteClass::Admin => app.auth.admin(req.headers())?,
+        _ => {
+            let caller = app.auth.caller(req.headers())?;
+            req.extensions_mut().insert(caller);
+        }
+    }
+    // 2. Deadline: the caller's remaining budget, bounded, else the default.
+    let server = &app.config.server;
+    let budget = match req.headers().get("x-request-deadline-ms") {
+        None => server.default_deadline(),
+        Some(v) => {
+            let ms = v
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .filter(|ms| *ms >= 1);
+            let ms = ms.ok_or_else(|| {
+                ApiError::invalid(vec![super::error::FieldProblem::new(
+                    "X-Request-Deadline-Ms",
+                    "must be a whole number of milliseconds, at least 1",
+                )])
+            })?;
+            Duration::from_millis(ms.min(server.max_deadline_ms))
+        }
+    };
+    req.extensions_mut().insert(Deadline(started + budget));
+    // 3. Priority: drawdowns are critical; a caller may only lower its own.
+    let priority = if !app.config.admission.priorities {
+        Priority::Default
+    } else if req
+        .headers()
+        .get("x-priority")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"low"))
+    {
+        Priority::Low
+    } else {
+        class.default_priority()
+    };
+    req.extensions_mut().insert(priority);
+    req.extensions_mut().insert(class);
+    // 4. The body: bounded, JSON, and the user it acts for.
+    if matches!(*req.method(), Method::POST | Method::PUT) && class != RouteClass::Ops {
+        read_body(app, class, req).await?;
+    } else if class == RouteClass::CreditLine
+        && let Some(user) = req.uri().path().rsplit('/').next()
+        && risk_core::validate_id(user).is_ok()
+    {
+        let key = UserKey::new(user);
+        req.extensions_mut().insert(key);
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow, default)]
+    user_id: Option<Cow<'a, str>>,
+}
+
+async fn read_body(app: &App, class: RouteClass, req: &mut Request) -> Result<(), ApiError> {
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    let limit = usize::try_from(app.config.server.body_limit_bytes).unwrap_or(usize::MAX);
+    if req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n > limit)
+    {
+        return Err(ApiError::new(ErrorCode::BodyTooLarge).with_message(format!(
+            "The request body is over the limit of {limit} bytes."
+        )));
+    }
+    let body = std::mem::take(req.body_mut());
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(ErrorCode::BodyTooLarge).with_message(format!(
+            "The request body is over the limit of {limit} bytes."
+        ))
+    })?;
+    if !json {
+        return Err(ApiError::new(ErrorCode::UnsupportedMediaType));
+    }
+    if matches!(class, RouteClass::Drawdown | RouteClass::Appeal) {
+        // Cheap: borrows the id from the body; a malformed body is reported by the handler.
+        if let Ok(Peek {
+            user_id: Some(user),
+        }) = serde_json::from_slice::<Peek<'_>>(&bytes)
+            && risk_core::validate_id(&user).is_ok()
+        {
+            req.extensions_mut().insert(UserKey::new(&user));
+        }
+    }
+    *req.body_mut() = Body::from(bytes);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_classified_before_routing() {
+        assert_eq!(
+            classify(&Method::POST, "/v1/drawdowns"),
+            RouteClass::Drawdown
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/credit-lines/u-1"),
+            RouteClass::CreditLine
+        );
+        assert_eq!(classify(&Method::POST, "/v1/appeals"), RouteClass::Appeal);
+        assert_eq!(
+            classify(&Method::GET, "/v1/appeals/ap_1"),
+            RouteClass::Appeal
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/reason-codes"),
+            RouteClass::ReasonCodes
+        );
+        assert_eq!(
+            classify(&Method::PUT, "/admin/thresholds"),
+            RouteClass::Admin
+        );
+        assert_eq!(classify(&Method::GET, "/healthz"), RouteClass::Ops);
+        assert_eq!(classify(&Method::GET, "/metrics"), RouteClass::Ops);
+    }
+}

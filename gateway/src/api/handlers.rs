@@ -1,0 +1,483 @@
+//! Route handlers. Each reads at most one round trip from the store before deciding and
+//! commits with one atomic call; risk-core does the deciding.
+
+use super::error::{ApiError, ErrorCode, FieldProblem};
+use super::wire::*;
+use super::{App, Caller};
+use crate::store::{
+    AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
+    DecisionRecord, Fingerprint, ReasonRecord, Reservation, Store, new_appeal_id, new_decision_id,
+};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use jiff::{Timestamp, ZonedDateTime, tz::TimeZone};
+use risk_core::{
+    Context, Decision, DrawdownRequest, Outcome, PublishError, Reason, Thresholds, UserId,
+    evaluate, quote,
+};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often a commit is retried when a concurrent drawdown changed the line in between.
+/// Each retry re-evaluates against the state the store returned, so it converges: the line
+/// only moves one way during the loop.
+const MAX_COMMIT_ATTEMPTS: usize = 8;
+
+fn rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
+    ts.to_zoned_datetime(tz.clone())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+fn zoned_rfc3339(z: &ZonedDateTime) -> String {
+    z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+fn reason_record(r: &Reason) -> ReasonRecord {
+    let e = r.code.entry();
+    ReasonRecord {
+        code: r.code,
+        category: e.category,
+        message: e.message.to_owned(),
+        message_zh: e.message_zh.to_owned(),
+        guidance: r.guidance(),
+        guidance_zh: r.guidance_zh(),
+        appealable: e.appealable,
+        limit: Some(r.limit),
+        actual: Some(r.actual),
+        unit: Some(r.unit.as_str().to_owned()),
+        suggested_amount_fen: r.suggested_amount.map(|a| a.get()),
+        retry_at: r.retry_at.as_ref().map(zoned_rfc3339),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Err(ApiError::new(ErrorCode::IdempotencyKeyMissing));
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| risk_core::validate_id(k).is_ok())
+        .ok_or_else(|| {
+            ApiError::invalid(vec![FieldProblem::new(
+                "Idempotency-Key",
+                "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
+            )])
+        })?;
+    Ok(key.to_owned())
+}
+
+fn fingerprint(d: &Drawdown) -> Fingerprint {
+    let mut h = blake3::Hasher::new();
+    h.update(d.user.as_str().as_bytes());
+    h.update(&[0]);
+    h.update(&d.amount.get().to_le_bytes());
+    h.update(format!("{:?}", d.channel).as_bytes());
+    h.update(&[0]);
+    h.update(d.device_id.as_deref().unwrap_or("").as_bytes());
+    Fingerprint::from_bytes(*h.finalize().as_bytes())
+}
+
+fn replayed(record: DecisionRecord) -> Response {
+    let mut res = Json(record).into_response();
+    res.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    res
+}
+
+fn thresholds(app: &App) -> Result<Arc<Thresholds>, ApiError> {
+    // Empty only before a first version is loaded; readiness reports it meanwhile.
+    app.thresholds.load_full().ok_or_else(|| {
+        ApiError::new(ErrorCode::DependencyUnavailable).with_retry_after(Duration::from_secs(1))
+    })
+}
+
+impl App {
+    async fn timed<T, E>(
+        &self,
+        op: &'static str,
+        f: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let start = Instant::now();
+        let out = f.await;
+        let labels = crate::metrics::StoreOpLabels { op };
+        self.metrics
+            .store_latency
+            .get_or_create(&labels)
+            .observe(start.elapsed().as_secs_f64());
+        if out.is_err() {
+            self.metrics.store_errors.get_or_create(&labels).inc();
+        }
+        out
+    }
+
+    fn record_decision(&self, d: &DecisionRecord) {
+        let m = &self.metrics;
+        m.decisions
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                outcome: d.outcome.as_str(),
+            })
+            .inc();
+        for r in &d.reasons {
+            m.reasons
+                .get_or_create(&crate::metrics::CodeLabels {
+                    code: r.code.as_str(),
+                })
+                .inc();
+        }
+    }
+}
+
+/// `POST /v1/drawdowns`.
+pub async fn drawdown(
+    State(app): State<App>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let req = parse_json::<DrawdownBody>(&body)?.validate()?;
+    let fp = fingerprint(&req);
+    let caller = caller.0.id.as_ref();
+
+    let loaded = app
+        .timed("load", app.store.load(caller, &req.user, Some(&key)))
+        .await?;
+    if let Some(seen) = loaded.idempotent {
+        return if seen.fingerprint == fp {
+            Ok(replayed(seen.decision))
+        } else {
+            Err(ApiError::new(ErrorCode::IdempotencyKeyReused))
+        };
+    }
+    let Some(mut state) = loaded.user else {
+        return Err(ApiError::new(ErrorCode::UserNotFound));
+    };
+
+    let th = thresholds(&app)?;
+    let policy = app.policy.current();
+    let zone = app.policy.compiled().zone().clone();
+    let ctx = Context {
+        profile: &policy.limits.profile,
+        window_ends_at: policy.ends_at.as_ref(),
+    };
+    let request = DrawdownRequest {
+        amount: req.amount,
+        channel: req.channel,
+    };
+    let decision_id = new_decision_id(&req.user, app.clock.now());
+
+    for _ in 0..MAX_COMMIT_ATTEMPTS {
+        let decision = evaluate(&th, &ctx, &state, &request);
+        let record = decision_record(
+            &decision_id,
+            &req.user,
+            &decision,
+            &policy.window,
+            app.clock.now(),
+            &zone,
+        );
+        let reserve = (decision.outcome == Outcome::Approved).then_some(Reservation {
+            amount: decision.amount,
+            ceiling: decision.reserve_ceiling,
+        });
+        let commit = CommitRequest {
+            caller: caller.to_owned(),
+            user: req.user.clone(),
+            idempotency_key: key.clone(),
+            fingerprint: fp,
+            decision: record,
+            reserve,
+            now: app.clock.now(),
+        };
+        match app.timed("commit", app.store.commit(commit)).await? {
+            CommitOutcome::Committed(stored) => {
+                app.record_decision(&stored);
+                return Ok(Json(stored).into_response());
+            }
+            CommitOutcome::Replayed(stored) => return Ok(replayed(stored)),
+            CommitOutcome::KeyReused => return Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),
+            CommitOutcome::UserNotFound => return Err(ApiError::new(ErrorCode::UserNotFound)),
+            CommitOutcome::LineChanged(now) => state = now,
+        }
+    }
+    // Only reachable under extreme contention on one user: say so honestly, write nothing.
+    Err(ApiError::new(ErrorCode::CapacityShed)
+        .with_message("Too many concurrent drawdowns for this user; nothing was recorded.")
+        .with_retry_after(Duration::from_secs(1)))
+}
+
+fn decision_record(
+    id: &str,
+    user: &UserId,
+    d: &Decision<'_>,
+    policy: &str,
+    now: Timestamp,
+    zone: &TimeZone,
+) -> DecisionRecord {
+    DecisionRecord {
+        decision_id: id.to_owned(),
+        user_id: user.to_string(),
+        outcome: d.outcome,
+        amount_fen: d.amount.get(),
+        reasons: d.reasons.iter().map(reason_record).collect(),
+        available_fen: d.available.get(),
+        drawable_now_fen: d.drawable_now.get(),
+        threshold_version: d.threshold_version,
+        policy: policy.to_owned(),
+        evaluated_at: rfc3339(now, zone),
+        appealable: d.appealable(),
+    }
+}
+
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw)
+        .map_err(|e| ApiError::invalid(vec![FieldProblem::new("user_id", e.to_string())]))
+}
+
+/// `GET /v1/credit-lines/{user_id}`: the quote that tells the truth.
+pub async fn credit_line(
+    State(app): State<App>,
+    caller: axum::Extension<Caller>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = user_id(&raw)?;
+    let loaded = app
+        .timed("load", app.store.load(&caller.0.id, &user, None))
+        .await?;
+    let state = loaded
+        .user
+        .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound))?;
+    let th = thresholds(&app)?;
+    let policy = app.policy.current();
+    let ctx = Context {
+        profile: &policy.limits.profile,
+        window_ends_at: policy.ends_at.as_ref(),
+    };
+    let q = quote(&th, &ctx, &state);
+    let zone = app.policy.compiled().zone();
+    Ok(Json(CreditLineQuote {
+        user_id: user.to_string(),
+        limit_fen: state.limit.get(),
+        used_fen: state.used.get(),
+        available_fen: q.available.get(),
+        drawable_now_fen: q.drawable_now.get(),
+        constraints: q.constraints.iter().map(reason_record).collect(),
+        policy: policy.window.clone(),
+        threshold_version: q.threshold_version,
+        as_of: rfc3339(app.clock.now(), zone),
+    })
+    .into_response())
+}
+
+/// `POST /v1/appeals`.
+pub async fn create_appeal(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
+    let (decision_id, user, message) = parse_json::<AppealBody>(&body)?.validate()?;
+    let now = app.clock.now();
+    let zone = app.policy.compiled().zone().clone();
+    let due = now + app.appeal_due;
+    let appeal = AppealRecord {
+        appeal_id: new_appeal_id(&user, now),
+        decision_id,
+        user_id: user.to_string(),
+        message,
+        status: AppealStatus::Open,
+        created_at: rfc3339(now, &zone),
+        due_at: rfc3339(due, &zone),
+        resolved_at: None,
+        resolution_note: None,
+    };
+    match app
+        .timed("create_appeal", app.store.create_appeal(appeal))
+        .await?
+    {
+        AppealCreated::Created(a) => Ok((StatusCode::CREATED, Json(a)).into_response()),
+        AppealCreated::AlreadyAppealed(a) => Ok((StatusCode::OK, Json(a)).into_response()),
+        AppealCreated::DecisionNotFound => Err(ApiError::new(ErrorCode::DecisionNotFound)),
+        AppealCreated::NotAppealable => Err(ApiError::new(ErrorCode::NotAppealable)),
+    }
+}
+
+/// `GET /v1/appeals/{appeal_id}`.
+pub async fn get_appeal(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match app.timed("get_appeal", app.store.get_appeal(&id)).await? {
+        Some(a) => Ok(Json(a).into_response()),
+        None => Err(ApiError::new(ErrorCode::AppealNotFound)),
+    }
+}
+
+/// `GET /v1/reason-codes`.
+pub async fn reason_codes() -> Response {
+    Json(ReasonCodes {
+        reason_codes: risk_core::catalogue().collect(),
+    })
+    .into_response()
+}
+
+/// `PUT /admin/credit-lines/{user_id}`.
+pub async fn put_credit_line(
+    State(app): State<App>,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = user_id(&raw)?;
+    let state = parse_json::<CreditLineBody>(&body)?.validate()?;
+    let stored = app
+        .timed("upsert_user", app.store.upsert_user(&user, state))
+        .await?;
+    Ok(Json(CreditLineState::new(&user, &stored)).into_response())
+}
+
+/// `GET /admin/thresholds`.
+pub async fn get_thresholds(State(app): State<App>) -> Result<Response, ApiError> {
+    let th = thresholds(&app)?;
+    Ok(Json(th.document().clone()).into_response())
+}
+
+/// `PUT /admin/thresholds`: validate, check the policy's profiles exist, publish.
+pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::invalid(vec![FieldProblem::new("body", "not UTF-8")]))?;
+    let th = Thresholds::from_json(text).map_err(|e| {
+        ApiError::invalid(vec![FieldProblem::new(
+            e.field().to_owned(),
+            e.problem().to_owned(),
+        )])
+    })?;
+    th.require_profiles(app.policy.compiled().profiles())
+        .map_err(|e| {
+            ApiError::invalid(vec![FieldProblem::new(
+                e.field().to_owned(),
+                e.problem().to_owned(),
+            )])
+        })?;
+    match app.thresholds.publish(th) {
+        Ok(published) => {
+            app.metrics
+                .threshold_version
+                .set(i64::try_from(published.version()).unwrap_or(i64::MAX));
+            tracing::info!(version = published.version(), "thresholds published");
+            Ok(Json(published.document().clone()).into_response())
+        }
+        Err(e @ PublishError::StaleVersion { .. }) => {
+            Err(ApiError::new(ErrorCode::StaleVersion).with_message(e.to_string()))
+        }
+    }
+}
+
+/// `GET /admin/policy`.
+pub async fn get_policy(State(app): State<App>) -> Response {
+    Json(&*app.policy.current()).into_response()
+}
+
+/// `PUT /admin/policy/force`.
+pub async fn force_policy(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
+    let ForceBody { window } = parse_json(&body)?;
+    let snapshot = app
+        .policy
+        .force(window.as_deref())
+        .map_err(|e| ApiError::invalid(vec![FieldProblem::new("window", e.to_string())]))?;
+    tracing::info!(window = %snapshot.window, forced = snapshot.forced, "policy forced");
+    Ok(Json(&*snapshot).into_response())
+}
+
+/// `?status=` of `GET /admin/appeals`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppealQuery {
+    status: Option<AppealStatus>,
+    limit: Option<usize>,
+}
+
+/// `GET /admin/appeals?status=open`.
+pub async fn list_appeals(
+    State(app): State<App>,
+    Query(q): Query<AppealQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    let appeals = app
+        .timed("list_appeals", app.store.list_appeals(q.status, limit))
+        .await?;
+    Ok(Json(AppealList { appeals }).into_response())
+}
+
+/// `POST /admin/appeals/{appeal_id}/resolve`.
+pub async fn resolve_appeal(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ResolveBody { resolution, note } = parse_json(&body)?;
+    let note = (!note.is_empty()).then_some(note);
+    match app
+        .timed(
+            "resolve_appeal",
+            app.store
+                .resolve_appeal(&id, resolution, note, app.clock.now()),
+        )
+        .await?
+    {
+        AppealResolved::Resolved(a) => Ok(Json(a).into_response()),
+        AppealResolved::NotFound => Err(ApiError::new(ErrorCode::AppealNotFound)),
+        AppealResolved::AlreadyResolved(_) => Err(ApiError::new(ErrorCode::AppealAlreadyResolved)),
+    }
+}
+
+/// `GET /healthz`.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: thresholds loaded and the store answers.
+pub async fn readyz(State(app): State<App>) -> Response {
+    let mut problems = Vec::new();
+    if app.thresholds.load().is_none() {
+        problems.push("thresholds: no version loaded yet".to_owned());
+    }
+    if let Err(e) = app.store.ping().await {
+        problems.push(format!("store: {e}"));
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, Json(serde_json::json!({"ready": true}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "reasons": problems})),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(app): State<App>) -> Response {
+    app.refresh_gauges();
+    let mut out = String::with_capacity(16 * 1024);
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &app.registry) {
+        tracing::error!(cause = %e, "metrics encoding failed");
+        return ApiError::new(ErrorCode::Internal).into_response();
+    }
+    let mut res = out.into_response();
+    res.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    res
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    let mut res = super::openapi::DOCUMENT.into_response();
+    res.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}

@@ -1,0 +1,305 @@
+//! The v1 HTTP API: routes, wire types, errors, and the state handlers share.
+//!
+//! # Layout
+//! - [`edge`]: request id, authentication, deadline, priority, bounded body, metrics.
+//! - [`handlers`]: one function per route.
+//! - [`wire`]: request and response bodies, with validation.
+//! - [`error`]: the one error shape and the mapping of stack errors to it.
+//! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
+
+pub mod edge;
+pub mod error;
+pub mod handlers;
+pub mod openapi;
+pub mod wire;
+
+use crate::admission::Admission;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::metrics::{Forced, Metrics, PolicyLabels, PriorityLabels, ShedLabels};
+use crate::policy::Policy;
+use crate::ratelimit::RateLimits;
+use crate::store::AnyStore;
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use error::{ApiError, ErrorCode};
+use prometheus_client::registry::Registry;
+use risk_core::ThresholdCache;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use tower::{BoxError, ServiceBuilder};
+
+/// An authenticated caller: idempotency keys are scoped by `id`, which is derived from the
+/// key (a keyed hash prefix), never the key itself.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// A stable, non-secret identifier of the API key.
+    pub id: Arc<str>,
+}
+
+/// API keys and the admin token, compared in constant time.
+pub struct Auth {
+    /// (hash of key, caller).
+    callers: Vec<([u8; 32], Caller)>,
+    admin: [u8; 32],
+    hash_key: [u8; 32],
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("callers", &self.callers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// From the configured keys and token.
+    pub fn new(api_keys: &[String], admin_token: &str) -> Self {
+        // Hashing both sides to 32 bytes makes the comparison constant-time in the key's
+        // length too. The hash key only needs to be fixed per process.
+        let hash_key = *blake3::hash(b"loan-gateway api key v1").as_bytes();
+        let h = |k: &str| *blake3::keyed_hash(&hash_key, k.as_bytes()).as_bytes();
+        let callers = api_keys
+            .iter()
+            .map(|k| {
+                let digest = h(k);
+                let id = format!("caller-{}", &blake3::Hash::from(digest).to_hex()[..12]);
+                (digest, Caller { id: id.into() })
+            })
+            .collect();
+        Auth {
+            callers,
+            admin: h(admin_token),
+            hash_key,
+        }
+    }
+
+    fn bearer(headers: &HeaderMap) -> Option<&str> {
+        let v = headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim())
+    }
+
+    fn digest(&self, token: &str) -> [u8; 32] {
+        *blake3::keyed_hash(&self.hash_key, token.as_bytes()).as_bytes()
+    }
+
+    /// The caller a request authenticates as.
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let token =
+            Self::bearer(headers).ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated))?;
+        let d = self.digest(token);
+        let mut found = None;
+        // Compare against every key so timing does not reveal which one matched.
+        for (k, caller) in &self.callers {
+            if bool::from(k.ct_eq(&d)) {
+                found = Some(caller.clone());
+            }
+        }
+        found.ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated))
+    }
+
+    /// Checks the admin token; a caller key on an admin route is 403.
+    pub fn admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let token =
+            Self::bearer(headers).ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated))?;
+        if bool::from(self.admin.ct_eq(&self.digest(token))) {
+            return Ok(());
+        }
+        if self.caller(headers).is_ok() {
+            return Err(ApiError::new(ErrorCode::Forbidden));
+        }
+        Err(ApiError::new(ErrorCode::Unauthenticated))
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The effective configuration.
+    pub config: Config,
+    /// The store.
+    pub store: AnyStore,
+    /// The thresholds in force.
+    pub thresholds: Arc<ThresholdCache>,
+    /// The peak-window policy.
+    pub policy: Policy,
+    /// Rate limiters.
+    pub limits: RateLimits,
+    /// Admission control.
+    pub admission: Admission,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    /// Credentials.
+    pub auth: Auth,
+    /// Wall time.
+    pub clock: SharedClock,
+    /// How long an appeal may take (the `due_at` of a new appeal).
+    pub appeal_due: jiff::SignedDuration,
+}
+
+/// Shared handle to [`AppState`].
+#[derive(Debug, Clone)]
+pub struct App(pub Arc<AppState>);
+
+impl Deref for App {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
+impl App {
+    /// Copies the admission, policy and limiter state into their gauges (at scrape time).
+    pub fn refresh_gauges(&self) {
+        let m = &self.metrics;
+        let a = &self.admission;
+        m.admission_in_flight
+            .set(i64::try_from(a.in_flight()).unwrap_or(i64::MAX));
+        m.admission_limit
+            .set(i64::try_from(a.limit()).unwrap_or(i64::MAX));
+        for p in crate::admission::Priority::ALL {
+            let q = a.queued(p);
+            m.admission_queued
+                .get_or_create(&PriorityLabels {
+                    priority: p.as_str(),
+                })
+                .set(i64::try_from(q).unwrap_or(i64::MAX));
+            for (cause, n) in a.shed_counts(p) {
+                m.admission_shed
+                    .get_or_create(&ShedLabels {
+                        priority: p.as_str(),
+                        cause,
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        let policy = self.policy.current();
+        m.policy.clear();
+        m.policy
+            .get_or_create(&PolicyLabels {
+                window: policy.window.clone(),
+                profile: policy.profile.clone(),
+                forced: if policy.forced {
+                    Forced::True
+                } else {
+                    Forced::False
+                },
+            })
+            .set(1);
+        m.threshold_version
+            .set(i64::try_from(self.thresholds.version()).unwrap_or(i64::MAX));
+        m.ratelimit_tracked_users
+            .set(i64::try_from(self.limits.tracked_users()).unwrap_or(i64::MAX));
+    }
+}
+
+async fn not_found() -> Response {
+    ApiError::new(ErrorCode::NotFound).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(ErrorCode::MethodNotAllowed).into_response()
+}
+
+/// Maps an error from the rate-limit or admission layers to its answer.
+async fn stack_error(err: BoxError) -> Response {
+    error::from_stack_error(err.as_ref()).into_response()
+}
+
+/// Declares the routes once: the router is built from this table, and the OpenAPI test
+/// checks the document against it (every route, every status it can answer).
+macro_rules! routes {
+    ($( $method:ident $path:literal => $handler:ident [$($status:literal),*] ),* $(,)?) => {
+        /// Every route: method, path template, and the statuses its handler answers (the edge
+        /// and the limit layers add theirs by route class, see [`edge_statuses`]).
+        pub const ROUTES: &[(&str, &str, &[u16])] = &[
+            $( (stringify!($method), $path, &[$($status),*]) ),*
+        ];
+
+        /// The routes whose path `keep` accepts.
+        fn add_routes(keep: impl Fn(&str) -> bool) -> Router<App> {
+            let mut router = Router::new();
+            $( if keep($path) {
+                router = router.route($path, axum::routing::$method(handlers::$handler));
+            } )*
+            router
+        }
+    };
+}
+
+routes! {
+    post "/v1/drawdowns" => drawdown [200, 400, 404, 422, 503],
+    get "/v1/credit-lines/{user_id}" => credit_line [200, 400, 404, 503],
+    post "/v1/appeals" => create_appeal [200, 201, 400, 404, 422, 503],
+    get "/v1/appeals/{appeal_id}" => get_appeal [200, 404, 503],
+    get "/v1/reason-codes" => reason_codes [200],
+    put "/admin/credit-lines/{user_id}" => put_credit_line [200, 400, 503],
+    get "/admin/thresholds" => get_thresholds [200, 503],
+    put "/admin/thresholds" => put_thresholds [200, 400, 409, 503],
+    get "/admin/policy" => get_policy [200],
+    put "/admin/policy/force" => force_policy [200, 400],
+    get "/admin/appeals" => list_appeals [200, 400, 503],
+    post "/admin/appeals/{appeal_id}/resolve" => resolve_appeal [200, 400, 404, 409, 503],
+    get "/healthz" => healthz [200],
+    get "/readyz" => readyz [200, 503],
+    get "/metrics" => metrics [200],
+    get "/openapi.json" => openapi [200],
+}
+
+/// Statuses the edge and the limit layers may answer on a route before its handler runs.
+pub fn edge_statuses(method: &str, path: &str) -> Vec<u16> {
+    let method = method.to_ascii_uppercase();
+    let class = edge::classify(&method.parse().unwrap_or(axum::http::Method::GET), path);
+    let mut s = Vec::new();
+    match class {
+        crate::admission::RouteClass::Ops => return s,
+        crate::admission::RouteClass::Admin => s.extend([401, 403]),
+        _ => s.push(401),
+    }
+    s.push(400); // a malformed X-Request-Deadline-Ms
+    if matches!(method.as_str(), "POST" | "PUT") {
+        s.extend([413, 415]);
+    }
+    if matches!(
+        class,
+        crate::admission::RouteClass::Drawdown
+            | crate::admission::RouteClass::CreditLine
+            | crate::admission::RouteClass::Appeal
+    ) {
+        s.extend([429, 503]);
+    }
+    s
+}
+
+/// The whole router with its middleware, outermost first: edge (request id, auth, deadline,
+/// priority, body), rate limits (global, then per user), admission, the handlers.
+pub fn router(app: App) -> Router {
+    let limited = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(stack_error))
+        .layer(app.limits.layer())
+        .layer(app.admission.layer());
+    // Only the v1 routes go through rate limits and admission: health checks, metrics and
+    // the admin API must answer in an overload, when they are needed most.
+    let v1 = add_routes(|p| p.starts_with("/v1/")).layer(limited);
+    v1.merge(add_routes(|p| !p.starts_with("/v1/")))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            edge::edge,
+        ))
+        .with_state(app)
+}

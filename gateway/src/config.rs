@@ -1,0 +1,456 @@
+//! Configuration: one TOML file, overridden by environment variables and flags.
+//!
+//! Precedence, lowest first: built-in defaults, the file (`--config` / `GATEWAY_CONFIG`), the
+//! environment (`GATEWAY_LISTEN`, `GATEWAY_API_KEYS`, `GATEWAY_ADMIN_TOKEN`, `GATEWAY_STORE`),
+//! then flags. Every invalid value is reported with its key.
+
+use crate::policy::{LimitsPatch, PolicyConfig, PolicyConfigError, WindowConfig};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Caller API keys (`Authorization: Bearer <key>`). Empty: demo credentials are made.
+    #[serde(skip_serializing)]
+    pub api_keys: Vec<String>,
+    /// The admin token for `/admin/*`. Empty: a demo token is made.
+    #[serde(skip_serializing)]
+    pub admin_token: String,
+    /// `memory` (embedded default) or a `redis://` URL.
+    pub store: String,
+    /// Seed the memory store with the demo users (default: when no API keys are configured).
+    pub seed_demo_users: Option<bool>,
+    /// Connection-level protection and deadlines.
+    pub server: ServerConfig,
+    /// Risk thresholds.
+    pub risk: RiskConfig,
+    /// Admission control.
+    pub admission: AdmissionConfig,
+    /// Peak windows and the limits they set.
+    pub policy: PolicyConfig,
+    /// Logs.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_keys: Vec::new(),
+            admin_token: String::new(),
+            store: "memory".into(),
+            seed_demo_users: None,
+            server: ServerConfig::default(),
+            risk: RiskConfig::default(),
+            admission: AdmissionConfig::default(),
+            policy: default_policy(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The built-in peak windows (the same as `config/default.toml`; a test keeps them equal).
+fn default_policy() -> PolicyConfig {
+    let fixed = |name: &str, start: &str, end: &str| WindowConfig {
+        name: name.into(),
+        start: Some(start.into()),
+        end: Some(end.into()),
+        daily_start: None,
+        daily_end: None,
+        limits: LimitsPatch::default(),
+    };
+    let evening = WindowConfig {
+        name: "evening".into(),
+        start: None,
+        end: None,
+        daily_start: Some("20:00".into()),
+        daily_end: Some("22:00".into()),
+        limits: LimitsPatch {
+            profile: Some("normal".into()),
+            ..LimitsPatch::default()
+        },
+    };
+    PolicyConfig {
+        windows: vec![
+            fixed("double11", "2026-11-10T23:30", "2026-11-11T02:00"),
+            fixed("spring-festival", "2027-02-05T20:00", "2027-02-06T02:00"),
+            evening,
+        ],
+        ..PolicyConfig::default()
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Open connections at most; further connections wait in the kernel's accept queue.
+    pub max_connections: u32,
+    /// A client must send its request headers within this many milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// Largest request body in bytes (413 above it).
+    pub body_limit_bytes: u32,
+    /// Deadline of a request that sends no `X-Request-Deadline-Ms`, in milliseconds.
+    pub default_deadline_ms: u64,
+    /// Largest deadline a caller may ask for, in milliseconds.
+    pub max_deadline_ms: u64,
+    /// On shutdown, in-flight requests get this many milliseconds to finish.
+    pub shutdown_grace_ms: u64,
+    /// How long idempotency records are kept, in hours (at least 24).
+    pub idempotency_retention_hours: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 10_000,
+            header_read_timeout_ms: 5_000,
+            body_limit_bytes: 16 * 1024,
+            default_deadline_ms: 2_000,
+            max_deadline_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+            idempotency_retention_hours: 24,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The header-read timeout.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// The default request deadline.
+    pub fn default_deadline(&self) -> Duration {
+        Duration::from_millis(self.default_deadline_ms)
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// `[risk]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    /// A thresholds document (JSON) to start with instead of the built-in one.
+    pub thresholds_file: Option<PathBuf>,
+}
+
+/// `[admission]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// Honour priorities (drawdowns critical, `X-Priority: low`). Off: every request is
+    /// `default` (the naive configuration of the loadtest demonstration).
+    pub priorities: bool,
+    /// Most users whose per-user rate-limit state is kept (idle ones are evicted first).
+    pub max_tracked_users: u32,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            priorities: true,
+            max_tracked_users: 100_000,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive (`RUST_LOG` wins when set).
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// An invalid configuration value, naming its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the key and line).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{key}: {problem}")]
+    Invalid {
+        /// Dotted key or environment variable.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl From<PolicyConfigError> for ConfigError {
+    fn from(e: PolicyConfigError) -> Self {
+        ConfigError::invalid(e.field(), e.message())
+    }
+}
+
+/// Overrides from the environment or flags (`None`: not given).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `GATEWAY_LISTEN` / `--listen`.
+    pub listen: Option<String>,
+    /// `GATEWAY_API_KEYS` / `--api-keys`: comma-separated.
+    pub api_keys: Option<String>,
+    /// `GATEWAY_ADMIN_TOKEN` / `--admin-token`.
+    pub admin_token: Option<String>,
+    /// `GATEWAY_STORE` / `--store`.
+    pub store: Option<String>,
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        // A relative thresholds file is relative to the configuration file.
+        if let (Some(file), Some(dir)) = (&config.risk.thresholds_file, path.parent())
+            && file.is_relative()
+        {
+            config.risk.thresholds_file = Some(dir.join(file));
+        }
+        Ok(config)
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies overrides; each bad value is reported with the variable's name.
+    pub fn apply(&mut self, o: Overrides) -> Result<(), ConfigError> {
+        if let Some(listen) = o.listen {
+            self.listen = listen.parse().map_err(|_| {
+                ConfigError::invalid(
+                    "GATEWAY_LISTEN",
+                    format!("not a socket address: {listen:?}"),
+                )
+            })?;
+        }
+        if let Some(keys) = o.api_keys {
+            self.api_keys = keys
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        if let Some(token) = o.admin_token {
+            self.admin_token = token;
+        }
+        if let Some(store) = o.store {
+            self.store = store;
+        }
+        Ok(())
+    }
+
+    /// Checks every value that types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (i, key) in self.api_keys.iter().enumerate() {
+            if key.len() < 16 {
+                return Err(ConfigError::invalid(
+                    format!("api_keys[{i}]"),
+                    "an API key must be at least 16 characters",
+                ));
+            }
+        }
+        if !self.admin_token.is_empty() && self.admin_token.len() < 16 {
+            return Err(ConfigError::invalid(
+                "admin_token",
+                "must be at least 16 characters",
+            ));
+        }
+        if self.api_keys.contains(&self.admin_token) {
+            return Err(ConfigError::invalid(
+                "admin_token",
+                "must differ from every API key",
+            ));
+        }
+        match self.store.as_str() {
+            "memory" => {}
+            s if s.starts_with("redis://") || s.starts_with("rediss://") => {
+                return Err(ConfigError::invalid(
+                    "store",
+                    "the Redis store is not available in this build yet; use \"memory\"",
+                ));
+            }
+            other => {
+                return Err(ConfigError::invalid(
+                    "store",
+                    format!("expected \"memory\" or a redis:// URL, got {other:?}"),
+                ));
+            }
+        }
+        let s = &self.server;
+        let positive = [
+            ("server.max_connections", u64::from(s.max_connections)),
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.body_limit_bytes", u64::from(s.body_limit_bytes)),
+            ("server.default_deadline_ms", s.default_deadline_ms),
+            ("server.max_deadline_ms", s.max_deadline_ms),
+            (
+                "admission.max_tracked_users",
+                u64::from(self.admission.max_tracked_users),
+            ),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        if s.default_deadline_ms > s.max_deadline_ms {
+            return Err(ConfigError::invalid(
+                "server.default_deadline_ms",
+                "must not exceed server.max_deadline_ms",
+            ));
+        }
+        if s.idempotency_retention_hours < 24 {
+            return Err(ConfigError::invalid(
+                "server.idempotency_retention_hours",
+                "keys are kept at least 24 hours (API contract)",
+            ));
+        }
+        self.policy.validate()?;
+        Ok(())
+    }
+
+    /// Whether the memory store gets the demo users.
+    pub fn seeds_demo_users(&self) -> bool {
+        self.seed_demo_users.unwrap_or(self.api_keys.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_equal_the_shipped_default_file() {
+        Config::default().validate().unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        assert_eq!(Config::from_file(&path).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_shipped_files_validate() {
+        for f in ["config/default.toml", "config/naive.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            let c = Config::from_file(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
+            c.validate().unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = Config::from_toml("[server]\nmax_conections = 3\n").unwrap_err();
+        assert!(e.to_string().contains("max_conections"), "{e}");
+        let mut c = Config::default();
+        c.server.max_connections = 0;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "server.max_connections: must be at least 1"
+        );
+        let mut c = Config::default();
+        let e = c
+            .apply(Overrides {
+                listen: Some("nope".into()),
+                ..Overrides::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().starts_with("GATEWAY_LISTEN:"), "{e}");
+        let c = Config {
+            api_keys: vec!["short".into()],
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("api_keys[0]:")
+        );
+        let c = Config {
+            store: "postgres://x".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().starts_with("store:"));
+    }
+
+    #[test]
+    fn overrides_replace_file_values() {
+        let mut c = Config::from_toml("listen = \"127.0.0.1:9000\"\n").unwrap();
+        c.apply(Overrides {
+            listen: Some("0.0.0.0:8081".into()),
+            api_keys: Some("aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb,".into()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 8081);
+        assert_eq!(c.api_keys, ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"]);
+        assert!(!c.seeds_demo_users());
+    }
+}

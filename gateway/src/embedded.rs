@@ -1,0 +1,81 @@
+//! A gateway in this process on a loopback port: for integration tests and the loadtest.
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::{Error, Gateway};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How to start an embedded gateway.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedOptions {
+    /// A configuration file (default: the built-in defaults).
+    pub config_path: Option<PathBuf>,
+    /// A configuration to use as is (wins over `config_path`).
+    pub config: Option<Config>,
+    /// The caller key to accept (default: the demo key).
+    pub api_key: String,
+    /// The admin token (default: the demo token).
+    pub admin_token: String,
+    /// The clock (default: the system clock).
+    pub clock: Option<SharedClock>,
+}
+
+/// A running embedded gateway.
+#[derive(Debug)]
+pub struct EmbeddedGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The shared state, for tests that look inside.
+    pub app: crate::api::App,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl EmbeddedGateway {
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful shutdown; returns once the server has stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Starts a gateway on `127.0.0.1:0`.
+pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedGateway, Error> {
+    let mut config = match (opts.config, &opts.config_path) {
+        (Some(c), _) => c,
+        (None, Some(path)) => Config::from_file(path)?,
+        (None, None) => Config::default(),
+    };
+    if !opts.api_key.is_empty() {
+        config.api_keys = vec![opts.api_key];
+    }
+    if !opts.admin_token.is_empty() {
+        config.admin_token = opts.admin_token;
+    }
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let clock = opts.clock.unwrap_or_else(SystemClock::shared);
+    let gateway = Gateway::build(config, clock)?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let addr = listener.local_addr()?;
+    let app = gateway.app().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(EmbeddedGateway {
+        addr,
+        app,
+        stop: Some(stop),
+        task,
+    })
+}

@@ -1,0 +1,213 @@
+//! Prometheus metrics, built by `register(&mut Registry) -> Self` with typed label sets.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `route` and `status` of a served request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route class (`drawdown`, `credit_line`, …).
+    pub route: &'static str,
+    /// HTTP status.
+    pub status: u16,
+}
+
+/// The route class alone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Route class.
+    pub route: &'static str,
+}
+
+/// A code (error code or reason code).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CodeLabels {
+    /// The code.
+    pub code: &'static str,
+}
+
+/// A risk outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `approved`, `rejected`, `review`.
+    pub outcome: &'static str,
+}
+
+/// A store operation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StoreOpLabels {
+    /// `load`, `commit`, …
+    pub op: &'static str,
+}
+
+/// An admission priority.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PriorityLabels {
+    /// `critical`, `default`, `low`.
+    pub priority: &'static str,
+}
+
+/// Shed by priority and cause.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ShedLabels {
+    /// Priority.
+    pub priority: &'static str,
+    /// Cause.
+    pub cause: &'static str,
+}
+
+/// The active policy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// Window name or `normal`.
+    pub window: String,
+    /// Threshold profile.
+    pub profile: String,
+    /// Forced by an operator.
+    pub forced: Forced,
+}
+
+/// Whether the policy is forced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum Forced {
+    /// By an operator.
+    True,
+    /// By the calendar.
+    False,
+}
+
+/// Latency buckets from 50 µs to about 6.5 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
+/// Every metric of the gateway.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Requests by route class and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by route class, seconds.
+    pub latency: Family<RouteLabels, Histogram>,
+    /// Refusals (every error answer) by code.
+    pub refusals: Family<CodeLabels, Counter>,
+    /// Risk decisions by outcome.
+    pub decisions: Family<OutcomeLabels, Counter>,
+    /// Reasons given in risk decisions, by code.
+    pub reasons: Family<CodeLabels, Counter>,
+    /// Store operation latency, seconds.
+    pub store_latency: Family<StoreOpLabels, Histogram>,
+    /// Store operations that failed.
+    pub store_errors: Family<StoreOpLabels, Counter>,
+    /// Admission: requests in flight.
+    pub admission_in_flight: Gauge,
+    /// Admission: the concurrency limit.
+    pub admission_limit: Gauge,
+    /// Admission: requests queued, by priority.
+    pub admission_queued: Family<PriorityLabels, Gauge>,
+    /// Admission: requests shed, by priority and cause (cumulative).
+    pub admission_shed: Family<ShedLabels, Gauge>,
+    /// The active policy (value 1 on the active label set).
+    pub policy: Family<PolicyLabels, Gauge>,
+    /// The thresholds version in force.
+    pub threshold_version: Gauge,
+    /// Users tracked by the per-user rate limiter.
+    pub ratelimit_tracked_users: Gauge,
+}
+
+impl Metrics {
+    /// Registers every metric under the `gateway` prefix.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            refusals: Family::default(),
+            decisions: Family::default(),
+            reasons: Family::default(),
+            store_latency: Family::new_with_constructor(latency_histogram),
+            store_errors: Family::default(),
+            admission_in_flight: Gauge::default(),
+            admission_limit: Gauge::default(),
+            admission_queued: Family::default(),
+            admission_shed: Family::default(),
+            policy: Family::default(),
+            threshold_version: Gauge::default(),
+            ratelimit_tracked_users: Gauge::default(),
+        };
+        let r = registry.sub_registry_with_prefix("gateway");
+        r.register(
+            "http_requests",
+            "Requests by route class and status",
+            m.requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "Request latency by route class",
+            m.latency.clone(),
+        );
+        r.register(
+            "refusals",
+            "Error answers by code (transient and client)",
+            m.refusals.clone(),
+        );
+        r.register(
+            "risk_decisions",
+            "Risk decisions by outcome",
+            m.decisions.clone(),
+        );
+        r.register(
+            "risk_reasons",
+            "Reasons given in risk decisions, by code",
+            m.reasons.clone(),
+        );
+        r.register(
+            "store_duration_seconds",
+            "Store operation latency",
+            m.store_latency.clone(),
+        );
+        r.register(
+            "store_errors",
+            "Store operations that failed",
+            m.store_errors.clone(),
+        );
+        r.register(
+            "admission_in_flight",
+            "Requests admitted and running",
+            m.admission_in_flight.clone(),
+        );
+        r.register(
+            "admission_limit",
+            "Admission concurrency limit",
+            m.admission_limit.clone(),
+        );
+        r.register(
+            "admission_queued",
+            "Requests waiting for admission",
+            m.admission_queued.clone(),
+        );
+        r.register(
+            "admission_shed",
+            "Requests shed by admission control",
+            m.admission_shed.clone(),
+        );
+        r.register(
+            "policy_active",
+            "The active policy (1 on its labels)",
+            m.policy.clone(),
+        );
+        r.register(
+            "threshold_version",
+            "Thresholds version in force",
+            m.threshold_version.clone(),
+        );
+        r.register(
+            "ratelimit_tracked_users",
+            "Users with per-user rate-limit state",
+            m.ratelimit_tracked_users.clone(),
+        );
+        m
+    }
+}

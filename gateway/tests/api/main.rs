@@ -1,0 +1,16 @@
+//! Integration tests of the HTTP API: the real server on port 0, a real HTTP client.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod support;
+
+mod concurrency;
+mod errors;
+mod openapi;
+mod policy;
+mod routes;
+mod shutdown;
