@@ -96,10 +96,18 @@ pub struct RunArgs {
     #[arg(long)]
     pub target: Option<String>,
     /// Caller API key.
-    #[arg(long, env = "LOADTEST_API_KEY", default_value = "loadtest-key")]
+    #[arg(
+        long,
+        env = "LOADTEST_API_KEY",
+        default_value = "loadtest-api-key-0001"
+    )]
     pub api_key: String,
     /// Admin token (seeding users, forcing peak windows).
-    #[arg(long, env = "LOADTEST_ADMIN_TOKEN", default_value = "loadtest-admin")]
+    #[arg(
+        long,
+        env = "LOADTEST_ADMIN_TOKEN",
+        default_value = "loadtest-admin-token-0001"
+    )]
     pub admin_token: String,
     /// Configuration of the in-process gateway: a file, or `default` / `naive` (shipped).
     #[arg(long)]

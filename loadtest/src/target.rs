@@ -29,11 +29,14 @@ pub struct EmbeddedOptions {
 pub struct Embedded {
     /// Where it listens.
     pub target: TargetAddr,
+    inner: gateway::embedded::EmbeddedGateway,
 }
 
 impl Embedded {
-    /// Stops it.
-    pub async fn shutdown(self) {}
+    /// Stops it gracefully.
+    pub async fn shutdown(self) {
+        self.inner.shutdown().await;
+    }
 }
 
 /// Resolves `--gateway-config`: a file path as given, or a shipped configuration by name
@@ -55,15 +58,21 @@ pub fn resolve_gateway_config(arg: &std::path::Path) -> Result<PathBuf, Error> {
     }
 }
 
-/// Starts the gateway in-process on loopback with the memory store.
-///
-/// The only place that knows about the gateway crate: until `gateway::embedded` exists this
-/// returns a clear error.
+/// Starts the gateway in-process on `127.0.0.1:0` with the memory store. The only place that
+/// knows about the gateway crate.
 pub async fn start_embedded(opts: &EmbeddedOptions) -> Result<Embedded, Error> {
-    let _ = opts;
-    Err(Error::Embedded(
-        "embedded gateway not wired yet, pass --target".into(),
-    ))
+    let inner = gateway::embedded::start(gateway::embedded::EmbeddedOptions {
+        config_path: opts.config_path.clone(),
+        api_key: opts.api_key.clone(),
+        admin_token: opts.admin_token.clone(),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| Error::Embedded(e.to_string()))?;
+    Ok(Embedded {
+        target: TargetAddr::from_addr(inner.addr),
+        inner,
+    })
 }
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -183,14 +192,35 @@ mod tests {
         assert!(err.to_string().contains("no-such-config"), "{err}");
     }
 
+    const KEY: &str = "test-api-key-000001";
+    const ADMIN: &str = "test-admin-token-000001";
+
     #[tokio::test]
-    async fn embedded_mode_says_what_to_do_until_it_is_wired() {
+    async fn the_embedded_gateway_starts_takes_seeds_and_stops() {
         let opts = EmbeddedOptions {
             config_path: None,
-            api_key: "k".into(),
-            admin_token: "a".into(),
+            api_key: KEY.into(),
+            admin_token: ADMIN.into(),
         };
-        let err = start_embedded(&opts).await.unwrap_err();
-        assert!(err.to_string().contains("--target"), "{err}");
+        let g = start_embedded(&opts).await.unwrap();
+        let sc = crate::scenario::Scenario::load("steady").unwrap();
+        let users: Vec<User> = crate::population::build_users(&sc)
+            .into_iter()
+            .flatten()
+            .take(20)
+            .collect();
+        seed_users(&g.target, ADMIN, &users, 4).await.unwrap();
+        // The admin token is checked: a wrong one is refused.
+        let err = seed_users(&g.target, "wrong", &users[..1], 1)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("401"), "{err}");
+        window_action(&g.target, ADMIN, &WindowAction::Force("double11".into()))
+            .await
+            .unwrap();
+        window_action(&g.target, ADMIN, &WindowAction::Release)
+            .await
+            .unwrap();
+        g.shutdown().await;
     }
 }
