@@ -77,6 +77,8 @@ impl Gateway {
     /// Validates `config` and builds everything but the listener.
     pub fn build(mut config: Config, clock: SharedClock) -> Result<Gateway, Error> {
         let demo_credentials = config.api_keys.is_empty() || config.admin_token.is_empty();
+        // Decided before demo credentials fill the empty keys.
+        let seed_demo = config.seeds_demo_users();
         if config.api_keys.is_empty() {
             config.api_keys = vec![DEMO_API_KEY.to_owned()];
         }
@@ -109,7 +111,7 @@ impl Gateway {
             key: "store".into(),
             problem: e.to_string(),
         })?;
-        let demo_users = if config.seeds_demo_users() {
+        let demo_users = if seed_demo {
             memory.seed_demo()
         } else {
             Vec::new()

@@ -166,6 +166,8 @@ impl App {
     pub fn refresh_gauges(&self) {
         let m = &self.metrics;
         let a = &self.admission;
+        // Admission follows the policy lazily, on arrivals; catch up before reading gauges.
+        a.refresh();
         m.admission_in_flight
             .set(i64::try_from(a.in_flight()).unwrap_or(i64::MAX));
         m.admission_limit

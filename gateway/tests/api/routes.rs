@@ -231,3 +231,27 @@ async fn request_ids_are_echoed() {
     );
     assert_eq!(body["error"]["request_id"], "req-9");
 }
+
+#[tokio::test]
+async fn without_credentials_the_gateway_uses_demo_ones_and_seeds_demo_users() {
+    let g = gateway::Gateway::build(
+        gateway::config::Config::default(),
+        gateway::clock::SystemClock::shared(),
+    )
+    .unwrap();
+    assert!(g.uses_demo_credentials());
+    let ids: Vec<&str> = g.demo_users().iter().map(|u| u.id.as_str()).collect();
+    assert!(
+        ids.contains(&"u-demo-a") && ids.contains(&"u-demo-frequent-login"),
+        "{ids:?}"
+    );
+    // With keys configured, no demo users unless asked for.
+    let c = gateway::config::Config {
+        api_keys: vec![KEY.into()],
+        admin_token: ADMIN.into(),
+        ..Default::default()
+    };
+    let g = gateway::Gateway::build(c, gateway::clock::SystemClock::shared()).unwrap();
+    assert!(!g.uses_demo_credentials());
+    assert!(g.demo_users().is_empty());
+}
