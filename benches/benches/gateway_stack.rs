@@ -198,17 +198,19 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Every drawdown variant gets a gateway of its own, so each starts from an empty store and
+/// none runs against the records another one left (a bigger store is a slower store).
 fn drawdown(c: &mut Criterion) {
     let rt = runtime();
-    let fx = rt.block_on(fixture());
-    let (app, full, handler_only, caller) =
-        (fx.gateway.app(), &fx.full, &fx.handler_only, &fx.caller);
     let mut g = c.benchmark_group("gateway_drawdown");
     g.throughput(Throughput::Elements(1));
+    let fx = rt.block_on(fixture());
     g.bench_function("bare_handler", |b| {
         b.to_async(&rt)
             .iter_custom(|iters| timed(&fx.bare, iters, fresh_drawdown));
     });
+    let fx = rt.block_on(fixture());
+    let (app, handler_only, caller) = (fx.gateway.app(), &fx.handler_only, &fx.caller);
     g.bench_function("handler_only", |b| {
         b.to_async(&rt).iter_custom(|iters| async move {
             seed(app).await;
@@ -218,22 +220,24 @@ fn drawdown(c: &mut Criterion) {
             .await
         });
     });
+    let fx = rt.block_on(fixture());
+    let (app, full) = (fx.gateway.app(), &fx.full);
     g.bench_function("full_stack", |b| {
         b.to_async(&rt).iter_custom(|iters| async move {
             seed(app).await;
             timed(full, iters, fresh_drawdown).await
         });
     });
+    // Still approving after the run: nothing above measured a refusal.
+    let mut last = fx.full.clone();
+    let (_, body) = rt.block_on(send(&mut last, fresh_drawdown()));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["outcome"], "approved", "{v}");
     g.bench_function("full_stack_replay", |b| {
         b.to_async(&rt)
-            .iter_custom(|iters| timed(&fx.full, iters, || drawdown_request("bench-replay")));
+            .iter_custom(|iters| timed(full, iters, || drawdown_request("bench-replay")));
     });
     g.finish();
-    // Still approving after the run: nothing above measured a refusal.
-    let mut full = fx.full.clone();
-    let (_, last) = rt.block_on(send(&mut full, fresh_drawdown()));
-    let v: serde_json::Value = serde_json::from_slice(&last).unwrap();
-    assert_eq!(v["outcome"], "approved", "{v}");
 }
 
 fn credit_line(c: &mut Criterion) {
