@@ -10,23 +10,10 @@ async fn five_hundred_concurrent_drawdowns_approve_exactly_one_hundred() {
     t.user("u-race", 100_000).await;
     // Velocity limits would stop this user after a few drawdowns; lift them so that only
     // the line binds.
-    let mut th: Value = t
-        .get("/admin/thresholds", ADMIN)
-        .await
-        .json()
-        .await
-        .unwrap();
-    th["version"] = json!(2);
-    th["profiles"]["normal"]["grades"]["A"]["max_drawdowns_24h"] = json!(1_000_000);
-    let r = t
-        .client
-        .put(t.url("/admin/thresholds"))
-        .bearer_auth(ADMIN)
-        .json(&th)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    t.publish_thresholds(|th| {
+        th["profiles"]["normal"]["grades"]["A"]["max_drawdowns_24h"] = json!(1_000_000);
+    })
+    .await;
     let tasks: Vec<_> = (0..500)
         .map(|i| {
             let client = t.client.clone();
@@ -76,25 +63,10 @@ async fn a_replay_returns_the_stored_decision_and_reserves_nothing_even_after_a_
     assert_eq!(d1["outcome"], "approved");
 
     // Tighten thresholds: the same amount would now be refused.
-    let mut th: Value = t
-        .get("/admin/thresholds", ADMIN)
-        .await
-        .json()
-        .await
-        .unwrap();
-    th["version"] = json!(2);
-    th["profiles"]["normal"]["grades"]["A"]["max_single_fen"] = json!(1_000_000);
-    assert_eq!(
-        t.client
-            .put(t.url("/admin/thresholds"))
-            .bearer_auth(ADMIN)
-            .json(&th)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    t.publish_thresholds(|th| {
+        th["profiles"]["normal"]["grades"]["A"]["max_single_fen"] = json!(1_000_000);
+    })
+    .await;
 
     let r2 = t.drawdown("same-key", "u-1", 4_000_000).await;
     assert_eq!(r2.status(), StatusCode::OK);

@@ -105,6 +105,31 @@ impl TestGateway {
             .unwrap()
     }
 
+    /// The thresholds document in force.
+    pub async fn thresholds(&self) -> Value {
+        self.get("/admin/thresholds", ADMIN)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Publishes the document in force with `change` applied, as the next version.
+    pub async fn publish_thresholds(&self, change: impl FnOnce(&mut Value)) {
+        let mut th = self.thresholds().await;
+        th["version"] = json!(th["version"].as_u64().unwrap() + 1);
+        change(&mut th);
+        let r = self
+            .client
+            .put(self.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .json(&th)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Response {
         self.client
             .get(self.url(path))
