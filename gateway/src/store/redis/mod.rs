@@ -49,8 +49,9 @@ use super::{
     DecisionRecord, Fingerprint, IdempotentRecord, Loaded, Resolution, Result, Slot, Store,
     StoreError,
 };
+use deadpool::managed::{self, Object, PoolError};
 use deadpool_redis::redis::{self, Script, Value};
-use deadpool_redis::{Manager, Pool, PoolError, Runtime};
+use deadpool_redis::{Manager, Runtime};
 use jiff::Timestamp;
 use risk_core::{Fen, Outcome, RiskGrade, UserId, UserState};
 use std::collections::HashMap;
@@ -84,7 +85,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
-            pool_size: 16,
+            pool_size: 32,
             pool_wait_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_millis(500),
             command_timeout: Duration::from_millis(500),
@@ -169,6 +170,31 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
+type Pool = managed::Pool<Pooled>;
+
+/// deadpool-redis's manager without its per-checkout `PING`: that would double the round
+/// trips of every operation. A connection that fails is taken out of the pool instead
+/// ([`RedisStore::with_conn`]), so a dead one is dropped on first use and the next request
+/// opens a fresh one (how the store recovers from a Redis restart by itself).
+struct Pooled(Manager);
+
+impl managed::Manager for Pooled {
+    type Type = redis::aio::MultiplexedConnection;
+    type Error = redis::RedisError;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        managed::Manager::create(&self.0).await
+    }
+
+    async fn recycle(
+        &self,
+        _: &mut Self::Type,
+        _: &managed::Metrics,
+    ) -> managed::RecycleResult<Self::Error> {
+        Ok(())
+    }
+}
+
 struct Inner {
     config: RedisConfig,
     pool: Pool,
@@ -219,7 +245,7 @@ impl RedisStore {
             .set_response_timeout(Some(config.command_timeout));
         let manager = Manager::new_with_config(config.url.as_str(), connection).map_err(bad_url)?;
         let client = redis::Client::open(config.url.as_str()).map_err(bad_url)?;
-        let pool = Pool::builder(manager)
+        let pool = Pool::builder(Pooled(manager))
             .max_size(config.pool_size)
             .wait_timeout(Some(config.pool_wait_timeout))
             .create_timeout(Some(config.connect_timeout))
@@ -261,7 +287,7 @@ impl RedisStore {
     /// Runs `f` on a pooled connection, bounded by the command timeout.
     pub(crate) async fn with_conn<T, F, Fut>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        F: FnOnce(redis::aio::MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let timeout = self.inner.config.command_timeout;
@@ -269,12 +295,20 @@ impl RedisStore {
         // handler future that awaits a store operation large too (one allocation per round
         // trip, next to a network round trip).
         Box::pin(async move {
-            let conn = self.inner.pool.get().await.map_err(pool_error)?;
-            match tokio::time::timeout(timeout, f(conn)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(redis_error(&e)),
-                Err(_) => Err(StoreError::Timeout),
+            let pooled = self.inner.pool.get().await.map_err(pool_error)?;
+            // A multiplexed connection is a cheap handle; the pooled object stays checked out
+            // until the answer is in, so the pool size bounds the connections in use.
+            let conn = (*pooled).clone();
+            let out = match tokio::time::timeout(timeout, f(conn)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => redis_error(&e),
+                Err(_) => StoreError::Timeout,
+            };
+            if !matches!(out, StoreError::Corrupt(_)) {
+                // The connection may be dead (or stuck behind a slow reply): never reuse it.
+                drop(Object::take(pooled));
             }
+            Err(out)
         })
         .await
     }
@@ -361,7 +395,7 @@ impl RedisStore {
     }
 }
 
-fn pool_error(e: PoolError) -> StoreError {
+fn pool_error(e: PoolError<redis::RedisError>) -> StoreError {
     match e {
         PoolError::Backend(e) => redis_error(&e),
         PoolError::Timeout(t) => StoreError::Unavailable(format!("redis pool: {t:?} timed out")),

@@ -2,8 +2,8 @@
 //! every key it names carries the same `{sNNNN}` hash tag, including the keys it builds
 //! from a prefix argument (a decision id names its slot, so its key shares the tag).
 //!
-//! Money is exact: amounts are decimal strings compared and added digit by digit, because
-//! Lua numbers are doubles and a line may reach `Fen::MAX` (10^18 > 2^53).
+//! Money is exact: amounts are decimal strings compared and added digit by digit, so no
+//! amount ever passes through a Lua double (exact only to 2^53) whatever `Fen::MAX` becomes.
 
 /// Decimal-string arithmetic on non-negative integers without leading zeros.
 const DECIMAL: &str = r"
