@@ -10,7 +10,7 @@
 //! - [`policy`]: peak windows and the active policy snapshot.
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
-//! - [`store`]: the store interface and its in-memory implementation.
+//! - [`store`]: the store interface, its in-memory and Redis implementations.
 //! - [`api`]: routes, wire types, errors, the edge middleware.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: the connection loop and graceful shutdown.
@@ -43,7 +43,7 @@ use config::{Config, ConfigError};
 use risk_core::{ThresholdCache, Thresholds, ThresholdsError};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{AnyStore, DemoUser, MemoryConfig, MemoryStore, Store};
+use store::{AnyStore, DemoUser, MemoryConfig, MemoryStore, RedisStore, Store};
 use tokio::task::JoinHandle;
 
 /// Demo caller key, used only when no API keys are configured (printed at start-up).
@@ -101,22 +101,37 @@ impl Gateway {
         let profiles: Vec<String> = policy_profiles(&compiled);
         thresholds.require_profiles(profiles.iter().map(String::as_str))?;
 
-        let memory = MemoryStore::new(MemoryConfig {
-            idempotency_retention: Duration::from_secs(
-                u64::from(config.server.idempotency_retention_hours) * 3600,
-            ),
-            ..MemoryConfig::default()
-        })
-        .map_err(|e| ConfigError::Invalid {
+        let store_error = |e: &dyn std::fmt::Display| ConfigError::Invalid {
             key: "store".into(),
             problem: e.to_string(),
-        })?;
-        let demo_users = if seed_demo {
-            memory.seed_demo()
-        } else {
-            Vec::new()
         };
-        let store = AnyStore::Memory(memory);
+        let (store, demo_users) = match config.redis_config() {
+            Some(redis) => {
+                let redis = RedisStore::new(redis).map_err(|e| store_error(&e))?;
+                // Seeded by a background task once Redis answers (see `spawn_background`).
+                let demo = if seed_demo {
+                    store::demo_users()
+                } else {
+                    Vec::new()
+                };
+                (AnyStore::Redis(redis), demo)
+            }
+            None => {
+                let memory = MemoryStore::new(MemoryConfig {
+                    idempotency_retention: Duration::from_secs(
+                        u64::from(config.server.idempotency_retention_hours) * 3600,
+                    ),
+                    ..MemoryConfig::default()
+                })
+                .map_err(|e| store_error(&e))?;
+                let demo = if seed_demo {
+                    memory.seed_demo()
+                } else {
+                    Vec::new()
+                };
+                (AnyStore::Memory(memory), demo)
+            }
+        };
 
         let policy = policy::Policy::from_compiled(compiled, Arc::clone(&clock));
         let limits = ratelimit::RateLimits::new(&policy, config.admission.max_tracked_users);
@@ -180,7 +195,16 @@ impl Gateway {
                 }
             }
         });
-        vec![policy, purge]
+        let mut tasks = vec![policy, purge];
+        if let AnyStore::Redis(redis) = &self.app.store
+            && !self.demo_users.is_empty()
+        {
+            tasks.push(tokio::spawn(seed_redis(
+                redis.clone(),
+                self.demo_users.clone(),
+            )));
+        }
+        tasks
     }
 
     /// Serves on `listener` until `shutdown` resolves (graceful, bounded).
@@ -195,6 +219,22 @@ impl Gateway {
         for t in tasks {
             t.abort();
         }
+    }
+}
+
+/// Stores the demo users in Redis once it answers (demo credentials only).
+async fn seed_redis(store: RedisStore, users: Vec<DemoUser>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    'retry: loop {
+        tick.tick().await;
+        for u in &users {
+            if let Err(e) = store.upsert_user(&u.id, u.state.clone()).await {
+                tracing::warn!(cause = %e, "seeding the demo users in Redis; retrying");
+                continue 'retry;
+            }
+        }
+        tracing::info!(users = users.len(), "demo users seeded in Redis");
+        return;
     }
 }
 

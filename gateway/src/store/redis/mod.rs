@@ -109,6 +109,11 @@ impl RedisConfigError {
     pub const fn field(&self) -> &'static str {
         self.field
     }
+
+    /// What is wrong with it.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
 }
 
 impl RedisConfig {
