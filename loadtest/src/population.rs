@@ -12,7 +12,7 @@ pub enum Profile {
     Good,
     /// Clean, ample line, but 120 logins in 30 days: the classic false positive.
     FrequentLogin,
-    /// Clean, but most of the line is used; draws within what the quote shows.
+    /// Clean, three quarters of the line used; draws within what the quote shows.
     NearLimit,
     /// Overdue, blocklisted or weak grade (rotating): should be refused.
     Risky,
@@ -143,9 +143,10 @@ pub fn profile_seed(profile: Profile, index: usize) -> CreditLineSeed {
             logins_30d: 120,
             ..clean
         },
+        // 75 % used: under every grade-B utilisation cap, so the quote shows room to draw.
         Profile::NearLimit => CreditLineSeed {
             limit_fen: 2_000_000,
-            used_fen: 1_850_000,
+            used_fen: 1_500_000,
             risk_grade: "B".into(),
             logins_30d: 15,
             account_age_days: 600,
@@ -164,10 +165,12 @@ pub fn profile_seed(profile: Profile, index: usize) -> CreditLineSeed {
                 blocklisted: true,
                 ..clean
             },
+            // Weak grade, already over the grade's utilisation cap, at its daily velocity.
             _ => CreditLineSeed {
                 limit_fen: 3_000_000,
+                used_fen: 1_600_000,
                 risk_grade: "E".into(),
-                account_age_days: 20,
+                drawdowns_24h: 2,
                 ..clean
             },
         },

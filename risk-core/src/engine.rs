@@ -150,34 +150,48 @@ impl Reason {
 
     fn render(&self, zh: bool) -> String {
         let mut s = String::with_capacity(160);
-        let (limit, actual) = (self.limit, self.actual);
+        let (l, a) = (self.limit, self.actual);
+        let (lf, af) = (fen(l), fen(a));
         // `write!` into a String cannot fail; the results are ignored for that reason.
-        match (self.unit, zh) {
-            (Unit::Fen, false) => {
-                let _ = write!(
+        let _ = match (self.rule, zh) {
+            (Rule::Blocklist, _) => Ok(()),
+            (Rule::Overdue, false) => write!(s, "{a} days overdue; the tolerance is {l} days. "),
+            (Rule::Overdue, true) => write!(s, "已逾期 {a} 天，容许 {l} 天。"),
+            (Rule::AccountAge, false) => {
+                write!(s, "The account is {a} days old; the minimum is {l} days. ")
+            }
+            (Rule::AccountAge, true) => write!(s, "账户已开立 {a} 天，最短要求 {l} 天。"),
+            (Rule::LoginPattern, false) => {
+                write!(s, "{a} logins in 30 days (the rule looks from {l}). ")
+            }
+            (Rule::LoginPattern, true) => write!(s, "近30天登录 {a} 次（规则阈值 {l} 次）。"),
+            (Rule::Drawdowns24h, false) => {
+                write!(s, "{a} drawdowns in the last 24 hours; the limit is {l}. ")
+            }
+            (Rule::Drawdowns24h, true) => write!(s, "近24小时已借款 {a} 次，上限 {l} 次。"),
+            (Rule::Applications1h, false) => {
+                write!(s, "{a} applications in the last hour; the limit is {l}. ")
+            }
+            (Rule::Applications1h, true) => write!(s, "近1小时申请 {a} 次，上限 {l} 次。"),
+            (Rule::AvailableLine, false) => {
+                write!(s, "Available {lf} yuan, requested {af} yuan. ")
+            }
+            (Rule::AvailableLine, true) => write!(s, "可用额度 {lf} 元，申请 {af} 元。"),
+            (Rule::SingleDrawdown, false) => {
+                write!(
                     s,
-                    "Limit {} yuan, requested {} yuan. ",
-                    fen(limit),
-                    fen(actual)
-                );
+                    "The single-drawdown limit is {lf} yuan, requested {af} yuan. "
+                )
             }
-            (Unit::Fen, true) => {
-                let _ = write!(s, "上限 {} 元，申请 {} 元。", fen(limit), fen(actual));
+            (Rule::SingleDrawdown, true) => write!(s, "单笔上限 {lf} 元，申请 {af} 元。"),
+            (Rule::Utilisation, false) => write!(
+                s,
+                "At most {lf} yuan of the line may be in use; this would bring it to {af} yuan. "
+            ),
+            (Rule::Utilisation, true) => {
+                write!(s, "额度最多可使用 {lf} 元，本次借款后将达到 {af} 元。")
             }
-            (Unit::Count, false) => {
-                let _ = write!(s, "Limit {limit}, current {actual}. ");
-            }
-            (Unit::Count, true) => {
-                let _ = write!(s, "上限 {limit} 次，当前 {actual} 次。");
-            }
-            (Unit::Days, false) => {
-                let _ = write!(s, "Tolerance {limit} days, current {actual} days. ");
-            }
-            (Unit::Days, true) => {
-                let _ = write!(s, "容许 {limit} 天，当前 {actual} 天。");
-            }
-            (Unit::Flag, _) => {}
-        }
+        };
         match (self.suggested_amount, zh) {
             (Some(a), false) if a > Fen::ZERO => {
                 let _ = write!(s, "You can draw up to {a} yuan now. ");
@@ -454,8 +468,8 @@ fn for_each_reason(
         let mut r = reason(
             ReasonCode::UtilisationLimit,
             Rule::Utilisation,
-            a.utilisation.get(),
-            probe.get(),
+            a.utilisation_ceiling.get(),
+            user.used.get().saturating_add(probe.get()),
             Unit::Fen,
         );
         r.suggested_amount = suggested;

@@ -144,6 +144,16 @@ fn utilisation_limit() {
     let d = draw(t(), &NORMAL, &u, 400_001);
     assert_eq!(codes(&d), ["UTILISATION_LIMIT"]);
     assert_eq!(d.reserve_ceiling, fen(900_000));
+    // Figures: the most that may be in use, and what this drawdown would bring it to.
+    assert_eq!(
+        (d.reasons[0].limit, d.reasons[0].actual),
+        (900_000, 900_001)
+    );
+    assert!(
+        d.reasons[0]
+            .guidance()
+            .contains("At most 9000.00 yuan of the line may be in use")
+    );
 }
 
 #[test]

@@ -54,10 +54,16 @@ pub async fn edge(State(app): State<App>, mut req: Request, next: Next) -> Respo
         http.method = %req.method(),
         http.route = class.as_str(),
         request.id = ?id,
+        user = tracing::field::Empty,
     );
     async move {
         let mut res = match prepare(&app, class, started, &mut req).await {
-            Ok(()) => next.run(req).await,
+            Ok(()) => {
+                if let Some(user) = req.extensions().get::<UserKey>() {
+                    tracing::Span::current().record("user", app.auth.user_tag(&user.0).as_str());
+                }
+                next.run(req).await
+            }
             Err(e) => e.into_response(),
         };
         // Every error, wherever it was raised, is rendered here with the request id.

@@ -47,6 +47,9 @@ pub struct Auth {
     callers: Vec<([u8; 32], Caller)>,
     admin: [u8; 32],
     hash_key: [u8; 32],
+    /// Keys the user tags of logs; derived from the admin token, so tags are stable across
+    /// the instances of one deployment and cannot be reversed without the token.
+    user_tag_key: [u8; 32],
 }
 
 impl fmt::Debug for Auth {
@@ -76,6 +79,7 @@ impl Auth {
             callers,
             admin: h(admin_token),
             hash_key,
+            user_tag_key: blake3::derive_key("loan-gateway user tag v1", admin_token.as_bytes()),
         }
     }
 
@@ -92,6 +96,11 @@ impl Auth {
 
     fn digest(&self, token: &str) -> [u8; 32] {
         *blake3::keyed_hash(&self.hash_key, token.as_bytes()).as_bytes()
+    }
+
+    /// A user id as it may appear in logs: 16 hex digits of a keyed hash, never the id.
+    pub fn user_tag(&self, user: &str) -> String {
+        blake3::keyed_hash(&self.user_tag_key, user.as_bytes()).to_hex()[..16].to_owned()
     }
 
     /// The caller a request authenticates as.
@@ -304,4 +313,64 @@ pub fn router(app: App) -> Router {
             edge::edge,
         ))
         .with_state(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn callers_and_admin_are_told_apart() {
+        let auth = Auth::new(
+            &["key-aaaaaaaaaaaaaaaa".into(), "key-bbbbbbbbbbbbbbbb".into()],
+            "admin-cccccccccccccc",
+        );
+        let a = auth.caller(&headers("key-aaaaaaaaaaaaaaaa")).unwrap();
+        let b = auth.caller(&headers("key-bbbbbbbbbbbbbbbb")).unwrap();
+        assert_ne!(a.id, b.id);
+        assert!(
+            !a.id.contains("aaaa"),
+            "the caller id does not reveal the key"
+        );
+        assert!(auth.caller(&headers("key-zzzzzzzzzzzzzzzz")).is_err());
+        assert!(auth.caller(&HeaderMap::new()).is_err());
+        assert!(auth.admin(&headers("admin-cccccccccccccc")).is_ok());
+        assert_eq!(
+            auth.admin(&headers("key-aaaaaaaaaaaaaaaa"))
+                .unwrap_err()
+                .code(),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            auth.admin(&headers("nope-nope-nope-nope"))
+                .unwrap_err()
+                .code(),
+            ErrorCode::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn user_tags_hide_the_id_and_are_stable_per_deployment() {
+        let auth = Auth::new(&[], "admin-cccccccccccccc");
+        let tag = auth.user_tag("u-000123");
+        assert_eq!(tag.len(), 16);
+        assert!(!tag.contains("000123"));
+        assert_eq!(
+            tag,
+            Auth::new(&[], "admin-cccccccccccccc").user_tag("u-000123")
+        );
+        assert_ne!(
+            tag,
+            Auth::new(&[], "admin-dddddddddddddd").user_tag("u-000123")
+        );
+    }
 }

@@ -61,8 +61,8 @@ fn defaults_are_the_normal_preset() {
     assert!(now.ends_at.is_none());
     assert_eq!(now.limits, WindowLimits::normal());
     assert_eq!(now.limits.global.drawdown.per_second, 2000);
-    assert_eq!(now.limits.user.per_minute, 10);
-    assert_eq!(now.limits.user.burst, 5);
+    assert_eq!(now.limits.user.per_minute, 30);
+    assert_eq!(now.limits.user.burst, 10);
     assert_eq!((now.limits.concurrency, now.limits.queue), (64, 256));
     assert_eq!(now.since.time_zone().iana_name(), Some("Asia/Shanghai"));
 }
@@ -78,8 +78,8 @@ fn fixed_window_boundaries_start_inclusive_end_exclusive() {
     assert_eq!(now.profile, "peak");
     assert_eq!(now.limits.concurrency, 48);
     // The patch replaced only per_minute; burst and grade overrides keep the peak preset.
-    assert_eq!((now.limits.user.per_minute, now.limits.user.burst), (3, 2));
-    assert_eq!(now.limits.user.for_grade(Some(RiskGrade::E)).per_minute, 2);
+    assert_eq!((now.limits.user.per_minute, now.limits.user.burst), (3, 6));
+    assert_eq!(now.limits.user.for_grade(Some(RiskGrade::E)).per_minute, 6);
     assert_eq!(now.limits.user.for_grade(Some(RiskGrade::A)).per_minute, 3);
     assert_eq!(
         now.why,
@@ -248,7 +248,7 @@ fn snapshot_serialises_for_the_admin_api() {
     assert_eq!(json["forced"], false);
     assert_eq!(json["generation"], 1);
     assert_eq!(json["limits"]["concurrency"], 48);
-    assert_eq!(json["limits"]["user"]["grades"]["E"]["per_minute"], 2);
+    assert_eq!(json["limits"]["user"]["grades"]["E"]["per_minute"], 6);
     assert!(
         json["ends_at"]
             .as_str()

@@ -28,13 +28,13 @@
 //! let policy = Policy::new(&PolicyConfig::default(), SystemClock::shared()).unwrap();
 //! let limits = RateLimits::new(&policy, 100_000);
 //! let alice = UserKey::new("alice");
-//! // The normal preset allows a burst of 5 per user.
-//! for _ in 0..5 {
+//! // The normal preset allows a burst of 10 per user (30 per minute).
+//! for _ in 0..10 {
 //!     limits.check(Some(RouteClass::Drawdown), Some(&alice), None).unwrap();
 //! }
 //! let refused = limits.check(Some(RouteClass::Drawdown), Some(&alice), None).unwrap_err();
 //! assert_eq!(refused.scope(), Scope::User);
-//! assert_eq!(refused.retry_after().as_secs(), 6);
+//! assert_eq!(refused.retry_after().as_secs(), 2);
 //!
 //! // As middleware: `ServiceBuilder::new().layer(limits.layer()).service(handler)`.
 //! # }

@@ -11,6 +11,7 @@ mod support;
 mod concurrency;
 mod errors;
 mod openapi;
+mod overload;
 mod policy;
 mod routes;
 mod shutdown;

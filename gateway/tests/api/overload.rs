@@ -1,0 +1,136 @@
+//! Under overload: low priority is shed before drawdowns; slow clients are dropped.
+
+use crate::support::*;
+use gateway::admission::Priority;
+use gateway::policy::LimitsPatch;
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_queue_is_full_low_priority_is_shed_before_drawdowns() {
+    let mut c = relaxed();
+    c.policy.normal = LimitsPatch {
+        concurrency: Some(1),
+        queue: Some(2),
+        ..c.policy.normal
+    };
+    let t = TestGateway::start(c).await;
+    for u in ["u-1", "u-2", "u-3"] {
+        t.user(u, 10_000_000).await;
+    }
+    faults(&t).set_latency(Duration::from_millis(400));
+    let send_drawdown = |key: &'static str, user: &'static str| {
+        let (client, url) = (t.client.clone(), t.url("/v1/drawdowns"));
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(KEY)
+                .header("Idempotency-Key", key)
+                .json(&json!({"user_id": user, "amount_fen": 100, "channel": "app"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let send_low_query = || {
+        let (client, url) = (t.client.clone(), t.url("/v1/credit-lines/u-demo-a"));
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(KEY)
+                .header("X-Priority", "low")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let admission = &t.gw.app.admission;
+    // One drawdown holds the only slot; two low-priority queries fill the queue.
+    let first = send_drawdown("k-1", "u-1");
+    eventually("the first drawdown in flight", || {
+        admission.in_flight() == 1
+    })
+    .await;
+    let lows = [send_low_query(), send_low_query()];
+    eventually("two low-priority queries queued", || {
+        admission.queued(Priority::Low) == 2
+    })
+    .await;
+    // Two drawdowns arrive at a full queue: they take the low-priority places.
+    let second = send_drawdown("k-2", "u-2");
+    let third = send_drawdown("k-3", "u-3");
+    for low in lows {
+        assert_eq!(
+            low.await.unwrap(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "low priority is shed"
+        );
+    }
+    for d in [first, second, third] {
+        assert_eq!(d.await.unwrap(), StatusCode::OK, "drawdowns are served");
+    }
+    let m = t
+        .client
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains(r#"gateway_refusals_total{code="CAPACITY_SHED"} 2"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_dropped() {
+    let mut c = relaxed();
+    c.server.header_read_timeout_ms = 200;
+    let t = TestGateway::start(c).await;
+    let mut s = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // No blank line: the headers never end. The server must close within its timeout.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    // hyper may answer 408 before closing; it never serves the request.
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_in_the_kernel() {
+    let mut c = relaxed();
+    c.server.max_connections = 1;
+    let t = TestGateway::start(c).await;
+    // The first connection holds the only slot (idle, kept alive).
+    let mut held = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
+    held.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = held.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // A second connection is accepted by the kernel but not served while the first is open.
+    let second = reqwest::Client::new()
+        .get(t.url("/healthz"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(second.is_err(), "served beyond the connection limit");
+    drop(held);
+    let third = reqwest::Client::new()
+        .get(t.url("/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), StatusCode::OK);
+}
