@@ -156,6 +156,8 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// How long decisions are kept, in days (appealed ones are kept with their appeal).
     pub decision_retention_days: u32,
+    /// How often the thresholds pointer is read besides pub/sub notices, in milliseconds.
+    pub threshold_poll_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -169,6 +171,7 @@ impl Default for RedisSettings {
             command_timeout_ms: ms(d.command_timeout),
             key_prefix: d.key_prefix,
             decision_retention_days: 30,
+            threshold_poll_ms: ms(d.threshold_poll),
         }
     }
 }
@@ -437,6 +440,7 @@ impl Config {
                 u64::from(self.server.idempotency_retention_hours) * 3600,
             ),
             decision_retention: Duration::from_secs(u64::from(r.decision_retention_days) * 86_400),
+            threshold_poll: Duration::from_millis(r.threshold_poll_ms),
         })
     }
 

@@ -69,6 +69,9 @@ pub enum Error {
 #[derive(Debug)]
 pub struct Gateway {
     app: App,
+    /// With the Redis store: the initial thresholds (stored if Redis has none) and the
+    /// refresher's metrics.
+    threshold_sync: Option<(Thresholds, store::ThresholdSyncMetrics)>,
     demo_credentials: bool,
     demo_users: Vec<DemoUser>,
 }
@@ -140,10 +143,22 @@ impl Gateway {
         let metrics = metrics::Metrics::register(&mut registry);
         let auth = Auth::new(&config.api_keys, &config.admin_token);
 
+        let (cache, threshold_sync) = match &store {
+            // Empty until the refresher reads the version in force from Redis.
+            AnyStore::Redis(_) => (
+                ThresholdCache::empty(),
+                Some((
+                    thresholds,
+                    store::ThresholdSyncMetrics::register(&mut registry),
+                )),
+            ),
+            _ => (ThresholdCache::new(thresholds), None),
+        };
+
         let state = AppState {
             config,
             store,
-            thresholds: Arc::new(ThresholdCache::new(thresholds)),
+            thresholds: Arc::new(cache),
             policy,
             limits,
             admission,
@@ -155,6 +170,7 @@ impl Gateway {
         };
         Ok(Gateway {
             app: App(Arc::new(state)),
+            threshold_sync,
             demo_credentials,
             demo_users,
         })
@@ -180,7 +196,8 @@ impl Gateway {
         api::router(self.app.clone())
     }
 
-    /// Starts the background tasks: the peak-window scheduler and the idempotency purge.
+    /// Starts the background tasks: the peak-window scheduler, the idempotency purge and,
+    /// on Redis, the thresholds refresher (and the demo users' seeding).
     pub fn spawn_background(&self) -> Vec<JoinHandle<()>> {
         let policy = policy::spawn_scheduler(self.app.policy.clone(), Duration::from_secs(1));
         let app = self.app.clone();
@@ -196,13 +213,21 @@ impl Gateway {
             }
         });
         let mut tasks = vec![policy, purge];
-        if let AnyStore::Redis(redis) = &self.app.store
-            && !self.demo_users.is_empty()
-        {
-            tasks.push(tokio::spawn(seed_redis(
-                redis.clone(),
-                self.demo_users.clone(),
-            )));
+        if let AnyStore::Redis(redis) = &self.app.store {
+            if !self.demo_users.is_empty() {
+                tasks.push(tokio::spawn(seed_redis(
+                    redis.clone(),
+                    self.demo_users.clone(),
+                )));
+            }
+            if let Some((initial, metrics)) = &self.threshold_sync {
+                tasks.extend(store::spawn_threshold_sync(
+                    self.app.clone(),
+                    redis.clone(),
+                    initial.clone(),
+                    metrics.clone(),
+                ));
+            }
         }
         tasks
     }

@@ -28,6 +28,11 @@ struct Gw {
 
 /// A gateway on `redis_url`, outside every peak window, with rate limits out of the way.
 async fn gateway(redis_url: &str) -> Gw {
+    gateway_with(redis_url, &redis_server::unique("gw"), 2_000).await
+}
+
+/// A gateway sharing `prefix` (another instance's data) with its thresholds poll period.
+async fn gateway_with(redis_url: &str, prefix: &str, poll_ms: u64) -> Gw {
     let mut c = Config {
         api_keys: vec![KEY.into()],
         admin_token: ADMIN.into(),
@@ -35,7 +40,8 @@ async fn gateway(redis_url: &str) -> Gw {
         seed_demo_users: Some(false),
         ..Config::default()
     };
-    c.redis.key_prefix = redis_server::unique("gw");
+    c.redis.key_prefix = prefix.into();
+    c.redis.threshold_poll_ms = poll_ms;
     c.redis.command_timeout_ms = 1_000;
     c.redis.pool_wait_timeout_ms = 2_000;
     let high = Rate {
@@ -386,5 +392,211 @@ async fn a_drawdown_is_one_load_and_one_commit() {
     );
     assert_eq!(top_level.get("evalsha"), Some(&(2 * N)), "{top_level:?}");
     assert_eq!(total, 2 * N, "nothing but the two scripts: {top_level:?}");
+    t.gw.shutdown().await;
+}
+
+impl Gw {
+    async fn thresholds(&self) -> Value {
+        let r = self
+            .client
+            .get(self.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    async fn put_thresholds(&self, doc: &Value) -> Response {
+        self.client
+            .put(self.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .json(doc)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    fn version(&self) -> u64 {
+        self.gw.app.thresholds.version()
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+            .parse()
+            .unwrap()
+    }
+
+    /// Waits (bounded) until this instance holds `version`; answers how long it took.
+    async fn applied(&self, version: u64) -> Duration {
+        let start = tokio::time::Instant::now();
+        while self.version() != version {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "version {version} never applied (holding {})",
+                self.version()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        start.elapsed()
+    }
+}
+
+fn with_version(doc: &Value, version: u64) -> Value {
+    let mut doc = doc.clone();
+    doc["version"] = json!(version);
+    doc
+}
+
+/// A threshold update through one instance reaches another sharing the Redis, by the
+/// pub/sub notice (the poll is set to a minute, so only the notice can be that fast). Prints
+/// publish-to-applied figures for BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threshold_update_reaches_every_instance() {
+    const ROUNDS: u64 = 20;
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("shared");
+    let a = gateway_with(&redis.url(), &prefix, 60_000).await;
+    let b = gateway_with(&redis.url(), &prefix, 60_000).await;
+    a.ready().await;
+    b.ready().await;
+    let doc = a.thresholds().await;
+    let base = doc["version"].as_u64().unwrap();
+    assert_eq!(
+        b.version(),
+        base,
+        "both start from the bootstrapped version"
+    );
+
+    let mut figures = Vec::new();
+    for i in 1..=ROUNDS {
+        let v = base + i;
+        let sent = tokio::time::Instant::now();
+        let r = a.put_thresholds(&with_version(&doc, v)).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        assert_eq!(a.version(), v, "the publishing instance applies at once");
+        b.applied(v).await;
+        figures.push(sent.elapsed());
+    }
+    assert_eq!(b.thresholds().await["version"], base + ROUNDS);
+    // Older or equal versions are refused everywhere.
+    let stale = a.put_thresholds(&with_version(&doc, base + 1)).await;
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    let stale = b.put_thresholds(&with_version(&doc, base + ROUNDS)).await;
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    assert_eq!((a.version(), b.version()), (base + ROUNDS, base + ROUNDS));
+
+    figures.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    eprintln!(
+        "threshold propagation (PUT on A sent -> applied on B), {ROUNDS} updates: \
+         median {:.2} ms, max {:.2} ms",
+        ms(figures[figures.len() / 2]),
+        ms(figures[figures.len() - 1])
+    );
+    assert!(figures[figures.len() - 1] < Duration::from_secs(5));
+    assert!(b.metric("gateway_threshold_updates_applied_total").await >= ROUNDS as f64);
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
+}
+
+/// The poll covers a lost notice; a document that does not validate, or an older version,
+/// is never swapped in; while Redis is down the last good version keeps serving, staleness
+/// grows and readiness says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresher_polls_validates_and_keeps_the_last_good_version() {
+    let Some(mut redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("poll");
+    let t = gateway_with(&redis.url(), &prefix, 50).await;
+    t.ready().await;
+    let doc = t.thresholds().await;
+    let base = t.version();
+    let client = deadpool_redis::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut set = async |key: String, value: String| {
+        let _: () = deadpool_redis::redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    };
+    let pointer = format!("{prefix}:{{th}}:current");
+    let doc_key = |v: u64| format!("{prefix}:{{th}}:doc:{v}");
+
+    // No notice: the poll finds it.
+    set(doc_key(base + 1), with_version(&doc, base + 1).to_string()).await;
+    set(pointer.clone(), (base + 1).to_string()).await;
+    t.applied(base + 1).await;
+
+    // A pointer to a document that says another version, then to one that is not valid:
+    // counted as refresh errors, never applied.
+    let errors = t.metric("gateway_threshold_refresh_errors_total").await;
+    set(doc_key(base + 2), with_version(&doc, base + 3).to_string()).await;
+    set(pointer.clone(), (base + 2).to_string()).await;
+    let mut broken = with_version(&doc, base + 4);
+    broken["base_profile"] = json!("no-such-profile");
+    set(doc_key(base + 4), broken.to_string()).await;
+    set(pointer.clone(), (base + 4).to_string()).await;
+    let start = tokio::time::Instant::now();
+    while t.metric("gateway_threshold_refresh_errors_total").await < errors + 2.0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "errors counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(t.version(), base + 1);
+    // Back to an older version: refused, the newer stays.
+    set(pointer.clone(), base.to_string()).await;
+    let refreshed = t.metric("gateway_threshold_staleness_seconds").await;
+    assert!(refreshed < 1.0, "{refreshed}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(t.version(), base + 1);
+
+    // Redis down: the last good version serves; staleness grows; readiness says why.
+    redis.kill().await;
+    let start = tokio::time::Instant::now();
+    while t.metric("gateway_threshold_staleness_seconds").await < 0.3 {
+        assert!(start.elapsed() < Duration::from_secs(10), "staleness grows");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(t.version(), base + 1);
+    assert_eq!(t.thresholds().await["version"], base + 1);
+    let ready = t.client.get(t.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    t.gw.shutdown().await;
+}
+
+/// A gateway that starts while Redis is down has no thresholds: `/readyz` says so until
+/// Redis answers and the first version is loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_a_first_threshold_version() {
+    let Some(mut redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    redis.kill().await;
+    let t = gateway_with(&redis.url(), &redis_server::unique("cold"), 50).await;
+    let r = t.client.get(t.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let reasons = r.json::<Value>().await.unwrap()["reasons"].to_string();
+    assert!(reasons.contains("thresholds"), "{reasons}");
+    assert_eq!(t.version(), 0);
+    redis.restart().await;
+    t.ready().await;
+    assert!(t.version() >= 1);
     t.gw.shutdown().await;
 }

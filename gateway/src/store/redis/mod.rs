@@ -35,6 +35,8 @@
 //! Redis TTLs back this up in wall time: a record whose logical expiry was never reached by a
 //! purge still leaves Redis after its retention.
 //!
+//! Thresholds live here too: see [`thresholds`].
+//!
 //! # Failure
 //! Pool waits, connection set-up and every command are bounded ([`RedisConfig`]); any
 //! failure answers [`StoreError::Unavailable`] or, for a command that was sent but not
@@ -42,6 +44,9 @@
 //! so a refused commit writes nothing.
 
 mod scripts;
+pub mod thresholds;
+
+pub use thresholds::{ThresholdSyncMetrics, ThresholdWrite, spawn_threshold_sync};
 
 use super::ids::{APPEAL_PREFIX, DECISION_PREFIX, SLOTS, id_slot, user_slot};
 use super::{
@@ -79,6 +84,8 @@ pub struct RedisConfig {
     /// How long a decision is kept (for `GET` and appeals): at least `idempotency_retention`.
     /// An appealed decision is kept with its appeal.
     pub decision_retention: Duration,
+    /// How often each instance reads the thresholds pointer besides pub/sub notices.
+    pub threshold_poll: Duration,
 }
 
 impl Default for RedisConfig {
@@ -92,6 +99,7 @@ impl Default for RedisConfig {
             key_prefix: "lg".into(),
             idempotency_retention: super::memory::MIN_IDEMPOTENCY_RETENTION,
             decision_retention: Duration::from_secs(30 * 24 * 3600),
+            threshold_poll: Duration::from_secs(2),
         }
     }
 }
@@ -143,6 +151,11 @@ impl RedisConfig {
         }
         if !bounded(self.command_timeout) {
             return err("command_timeout_ms", "must be from 1 ms to 60 s");
+        }
+        if self.threshold_poll < Duration::from_millis(10)
+            || self.threshold_poll > Duration::from_secs(3600)
+        {
+            return err("threshold_poll_ms", "must be from 10 ms to 1 hour");
         }
         if self.key_prefix.is_empty()
             || self.key_prefix.len() > 64
@@ -214,6 +227,8 @@ struct Scripts {
     purge: Script,
     create_appeal: Script,
     resolve_appeal: Script,
+    thresholds_publish: Script,
+    thresholds_current: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -268,6 +283,8 @@ impl RedisStore {
             purge: Script::new(scripts::PURGE),
             create_appeal: Script::new(scripts::CREATE_APPEAL),
             resolve_appeal: Script::new(scripts::RESOLVE_APPEAL),
+            thresholds_publish: Script::new(thresholds::PUBLISH),
+            thresholds_current: Script::new(thresholds::CURRENT),
         };
         Ok(RedisStore {
             inner: Arc::new(Inner {
