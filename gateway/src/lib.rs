@@ -143,15 +143,12 @@ impl Gateway {
         let metrics = metrics::Metrics::register(&mut registry);
         let auth = Auth::new(&config.api_keys, &config.admin_token);
 
+        // Registered with every store (a local document is never stale) so dashboards
+        // find the series.
+        let sync_metrics = store::ThresholdSyncMetrics::register(&mut registry);
         let (cache, threshold_sync) = match &store {
             // Empty until the refresher reads the version in force from Redis.
-            AnyStore::Redis(_) => (
-                ThresholdCache::empty(),
-                Some((
-                    thresholds,
-                    store::ThresholdSyncMetrics::register(&mut registry),
-                )),
-            ),
+            AnyStore::Redis(_) => (ThresholdCache::empty(), Some((thresholds, sync_metrics))),
             _ => (ThresholdCache::new(thresholds), None),
         };
 
