@@ -72,8 +72,13 @@ impl RedisServer {
                         opts,
                     });
                 }
-                Err(Spawn::Missing) if skipped() => return None,
-                Err(Spawn::Missing) => panic!("redis-server not found: {INSTALL}"),
+                Err(Spawn::Missing) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    if skipped() {
+                        return None;
+                    }
+                    panic!("redis-server not found: {INSTALL}");
+                }
                 // Someone took the port between our release and redis' bind: try another.
                 Err(Spawn::Failed(why)) => eprintln!("redis-server on {port}: {why}; retrying"),
             }
