@@ -3,8 +3,9 @@
 //! Shaped for Redis: every operation is one round trip, and [`Store::commit`] (idempotency
 //! check, line check and reservation, decision, idempotency record) is one atomic operation
 //! on one shard. The memory store ([`MemoryStore`]) is the embedded default; the Redis store
-//! follows with the same semantics, proven by the same contract suite
-//! (`gateway/tests/store/contract.rs`).
+//! ([`RedisStore`], production) has the same semantics, proven by the same contract suite
+//! (`gateway/tests/store/contract.rs`). Exception: [`Store::list_appeals`] and
+//! [`Store::purge_expired`] on Redis read every slot (two and one pipelined round trips).
 //!
 //! # Layout
 //! - [`types`]: the stored records ([`DecisionRecord`], [`AppealRecord`], …), as JSON.
