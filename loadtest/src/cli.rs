@@ -291,7 +291,12 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
                 admin_token: args.admin_token.clone(),
             })
             .await?;
-            (e.target.clone(), "embedded".to_owned(), Some(e))
+            // The label names the gateway configuration, so a compare says which is which.
+            let config = args
+                .gateway_config
+                .as_ref()
+                .map_or_else(|| "default".to_owned(), |p| p.display().to_string());
+            (e.target.clone(), format!("embedded ({config})"), Some(e))
         }
     };
     let opts = RunOptions {

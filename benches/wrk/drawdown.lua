@@ -1,0 +1,36 @@
+-- wrk script: POST /v1/drawdowns with a fresh Idempotency-Key on every request, so every
+-- request is a new decision that commits (not a replay). Used by run.sh.
+--
+--   wrk -t1 -c64 -d10s -s benches/wrk/drawdown.lua http://127.0.0.1:18081
+--
+-- The key and user come from the environment when set (WRK_API_KEY, WRK_USER); keys are
+-- "<run>-<thread>-<n>", where <run> is the start time, so a second run against the same
+-- server does not replay the first one's keys.
+
+local api_key = os.getenv("WRK_API_KEY") or "bench-caller-key-0001"
+local user = os.getenv("WRK_USER") or "u-bench"
+local body = '{"user_id":"' .. user .. '","amount_fen":100,"channel":"app"}'
+
+local threads = 0
+
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+
+local prefix
+local counter = 0
+local headers = {
+  ["Authorization"] = "Bearer " .. api_key,
+  ["Content-Type"] = "application/json",
+}
+
+function init(args)
+  prefix = "wrk" .. os.time() .. "-" .. tostring(tid) .. "-"
+end
+
+function request()
+  counter = counter + 1
+  headers["Idempotency-Key"] = prefix .. counter
+  return wrk.format("POST", "/v1/drawdowns", headers, body)
+end
