@@ -24,6 +24,8 @@ pub struct Config {
     pub admin_token: String,
     /// `memory` (embedded default) or a `redis://` URL.
     pub store: String,
+    /// The Redis store's pool and timeouts (when `store` is a `redis://` URL).
+    pub redis: RedisSettings,
     /// Seed the memory store with the demo users (default: when no API keys are configured).
     pub seed_demo_users: Option<bool>,
     /// Connection-level protection and deadlines.
@@ -45,6 +47,7 @@ impl Default for Config {
             api_keys: Vec::new(),
             admin_token: String::new(),
             store: "memory".into(),
+            redis: RedisSettings::default(),
             seed_demo_users: None,
             server: ServerConfig::default(),
             risk: RiskConfig::default(),
@@ -134,6 +137,42 @@ impl ServerConfig {
     /// The shutdown grace period.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// `[redis]`: the Redis store, used when `store` is a `redis://` URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// Connections in the pool; each multiplexes, and one is held per operation in flight.
+    pub pool_size: u32,
+    /// Longest wait for a pooled connection, in milliseconds (then `503`).
+    pub pool_wait_timeout_ms: u64,
+    /// Longest time to open a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Longest time one store operation may take, in milliseconds (then `503`).
+    pub command_timeout_ms: u64,
+    /// Prefix of every key (several deployments may share one Redis).
+    pub key_prefix: String,
+    /// How long decisions are kept, in days (appealed ones are kept with their appeal).
+    pub decision_retention_days: u32,
+    /// How often the thresholds pointer is read besides pub/sub notices, in milliseconds.
+    pub threshold_poll_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        let d = crate::store::RedisConfig::default();
+        let ms = |t: Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        RedisSettings {
+            pool_size: u32::try_from(d.pool_size).unwrap_or(u32::MAX),
+            pool_wait_timeout_ms: ms(d.pool_wait_timeout),
+            connect_timeout_ms: ms(d.connect_timeout),
+            command_timeout_ms: ms(d.command_timeout),
+            key_prefix: d.key_prefix,
+            decision_retention_days: 30,
+            threshold_poll_ms: ms(d.threshold_poll),
+        }
     }
 }
 
@@ -334,10 +373,15 @@ impl Config {
         match self.store.as_str() {
             "memory" => {}
             s if s.starts_with("redis://") || s.starts_with("rediss://") => {
-                return Err(ConfigError::invalid(
-                    "store",
-                    "the Redis store is not available in this build yet; use \"memory\"",
-                ));
+                if let Some(Err(e)) = self.redis_config().map(|c| c.validate()) {
+                    let key = match e.field() {
+                        "url" => "store".to_owned(),
+                        "idempotency_retention" => "server.idempotency_retention_hours".into(),
+                        "decision_retention" => "redis.decision_retention_days".into(),
+                        other => format!("redis.{other}"),
+                    };
+                    return Err(ConfigError::invalid(key, e.problem()));
+                }
             }
             other => {
                 return Err(ConfigError::invalid(
@@ -379,7 +423,28 @@ impl Config {
         Ok(())
     }
 
-    /// Whether the memory store gets the demo users.
+    /// The Redis store's settings, when `store` is a `redis://` (or `rediss://`) URL.
+    pub fn redis_config(&self) -> Option<crate::store::RedisConfig> {
+        if !(self.store.starts_with("redis://") || self.store.starts_with("rediss://")) {
+            return None;
+        }
+        let r = &self.redis;
+        Some(crate::store::RedisConfig {
+            url: self.store.clone(),
+            pool_size: usize::try_from(r.pool_size).unwrap_or(usize::MAX),
+            pool_wait_timeout: Duration::from_millis(r.pool_wait_timeout_ms),
+            connect_timeout: Duration::from_millis(r.connect_timeout_ms),
+            command_timeout: Duration::from_millis(r.command_timeout_ms),
+            key_prefix: r.key_prefix.clone(),
+            idempotency_retention: Duration::from_secs(
+                u64::from(self.server.idempotency_retention_hours) * 3600,
+            ),
+            decision_retention: Duration::from_secs(u64::from(r.decision_retention_days) * 86_400),
+            threshold_poll: Duration::from_millis(r.threshold_poll_ms),
+        })
+    }
+
+    /// Whether the store gets the demo users.
     pub fn seeds_demo_users(&self) -> bool {
         self.seed_demo_users.unwrap_or(self.api_keys.is_empty())
     }
@@ -438,6 +503,49 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().to_string().starts_with("store:"));
+    }
+
+    #[test]
+    fn redis_settings_are_validated_with_their_key() {
+        let c = Config::from_toml(
+            "store = \"redis://127.0.0.1:7001/0\"\n[redis]\npool_size = 8\ncommand_timeout_ms = 300\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let rc = c.redis_config().unwrap();
+        assert_eq!(rc.pool_size, 8);
+        assert_eq!(rc.command_timeout, Duration::from_millis(300));
+        assert_eq!(rc.url, "redis://127.0.0.1:7001/0");
+        assert!(Config::default().redis_config().is_none());
+        let key = |toml: &str| match Config::from_toml(toml).unwrap().validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("{other:?}"),
+        };
+        let url = "store = \"redis://127.0.0.1:7001\"\n";
+        assert_eq!(
+            key(&format!("{url}[redis]\npool_size = 0\n")),
+            "redis.pool_size"
+        );
+        assert_eq!(
+            key(&format!("{url}[redis]\ncommand_timeout_ms = 0\n")),
+            "redis.command_timeout_ms"
+        );
+        assert_eq!(
+            key(&format!("{url}[redis]\npool_wait_timeout_ms = 600000\n")),
+            "redis.pool_wait_timeout_ms"
+        );
+        assert_eq!(
+            key(&format!("{url}[redis]\nkey_prefix = \"a{{b}}\"\n")),
+            "redis.key_prefix"
+        );
+        assert_eq!(key("store = \"redis://[::1\"\n"), "store");
+        let mut c = Config::default();
+        c.apply(Overrides {
+            store: Some("redis://127.0.0.1:7002".into()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.redis_config().unwrap().url, "redis://127.0.0.1:7002");
     }
 
     #[test]

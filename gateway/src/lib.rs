@@ -10,7 +10,7 @@
 //! - [`policy`]: peak windows and the active policy snapshot.
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
-//! - [`store`]: the store interface and its in-memory implementation.
+//! - [`store`]: the store interface, its in-memory and Redis implementations.
 //! - [`api`]: routes, wire types, errors, the edge middleware.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: the connection loop and graceful shutdown.
@@ -43,7 +43,7 @@ use config::{Config, ConfigError};
 use risk_core::{ThresholdCache, Thresholds, ThresholdsError};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{AnyStore, DemoUser, MemoryConfig, MemoryStore, Store};
+use store::{AnyStore, DemoUser, MemoryConfig, MemoryStore, RedisStore, Store};
 use tokio::task::JoinHandle;
 
 /// Demo caller key, used only when no API keys are configured (printed at start-up).
@@ -69,6 +69,9 @@ pub enum Error {
 #[derive(Debug)]
 pub struct Gateway {
     app: App,
+    /// With the Redis store: the initial thresholds (stored if Redis has none) and the
+    /// refresher's metrics.
+    threshold_sync: Option<(Thresholds, store::ThresholdSyncMetrics)>,
     demo_credentials: bool,
     demo_users: Vec<DemoUser>,
 }
@@ -101,22 +104,37 @@ impl Gateway {
         let profiles: Vec<String> = policy_profiles(&compiled);
         thresholds.require_profiles(profiles.iter().map(String::as_str))?;
 
-        let memory = MemoryStore::new(MemoryConfig {
-            idempotency_retention: Duration::from_secs(
-                u64::from(config.server.idempotency_retention_hours) * 3600,
-            ),
-            ..MemoryConfig::default()
-        })
-        .map_err(|e| ConfigError::Invalid {
+        let store_error = |e: &dyn std::fmt::Display| ConfigError::Invalid {
             key: "store".into(),
             problem: e.to_string(),
-        })?;
-        let demo_users = if seed_demo {
-            memory.seed_demo()
-        } else {
-            Vec::new()
         };
-        let store = AnyStore::Memory(memory);
+        let (store, demo_users) = match config.redis_config() {
+            Some(redis) => {
+                let redis = RedisStore::new(redis).map_err(|e| store_error(&e))?;
+                // Seeded by a background task once Redis answers (see `spawn_background`).
+                let demo = if seed_demo {
+                    store::demo_users()
+                } else {
+                    Vec::new()
+                };
+                (AnyStore::Redis(redis), demo)
+            }
+            None => {
+                let memory = MemoryStore::new(MemoryConfig {
+                    idempotency_retention: Duration::from_secs(
+                        u64::from(config.server.idempotency_retention_hours) * 3600,
+                    ),
+                    ..MemoryConfig::default()
+                })
+                .map_err(|e| store_error(&e))?;
+                let demo = if seed_demo {
+                    memory.seed_demo()
+                } else {
+                    Vec::new()
+                };
+                (AnyStore::Memory(memory), demo)
+            }
+        };
 
         let policy = policy::Policy::from_compiled(compiled, Arc::clone(&clock));
         let limits = ratelimit::RateLimits::new(&policy, config.admission.max_tracked_users);
@@ -125,10 +143,19 @@ impl Gateway {
         let metrics = metrics::Metrics::register(&mut registry);
         let auth = Auth::new(&config.api_keys, &config.admin_token);
 
+        // Registered with every store (a local document is never stale) so dashboards
+        // find the series.
+        let sync_metrics = store::ThresholdSyncMetrics::register(&mut registry);
+        let (cache, threshold_sync) = match &store {
+            // Empty until the refresher reads the version in force from Redis.
+            AnyStore::Redis(_) => (ThresholdCache::empty(), Some((thresholds, sync_metrics))),
+            _ => (ThresholdCache::new(thresholds), None),
+        };
+
         let state = AppState {
             config,
             store,
-            thresholds: Arc::new(ThresholdCache::new(thresholds)),
+            thresholds: Arc::new(cache),
             policy,
             limits,
             admission,
@@ -140,6 +167,7 @@ impl Gateway {
         };
         Ok(Gateway {
             app: App(Arc::new(state)),
+            threshold_sync,
             demo_credentials,
             demo_users,
         })
@@ -165,7 +193,8 @@ impl Gateway {
         api::router(self.app.clone())
     }
 
-    /// Starts the background tasks: the peak-window scheduler and the idempotency purge.
+    /// Starts the background tasks: the peak-window scheduler, the idempotency purge and,
+    /// on Redis, the thresholds refresher (and the demo users' seeding).
     pub fn spawn_background(&self) -> Vec<JoinHandle<()>> {
         let policy = policy::spawn_scheduler(self.app.policy.clone(), Duration::from_secs(1));
         let app = self.app.clone();
@@ -180,7 +209,24 @@ impl Gateway {
                 }
             }
         });
-        vec![policy, purge]
+        let mut tasks = vec![policy, purge];
+        if let AnyStore::Redis(redis) = &self.app.store {
+            if !self.demo_users.is_empty() {
+                tasks.push(tokio::spawn(seed_redis(
+                    redis.clone(),
+                    self.demo_users.clone(),
+                )));
+            }
+            if let Some((initial, metrics)) = &self.threshold_sync {
+                tasks.extend(store::spawn_threshold_sync(
+                    self.app.clone(),
+                    redis.clone(),
+                    initial.clone(),
+                    metrics.clone(),
+                ));
+            }
+        }
+        tasks
     }
 
     /// Serves on `listener` until `shutdown` resolves (graceful, bounded).
@@ -195,6 +241,22 @@ impl Gateway {
         for t in tasks {
             t.abort();
         }
+    }
+}
+
+/// Stores the demo users in Redis once it answers (demo credentials only).
+async fn seed_redis(store: RedisStore, users: Vec<DemoUser>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    'retry: loop {
+        tick.tick().await;
+        for u in &users {
+            if let Err(e) = store.upsert_user(&u.id, u.state.clone()).await {
+                tracing::warn!(cause = %e, "seeding the demo users in Redis; retrying");
+                continue 'retry;
+            }
+        }
+        tracing::info!(users = users.len(), "demo users seeded in Redis");
+        return;
     }
 }
 

@@ -359,6 +359,24 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
                 e.problem().to_owned(),
             )])
         })?;
+    if let crate::store::AnyStore::Redis(redis) = &app.store {
+        // Redis first: the version every instance will apply. This instance applies it now
+        // (below) rather than wait for its own notice.
+        let version = th.version();
+        if let crate::store::ThresholdWrite::Stale { current } =
+            redis.publish_thresholds(&th).await?
+        {
+            return Err(ApiError::new(ErrorCode::StaleVersion).with_message(format!(
+                "thresholds version {version} is not greater than the current version {current}"
+            )));
+        }
+        if app.thresholds.version() == version {
+            // Our own notice was applied first.
+            if let Some(current) = app.thresholds.load_full() {
+                return Ok(Json(current.document().clone()).into_response());
+            }
+        }
+    }
     match app.thresholds.publish(th) {
         Ok(published) => {
             app.metrics

@@ -3,13 +3,15 @@
 //! Shaped for Redis: every operation is one round trip, and [`Store::commit`] (idempotency
 //! check, line check and reservation, decision, idempotency record) is one atomic operation
 //! on one shard. The memory store ([`MemoryStore`]) is the embedded default; the Redis store
-//! follows with the same semantics, proven by the same contract suite
-//! (`gateway/tests/store/contract.rs`).
+//! ([`RedisStore`], production) has the same semantics, proven by the same contract suite
+//! (`gateway/tests/store/contract.rs`). Exception: [`Store::list_appeals`] and
+//! [`Store::purge_expired`] on Redis read every slot (two and one pipelined round trips).
 //!
 //! # Layout
 //! - [`types`]: the stored records ([`DecisionRecord`], [`AppealRecord`], …), as JSON.
 //! - [`ids`]: user slots and decision / appeal ids that name their slot.
 //! - [`memory`]: the sharded in-memory store.
+//! - [`redis`]: the production store on Redis (Lua scripts, Cluster-ready keys).
 //! - [`demo`]: deterministic demo users for the README walkthrough.
 //!
 //! # The drawdown path
@@ -61,12 +63,17 @@ pub mod demo;
 pub mod faults;
 pub mod ids;
 pub mod memory;
+pub mod redis;
 pub mod types;
 
 pub use demo::{DemoUser, demo_users};
 pub use faults::Faults;
 pub use ids::{Slot, new_appeal_id, new_decision_id, user_slot};
 pub use memory::{MemoryConfig, MemoryConfigError, MemoryStats, MemoryStore};
+pub use redis::{
+    AuditEvent, RedisConfig, RedisConfigError, RedisStore, ThresholdSyncMetrics, ThresholdWrite,
+    spawn_threshold_sync,
+};
 pub use types::{
     AppealRecord, AppealStatus, DecisionRecord, Fingerprint, ReasonRecord, Resolution,
 };
@@ -75,7 +82,7 @@ use jiff::Timestamp;
 use risk_core::{Fen, UserId, UserState};
 use std::future::Future;
 
-/// Why a store could not answer. The memory store never fails; the type is shared.
+/// Why a store could not answer. The memory store fails only by injected faults.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -259,13 +266,14 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// The store the gateway holds: one concrete type, no boxed futures. The Redis issue adds
-/// a variant.
+/// The store the gateway holds: one concrete type, no boxed futures.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum AnyStore {
     /// The embedded in-memory store.
     Memory(MemoryStore),
+    /// The Redis store (production).
+    Redis(RedisStore),
 }
 
 impl Store for AnyStore {
@@ -277,36 +285,42 @@ impl Store for AnyStore {
     ) -> Result<Loaded> {
         match self {
             Self::Memory(s) => s.load(caller, user, idempotency_key).await,
+            Self::Redis(s) => s.load(caller, user, idempotency_key).await,
         }
     }
 
     async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome> {
         match self {
             Self::Memory(s) => s.commit(req).await,
+            Self::Redis(s) => s.commit(req).await,
         }
     }
 
     async fn upsert_user(&self, user: &UserId, state: UserState) -> Result<UserState> {
         match self {
             Self::Memory(s) => s.upsert_user(user, state).await,
+            Self::Redis(s) => s.upsert_user(user, state).await,
         }
     }
 
     async fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
         match self {
             Self::Memory(s) => s.get_decision(decision_id).await,
+            Self::Redis(s) => s.get_decision(decision_id).await,
         }
     }
 
     async fn create_appeal(&self, appeal: AppealRecord) -> Result<AppealCreated> {
         match self {
             Self::Memory(s) => s.create_appeal(appeal).await,
+            Self::Redis(s) => s.create_appeal(appeal).await,
         }
     }
 
     async fn get_appeal(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
         match self {
             Self::Memory(s) => s.get_appeal(appeal_id).await,
+            Self::Redis(s) => s.get_appeal(appeal_id).await,
         }
     }
 
@@ -317,6 +331,7 @@ impl Store for AnyStore {
     ) -> Result<Vec<AppealRecord>> {
         match self {
             Self::Memory(s) => s.list_appeals(status, limit).await,
+            Self::Redis(s) => s.list_appeals(status, limit).await,
         }
     }
 
@@ -329,18 +344,21 @@ impl Store for AnyStore {
     ) -> Result<AppealResolved> {
         match self {
             Self::Memory(s) => s.resolve_appeal(appeal_id, resolution, note, now).await,
+            Self::Redis(s) => s.resolve_appeal(appeal_id, resolution, note, now).await,
         }
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<usize> {
         match self {
             Self::Memory(s) => s.purge_expired(now).await,
+            Self::Redis(s) => s.purge_expired(now).await,
         }
     }
 
     async fn ping(&self) -> Result<()> {
         match self {
             Self::Memory(s) => s.ping().await,
+            Self::Redis(s) => s.ping().await,
         }
     }
 }

@@ -1,0 +1,1105 @@
+//! The production store on Redis (deadpool-redis): the memory store's semantics, one round
+//! trip per operation, atomic Lua scripts, keys ready for Redis Cluster.
+//!
+//! # Key layout
+//! Every key of a user carries the user's slot ([`user_slot`], 1,024 slots) as its hash
+//! tag, so everything one commit touches lives in one Redis Cluster slot:
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field |
+//! | `P:{sNNNN}:k:<digest>` | hash | an idempotency record (fingerprint, decision id, expiry); TTL = retention |
+//! | `P:{sNNNN}:k-exp` | zset | the slot's idempotency records by logical expiry (for [`Store::purge_expired`]) |
+//! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, appealable, appeal); TTL = decision retention, none once appealed |
+//! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
+//! | `P:{sNNNN}:a:<appeal_id>` | string | an appeal (JSON); kept |
+//! | `P:{sNNNN}:a-idx:<status>` | zset | the slot's appeal ids by status (and `all`), lexical = creation order |
+//!
+//! `P` is [`RedisConfig::key_prefix`]; `<digest>` is BLAKE3 of (caller, user, key), so any
+//! caller or key text makes a safe key name. Decision and appeal ids name their slot
+//! ([`super::ids`]), so a lookup by id finds its keys with no second index.
+//!
+//! # The audit streams
+//! A committed decision (approval, rejection or review; never a replay) appends one event to
+//! its slot's stream in the same script that reserves the credit: `decision_id`, `user`,
+//! `caller`, `idempotency_key`, `outcome`, `amount_fen`, `threshold_version`, `policy`,
+//! `evaluated_at`, then `used_fen` and `available_fen` after the commit. A downstream
+//! consumer reads the 1,024 streams `P:{s0000}:audit` … `P:{s1023}:audit` (one
+//! `XREADGROUP` consumer group per stream, or [`RedisStore::read_audit`] with the last id
+//! seen); on Redis Cluster each stream lives on the node that owns its slot. The gateway
+//! never trims them: retention is the consumer's call (`XTRIM MINID` after archiving).
+//!
+//! # Time
+//! Retention is checked against the `now` each call carries (the record's logical expiry is
+//! stored beside it), as in the memory store, so a driven clock behaves the same on both.
+//! Redis TTLs back this up in wall time: a record whose logical expiry was never reached by a
+//! purge still leaves Redis after its retention.
+//!
+//! Thresholds live here too: see [`thresholds`].
+//!
+//! # Failure
+//! Pool waits, connection set-up and every command are bounded ([`RedisConfig`]); any
+//! failure answers [`StoreError::Unavailable`] or, for a command that was sent but not
+//! answered in time, [`StoreError::Timeout`]. Scripts check everything before they write,
+//! so a refused commit writes nothing.
+
+mod scripts;
+pub mod thresholds;
+
+pub use thresholds::{ThresholdSyncMetrics, ThresholdWrite, spawn_threshold_sync};
+
+use super::ids::{APPEAL_PREFIX, DECISION_PREFIX, SLOTS, id_slot, user_slot};
+use super::{
+    AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
+    DecisionRecord, Fingerprint, IdempotentRecord, Loaded, Resolution, Result, Slot, Store,
+    StoreError,
+};
+use deadpool::managed::{self, Object, PoolError};
+use deadpool_redis::redis::{self, Script, Value};
+use deadpool_redis::{Manager, Runtime};
+use jiff::Timestamp;
+use risk_core::{Fen, Outcome, RiskGrade, UserId, UserState};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The Redis store's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` (or `rediss://`).
+    pub url: String,
+    /// Connections in the pool (each multiplexes many requests).
+    pub pool_size: usize,
+    /// Longest wait for a pooled connection before answering `Unavailable`.
+    pub pool_wait_timeout: Duration,
+    /// Longest time to open a connection.
+    pub connect_timeout: Duration,
+    /// Longest time one operation (one round trip) may take before answering `Timeout`.
+    pub command_timeout: Duration,
+    /// Prefix of every key (no `{` or `}`), so several deployments or tests share a server.
+    pub key_prefix: String,
+    /// How long an idempotency record is kept after its commit: at least 24 h.
+    pub idempotency_retention: Duration,
+    /// How long a decision is kept (for `GET` and appeals): at least `idempotency_retention`.
+    /// An appealed decision is kept with its appeal.
+    pub decision_retention: Duration,
+    /// How often each instance reads the thresholds pointer besides pub/sub notices.
+    pub threshold_poll: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            pool_size: 32,
+            pool_wait_timeout: Duration::from_millis(250),
+            connect_timeout: Duration::from_millis(500),
+            command_timeout: Duration::from_millis(500),
+            key_prefix: "lg".into(),
+            idempotency_retention: super::memory::MIN_IDEMPOTENCY_RETENTION,
+            decision_retention: Duration::from_secs(30 * 24 * 3600),
+            threshold_poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A [`RedisConfig`] field out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store.redis.{field}: {problem}")]
+pub struct RedisConfigError {
+    field: &'static str,
+    problem: String,
+}
+
+impl RedisConfigError {
+    /// The field at fault.
+    pub const fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// What is wrong with it.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
+}
+
+impl RedisConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), RedisConfigError> {
+        let err = |field, problem: &str| {
+            Err(RedisConfigError {
+                field,
+                problem: problem.into(),
+            })
+        };
+        if let Err(e) = redis::Client::open(self.url.as_str()) {
+            return Err(RedisConfigError {
+                field: "url",
+                problem: format!("not a Redis URL: {e}"),
+            });
+        }
+        if self.pool_size == 0 || self.pool_size > 1024 {
+            return err("pool_size", "must be from 1 to 1024");
+        }
+        let bounded = |d: Duration| !d.is_zero() && d <= Duration::from_secs(60);
+        if !bounded(self.pool_wait_timeout) {
+            return err("pool_wait_timeout_ms", "must be from 1 ms to 60 s");
+        }
+        if !bounded(self.connect_timeout) {
+            return err("connect_timeout_ms", "must be from 1 ms to 60 s");
+        }
+        if !bounded(self.command_timeout) {
+            return err("command_timeout_ms", "must be from 1 ms to 60 s");
+        }
+        if self.threshold_poll < Duration::from_millis(10)
+            || self.threshold_poll > Duration::from_secs(3600)
+        {
+            return err("threshold_poll_ms", "must be from 10 ms to 1 hour");
+        }
+        if self.key_prefix.is_empty()
+            || self.key_prefix.len() > 64
+            || self.key_prefix.contains(['{', '}'])
+        {
+            return err(
+                "key_prefix",
+                "must be 1 to 64 characters without `{` or `}`",
+            );
+        }
+        if self.idempotency_retention < super::memory::MIN_IDEMPOTENCY_RETENTION {
+            return err("idempotency_retention", "must be at least 24 hours");
+        }
+        if self.decision_retention < self.idempotency_retention {
+            return err(
+                "decision_retention",
+                "must be at least idempotency_retention",
+            );
+        }
+        if self.decision_retention > Duration::from_secs(100 * 366 * 24 * 3600) {
+            return err("decision_retention", "must be at most 100 years");
+        }
+        Ok(())
+    }
+}
+
+/// The Redis store. Cloning is cheap and shares the pool.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+type Pool = managed::Pool<Pooled>;
+
+/// deadpool-redis's manager without its per-checkout `PING`: that would double the round
+/// trips of every operation. A connection that fails is taken out of the pool instead
+/// ([`RedisStore::with_conn`]), so a dead one is dropped on first use and the next request
+/// opens a fresh one (how the store recovers from a Redis restart by itself).
+struct Pooled(Manager);
+
+impl managed::Manager for Pooled {
+    type Type = redis::aio::MultiplexedConnection;
+    type Error = redis::RedisError;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        managed::Manager::create(&self.0).await
+    }
+
+    async fn recycle(
+        &self,
+        _: &mut Self::Type,
+        _: &managed::Metrics,
+    ) -> managed::RecycleResult<Self::Error> {
+        Ok(())
+    }
+}
+
+struct Inner {
+    config: RedisConfig,
+    pool: Pool,
+    client: redis::Client,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    load: Script,
+    commit: Script,
+    upsert: Script,
+    purge: Script,
+    create_appeal: Script,
+    resolve_appeal: Script,
+    thresholds_publish: Script,
+    thresholds_current: Script,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One event of an audit stream, as [`RedisStore::read_audit`] answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// The stream entry id (`<ms>-<seq>`): pass the last one seen to read on.
+    pub id: String,
+    /// The event's fields (`decision_id`, `user`, `outcome`, `amount_fen`, …).
+    pub fields: HashMap<String, String>,
+}
+
+/// Expired idempotency records looked at per slot by one purge call.
+const PURGE_BATCH: u32 = 10_000;
+
+impl RedisStore {
+    /// A store on the server at `config.url`. Connects lazily: this fails only on an invalid
+    /// configuration; an unreachable server shows in [`Store::ping`] and each operation.
+    pub fn new(config: RedisConfig) -> Result<RedisStore, RedisConfigError> {
+        config.validate()?;
+        let bad_url = |e: redis::RedisError| RedisConfigError {
+            field: "url",
+            problem: e.to_string(),
+        };
+        let connection = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout));
+        let manager = Manager::new_with_config(config.url.as_str(), connection).map_err(bad_url)?;
+        let client = redis::Client::open(config.url.as_str()).map_err(bad_url)?;
+        let pool = Pool::builder(Pooled(manager))
+            .max_size(config.pool_size)
+            .wait_timeout(Some(config.pool_wait_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.command_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| RedisConfigError {
+                field: "pool_size",
+                problem: e.to_string(),
+            })?;
+        let scripts = Scripts {
+            load: Script::new(scripts::LOAD),
+            commit: Script::new(&scripts::commit()),
+            upsert: Script::new(scripts::UPSERT),
+            purge: Script::new(scripts::PURGE),
+            create_appeal: Script::new(scripts::CREATE_APPEAL),
+            resolve_appeal: Script::new(scripts::RESOLVE_APPEAL),
+            thresholds_publish: Script::new(thresholds::PUBLISH),
+            thresholds_current: Script::new(thresholds::CURRENT),
+        };
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                config,
+                pool,
+                client,
+                scripts,
+            }),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// A client for the same server, for connections the pool does not serve (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.inner.client
+    }
+
+    /// Runs `f` on a pooled connection, bounded by the command timeout.
+    pub(crate) async fn with_conn<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(redis::aio::MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let timeout = self.inner.config.command_timeout;
+        // Boxed: the pool's and the client's futures are large, and would make every
+        // handler future that awaits a store operation large too (one allocation per round
+        // trip, next to a network round trip).
+        Box::pin(async move {
+            let pooled = self.inner.pool.get().await.map_err(pool_error)?;
+            // A multiplexed connection is a cheap handle; the pooled object stays checked out
+            // until the answer is in, so the pool size bounds the connections in use.
+            let conn = (*pooled).clone();
+            let out = match tokio::time::timeout(timeout, f(conn)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => redis_error(&e),
+                Err(_) => StoreError::Timeout,
+            };
+            if !matches!(out, StoreError::Corrupt(_)) {
+                // The connection may be dead (or stuck behind a slow reply): never reuse it.
+                drop(Object::take(pooled));
+            }
+            Err(out)
+        })
+        .await
+    }
+
+    /// The key of everything in `slot`: `P:{sNNNN}:`.
+    fn tag(&self, slot: Slot) -> String {
+        format!("{}:{{s{slot}}}:", self.inner.config.key_prefix)
+    }
+
+    fn user_key(&self, user: &UserId) -> String {
+        format!("{}u:{}", self.tag(user_slot(user)), user.as_str())
+    }
+
+    fn idem_key(&self, caller: &str, user: &UserId, key: &str) -> String {
+        let mut h = blake3::Hasher::new();
+        for part in [caller, user.as_str(), key] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        let digest = h.finalize().to_hex();
+        format!("{}k:{}", self.tag(user_slot(user)), &digest[..32])
+    }
+
+    /// The key of the audit stream of `slot`.
+    pub fn audit_key(&self, slot: Slot) -> String {
+        format!("{}audit", self.tag(slot))
+    }
+
+    fn appeal_index(&self, slot: Slot, status: Option<AppealStatus>) -> String {
+        let name = status.map_or("all", AppealStatus::as_str);
+        format!("{}a-idx:{name}", self.tag(slot))
+    }
+
+    fn all_slots() -> impl Iterator<Item = Slot> {
+        (0..SLOTS).filter_map(Slot::new)
+    }
+
+    /// Up to `count` events of `slot`'s audit stream after entry `after` (`"0"`: from the
+    /// start), oldest first: how a downstream consumer reads the streams.
+    pub async fn read_audit(
+        &self,
+        slot: Slot,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        let key = self.audit_key(slot);
+        let start = format!("({after}");
+        let start = if after == "0" { "-".to_owned() } else { start };
+        let raw: Vec<(String, Vec<(String, String)>)> = self
+            .with_conn(|mut c| async move {
+                redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(raw
+            .into_iter()
+            .map(|(id, fields)| AuditEvent {
+                id,
+                fields: fields.into_iter().collect(),
+            })
+            .collect())
+    }
+
+    /// Every audit event of every slot (for tests and small reconciliations: it reads all
+    /// 1,024 streams in full).
+    pub async fn read_all_audit(&self) -> Result<Vec<AuditEvent>> {
+        let mut all = Vec::new();
+        for slot in Self::all_slots() {
+            let mut after = "0".to_owned();
+            loop {
+                let page = self.read_audit(slot, &after, 1_000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id.clone();
+                all.extend(page);
+            }
+        }
+        Ok(all)
+    }
+}
+
+fn pool_error(e: PoolError<redis::RedisError>) -> StoreError {
+    match e {
+        PoolError::Backend(e) => redis_error(&e),
+        PoolError::Timeout(t) => StoreError::Unavailable(format!("redis pool: {t:?} timed out")),
+        other => StoreError::Unavailable(format!("redis pool: {other}")),
+    }
+}
+
+fn redis_error(e: &redis::RedisError) -> StoreError {
+    if e.is_timeout() {
+        StoreError::Timeout
+    } else {
+        StoreError::Unavailable(format!("redis: {e}"))
+    }
+}
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn invalid(what: impl Into<String>) -> StoreError {
+    StoreError::Invalid(what.into())
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding
+
+const fn grade_str(g: RiskGrade) -> &'static str {
+    match g {
+        RiskGrade::A => "A",
+        RiskGrade::B => "B",
+        RiskGrade::C => "C",
+        RiskGrade::D => "D",
+        RiskGrade::E => "E",
+    }
+}
+
+fn state_fields(s: &UserState) -> Vec<(&'static str, String)> {
+    let flag = |b: bool| if b { "1" } else { "0" }.to_owned();
+    vec![
+        ("limit", s.limit.get().to_string()),
+        ("used", s.used.get().to_string()),
+        ("grade", grade_str(s.grade).to_owned()),
+        ("logins_30d", s.logins_30d.to_string()),
+        ("drawdowns_24h", s.drawdowns_24h.to_string()),
+        ("applications_1h", s.applications_1h.to_string()),
+        ("account_age_days", s.account_age_days.to_string()),
+        ("new_device", flag(s.new_device)),
+        ("days_overdue", s.days_overdue.to_string()),
+        ("blocklisted", flag(s.blocklisted)),
+    ]
+}
+
+fn parse_state(fields: &HashMap<String, String>) -> Result<UserState> {
+    let get = |name: &str| {
+        fields
+            .get(name)
+            .ok_or_else(|| corrupt(format!("user state without `{name}`")))
+    };
+    let fen = |name: &str| {
+        get(name)?
+            .parse::<u64>()
+            .ok()
+            .and_then(Fen::new)
+            .ok_or_else(|| corrupt(format!("user state `{name}` is not an amount")))
+    };
+    let count = |name: &str| {
+        get(name)?
+            .parse::<u32>()
+            .map_err(|_| corrupt(format!("user state `{name}` is not a count")))
+    };
+    let flag = |name: &str| Ok::<_, StoreError>(get(name)? == "1");
+    let grade = match get("grade")?.as_str() {
+        "A" => RiskGrade::A,
+        "B" => RiskGrade::B,
+        "C" => RiskGrade::C,
+        "D" => RiskGrade::D,
+        "E" => RiskGrade::E,
+        other => return Err(corrupt(format!("user state grade `{other}`"))),
+    };
+    Ok(UserState {
+        limit: fen("limit")?,
+        used: fen("used")?,
+        grade,
+        logins_30d: count("logins_30d")?,
+        drawdowns_24h: count("drawdowns_24h")?,
+        applications_1h: count("applications_1h")?,
+        account_age_days: count("account_age_days")?,
+        new_device: flag("new_device")?,
+        days_overdue: count("days_overdue")?,
+        blocklisted: flag("blocklisted")?,
+    })
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn pairs(v: &Value) -> Result<HashMap<String, String>> {
+    let items = match v {
+        Value::Array(items) => items.as_slice(),
+        Value::Map(m) => {
+            return m
+                .iter()
+                .map(|(k, v)| Ok((text(k).ok_or_else(bad)?, text(v).ok_or_else(bad)?)))
+                .collect();
+        }
+        Value::Nil => &[],
+        _ => return Err(bad()),
+    };
+    items
+        .chunks_exact(2)
+        .map(|kv| Ok((text(&kv[0]).ok_or_else(bad)?, text(&kv[1]).ok_or_else(bad)?)))
+        .collect()
+}
+
+fn bad() -> StoreError {
+    corrupt("unexpected reply from a script")
+}
+
+/// A stored decision: the JSON as committed, with the store's `available_fen` and the cap
+/// on `drawable_now_fen` applied.
+fn decision_from(json: &str, available: &str) -> Result<DecisionRecord> {
+    let mut d: DecisionRecord =
+        serde_json::from_str(json).map_err(|e| corrupt(format!("decision json: {e}")))?;
+    let available = available
+        .parse::<u64>()
+        .map_err(|_| corrupt("decision `available` is not an amount"))?;
+    d.available_fen = available;
+    d.drawable_now_fen = d.drawable_now_fen.min(available);
+    Ok(d)
+}
+
+fn millis(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The request checks that need no round trip (the same as the memory store's).
+fn check_commit(req: &CommitRequest) -> Result<()> {
+    let d = &req.decision;
+    if d.user_id != req.user.as_str() {
+        return Err(invalid("decision.user_id is not the commit's user"));
+    }
+    if !d.decision_id.starts_with(DECISION_PREFIX)
+        || id_slot(&d.decision_id) != Some(user_slot(&req.user))
+    {
+        return Err(invalid(
+            "decision_id was not minted by new_decision_id for this user",
+        ));
+    }
+    match (d.outcome, req.reserve) {
+        (Outcome::Approved, Some(r)) if r.amount.get() == d.amount_fen => Ok(()),
+        (Outcome::Approved, Some(_)) => {
+            Err(invalid("the reservation is not the decision's amount"))
+        }
+        (Outcome::Approved, None) => Err(invalid("an approval must reserve its amount")),
+        (_, Some(_)) => Err(invalid("only an approval reserves credit")),
+        (_, None) => Ok(()),
+    }
+}
+
+/// `now` as RFC 3339 in the offset `like` carries (UTC if it carries none).
+fn format_like(now: Timestamp, like: &str) -> String {
+    use jiff::fmt::temporal::{Pieces, PiecesOffset};
+    let offset = match Pieces::parse(like).ok().and_then(|p| p.offset()) {
+        Some(PiecesOffset::Numeric(n)) => n.offset(),
+        _ => jiff::tz::Offset::UTC,
+    };
+    now.display_with_offset(offset).to_string()
+}
+
+fn status_of(word: &Value) -> Result<String> {
+    text(word).ok_or_else(bad)
+}
+
+impl RedisStore {
+    async fn commit_inner(&self, req: CommitRequest) -> Result<CommitOutcome> {
+        check_commit(&req)?;
+        let config = &self.inner.config;
+        let now_ms = millis(req.now);
+        let exp_ms = req
+            .now
+            .checked_add(config.idempotency_retention)
+            .map_err(|_| invalid("`now` is too late for the idempotency retention"))?
+            .as_millisecond();
+        let slot = user_slot(&req.user);
+        let tag = self.tag(slot);
+        let decision_key = format!("{tag}d:{}", req.decision.decision_id);
+        let mut stored = req.decision.clone();
+        stored.available_fen = 0;
+        let json = serde_json::to_string(&stored)
+            .map_err(|e| invalid(format!("decision does not serialise: {e}")))?;
+        let ceiling = req.reserve.map(|r| {
+            // The store never lets `used` pass the limit either; the script checks both.
+            r.ceiling.get().to_string()
+        });
+        let d = &req.decision;
+        let mut inv = self.inner.scripts.commit.prepare_invoke();
+        inv.key(self.user_key(&req.user))
+            .key(self.idem_key(&req.caller, &req.user, &req.idempotency_key))
+            .key(format!("{tag}k-exp"))
+            .key(&decision_key)
+            .key(self.audit_key(slot))
+            .arg(req.fingerprint.to_string())
+            .arg(&d.decision_id)
+            .arg(&json)
+            .arg(d.amount_fen.to_string())
+            .arg(ceiling.unwrap_or_default())
+            .arg(now_ms)
+            .arg(exp_ms)
+            .arg(duration_ms(config.idempotency_retention))
+            .arg(duration_ms(config.decision_retention))
+            .arg(req.user.as_str())
+            .arg(if d.appealable { "1" } else { "0" })
+            .arg(format!("{tag}d:"))
+            .arg("decision_id")
+            .arg(&d.decision_id)
+            .arg("user")
+            .arg(req.user.as_str())
+            .arg("caller")
+            .arg(&req.caller)
+            .arg("idempotency_key")
+            .arg(&req.idempotency_key)
+            .arg("outcome")
+            .arg(d.outcome.as_str())
+            .arg("amount_fen")
+            .arg(d.amount_fen.to_string())
+            .arg("threshold_version")
+            .arg(d.threshold_version.to_string())
+            .arg("policy")
+            .arg(&d.policy)
+            .arg("evaluated_at")
+            .arg(&d.evaluated_at);
+        let reply: Vec<Value> = self
+            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let word = reply.first().map(status_of).transpose()?;
+        match word.as_deref() {
+            Some("committed") => {
+                let available = reply
+                    .get(1)
+                    .and_then(text)
+                    .and_then(|a| a.parse::<u64>().ok())
+                    .ok_or_else(bad)?;
+                let mut d = req.decision;
+                d.available_fen = available;
+                d.drawable_now_fen = d.drawable_now_fen.min(available);
+                Ok(CommitOutcome::Committed(d))
+            }
+            Some("replayed") => {
+                let (json, available) = (
+                    reply.get(1).and_then(text).ok_or_else(bad)?,
+                    reply.get(2).and_then(text).ok_or_else(bad)?,
+                );
+                decision_from(&json, &available).map(CommitOutcome::Replayed)
+            }
+            Some("key_reused") => Ok(CommitOutcome::KeyReused),
+            Some("user_not_found") => Ok(CommitOutcome::UserNotFound),
+            Some("line_changed") => {
+                let state = parse_state(&pairs(reply.get(1).ok_or_else(bad)?)?)?;
+                Ok(CommitOutcome::LineChanged(state))
+            }
+            Some("duplicate_id") => Err(invalid("the decision id is already stored")),
+            Some("corrupt") => Err(corrupt(format!(
+                "idempotency record names missing decision {}",
+                reply.get(1).and_then(text).unwrap_or_default()
+            ))),
+            _ => Err(bad()),
+        }
+    }
+
+    async fn load_inner(&self, caller: &str, user: &UserId, key: Option<&str>) -> Result<Loaded> {
+        let mut inv = self.inner.scripts.load.prepare_invoke();
+        inv.key(self.user_key(user));
+        if let Some(k) = key {
+            inv.key(self.idem_key(caller, user, k));
+        }
+        inv.arg(format!("{}d:", self.tag(user_slot(user))));
+        let reply: Vec<Value> = self
+            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let fields = pairs(reply.first().ok_or_else(bad)?)?;
+        if fields.is_empty() {
+            return Ok(Loaded {
+                user: None,
+                idempotent: None,
+            });
+        }
+        let state = parse_state(&fields)?;
+        let idempotent = match reply.get(1).and_then(text) {
+            None => None,
+            Some(fp) => {
+                let fingerprint = Fingerprint::from_hex(&fp)
+                    .ok_or_else(|| corrupt("idempotency record fingerprint"))?;
+                let id = reply.get(2).and_then(text).unwrap_or_default();
+                let (Some(json), Some(available)) =
+                    (reply.get(3).and_then(text), reply.get(4).and_then(text))
+                else {
+                    return Err(corrupt(format!(
+                        "idempotency record names missing decision {id}"
+                    )));
+                };
+                Some(IdempotentRecord {
+                    fingerprint,
+                    decision: decision_from(&json, &available)?,
+                })
+            }
+        };
+        Ok(Loaded {
+            user: Some(state),
+            idempotent,
+        })
+    }
+
+    async fn get_decision_inner(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
+        let Some(slot) = id_slot(decision_id).filter(|_| decision_id.starts_with(DECISION_PREFIX))
+        else {
+            return Ok(None);
+        };
+        let key = format!("{}d:{decision_id}", self.tag(slot));
+        let (json, available): (Option<String>, Option<String>) = self
+            .with_conn(|mut c| async move {
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("json")
+                    .arg("available")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        match (json, available) {
+            (Some(j), Some(a)) => decision_from(&j, &a).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn create_appeal_inner(&self, appeal: AppealRecord) -> Result<AppealCreated> {
+        let user =
+            UserId::parse(&appeal.user_id).map_err(|e| invalid(format!("appeal user_id: {e}")))?;
+        let slot = user_slot(&user);
+        if id_slot(&appeal.appeal_id) != Some(slot) || !appeal.appeal_id.starts_with(APPEAL_PREFIX)
+        {
+            return Err(invalid("the appeal id was not minted for its user"));
+        }
+        if appeal.status != AppealStatus::Open
+            || appeal.resolved_at.is_some()
+            || appeal.resolution_note.is_some()
+        {
+            return Err(invalid("a new appeal is open and unresolved"));
+        }
+        if id_slot(&appeal.decision_id) != Some(slot)
+            || !appeal.decision_id.starts_with(DECISION_PREFIX)
+        {
+            return Ok(AppealCreated::DecisionNotFound);
+        }
+        let tag = self.tag(slot);
+        let json = serde_json::to_string(&appeal)
+            .map_err(|e| invalid(format!("appeal does not serialise: {e}")))?;
+        let mut inv = self.inner.scripts.create_appeal.prepare_invoke();
+        inv.key(format!("{tag}d:{}", appeal.decision_id))
+            .key(format!("{tag}a:{}", appeal.appeal_id))
+            .key(self.appeal_index(slot, Some(AppealStatus::Open)))
+            .key(self.appeal_index(slot, None))
+            .arg(&appeal.user_id)
+            .arg(&json)
+            .arg(&appeal.appeal_id)
+            .arg(format!("{tag}a:"));
+        let reply: Vec<Value> = self
+            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        match reply.first().map(status_of).transpose()?.as_deref() {
+            Some("created") => Ok(AppealCreated::Created(appeal)),
+            Some("not_found") => Ok(AppealCreated::DecisionNotFound),
+            Some("not_appealable") => Ok(AppealCreated::NotAppealable),
+            Some("already") => {
+                let json = reply.get(1).and_then(text).ok_or_else(bad)?;
+                parse_appeal(&json).map(AppealCreated::AlreadyAppealed)
+            }
+            Some("duplicate_id") => Err(invalid("the appeal id is already stored")),
+            Some("corrupt") => Err(corrupt("a decision names a missing appeal")),
+            _ => Err(bad()),
+        }
+    }
+
+    fn appeal_key(&self, appeal_id: &str) -> Option<(Slot, String)> {
+        let slot = id_slot(appeal_id).filter(|_| appeal_id.starts_with(APPEAL_PREFIX))?;
+        Some((slot, format!("{}a:{appeal_id}", self.tag(slot))))
+    }
+
+    async fn get_appeal_inner(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
+        let Some((_, key)) = self.appeal_key(appeal_id) else {
+            return Ok(None);
+        };
+        let json: Option<String> = self
+            .with_conn(|mut c| async move { redis::cmd("GET").arg(&key).query_async(&mut c).await })
+            .await?;
+        json.as_deref().map(parse_appeal).transpose()
+    }
+
+    async fn list_appeals_inner(
+        &self,
+        status: Option<AppealStatus>,
+        limit: usize,
+    ) -> Result<Vec<AppealRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let stop = i64::try_from(limit).map_or(-1, |l| l - 1);
+        let mut pipe = redis::pipe();
+        for slot in Self::all_slots() {
+            pipe.cmd("ZRANGE")
+                .arg(self.appeal_index(slot, status))
+                .arg(0)
+                .arg(stop);
+        }
+        let per_slot: Vec<Vec<String>> = self
+            .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let mut ids: Vec<String> = per_slot.into_iter().flatten().collect();
+        // Ids are ULIDs after a fixed prefix: lexical order is creation order.
+        ids.sort_unstable();
+        ids.truncate(limit);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            let (_, key) = self
+                .appeal_key(id)
+                .ok_or_else(|| corrupt(format!("appeal index holds `{id}`")))?;
+            pipe.cmd("GET").arg(key);
+        }
+        let jsons: Vec<Option<String>> = self
+            .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        jsons
+            .iter()
+            .zip(&ids)
+            .map(|(j, id)| {
+                j.as_deref()
+                    .ok_or_else(|| corrupt(format!("appeal index names missing appeal {id}")))
+                    .and_then(parse_appeal)
+            })
+            .collect()
+    }
+
+    async fn resolve_appeal_inner(
+        &self,
+        appeal_id: &str,
+        resolution: Resolution,
+        note: Option<String>,
+        now: Timestamp,
+    ) -> Result<AppealResolved> {
+        let Some((slot, key)) = self.appeal_key(appeal_id) else {
+            return Ok(AppealResolved::NotFound);
+        };
+        // Compare and set: read, compute, write if unchanged. A lost race re-reads and finds
+        // the appeal resolved by the winner.
+        for _ in 0..8 {
+            let k = key.clone();
+            let old: Option<String> = self
+                .with_conn(
+                    |mut c| async move { redis::cmd("GET").arg(&k).query_async(&mut c).await },
+                )
+                .await?;
+            let Some(old) = old else {
+                return Ok(AppealResolved::NotFound);
+            };
+            let mut appeal = parse_appeal(&old)?;
+            if appeal.status != AppealStatus::Open {
+                return Ok(AppealResolved::AlreadyResolved(appeal));
+            }
+            appeal.status = resolution.into();
+            appeal.resolved_at = Some(format_like(now, &appeal.created_at));
+            appeal.resolution_note.clone_from(&note);
+            let new = serde_json::to_string(&appeal)
+                .map_err(|e| invalid(format!("appeal does not serialise: {e}")))?;
+            let mut inv = self.inner.scripts.resolve_appeal.prepare_invoke();
+            inv.key(&key)
+                .key(self.appeal_index(slot, Some(AppealStatus::Open)))
+                .key(self.appeal_index(slot, Some(appeal.status)))
+                .arg(&old)
+                .arg(&new)
+                .arg(appeal_id);
+            let done: i64 = self
+                .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+                .await?;
+            if done == 1 {
+                return Ok(AppealResolved::Resolved(appeal));
+            }
+        }
+        Err(StoreError::Unavailable(
+            "appeal kept changing under resolution".into(),
+        ))
+    }
+
+    async fn purge_inner(&self, now: Timestamp) -> Result<usize> {
+        let now_ms = millis(now);
+        let mut pipe = redis::pipe();
+        // Loading first makes the EVALSHAs below safe after a restart or SCRIPT FLUSH.
+        pipe.load_script(&self.inner.scripts.purge).ignore();
+        for slot in Self::all_slots() {
+            let mut inv = self.inner.scripts.purge.prepare_invoke();
+            inv.key(format!("{}k-exp", self.tag(slot)))
+                .arg(now_ms)
+                .arg(PURGE_BATCH);
+            pipe.invoke_script(&inv);
+        }
+        let counts: Vec<u64> = self
+            .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        Ok(counts
+            .into_iter()
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .fold(0, usize::saturating_add))
+    }
+
+    async fn upsert_inner(&self, user: &UserId, state: UserState) -> Result<UserState> {
+        let mut inv = self.inner.scripts.upsert.prepare_invoke();
+        inv.key(self.user_key(user));
+        for (name, value) in state_fields(&state) {
+            inv.arg(name).arg(value);
+        }
+        let reply: Value = self
+            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        parse_state(&pairs(&reply)?)
+    }
+}
+
+fn parse_appeal(json: &str) -> Result<AppealRecord> {
+    serde_json::from_str(json).map_err(|e| corrupt(format!("appeal json: {e}")))
+}
+
+impl Store for RedisStore {
+    async fn load(
+        &self,
+        caller: &str,
+        user: &UserId,
+        idempotency_key: Option<&str>,
+    ) -> Result<Loaded> {
+        self.load_inner(caller, user, idempotency_key).await
+    }
+
+    async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome> {
+        self.commit_inner(req).await
+    }
+
+    async fn upsert_user(&self, user: &UserId, state: UserState) -> Result<UserState> {
+        self.upsert_inner(user, state).await
+    }
+
+    async fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
+        self.get_decision_inner(decision_id).await
+    }
+
+    async fn create_appeal(&self, appeal: AppealRecord) -> Result<AppealCreated> {
+        self.create_appeal_inner(appeal).await
+    }
+
+    async fn get_appeal(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
+        self.get_appeal_inner(appeal_id).await
+    }
+
+    async fn list_appeals(
+        &self,
+        status: Option<AppealStatus>,
+        limit: usize,
+    ) -> Result<Vec<AppealRecord>> {
+        self.list_appeals_inner(status, limit).await
+    }
+
+    async fn resolve_appeal(
+        &self,
+        appeal_id: &str,
+        resolution: Resolution,
+        note: Option<String>,
+        now: Timestamp,
+    ) -> Result<AppealResolved> {
+        self.resolve_appeal_inner(appeal_id, resolution, note, now)
+            .await
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<usize> {
+        self.purge_inner(now).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let pong: String = self
+            .with_conn(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+            .await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!("redis answered {pong}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_fields_round_trip() {
+        let mut s = UserState::clean(Fen::MAX, RiskGrade::D);
+        s.used = Fen::new(123).unwrap();
+        s.new_device = true;
+        s.days_overdue = 4;
+        let fields: HashMap<String, String> = state_fields(&s)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(parse_state(&fields).unwrap(), s);
+        let mut broken = fields.clone();
+        broken.remove("grade");
+        assert!(matches!(parse_state(&broken), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn keys_share_the_users_hash_tag() {
+        let store = RedisStore::new(RedisConfig::default()).unwrap();
+        let u = UserId::parse("u-000123").unwrap();
+        let tag = format!("{{s{}}}", user_slot(&u));
+        assert_eq!(tag, "{s0462}");
+        for key in [
+            store.user_key(&u),
+            store.idem_key("caller:{x}", &u, "k:{y}"),
+            store.audit_key(user_slot(&u)),
+        ] {
+            assert!(key.starts_with(&format!("lg:{tag}:")), "{key}");
+        }
+        assert_ne!(store.idem_key("a", &u, "bc"), store.idem_key("ab", &u, "c"));
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let d = RedisConfig::default();
+        let bad = |c: RedisConfig| c.validate().unwrap_err().field();
+        assert_eq!(
+            bad(RedisConfig {
+                url: "http://x".into(),
+                ..d.clone()
+            }),
+            "url"
+        );
+        assert_eq!(
+            bad(RedisConfig {
+                pool_size: 0,
+                ..d.clone()
+            }),
+            "pool_size"
+        );
+        assert_eq!(
+            bad(RedisConfig {
+                command_timeout: Duration::ZERO,
+                ..d.clone()
+            }),
+            "command_timeout_ms"
+        );
+        assert_eq!(
+            bad(RedisConfig {
+                key_prefix: "a{b}".into(),
+                ..d.clone()
+            }),
+            "key_prefix"
+        );
+        assert_eq!(
+            bad(RedisConfig {
+                idempotency_retention: Duration::from_secs(3600),
+                ..d.clone()
+            }),
+            "idempotency_retention"
+        );
+        assert!(d.validate().is_ok());
+    }
+}

@@ -1,0 +1,162 @@
+//! The Lua scripts of the Redis store. Each runs atomically on one Redis (Cluster) slot:
+//! every key it names carries the same `{sNNNN}` hash tag, including the keys it builds
+//! from a prefix argument (a decision id names its slot, so its key shares the tag).
+//!
+//! Money is exact: amounts are decimal strings compared and added digit by digit, so no
+//! amount ever passes through a Lua double (exact only to 2^53) whatever `Fen::MAX` becomes.
+
+/// Decimal-string arithmetic on non-negative integers without leading zeros.
+const DECIMAL: &str = r"
+local function strip(s)
+  s = string.gsub(s, '^0+', '')
+  if s == '' then return '0' end
+  return s
+end
+local function dec_le(a, b)
+  if #a ~= #b then return #a < #b end
+  return a <= b
+end
+local function dec_add(a, b)
+  local out, carry, i, j = {}, 0, #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local d = carry
+    if i > 0 then d = d + string.byte(a, i) - 48; i = i - 1 end
+    if j > 0 then d = d + string.byte(b, j) - 48; j = j - 1 end
+    out[#out + 1] = string.char(48 + d % 10)
+    carry = math.floor(d / 10)
+  end
+  return strip(string.reverse(table.concat(out)))
+end
+local function dec_sub_floor(a, b)
+  if dec_le(a, b) then return '0' end
+  local out, borrow, i, j = {}, 0, #a, #b
+  while i > 0 do
+    local d = string.byte(a, i) - 48 - borrow
+    if j > 0 then d = d - (string.byte(b, j) - 48); j = j - 1 end
+    if d < 0 then d = d + 10; borrow = 1 else borrow = 0 end
+    out[#out + 1] = string.char(48 + d)
+    i = i - 1
+  end
+  return strip(string.reverse(table.concat(out)))
+end
+";
+
+/// `load`: the user's state and, when a key is given, its record and decision.
+///
+/// KEYS: user, [idem]. ARGV: decision key prefix.
+/// Returns `{user_fields}` or `{user_fields, fingerprint, decision_id, json|nil, available|nil}`.
+pub(super) const LOAD: &str = r"
+local user = redis.call('HGETALL', KEYS[1])
+if #user == 0 or not KEYS[2] then return {user} end
+local seen = redis.call('HMGET', KEYS[2], 'fp', 'decision')
+if not seen[1] then return {user} end
+local d = redis.call('HMGET', ARGV[1] .. seen[2], 'json', 'available')
+return {user, seen[1], seen[2], d[1], d[2]}
+";
+
+/// `commit`: the whole drawdown commit in one atomic step.
+///
+/// KEYS: user, idem, idem expiry index, decision, audit stream.
+/// ARGV: 1 fingerprint, 2 decision id, 3 decision json, 4 amount, 5 ceiling ('' when
+/// nothing is reserved), 6 now (ms), 7 record expiry (ms), 8 record TTL (ms), 9 decision TTL
+/// (ms), 10 user id, 11 appealable ('1' / '0'), 12 decision key prefix, 13.. audit fields as
+/// name/value pairs.
+pub(super) fn commit() -> String {
+    format!("{DECIMAL}{COMMIT_BODY}")
+}
+
+const COMMIT_BODY: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'user_not_found'} end
+local seen = redis.call('HMGET', KEYS[2], 'fp', 'decision', 'exp')
+if seen[1] and tonumber(seen[3]) > tonumber(ARGV[6]) then
+  if seen[1] ~= ARGV[1] then return {'key_reused'} end
+  local d = redis.call('HMGET', ARGV[12] .. seen[2], 'json', 'available')
+  if not d[1] then return {'corrupt', seen[2]} end
+  return {'replayed', d[1], d[2]}
+end
+if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate_id'} end
+local st = redis.call('HMGET', KEYS[1], 'limit', 'used')
+local limit, used = st[1], st[2]
+if ARGV[5] ~= '' then
+  local new_used = dec_add(used, ARGV[4])
+  if not (dec_le(new_used, ARGV[5]) and dec_le(new_used, limit)) then
+    return {'line_changed', redis.call('HGETALL', KEYS[1])}
+  end
+  redis.call('HSET', KEYS[1], 'used', new_used)
+  redis.call('HINCRBY', KEYS[1], 'drawdowns_24h', 1)
+  used = new_used
+end
+local available = dec_sub_floor(limit, used)
+redis.call('HSET', KEYS[4], 'json', ARGV[3], 'available', available, 'user', ARGV[10],
+  'appealable', ARGV[11])
+redis.call('PEXPIRE', KEYS[4], ARGV[9])
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'fp', ARGV[1], 'decision', ARGV[2], 'exp', ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[8])
+redis.call('ZADD', KEYS[3], ARGV[7], KEYS[2])
+local event = {'XADD', KEYS[5], '*'}
+for i = 13, #ARGV do event[#event + 1] = ARGV[i] end
+event[#event + 1] = 'used_fen'
+event[#event + 1] = used
+event[#event + 1] = 'available_fen'
+event[#event + 1] = available
+redis.call(unpack(event))
+return {'committed', available}
+";
+
+/// `upsert_user`: replaces the state's fields, keeping nothing of the old state.
+///
+/// KEYS: user. ARGV: field/value pairs.
+pub(super) const UPSERT: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return redis.call('HGETALL', KEYS[1])
+";
+
+/// `purge_expired` for one slot: drops records whose logical expiry is at or before now.
+///
+/// KEYS: idem expiry index. ARGV: now (ms), most records to look at.
+pub(super) const PURGE: &str = r"
+local now = tonumber(ARGV[1])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local n = 0
+for _, k in ipairs(due) do
+  local exp = redis.call('HGET', k, 'exp')
+  if exp and tonumber(exp) <= now then n = n + redis.call('DEL', k) end
+  redis.call('ZREM', KEYS[1], k)
+end
+return n
+";
+
+/// `create_appeal`.
+///
+/// KEYS: decision, appeal, open index, all index.
+/// ARGV: user id, appeal json, appeal id, appeal key prefix.
+pub(super) const CREATE_APPEAL: &str = r"
+local d = redis.call('HMGET', KEYS[1], 'user', 'appealable', 'appeal')
+if not d[1] or d[1] ~= ARGV[1] then return {'not_found'} end
+if d[2] ~= '1' then return {'not_appealable'} end
+if d[3] then
+  local a = redis.call('GET', ARGV[4] .. d[3])
+  if not a then return {'corrupt', d[3]} end
+  return {'already', a}
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate_id'} end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[1], 'appeal', ARGV[3])
+redis.call('PERSIST', KEYS[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[3])
+redis.call('ZADD', KEYS[4], 0, ARGV[3])
+return {'created'}
+";
+
+/// `resolve_appeal`, compare-and-set: the caller read `old` and computed `new`.
+///
+/// KEYS: appeal, open index, index of the new status. ARGV: old json, new json, appeal id.
+pub(super) const RESOLVE_APPEAL: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], 0, ARGV[3])
+return 1
+";

@@ -1,0 +1,285 @@
+//! `docker-compose.yml` and what it mounts, checked without Docker: the services are there,
+//! Redis keeps an append-only file, the gateway is built by a multi-stage Dockerfile and
+//! configured for Redis (its configuration validates), Prometheus scrapes the gateway's
+//! `/metrics`, Grafana provisions a dashboard whose every metric is one the gateway exports.
+#![allow(clippy::unwrap_used)]
+
+use gateway::config::{Config, Overrides};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .into()
+}
+
+fn yaml(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+}
+
+fn compose() -> Value {
+    yaml(&root().join("docker-compose.yml"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().unwrap().to_owned())
+            .collect(),
+        Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+        other => panic!("not a list of strings: {other}"),
+    }
+}
+
+/// The host side of each `./path:/container/path[:ro]` volume, checked to exist.
+fn mounts(service: &Value) -> Vec<(PathBuf, String)> {
+    strings(&service["volumes"])
+        .into_iter()
+        .filter(|v| v.starts_with("./"))
+        .map(|v| {
+            let mut parts = v.splitn(3, ':');
+            let host = root().join(parts.next().unwrap());
+            assert!(host.exists(), "{host:?} is mounted but missing");
+            (host, parts.next().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn compose_has_redis_with_aof_and_the_gateway_on_redis() {
+    let c = compose();
+    let services = c["services"].as_object().unwrap();
+    for s in ["redis", "gateway", "prometheus", "grafana"] {
+        assert!(services.contains_key(s), "service {s}");
+    }
+    let redis = strings(&c["services"]["redis"]["command"]);
+    let aof = redis.iter().position(|a| a == "--appendonly").unwrap();
+    assert_eq!(redis[aof + 1], "yes");
+    assert!(
+        strings(&c["services"]["redis"]["volumes"])
+            .iter()
+            .any(|v| v.ends_with(":/data")),
+        "the AOF lives on a volume"
+    );
+
+    let gw = &c["services"]["gateway"];
+    let store = gw["environment"]["GATEWAY_STORE"].as_str().unwrap();
+    assert!(store.starts_with("redis://redis:"), "{store}");
+    assert_eq!(
+        gw["depends_on"]["redis"]["condition"], "service_healthy",
+        "the gateway starts once Redis answers"
+    );
+    assert!(strings(&gw["ports"]).iter().any(|p| p.ends_with(":8080")));
+
+    // The configuration the image carries validates, with the compose environment applied.
+    let config_in_image = gw["environment"]["GATEWAY_CONFIG"].as_str().unwrap();
+    let dockerfile = root().join(gw["build"]["dockerfile"].as_str().unwrap());
+    let docker = std::fs::read_to_string(&dockerfile).unwrap();
+    let copied = docker
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("COPY gateway/config/")?;
+            let (file, dest) = rest.split_once(' ')?;
+            (dest == config_in_image).then(|| root().join("gateway/config").join(file))
+        })
+        .expect("the Dockerfile copies the configuration GATEWAY_CONFIG names");
+    let mut config = Config::from_file(&copied).unwrap();
+    config
+        .apply(Overrides {
+            store: Some(store.to_owned()),
+            ..Overrides::default()
+        })
+        .unwrap();
+    config.validate().unwrap();
+    assert!(config.redis_config().is_some());
+    assert_eq!(config.listen.port(), 8080);
+    assert!(
+        config.listen.ip().is_unspecified(),
+        "reachable from other containers"
+    );
+}
+
+#[test]
+fn the_gateway_image_is_built_in_stages() {
+    let c = compose();
+    let build = &c["services"]["gateway"]["build"];
+    assert_eq!(build["context"], ".", "the workspace is the build context");
+    let docker =
+        std::fs::read_to_string(root().join(build["dockerfile"].as_str().unwrap())).unwrap();
+    let stages: Vec<&str> = docker.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert!(stages.len() >= 2, "{stages:?}");
+    assert!(stages[0].contains(" AS builder"), "{stages:?}");
+    assert!(docker.contains("cargo build --release --locked -p gateway"));
+    assert!(docker.contains("COPY --from=builder"));
+    assert!(docker.contains("EXPOSE 8080"));
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    assert!(
+        ignore.lines().any(|l| l == "target"),
+        "no target/ in the context"
+    );
+}
+
+#[test]
+fn prometheus_scrapes_the_gateway() {
+    let c = compose();
+    let m = mounts(&c["services"]["prometheus"]);
+    let (file, _) = m
+        .iter()
+        .find(|(_, dest)| dest == "/etc/prometheus/prometheus.yml")
+        .unwrap();
+    let p = yaml(file);
+    let jobs = p["scrape_configs"].as_array().unwrap();
+    let job = jobs
+        .iter()
+        .find(|j| j["job_name"] == "loan-gateway")
+        .unwrap();
+    assert_eq!(job["metrics_path"], "/metrics");
+    assert_eq!(
+        strings(&job["static_configs"][0]["targets"]),
+        ["gateway:8080"]
+    );
+}
+
+/// Every `gateway_*` series of the dashboard, from a real scrape of a gateway's `/metrics`.
+async fn exported() -> BTreeSet<String> {
+    let gw = gateway::embedded::start(gateway::embedded::EmbeddedOptions::default())
+        .await
+        .unwrap();
+    // Labelled series appear once used: an unauthenticated call (a refusal), an approval, a
+    // rejection with reasons, and a store outage (a store error).
+    let client = reqwest::Client::new();
+    let base = gw.base_url();
+    let drawdown = async |key: &str, user: &str| {
+        client
+            .post(format!("{base}/v1/drawdowns"))
+            .bearer_auth(gateway::DEMO_API_KEY)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({"user_id": user, "amount_fen": 10_000, "channel": "app"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let anonymous = client
+        .get(format!("{base}/v1/credit-lines/u-demo-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    assert_eq!(drawdown("d-1", "u-demo-a").await, 200);
+    assert_eq!(drawdown("d-2", "u-demo-e").await, 200);
+    let gateway::store::AnyStore::Memory(memory) = &gw.app.store else {
+        panic!("the default gateway runs on the memory store")
+    };
+    memory.faults().set_unavailable(true);
+    assert_eq!(drawdown("d-3", "u-demo-a").await, 503);
+    let text = reqwest::get(format!("{}/metrics", gw.base_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    gw.shutdown().await;
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').unwrap();
+        match kind {
+            "counter" => {
+                names.insert(format!("{name}_total"));
+            }
+            "histogram" => {
+                for s in ["_bucket", "_sum", "_count"] {
+                    names.insert(format!("{name}{s}"));
+                }
+            }
+            _ => {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn grafana_provisions_a_dashboard_of_exported_metrics() {
+    let c = compose();
+    let m = mounts(&c["services"]["grafana"]);
+    let provisioning = &m
+        .iter()
+        .find(|(_, d)| d == "/etc/grafana/provisioning")
+        .unwrap()
+        .0;
+    let ds = yaml(&provisioning.join("datasources/prometheus.yml"));
+    let ds = &ds["datasources"][0];
+    assert_eq!(ds["type"], "prometheus");
+    assert_eq!(ds["url"], "http://prometheus:9090");
+    let uid = ds["uid"].as_str().unwrap();
+
+    let providers = yaml(&provisioning.join("dashboards/loan-gateway.yml"));
+    let path = providers["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap();
+    let (dashboards, _) = m.iter().find(|(_, d)| d == path).unwrap();
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(dashboards.join("loan-gateway.json")).unwrap(),
+    )
+    .unwrap();
+
+    let panels = dash["panels"].as_array().unwrap();
+    let titles: Vec<&str> = panels
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for want in [
+        "Refusals by code",
+        "Risk outcomes",
+        "Risk reasons",
+        "Admission queue and limit",
+        "Latency percentiles",
+        "Active policy",
+    ] {
+        assert!(titles.contains(&want), "panel {want:?} in {titles:?}");
+    }
+
+    let exported = exported().await;
+    let mut used = BTreeSet::new();
+    for p in panels {
+        assert_eq!(p["datasource"]["uid"], uid, "{}", p["title"]);
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(i) = rest.find("gateway_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                assert!(
+                    exported.contains(&name),
+                    "{}: {name} is not exported ({exported:?})",
+                    p["title"]
+                );
+                used.insert(name);
+            }
+        }
+    }
+    for must in [
+        "gateway_refusals_total",
+        "gateway_risk_reasons_total",
+        "gateway_admission_limit",
+        "gateway_admission_queued",
+        "gateway_http_request_duration_seconds_bucket",
+        "gateway_policy_active",
+    ] {
+        assert!(used.contains(must), "{must} on the dashboard");
+    }
+}

@@ -1,0 +1,606 @@
+//! The gateway on Redis, end to end: each test starts its own `redis-server` and a gateway
+//! configured with `store = "redis://…"`, then stops and restarts Redis under it.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../support/redis_server.rs"]
+mod redis_server;
+
+use gateway::clock::ManualClock;
+use gateway::config::Config;
+use gateway::embedded::{EmbeddedGateway, EmbeddedOptions, start};
+use gateway::policy::{LimitsPatch, Rate, UserPatch};
+use gateway::store::{AnyStore, RedisStore};
+use redis_server::{Options, RedisServer};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const KEY: &str = "test-caller-key-000001";
+const ADMIN: &str = "test-admin-token-00001";
+
+struct Gw {
+    gw: EmbeddedGateway,
+    client: Client,
+}
+
+/// A gateway on `redis_url`, outside every peak window, with rate limits out of the way.
+async fn gateway(redis_url: &str) -> Gw {
+    gateway_with(redis_url, &redis_server::unique("gw"), 2_000).await
+}
+
+/// A gateway sharing `prefix` (another instance's data) with its thresholds poll period.
+async fn gateway_with(redis_url: &str, prefix: &str, poll_ms: u64) -> Gw {
+    let mut c = Config {
+        api_keys: vec![KEY.into()],
+        admin_token: ADMIN.into(),
+        store: redis_url.into(),
+        seed_demo_users: Some(false),
+        ..Config::default()
+    };
+    c.redis.key_prefix = prefix.into();
+    c.redis.threshold_poll_ms = poll_ms;
+    c.redis.command_timeout_ms = 1_000;
+    c.redis.pool_wait_timeout_ms = 2_000;
+    let high = Rate {
+        per_second: 1_000_000,
+        burst: 100_000,
+    };
+    c.policy.normal = LimitsPatch {
+        global: gateway::policy::GlobalPatch {
+            drawdown: Some(high),
+            credit_line: Some(high),
+            appeal: Some(high),
+        },
+        user: UserPatch {
+            per_minute: Some(1_000_000),
+            burst: Some(100_000),
+            ..UserPatch::default()
+        },
+        concurrency: Some(512),
+        queue: Some(1024),
+        ..LimitsPatch::default()
+    };
+    let noon = jiff::civil::date(2026, 6, 1)
+        .at(12, 0, 0, 0)
+        .in_tz("Asia/Shanghai")
+        .unwrap()
+        .timestamp();
+    let gw = start(EmbeddedOptions {
+        config: Some(c),
+        clock: Some(ManualClock::new(noon).shared()),
+        ..EmbeddedOptions::default()
+    })
+    .await
+    .unwrap();
+    Gw {
+        gw,
+        client: Client::new(),
+    }
+}
+
+impl Gw {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gw.base_url())
+    }
+
+    fn store(&self) -> &RedisStore {
+        match &self.gw.app.store {
+            AnyStore::Redis(r) => r,
+            other => panic!("expected the Redis store, got {other:?}"),
+        }
+    }
+
+    async fn user(&self, user: &str, limit_fen: u64) {
+        let r = self
+            .client
+            .put(self.url(&format!("/admin/credit-lines/{user}")))
+            .bearer_auth(ADMIN)
+            .json(
+                &json!({"limit_fen": limit_fen, "used_fen": 0, "risk_grade": "A",
+                          "account_age_days": 400}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    }
+
+    async fn drawdown(&self, key: &str, user: &str, amount: u64) -> Response {
+        self.client
+            .post(self.url("/v1/drawdowns"))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", key)
+            .json(&json!({"user_id": user, "amount_fen": amount, "channel": "app"}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn status(&self, path: &str) -> StatusCode {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    async fn used(&self, user: &str) -> u64 {
+        let r = self
+            .client
+            .get(self.url(&format!("/v1/credit-lines/{user}")))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().await.unwrap()["used_fen"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Waits (bounded) until `/readyz` answers 200.
+    async fn ready(&self) {
+        for _ in 0..200 {
+            if self.status("/readyz").await == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the gateway did not become ready");
+    }
+}
+
+/// Redis stopped mid-run: drawdowns answer 503 DEPENDENCY_UNAVAILABLE with Retry-After,
+/// readiness 503, nothing half-written; Redis restarted: the same gateway serves again,
+/// replays included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_answers_503_and_recovers_without_a_gateway_restart() {
+    let Some(mut redis) = RedisServer::start(Options { aof: true }).await else {
+        return;
+    };
+    let t = gateway(&redis.url()).await;
+    t.ready().await;
+    t.user("u-outage", 1_000_000).await;
+    let first = t.drawdown("k1", "u-outage", 1_000).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["outcome"], "approved");
+
+    redis.kill().await;
+    for key in ["k2", "k3"] {
+        let r = t.drawdown(key, "u-outage", 2_000).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key("retry-after"), "{:?}", r.headers());
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "DEPENDENCY_UNAVAILABLE", "{body}");
+    }
+    let ready = t.client.get(t.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let reasons = ready.json::<Value>().await.unwrap()["reasons"].to_string();
+    assert!(reasons.contains("store"), "{reasons}");
+    assert_eq!(t.status("/healthz").await, StatusCode::OK);
+
+    redis.restart().await;
+    t.ready().await;
+    // Nothing of the refused drawdowns was written.
+    assert_eq!(t.used("u-outage").await, 1_000);
+    let replay = t.drawdown("k1", "u-outage", 1_000).await;
+    assert_eq!(replay.status(), StatusCode::OK);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(replay["decision_id"], first["decision_id"]);
+    let second = t.drawdown("k2", "u-outage", 2_000).await;
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(t.used("u-outage").await, 3_000);
+    t.gw.shutdown().await;
+}
+
+/// Concurrent drawdowns with replays, Redis killed and restarted in the middle (AOF,
+/// `appendfsync always`). Every client retries a 503 with the same key, as the API asks.
+/// Afterwards, for every user: `used` = the sum of approved amounts in the audit streams,
+/// and no idempotency key has two decisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invariants_hold_across_a_restart() {
+    const USERS: usize = 8;
+    const WORKERS: usize = 16;
+    const PER_WORKER: usize = 30;
+    let Some(mut redis) = RedisServer::start(Options { aof: true }).await else {
+        return;
+    };
+    let t = Arc::new(gateway(&redis.url()).await);
+    t.ready().await;
+    for u in 0..USERS {
+        t.user(&format!("u-inv-{u}"), 60_000).await;
+    }
+    let answered = Arc::new(tokio::sync::Semaphore::new(0));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (t, answered) = (Arc::clone(&t), Arc::clone(&answered));
+            tokio::spawn(async move {
+                let mut decisions: Vec<(String, String)> = Vec::new();
+                let mut refused = 0u32;
+                for i in 0..PER_WORKER {
+                    // Every third request replays an earlier key of this worker.
+                    let n = if i % 3 == 2 { i - 1 } else { i };
+                    let key = format!("w{w}-r{n}");
+                    let user = format!("u-inv-{}", (w + n) % USERS);
+                    let amount = 500 + 250 * ((w * 7 + n) % 5) as u64;
+                    let mut attempts = 0;
+                    let body: Value = loop {
+                        let r = t.drawdown(&key, &user, amount).await;
+                        match r.status() {
+                            StatusCode::OK => break r.json().await.unwrap(),
+                            StatusCode::SERVICE_UNAVAILABLE => {
+                                refused += 1;
+                                attempts += 1;
+                                assert!(attempts < 400, "no recovery for {key}");
+                                tokio::time::sleep(Duration::from_millis(25)).await;
+                            }
+                            other => panic!("{key}: {other} {}", r.text().await.unwrap()),
+                        }
+                    };
+                    decisions.push((key, body["decision_id"].as_str().unwrap().to_owned()));
+                    answered.add_permits(1);
+                }
+                (decisions, refused)
+            })
+        })
+        .collect();
+    // Kill Redis once a third of the answers are in, then bring it back.
+    let third = u32::try_from(WORKERS * PER_WORKER / 3).unwrap();
+    answered.acquire_many(third).await.unwrap().forget();
+    redis.kill().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.restart().await;
+
+    let mut refused_total = 0;
+    let mut answered_ids: HashMap<String, HashSet<String>> = HashMap::new();
+    for w in workers {
+        let (decisions, refused) = w.await.unwrap();
+        refused_total += refused;
+        for (key, id) in decisions {
+            answered_ids.entry(key).or_default().insert(id);
+        }
+    }
+    assert!(refused_total > 0, "the outage was seen by the clients");
+    // The same key always answered the same decision.
+    for (key, ids) in &answered_ids {
+        assert_eq!(ids.len(), 1, "{key}: {ids:?}");
+    }
+
+    let events = t.store().read_all_audit().await.unwrap();
+    let mut approved: HashMap<String, u64> = HashMap::new();
+    let mut by_key: HashMap<(String, String, String), HashSet<String>> = HashMap::new();
+    for e in &events {
+        let f = &e.fields;
+        if f["outcome"] == "approved" {
+            *approved.entry(f["user"].clone()).or_default() +=
+                f["amount_fen"].parse::<u64>().unwrap();
+        }
+        by_key
+            .entry((
+                f["caller"].clone(),
+                f["user"].clone(),
+                f["idempotency_key"].clone(),
+            ))
+            .or_default()
+            .insert(f["decision_id"].clone());
+    }
+    for ((_, user, key), ids) in &by_key {
+        assert_eq!(ids.len(), 1, "{user} {key}: two decisions {ids:?}");
+    }
+    // Every decision a client was answered is in the audit.
+    let audited: HashSet<&String> = events.iter().map(|e| &e.fields["decision_id"]).collect();
+    for ids in answered_ids.values() {
+        for id in ids {
+            assert!(audited.contains(id), "{id} answered but not audited");
+        }
+    }
+    let mut total = 0;
+    for u in 0..USERS {
+        let user = format!("u-inv-{u}");
+        let used = t.used(&user).await;
+        assert_eq!(used, approved.get(&user).copied().unwrap_or(0), "{user}");
+        total += used;
+    }
+    assert!(total > 0);
+    eprintln!(
+        "invariants: {} keys, {} audit events, {refused_total} 503s retried, {total} fen used",
+        answered_ids.len(),
+        events.len()
+    );
+    Arc::try_unwrap(t)
+        .ok()
+        .expect("the workers are done")
+        .gw
+        .shutdown()
+        .await;
+}
+
+/// Store round trips on the drawdown path, counted by Redis itself (`MONITOR` lists every
+/// command a client sends; commands run inside a script are marked `lua`): one `EVALSHA` to
+/// load, one to commit. Prints the figure for BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drawdown_is_one_load_and_one_commit() {
+    const N: usize = 50;
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let t = gateway(&redis.url()).await;
+    t.ready().await;
+    t.user("u-trips", 100_000_000).await;
+    // Warm up: scripts loaded, connections open.
+    assert_eq!(
+        t.drawdown("warm", "u-trips", 100).await.status(),
+        StatusCode::OK
+    );
+
+    let mut monitor = tokio::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "monitor"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-cli comes with redis-server");
+    let mut lines = BufReader::new(monitor.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("OK"));
+
+    for i in 0..N {
+        let r = t.drawdown(&format!("trip-{i}"), "u-trips", 100).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let marker = redis_server::unique("end-of-run");
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", redis.port))
+        .await
+        .unwrap();
+    sock.write_all(format!("ECHO {marker}\r\n").as_bytes())
+        .await
+        .unwrap();
+
+    let mut top_level: HashMap<String, usize> = HashMap::new();
+    let mut in_scripts = 0;
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("the monitor sees the marker")
+            .unwrap()
+            .unwrap();
+        if line.contains(&marker) {
+            break;
+        }
+        // `1700000000.123456 [0 127.0.0.1:5555] "evalsha" …` or `[0 lua] "hset" …`
+        let Some((_, rest)) = line.split_once("] \"") else {
+            continue;
+        };
+        let cmd = rest.split('"').next().unwrap().to_lowercase();
+        if line.contains("[0 lua]") {
+            in_scripts += 1;
+        } else {
+            *top_level.entry(cmd).or_default() += 1;
+        }
+    }
+    let total: usize = top_level.values().sum();
+    eprintln!(
+        "store round trips per drawdown: {:.2} ({top_level:?} over {N} drawdowns; \
+         {:.1} commands inside scripts per drawdown)",
+        total as f64 / N as f64,
+        in_scripts as f64 / N as f64
+    );
+    assert_eq!(top_level.get("evalsha"), Some(&(2 * N)), "{top_level:?}");
+    assert_eq!(total, 2 * N, "nothing but the two scripts: {top_level:?}");
+    t.gw.shutdown().await;
+}
+
+impl Gw {
+    async fn thresholds(&self) -> Value {
+        let r = self
+            .client
+            .get(self.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    async fn put_thresholds(&self, doc: &Value) -> Response {
+        self.client
+            .put(self.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .json(doc)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    fn version(&self) -> u64 {
+        self.gw.app.thresholds.version()
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+            .parse()
+            .unwrap()
+    }
+
+    /// Waits (bounded) until this instance holds `version`; answers how long it took.
+    async fn applied(&self, version: u64) -> Duration {
+        let start = tokio::time::Instant::now();
+        while self.version() != version {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "version {version} never applied (holding {})",
+                self.version()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        start.elapsed()
+    }
+}
+
+fn with_version(doc: &Value, version: u64) -> Value {
+    let mut doc = doc.clone();
+    doc["version"] = json!(version);
+    doc
+}
+
+/// A threshold update through one instance reaches another sharing the Redis, by the
+/// pub/sub notice (the poll is set to a minute, so only the notice can be that fast). Prints
+/// publish-to-applied figures for BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threshold_update_reaches_every_instance() {
+    const ROUNDS: u64 = 20;
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("shared");
+    let a = gateway_with(&redis.url(), &prefix, 60_000).await;
+    let b = gateway_with(&redis.url(), &prefix, 60_000).await;
+    a.ready().await;
+    b.ready().await;
+    let doc = a.thresholds().await;
+    let base = doc["version"].as_u64().unwrap();
+    assert_eq!(
+        b.version(),
+        base,
+        "both start from the bootstrapped version"
+    );
+
+    let mut figures = Vec::new();
+    for i in 1..=ROUNDS {
+        let v = base + i;
+        let sent = tokio::time::Instant::now();
+        let r = a.put_thresholds(&with_version(&doc, v)).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        assert_eq!(a.version(), v, "the publishing instance applies at once");
+        b.applied(v).await;
+        figures.push(sent.elapsed());
+    }
+    assert_eq!(b.thresholds().await["version"], base + ROUNDS);
+    // Older or equal versions are refused everywhere.
+    let stale = a.put_thresholds(&with_version(&doc, base + 1)).await;
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    let stale = b.put_thresholds(&with_version(&doc, base + ROUNDS)).await;
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    assert_eq!((a.version(), b.version()), (base + ROUNDS, base + ROUNDS));
+
+    figures.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    eprintln!(
+        "threshold propagation (PUT on A sent -> applied on B), {ROUNDS} updates: \
+         median {:.2} ms, max {:.2} ms",
+        ms(figures[figures.len() / 2]),
+        ms(figures[figures.len() - 1])
+    );
+    assert!(figures[figures.len() - 1] < Duration::from_secs(5));
+    assert!(b.metric("gateway_threshold_updates_applied_total").await >= ROUNDS as f64);
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
+}
+
+/// The poll covers a lost notice; a document that does not validate, or an older version,
+/// is never swapped in; while Redis is down the last good version keeps serving, staleness
+/// grows and readiness says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresher_polls_validates_and_keeps_the_last_good_version() {
+    let Some(mut redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("poll");
+    let t = gateway_with(&redis.url(), &prefix, 50).await;
+    t.ready().await;
+    let doc = t.thresholds().await;
+    let base = t.version();
+    let client = deadpool_redis::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut set = async |key: String, value: String| {
+        let _: () = deadpool_redis::redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    };
+    let pointer = format!("{prefix}:{{th}}:current");
+    let doc_key = |v: u64| format!("{prefix}:{{th}}:doc:{v}");
+
+    // No notice: the poll finds it.
+    set(doc_key(base + 1), with_version(&doc, base + 1).to_string()).await;
+    set(pointer.clone(), (base + 1).to_string()).await;
+    t.applied(base + 1).await;
+
+    // A pointer to a document that says another version, then to one that is not valid:
+    // counted as refresh errors, never applied.
+    let errors = t.metric("gateway_threshold_refresh_errors_total").await;
+    set(doc_key(base + 2), with_version(&doc, base + 3).to_string()).await;
+    set(pointer.clone(), (base + 2).to_string()).await;
+    let mut broken = with_version(&doc, base + 4);
+    broken["base_profile"] = json!("no-such-profile");
+    set(doc_key(base + 4), broken.to_string()).await;
+    set(pointer.clone(), (base + 4).to_string()).await;
+    let start = tokio::time::Instant::now();
+    while t.metric("gateway_threshold_refresh_errors_total").await < errors + 2.0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "errors counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(t.version(), base + 1);
+    // Back to an older version: a successful refresh (staleness back near zero) that keeps
+    // the newer version.
+    set(pointer.clone(), base.to_string()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = tokio::time::Instant::now();
+    while t.metric("gateway_threshold_staleness_seconds").await > 0.2 {
+        assert!(start.elapsed() < Duration::from_secs(10), "refreshed again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(t.version(), base + 1);
+
+    // Redis down: the last good version serves; staleness grows; readiness says why.
+    redis.kill().await;
+    let start = tokio::time::Instant::now();
+    while t.metric("gateway_threshold_staleness_seconds").await < 0.3 {
+        assert!(start.elapsed() < Duration::from_secs(10), "staleness grows");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(t.version(), base + 1);
+    assert_eq!(t.thresholds().await["version"], base + 1);
+    let ready = t.client.get(t.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    t.gw.shutdown().await;
+}
+
+/// A gateway that starts while Redis is down has no thresholds: `/readyz` says so until
+/// Redis answers and the first version is loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_a_first_threshold_version() {
+    let Some(mut redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    redis.kill().await;
+    let t = gateway_with(&redis.url(), &redis_server::unique("cold"), 50).await;
+    let r = t.client.get(t.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let reasons = r.json::<Value>().await.unwrap()["reasons"].to_string();
+    assert!(reasons.contains("thresholds"), "{reasons}");
+    assert_eq!(t.version(), 0);
+    redis.restart().await;
+    t.ready().await;
+    assert!(t.version() >= 1);
+    t.gw.shutdown().await;
+}

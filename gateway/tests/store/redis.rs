@@ -1,0 +1,284 @@
+//! The contract on the Redis store (each test on its own `redis-server`, or `REDIS_URL`
+//! under a fresh key prefix), and what only the Redis store promises: the audit streams,
+//! the key layout, bounded failures.
+#![allow(clippy::unwrap_used)]
+
+use crate::contract;
+use crate::redis_server::{AnyRedis, Options, RedisServer, config};
+use gateway::store::{
+    AnyStore, CommitOutcome, CommitRequest, DecisionRecord, Fingerprint, RedisConfig, RedisStore,
+    Reservation, Store, StoreError, new_decision_id, user_slot,
+};
+use risk_core::{Fen, Outcome, RiskGrade, UserId, UserState};
+use std::time::Duration;
+
+/// A store on a Redis of this test's own (or `REDIS_URL`); `None`: skipped.
+macro_rules! redis_or_skip {
+    () => {
+        match AnyRedis::get().await {
+            Some(r) => r,
+            None => {
+                eprintln!("skipped: LOAN_GATEWAY_SKIP_REDIS_TESTS=1");
+                return;
+            }
+        }
+    };
+}
+
+#[tokio::test]
+async fn replay_returns_the_stored_decision() {
+    let r = redis_or_skip!();
+    contract::replay_returns_the_stored_decision(r.store()).await;
+}
+
+#[tokio::test]
+async fn replay_through_any_store() {
+    let r = redis_or_skip!();
+    contract::replay_returns_the_stored_decision(AnyStore::Redis(r.store())).await;
+}
+
+#[tokio::test]
+async fn reused_key_is_refused() {
+    let r = redis_or_skip!();
+    contract::reused_key_is_refused(r.store()).await;
+}
+
+#[tokio::test]
+async fn keys_are_scoped_by_caller_and_user() {
+    let r = redis_or_skip!();
+    contract::keys_are_scoped_by_caller_and_user(r.store()).await;
+}
+
+#[tokio::test]
+async fn line_changed_writes_nothing() {
+    let r = redis_or_skip!();
+    contract::line_changed_writes_nothing(r.store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_never_over_reserve() {
+    let r = redis_or_skip!();
+    let counts = contract::concurrent_commits_never_over_reserve(r.store()).await;
+    assert_eq!(counts.approved, 100);
+}
+
+#[tokio::test]
+async fn unknown_user() {
+    let r = redis_or_skip!();
+    contract::unknown_user(r.store()).await;
+}
+
+#[tokio::test]
+async fn invalid_commits_are_refused() {
+    let r = redis_or_skip!();
+    contract::invalid_commits_are_refused(r.store()).await;
+}
+
+#[tokio::test]
+async fn appeals() {
+    let r = redis_or_skip!();
+    contract::appeals(r.store()).await;
+}
+
+#[tokio::test]
+async fn retention_default() {
+    let r = redis_or_skip!();
+    let s = r.store();
+    let retention = s.config().idempotency_retention;
+    contract::retention(s, retention).await;
+}
+
+#[tokio::test]
+async fn retention_configured() {
+    let r = redis_or_skip!();
+    let s = RedisStore::new(RedisConfig {
+        idempotency_retention: Duration::from_secs(48 * 3600),
+        decision_retention: Duration::from_secs(72 * 3600),
+        ..config(r.url.clone())
+    })
+    .unwrap();
+    contract::retention(s, Duration::from_secs(48 * 3600)).await;
+}
+
+fn user(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+fn request(u: &UserId, key: &str, outcome: Outcome, amount: u64) -> CommitRequest {
+    let now = contract::t0();
+    CommitRequest {
+        caller: "c".into(),
+        user: u.clone(),
+        idempotency_key: key.into(),
+        fingerprint: Fingerprint::from_bytes(*blake3::hash(key.as_bytes()).as_bytes()),
+        decision: DecisionRecord {
+            decision_id: new_decision_id(u, now),
+            user_id: u.to_string(),
+            outcome,
+            amount_fen: amount,
+            reasons: vec![],
+            available_fen: 0,
+            drawable_now_fen: u64::MAX,
+            threshold_version: 3,
+            policy: "standard".into(),
+            evaluated_at: now.to_string(),
+            appealable: false,
+        },
+        reserve: (outcome == Outcome::Approved).then(|| Reservation {
+            amount: Fen::new(amount).unwrap(),
+            ceiling: Fen::MAX,
+        }),
+        now,
+    }
+}
+
+/// Each committed decision appends one event to its slot's stream, in commit order; a
+/// replay or a refusal appends nothing. The consumer reads on from the last id it saw.
+#[tokio::test]
+async fn commits_append_audit_events_to_the_users_slot_stream() {
+    let r = redis_or_skip!();
+    let s = r.store();
+    let u = user("u-audit");
+    s.upsert_user(
+        &u,
+        UserState::clean(Fen::new(10_000).unwrap(), RiskGrade::A),
+    )
+    .await
+    .unwrap();
+    let a = request(&u, "a", Outcome::Approved, 4_000);
+    let first = match s.commit(a.clone()).await.unwrap() {
+        CommitOutcome::Committed(d) => d,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        s.commit(a).await.unwrap(),
+        CommitOutcome::Replayed(_)
+    ));
+    let too_much = request(&u, "b", Outcome::Approved, 7_000);
+    assert!(matches!(
+        s.commit(too_much).await.unwrap(),
+        CommitOutcome::LineChanged(_)
+    ));
+    s.commit(request(&u, "c", Outcome::Rejected, 7_000))
+        .await
+        .unwrap();
+
+    let slot = user_slot(&u);
+    let events = s.read_audit(slot, "0", 100).await.unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let e = &events[0].fields;
+    assert_eq!(e["decision_id"], first.decision_id);
+    assert_eq!(e["user"], "u-audit");
+    assert_eq!(e["caller"], "c");
+    assert_eq!(e["idempotency_key"], "a");
+    assert_eq!(e["outcome"], "approved");
+    assert_eq!(e["amount_fen"], "4000");
+    assert_eq!(e["used_fen"], "4000");
+    assert_eq!(e["available_fen"], "6000");
+    assert_eq!(e["threshold_version"], "3");
+    assert_eq!(events[1].fields["outcome"], "rejected");
+    assert_eq!(events[1].fields["used_fen"], "4000");
+    // Reading on from the last id seen answers nothing new; other slots are empty.
+    assert!(
+        s.read_audit(slot, &events[1].id, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let after_first = s.read_audit(slot, &events[0].id, 100).await.unwrap();
+    assert_eq!(after_first, events[1..]);
+    assert_eq!(s.read_all_audit().await.unwrap(), events);
+}
+
+/// Lines up to `Fen::MAX` are reserved to the fen (amounts are decimal strings in Lua).
+#[tokio::test]
+async fn large_amounts_are_exact() {
+    let r = redis_or_skip!();
+    let s = r.store();
+    let u = user("u-large");
+    let mut state = UserState::clean(Fen::MAX, RiskGrade::A);
+    state.used = Fen::new(999_999_999_999_000).unwrap();
+    s.upsert_user(&u, state.clone()).await.unwrap();
+    let d = match s
+        .commit(request(&u, "a", Outcome::Approved, 999))
+        .await
+        .unwrap()
+    {
+        CommitOutcome::Committed(d) => d,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(d.available_fen, 1);
+    assert_eq!(d.drawable_now_fen, 1);
+    assert!(matches!(
+        s.commit(request(&u, "b", Outcome::Approved, 2))
+            .await
+            .unwrap(),
+        CommitOutcome::LineChanged(st) if st.used.get() == 999_999_999_999_999
+    ));
+    assert!(matches!(
+        s.commit(request(&u, "c", Outcome::Approved, 1))
+            .await
+            .unwrap(),
+        CommitOutcome::Committed(d) if d.available_fen == 0
+    ));
+}
+
+/// A stopped server answers `Unavailable` within the configured bounds, never hangs; a
+/// restarted one serves again through the same store, with no new store built.
+#[tokio::test]
+async fn outage_is_bounded_and_recovers() {
+    let Some(mut server) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let s = server.store();
+    let u = user("u-outage");
+    s.upsert_user(
+        &u,
+        UserState::clean(Fen::new(10_000).unwrap(), RiskGrade::A),
+    )
+    .await
+    .unwrap();
+    s.ping().await.unwrap();
+    server.kill().await;
+    let started = tokio::time::Instant::now();
+    for _ in 0..3 {
+        let err = s.ping().await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Unavailable(_) | StoreError::Timeout),
+            "{err:?}"
+        );
+        let err = s
+            .commit(request(&u, "k", Outcome::Approved, 1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Unavailable(_) | StoreError::Timeout),
+            "{err:?}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded");
+    server.restart().await;
+    // The first use of each connection opened before the restart may fail; it is then
+    // dropped and the next use opens a fresh one.
+    let mut ok = false;
+    for _ in 0..20 {
+        if s.ping().await.is_ok() {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the store recovers after a restart");
+    // Without persistence the data is gone: a new user state is needed.
+    s.upsert_user(
+        &u,
+        UserState::clean(Fen::new(10_000).unwrap(), RiskGrade::A),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.commit(request(&u, "k", Outcome::Approved, 1))
+            .await
+            .unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+}

@@ -1,0 +1,229 @@
+//! A `redis-server` of the test's own, on a free loopback port.
+//!
+//! Each test starts its own server (`--save "" --appendonly no` unless it asks for AOF), so
+//! tests never share data and never touch a Redis on 6379. With `REDIS_URL` set, tests that
+//! need no server of their own use it, each under a fresh key prefix. Without either the test
+//! fails with how to install Redis, unless `LOAN_GATEWAY_SKIP_REDIS_TESTS=1`.
+#![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
+
+use gateway::store::{RedisConfig, RedisStore};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const INSTALL: &str = "these tests need Redis: install it with \
+    `apt-get install -y redis-server` (or set REDIS_URL=redis://127.0.0.1:PORT to a Redis \
+    they may write to); LOAN_GATEWAY_SKIP_REDIS_TESTS=1 skips them";
+
+/// Whether Redis tests are skipped on this machine (never in CI).
+pub fn skipped() -> bool {
+    std::env::var("LOAN_GATEWAY_SKIP_REDIS_TESTS").is_ok_and(|v| v == "1")
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A unique name for this process and call (key prefixes, directories).
+pub fn unique(what: &str) -> String {
+    format!(
+        "{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Options of a server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Append-only file with `appendfsync always`: every acknowledged write survives a kill.
+    pub aof: bool,
+}
+
+/// A running server; killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+    opts: Options,
+}
+
+fn free_port() -> u16 {
+    // Bind port 0, read the port, release it: redis-server cannot take `--port 0`.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl RedisServer {
+    /// Starts a server, or answers `None` when the tests are skipped; panics with
+    /// [`INSTALL`] when `redis-server` is missing.
+    pub async fn start(opts: Options) -> Option<RedisServer> {
+        let dir = std::env::temp_dir().join(unique("loan-gateway-redis"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for _ in 0..10 {
+            let port = free_port();
+            match spawn(port, &dir, opts).await {
+                Ok(child) => {
+                    return Some(RedisServer {
+                        child: Some(child),
+                        port,
+                        dir,
+                        opts,
+                    });
+                }
+                Err(Spawn::Missing) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    if skipped() {
+                        return None;
+                    }
+                    panic!("redis-server not found: {INSTALL}");
+                }
+                // Someone took the port between our release and redis' bind: try another.
+                Err(Spawn::Failed(why)) => eprintln!("redis-server on {port}: {why}; retrying"),
+            }
+        }
+        panic!("redis-server did not start on any of 10 free ports");
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL: no goodbye, as a crash) and waits for it to exit.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+
+    /// Starts it again on the same port (and, with AOF, the same data).
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        let mut last = String::new();
+        for _ in 0..50 {
+            match spawn(self.port, &self.dir, self.opts).await {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return;
+                }
+                Err(Spawn::Missing) => panic!("redis-server vanished: {INSTALL}"),
+                // The old socket may linger a moment.
+                Err(Spawn::Failed(why)) => {
+                    last = why;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        panic!("redis-server did not restart on {}: {last}", self.port);
+    }
+
+    /// A store on this server with test-friendly timeouts.
+    pub fn store(&self) -> RedisStore {
+        RedisStore::new(config(self.url())).unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The store settings tests use: short timeouts so an outage answers fast.
+pub fn config(url: String) -> RedisConfig {
+    RedisConfig {
+        url,
+        key_prefix: unique("t"),
+        pool_wait_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_millis(500),
+        command_timeout: Duration::from_secs(2),
+        ..RedisConfig::default()
+    }
+}
+
+/// Where a test that only needs *a* Redis gets one: `REDIS_URL` (the store gets a fresh
+/// key prefix), else a server of its own. `None` when skipped.
+pub struct AnyRedis {
+    pub server: Option<RedisServer>,
+    pub url: String,
+}
+
+impl AnyRedis {
+    pub async fn get() -> Option<AnyRedis> {
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            return Some(AnyRedis { server: None, url });
+        }
+        let server = RedisServer::start(Options::default()).await?;
+        Some(AnyRedis {
+            url: server.url(),
+            server: Some(server),
+        })
+    }
+
+    pub fn store(&self) -> RedisStore {
+        RedisStore::new(config(self.url.clone())).unwrap()
+    }
+}
+
+enum Spawn {
+    Missing,
+    Failed(String),
+}
+
+async fn spawn(port: u16, dir: &std::path::Path, opts: Options) -> Result<Child, Spawn> {
+    let mut cmd = Command::new("redis-server");
+    cmd.arg("--port")
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--save", ""])
+        .args(["--dir"])
+        .arg(dir)
+        .args(["--daemonize", "no", "--loglevel", "notice"]);
+    if opts.aof {
+        cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+    } else {
+        cmd.args(["--appendonly", "no"]);
+    }
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Spawn::Missing),
+        Err(e) => return Err(Spawn::Failed(e.to_string())),
+    };
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    // redis-server says when it is ready (or why it is not); wait for that line.
+    let ready = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut log = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("Ready to accept connections") {
+                return Ok(());
+            }
+            log.push(line);
+        }
+        Err(log.join("\n"))
+    })
+    .await;
+    match ready {
+        Ok(Ok(())) => {
+            // Keep draining its log so the pipe never fills and blocks the server.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            Ok(child)
+        }
+        Ok(Err(log)) => {
+            let _ = child.kill().await;
+            Err(Spawn::Failed(log))
+        }
+        Err(_) => {
+            let _ = child.kill().await;
+            Err(Spawn::Failed("not ready within 20 s".into()))
+        }
+    }
+}
