@@ -32,8 +32,9 @@ use super::{
     DecisionRecord, DemoUser, Fingerprint, IdempotentRecord, Loaded, Resolution, Result, Store,
     StoreError, demo_users,
 };
+use super::{check_commit, format_like, invalid};
 use jiff::Timestamp;
-use risk_core::{Outcome, UserId, UserState};
+use risk_core::{UserId, UserState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -198,10 +199,6 @@ struct Appeals {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn invalid(what: impl Into<String>) -> StoreError {
-    StoreError::Invalid(what.into())
 }
 
 impl Default for MemoryStore {
@@ -547,40 +544,6 @@ impl MemoryStore {
     }
 }
 
-/// The request checks that need no lock: the record must be the one the contract allows.
-fn check_commit(req: &CommitRequest) -> Result<()> {
-    let d = &req.decision;
-    if d.user_id != req.user.as_str() {
-        return Err(invalid("decision.user_id is not the commit's user"));
-    }
-    if !d.decision_id.starts_with(super::ids::DECISION_PREFIX)
-        || id_slot(&d.decision_id) != Some(user_slot(&req.user))
-    {
-        return Err(invalid(
-            "decision_id was not minted by new_decision_id for this user",
-        ));
-    }
-    match (d.outcome, req.reserve) {
-        (Outcome::Approved, Some(r)) if r.amount.get() == d.amount_fen => Ok(()),
-        (Outcome::Approved, Some(_)) => {
-            Err(invalid("the reservation is not the decision's amount"))
-        }
-        (Outcome::Approved, None) => Err(invalid("an approval must reserve its amount")),
-        (_, Some(_)) => Err(invalid("only an approval reserves credit")),
-        (_, None) => Ok(()),
-    }
-}
-
-/// `now` as RFC 3339 in the offset `like` carries (UTC if it carries none).
-fn format_like(now: Timestamp, like: &str) -> String {
-    use jiff::fmt::temporal::{Pieces, PiecesOffset};
-    let offset = match Pieces::parse(like).ok().and_then(|p| p.offset()) {
-        Some(PiecesOffset::Numeric(n)) => n.offset(),
-        _ => jiff::tz::Offset::UTC,
-    };
-    now.display_with_offset(offset).to_string()
-}
-
 impl Shard {
     fn stored_decision(&self, id: &str) -> Result<DecisionRecord> {
         self.decisions
@@ -703,7 +666,7 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
     use crate::store::{Reservation, new_decision_id};
-    use risk_core::{Fen, RiskGrade};
+    use risk_core::{Fen, Outcome, RiskGrade};
 
     fn user(s: &str) -> UserId {
         UserId::parse(s).unwrap()

@@ -362,3 +362,44 @@ impl Store for AnyStore {
         }
     }
 }
+
+/// The checks of a commit request that need no data, shared by every store: the record must
+/// be the one the contract allows.
+pub(crate) fn check_commit(req: &CommitRequest) -> Result<()> {
+    use risk_core::Outcome;
+    let d = &req.decision;
+    if d.user_id != req.user.as_str() {
+        return Err(invalid("decision.user_id is not the commit's user"));
+    }
+    if !d.decision_id.starts_with(ids::DECISION_PREFIX)
+        || ids::id_slot(&d.decision_id) != Some(user_slot(&req.user))
+    {
+        return Err(invalid(
+            "decision_id was not minted by new_decision_id for this user",
+        ));
+    }
+    match (d.outcome, req.reserve) {
+        (Outcome::Approved, Some(r)) if r.amount.get() == d.amount_fen => Ok(()),
+        (Outcome::Approved, Some(_)) => {
+            Err(invalid("the reservation is not the decision's amount"))
+        }
+        (Outcome::Approved, None) => Err(invalid("an approval must reserve its amount")),
+        (_, Some(_)) => Err(invalid("only an approval reserves credit")),
+        (_, None) => Ok(()),
+    }
+}
+
+/// A request that breaks the store contract.
+pub(crate) fn invalid(what: impl Into<String>) -> StoreError {
+    StoreError::Invalid(what.into())
+}
+
+/// `now` as RFC 3339 in the offset `like` carries (UTC if it carries none).
+pub(crate) fn format_like(now: Timestamp, like: &str) -> String {
+    use jiff::fmt::temporal::{Pieces, PiecesOffset};
+    let offset = match Pieces::parse(like).ok().and_then(|p| p.offset()) {
+        Some(PiecesOffset::Numeric(n)) => n.offset(),
+        _ => jiff::tz::Offset::UTC,
+    };
+    now.display_with_offset(offset).to_string()
+}

@@ -54,11 +54,12 @@ use super::{
     DecisionRecord, Fingerprint, IdempotentRecord, Loaded, Resolution, Result, Slot, Store,
     StoreError,
 };
+use super::{check_commit, format_like, invalid};
 use deadpool::managed::{self, Object, PoolError};
 use deadpool_redis::redis::{self, Script, Value};
 use deadpool_redis::{Manager, Runtime};
 use jiff::Timestamp;
-use risk_core::{Fen, Outcome, RiskGrade, UserId, UserState};
+use risk_core::{Fen, RiskGrade, UserId, UserState};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -437,10 +438,6 @@ fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }
 
-fn invalid(what: impl Into<String>) -> StoreError {
-    StoreError::Invalid(what.into())
-}
-
 // ---------------------------------------------------------------------------------------
 // Encoding
 
@@ -561,40 +558,6 @@ fn millis(t: Timestamp) -> i64 {
 
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The request checks that need no round trip (the same as the memory store's).
-fn check_commit(req: &CommitRequest) -> Result<()> {
-    let d = &req.decision;
-    if d.user_id != req.user.as_str() {
-        return Err(invalid("decision.user_id is not the commit's user"));
-    }
-    if !d.decision_id.starts_with(DECISION_PREFIX)
-        || id_slot(&d.decision_id) != Some(user_slot(&req.user))
-    {
-        return Err(invalid(
-            "decision_id was not minted by new_decision_id for this user",
-        ));
-    }
-    match (d.outcome, req.reserve) {
-        (Outcome::Approved, Some(r)) if r.amount.get() == d.amount_fen => Ok(()),
-        (Outcome::Approved, Some(_)) => {
-            Err(invalid("the reservation is not the decision's amount"))
-        }
-        (Outcome::Approved, None) => Err(invalid("an approval must reserve its amount")),
-        (_, Some(_)) => Err(invalid("only an approval reserves credit")),
-        (_, None) => Ok(()),
-    }
-}
-
-/// `now` as RFC 3339 in the offset `like` carries (UTC if it carries none).
-fn format_like(now: Timestamp, like: &str) -> String {
-    use jiff::fmt::temporal::{Pieces, PiecesOffset};
-    let offset = match Pieces::parse(like).ok().and_then(|p| p.offset()) {
-        Some(PiecesOffset::Numeric(n)) => n.offset(),
-        _ => jiff::tz::Offset::UTC,
-    };
-    now.display_with_offset(offset).to_string()
 }
 
 fn status_of(word: &Value) -> Result<String> {
