@@ -4,9 +4,11 @@
 use super::error::{ApiError, ErrorCode, FieldProblem};
 use super::wire::*;
 use super::{App, Caller};
+use crate::admission::Deadline;
 use crate::store::{
     AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
-    DecisionRecord, Fingerprint, ReasonRecord, Reservation, Store, new_appeal_id, new_decision_id,
+    DecisionRecord, Fingerprint, ReasonRecord, Reservation, Store, StoreError, new_appeal_id,
+    new_decision_id,
 };
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -98,13 +100,23 @@ fn thresholds(app: &App) -> Result<Arc<Thresholds>, ApiError> {
 }
 
 impl App {
-    async fn timed<T, E>(
+    /// Runs a store call, timed for metrics; with a deadline, the call gives up at it
+    /// (`StoreError::Timeout`, answered 503 `DEPENDENCY_UNAVAILABLE`): a slow store turns into
+    /// a fast refusal rather than a pile of waiting requests. A commit cut short may or may not
+    /// have been applied; the caller's retry with the same idempotency key resolves it.
+    async fn timed<T>(
         &self,
         op: &'static str,
-        f: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
+        deadline: Option<tokio::time::Instant>,
+        f: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let start = Instant::now();
-        let out = f.await;
+        let out = match deadline {
+            Some(at) => tokio::time::timeout_at(at, f)
+                .await
+                .unwrap_or(Err(StoreError::Timeout)),
+            None => f.await,
+        };
         let labels = crate::metrics::StoreOpLabels { op };
         self.metrics
             .store_latency
@@ -137,16 +149,22 @@ impl App {
 pub async fn drawdown(
     State(app): State<App>,
     caller: axum::Extension<Caller>,
+    deadline: Option<axum::Extension<Deadline>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let deadline = deadline.map(|d| d.0.0);
     let key = idempotency_key(&headers)?;
     let req = parse_json::<DrawdownBody>(&body)?.validate()?;
     let fp = fingerprint(&req);
     let caller = caller.0.id.as_ref();
 
     let loaded = app
-        .timed("load", app.store.load(caller, &req.user, Some(&key)))
+        .timed(
+            "load",
+            deadline,
+            app.store.load(caller, &req.user, Some(&key)),
+        )
         .await?;
     if let Some(seen) = loaded.idempotent {
         return if seen.fingerprint == fp {
@@ -195,7 +213,10 @@ pub async fn drawdown(
             reserve,
             now: app.clock.now(),
         };
-        match app.timed("commit", app.store.commit(commit)).await? {
+        match app
+            .timed("commit", deadline, app.store.commit(commit))
+            .await?
+        {
             CommitOutcome::Committed(stored) => {
                 app.record_decision(&stored);
                 return Ok(Json(stored).into_response());
@@ -244,11 +265,13 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
 pub async fn credit_line(
     State(app): State<App>,
     caller: axum::Extension<Caller>,
+    deadline: Option<axum::Extension<Deadline>>,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
+    let deadline = deadline.map(|d| d.0.0);
     let user = user_id(&raw)?;
     let loaded = app
-        .timed("load", app.store.load(&caller.0.id, &user, None))
+        .timed("load", deadline, app.store.load(&caller.0.id, &user, None))
         .await?;
     let state = loaded
         .user
@@ -293,7 +316,7 @@ pub async fn create_appeal(State(app): State<App>, body: Bytes) -> Result<Respon
         resolution_note: None,
     };
     match app
-        .timed("create_appeal", app.store.create_appeal(appeal))
+        .timed("create_appeal", None, app.store.create_appeal(appeal))
         .await?
     {
         AppealCreated::Created(a) => Ok((StatusCode::CREATED, Json(a)).into_response()),
@@ -308,7 +331,10 @@ pub async fn get_appeal(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match app.timed("get_appeal", app.store.get_appeal(&id)).await? {
+    match app
+        .timed("get_appeal", None, app.store.get_appeal(&id))
+        .await?
+    {
         Some(a) => Ok(Json(a).into_response()),
         None => Err(ApiError::new(ErrorCode::AppealNotFound)),
     }
@@ -331,7 +357,7 @@ pub async fn put_credit_line(
     let user = user_id(&raw)?;
     let state = parse_json::<CreditLineBody>(&body)?.validate()?;
     let stored = app
-        .timed("upsert_user", app.store.upsert_user(&user, state))
+        .timed("upsert_user", None, app.store.upsert_user(&user, state))
         .await?;
     Ok(Json(CreditLineState::new(&user, &stored)).into_response())
 }
@@ -422,7 +448,11 @@ pub async fn list_appeals(
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
     let appeals = app
-        .timed("list_appeals", app.store.list_appeals(q.status, limit))
+        .timed(
+            "list_appeals",
+            None,
+            app.store.list_appeals(q.status, limit),
+        )
         .await?;
     Ok(Json(AppealList { appeals }).into_response())
 }
@@ -438,6 +468,7 @@ pub async fn resolve_appeal(
     match app
         .timed(
             "resolve_appeal",
+            None,
             app.store
                 .resolve_appeal(&id, resolution, note, app.clock.now()),
         )

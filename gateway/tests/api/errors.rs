@@ -363,3 +363,45 @@ async fn dependency_unavailable_is_a_503_and_writes_nothing() {
     let d: Value = t.drawdown("k-1", "u-1", 100).await.json().await.unwrap();
     assert_eq!(d["outcome"], "approved");
 }
+
+#[tokio::test]
+async fn a_store_slower_than_the_deadline_is_a_fast_503_and_a_retry_replays() {
+    let t = TestGateway::start(relaxed()).await;
+    t.user("u-1", 1_000_000).await;
+    faults(&t).set_latency(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let r = t
+        .client
+        .post(t.url("/v1/drawdowns"))
+        .bearer_auth(KEY)
+        .header("Idempotency-Key", "k-slow")
+        .header("X-Request-Deadline-Ms", "100")
+        .json(&json!({"user_id": "u-1", "amount_fen": 100, "channel": "app"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(450),
+        "answered at the deadline, not after the store"
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    let (s, c, _) = error_code(r).await;
+    assert_eq!(
+        (s, c.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "DEPENDENCY_UNAVAILABLE")
+    );
+    // The store recovers; the same key is answered once, reserving once.
+    faults(&t).set_latency(Duration::ZERO);
+    let d: Value = t.drawdown("k-slow", "u-1", 100).await.json().await.unwrap();
+    assert_eq!(d["outcome"], "approved");
+    let user = risk_core::UserId::parse("u-1").unwrap();
+    let state =
+        t.gw.app
+            .store
+            .load("any", &user, None)
+            .await
+            .unwrap()
+            .user
+            .unwrap();
+    assert_eq!(state.used.get(), 100);
+}

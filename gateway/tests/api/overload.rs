@@ -16,6 +16,8 @@ async fn when_the_queue_is_full_low_priority_is_shed_before_drawdowns() {
         queue: Some(2),
         ..c.policy.normal
     };
+    // Three drawdowns in a row at 2 × 400 ms of store latency each: give them the time.
+    c.server.default_deadline_ms = 10_000;
     let t = TestGateway::start(c).await;
     for u in ["u-1", "u-2", "u-3"] {
         t.user(u, 10_000_000).await;
