@@ -310,6 +310,30 @@ pub struct UserPatch {
 }
 
 impl LimitsPatch {
+    /// Every rate and the admission limit far above what one instance can serve: limits out
+    /// of the way, for tests and benchmarks that measure something else.
+    pub fn unlimited() -> Self {
+        let high = Rate {
+            per_second: 1_000_000,
+            burst: 100_000,
+        };
+        LimitsPatch {
+            global: GlobalPatch {
+                drawdown: Some(high),
+                credit_line: Some(high),
+                appeal: Some(high),
+            },
+            user: UserPatch {
+                per_minute: Some(1_000_000),
+                burst: Some(100_000),
+                ..UserPatch::default()
+            },
+            concurrency: Some(512),
+            queue: Some(1024),
+            ..LimitsPatch::default()
+        }
+    }
+
     /// `base` with this patch applied.
     pub fn apply(&self, mut base: WindowLimits) -> WindowLimits {
         if let Some(profile) = &self.profile {

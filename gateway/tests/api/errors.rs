@@ -182,45 +182,21 @@ async fn approved_decisions_are_not_appealable() {
 #[tokio::test]
 async fn stale_thresholds_are_refused() {
     let t = TestGateway::start(relaxed()).await;
-    let th: Value = t
-        .get("/admin/thresholds", ADMIN)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let r = t
-        .client
-        .put(t.url("/admin/thresholds"))
-        .bearer_auth(ADMIN)
-        .json(&th)
-        .send()
-        .await
-        .unwrap();
+    let th: Value = t.thresholds().await;
+    let r = t.put_thresholds(&th).await;
     let (s, c, _) = error_code(r).await;
     assert_eq!((s, c.as_str()), (StatusCode::CONFLICT, "STALE_VERSION"));
     let mut bad = th.clone();
     bad["version"] = json!(5);
     bad["profiles"]["peak"]["grades"]["A"]["max_utilisation"] = json!(1.5);
-    let r = t
-        .client
-        .put(t.url("/admin/thresholds"))
-        .bearer_auth(ADMIN)
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
+    let r = t.put_thresholds(&bad).await;
     let (s, _, v) = error_code(r).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(
         v["error"]["details"][0]["field"],
         "profiles.peak.grades.A.max_utilisation"
     );
-    let th2: Value = t
-        .get("/admin/thresholds", ADMIN)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let th2: Value = t.thresholds().await;
     assert_eq!(th2["version"], 1, "a refused document changes nothing");
 }
 

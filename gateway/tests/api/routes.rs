@@ -137,31 +137,14 @@ async fn catalogue_policy_thresholds_and_ops_routes() {
 
     let p: Value = t.get("/admin/policy", ADMIN).await.json().await.unwrap();
     assert_eq!(p["window"], "normal");
-    let th: Value = t
-        .get("/admin/thresholds", ADMIN)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let th: Value = t.thresholds().await;
     assert_eq!(th["version"], 1);
 
     let mut next = th.clone();
     next["version"] = json!(2);
-    let r = t
-        .client
-        .put(t.url("/admin/thresholds"))
-        .bearer_auth(ADMIN)
-        .json(&next)
-        .send()
-        .await
-        .unwrap();
+    let r = t.put_thresholds(&next).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let th: Value = t
-        .get("/admin/thresholds", ADMIN)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let th: Value = t.thresholds().await;
     assert_eq!(th["version"], 2);
 
     assert_eq!(

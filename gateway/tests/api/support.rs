@@ -3,7 +3,7 @@
 use gateway::clock::ManualClock;
 use gateway::config::Config;
 use gateway::embedded::{EmbeddedGateway, EmbeddedOptions, start};
-use gateway::policy::{LimitsPatch, Rate, UserPatch};
+use gateway::policy::LimitsPatch;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -35,25 +35,7 @@ pub fn relaxed() -> Config {
         seed_demo_users: Some(true),
         ..Config::default()
     };
-    let high = Rate {
-        per_second: 1_000_000,
-        burst: 100_000,
-    };
-    c.policy.normal = LimitsPatch {
-        global: gateway::policy::GlobalPatch {
-            drawdown: Some(high),
-            credit_line: Some(high),
-            appeal: Some(high),
-        },
-        user: UserPatch {
-            per_minute: Some(1_000_000),
-            burst: Some(100_000),
-            ..UserPatch::default()
-        },
-        concurrency: Some(512),
-        queue: Some(1024),
-        ..LimitsPatch::default()
-    };
+    c.policy.normal = LimitsPatch::unlimited();
     c
 }
 
@@ -110,6 +92,17 @@ impl TestGateway {
         self.get("/admin/thresholds", ADMIN)
             .await
             .json()
+            .await
+            .unwrap()
+    }
+
+    /// `PUT /admin/thresholds` with this document.
+    pub async fn put_thresholds(&self, th: &Value) -> Response {
+        self.client
+            .put(self.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .json(th)
+            .send()
             .await
             .unwrap()
     }

@@ -8,7 +8,7 @@ mod redis_server;
 use gateway::clock::ManualClock;
 use gateway::config::Config;
 use gateway::embedded::{EmbeddedGateway, EmbeddedOptions, start};
-use gateway::policy::{LimitsPatch, Rate, UserPatch};
+use gateway::policy::LimitsPatch;
 use gateway::store::{AnyStore, RedisStore};
 use redis_server::{Options, RedisServer};
 use reqwest::{Client, Response, StatusCode};
@@ -44,25 +44,7 @@ async fn gateway_with(redis_url: &str, prefix: &str, poll_ms: u64) -> Gw {
     c.redis.threshold_poll_ms = poll_ms;
     c.redis.command_timeout_ms = 1_000;
     c.redis.pool_wait_timeout_ms = 2_000;
-    let high = Rate {
-        per_second: 1_000_000,
-        burst: 100_000,
-    };
-    c.policy.normal = LimitsPatch {
-        global: gateway::policy::GlobalPatch {
-            drawdown: Some(high),
-            credit_line: Some(high),
-            appeal: Some(high),
-        },
-        user: UserPatch {
-            per_minute: Some(1_000_000),
-            burst: Some(100_000),
-            ..UserPatch::default()
-        },
-        concurrency: Some(512),
-        queue: Some(1024),
-        ..LimitsPatch::default()
-    };
+    c.policy.normal = LimitsPatch::unlimited();
     let noon = jiff::civil::date(2026, 6, 1)
         .at(12, 0, 0, 0)
         .in_tz("Asia/Shanghai")
