@@ -14,6 +14,7 @@
 //! - [`api`]: routes, wire types, errors, the edge middleware.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: the connection loop and graceful shutdown.
+//! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).
 //! - [`embedded`]: start a gateway in-process (tests, the loadtest).
 //!
 //! # Example
@@ -32,6 +33,7 @@ pub mod clock;
 pub mod config;
 pub mod embedded;
 pub mod metrics;
+pub mod overload;
 pub mod policy;
 pub mod ratelimit;
 pub mod server;
@@ -74,6 +76,8 @@ pub struct Gateway {
     threshold_sync: Option<(Thresholds, store::ThresholdSyncMetrics)>,
     demo_credentials: bool,
     demo_users: Vec<DemoUser>,
+    /// Connection-level overload actions (`server.overload.enabled`).
+    overload: Option<overload::Overload>,
 }
 
 impl Gateway {
@@ -138,9 +142,18 @@ impl Gateway {
 
         let policy = policy::Policy::from_compiled(compiled, Arc::clone(&clock));
         let limits = ratelimit::RateLimits::new(&policy, config.admission.max_tracked_users);
-        let admission = admission::Admission::new(&policy);
+        let admission =
+            admission::Admission::with_source_and(policy.clone(), config.admission.options());
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = metrics::Metrics::register(&mut registry);
+        admission.observe_sojourn(metrics.admission_sojourn.clone());
+        let overload = config.server.overload.enabled.then(|| {
+            overload::Overload::new(
+                config.server.overload.config(),
+                Some(admission.clone()),
+                &mut registry,
+            )
+        });
         let auth = Auth::new(&config.api_keys, &config.admin_token);
 
         // Registered with every store (a local document is never stale) so dashboards
@@ -170,6 +183,7 @@ impl Gateway {
             threshold_sync,
             demo_credentials,
             demo_users,
+            overload,
         })
     }
 
@@ -181,6 +195,11 @@ impl Gateway {
     /// Whether demo credentials are in use.
     pub fn uses_demo_credentials(&self) -> bool {
         self.demo_credentials
+    }
+
+    /// The overload state (when `server.overload.enabled`), e.g. for tests to drive it.
+    pub fn overload(&self) -> Option<&overload::Overload> {
+        self.overload.as_ref()
     }
 
     /// The demo users the store was seeded with.
@@ -197,6 +216,7 @@ impl Gateway {
     /// on Redis, the thresholds refresher (and the demo users' seeding).
     pub fn spawn_background(&self) -> Vec<JoinHandle<()>> {
         let policy = policy::spawn_scheduler(self.app.policy.clone(), Duration::from_secs(1));
+        let probe = self.overload.as_ref().map(overload::Overload::spawn_probe);
         let app = self.app.clone();
         let purge = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -210,6 +230,7 @@ impl Gateway {
             }
         });
         let mut tasks = vec![policy, purge];
+        tasks.extend(probe);
         if let AnyStore::Redis(redis) = &self.app.store {
             if !self.demo_users.is_empty() {
                 tasks.push(tokio::spawn(seed_redis(
@@ -237,7 +258,8 @@ impl Gateway {
     ) {
         let tasks = self.spawn_background();
         let router = self.router();
-        server::serve(listener, router, &self.app.config.server, shutdown).await;
+        let overload = self.overload.clone();
+        server::serve_with(listener, router, &self.app.config.server, overload, shutdown).await;
         for t in tasks {
             t.abort();
         }

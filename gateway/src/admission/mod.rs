@@ -50,6 +50,7 @@
 //! # }
 //! ```
 
+pub mod adaptive;
 mod control;
 mod error;
 mod future;
@@ -59,11 +60,12 @@ mod service;
 
 use std::fmt;
 
-pub use self::control::Admission;
+pub use self::adaptive::{AdaptiveConfig, AdaptiveStats};
+pub use self::control::{Admission, AdmissionOptions, RetryBudgetConfig, SojournTarget};
 pub use self::error::{Shed, ShedCause};
 pub use self::future::ResponseFuture;
 pub use self::layer::AdmissionLayer;
-pub use self::request::{Deadline, Priority, RouteClass, UserGrade, UserKey};
+pub use self::request::{Deadline, Priority, RetryAttempt, RouteClass, UserGrade, UserKey};
 pub use self::service::AdmissionService;
 use crate::policy::Policy;
 

@@ -112,6 +112,11 @@ impl fmt::Display for Priority {
     }
 }
 
+/// A retry: the caller's `X-Retry-Attempt` when above 0 (a first attempt carries none).
+/// Retries draw from the retry budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAttempt(pub u32);
+
 /// The instant by which the caller needs an answer (from `X-Request-Deadline-Ms` or the
 /// configured default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
