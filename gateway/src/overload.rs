@@ -191,6 +191,13 @@ impl Overload {
         let _ = rx.wait_for(|overloaded| !overloaded).await;
     }
 
+    /// Resolves once overload actions are on (at once when they are).
+    pub async fn overloaded(&self) {
+        let mut rx = self.inner.state.subscribe();
+        // The sender lives in `self`, so the channel cannot close while this waits.
+        let _ = rx.wait_for(|overloaded| *overloaded).await;
+    }
+
     /// Counts a response sent with `Connection: close`.
     pub(crate) fn closed_one(&self) {
         self.inner.metrics.closes.inc();

@@ -67,6 +67,8 @@ pub async fn serve_with(
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
+            // Overload began while waiting: do not take one more connection in.
+            () = overload_begins(overload.as_ref()) => continue,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -111,6 +113,14 @@ pub async fn serve_with(
         () = tokio::time::sleep(config.shutdown_grace()) => {
             tracing::warn!(grace_ms = config.shutdown_grace_ms, "grace period elapsed; closing");
         }
+    }
+}
+
+/// Resolves when overload actions turn on (never without an overload state).
+async fn overload_begins(overload: Option<&Overload>) {
+    match overload {
+        Some(o) => o.overloaded().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -417,7 +417,7 @@ mod tests {
         // Same jitter, but a knee at 60 in flight: it still finds the knee.
         let mut rng = Rng(42);
         let mut knee = slots(60, 2 * MS);
-        sim.run(200, |n| knee(n) + MS.mul_f64(2.0 * rng.next() - 1.0));
+        sim.run(200, |n| (knee(n) + MS.mul_f64(2.0 * rng.next())).saturating_sub(MS));
         let limit = sim.limit();
         assert!((60..=110).contains(&limit), "limit {limit}");
     }
@@ -440,14 +440,19 @@ mod tests {
     fn does_not_grow_while_app_limited() {
         let mut sim = Sim::new(cfg());
         sim.run(1, |_| 2 * MS);
-        let before = sim.limit();
         // Only 2 in flight at a time, far below the limit: no evidence it could use more.
         let step = sim.limiter.cfg.interval / 50;
-        for _ in 0..500 {
-            sim.now += step;
-            sim.limiter.on_admit(2);
-            sim.limiter.on_sample(sim.now, sim.now, 2 * MS);
-        }
+        let mut app_limited = |sim: &mut Sim, n| {
+            for _ in 0..n {
+                sim.now += step;
+                sim.limiter.on_admit(2);
+                sim.limiter.on_sample(sim.now, sim.now, 2 * MS);
+            }
+        };
+        // The interval in progress saw the limit in use; from the next one on, it is not.
+        app_limited(&mut sim, 100);
+        let before = sim.limit();
+        app_limited(&mut sim, 500);
         assert_eq!(sim.limit(), before);
     }
 
