@@ -387,7 +387,9 @@ impl Default for RetryBudgetSettings {
 impl AdmissionConfig {
     /// The admission options these settings describe (validated by [`Config::validate`]).
     pub fn options(&self) -> crate::admission::AdmissionOptions {
-        use crate::admission::{AdaptiveConfig, AdmissionOptions, RetryBudgetConfig, SojournTarget};
+        use crate::admission::{
+            AdaptiveConfig, AdmissionOptions, RetryBudgetConfig, SojournTarget,
+        };
         let a = &self.adaptive;
         let n = |v: u32| usize::try_from(v).unwrap_or(usize::MAX);
         let adaptive = (self.mode == AdmissionMode::Adaptive).then(|| AdaptiveConfig {
@@ -434,9 +436,18 @@ impl AdmissionConfig {
             ("admission.adaptive.min_limit", u64::from(a.min_limit)),
             ("admission.adaptive.interval_ms", a.interval_ms),
             ("admission.adaptive.min_samples", u64::from(a.min_samples)),
-            ("admission.adaptive.min_rtt_interval_ms", a.min_rtt_interval_ms),
-            ("admission.adaptive.min_rtt_samples", u64::from(a.min_rtt_samples)),
-            ("admission.adaptive.min_rtt_limit", u64::from(a.min_rtt_limit)),
+            (
+                "admission.adaptive.min_rtt_interval_ms",
+                a.min_rtt_interval_ms,
+            ),
+            (
+                "admission.adaptive.min_rtt_samples",
+                u64::from(a.min_rtt_samples),
+            ),
+            (
+                "admission.adaptive.min_rtt_limit",
+                u64::from(a.min_rtt_limit),
+            ),
         ];
         for (key, v) in positive {
             if v == 0 {

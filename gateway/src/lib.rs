@@ -259,7 +259,14 @@ impl Gateway {
         let tasks = self.spawn_background();
         let router = self.router();
         let overload = self.overload.clone();
-        server::serve_with(listener, router, &self.app.config.server, overload, shutdown).await;
+        server::serve_with(
+            listener,
+            router,
+            &self.app.config.server,
+            overload,
+            shutdown,
+        )
+        .await;
         for t in tasks {
             t.abort();
         }

@@ -99,7 +99,10 @@ impl Default for AdaptiveConfig {
 enum Phase {
     /// The no-load latency is being measured with the limit pinned; `resume` is the limit
     /// to restore afterwards.
-    Measuring { since: Instant, resume: f64 },
+    Measuring {
+        since: Instant,
+        resume: f64,
+    },
     Normal,
 }
 
@@ -417,7 +420,9 @@ mod tests {
         // Same jitter, but a knee at 60 in flight: it still finds the knee.
         let mut rng = Rng(42);
         let mut knee = slots(60, 2 * MS);
-        sim.run(200, |n| (knee(n) + MS.mul_f64(2.0 * rng.next())).saturating_sub(MS));
+        sim.run(200, |n| {
+            (knee(n) + MS.mul_f64(2.0 * rng.next())).saturating_sub(MS)
+        });
         let limit = sim.limit();
         assert!((60..=110).contains(&limit), "limit {limit}");
     }

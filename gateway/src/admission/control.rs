@@ -269,7 +269,11 @@ impl Admission {
 
     /// The adaptive limiter's state (none with a fixed limit).
     pub fn adaptive_stats(&self) -> Option<AdaptiveStats> {
-        self.inner.lock().adaptive.as_ref().map(AdaptiveLimiter::stats)
+        self.inner
+            .lock()
+            .adaptive
+            .as_ref()
+            .map(AdaptiveLimiter::stats)
     }
 
     /// Observes each admitted waiter's time in the queue into `histogram` (first call wins).
@@ -322,7 +326,12 @@ impl Admission {
 
     /// Picks up a change of the limit source, then admits, queues or sheds an arrival;
     /// a `retry` first draws from the retry budget, a first attempt adds to it.
-    pub(super) fn arrive(&self, priority: Priority, deadline: Option<Instant>, retry: bool) -> Arrival {
+    pub(super) fn arrive(
+        &self,
+        priority: Priority,
+        deadline: Option<Instant>,
+        retry: bool,
+    ) -> Arrival {
         self.inner.follow_source();
         if let Err(cause) = self.inner.spend_retry(retry) {
             let st = self.inner.lock();
@@ -474,9 +483,7 @@ impl Inner {
                 self.shed_over_target(&mut st, now);
             }
             st.admit(priority);
-            if let Err(Ok(mut permit)) = w
-                .tx
-                .send(Ok(Permit::new(Arc::clone(self), now, priority)))
+            if let Err(Ok(mut permit)) = w.tx.send(Ok(Permit::new(Arc::clone(self), now, priority)))
             {
                 // The waiter is gone: take the slot back here, under the lock.
                 permit.disarm();
@@ -540,7 +547,9 @@ impl Inner {
 enum Decision {
     Admit,
     /// Wait, after evicting the newest waiter of queue `evict` to make room.
-    Queue { evict: Option<usize> },
+    Queue {
+        evict: Option<usize>,
+    },
     Shed(ShedCause),
 }
 

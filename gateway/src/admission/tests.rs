@@ -562,7 +562,10 @@ async fn a_standing_queue_sheds_default_and_low_past_the_sojourn_target() {
     let mut shed_by = [0usize; 3];
     for (p, h) in handles {
         if let Err(e) = h.await.unwrap() {
-            assert_eq!(e.downcast_ref::<Shed>().unwrap().cause(), ShedCause::SojournTarget);
+            assert_eq!(
+                e.downcast_ref::<Shed>().unwrap().cause(),
+                ShedCause::SojournTarget
+            );
             shed_by[p.index()] += 1;
         }
     }
@@ -598,7 +601,9 @@ async fn retries_draw_from_the_budget() {
         options,
     );
     // No first attempts yet: a retry has nothing to draw from.
-    let e = admission.precheck(Priority::Critical, None, true).unwrap_err();
+    let e = admission
+        .precheck(Priority::Critical, None, true)
+        .unwrap_err();
     assert_eq!(e.cause(), ShedCause::RetryBudget);
     // 20 first attempts allow 2 retries (10 %), not 3.
     for _ in 0..20 {
@@ -609,11 +614,19 @@ async fn retries_draw_from_the_budget() {
     let e = admission.precheck(Priority::Low, None, true).unwrap_err();
     assert_eq!(e.cause(), ShedCause::RetryBudget);
     assert!(e.retry_after() >= Duration::from_secs(1));
-    assert_eq!(admission.shed_count(Priority::Critical, ShedCause::RetryBudget), 1);
-    assert_eq!(admission.shed_count(Priority::Low, ShedCause::RetryBudget), 1);
+    assert_eq!(
+        admission.shed_count(Priority::Critical, ShedCause::RetryBudget),
+        1
+    );
+    assert_eq!(
+        admission.shed_count(Priority::Low, ShedCause::RetryBudget),
+        1
+    );
     // Deposits expire with the window: later, retries are refused again.
     tokio::time::advance(Duration::from_secs(2)).await;
-    let e = admission.precheck(Priority::Critical, None, true).unwrap_err();
+    let e = admission
+        .precheck(Priority::Critical, None, true)
+        .unwrap_err();
     assert_eq!(e.cause(), ShedCause::RetryBudget);
 
     // Through the service: the `RetryAttempt` extension marks a retry.
@@ -623,7 +636,10 @@ async fn retries_draw_from_the_budget() {
     req.extensions_mut().insert(RetryAttempt(1));
     let shed = send(&mut svc, req).await;
     assert_eq!(shed_cause(shed.await.unwrap()), ShedCause::RetryBudget);
-    assert!(backend.served().is_empty(), "a shed retry never reaches the service");
+    assert!(
+        backend.served().is_empty(),
+        "a shed retry never reaches the service"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -640,7 +656,9 @@ async fn precheck_sheds_what_arrival_would_and_changes_nothing_else() {
     assert_eq!(e.cause(), ShedCause::QueueFull);
     admission.precheck(Priority::Critical, None, false).unwrap();
     let past = Some(Instant::now());
-    let e = admission.precheck(Priority::Critical, past, false).unwrap_err();
+    let e = admission
+        .precheck(Priority::Critical, past, false)
+        .unwrap_err();
     assert_eq!(e.cause(), ShedCause::DeadlineUnmeetable);
     assert_eq!(admission.queued(Priority::Default), 1);
     assert_eq!(admission.in_flight(), 1);
@@ -674,14 +692,16 @@ async fn the_adaptive_limit_follows_the_latency_of_admitted_work() {
     assert_eq!(admission.limit(), 2);
     // A backend with 16 slots of 10 ms: beyond 16 in flight, work queues inside it.
     let slots = Arc::new(Semaphore::new(16));
-    let svc = admission.layer().layer(tower::service_fn(move |_req: http::Request<()>| {
-        let slots = Arc::clone(&slots);
-        async move {
-            let _slot = slots.acquire().await.unwrap();
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            Ok::<_, Infallible>(())
-        }
-    }));
+    let svc = admission
+        .layer()
+        .layer(tower::service_fn(move |_req: http::Request<()>| {
+            let slots = Arc::clone(&slots);
+            async move {
+                let _slot = slots.acquire().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok::<_, Infallible>(())
+            }
+        }));
     // 100 closed-loop clients for 5 s of virtual time.
     let end = Instant::now() + Duration::from_secs(5);
     let clients: Vec<_> = (0..100)

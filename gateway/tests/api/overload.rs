@@ -185,7 +185,11 @@ async fn overload_pauses_accepting_and_closes_keep_alive_connections() {
         .unwrap();
     let mut buf = [0u8; 1024];
     let early = tokio::time::timeout(Duration::from_millis(300), waiting.read(&mut buf)).await;
-    assert!(early.is_err(), "served while overloaded: {early:?} {:?}", String::from_utf8_lossy(&buf));
+    assert!(
+        early.is_err(),
+        "served while overloaded: {early:?} {:?}",
+        String::from_utf8_lossy(&buf)
+    );
     // ...until the signal falls below the low mark: then it is accepted and served.
     assert!(overload.observe(Duration::from_secs(31)), "hysteresis");
     assert!(!overload.observe(Duration::ZERO));
@@ -206,8 +210,14 @@ async fn overload_pauses_accepting_and_closes_keep_alive_connections() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("gateway_overload_transitions_total 2"), "{metrics}");
-    assert!(metrics.contains("gateway_overload_connection_closes_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("gateway_overload_transitions_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_overload_connection_closes_total 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("gateway_overload_active 0"), "{metrics}");
 }
 
@@ -257,6 +267,9 @@ async fn a_shed_drawdown_is_refused_before_its_body_is_read() {
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("CAPACITY_SHED"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("retry-after"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after"),
+        "{answer}"
+    );
     assert_eq!(holder.await.unwrap(), StatusCode::OK);
 }
