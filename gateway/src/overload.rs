@@ -256,14 +256,14 @@ mod tests {
     #[test]
     fn occupancy_is_a_signal_when_configured() {
         let mut d = Detector::new(cfg());
-        assert!(d.observe(0 * MS, 0.95));
-        assert!(d.observe(0 * MS, 0.6), "not yet below the low mark");
-        assert!(!d.observe(0 * MS, 0.5));
+        assert!(d.observe(Duration::ZERO, 0.95));
+        assert!(d.observe(Duration::ZERO, 0.6), "not yet below the low mark");
+        assert!(!d.observe(Duration::ZERO, 0.5));
         let mut d = Detector::new(OverloadConfig {
             occupancy_high: None,
             ..cfg()
         });
-        assert!(!d.observe(0 * MS, 1.0));
+        assert!(!d.observe(Duration::ZERO, 1.0));
         assert!(!d.overloaded());
     }
 

@@ -447,7 +447,7 @@ mod tests {
         sim.run(1, |_| 2 * MS);
         // Only 2 in flight at a time, far below the limit: no evidence it could use more.
         let step = sim.limiter.cfg.interval / 50;
-        let mut app_limited = |sim: &mut Sim, n| {
+        let app_limited = |sim: &mut Sim, n| {
             for _ in 0..n {
                 sim.now += step;
                 sim.limiter.on_admit(2);

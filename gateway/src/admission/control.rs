@@ -463,10 +463,7 @@ impl Inner {
                 st.limit = a.limit();
             }
         }
-        loop {
-            let Some(p) = st.highest_admissible() else {
-                break;
-            };
+        while let Some(p) = st.highest_admissible() {
             let Some(w) = st.queues[p].pop_front() else {
                 break;
             };
