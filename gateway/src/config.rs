@@ -836,6 +836,59 @@ mod tests {
     }
 
     #[test]
+    fn admission_and_overload_settings_map_and_validate_with_their_key() {
+        let c = Config::from_toml(
+            "[admission]\nmode = \"adaptive\"\ncritical_share_pct = 50\nsojourn_target_ms = 20\n\
+             [admission.adaptive]\nmax_limit = 200\nbuffer_pct = 40\n\
+             [admission.retry_budget]\nenabled = true\npercent = 20\n\
+             [server.overload]\nenabled = true\noccupancy_high_pct = 90\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let o = c.admission.options();
+        let a = o.adaptive.unwrap();
+        assert_eq!((a.max_limit, a.buffer), (200, 0.4));
+        assert_eq!(o.critical_share, 0.5);
+        assert_eq!(o.sojourn.unwrap().target, Duration::from_millis(20));
+        assert_eq!(o.retry_budget.unwrap().ratio, 0.2);
+        assert_eq!(c.server.overload.config().occupancy_high, Some(0.9));
+        // The defaults are today's behaviour: fixed, nothing reserved, no budget.
+        let d = Config::default().admission.options();
+        assert!(d.adaptive.is_none() && d.sojourn.is_none() && d.retry_budget.is_none());
+        assert_eq!(d.critical_share, 0.0);
+        let key = |toml: &str| match Config::from_toml(toml).unwrap().validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            key("[admission]\ncritical_share_pct = 100\n"),
+            "admission.critical_share_pct"
+        );
+        assert_eq!(
+            key("[admission.adaptive]\nmin_limit = 10\nmax_limit = 5\ninitial_limit = 7\n"),
+            "admission.adaptive.max_limit"
+        );
+        assert_eq!(
+            key("[admission.adaptive]\ninitial_limit = 5000\n"),
+            "admission.adaptive.initial_limit"
+        );
+        assert_eq!(
+            key("[admission.adaptive]\npercentile = 0\n"),
+            "admission.adaptive.percentile"
+        );
+        assert_eq!(
+            key("[admission.retry_budget]\nwindow_ms = 500\n"),
+            "admission.retry_budget.window_ms"
+        );
+        assert_eq!(
+            key("[server.overload]\nlag_high_ms = 10\nlag_low_ms = 10\n"),
+            "server.overload.lag_low_ms"
+        );
+        let e = Config::from_toml("[admission]\nmode = \"magic\"\n").unwrap_err();
+        assert!(e.to_string().contains("mode"), "{e}");
+    }
+
+    #[test]
     fn overrides_replace_file_values() {
         let mut c = Config::from_toml("listen = \"127.0.0.1:9000\"\n").unwrap();
         c.apply(Overrides {

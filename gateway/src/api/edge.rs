@@ -3,7 +3,8 @@
 //!
 //! Everything the inner layers (rate limits, admission) key on is put into request
 //! extensions here, so they never parse a body: a drawdown's user id is peeked from the
-//! already-bounded body (at most `server.body_limit_bytes`) before any risk work.
+//! already-bounded body (at most `server.body_limit_bytes`) before any risk work. What
+//! admission would shed on arrival is shed before the body is read (`Admission::precheck`).
 
 use super::App;
 use super::error::{ApiError, ErrorCode};
