@@ -324,16 +324,19 @@ impl Admission {
             .map(move |c| (c.as_str(), self.shed_count(priority, c)))
     }
 
-    /// Picks up a change of the limit source, then admits, queues or sheds an arrival;
-    /// a `retry` first draws from the retry budget, a first attempt adds to it.
+    /// Picks up a change of the limit source, then admits, queues or sheds an arrival; a
+    /// retry (`attempt` `Some(true)`) first draws from the retry budget, a first attempt
+    /// (`Some(false)`) adds to it, `None` leaves it alone.
     pub(super) fn arrive(
         &self,
         priority: Priority,
         deadline: Option<Instant>,
-        retry: bool,
+        attempt: Option<bool>,
     ) -> Arrival {
         self.inner.follow_source();
-        if let Err(cause) = self.inner.spend_retry(retry) {
+        if let Some(retry) = attempt
+            && let Err(cause) = self.inner.spend_retry(retry)
+        {
             let st = self.inner.lock();
             return self.inner.shed_arrival(&st, priority, cause);
         }
@@ -486,6 +489,10 @@ impl Inner {
                 permit.disarm();
                 st.release(priority);
             }
+        }
+        if st.queued_total() == 0 {
+            // CoDel leaves its dropping state when the queue empties.
+            st.above_target_since = None;
         }
         self.mirror(&st);
     }

@@ -112,8 +112,9 @@ impl fmt::Display for Priority {
     }
 }
 
-/// A retry: the caller's `X-Retry-Attempt` when above 0 (a first attempt carries none).
-/// Retries draw from the retry budget.
+/// The caller's `X-Retry-Attempt` (0: a first attempt, which adds to the retry budget; above
+/// 0: a retry, which draws from it). Without it the admission layer leaves the budget alone
+/// (the edge settles it in `Admission::precheck` before the body is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAttempt(pub u32);
 

@@ -48,8 +48,9 @@ where
             .or_else(|| ext.get::<RouteClass>().map(|c| c.default_priority()))
             .unwrap_or(Priority::Default);
         let deadline = ext.get::<Deadline>().map(|d| d.0);
-        let retry = ext.get::<RetryAttempt>().is_some_and(|r| r.0 > 0);
-        match self.admission.arrive(priority, deadline, retry) {
+        // No attempt number: the retry budget was settled already (the edge's precheck).
+        let attempt = ext.get::<RetryAttempt>().map(|r| r.0 > 0);
+        match self.admission.arrive(priority, deadline, attempt) {
             Arrival::Admitted(permit) => ResponseFuture::called(self.inner.call(req), permit),
             Arrival::Queued(rx, guard) => {
                 let clone = self.inner.clone();
