@@ -4,6 +4,9 @@
 # that admission control sheds (shed.toml: a retry budget of zero; drawdown_retry.lua sends
 # X-Retry-Attempt: 1, so every request is refused with 503 CAPACITY_SHED before its body is
 # read). Two release gateways, both pinned to core 0, driven in turn by wrk pinned to core 1.
+# For scale, the same run measures GET /healthz on the serving gateway (healthz.lua): the
+# server layer, router and edge bookkeeping with no auth, limits or store, the floor of any
+# answer from this process.
 #
 #   benches/wrk/shed.sh                    # 2 rounds of 10 s, 64 connections
 #   ROUNDS=3 DURATION=15s benches/wrk/shed.sh
@@ -17,12 +20,13 @@ cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
-SERVE_PORT=${SERVE_PORT:-18081}
-SHED_PORT=${SHED_PORT:-18083}
+SERVE_PORT=${SERVE_PORT:-18091}
+SHED_PORT=${SHED_PORT:-18093}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$(mktemp -d /tmp/gateway-shed.XXXXXX)}
+mkdir -p "$OUT"
 export WRK_API_KEY=bench-caller-key-0001
 ADMIN_TOKEN=bench-admin-token-0001
 export WRK_USER=u-bench
@@ -87,7 +91,7 @@ measure() {
     'BEGIN { if (n > 0) printf "%s %.3f %.1f\n", r, x / n, t / hz * 1e6 / n; else print r, "nan nan" }'
 }
 
-echo "round served_rps shed_rps served_non2xx shed_non2xx served_cpu_us/resp shed_cpu_us/resp shed/served"
+echo "round served_rps shed_rps served_non2xx shed_non2xx served_cpu_us/resp shed_cpu_us/resp shed/served healthz_cpu_us/resp shed/healthz"
 for round in $(seq "$ROUNDS"); do
   if ((round % 2)); then
     read -r s_rps s_x s_cpu < <(measure serve "$SERVE_PORT" "$serve_pid" drawdown.lua "$round")
@@ -96,7 +100,9 @@ for round in $(seq "$ROUNDS"); do
     read -r d_rps d_x d_cpu < <(measure shed "$SHED_PORT" "$shed_pid" drawdown_retry.lua "$round")
     read -r s_rps s_x s_cpu < <(measure serve "$SERVE_PORT" "$serve_pid" drawdown.lua "$round")
   fi
+  read -r _ _ h_cpu < <(measure healthz "$SERVE_PORT" "$serve_pid" healthz.lua "$round")
   ratio=$(awk -v d="$d_cpu" -v s="$s_cpu" 'BEGIN { printf "%.1f%%", 100 * d / s }')
-  echo "$round $s_rps $d_rps $s_x $d_x $s_cpu $d_cpu $ratio"
+  floor=$(awk -v d="$d_cpu" -v h="$h_cpu" 'BEGIN { printf "%.2f", d / h }')
+  echo "$round $s_rps $d_rps $s_x $d_x $s_cpu $d_cpu $ratio $h_cpu $floor"
 done
 echo "wrk outputs and server logs: $OUT" >&2
