@@ -142,18 +142,9 @@ impl Gateway {
 
         let policy = policy::Policy::from_compiled(compiled, Arc::clone(&clock));
         let limits = ratelimit::RateLimits::new(&policy, config.admission.max_tracked_users);
-        let admission =
-            admission::Admission::with_source_and(policy.clone(), config.admission.options());
+        let admission = admission::Admission::new(&policy);
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = metrics::Metrics::register(&mut registry);
-        admission.observe_sojourn(metrics.admission_sojourn.clone());
-        let overload = config.server.overload.enabled.then(|| {
-            overload::Overload::new(
-                config.server.overload.config(),
-                Some(admission.clone()),
-                &mut registry,
-            )
-        });
         let auth = Auth::new(&config.api_keys, &config.admin_token);
 
         // Registered with every store (a local document is never stale) so dashboards
@@ -164,6 +155,17 @@ impl Gateway {
             AnyStore::Redis(_) => (ThresholdCache::empty(), Some((thresholds, sync_metrics))),
             _ => (ThresholdCache::new(thresholds), None),
         };
+
+        // Admission options and overload actions ([admission], [server.overload]).
+        admission.configure(config.admission.options());
+        admission.observe_sojourn(metrics.admission_sojourn.clone());
+        let overload = config.server.overload.enabled.then(|| {
+            overload::Overload::new(
+                config.server.overload.config(),
+                Some(admission.clone()),
+                &mut registry,
+            )
+        });
 
         let state = AppState {
             config,

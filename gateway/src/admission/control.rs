@@ -90,7 +90,8 @@ pub struct Admission {
 pub(super) struct Inner {
     state: Mutex<State>,
     source: Option<Box<dyn LimitSource>>,
-    retry_budget: Option<TpsBudget>,
+    /// Set once, at build or by [`Admission::configure`].
+    retry_budget: OnceLock<TpsBudget>,
     /// Observes each admitted waiter's time in the queue, once metrics are attached.
     sojourn_histogram: OnceLock<Histogram>,
     /// The source version last applied (`u64::MAX`: none yet).
@@ -210,7 +211,11 @@ impl Admission {
                 ewma: None,
             }),
             source,
-            retry_budget: opts.retry_budget.as_ref().map(RetryBudgetConfig::budget),
+            retry_budget: opts
+                .retry_budget
+                .as_ref()
+                .map(RetryBudgetConfig::budget)
+                .map_or_else(OnceLock::new, OnceLock::from),
             sojourn_histogram: OnceLock::new(),
             applied: AtomicU64::new(u64::MAX),
             overridden: AtomicBool::new(false),
@@ -265,6 +270,28 @@ impl Admission {
                 Err(Shed::new(cause, priority, self.inner.retry_after()))
             }
         }
+    }
+
+    /// Applies `options` to an admission built without them (at start-up, before traffic):
+    /// the adaptive limit starts measuring now, the critical share and sojourn target apply
+    /// from the next decision, and a retry budget is installed unless one already is.
+    pub fn configure(&self, options: AdmissionOptions) {
+        if let Some(budget) = options.retry_budget.as_ref().map(RetryBudgetConfig::budget) {
+            let _ = self.inner.retry_budget.set(budget);
+        }
+        {
+            let mut st = self.inner.lock();
+            st.critical_share = options.critical_share.clamp(0.0, 0.999);
+            st.sojourn = options.sojourn;
+            st.adaptive = options
+                .adaptive
+                .map(|cfg| AdaptiveLimiter::new(cfg, Instant::now()));
+            if let Some(a) = &st.adaptive {
+                st.limit = a.limit();
+            }
+            self.inner.mirror(&st);
+        }
+        self.inner.grant(None);
     }
 
     /// The adaptive limiter's state (none with a fixed limit).
@@ -365,7 +392,7 @@ impl Inner {
 
     /// A first attempt adds to the retry budget; a retry draws from it, or is refused.
     fn spend_retry(&self, retry: bool) -> Result<(), ShedCause> {
-        let Some(budget) = &self.retry_budget else {
+        let Some(budget) = self.retry_budget.get() else {
             return Ok(());
         };
         if !retry {

@@ -3,8 +3,7 @@
 //!
 //! Everything the inner layers (rate limits, admission) key on is put into request
 //! extensions here, so they never parse a body: a drawdown's user id is peeked from the
-//! already-bounded body (at most `server.body_limit_bytes`) before any risk work. What
-//! admission would shed on arrival is shed before the body is read (`Admission::precheck`).
+//! already-bounded body (at most `server.body_limit_bytes`) before any risk work.
 
 use super::App;
 use super::error::{ApiError, ErrorCode};
@@ -148,7 +147,8 @@ async fn prepare(
     };
     req.extensions_mut().insert(priority);
     req.extensions_mut().insert(class);
-    // 3b. Shed before the body is read, when admission would refuse now anyway; a retry
+    // 3b. Shed before the body is read (`Admission::precheck`), when admission would refuse
+    // now anyway, so a refusal costs no body read or parse; a retry
     // (`X-Retry-Attempt` > 0; anything else is a first attempt) draws from the retry budget.
     if !matches!(class, RouteClass::Ops | RouteClass::Admin) {
         let retry = req

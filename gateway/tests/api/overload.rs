@@ -273,3 +273,64 @@ async fn a_shed_drawdown_is_refused_before_its_body_is_read() {
     );
     assert_eq!(holder.await.unwrap(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn retries_beyond_the_budget_are_shed_and_first_attempts_are_not() {
+    let mut c = relaxed();
+    c.admission.retry_budget.enabled = true;
+    c.admission.retry_budget.percent = 0;
+    c.admission.retry_budget.min_per_sec = 0;
+    c.admission.mode = gateway::config::AdmissionMode::Adaptive;
+    let t = TestGateway::start(c).await;
+    t.user("u-1", 10_000_000).await;
+    let send = |key: &'static str, attempt: &'static str| {
+        t.client
+            .post(t.url("/v1/drawdowns"))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", key)
+            .header("X-Retry-Attempt", attempt)
+            .json(&json!({"user_id": "u-1", "amount_fen": 100, "channel": "app"}))
+            .send()
+    };
+    assert_eq!(send("k-1", "0").await.unwrap().status(), StatusCode::OK);
+    let r = send("k-2", "1").await.unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    let (status, code, _) = error_code(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "CAPACITY_SHED")
+    );
+    // Not a number: taken as a first attempt.
+    assert_eq!(send("k-3", "x").await.unwrap().status(), StatusCode::OK);
+    let a = &t.gw.app.admission;
+    assert_eq!(
+        a.shed_count(
+            Priority::Critical,
+            gateway::admission::ShedCause::RetryBudget
+        ),
+        1
+    );
+    // The adaptive limit is in force (pinned while it measures the no-load latency).
+    assert!(a.adaptive_stats().is_some());
+    let metrics = t
+        .client
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gateway_admission_shed{priority=\"critical\",cause=\"retry_budget\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_admission_no_load_latency_seconds"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_admission_sojourn_seconds_bucket"),
+        "{metrics}"
+    );
+}
