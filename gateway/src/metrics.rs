@@ -111,7 +111,8 @@ pub struct Metrics {
     pub admission_queued: Family<PriorityLabels, Gauge>,
     /// Admission: requests shed, by priority and cause (cumulative).
     pub admission_shed: Family<ShedLabels, Gauge>,
-    /// Admission: time admitted requests waited in the queue, seconds.
+    /// Admission: time requests admitted from the queue waited in it, seconds (requests
+    /// admitted at once are not observed).
     pub admission_sojourn: Histogram,
     /// Adaptive admission: the measured no-load latency, seconds (0 in fixed mode).
     pub admission_no_load_latency: Gauge<f64, AtomicU64>,
@@ -205,7 +206,7 @@ impl Metrics {
         );
         r.register(
             "admission_sojourn_seconds",
-            "Time admitted requests waited in the admission queue",
+            "Time requests admitted from the admission queue waited in it",
             m.admission_sojourn.clone(),
         );
         r.register(
