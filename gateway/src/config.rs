@@ -750,7 +750,11 @@ mod tests {
 
     #[test]
     fn the_shipped_files_validate() {
-        for f in ["config/default.toml", "config/naive.toml"] {
+        for f in [
+            "config/default.toml",
+            "config/naive.toml",
+            "config/adaptive.toml",
+        ] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
             let c = Config::from_file(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
             c.validate().unwrap_or_else(|e| panic!("{f}: {e}"));
