@@ -150,12 +150,18 @@ pub async fn drawdown(
     State(app): State<App>,
     caller: axum::Extension<Caller>,
     deadline: Option<axum::Extension<Deadline>>,
+    parsed: Option<axum::Extension<super::edge::ParsedDrawdown>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|d| d.0.0);
     let key = idempotency_key(&headers)?;
-    let req = parse_json::<DrawdownBody>(&body)?.validate()?;
+    // The edge parsed and validated a good body already; anything else is parsed here,
+    // where its problems are reported.
+    let req = match parsed {
+        Some(p) => p.0.0,
+        None => Arc::new(parse_json::<DrawdownBody>(&body)?.validate()?),
+    };
     let fp = fingerprint(&req);
     let caller = caller.0.id.as_ref();
 
