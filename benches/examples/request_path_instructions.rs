@@ -103,8 +103,11 @@ fn main() {
     let mut state = UserState::clean(Fen::MAX, RiskGrade::A);
     state.logins_30d = 12;
     state.account_age_days = 800;
-    rt.block_on(app.store.upsert_user(&UserId::parse("u-bench").unwrap(), state))
-        .unwrap();
+    rt.block_on(
+        app.store
+            .upsert_user(&UserId::parse("u-bench").unwrap(), state),
+    )
+    .unwrap();
     let mut full = gateway.router();
     // One real answer, checked: an approval (else the run measures a refusal).
     let (status, answer) = rt.block_on(send(&mut full, drawdown_request("first")));

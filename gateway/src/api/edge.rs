@@ -9,6 +9,7 @@
 
 use super::App;
 use super::error::{ApiError, ErrorCode};
+use super::wire::{Drawdown, DrawdownBody};
 use crate::admission::{Deadline, Priority, RouteClass, UserKey};
 use crate::metrics::{CodeLabels, RequestLabels, RouteLabels};
 use axum::body::Body;
@@ -16,7 +17,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use super::wire::{Drawdown, DrawdownBody};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -209,7 +209,12 @@ async fn read_body(app: &App, class: RouteClass, req: &mut Request) -> Result<()
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType));
     }
     let parsed = (class == RouteClass::Drawdown)
-        .then(|| serde_json::from_slice::<DrawdownBody>(&bytes).ok()?.validate().ok())
+        .then(|| {
+            serde_json::from_slice::<DrawdownBody>(&bytes)
+                .ok()?
+                .validate()
+                .ok()
+        })
         .flatten();
     if let Some(d) = parsed {
         req.extensions_mut().insert(UserKey::new(d.user.as_str()));

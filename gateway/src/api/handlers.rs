@@ -57,7 +57,10 @@ fn rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
     two(dt.day().unsigned_abs().into(), Some('T'));
     two(dt.hour().unsigned_abs().into(), Some(':'));
     two(dt.minute().unsigned_abs().into(), Some(':'));
-    two(dt.second().unsigned_abs().into(), Some(if secs < 0 { '-' } else { '+' }));
+    two(
+        dt.second().unsigned_abs().into(),
+        Some(if secs < 0 { '-' } else { '+' }),
+    );
     let minutes = secs.unsigned_abs() / 60;
     two(minutes / 60, Some(':'));
     two(minutes % 60, None);
