@@ -158,6 +158,10 @@ pub struct RedisSettings {
     pub decision_retention_days: u32,
     /// How often the thresholds pointer is read besides pub/sub notices, in milliseconds.
     pub threshold_poll_ms: u64,
+    /// Redis Cluster: the `store` URL and `cluster_nodes` are seed nodes of one cluster.
+    pub cluster: bool,
+    /// More seed nodes (`redis://host:port`) besides the `store` URL; only with `cluster`.
+    pub cluster_nodes: Vec<String>,
 }
 
 impl Default for RedisSettings {
@@ -172,6 +176,8 @@ impl Default for RedisSettings {
             key_prefix: d.key_prefix,
             decision_retention_days: 30,
             threshold_poll_ms: ms(d.threshold_poll),
+            cluster: d.cluster,
+            cluster_nodes: d.cluster_nodes,
         }
     }
 }
@@ -431,6 +437,8 @@ impl Config {
         let r = &self.redis;
         Some(crate::store::RedisConfig {
             url: self.store.clone(),
+            cluster: r.cluster,
+            cluster_nodes: r.cluster_nodes.clone(),
             pool_size: usize::try_from(r.pool_size).unwrap_or(usize::MAX),
             pool_wait_timeout: Duration::from_millis(r.pool_wait_timeout_ms),
             connect_timeout: Duration::from_millis(r.connect_timeout_ms),
@@ -539,6 +547,33 @@ mod tests {
             "redis.key_prefix"
         );
         assert_eq!(key("store = \"redis://[::1\"\n"), "store");
+        assert_eq!(
+            key(&format!(
+                "{url}[redis]\ncluster_nodes = [\"redis://b:7002\"]\n"
+            )),
+            "redis.cluster_nodes"
+        );
+        assert_eq!(
+            key(&format!(
+                "{url}[redis]\ncluster = true\ncluster_nodes = [\"http://b\"]\n"
+            )),
+            "redis.cluster_nodes"
+        );
+        assert_eq!(
+            key("store = \"redis://a:7001/2\"\n[redis]\ncluster = true\n"),
+            "store"
+        );
+        let c = Config::from_toml(&format!(
+            "{url}[redis]\ncluster = true\ncluster_nodes = [\"redis://127.0.0.1:7002\"]\n"
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        let rc = c.redis_config().unwrap();
+        assert!(rc.cluster);
+        assert_eq!(
+            rc.seeds(),
+            ["redis://127.0.0.1:7001", "redis://127.0.0.1:7002"]
+        );
         let mut c = Config::default();
         c.apply(Overrides {
             store: Some("redis://127.0.0.1:7002".into()),
