@@ -33,6 +33,16 @@ async fn gateway(redis_url: &str) -> Gw {
 
 /// A gateway sharing `prefix` (another instance's data) with its thresholds poll period.
 async fn gateway_with(redis_url: &str, prefix: &str, poll_ms: u64) -> Gw {
+    gateway_tweaked(redis_url, prefix, poll_ms, |_| {}).await
+}
+
+/// [`gateway_with`], with `tweak` applied to the configuration last.
+async fn gateway_tweaked(
+    redis_url: &str,
+    prefix: &str,
+    poll_ms: u64,
+    tweak: impl FnOnce(&mut Config),
+) -> Gw {
     let mut c = Config {
         api_keys: vec![KEY.into()],
         admin_token: ADMIN.into(),
@@ -45,6 +55,7 @@ async fn gateway_with(redis_url: &str, prefix: &str, poll_ms: u64) -> Gw {
     c.redis.command_timeout_ms = 1_000;
     c.redis.pool_wait_timeout_ms = 2_000;
     c.policy.normal = LimitsPatch::unlimited();
+    tweak(&mut c);
     let noon = jiff::civil::date(2026, 6, 1)
         .at(12, 0, 0, 0)
         .in_tz("Asia/Shanghai")
@@ -142,7 +153,12 @@ impl Gw {
 /// replays included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_answers_503_and_recovers_without_a_gateway_restart() {
-    let Some(mut redis) = RedisServer::start(Options { aof: true }).await else {
+    let Some(mut redis) = RedisServer::start(Options {
+        aof: true,
+        ..Options::default()
+    })
+    .await
+    else {
         return;
     };
     let t = gateway(&redis.url()).await;
@@ -191,7 +207,12 @@ async fn invariants_hold_across_a_restart() {
     const USERS: usize = 8;
     const WORKERS: usize = 16;
     const PER_WORKER: usize = 30;
-    let Some(mut redis) = RedisServer::start(Options { aof: true }).await else {
+    let Some(mut redis) = RedisServer::start(Options {
+        aof: true,
+        ..Options::default()
+    })
+    .await
+    else {
         return;
     };
     let t = Arc::new(gateway(&redis.url()).await);
@@ -585,4 +606,72 @@ async fn readiness_waits_for_a_first_threshold_version() {
     t.ready().await;
     assert!(t.version() >= 1);
     t.gw.shutdown().await;
+}
+
+/// Two gateways on a 3-node Redis Cluster: drawdowns, replays and credit lines work through
+/// either, and a threshold update through one reaches the other by its notice (the poll is a
+/// minute) although the other subscribes on a node that does not own the thresholds' slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_a_cluster() {
+    let Some(cluster) = redis_server::RedisCluster::start().await else {
+        return;
+    };
+    let prefix = redis_server::unique("cl");
+    let on = |seed: usize| {
+        let nodes: Vec<String> = cluster.nodes.iter().map(RedisServer::url).collect();
+        let first = nodes[seed].clone();
+        let others: Vec<String> = nodes
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != seed)
+            .map(|(_, u)| u.clone())
+            .collect();
+        let prefix = prefix.clone();
+        async move {
+            gateway_tweaked(&first, &prefix, 60_000, move |c| {
+                c.redis.cluster = true;
+                c.redis.cluster_nodes = others;
+            })
+            .await
+        }
+    };
+    let a = on(0).await;
+    a.ready().await;
+    // The node owning the thresholds' slot answers a plain GET; the others answer MOVED.
+    let pointer = format!("{prefix}:{{th}}:current");
+    let mut owner = None;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let client = deadpool_redis::redis::Client::open(node.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let got: Result<Option<String>, _> = deadpool_redis::redis::cmd("GET")
+            .arg(&pointer)
+            .query_async(&mut conn)
+            .await;
+        if let Ok(Some(_)) = got {
+            owner = Some(i);
+        }
+    }
+    let owner = owner.expect("one node owns the thresholds pointer");
+    let b = on((owner + 1) % 3).await;
+    b.ready().await;
+
+    for u in ["u-cl-1", "u-cl-2", "u-cl-3", "u-cl-4"] {
+        a.user(u, 100_000).await;
+        let r = b.drawdown(&format!("{u}-k"), u, 1_000).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        let replay = a.drawdown(&format!("{u}-k"), u, 1_000).await;
+        assert_eq!(replay.headers()["idempotent-replayed"], "true");
+        assert_eq!(a.used(u).await, 1_000);
+        assert_eq!(b.used(u).await, 1_000);
+    }
+
+    let doc = a.thresholds().await;
+    let v = doc["version"].as_u64().unwrap() + 1;
+    let r = a.put_thresholds(&with_version(&doc, v)).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let took = b.applied(v).await;
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(b.metric("gateway_threshold_updates_applied_total").await >= 1.0);
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
 }
