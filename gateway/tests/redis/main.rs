@@ -675,3 +675,158 @@ async fn two_gateways_on_a_cluster() {
     a.gw.shutdown().await;
     b.gw.shutdown().await;
 }
+
+/// A gateway whose global credit-line limit is 10/s with a burst of 10, shared through Redis
+/// (`shared`), with the local fallback sized for `instances` and Redis given `timeout_ms`.
+async fn limited_gateway(
+    redis_url: &str,
+    prefix: &str,
+    shared: bool,
+    instances: u32,
+    timeout_ms: u64,
+) -> Gw {
+    gateway_tweaked(redis_url, prefix, 2_000, |c| {
+        c.policy.normal.global.credit_line = Some(gateway::policy::Rate {
+            per_second: 10,
+            burst: 10,
+        });
+        c.redis.shared_global_limit = shared;
+        c.redis.global_limit_instances = instances;
+        c.redis.global_limit_timeout_ms = timeout_ms;
+    })
+    .await
+}
+
+/// Sends `n` credit-line reads at once to each of `gws`; answers how many were not refused
+/// by the global limit (passed on: a 200, or a 503 while Redis is down).
+async fn admitted(gws: &[&Gw], n: usize) -> usize {
+    let mut calls = Vec::new();
+    for gw in gws {
+        for _ in 0..n {
+            calls.push(async move {
+                let r = gw
+                    .client
+                    .get(gw.url("/v1/credit-lines/u-limited"))
+                    .bearer_auth(KEY)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let body: Value = r.json().await.unwrap();
+                match status {
+                    StatusCode::TOO_MANY_REQUESTS => {
+                        assert_eq!(body["error"]["code"], "RATE_LIMITED_GLOBAL", "{body}");
+                        false
+                    }
+                    StatusCode::OK => true,
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        assert_eq!(body["error"]["code"], "DEPENDENCY_UNAVAILABLE", "{body}");
+                        true
+                    }
+                    other => panic!("{other}: {body}"),
+                }
+            });
+        }
+    }
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .filter(|&ok| ok)
+        .count()
+}
+
+/// Two instances sharing one Redis and a global limit of 10/s (burst 10): a burst of 40
+/// requests across both admits about 10 in all when the limit is shared, and 10 per
+/// instance (20) when it is not (the default), measured side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_share_one_global_limit() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    // Local only (the default): each instance admits its own burst.
+    let prefix = redis_server::unique("local");
+    let a = limited_gateway(&redis.url(), &prefix, false, 1, 5).await;
+    let b = limited_gateway(&redis.url(), &prefix, false, 1, 5).await;
+    a.ready().await;
+    b.ready().await;
+    a.user("u-limited", 100_000).await;
+    let local = admitted(&[&a, &b], 20).await;
+    assert!(local >= 20, "each instance admits its burst of 10: {local}");
+    assert_eq!(a.metric("gateway_global_limit_mode").await, 0.0);
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
+
+    // Shared: one bucket for both. A generous timeout here so that no request falls back on
+    // a loaded test machine (the fallback has its own test).
+    let prefix = redis_server::unique("shared");
+    let a = limited_gateway(&redis.url(), &prefix, true, 2, 500).await;
+    let b = limited_gateway(&redis.url(), &prefix, true, 2, 500).await;
+    a.ready().await;
+    b.ready().await;
+    a.user("u-limited", 100_000).await;
+    let started = tokio::time::Instant::now();
+    let shared = admitted(&[&a, &b], 20).await;
+    // 10 at once, plus one per 100 ms the burst took to send.
+    let refill = usize::try_from(started.elapsed().as_millis() / 100).unwrap();
+    assert!(
+        (10..=10 + refill).contains(&shared),
+        "shared: {shared} admitted, refill allowance {refill}"
+    );
+    for gw in [&a, &b] {
+        assert_eq!(gw.metric("gateway_global_limit_fallback_total").await, 0.0);
+        assert_eq!(gw.metric("gateway_global_limit_mode").await, 1.0);
+    }
+    eprintln!(
+        "global limit 10/s burst 10, 40 requests over two instances: local {local}, shared {shared} admitted"
+    );
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
+}
+
+/// With Redis stopped, the shared limit falls back to the local limiter scaled to this
+/// instance's share (10/s burst 10 over 2 instances: burst 5), neither admitting everything
+/// nor refusing everything, and counts each such decision; with Redis back it shares again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_limit_falls_back_to_the_local_share() {
+    let Some(mut redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("fallback");
+    let a = limited_gateway(&redis.url(), &prefix, true, 2, 20).await;
+    a.ready().await;
+    a.user("u-limited", 100_000).await;
+    assert_eq!(admitted(&[&a], 1).await, 1);
+    assert_eq!(a.metric("gateway_global_limit_mode").await, 1.0);
+    let before = a.metric("gateway_global_limit_fallback_total").await;
+
+    redis.kill().await;
+    let started = tokio::time::Instant::now();
+    let during = admitted(&[&a], 20).await;
+    let refill = usize::try_from(started.elapsed().as_millis() / 200).unwrap();
+    assert!(
+        (5..=5 + refill).contains(&during),
+        "fallback: {during} admitted of 20, refill allowance {refill}"
+    );
+    assert_eq!(
+        a.metric("gateway_global_limit_fallback_total").await - before,
+        20.0
+    );
+    assert_eq!(a.metric("gateway_global_limit_mode").await, 2.0);
+
+    redis.restart().await;
+    a.ready().await;
+    // Without persistence the user is gone.
+    a.user("u-limited", 100_000).await;
+    // Redis is asked again once the pause after the last failure is over.
+    let mut shared_again = false;
+    for _ in 0..100 {
+        tokio::time::sleep(gateway::ratelimit::RETRY_REDIS_AFTER).await;
+        admitted(&[&a], 1).await;
+        if a.metric("gateway_global_limit_mode").await == 1.0 {
+            shared_again = true;
+            break;
+        }
+    }
+    assert!(shared_again, "the shared limit resumes after Redis is back");
+    a.gw.shutdown().await;
+}

@@ -336,6 +336,7 @@ struct Scripts {
     resolve_appeal: Script,
     thresholds_publish: Script,
     thresholds_current: Script,
+    gcra: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -409,6 +410,7 @@ impl RedisStore {
             resolve_appeal: Script::new(scripts::RESOLVE_APPEAL),
             thresholds_publish: Script::new(thresholds::PUBLISH),
             thresholds_current: Script::new(thresholds::CURRENT),
+            gcra: Script::new(scripts::GCRA),
         };
         Ok(RedisStore {
             inner: Arc::new(Inner {
@@ -449,7 +451,16 @@ impl RedisStore {
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let timeout = self.inner.config.command_timeout;
+        self.with_conn_within(self.inner.config.command_timeout, f)
+            .await
+    }
+
+    /// [`Self::with_conn`] with the command bounded by `timeout` instead.
+    async fn with_conn_within<T, F, Fut>(&self, timeout: Duration, f: F) -> Result<T>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         // Boxed: the pool's and the client's futures are large, and would make every
         // handler future that awaits a store operation large too (one allocation per round
         // trip, next to a network round trip).
@@ -497,6 +508,36 @@ impl RedisStore {
             self.with_conn(|mut c| async move { pipe.query_async(&mut c).await })
                 .await
         }
+    }
+
+    /// Takes one request from the cluster-wide GCRA bucket `name` (one key, its own hash tag
+    /// `P:{gl-<name>}:gcra`): `None` when admitted, else how long until one would conform.
+    /// The whole call, pool wait included, gives up after `within` (`Timeout`).
+    pub async fn gcra(
+        &self,
+        name: &str,
+        interval: Duration,
+        burst: u32,
+        within: Duration,
+    ) -> Result<Option<Duration>> {
+        let mut inv = self.inner.scripts.gcra.prepare_invoke();
+        inv.key(format!(
+            "{}:{{gl-{name}}}:gcra",
+            self.inner.config.key_prefix
+        ))
+        .arg(
+            u64::try_from(interval.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        )
+        .arg(burst.max(1));
+        let call = self.with_conn_within(within, |mut c| async move {
+            inv.invoke_async::<(i64, i64)>(&mut c).await
+        });
+        let (admitted, wait_us) = tokio::time::timeout(within, call)
+            .await
+            .map_err(|_| StoreError::Timeout)??;
+        Ok((admitted != 1).then(|| Duration::from_micros(u64::try_from(wait_us).unwrap_or(0))))
     }
 
     /// The key of everything in `slot`: `P:{sNNNN}:`.
