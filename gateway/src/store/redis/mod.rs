@@ -451,16 +451,7 @@ impl RedisStore {
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        self.with_conn_within(self.inner.config.command_timeout, f)
-            .await
-    }
-
-    /// [`Self::with_conn`] with the command bounded by `timeout` instead.
-    async fn with_conn_within<T, F, Fut>(&self, timeout: Duration, f: F) -> Result<T>
-    where
-        F: FnOnce(Conn) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>>,
-    {
+        let timeout = self.inner.config.command_timeout;
         // Boxed: the pool's and the client's futures are large, and would make every
         // handler future that awaits a store operation large too (one allocation per round
         // trip, next to a network round trip).
@@ -512,7 +503,9 @@ impl RedisStore {
 
     /// Takes one request from the cluster-wide GCRA bucket `name` (one key, its own hash tag
     /// `P:{gl-<name>}:gcra`): `None` when admitted, else how long until one would conform.
-    /// The whole call, pool wait included, gives up after `within` (`Timeout`).
+    /// The whole call, pool wait included, gives up after `within` (`Timeout`); a connection
+    /// given up on that way goes back to the pool (a late answer is not a dead connection),
+    /// one that fails is dropped as in every operation.
     pub async fn gcra(
         &self,
         name: &str,
@@ -531,9 +524,8 @@ impl RedisStore {
                 .max(1),
         )
         .arg(burst.max(1));
-        let call = self.with_conn_within(within, |mut c| async move {
-            inv.invoke_async::<(i64, i64)>(&mut c).await
-        });
+        let call =
+            self.with_conn(|mut c| async move { inv.invoke_async::<(i64, i64)>(&mut c).await });
         let (admitted, wait_us) = tokio::time::timeout(within, call)
             .await
             .map_err(|_| StoreError::Timeout)??;
