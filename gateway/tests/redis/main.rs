@@ -609,8 +609,9 @@ async fn readiness_waits_for_a_first_threshold_version() {
 }
 
 /// Two gateways on a 3-node Redis Cluster: drawdowns, replays and credit lines work through
-/// either, and a threshold update through one reaches the other by its notice (the poll is a
-/// minute) although the other subscribes on a node that does not own the thresholds' slot.
+/// either (the global limit shared through the cluster too), and a threshold update through
+/// one reaches the other by its notice (the poll is a minute) although the other subscribes
+/// on a node that does not own the thresholds' slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_on_a_cluster() {
     let Some(cluster) = redis_server::RedisCluster::start().await else {
@@ -631,6 +632,8 @@ async fn two_gateways_on_a_cluster() {
             gateway_tweaked(&first, &prefix, 60_000, move |c| {
                 c.redis.cluster = true;
                 c.redis.cluster_nodes = others;
+                c.redis.shared_global_limit = true;
+                c.redis.global_limit_timeout_ms = 500;
             })
             .await
         }
@@ -663,6 +666,11 @@ async fn two_gateways_on_a_cluster() {
         assert_eq!(replay.headers()["idempotent-replayed"], "true");
         assert_eq!(a.used(u).await, 1_000);
         assert_eq!(b.used(u).await, 1_000);
+    }
+
+    for gw in [&a, &b] {
+        assert_eq!(gw.metric("gateway_global_limit_mode").await, 1.0);
+        assert_eq!(gw.metric("gateway_global_limit_fallback_total").await, 0.0);
     }
 
     let doc = a.thresholds().await;
