@@ -245,9 +245,14 @@ impl RedisCluster {
     /// `cluster_state:ok` on each; `None` when the tests are skipped. Panics with
     /// [`INSTALL`] when `redis-server` or `redis-cli` is missing.
     pub async fn start() -> Option<RedisCluster> {
+        Self::start_with(Options::default()).await
+    }
+
+    /// [`Self::start`] with `opts` for every node (`cluster` is set).
+    pub async fn start_with(opts: Options) -> Option<RedisCluster> {
         let opts = Options {
             cluster: true,
-            ..Options::default()
+            ..opts
         };
         let mut nodes = Vec::new();
         for _ in 0..3 {
