@@ -26,6 +26,7 @@ fn fixtures() -> (ThresholdCache, UserState, DrawdownRequest, DrawdownRequest) {
 const CTX: Context<'static> = Context {
     profile: "normal",
     window_ends_at: None,
+    bureau: BureauSignal::NotConsulted,
 };
 
 fn evaluate_paths(c: &mut Criterion) {
