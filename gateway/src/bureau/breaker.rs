@@ -333,7 +333,7 @@ mod tests {
     fn stays_closed_below_the_rates() {
         let (b, at) = breaker();
         for i in 0..20 {
-            let o = if i % 3 == 0 {
+            let o = if i % 3 == 2 {
                 CallOutcome::Failure
             } else {
                 CallOutcome::Success

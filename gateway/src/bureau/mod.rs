@@ -8,7 +8,7 @@
 //! - [`config`]: `[bureau]`, the consult rule and every limit.
 //! - [`breaker`]: the circuit breaker on the injected clock.
 //! - `client`: the pooled hyper client of the wire contract.
-//! - [`metrics`]: `gateway_bureau_*`.
+//! - [`metrics`]: the `gateway_bureau_*` series.
 //!
 //! # One consultation ([`Bureau::signal`])
 //! 1. An answer younger than `cache_ttl_ms` is used without a call (`Cached`, a cache hit).
