@@ -445,3 +445,36 @@ async fn an_unreachable_bureau_is_a_review_and_readiness_holds() {
     );
     assert_eq!(t.get("/readyz", ADMIN).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn bureau_rules_are_published_with_the_thresholds_and_checked() {
+    let b = Bureau::start().await;
+    b.fake.score.store(600, SeqCst);
+    let t = start(&b, |_| {}).await;
+    let th = t.thresholds().await;
+    assert_eq!(
+        th["profiles"]["normal"]["bureau"]["review_below_score"],
+        620
+    );
+    // A bad value is refused with its field, and changes nothing.
+    let mut bad = th.clone();
+    bad["version"] = json!(2);
+    bad["profiles"]["normal"]["bureau"]["review_below_score"] = json!(900);
+    let (s, _, v) = error_code(t.put_thresholds(&bad).await).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        v["error"]["details"][0]["field"],
+        "profiles.normal.bureau.review_below_score"
+    );
+    assert_eq!(outcome(&draw(&t, "k-p1").await).0, "review");
+    // Without the rules, the bureau's answer is ignored (still asked: the config says so).
+    t.publish_thresholds(|th| {
+        th["profiles"]["normal"]
+            .as_object_mut()
+            .unwrap()
+            .remove("bureau");
+    })
+    .await;
+    assert_eq!(outcome(&draw(&t, "k-p2").await).0, "approved");
+    assert_eq!(b.calls(), 2);
+}
