@@ -20,10 +20,17 @@ struct Fake {
     fail: AtomicBool,
     score: AtomicU16,
     overdue_accounts: AtomicU32,
+    /// The client port of every call: one port for many calls means a reused connection.
+    peers: std::sync::Mutex<Vec<u16>>,
 }
 
-async fn score(State(f): State<Arc<Fake>>, Path(user): Path<String>) -> AxumResponse {
+async fn score(
+    State(f): State<Arc<Fake>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Path(user): Path<String>,
+) -> AxumResponse {
     f.calls.fetch_add(1, SeqCst);
+    f.peers.lock().unwrap().push(peer.port());
     let delay = f.delay_ms.load(SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -61,7 +68,13 @@ impl Bureau {
             .with_state(Arc::clone(&fake));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+        });
         Bureau { fake, url }
     }
 
@@ -477,4 +490,20 @@ async fn bureau_rules_are_published_with_the_thresholds_and_checked() {
     .await;
     assert_eq!(outcome(&draw(&t, "k-p2").await).0, "approved");
     assert_eq!(b.calls(), 2);
+}
+
+#[tokio::test]
+async fn calls_reuse_a_pooled_connection() {
+    let b = Bureau::start().await;
+    let t = start(&b, |_| {}).await;
+    for i in 0..5 {
+        assert_eq!(
+            outcome(&draw(&t, &format!("k-pool-{i}")).await).0,
+            "approved"
+        );
+    }
+    let mut peers = b.fake.peers.lock().unwrap().clone();
+    assert_eq!(peers.len(), 5);
+    peers.dedup();
+    assert_eq!(peers.len(), 1, "one connection for five sequential calls");
 }
