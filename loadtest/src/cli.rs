@@ -1,4 +1,4 @@
-//! The command line: `run`, `compare`, `report`, `blast`, `serve-trivial`.
+//! The command line: `run`, `compare`, `report`, `blast`, `serve-trivial`, `bureau`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::Error;
 use crate::blast::{BlastOptions, blast, serve_trivial};
+use crate::bureau::{self, Bureau, BureauOptions, Jitter};
 use crate::client::TargetAddr;
 use crate::engine::{RunOptions, run};
 use crate::gate::{GATE_EXIT_CODE, Gates, all_passed};
@@ -84,6 +85,37 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// The credit-bureau simulator: N service slots, a FIFO queue, deterministic scores.
+    Bureau(BureauArgs),
+}
+
+/// `loadtest bureau` arguments.
+#[derive(Debug, Args)]
+pub struct BureauArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:18090")]
+    pub listen: String,
+    /// Requests in service at once; the rest wait in FIFO order.
+    #[arg(long, default_value_t = 8)]
+    pub slots: usize,
+    /// Base service time, ms (change it at run time with `PUT /admin/service`).
+    #[arg(long, default_value_t = 20)]
+    pub service_ms: u64,
+    /// Added to each service time: none, exp:MEAN or uniform:LO-HI (milliseconds).
+    #[arg(long, default_value = "none")]
+    pub jitter: Jitter,
+    /// Probability (0..=1) of answering 500 {"error":"injected"} after the service time.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Longest queue; beyond it 503 {"error":"overloaded"} at once (default: unbounded).
+    #[arg(long)]
+    pub max_queue: Option<usize>,
+    /// Seed of the jitter and error draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Runtime threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 /// `loadtest run` arguments.
@@ -151,6 +183,7 @@ impl Command {
     pub fn threads(&self) -> usize {
         match self {
             Command::Blast { threads, .. } | Command::ServeTrivial { threads, .. } => *threads,
+            Command::Bureau(a) => a.threads,
             _ => 0,
         }
     }
@@ -272,7 +305,37 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             .map_err(|e| Error::io(&listen, e))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bureau(args) => cmd_bureau(args).await,
     }
+}
+
+async fn cmd_bureau(args: BureauArgs) -> Result<ExitCode, Error> {
+    let opts = BureauOptions {
+        slots: args.slots,
+        service_ms: args.service_ms,
+        jitter: args.jitter,
+        error_rate: args.error_rate,
+        max_queue: args.max_queue,
+        seed: args.seed,
+    };
+    let bureau = Bureau::new(&opts)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| Error::io(&args.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io(&args.listen, e))?;
+    eprintln!(
+        "bureau simulator on http://{addr}/ ({} slots, {} ms + {}, error rate {}); \
+         GET /v1/score/{{user_id}}, GET /stats, PUT /admin/service (Ctrl-C to stop)",
+        opts.slots, opts.service_ms, opts.jitter, opts.error_rate
+    );
+    bureau::serve(listener, bureau, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| Error::io(&args.listen, e))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {

@@ -22,6 +22,7 @@
 //! - [`gate`]: CI gates and their exit code.
 //! - [`target`]: remote or in-process gateway, seeding, admin actions.
 //! - [`blast`]: raw open-loop mode and the trivial server, to measure the generator.
+//! - [`bureau`]: the credit-bureau simulator (finite slots, FIFO queue, deterministic answers).
 //! - [`cli`]: the command line.
 //!
 //! # Example
@@ -45,6 +46,7 @@
 //! ```
 
 pub mod blast;
+pub mod bureau;
 pub mod classify;
 pub mod cli;
 pub mod client;
