@@ -151,7 +151,11 @@ mod tests {
         assert!((share(good) - 0.80).abs() < 0.02, "good {}", share(good));
         assert!((share(mid) - 0.12).abs() < 0.016, "550..619 {}", share(mid));
         assert!((share(low) - 0.05).abs() < 0.011, "<550 {}", share(low));
-        assert!((share(overdue) - 0.03).abs() < 0.009, "overdue {}", share(overdue));
+        assert!(
+            (share(overdue) - 0.03).abs() < 0.009,
+            "overdue {}",
+            share(overdue)
+        );
     }
 
     #[test]

@@ -97,7 +97,9 @@ impl FromStr for Jitter {
             if x.is_finite() && (0.0..=MAX_JITTER_MS).contains(&x) {
                 Ok(x)
             } else {
-                Err(format!("jitter {s:?}: {v} must be within 0..={MAX_JITTER_MS} ms"))
+                Err(format!(
+                    "jitter {s:?}: {v} must be within 0..={MAX_JITTER_MS} ms"
+                ))
             }
         };
         let s_trim = s.trim();
@@ -453,7 +455,15 @@ mod tests {
             "exp:5".parse::<Jitter>().unwrap(),
             Jitter::Exp { mean_ms: 5.0 }
         );
-        for bad in ["", "exp", "exp:-1", "exp:x", "uniform:5", "uniform:9-3", "gauss:3"] {
+        for bad in [
+            "",
+            "exp",
+            "exp:-1",
+            "exp:x",
+            "uniform:5",
+            "uniform:9-3",
+            "gauss:3",
+        ] {
             let err = bad.parse::<Jitter>().unwrap_err();
             assert!(err.contains("jitter"), "{bad}: {err}");
         }
@@ -587,7 +597,11 @@ mod tests {
         let e = count(9, 0.2).await;
         // Binomial(10,000, 0.2): standard deviation 40.
         assert!((1_800..=2_200).contains(&e), "{e} errors of 10,000 at 0.2");
-        assert_eq!(count(9, 0.2).await, e, "the same seed injects the same errors");
+        assert_eq!(
+            count(9, 0.2).await,
+            e,
+            "the same seed injects the same errors"
+        );
         assert_eq!(count(9, 0.0).await, 0);
         assert_eq!(count(9, 1.0).await, 10_000);
     }
@@ -612,7 +626,10 @@ mod tests {
         for c in calls {
             out.push(c.await.unwrap());
         }
-        let refused: Vec<_> = out.iter().filter(|(r, _)| *r == Reply::Overloaded).collect();
+        let refused: Vec<_> = out
+            .iter()
+            .filter(|(r, _)| *r == Reply::Overloaded)
+            .collect();
         assert_eq!(refused.len(), 2, "{out:?}");
         assert!(refused.iter().all(|(_, t)| *t == Duration::ZERO));
         let s = b.stats();

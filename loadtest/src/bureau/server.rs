@@ -29,9 +29,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::{Bureau, BureauOptions, Reply, check_error_rate, check_service_ms, valid_user_id};
 #[cfg(doc)]
 use super::{BureauStats, ScoreAnswer};
-use super::{Bureau, BureauOptions, Reply, check_error_rate, check_service_ms, valid_user_id};
 use crate::Error;
 
 /// Largest `PUT /admin/service` body.
@@ -109,7 +109,11 @@ async fn patch_service(bureau: &Bureau, body: Incoming) -> Response<Full<Bytes>>
     let applied = patch
         .service_ms
         .map_or(Ok(()), |ms| bureau.set_service_ms(ms))
-        .and_then(|()| patch.error_rate.map_or(Ok(()), |p| bureau.set_error_rate(p)));
+        .and_then(|()| {
+            patch
+                .error_rate
+                .map_or(Ok(()), |p| bureau.set_error_rate(p))
+        });
     match applied {
         Ok(()) => to_json(&bureau.stats()),
         Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", Some(&e.to_string())),
