@@ -10,12 +10,14 @@ use crate::Error;
 use crate::blast::{BlastOptions, blast, serve_trivial};
 use crate::bureau::{self, Bureau, BureauOptions, Jitter};
 use crate::client::TargetAddr;
-use crate::engine::{RunOptions, run};
+use crate::engine::{BureauHandle, RunOptions, run};
 use crate::gate::{GATE_EXIT_CODE, Gates, all_passed};
 use crate::report::{write_compare, write_report};
 use crate::results::Results;
 use crate::scenario::Scenario;
-use crate::target::{EmbeddedOptions, resolve_gateway_config, start_embedded};
+use crate::target::{
+    EmbeddedOptions, parse_setting, resolve_gateway_config, set_dotted, start_embedded,
+};
 
 /// Open-loop surge generator and report writer for loan-gateway.
 #[derive(Debug, Parser)]
@@ -144,6 +146,11 @@ pub struct RunArgs {
     /// Configuration of the in-process gateway: a file, or `default` / `naive` (shipped).
     #[arg(long)]
     pub gateway_config: Option<PathBuf>,
+    /// A setting of the in-process gateway, over its configuration and the scenario's
+    /// `[gateway]` table: KEY=VALUE with a dotted key and a TOML value (repeatable), e.g.
+    /// `--gateway-set bureau.guard=false`.
+    #[arg(long = "gateway-set", value_name = "KEY=VALUE")]
+    pub gateway_set: Vec<String>,
     /// Output folder (default: a timestamped folder under loadtest-results/).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -341,25 +348,56 @@ async fn cmd_bureau(args: BureauArgs) -> Result<ExitCode, Error> {
 async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
     let sc = Scenario::load(&args.scenario)?.scaled(args.scale)?;
     let started = jiff::Timestamp::now();
-    let (target, label, embedded) = match &args.target {
-        Some(url) => (TargetAddr::resolve(url).await?, url.clone(), None),
+    if args.target.is_some() && (sc.bureau.is_some() || !args.gateway_set.is_empty()) {
+        return Err(Error::Target(format!(
+            "scenario {} starts a bureau simulator or sets gateway settings: both need the \
+             in-process gateway (leave out --target)",
+            sc.name
+        )));
+    }
+    let sim = match &sc.bureau {
+        Some(b) => Some(bureau::start(&b.options(sc.seed)).await?),
+        None => None,
+    };
+    let (target, label, embedded, overrides) = match &args.target {
+        Some(url) => (TargetAddr::resolve(url).await?, url.clone(), None, None),
         None => {
             let config_path = match &args.gateway_config {
                 Some(p) => Some(resolve_gateway_config(p)?),
                 None => None,
             };
+            // The scenario's settings, the simulator's address, then the command line's.
+            let mut overrides = sc.gateway.clone().unwrap_or_default();
+            if let Some(sim) = &sim {
+                set_dotted(&mut overrides, "bureau.url", sim.base_url().into())?;
+            }
+            let mut set = Vec::new();
+            for arg in &args.gateway_set {
+                let (key, value) = parse_setting(arg)?;
+                set.push(format!("{key}={value}"));
+                set_dotted(&mut overrides, &key, value)?;
+            }
             let e = start_embedded(&EmbeddedOptions {
                 config_path,
                 api_key: args.api_key.clone(),
                 admin_token: args.admin_token.clone(),
+                overrides: overrides.clone(),
             })
             .await?;
             // The label names the gateway configuration, so a compare says which is which.
-            let config = args
+            let mut config = args
                 .gateway_config
                 .as_ref()
                 .map_or_else(|| "default".to_owned(), |p| p.display().to_string());
-            (e.target.clone(), format!("embedded ({config})"), Some(e))
+            if !set.is_empty() {
+                config = format!("{config}, {}", set.join(", "));
+            }
+            (
+                e.target.clone(),
+                format!("embedded ({config})"),
+                Some(e),
+                Some(overrides),
+            )
         }
     };
     let opts = RunOptions {
@@ -371,6 +409,13 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
         started_at: started.to_string(),
         run_nonce: u64::try_from(started.as_millisecond()).unwrap_or(0),
         progress: !args.no_progress,
+        bureau: sim.as_ref().map(|s| BureauHandle {
+            bureau: s.bureau.clone(),
+            gateway_overrides: overrides
+                .as_ref()
+                .map(|o| toml::to_string(o).unwrap_or_default())
+                .unwrap_or_default(),
+        }),
     };
     eprintln!(
         "running {} ({:.0} s) against {}",
@@ -381,6 +426,9 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
     let results = run(&sc, &opts).await;
     if let Some(e) = embedded {
         e.shutdown().await;
+    }
+    if let Some(sim) = sim {
+        sim.shutdown().await;
     }
     let mut results = results?;
     results.gates = Gates::from(args.gates).evaluate(&results);

@@ -39,6 +39,7 @@
 //!     started_at: "2026-11-11T00:00:00Z".into(),
 //!     run_nonce: 1,
 //!     progress: false,
+//!     bureau: None,
 //! };
 //! let results = run(&sc, &opts).await?;
 //! loadtest::report::write_report(&results, std::path::Path::new("out"))?;

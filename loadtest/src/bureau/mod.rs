@@ -21,6 +21,7 @@
 //! # Layout
 //! - `answer`: deterministic answers per user id.
 //! - `server`: the HTTP server ([`serve`], [`start`] for in-process use).
+//! - [`timeline`]: a scenario's changes and once-a-second samples while a run goes.
 //!
 //! # Example
 //! ```no_run
@@ -36,6 +37,7 @@
 
 mod answer;
 mod server;
+pub mod timeline;
 
 use std::fmt;
 use std::str::FromStr;
