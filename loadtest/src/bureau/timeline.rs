@@ -240,16 +240,23 @@ mod tests {
         tokio::time::sleep_until(start + Duration::from_millis(4_500)).await;
         tx.send(()).unwrap();
         let tl = task.await.unwrap();
-        let service: Vec<(u64, u64)> = tl
+        let service: Vec<(String, u64)> = tl
             .samples
             .iter()
-            .map(|s| ((s.t * 10.0).round() as u64, s.sim.service_ms))
+            .map(|s| (format!("{:.1}", s.t), s.sim.service_ms))
             .collect();
         // Samples at 0..=4 s and a last one at 4.5 s; the change at 3 s comes before the
         // sample at 3 s.
         assert_eq!(
             service,
-            [(0, 20), (10, 20), (20, 400), (30, 20), (40, 20), (45, 20)]
+            [
+                ("0.0".to_owned(), 20),
+                ("1.0".to_owned(), 20),
+                ("2.0".to_owned(), 400),
+                ("3.0".to_owned(), 20),
+                ("4.0".to_owned(), 20),
+                ("4.5".to_owned(), 20)
+            ]
         );
         assert_eq!(tl.samples.last().unwrap().sim.error_rate, 0.5);
         assert_eq!(tl.warnings.len(), 1, "{:?}", tl.warnings);
