@@ -16,7 +16,8 @@ use crate::report::{write_compare, write_report};
 use crate::results::Results;
 use crate::scenario::Scenario;
 use crate::target::{
-    EmbeddedOptions, parse_setting, resolve_gateway_config, set_dotted, start_embedded,
+    EmbeddedOptions, dotted_lines, parse_setting, resolve_gateway_config, set_dotted,
+    start_embedded,
 };
 
 /// Open-loop surge generator and report writer for loan-gateway.
@@ -413,7 +414,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
             bureau: s.bureau.clone(),
             gateway_overrides: overrides
                 .as_ref()
-                .map(|o| toml::to_string(o).unwrap_or_default())
+                .map(|o| dotted_lines(o).join("\n"))
                 .unwrap_or_default(),
         }),
     };

@@ -99,6 +99,27 @@ pub fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Res
     Ok(())
 }
 
+/// The leaves of `table` as dotted TOML lines (`bureau.guard = false`), in key order: the same
+/// settings, one a line, readable in a report.
+pub fn dotted_lines(table: &toml::Table) -> Vec<String> {
+    fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(inner) => walk(&key, inner, out),
+                other => out.push(format!("{key} = {other}")),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", table, &mut out);
+    out
+}
+
 /// Parses `KEY=VALUE` (`--gateway-set`): VALUE is a TOML value (`false`, `150`, `"x"`,
 /// `["D","E"]`); anything that does not parse as one is taken as a string.
 pub fn parse_setting(arg: &str) -> Result<(String, toml::Value), Error> {
@@ -320,6 +341,21 @@ mod tests {
         assert!(err.contains("default_deadline_ms"), "{err}");
         assert!(set_dotted(&mut over, "server.default_deadline_ms.x", 1.into()).is_err());
         assert!(parse_setting("no-equals").is_err());
+        let mut t = toml::Table::new();
+        set_dotted(&mut t, "bureau.breaker.open_ms", 500.into()).unwrap();
+        set_dotted(&mut t, "bureau.guard", false.into()).unwrap();
+        set_dotted(&mut t, "store", "memory".into()).unwrap();
+        let lines = dotted_lines(&t);
+        assert_eq!(
+            lines,
+            [
+                "bureau.breaker.open_ms = 500",
+                "bureau.guard = false",
+                "store = \"memory\""
+            ]
+        );
+        // Dotted lines are TOML for the same table.
+        assert_eq!(lines.join("\n").parse::<toml::Table>().unwrap(), t);
         assert_eq!(
             parse_setting("a.b=[1, 2]").unwrap().1,
             toml::Value::Array(vec![1.into(), 2.into()])
