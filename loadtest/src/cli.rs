@@ -124,7 +124,8 @@ pub struct BureauArgs {
 /// `loadtest run` arguments.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A shipped scenario name (double11, spring-festival, step-overload, steady) or a TOML file.
+    /// A shipped scenario name (double11, spring-festival, step-overload, steady,
+    /// bureau-slowdown) or a TOML file.
     #[arg(long)]
     pub scenario: String,
     /// Gateway URL; without it the gateway is started in-process.

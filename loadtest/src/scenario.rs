@@ -28,6 +28,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../scenarios/step-overload.toml"),
     ),
     ("steady", include_str!("../scenarios/steady.toml")),
+    (
+        "bureau-slowdown",
+        include_str!("../scenarios/bureau-slowdown.toml"),
+    ),
 ];
 
 /// A load scenario, as written in TOML.
