@@ -351,6 +351,23 @@ pub fn chart_max_ms(runs: &[&Results]) -> f64 {
     m * 1.1
 }
 
+/// The base service time as a step line from the configured changes (exact times, unlike
+/// the once-a-second samples).
+fn service_steps(b: &BureauResult) -> Vec<(f64, f64)> {
+    let end = b.samples.last().map_or(0.0, |s| s.t);
+    let mut v = b.options.service_ms as f64;
+    let mut pts = vec![(0.0, v)];
+    for c in &b.changes {
+        if let Some(ms) = c.service_ms {
+            pts.push((c.at_s, v));
+            v = ms as f64;
+            pts.push((c.at_s, v));
+        }
+    }
+    pts.push((end.max(pts[pts.len() - 1].0), v));
+    pts
+}
+
 /// Drawdown p50/p99 per second beside the bureau's service time and the deadline.
 pub fn chart(r: &Results, seconds: f64, max_ms: f64) -> Result<String, Error> {
     let Some(b) = &r.bureau else {
@@ -381,21 +398,19 @@ pub fn chart(r: &Results, seconds: f64, max_ms: f64) -> Result<String, Error> {
             .draw()
             .map_err(|x| e(x.to_string()))?;
         let deadline = b.deadline_ms as f64;
-        let grey = RGBColor(120, 120, 120);
         chart
-            .draw_series(LineSeries::new(
+            .draw_series(DashedLineSeries::new(
                 [(0.0, deadline), (seconds, deadline)],
-                grey.stroke_width(1),
+                8,
+                5,
+                BLACK.stroke_width(2),
             ))
             .map_err(|x| e(x.to_string()))?
-            .label("deadline")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
+            .label(format!("deadline {} ms", b.deadline_ms))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
         let purple = RGBColor(148, 103, 189);
         chart
-            .draw_series(LineSeries::new(
-                b.samples.iter().map(|s| (s.t, s.sim.service_ms as f64)),
-                purple.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(service_steps(b), purple.stroke_width(2)))
             .map_err(|x| e(x.to_string()))?
             .label("bureau service time")
             .legend(move |(x, y)| {
@@ -493,5 +508,33 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!(list(&deltas(&a, &b, CALLS)), "ok 9");
         assert_eq!(sample_at(&[a.clone(), b.clone()], 4.0).unwrap().t, 5.0);
+
+        let change = |at_s: f64, service_ms: Option<u64>| crate::scenario::BureauChange {
+            at_s,
+            service_ms,
+            error_rate: Some(0.1),
+        };
+        let r = BureauResult {
+            options: BureauOptions::default(),
+            changes: vec![
+                change(1.5, Some(400)),
+                change(2.0, None),
+                change(3.0, Some(20)),
+            ],
+            deadline_ms: 800,
+            gateway_overrides: String::new(),
+            samples: vec![a, b],
+        };
+        assert_eq!(
+            service_steps(&r),
+            [
+                (0.0, 20.0),
+                (1.5, 20.0),
+                (1.5, 400.0),
+                (3.0, 400.0),
+                (3.0, 20.0),
+                (5.0, 20.0)
+            ]
+        );
     }
 }
