@@ -2,11 +2,14 @@
 //! the bounded body read, and the metrics of every answer.
 //!
 //! Everything the inner layers (rate limits, admission) key on is put into request
-//! extensions here, so they never parse a body: a drawdown's user id is peeked from the
-//! already-bounded body (at most `server.body_limit_bytes`) before any risk work.
+//! extensions here, so they never parse a body: a drawdown's user id is read from the
+//! already-bounded body (at most `server.body_limit_bytes`) before any risk work. A drawdown
+//! body that parses and validates is handed on as [`ParsedDrawdown`], so the handler does not
+//! parse it a second time; any other body is left to the handler, which reports what is wrong.
 
 use super::App;
 use super::error::{ApiError, ErrorCode};
+use super::wire::{Drawdown, DrawdownBody};
 use crate::admission::{Deadline, Priority, RouteClass, UserKey};
 use crate::metrics::{CodeLabels, RequestLabels, RouteLabels};
 use axum::body::Body;
@@ -16,6 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -59,8 +63,12 @@ pub async fn edge(State(app): State<App>, mut req: Request, next: Next) -> Respo
     async move {
         let mut res = match prepare(&app, class, started, &mut req).await {
             Ok(()) => {
-                if let Some(user) = req.extensions().get::<UserKey>() {
-                    tracing::Span::current().record("user", app.auth.user_tag(&user.0).as_str());
+                let span = tracing::Span::current();
+                // The tag is a keyed hash: only worth computing when the span is recorded.
+                if !span.is_disabled()
+                    && let Some(user) = req.extensions().get::<UserKey>()
+                {
+                    span.record("user", app.auth.user_tag(&user.0).as_str());
                 }
                 next.run(req).await
             }
@@ -160,6 +168,10 @@ async fn prepare(
     Ok(())
 }
 
+/// A drawdown body the edge parsed and validated, for the handler (one parse per request).
+#[derive(Debug, Clone)]
+pub struct ParsedDrawdown(pub Arc<Drawdown>);
+
 #[derive(Deserialize)]
 struct Peek<'a> {
     #[serde(borrow, default)]
@@ -196,7 +208,18 @@ async fn read_body(app: &App, class: RouteClass, req: &mut Request) -> Result<()
     if !json {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType));
     }
-    if matches!(class, RouteClass::Drawdown | RouteClass::Appeal) {
+    let parsed = (class == RouteClass::Drawdown)
+        .then(|| {
+            serde_json::from_slice::<DrawdownBody>(&bytes)
+                .ok()?
+                .validate()
+                .ok()
+        })
+        .flatten();
+    if let Some(d) = parsed {
+        req.extensions_mut().insert(UserKey::new(d.user.as_str()));
+        req.extensions_mut().insert(ParsedDrawdown(Arc::new(d)));
+    } else if matches!(class, RouteClass::Drawdown | RouteClass::Appeal) {
         // Cheap: borrows the id from the body; a malformed body is reported by the handler.
         if let Ok(Peek {
             user_id: Some(user),

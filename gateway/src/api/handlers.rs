@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use jiff::{Timestamp, ZonedDateTime, tz::TimeZone};
 use risk_core::{
-    Context, Decision, DrawdownRequest, Outcome, PublishError, Reason, Thresholds, UserId,
+    Channel, Context, Decision, DrawdownRequest, Outcome, PublishError, Reason, Thresholds, UserId,
     evaluate, quote,
 };
 use serde::Deserialize;
@@ -30,9 +30,41 @@ use std::time::{Duration, Instant};
 const MAX_COMMIT_ATTEMPTS: usize = 8;
 
 fn rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
-    ts.to_zoned_datetime(tz.clone())
-        .strftime("%Y-%m-%dT%H:%M:%S%:z")
-        .to_string()
+    let offset = tz.to_offset(ts);
+    let secs = offset.seconds();
+    let dt = offset.to_datetime(ts);
+    // The common case by hand (the strftime machinery was ~1,800 instructions a record); the
+    // rare rest (years past 4 digits, offsets with seconds) keeps the general formatter.
+    let (Ok(year), true) = (u16::try_from(dt.year()), secs % 60 == 0) else {
+        return ts
+            .to_zoned_datetime(tz.clone())
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string();
+    };
+    let mut out = String::with_capacity(25);
+    let mut two = |n: u32, sep: Option<char>| {
+        // Both digits are below 10: `from_digit` always answers.
+        out.push(char::from_digit(n / 10 % 10, 10).unwrap_or('0'));
+        out.push(char::from_digit(n % 10, 10).unwrap_or('0'));
+        if let Some(c) = sep {
+            out.push(c);
+        }
+    };
+    let year = u32::from(year);
+    two(year / 100, None);
+    two(year % 100, Some('-'));
+    two(dt.month().unsigned_abs().into(), Some('-'));
+    two(dt.day().unsigned_abs().into(), Some('T'));
+    two(dt.hour().unsigned_abs().into(), Some(':'));
+    two(dt.minute().unsigned_abs().into(), Some(':'));
+    two(
+        dt.second().unsigned_abs().into(),
+        Some(if secs < 0 { '-' } else { '+' }),
+    );
+    let minutes = secs.unsigned_abs() / 60;
+    two(minutes / 60, Some(':'));
+    two(minutes % 60, None);
+    out
 }
 
 fn zoned_rfc3339(z: &ZonedDateTime) -> String {
@@ -79,7 +111,12 @@ fn fingerprint(d: &Drawdown) -> Fingerprint {
     h.update(d.user.as_str().as_bytes());
     h.update(&[0]);
     h.update(&d.amount.get().to_le_bytes());
-    h.update(format!("{:?}", d.channel).as_bytes());
+    // The `Debug` name, as before: fingerprints are stored, so the bytes must not change.
+    h.update(match d.channel {
+        Channel::App => b"App".as_slice(),
+        Channel::Web => b"Web",
+        Channel::Partner => b"Partner",
+    });
     h.update(&[0]);
     h.update(d.device_id.as_deref().unwrap_or("").as_bytes());
     Fingerprint::from_bytes(*h.finalize().as_bytes())
@@ -150,12 +187,18 @@ pub async fn drawdown(
     State(app): State<App>,
     caller: axum::Extension<Caller>,
     deadline: Option<axum::Extension<Deadline>>,
+    parsed: Option<axum::Extension<super::edge::ParsedDrawdown>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|d| d.0.0);
     let key = idempotency_key(&headers)?;
-    let req = parse_json::<DrawdownBody>(&body)?.validate()?;
+    // The edge parsed and validated a good body already; anything else is parsed here,
+    // where its problems are reported.
+    let req = match parsed {
+        Some(p) => p.0.0,
+        None => Arc::new(parse_json::<DrawdownBody>(&body)?.validate()?),
+    };
     let fp = fingerprint(&req);
     let caller = caller.0.id.as_ref();
 
@@ -529,4 +572,66 @@ pub async fn openapi() -> Response {
         HeaderValue::from_static("application/json"),
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_by_hand_equals_strftime() {
+        let zones = [
+            "Asia/Shanghai",
+            "UTC",
+            "America/New_York",
+            "Asia/Kolkata",
+            "America/St_Johns",
+            "Pacific/Chatham",
+            "Europe/Amsterdam",
+        ];
+        // From before 1900 (offsets with seconds: the fallback) to 2200, in uneven steps.
+        let seconds = (0..4_000i64).map(|i| -2_300_000_000 + i * 2_123_456_789 / 1_000 + i % 7);
+        for name in zones {
+            let tz = TimeZone::get(name).unwrap();
+            for s in seconds.clone() {
+                let ts = Timestamp::new(s, 123_456_789).unwrap();
+                let want = ts
+                    .to_zoned_datetime(tz.clone())
+                    .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                    .to_string();
+                assert_eq!(rfc3339(ts, &tz), want, "{name} {s}");
+            }
+        }
+        for ts in [Timestamp::MIN, Timestamp::MAX] {
+            let tz = TimeZone::get("Asia/Shanghai").unwrap();
+            let want = ts
+                .to_zoned_datetime(tz.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string();
+            assert_eq!(rfc3339(ts, &tz), want);
+        }
+    }
+
+    #[test]
+    fn fingerprints_hash_the_channel_debug_name_as_before() {
+        for channel in [Channel::App, Channel::Web, Channel::Partner] {
+            let d = Drawdown {
+                user: UserId::parse("u-1").unwrap(),
+                amount: risk_core::Fen::new(500).unwrap(),
+                channel,
+                device_id: Some("d-1".into()),
+            };
+            let mut h = blake3::Hasher::new();
+            h.update(b"u-1");
+            h.update(&[0]);
+            h.update(&500u64.to_le_bytes());
+            h.update(format!("{channel:?}").as_bytes());
+            h.update(&[0]);
+            h.update(b"d-1");
+            assert_eq!(
+                fingerprint(&d),
+                Fingerprint::from_bytes(*h.finalize().as_bytes())
+            );
+        }
+    }
 }

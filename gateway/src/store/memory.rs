@@ -22,6 +22,11 @@
 //! record, purged or not; [`Store::load`] (which takes no time) answers a record until it is
 //! purged.
 //!
+//! # Hashing
+//! The maps hash with `foldhash` (randomly seeded per process), not std's SipHash: the keys
+//! are ids the gateway has validated (at most 64 characters), and SipHash was about a quarter
+//! of a commit's instructions (callgrind; `BENCHMARKS.md`, "gateway request path").
+//!
 //! # Poisoning
 //! No code panics while holding a lock (no indexing, no unwrap); should one ever, the next
 //! caller takes the lock anyway rather than fail every request of 1/64 of the users.
@@ -35,11 +40,14 @@ use super::{
 use super::{check_commit, format_like, invalid};
 use jiff::Timestamp;
 use risk_core::{UserId, UserState};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+/// The maps of the store (see the module docs, "Hashing").
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The memory store's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,7 +301,7 @@ impl MemoryStore {
                     user.clone(),
                     UserEntry {
                         state: state.clone(),
-                        keys: HashMap::new(),
+                        keys: HashMap::default(),
                     },
                 );
             }
