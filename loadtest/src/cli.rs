@@ -125,7 +125,7 @@ pub struct BureauArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// A shipped scenario name (double11, spring-festival, step-overload, steady,
-    /// bureau-slowdown) or a TOML file.
+    /// steady-bureau, bureau-slowdown) or a TOML file.
     #[arg(long)]
     pub scenario: String,
     /// Gateway URL; without it the gateway is started in-process.
@@ -159,6 +159,11 @@ pub struct RunArgs {
     /// Stretch (>1) or shrink (<1) time.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
+    /// Journeys per second the target sustains (from a `steady` run): every rate of the
+    /// scenario is multiplied by it (`step-overload` is written in multiples of capacity)
+    /// and the report states goodput as a share of it.
+    #[arg(long)]
+    pub capacity: Option<f64>,
     /// No progress line.
     #[arg(long)]
     pub no_progress: bool,
@@ -348,7 +353,10 @@ async fn cmd_bureau(args: BureauArgs) -> Result<ExitCode, Error> {
 }
 
 async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
-    let sc = Scenario::load(&args.scenario)?.scaled(args.scale)?;
+    let mut sc = Scenario::load(&args.scenario)?.scaled(args.scale)?;
+    if let Some(c) = args.capacity {
+        sc = sc.rates_times(c)?;
+    }
     let started = jiff::Timestamp::now();
     if args.target.is_some() && (sc.bureau.is_some() || !args.gateway_set.is_empty()) {
         return Err(Error::Target(format!(

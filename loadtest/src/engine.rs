@@ -28,7 +28,7 @@ use crate::population::{Behaviour, User, build_users};
 use crate::progress::Progress;
 use crate::recorder::{GroupInfo, JourneyEnd, JourneyOutcome, Recorder};
 use crate::results::{BureauResult, PhaseInfo, Results, ScenarioInfo, WindowSpan};
-use crate::scenario::{JourneyConfig, RetryConfig, Scenario, WindowAction};
+use crate::scenario::{JourneyConfig, Priority, RetryConfig, Scenario, WindowAction};
 use crate::target;
 
 /// How to run a scenario.
@@ -84,6 +84,8 @@ impl Live {
 
 struct Job {
     intended: Instant,
+    /// 0 for a first attempt.
+    attempt: u32,
     group: usize,
     endpoint: Endpoint,
     req: Request<Full<Bytes>>,
@@ -105,6 +107,8 @@ pub(crate) struct Shared {
     retry: RetryConfig,
     journey: JourneyConfig,
     behaviours: Vec<Behaviour>,
+    /// Each group's `X-Priority`, if it sends one.
+    priorities: Vec<Option<Priority>>,
     users: Vec<Vec<User>>,
     in_flight: Vec<AtomicU64>,
     retry_deadline: Instant,
@@ -166,6 +170,7 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
         retry: sc.retry.clone(),
         journey: sc.journey.clone(),
         behaviours: sc.population.groups.iter().map(|g| g.behaviour).collect(),
+        priorities: sc.population.groups.iter().map(|g| g.priority).collect(),
         users,
         in_flight: groups.iter().map(|_| AtomicU64::new(0)).collect(),
         retry_deadline: start + duration + grace / 2,
@@ -319,6 +324,7 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
         duration_s: duration.as_secs_f64(),
         seed: sc.seed,
         connections: sc.connections,
+        capacity: sc.capacity,
     };
     let mut results = finished.into_results(
         info,
@@ -438,6 +444,21 @@ async fn worker(sh: Arc<Shared>, rx: async_channel::Receiver<Job>) -> u64 {
             if job.endpoint == Endpoint::Drawdown {
                 rec.drawdown(job.intended, done, &answer);
             }
+            let priority = sh.priorities[job.group].map_or(
+                match job.endpoint {
+                    Endpoint::Drawdown => "critical",
+                    Endpoint::Quote => "default",
+                },
+                Priority::as_str,
+            );
+            rec.admission(
+                priority,
+                job.attempt,
+                job.endpoint,
+                (job.intended, done),
+                &answer,
+                Duration::from_millis(sh.deadline_ms),
+            );
         }
         // The journey may have been aborted by the drain deadline; nobody to tell then.
         let _ = job.reply.send(Reply { answer, done });
@@ -461,7 +482,13 @@ async fn call(
     };
     let mut attempt = 0;
     loop {
-        let Ok(req) = build(attempt) else {
+        let Ok(req) = build(attempt).map(|mut r| {
+            if let Some(p) = sh.priorities[group] {
+                r.headers_mut()
+                    .insert("x-priority", HeaderValue::from_static(p.as_str()));
+            }
+            r
+        }) else {
             return (Answer::Connection, intended);
         };
         sh.rec().offered(intended);
@@ -469,6 +496,7 @@ async fn call(
         let (tx, rx) = oneshot::channel();
         let job = Job {
             intended,
+            attempt,
             group,
             endpoint,
             req,
@@ -545,11 +573,20 @@ async fn run_journey(
     let think = Duration::from_millis(j.think_ms).mul_f64(rng.random_range(0.5..1.5));
 
     let quote_path = format!("/v1/credit-lines/{}", user.id);
+    let quote_deadline = j.deadline_ms.map(|d| d.to_string());
     let (quote, quote_intended) = call(
         sh,
         group,
         Endpoint::Quote,
-        |_| base_request(sh, Method::GET, &quote_path).body(Full::new(Bytes::new())),
+        |attempt| {
+            let mut b =
+                base_request(sh, Method::GET, &quote_path).header("x-retry-attempt", attempt);
+            // A scenario that sets a deadline gives the quote the same budget.
+            if let Some(d) = &quote_deadline {
+                b = b.header("x-request-deadline-ms", d.as_str());
+            }
+            b.body(Full::new(Bytes::new()))
+        },
         intended,
     )
     .await;

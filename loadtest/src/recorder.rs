@@ -8,10 +8,10 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::classify::{Answer, Cause, Decision};
+use crate::classify::{Answer, Cause, Decision, Endpoint};
 use crate::results::{
-    DrawdownSecond, GeneratorHealth, LatencySummary, Percentiles, PopulationResult, Results,
-    SecondResult, Totals, encode_histogram,
+    DrawdownSecond, GeneratorHealth, LatencySummary, Percentiles, PopulationResult, PrioritySecond,
+    Results, SecondResult, Totals, encode_histogram,
 };
 
 /// Sends later than this after their intended time count as late.
@@ -77,6 +77,7 @@ struct Second {
     approved: u64,
     hist: Histogram<u64>,
     drawdowns: DrawdownTally,
+    priorities: BTreeMap<&'static str, PrioritySecond>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +88,9 @@ struct DrawdownTally {
     rejected: u64,
     refused: u64,
     hist: Histogram<u64>,
+    in_deadline: u64,
+    admitted: u64,
+    admitted_hist: Histogram<u64>,
 }
 
 impl Second {
@@ -107,7 +111,11 @@ impl Second {
                 rejected: 0,
                 refused: 0,
                 hist: new_histogram(),
+                in_deadline: 0,
+                admitted: 0,
+                admitted_hist: new_histogram(),
             },
+            priorities: BTreeMap::new(),
         }
     }
 }
@@ -240,6 +248,54 @@ impl Recorder {
         }
     }
 
+    /// A request sent with admission `priority` (attempt 0 = first) and intended for
+    /// `intended` got `answer` at `done`; `deadline` is the client's budget. For the step
+    /// table: shed and success by priority, retry amplification, and for drawdowns the
+    /// goodput (decisions within the deadline) and the latency of admitted attempts.
+    pub fn admission(
+        &mut self,
+        priority: &'static str,
+        attempt: u32,
+        endpoint: Endpoint,
+        timing: (Instant, Instant),
+        answer: &Answer,
+        deadline: Duration,
+    ) {
+        let (intended, done) = timing;
+        let elapsed = done.saturating_duration_since(intended);
+        let served = match answer {
+            Answer::Quote { .. } => true,
+            Answer::Decision { raw_reason, .. } => {
+                raw_reason.as_deref() != Some("BUREAU_UNAVAILABLE_REVIEW")
+            }
+            _ => false,
+        };
+        let ok = served && elapsed <= deadline;
+        let shed = answer.refusal_cause() == Some(Cause::Capacity);
+        let s = self.second(done);
+        let p = s.priorities.entry(priority).or_default();
+        p.sent += 1;
+        if attempt == 0 {
+            p.first += 1;
+        }
+        if shed {
+            p.shed += 1;
+        }
+        if ok {
+            p.ok += 1;
+        }
+        if endpoint == Endpoint::Drawdown {
+            let d = &mut s.drawdowns;
+            if ok {
+                d.in_deadline += 1;
+            }
+            if !shed {
+                d.admitted += 1;
+                d.admitted_hist.saturating_record(micros(elapsed));
+            }
+        }
+    }
+
     /// A journey of `group` ended.
     pub fn journey(&mut self, group: usize, o: JourneyOutcome) {
         let p = &mut self.pops[group];
@@ -293,6 +349,11 @@ impl Recorder {
                     latency_ms: Percentiles::of(&s.hist),
                     histogram: encode_histogram(&s.hist)?,
                     drawdowns: drawdown_second(&s.drawdowns)?,
+                    priorities: s
+                        .priorities
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect(),
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -344,6 +405,13 @@ fn drawdown_second(d: &DrawdownTally) -> Result<DrawdownSecond, Error> {
             String::new()
         } else {
             encode_histogram(&d.hist)?
+        },
+        in_deadline: d.in_deadline,
+        admitted: d.admitted,
+        admitted_histogram: if d.admitted == 0 {
+            String::new()
+        } else {
+            encode_histogram(&d.admitted_hist)?
         },
     })
 }

@@ -103,6 +103,31 @@ pub struct DrawdownSecond {
     pub latency_ms: Percentiles,
     /// Its histogram (microseconds), V2 deflate, base64 (empty when `count` is 0).
     pub histogram: String,
+    /// Decisions answered within the drawdown's deadline (from the intended send time),
+    /// the bureau-fallback review (`BUREAU_UNAVAILABLE_REVIEW`) left out: the goodput.
+    #[serde(default)]
+    pub in_deadline: u64,
+    /// Attempts admitted by the gateway (everything but a 503 `CAPACITY_SHED`; a timeout
+    /// counts at the time the client gave up).
+    #[serde(default)]
+    pub admitted: u64,
+    /// Their histogram (microseconds), V2 deflate, base64 (empty when `admitted` is 0).
+    #[serde(default)]
+    pub admitted_histogram: String,
+}
+
+/// The requests of one admission priority completed in one second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrioritySecond {
+    /// First attempts.
+    pub first: u64,
+    /// All attempts (first and retries).
+    pub sent: u64,
+    /// Shed by admission (503 `CAPACITY_SHED`).
+    pub shed: u64,
+    /// Answered (a quote or a decision other than the bureau-fallback review) within the
+    /// deadline: with `first`, the success rate per intent.
+    pub ok: u64,
 }
 
 /// The scenario as run.
@@ -120,6 +145,10 @@ pub struct ScenarioInfo {
     pub seed: u64,
     /// Client connections.
     pub connections: usize,
+    /// `--capacity`: the journeys per second the rates are multiples of (measured with
+    /// `steady`); goodput is reported as a share of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<f64>,
 }
 
 /// One phase as run.
@@ -231,6 +260,10 @@ pub struct SecondResult {
     /// The drawdowns among them.
     #[serde(default)]
     pub drawdowns: DrawdownSecond,
+    /// The same answers by the admission priority they were sent with (`X-Priority`, else
+    /// the gateway's default: drawdowns `critical`, quotes `default`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub priorities: BTreeMap<String, PrioritySecond>,
 }
 
 /// Whether the generator kept up with its schedule.

@@ -29,6 +29,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
     ("steady", include_str!("../scenarios/steady.toml")),
     (
+        "steady-bureau",
+        include_str!("../scenarios/steady-bureau.toml"),
+    ),
+    (
         "bureau-slowdown",
         include_str!("../scenarios/bureau-slowdown.toml"),
     ),
@@ -74,6 +78,11 @@ pub struct Scenario {
     /// (e.g. `[gateway.bureau]`); `--gateway-set` overrides them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<toml::Table>,
+    /// Set by [`Scenario::rates_times`] (`--capacity`), never read from the file: the rates
+    /// are multiples of this many journeys per second, and the report's step table states
+    /// goodput as a share of it.
+    #[serde(skip)]
+    pub capacity: Option<f64>,
 }
 
 /// `[bureau]`: the simulator a scenario starts (see [`crate::bureau`]).
@@ -303,6 +312,33 @@ pub struct Group {
     /// Seeded fields that differ from the profile's defaults.
     #[serde(default, skip_serializing_if = "SeedOverrides::is_empty")]
     pub overrides: SeedOverrides,
+    /// `X-Priority` on every request of these users (absent: none sent, so the gateway's
+    /// default applies: drawdowns `critical`, credit-line queries `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+}
+
+/// An `X-Priority` a group's clients send (the gateway's admission priorities).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Shed first.
+    Low,
+    /// Between.
+    Default,
+    /// Kept longest.
+    Critical,
+}
+
+impl Priority {
+    /// The header value and the label in results.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Default => "default",
+            Priority::Critical => "critical",
+        }
+    }
 }
 
 /// What a journey does.
@@ -315,7 +351,8 @@ pub struct JourneyConfig {
     pub amount_min_fen: u64,
     /// Largest amount a user wants.
     pub amount_max_fen: u64,
-    /// The drawdown's `X-Request-Deadline-Ms` (the budget the gateway works within); default
+    /// The drawdown's `X-Request-Deadline-Ms` (the budget the gateway works within), also
+    /// sent on the quote when set; default
     /// `request_timeout_ms`. Smaller than the timeout, the client keeps waiting past its
     /// deadline, so a late answer is measured rather than cut.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -513,6 +550,30 @@ impl Scenario {
         Ok(self)
     }
 
+    /// Multiplies every rate by `c` (`--capacity`: a scenario whose rates are multiples of
+    /// the capacity measured with `steady`, such as `step-overload`).
+    pub fn rates_times(mut self, c: f64) -> Result<Self, Error> {
+        if !(c.is_finite() && c > 0.0) {
+            return Err(Error::scenario(&self.name, "--capacity must be > 0"));
+        }
+        for p in &mut self.phases {
+            match &mut p.rate {
+                Shape::Constant { rate } => *rate *= c,
+                Shape::Ramp { from, to } => {
+                    *from *= c;
+                    *to *= c;
+                }
+                Shape::Step { levels } => levels.iter_mut().for_each(|l| *l *= c),
+                Shape::Spike { base, peak, .. } => {
+                    *base *= c;
+                    *peak *= c;
+                }
+            }
+        }
+        self.capacity = Some(c);
+        Ok(self)
+    }
+
     /// Total length of the phases.
     pub fn duration(&self) -> Duration {
         Duration::from_secs_f64(self.phases.iter().map(|p| p.duration_s).sum())
@@ -702,6 +763,27 @@ mod tests {
         let n = twice.arrivals().len() as f64;
         assert!((n / base - 2.0).abs() < 0.01, "{n} vs 2 x {base}");
         assert!(sc.scaled(0.0).is_err());
+    }
+
+    #[test]
+    fn capacity_multiplies_rates_and_priorities_parse() {
+        let sc = Scenario::load("step-overload").unwrap();
+        assert_eq!(sc.capacity, None);
+        let rates: Vec<f64> = sc.phases.iter().map(|p| p.rate.max_rate()).collect();
+        let times = sc.clone().rates_times(40.0).unwrap();
+        assert_eq!(times.capacity, Some(40.0));
+        let scaled: Vec<f64> = times.phases.iter().map(|p| p.rate.max_rate()).collect();
+        assert_eq!(scaled, rates.iter().map(|r| r * 40.0).collect::<Vec<_>>());
+        assert!((times.arrivals().len() as f64 / sc.arrivals().len() as f64 - 40.0).abs() < 1.0);
+        assert!(sc.clone().rates_times(0.0).is_err());
+        let prios: Vec<_> = sc.population.groups.iter().map(|g| g.priority).collect();
+        assert!(prios.contains(&Some(Priority::Low)) && prios.contains(&None));
+        let err = Scenario::from_toml(
+            "x",
+            "name='x'\n[population]\nusers=1\n[[population.group]]\nname='g'\nprofile='good'\nshare=1\npriority='urgent'\n[[phase]]\nname='p'\nduration_s=1\nrate={shape='constant',rate=1}\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("urgent"), "{err}");
     }
 
     #[test]

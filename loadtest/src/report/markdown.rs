@@ -124,6 +124,7 @@ pub fn summary_markdown(r: &Results) -> String {
         "\n**Per population** (rates over user intents; ground truth the gateway never saw)\n\n",
     );
     population_rows(&mut s, r);
+    s.push_str(&super::steps::markdown(r));
     s.push_str(&super::bureau::markdown(r));
     gates(&mut s, r);
     if !r.warnings.is_empty() {

@@ -5,6 +5,7 @@ pub mod bureau;
 pub mod charts;
 mod html;
 mod markdown;
+pub mod steps;
 
 use std::path::{Path, PathBuf};
 
