@@ -20,6 +20,10 @@ use crate::scenario::BureauChange;
 /// Prefix of the gateway metrics kept.
 pub const GATEWAY_PREFIX: &str = "gateway_bureau_";
 
+/// Further gateway series kept in the samples: admission (limit, latencies, sheds by
+/// priority and cause, sojourn) and the overload actions, to follow a limiter over a run.
+pub const GATEWAY_EXTRA_PREFIXES: &[&str] = &["gateway_admission_", "gateway_overload_"];
+
 /// The series of a Prometheus / OpenMetrics text exposition whose name starts with `prefix`,
 /// with their values; histogram buckets are left out (their `_sum` and `_count` stay).
 pub fn parse_metrics(text: &str, prefix: &str) -> BTreeMap<String, f64> {
@@ -67,10 +71,12 @@ async fn scrape(conn: &mut Conn, target: &TargetAddr) -> Result<BTreeMap<String,
     if resp.status() != StatusCode::OK {
         return Err(format!("GET /metrics: HTTP {}", resp.status()));
     }
-    Ok(parse_metrics(
-        &String::from_utf8_lossy(resp.body()),
-        GATEWAY_PREFIX,
-    ))
+    let text = String::from_utf8_lossy(resp.body());
+    let mut out = parse_metrics(&text, GATEWAY_PREFIX);
+    for prefix in GATEWAY_EXTRA_PREFIXES {
+        out.extend(parse_metrics(&text, prefix));
+    }
+    Ok(out)
 }
 
 /// What the timeline saw.

@@ -154,6 +154,19 @@ pub fn peak_goodput(r: &Results, window: usize) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// A rate of `priority` as a percentage, or "–" when its denominator is zero.
+fn rate(
+    row: &StepRow,
+    priority: &str,
+    f: fn(&StepRow, &str) -> f64,
+    denominator: fn(&PrioritySecond) -> u64,
+) -> String {
+    match row.priorities.get(priority).map(denominator) {
+        Some(n) if n > 0 => pct(f(row, priority)),
+        _ => "–".into(),
+    }
+}
+
 /// The Markdown step table (empty unless the run recorded admission priorities).
 pub fn markdown(r: &Results) -> String {
     if r.seconds.iter().all(|s| s.priorities.is_empty()) {
@@ -176,7 +189,7 @@ pub fn markdown(r: &Results) -> String {
         let opt = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("–".into(), f);
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {} | {}{} | {:.1} | {} | {:.1} | {:.0} / {:.0} / {:.0} | {} | {} | {} | {} | {} | {:.2} |",
+            "| {} | {:.0} | {} | {}{} | {:.1} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {:.2} |",
             row.name,
             row.offered_rate,
             opt(row.load, &|x| format!("{x:.1}")),
@@ -189,14 +202,19 @@ pub fn markdown(r: &Results) -> String {
             row.goodput_rate,
             opt(row.goodput_share, &pct),
             row.drawdown_goodput_rate,
-            row.admitted.p50,
-            row.admitted.p99,
-            row.admitted.p999,
-            pct(row.shed_rate("low")),
-            pct(row.shed_rate("default")),
-            pct(row.shed_rate("critical")),
-            pct(row.success_rate("low")),
-            pct(row.success_rate("critical")),
+            if row.admitted_count == 0 {
+                "– (none)".to_owned()
+            } else {
+                format!(
+                    "{:.0} / {:.0} / {:.0}",
+                    row.admitted.p50, row.admitted.p99, row.admitted.p999
+                )
+            },
+            rate(&row, "low", StepRow::shed_rate, |p| p.sent),
+            rate(&row, "default", StepRow::shed_rate, |p| p.sent),
+            rate(&row, "critical", StepRow::shed_rate, |p| p.sent),
+            rate(&row, "low", StepRow::success_rate, |p| p.first),
+            rate(&row, "critical", StepRow::success_rate, |p| p.first),
             row.retry_amplification,
         );
     }
