@@ -14,6 +14,7 @@
 #
 #   benches/step-overload.sh
 #   CAPACITY=48 ONLY="adaptive" benches/step-overload.sh     # skip the probe / other configs
+#   ONLY="off fixed adaptive adaptive-q8" benches/step-overload.sh  # adaptive-qN: queue N
 #
 # Set CARGO_TARGET_DIR to build elsewhere than target/. Needs jq.
 set -euo pipefail
@@ -42,6 +43,9 @@ for config in $ONLY; do
     off) args=("${OFF[@]}") ;;
     fixed) args=() ;;
     adaptive) args=(--gateway-config gateway/config/adaptive.toml) ;;
+    # The same with the policy's queue (the admission queue, 256 by default) set to N.
+    adaptive-q*) args=(--gateway-config gateway/config/adaptive.toml
+      --gateway-set "policy.normal.queue=${config#adaptive-q}") ;;
     *) echo "unknown configuration $config" >&2; exit 1 ;;
   esac
   "$LT" run --scenario step-overload --capacity "$CAPACITY" "${args[@]}" --no-progress \
