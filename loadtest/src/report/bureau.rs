@@ -79,7 +79,7 @@ fn sample_at(samples: &[BureauSample], t: f64) -> Option<&BureauSample> {
 pub struct Span {
     /// Phase name, or `a–b s`.
     pub name: String,
-    /// Drawdown attempts completed in the span.
+    /// Drawdown attempts intended in the span.
     pub drawdowns: u64,
     /// Drawdown latency p50, ms.
     pub p50: f64,
@@ -289,7 +289,7 @@ pub fn markdown(r: &Results) -> String {
         return String::new();
     };
     let mut s = format!(
-        "\n**Credit bureau** — {}\n\nGateway settings over its configuration: `{}`\n\nPer phase (drawdowns by completion time; \"no decision\" = 429/503/timeout):\n\n",
+        "\n**Credit bureau** — {}\n\nGateway settings over its configuration: `{}`\n\nPer phase (drawdowns by intended send time; latency from it; \"no decision\" = 429/503/timeout):\n\n",
         describe(b),
         settings(b)
     );
@@ -453,7 +453,7 @@ pub fn html(r: &Results, seconds: f64, max_ms: f64) -> Result<String, Error> {
         return Ok(String::new());
     };
     Ok(format!(
-        "<h2>Credit bureau</h2><p>{}</p><p>Gateway settings over its configuration: <code>{}</code></p><h3>Per phase</h3>{}<figure id=\"chart-bureau\">{}</figure><h3>Every 5 s</h3>{}",
+        "<h2>Credit bureau</h2><p>{}</p><p>Gateway settings over its configuration: <code>{}</code></p><h3>Per phase</h3><p>Drawdowns by intended send time, latency from it; \"no decision\" = 429/503/timeout.</p>{}<figure id=\"chart-bureau\">{}</figure><h3>Every 5 s</h3>{}",
         esc(&describe(b)),
         esc(&settings(b)),
         html_table(&phase_spans(r), b.deadline_ms),
