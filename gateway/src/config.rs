@@ -1,7 +1,8 @@
 //! Configuration: one TOML file, overridden by environment variables and flags.
 //!
 //! Precedence, lowest first: built-in defaults, the file (`--config` / `GATEWAY_CONFIG`), the
-//! environment (`GATEWAY_LISTEN`, `GATEWAY_API_KEYS`, `GATEWAY_ADMIN_TOKEN`, `GATEWAY_STORE`),
+//! environment (`GATEWAY_LISTEN`, `GATEWAY_API_KEYS`, `GATEWAY_ADMIN_TOKEN`, `GATEWAY_STORE`,
+//! `GATEWAY_BUREAU_URL`),
 //! then flags. Every invalid value is reported with its key.
 
 use crate::policy::{LimitsPatch, PolicyConfig, PolicyConfigError, WindowConfig};
@@ -38,6 +39,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Logs.
     pub log: LogConfig,
+    /// The external credit bureau (off unless `bureau.url` is set).
+    pub bureau: crate::bureau::BureauConfig,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             admission: AdmissionConfig::default(),
             policy: default_policy(),
             log: LogConfig::default(),
+            bureau: crate::bureau::BureauConfig::default(),
         }
     }
 }
@@ -590,6 +594,8 @@ pub struct Overrides {
     pub admin_token: Option<String>,
     /// `GATEWAY_STORE` / `--store`.
     pub store: Option<String>,
+    /// `GATEWAY_BUREAU_URL` / `--bureau-url`.
+    pub bureau_url: Option<String>,
 }
 
 impl Config {
@@ -646,6 +652,9 @@ impl Config {
         }
         if let Some(store) = o.store {
             self.store = store;
+        }
+        if let Some(url) = o.bureau_url {
+            self.bureau.url = Some(url);
         }
         Ok(())
     }
@@ -743,6 +752,7 @@ impl Config {
         self.admission.validate()?;
         self.server.overload.validate()?;
         self.policy.validate()?;
+        self.bureau.validate()?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 //! - [`policy`]: peak windows and the active policy snapshot.
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
+//! - [`bureau`]: the external credit bureau under a latency budget, bulkhead and breaker.
 //! - [`store`]: the store interface, its in-memory and Redis implementations.
 //! - [`api`]: routes, wire types, errors, the edge middleware.
 //! - [`metrics`]: Prometheus metrics.
@@ -29,6 +30,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod bureau;
 pub mod clock;
 pub mod config;
 pub mod embedded;
@@ -159,6 +161,7 @@ impl Gateway {
             _ => limits,
         };
         let auth = Auth::new(&config.api_keys, &config.admin_token);
+        let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)?;
 
         // Registered with every store (a local document is never stale) so dashboards
         // find the series.
@@ -188,6 +191,7 @@ impl Gateway {
             limits,
             admission,
             metrics,
+            bureau,
             registry,
             auth,
             clock,

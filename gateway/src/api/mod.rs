@@ -149,6 +149,8 @@ pub struct AppState {
     pub admission: Admission,
     /// Metrics.
     pub metrics: Metrics,
+    /// The credit bureau (`None`: off).
+    pub bureau: Option<crate::bureau::Bureau>,
     /// The registry `/metrics` encodes.
     pub registry: Registry,
     /// Credentials.
