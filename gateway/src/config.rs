@@ -158,6 +158,18 @@ pub struct RedisSettings {
     pub decision_retention_days: u32,
     /// How often the thresholds pointer is read besides pub/sub notices, in milliseconds.
     pub threshold_poll_ms: u64,
+    /// Redis Cluster: the `store` URL and `cluster_nodes` are seed nodes of one cluster.
+    pub cluster: bool,
+    /// More seed nodes (`redis://host:port`) besides the `store` URL; only with `cluster`.
+    pub cluster_nodes: Vec<String>,
+    /// The global per-route rate limits are shared by every instance (one GCRA bucket per
+    /// route class in Redis) instead of applying to each instance alone.
+    pub shared_global_limit: bool,
+    /// Longest wait for the shared limit's answer, in milliseconds (1 to 1000); later, the
+    /// request is decided by the local fallback.
+    pub global_limit_timeout_ms: u64,
+    /// Instances sharing the global limit: the local fallback admits `1 / instances` of it.
+    pub global_limit_instances: u32,
 }
 
 impl Default for RedisSettings {
@@ -172,6 +184,11 @@ impl Default for RedisSettings {
             key_prefix: d.key_prefix,
             decision_retention_days: 30,
             threshold_poll_ms: ms(d.threshold_poll),
+            cluster: d.cluster,
+            cluster_nodes: d.cluster_nodes,
+            shared_global_limit: false,
+            global_limit_timeout_ms: 5,
+            global_limit_instances: 1,
         }
     }
 }
@@ -390,6 +407,25 @@ impl Config {
                 ));
             }
         }
+        let r = &self.redis;
+        if r.shared_global_limit && self.redis_config().is_none() {
+            return Err(ConfigError::invalid(
+                "redis.shared_global_limit",
+                "needs the store on Redis",
+            ));
+        }
+        if !(1..=1000).contains(&r.global_limit_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "redis.global_limit_timeout_ms",
+                "must be from 1 to 1000",
+            ));
+        }
+        if !(1..=1024).contains(&r.global_limit_instances) {
+            return Err(ConfigError::invalid(
+                "redis.global_limit_instances",
+                "must be from 1 to 1024",
+            ));
+        }
         let s = &self.server;
         let positive = [
             ("server.max_connections", u64::from(s.max_connections)),
@@ -431,6 +467,8 @@ impl Config {
         let r = &self.redis;
         Some(crate::store::RedisConfig {
             url: self.store.clone(),
+            cluster: r.cluster,
+            cluster_nodes: r.cluster_nodes.clone(),
             pool_size: usize::try_from(r.pool_size).unwrap_or(usize::MAX),
             pool_wait_timeout: Duration::from_millis(r.pool_wait_timeout_ms),
             connect_timeout: Duration::from_millis(r.connect_timeout_ms),
@@ -539,6 +577,51 @@ mod tests {
             "redis.key_prefix"
         );
         assert_eq!(key("store = \"redis://[::1\"\n"), "store");
+        assert_eq!(
+            key(&format!(
+                "{url}[redis]\ncluster_nodes = [\"redis://b:7002\"]\n"
+            )),
+            "redis.cluster_nodes"
+        );
+        assert_eq!(
+            key(&format!(
+                "{url}[redis]\ncluster = true\ncluster_nodes = [\"http://b\"]\n"
+            )),
+            "redis.cluster_nodes"
+        );
+        assert_eq!(
+            key("store = \"redis://a:7001/2\"\n[redis]\ncluster = true\n"),
+            "store"
+        );
+        let c = Config::from_toml(&format!(
+            "{url}[redis]\ncluster = true\ncluster_nodes = [\"redis://127.0.0.1:7002\"]\n"
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        let rc = c.redis_config().unwrap();
+        assert!(rc.cluster);
+        assert_eq!(
+            key("[redis]\nshared_global_limit = true\n"),
+            "redis.shared_global_limit"
+        );
+        assert_eq!(
+            key(&format!("{url}[redis]\nglobal_limit_timeout_ms = 0\n")),
+            "redis.global_limit_timeout_ms"
+        );
+        assert_eq!(
+            key(&format!("{url}[redis]\nglobal_limit_instances = 0\n")),
+            "redis.global_limit_instances"
+        );
+        Config::from_toml(&format!(
+            "{url}[redis]\nshared_global_limit = true\nglobal_limit_instances = 4\n"
+        ))
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(
+            rc.seeds(),
+            ["redis://127.0.0.1:7001", "redis://127.0.0.1:7002"]
+        );
         let mut c = Config::default();
         c.apply(Overrides {
             store: Some("redis://127.0.0.1:7002".into()),

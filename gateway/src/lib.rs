@@ -141,6 +141,19 @@ impl Gateway {
         let admission = admission::Admission::new(&policy);
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = metrics::Metrics::register(&mut registry);
+        let limit_metrics = ratelimit::GlobalLimitMetrics::register(&mut registry);
+        let limits = match &store {
+            AnyStore::Redis(redis) if config.redis.shared_global_limit => {
+                limits.with_shared(ratelimit::SharedGlobalLimiter::new(
+                    redis.clone(),
+                    &policy,
+                    config.redis.global_limit_instances,
+                    Duration::from_millis(config.redis.global_limit_timeout_ms),
+                    limit_metrics,
+                ))
+            }
+            _ => limits,
+        };
         let auth = Auth::new(&config.api_keys, &config.admin_token);
 
         // Registered with every store (a local document is never stale) so dashboards

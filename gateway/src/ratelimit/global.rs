@@ -39,18 +39,30 @@ struct State {
 pub struct GlobalLimiter {
     policy: Policy,
     state: ArcSwap<State>,
+    /// This limiter admits `1 / instances` of each rate (see [`GlobalLimiter::scaled`]).
+    instances: u32,
 }
 
 impl GlobalLimiter {
     /// Limiters for the policy's current window, following its changes.
     pub fn new(policy: &Policy) -> Self {
+        Self::scaled(policy, 1)
+    }
+
+    /// Limiters admitting this instance's share of each rate when `instances` share it: a
+    /// rate of `r`/s with burst `b` becomes `r / instances` per second with burst
+    /// `ceil(b / instances)` (at least 1). The cluster-wide limit's fallback while Redis is
+    /// unavailable ([`super::SharedGlobalLimiter`]).
+    pub fn scaled(policy: &Policy, instances: u32) -> Self {
+        let instances = instances.max(1);
         let snapshot = policy.current();
         GlobalLimiter {
             policy: policy.clone(),
             state: ArcSwap::from_pointee(State {
                 generation: snapshot.generation,
-                limiters: Arc::new(Limiters::new(snapshot.limits.global)),
+                limiters: Arc::new(Limiters::new(snapshot.limits.global, instances)),
             }),
+            instances,
         }
     }
 
@@ -89,7 +101,7 @@ impl GlobalLimiter {
                 policy.generation = snapshot.generation,
                 "global rate limits changed"
             );
-            Arc::new(Limiters::new(snapshot.limits.global))
+            Arc::new(Limiters::new(snapshot.limits.global, self.instances))
         };
         let next = Arc::new(State {
             generation: snapshot.generation,
@@ -107,8 +119,9 @@ impl GlobalLimiter {
 }
 
 impl Limiters {
-    fn new(rates: GlobalLimits) -> Self {
-        let direct = |rate: Rate| RateLimiter::direct_with_clock(quota(rate), TokioClock);
+    fn new(rates: GlobalLimits, instances: u32) -> Self {
+        let direct =
+            |rate: Rate| RateLimiter::direct_with_clock(quota(rate, instances), TokioClock);
         Limiters {
             rates,
             by_class: [
@@ -120,11 +133,20 @@ impl Limiters {
     }
 }
 
-fn quota(rate: Rate) -> Quota {
+fn quota(rate: Rate, instances: u32) -> Quota {
     // Validation refuses zero rates; a zero that slipped through means "1".
     let per_second = NonZeroU32::new(rate.per_second).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
-    Quota::per_second(per_second).allow_burst(burst)
+    if instances <= 1 {
+        let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
+        return Quota::per_second(per_second).allow_burst(burst);
+    }
+    // One cell every `instances / per_second` seconds.
+    let nanos = 1_000_000_000 * u64::from(instances) / u64::from(per_second.get());
+    let burst = NonZeroU32::new(rate.burst.div_ceil(instances)).unwrap_or(NonZeroU32::MIN);
+    match Quota::with_period(std::time::Duration::from_nanos(nanos.max(1))) {
+        Some(q) => q.allow_burst(burst),
+        None => Quota::per_second(per_second).allow_burst(burst),
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +214,30 @@ mod tests {
             limiter.check(RouteClass::Drawdown).unwrap();
         }
         assert!(limiter.check(RouteClass::Drawdown).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scaled_limiter_admits_its_share() {
+        // 10/s burst 3 shared by 2 instances: burst 2, one every 200 ms.
+        let limiter = GlobalLimiter::scaled(&policy(), 2);
+        for _ in 0..2 {
+            limiter.check(RouteClass::Drawdown).unwrap();
+        }
+        assert!(limiter.check(RouteClass::Drawdown).is_err());
+        tokio::time::advance(Duration::from_millis(150)).await;
+        assert!(limiter.check(RouteClass::Drawdown).is_err());
+        tokio::time::advance(Duration::from_millis(50)).await;
+        limiter.check(RouteClass::Drawdown).unwrap();
+        assert!(limiter.check(RouteClass::Drawdown).is_err());
+        // Scaled limiters follow the policy too: the peak window's 1/s becomes 1 per 2 s.
+        let policy = policy();
+        let limiter = GlobalLimiter::scaled(&policy, 2);
+        policy.force(Some("peak")).unwrap();
+        limiter.check(RouteClass::Drawdown).unwrap();
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+        assert!(limiter.check(RouteClass::Drawdown).is_err());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        limiter.check(RouteClass::Drawdown).unwrap();
     }
 
     #[tokio::test(start_paused = true)]

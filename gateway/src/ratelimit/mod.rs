@@ -4,6 +4,8 @@
 //!   (drawdown, credit line, appeal), rates from the active peak window.
 //! - [`UserLimiter`]: a GCRA bucket per user id, quota by window and risk grade, memory
 //!   bounded to a configured number of users however many distinct users arrive.
+//! - [`SharedGlobalLimiter`]: optionally, the global limit shared by every instance through
+//!   Redis, with the local limiter scaled to this instance's share as its fallback.
 //! - [`RateLimits`]: both, as one cheap handle; [`RateLimits::layer`] makes the
 //!   [`RateLimitLayer`] that checks global then per-user limits before the inner service and
 //!   fails with a boxed [`RateLimited`] (scope + `Retry-After`) otherwise.
@@ -15,7 +17,7 @@
 //! [`UserGrade`]); see [`crate::admission::request`].
 //!
 //! # Layout
-//! - `global.rs`, `user.rs`: the limiters; `error.rs`: [`RateLimited`], [`Scope`].
+//! - `global.rs`, `user.rs`, `shared.rs`: the limiters; `error.rs`: [`RateLimited`], [`Scope`].
 //! - `layer.rs`, `service.rs`, `future.rs`: the middleware.
 //!
 //! # Example
@@ -45,6 +47,7 @@ mod future;
 mod global;
 mod layer;
 mod service;
+mod shared;
 mod user;
 
 use std::sync::Arc;
@@ -56,6 +59,7 @@ pub use self::future::ResponseFuture;
 pub use self::global::GlobalLimiter;
 pub use self::layer::RateLimitLayer;
 pub use self::service::RateLimit;
+pub use self::shared::{GlobalLimitMetrics, RETRY_REDIS_AFTER, SharedGlobalLimiter};
 pub use self::user::UserLimiter;
 pub use crate::admission::request::{RouteClass, UserGrade, UserKey};
 use crate::policy::Policy;
@@ -77,6 +81,8 @@ impl governor::clock::Clock for TokioClock {
 pub struct RateLimits {
     global: Arc<GlobalLimiter>,
     user: Arc<UserLimiter>,
+    /// When set, decides the global limits instead of `global` (see [`SharedGlobalLimiter`]).
+    shared: Option<Arc<SharedGlobalLimiter>>,
 }
 
 impl RateLimits {
@@ -86,6 +92,31 @@ impl RateLimits {
         RateLimits {
             global: Arc::new(GlobalLimiter::new(policy)),
             user: Arc::new(UserLimiter::new(policy, max)),
+            shared: None,
+        }
+    }
+
+    /// These limits with the global ones shared through Redis: the middleware then checks
+    /// them asynchronously ([`SharedGlobalLimiter::check`]) before the per-user limit.
+    #[must_use]
+    pub fn with_shared(mut self, shared: SharedGlobalLimiter) -> Self {
+        self.shared = Some(Arc::new(shared));
+        self
+    }
+
+    /// The shared global limiter, if the global limits are shared.
+    pub fn shared(&self) -> Option<&SharedGlobalLimiter> {
+        self.shared.as_deref()
+    }
+
+    /// The per-user limit of a request, by its extensions ([`UserKey`], [`UserGrade`]).
+    pub fn check_user_request<B>(&self, req: &http::Request<B>) -> Result<(), RateLimited> {
+        let ext = req.extensions();
+        match ext.get::<UserKey>() {
+            Some(user) => self
+                .user
+                .check(&user.0, ext.get::<UserGrade>().map(|g| g.0)),
+            None => Ok(()),
         }
     }
 

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use tower::{BoxError, Service};
 
-use super::{RateLimits, ResponseFuture};
+use super::{RateLimits, ResponseFuture, RouteClass, SharedGlobalLimiter};
 
 /// Checks the global, then the per-user limit of each request; a refused request never
 /// reaches the inner service and fails with a boxed [`super::RateLimited`].
@@ -26,18 +26,38 @@ impl<S> RateLimit<S> {
 
 impl<S, B> Service<http::Request<B>> for RateLimit<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
     S::Error: Into<BoxError>,
+    B: Send + 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, S::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let class = req.extensions().get::<RouteClass>().copied();
+        if let Some(class) = class
+            && self.limits.shared().is_some()
+            && SharedGlobalLimiter::limits(class)
+        {
+            // The readied service goes into the future; a clone stays for the next call.
+            let ready = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, ready);
+            let limits = self.limits.clone();
+            return ResponseFuture::shared(Box::pin(async move {
+                let refused = |e: super::RateLimited| -> BoxError { Box::new(e) };
+                if let Some(shared) = limits.shared() {
+                    shared.check(class).await.map_err(refused)?;
+                }
+                limits.check_user_request(&req).map_err(refused)?;
+                inner.call(req).await.map_err(Into::into)
+            }));
+        }
         match self.limits.check_request(&req) {
             Ok(()) => ResponseFuture::called(self.inner.call(req)),
             Err(refused) => ResponseFuture::refused(refused),

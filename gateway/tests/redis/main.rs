@@ -33,6 +33,16 @@ async fn gateway(redis_url: &str) -> Gw {
 
 /// A gateway sharing `prefix` (another instance's data) with its thresholds poll period.
 async fn gateway_with(redis_url: &str, prefix: &str, poll_ms: u64) -> Gw {
+    gateway_tweaked(redis_url, prefix, poll_ms, |_| {}).await
+}
+
+/// [`gateway_with`], with `tweak` applied to the configuration last.
+async fn gateway_tweaked(
+    redis_url: &str,
+    prefix: &str,
+    poll_ms: u64,
+    tweak: impl FnOnce(&mut Config),
+) -> Gw {
     let mut c = Config {
         api_keys: vec![KEY.into()],
         admin_token: ADMIN.into(),
@@ -45,6 +55,7 @@ async fn gateway_with(redis_url: &str, prefix: &str, poll_ms: u64) -> Gw {
     c.redis.command_timeout_ms = 1_000;
     c.redis.pool_wait_timeout_ms = 2_000;
     c.policy.normal = LimitsPatch::unlimited();
+    tweak(&mut c);
     let noon = jiff::civil::date(2026, 6, 1)
         .at(12, 0, 0, 0)
         .in_tz("Asia/Shanghai")
@@ -142,7 +153,12 @@ impl Gw {
 /// replays included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_answers_503_and_recovers_without_a_gateway_restart() {
-    let Some(mut redis) = RedisServer::start(Options { aof: true }).await else {
+    let Some(mut redis) = RedisServer::start(Options {
+        aof: true,
+        ..Options::default()
+    })
+    .await
+    else {
         return;
     };
     let t = gateway(&redis.url()).await;
@@ -188,13 +204,62 @@ async fn outage_answers_503_and_recovers_without_a_gateway_restart() {
 /// and no idempotency key has two decisions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invariants_hold_across_a_restart() {
-    const USERS: usize = 8;
-    const WORKERS: usize = 16;
-    const PER_WORKER: usize = 30;
-    let Some(mut redis) = RedisServer::start(Options { aof: true }).await else {
+    let Some(mut redis) = RedisServer::start(Options {
+        aof: true,
+        ..Options::default()
+    })
+    .await
+    else {
         return;
     };
     let t = Arc::new(gateway(&redis.url()).await);
+    let outage = async {
+        redis.kill().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        redis.restart().await;
+    };
+    invariants_across(t, outage).await;
+}
+
+/// The same on a 3-node Redis Cluster (AOF on every node): one node is killed and restarted
+/// in the middle; it comes back with its slots and data, and the gateway reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invariants_hold_across_a_cluster_node_restart() {
+    let Some(mut cluster) = redis_server::RedisCluster::start_with(Options {
+        aof: true,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let t = Arc::new(
+        gateway_tweaked(
+            &cluster.nodes[0].url(),
+            &redis_server::unique("gw"),
+            2_000,
+            |c| {
+                c.redis.cluster = true;
+                c.redis.cluster_nodes = cluster.nodes[1..].iter().map(RedisServer::url).collect();
+            },
+        )
+        .await,
+    );
+    let outage = async {
+        let node = &mut cluster.nodes[1];
+        node.kill().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        node.restart().await;
+    };
+    invariants_across(t, outage).await;
+}
+
+/// Runs the concurrent drawdowns on `t`, awaits `outage` once a third of them are answered,
+/// then checks the invariants.
+async fn invariants_across(t: Arc<Gw>, outage: impl Future<Output = ()>) {
+    const USERS: usize = 8;
+    const WORKERS: usize = 16;
+    const PER_WORKER: usize = 30;
     t.ready().await;
     for u in 0..USERS {
         t.user(&format!("u-inv-{u}"), 60_000).await;
@@ -236,9 +301,7 @@ async fn invariants_hold_across_a_restart() {
     // Kill Redis once a third of the answers are in, then bring it back.
     let third = u32::try_from(WORKERS * PER_WORKER / 3).unwrap();
     answered.acquire_many(third).await.unwrap().forget();
-    redis.kill().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    redis.restart().await;
+    outage.await;
 
     let mut refused_total = 0;
     let mut answered_ids: HashMap<String, HashSet<String>> = HashMap::new();
@@ -585,4 +648,235 @@ async fn readiness_waits_for_a_first_threshold_version() {
     t.ready().await;
     assert!(t.version() >= 1);
     t.gw.shutdown().await;
+}
+
+/// Two gateways on a 3-node Redis Cluster: drawdowns, replays and credit lines work through
+/// either (the global limit shared through the cluster too), and a threshold update through
+/// one reaches the other by its notice (the poll is a minute) although the other subscribes
+/// on a node that does not own the thresholds' slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_a_cluster() {
+    let Some(cluster) = redis_server::RedisCluster::start().await else {
+        return;
+    };
+    let prefix = redis_server::unique("cl");
+    let on = |seed: usize| {
+        let nodes: Vec<String> = cluster.nodes.iter().map(RedisServer::url).collect();
+        let first = nodes[seed].clone();
+        let others: Vec<String> = nodes
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != seed)
+            .map(|(_, u)| u.clone())
+            .collect();
+        let prefix = prefix.clone();
+        async move {
+            gateway_tweaked(&first, &prefix, 60_000, move |c| {
+                c.redis.cluster = true;
+                c.redis.cluster_nodes = others;
+                c.redis.shared_global_limit = true;
+                c.redis.global_limit_timeout_ms = 500;
+            })
+            .await
+        }
+    };
+    let a = on(0).await;
+    a.ready().await;
+    // The node owning the thresholds' slot answers a plain GET; the others answer MOVED.
+    let pointer = format!("{prefix}:{{th}}:current");
+    let mut owner = None;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let client = deadpool_redis::redis::Client::open(node.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let got: Result<Option<String>, _> = deadpool_redis::redis::cmd("GET")
+            .arg(&pointer)
+            .query_async(&mut conn)
+            .await;
+        if let Ok(Some(_)) = got {
+            owner = Some(i);
+        }
+    }
+    let owner = owner.expect("one node owns the thresholds pointer");
+    let b = on((owner + 1) % 3).await;
+    b.ready().await;
+
+    for u in ["u-cl-1", "u-cl-2", "u-cl-3", "u-cl-4"] {
+        a.user(u, 100_000).await;
+        let r = b.drawdown(&format!("{u}-k"), u, 1_000).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        let replay = a.drawdown(&format!("{u}-k"), u, 1_000).await;
+        assert_eq!(replay.headers()["idempotent-replayed"], "true");
+        assert_eq!(a.used(u).await, 1_000);
+        assert_eq!(b.used(u).await, 1_000);
+    }
+
+    for gw in [&a, &b] {
+        assert_eq!(gw.metric("gateway_global_limit_mode").await, 1.0);
+        assert_eq!(gw.metric("gateway_global_limit_fallback_total").await, 0.0);
+    }
+
+    let doc = a.thresholds().await;
+    let v = doc["version"].as_u64().unwrap() + 1;
+    let r = a.put_thresholds(&with_version(&doc, v)).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let took = b.applied(v).await;
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(b.metric("gateway_threshold_updates_applied_total").await >= 1.0);
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
+}
+
+/// A gateway whose global credit-line limit is 10/s with a burst of 10, shared through Redis
+/// (`shared`), with the local fallback sized for `instances` and Redis given `timeout_ms`.
+async fn limited_gateway(
+    redis_url: &str,
+    prefix: &str,
+    shared: bool,
+    instances: u32,
+    timeout_ms: u64,
+) -> Gw {
+    gateway_tweaked(redis_url, prefix, 2_000, |c| {
+        c.policy.normal.global.credit_line = Some(gateway::policy::Rate {
+            per_second: 10,
+            burst: 10,
+        });
+        c.redis.shared_global_limit = shared;
+        c.redis.global_limit_instances = instances;
+        c.redis.global_limit_timeout_ms = timeout_ms;
+    })
+    .await
+}
+
+/// Sends `n` credit-line reads at once to each of `gws`; answers how many were not refused
+/// by the global limit (passed on: a 200, or a 503 while Redis is down).
+async fn admitted(gws: &[&Gw], n: usize) -> usize {
+    let mut calls = Vec::new();
+    for gw in gws {
+        for _ in 0..n {
+            calls.push(async move {
+                let r = gw
+                    .client
+                    .get(gw.url("/v1/credit-lines/u-limited"))
+                    .bearer_auth(KEY)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let body: Value = r.json().await.unwrap();
+                match status {
+                    StatusCode::TOO_MANY_REQUESTS => {
+                        assert_eq!(body["error"]["code"], "RATE_LIMITED_GLOBAL", "{body}");
+                        false
+                    }
+                    StatusCode::OK => true,
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        assert_eq!(body["error"]["code"], "DEPENDENCY_UNAVAILABLE", "{body}");
+                        true
+                    }
+                    other => panic!("{other}: {body}"),
+                }
+            });
+        }
+    }
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .filter(|&ok| ok)
+        .count()
+}
+
+/// Two instances sharing one Redis and a global limit of 10/s (burst 10): a burst of 40
+/// requests across both admits about 10 in all when the limit is shared, and 10 per
+/// instance (20) when it is not (the default), measured side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_share_one_global_limit() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    // Local only (the default): each instance admits its own burst.
+    let prefix = redis_server::unique("local");
+    let a = limited_gateway(&redis.url(), &prefix, false, 1, 5).await;
+    let b = limited_gateway(&redis.url(), &prefix, false, 1, 5).await;
+    a.ready().await;
+    b.ready().await;
+    a.user("u-limited", 100_000).await;
+    let local = admitted(&[&a, &b], 20).await;
+    assert!(local >= 20, "each instance admits its burst of 10: {local}");
+    assert_eq!(a.metric("gateway_global_limit_mode").await, 0.0);
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
+
+    // Shared: one bucket for both. A generous timeout here so that no request falls back on
+    // a loaded test machine (the fallback has its own test).
+    let prefix = redis_server::unique("shared");
+    let a = limited_gateway(&redis.url(), &prefix, true, 2, 500).await;
+    let b = limited_gateway(&redis.url(), &prefix, true, 2, 500).await;
+    a.ready().await;
+    b.ready().await;
+    a.user("u-limited", 100_000).await;
+    let started = tokio::time::Instant::now();
+    let shared = admitted(&[&a, &b], 20).await;
+    // 10 at once, plus one per 100 ms the burst took to send.
+    let refill = usize::try_from(started.elapsed().as_millis() / 100).unwrap();
+    assert!(
+        (10..=10 + refill).contains(&shared),
+        "shared: {shared} admitted, refill allowance {refill}"
+    );
+    for gw in [&a, &b] {
+        assert_eq!(gw.metric("gateway_global_limit_fallback_total").await, 0.0);
+        assert_eq!(gw.metric("gateway_global_limit_mode").await, 1.0);
+    }
+    eprintln!(
+        "global limit 10/s burst 10, 40 requests over two instances: local {local}, shared {shared} admitted"
+    );
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
+}
+
+/// With Redis stopped, the shared limit falls back to the local limiter scaled to this
+/// instance's share (10/s burst 10 over 2 instances: burst 5), neither admitting everything
+/// nor refusing everything, and counts each such decision; with Redis back it shares again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_limit_falls_back_to_the_local_share() {
+    let Some(mut redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("fallback");
+    let a = limited_gateway(&redis.url(), &prefix, true, 2, 20).await;
+    a.ready().await;
+    a.user("u-limited", 100_000).await;
+    assert_eq!(admitted(&[&a], 1).await, 1);
+    assert_eq!(a.metric("gateway_global_limit_mode").await, 1.0);
+    let before = a.metric("gateway_global_limit_fallback_total").await;
+
+    redis.kill().await;
+    let started = tokio::time::Instant::now();
+    let during = admitted(&[&a], 20).await;
+    let refill = usize::try_from(started.elapsed().as_millis() / 200).unwrap();
+    assert!(
+        (5..=5 + refill).contains(&during),
+        "fallback: {during} admitted of 20, refill allowance {refill}"
+    );
+    assert_eq!(
+        a.metric("gateway_global_limit_fallback_total").await - before,
+        20.0
+    );
+    assert_eq!(a.metric("gateway_global_limit_mode").await, 2.0);
+
+    redis.restart().await;
+    a.ready().await;
+    // Without persistence the user is gone.
+    a.user("u-limited", 100_000).await;
+    // Redis is asked again once the pause after the last failure is over.
+    let mut shared_again = false;
+    for _ in 0..100 {
+        tokio::time::sleep(gateway::ratelimit::RETRY_REDIS_AFTER).await;
+        admitted(&[&a], 1).await;
+        if a.metric("gateway_global_limit_mode").await == 1.0 {
+            shared_again = true;
+            break;
+        }
+    }
+    assert!(shared_again, "the shared limit resumes after Redis is back");
+    a.gw.shutdown().await;
 }

@@ -4,6 +4,7 @@
 //! each implementation has a module that runs them on a fresh store.
 #![allow(clippy::unwrap_used)]
 
+mod cluster;
 mod contract;
 mod memory;
 mod redis;

@@ -39,6 +39,8 @@ pub fn unique(what: &str) -> String {
 pub struct Options {
     /// Append-only file with `appendfsync always`: every acknowledged write survives a kill.
     pub aof: bool,
+    /// A Redis Cluster node (`--cluster-enabled yes`), for [`RedisCluster`].
+    pub cluster: bool,
 }
 
 /// A running server; killed when dropped.
@@ -183,6 +185,10 @@ async fn spawn(port: u16, dir: &std::path::Path, opts: Options) -> Result<Child,
         .args(["--dir"])
         .arg(dir)
         .args(["--daemonize", "no", "--loglevel", "notice"]);
+    if opts.cluster {
+        cmd.args(["--cluster-enabled", "yes", "--cluster-config-file"])
+            .arg(format!("nodes-{port}.conf"));
+    }
     if opts.aof {
         cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
     } else {
@@ -225,5 +231,107 @@ async fn spawn(port: u16, dir: &std::path::Path, opts: Options) -> Result<Child,
             let _ = child.kill().await;
             Err(Spawn::Failed("not ready within 20 s".into()))
         }
+    }
+}
+
+/// A 3-node Redis Cluster of the test's own (three primaries, no replicas, every slot
+/// assigned by `redis-cli --cluster create`); the nodes are killed when dropped.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three cluster-enabled servers on free ports, joins them and waits for
+    /// `cluster_state:ok` on each; `None` when the tests are skipped. Panics with
+    /// [`INSTALL`] when `redis-server` or `redis-cli` is missing.
+    pub async fn start() -> Option<RedisCluster> {
+        Self::start_with(Options::default()).await
+    }
+
+    /// [`Self::start`] with `opts` for every node (`cluster` is set).
+    pub async fn start_with(opts: Options) -> Option<RedisCluster> {
+        let opts = Options {
+            cluster: true,
+            ..opts
+        };
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(RedisServer::start(opts).await?);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if skipped() {
+                    return None;
+                }
+                panic!("redis-cli not found: {INSTALL}");
+            }
+            Err(e) => panic!("redis-cli --cluster create: {e}"),
+        };
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok().await;
+        Some(cluster)
+    }
+
+    /// Waits (up to 30 s) until every node reports `cluster_state:ok` and sees all three
+    /// primaries, so a client's first topology read is complete.
+    async fn wait_ok(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for node in &self.nodes {
+            let client = deadpool_redis::redis::Client::open(node.url()).unwrap();
+            loop {
+                let info: Option<String> = async {
+                    let mut c = client.get_multiplexed_async_connection().await.ok()?;
+                    deadpool_redis::redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async(&mut c)
+                        .await
+                        .ok()
+                }
+                .await;
+                let info = info.unwrap_or_default();
+                if info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3") {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "node {} not ok within 30 s: {info}",
+                    node.port
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// The store settings for this cluster: node 0 as `url`, the others as more seeds.
+    pub fn config(&self) -> RedisConfig {
+        RedisConfig {
+            cluster: true,
+            cluster_nodes: self.nodes[1..].iter().map(RedisServer::url).collect(),
+            ..config(self.nodes[0].url())
+        }
+    }
+
+    /// A store on the cluster with test-friendly timeouts and a fresh key prefix.
+    pub fn store(&self) -> RedisStore {
+        RedisStore::new(self.config()).unwrap()
     }
 }

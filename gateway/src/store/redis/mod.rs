@@ -37,6 +37,24 @@
 //!
 //! Thresholds live here too: see [`thresholds`].
 //!
+//! # Redis Cluster
+//! With [`RedisConfig::cluster`] the pool holds redis-rs cluster connections (one
+//! multiplexed connection per node, commands routed by key slot, `MOVED`/`ASK` followed);
+//! the key layout and the scripts are the same. What that takes:
+//! - Scripts: every key a script names (or builds from a prefix argument) carries one hash
+//!   tag, so each runs on the node owning that slot. `EVALSHA` is routed by its first key; on
+//!   `NOSCRIPT` redis-rs sends `SCRIPT LOAD` to every primary and retries, so a node that
+//!   restarted or took over a slot loads the script on first use.
+//! - Operations over all 1,024 shards ([`Store::list_appeals`], [`Store::purge_expired`]):
+//!   on one server one pipeline; on a cluster no pipeline may cross slots, so one command
+//!   per shard, each routed to its node, all in flight at once (`query_each`).
+//! - Audit streams: [`RedisStore::read_audit`] names one shard's stream, routed to its
+//!   node; a consumer iterates the shards (or runs one consumer group per stream, each on
+//!   the node that owns it).
+//! - Threshold notices: classic pub/sub is cluster-wide (the cluster bus forwards a
+//!   `PUBLISH`), so the subscriber holds a plain connection to one seed node and moves to the
+//!   next when it drops; the poll covers notices lost meanwhile.
+//!
 //! # Failure
 //! Pool waits, connection set-up and every command are bounded ([`RedisConfig`]); any
 //! failure answers [`StoreError::Unavailable`] or, for a command that was sent but not
@@ -68,8 +86,14 @@ use std::time::Duration;
 /// The Redis store's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` (or `rediss://`).
+    /// `redis://host:port/db` (or `rediss://`); on a cluster, one of the seed nodes.
     pub url: String,
+    /// Redis Cluster: `url` and [`Self::cluster_nodes`] are seed nodes of one cluster, and
+    /// each command goes to the node that owns its slot (see the module docs).
+    pub cluster: bool,
+    /// More seed nodes of the cluster besides `url` (`redis://host:port`), so the store
+    /// starts while some of them are down. Only with `cluster`.
+    pub cluster_nodes: Vec<String>,
     /// Connections in the pool (each multiplexes many requests).
     pub pool_size: usize,
     /// Longest wait for a pooled connection before answering `Unavailable`.
@@ -93,6 +117,8 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
+            cluster: false,
+            cluster_nodes: Vec::new(),
             pool_size: 32,
             pool_wait_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_millis(500),
@@ -140,6 +166,28 @@ impl RedisConfig {
                 problem: format!("not a Redis URL: {e}"),
             });
         }
+        if !self.cluster && !self.cluster_nodes.is_empty() {
+            return err("cluster_nodes", "only with cluster = true");
+        }
+        if self.cluster_nodes.len() > 64 {
+            return err("cluster_nodes", "at most 64 seed nodes");
+        }
+        for node in &self.cluster_nodes {
+            if let Err(e) = redis::Client::open(node.as_str()) {
+                return Err(RedisConfigError {
+                    field: "cluster_nodes",
+                    problem: format!("{node:?} is not a Redis URL: {e}"),
+                });
+            }
+        }
+        if self.cluster
+            && self
+                .seeds()
+                .iter()
+                .any(|u| !matches!(u.split('/').nth(3), None | Some("" | "0")))
+        {
+            return err("url", "Redis Cluster has only database 0");
+        }
         if self.pool_size == 0 || self.pool_size > 1024 {
             return err("pool_size", "must be from 1 to 1024");
         }
@@ -183,6 +231,15 @@ impl RedisConfig {
     }
 }
 
+impl RedisConfig {
+    /// The nodes the store connects to first: `url`, then `cluster_nodes`.
+    pub fn seeds(&self) -> Vec<&str> {
+        std::iter::once(self.url.as_str())
+            .chain(self.cluster_nodes.iter().map(String::as_str))
+            .collect()
+    }
+}
+
 /// The Redis store. Cloning is cheap and shares the pool.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -191,18 +248,64 @@ pub struct RedisStore {
 
 type Pool = managed::Pool<Pooled>;
 
-/// deadpool-redis's manager without its per-checkout `PING`: that would double the round
+/// deadpool-redis's managers without their per-checkout `PING`: that would double the round
 /// trips of every operation. A connection that fails is taken out of the pool instead
 /// ([`RedisStore::with_conn`]), so a dead one is dropped on first use and the next request
 /// opens a fresh one (how the store recovers from a Redis restart by itself).
-struct Pooled(Manager);
+enum Pooled {
+    /// One server.
+    Single(Manager),
+    /// Redis Cluster: each pooled connection is a cluster connection (one multiplexed
+    /// connection per node, commands routed by slot, `MOVED`/`ASK` followed). The client is
+    /// built here rather than by deadpool-redis's cluster manager so that the connect and
+    /// response timeouts apply.
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A pooled connection: to one server or to a cluster. Both multiplex.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
 
 impl managed::Manager for Pooled {
-    type Type = redis::aio::MultiplexedConnection;
+    type Type = Conn;
     type Error = redis::RedisError;
 
     async fn create(&self) -> Result<Self::Type, Self::Error> {
-        managed::Manager::create(&self.0).await
+        match self {
+            Pooled::Single(m) => managed::Manager::create(m).await.map(Conn::Single),
+            Pooled::Cluster(c) => c.get_async_connection().await.map(Conn::Cluster),
+        }
     }
 
     async fn recycle(
@@ -217,7 +320,10 @@ impl managed::Manager for Pooled {
 struct Inner {
     config: RedisConfig,
     pool: Pool,
+    /// For `url`, for connections the pool does not serve (pub/sub).
     client: redis::Client,
+    /// One per seed node (`client` first).
+    clients: Vec<redis::Client>,
     scripts: Scripts,
 }
 
@@ -230,6 +336,7 @@ struct Scripts {
     resolve_appeal: Script,
     thresholds_publish: Script,
     thresholds_current: Script,
+    gcra: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -264,9 +371,26 @@ impl RedisStore {
         let connection = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout));
-        let manager = Manager::new_with_config(config.url.as_str(), connection).map_err(bad_url)?;
+        let manager = if config.cluster {
+            let cluster = redis::cluster::ClusterClientBuilder::new(config.seeds())
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.command_timeout)
+                .build()
+                .map_err(bad_url)?;
+            Pooled::Cluster(cluster)
+        } else {
+            Pooled::Single(
+                Manager::new_with_config(config.url.as_str(), connection).map_err(bad_url)?,
+            )
+        };
         let client = redis::Client::open(config.url.as_str()).map_err(bad_url)?;
-        let pool = Pool::builder(Pooled(manager))
+        let clients = config
+            .seeds()
+            .into_iter()
+            .map(redis::Client::open)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad_url)?;
+        let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .wait_timeout(Some(config.pool_wait_timeout))
             .create_timeout(Some(config.connect_timeout))
@@ -286,12 +410,14 @@ impl RedisStore {
             resolve_appeal: Script::new(scripts::RESOLVE_APPEAL),
             thresholds_publish: Script::new(thresholds::PUBLISH),
             thresholds_current: Script::new(thresholds::CURRENT),
+            gcra: Script::new(scripts::GCRA),
         };
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 config,
                 pool,
                 client,
+                clients,
                 scripts,
             }),
         })
@@ -302,15 +428,27 @@ impl RedisStore {
         &self.inner.config
     }
 
-    /// A client for the same server, for connections the pool does not serve (pub/sub).
+    /// A client for the same server (on a cluster: for its first seed node), for connections
+    /// the pool does not serve (pub/sub).
     pub fn client(&self) -> &redis::Client {
         &self.inner.client
+    }
+
+    /// A client per seed node (one on a single server): the threshold subscriber moves to the
+    /// next one when its node is unreachable.
+    pub(crate) fn clients(&self) -> &[redis::Client] {
+        &self.inner.clients
+    }
+
+    /// Whether the store runs on Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.config.cluster
     }
 
     /// Runs `f` on a pooled connection, bounded by the command timeout.
     pub(crate) async fn with_conn<T, F, Fut>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(redis::aio::MultiplexedConnection) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let timeout = self.inner.config.command_timeout;
@@ -334,6 +472,64 @@ impl RedisStore {
             Err(out)
         })
         .await
+    }
+
+    /// Runs one command per slot (or per key), answering in order: on one server as one
+    /// pipeline, one round trip; on a cluster (where no pipeline may cross slots) each command
+    /// goes to the node that owns its key, all in flight at once over the nodes' multiplexed
+    /// connections, so the cost is about one round trip per node.
+    async fn query_each<T>(&self, cmds: Vec<redis::Cmd>) -> Result<Vec<T>>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
+        if self.is_cluster() {
+            self.with_conn(|c| async move {
+                futures_util::future::try_join_all(cmds.iter().map(|cmd| {
+                    let mut c = c.clone();
+                    async move { cmd.query_async::<T>(&mut c).await }
+                }))
+                .await
+            })
+            .await
+        } else {
+            let mut pipe = redis::pipe();
+            for cmd in cmds {
+                pipe.add_command(cmd);
+            }
+            self.with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+                .await
+        }
+    }
+
+    /// Takes one request from the cluster-wide GCRA bucket `name` (one key, its own hash tag
+    /// `P:{gl-<name>}:gcra`): `None` when admitted, else how long until one would conform.
+    /// The whole call, pool wait included, gives up after `within` (`Timeout`); a connection
+    /// given up on that way goes back to the pool (a late answer is not a dead connection),
+    /// one that fails is dropped as in every operation.
+    pub async fn gcra(
+        &self,
+        name: &str,
+        interval: Duration,
+        burst: u32,
+        within: Duration,
+    ) -> Result<Option<Duration>> {
+        let mut inv = self.inner.scripts.gcra.prepare_invoke();
+        inv.key(format!(
+            "{}:{{gl-{name}}}:gcra",
+            self.inner.config.key_prefix
+        ))
+        .arg(
+            u64::try_from(interval.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        )
+        .arg(burst.max(1));
+        let call =
+            self.with_conn(|mut c| async move { inv.invoke_async::<(i64, i64)>(&mut c).await });
+        let (admitted, wait_us) = tokio::time::timeout(within, call)
+            .await
+            .map_err(|_| StoreError::Timeout)??;
+        Ok((admitted != 1).then(|| Duration::from_micros(u64::try_from(wait_us).unwrap_or(0))))
     }
 
     /// The key of everything in `slot`: `P:{sNNNN}:`.
@@ -797,15 +993,16 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let stop = i64::try_from(limit).map_or(-1, |l| l - 1);
-        let mut pipe = redis::pipe();
-        for slot in Self::all_slots() {
-            pipe.cmd("ZRANGE")
-                .arg(self.appeal_index(slot, status))
-                .arg(0)
-                .arg(stop);
-        }
         let per_slot: Vec<Vec<String>> = self
-            .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+            .query_each(
+                Self::all_slots()
+                    .map(|slot| {
+                        let mut cmd = redis::cmd("ZRANGE");
+                        cmd.arg(self.appeal_index(slot, status)).arg(0).arg(stop);
+                        cmd
+                    })
+                    .collect(),
+            )
             .await?;
         let mut ids: Vec<String> = per_slot.into_iter().flatten().collect();
         // Ids are ULIDs after a fixed prefix: lexical order is creation order.
@@ -814,16 +1011,16 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut gets = Vec::with_capacity(ids.len());
         for id in &ids {
             let (_, key) = self
                 .appeal_key(id)
                 .ok_or_else(|| corrupt(format!("appeal index holds `{id}`")))?;
-            pipe.cmd("GET").arg(key);
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(key);
+            gets.push(cmd);
         }
-        let jsons: Vec<Option<String>> = self
-            .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
+        let jsons: Vec<Option<String>> = self.query_each(gets).await?;
         jsons
             .iter()
             .zip(&ids)
@@ -887,19 +1084,39 @@ impl RedisStore {
 
     async fn purge_inner(&self, now: Timestamp) -> Result<usize> {
         let now_ms = millis(now);
-        let mut pipe = redis::pipe();
-        // Loading first makes the EVALSHAs below safe after a restart or SCRIPT FLUSH.
-        pipe.load_script(&self.inner.scripts.purge).ignore();
-        for slot in Self::all_slots() {
-            let mut inv = self.inner.scripts.purge.prepare_invoke();
-            inv.key(format!("{}k-exp", self.tag(slot)))
-                .arg(now_ms)
-                .arg(PURGE_BATCH);
-            pipe.invoke_script(&inv);
-        }
-        let counts: Vec<u64> = self
-            .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
+        let script = &self.inner.scripts.purge;
+        let invocations: Vec<_> = Self::all_slots()
+            .map(|slot| {
+                let mut inv = script.prepare_invoke();
+                inv.key(format!("{}k-exp", self.tag(slot)))
+                    .arg(now_ms)
+                    .arg(PURGE_BATCH);
+                inv
+            })
+            .collect();
+        let counts: Vec<u64> = if self.is_cluster() {
+            // No pipeline may cross slots on a cluster: one script call per slot, each sent
+            // to its slot's node, all in flight at once. `SCRIPT LOAD` first goes to every
+            // primary, so none of them answers NOSCRIPT after a restart or SCRIPT FLUSH.
+            self.with_conn(|mut c| async move {
+                script.load_async(&mut c).await?;
+                futures_util::future::try_join_all(invocations.iter().map(|inv| {
+                    let mut c = c.clone();
+                    async move { inv.invoke_async::<u64>(&mut c).await }
+                }))
+                .await
+            })
+            .await?
+        } else {
+            let mut pipe = redis::pipe();
+            // Loading first makes the EVALSHAs below safe after a restart or SCRIPT FLUSH.
+            pipe.load_script(script).ignore();
+            for inv in &invocations {
+                pipe.invoke_script(inv);
+            }
+            self.with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+                .await?
+        };
         Ok(counts
             .into_iter()
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX))

@@ -160,3 +160,24 @@ redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], 0, ARGV[3])
 return 1
 ";
+
+/// The cluster-wide global rate limit of one route class: GCRA on Redis's own clock (`TIME`,
+/// so instances' clocks never disagree), in microseconds, the same rule as governor's: a
+/// request conforms if its new theoretical arrival time is at most `burst` intervals ahead.
+///
+/// KEYS: the class's key. ARGV: emission interval (µs), burst.
+/// Returns `{1, 0}` (admitted) or `{0, µs until one would conform}`.
+pub(super) const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tau = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - tau
+if allow_at > now then return {0, allow_at - now} end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX',
+  math.ceil((new_tat - now) / 1000) + 1000)
+return {1, 0}
+";

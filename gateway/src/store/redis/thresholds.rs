@@ -185,9 +185,13 @@ pub fn spawn_threshold_sync(
 async fn subscribe(redis: RedisStore, notify: mpsc::Sender<()>) {
     let (_, _, channel) = redis.threshold_keys();
     let timeout = redis.config().connect_timeout;
-    loop {
+    // On Redis Cluster a PUBLISH reaches the subscribers of every node (the cluster bus
+    // forwards it), so one connection to any node hears every notice; when that node goes
+    // away the next attempt tries the next seed node. A notice lost meanwhile is covered by
+    // the poll.
+    for client in redis.clients().iter().cycle() {
         let connected = tokio::time::timeout(timeout, async {
-            let mut pubsub = redis.client().get_async_pubsub().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         })

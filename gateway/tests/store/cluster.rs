@@ -1,0 +1,215 @@
+//! The contract on the Redis store over a 3-node Redis Cluster of the test's own, and what
+//! a cluster adds: operations over every shard (`list_appeals`, `purge_expired`, reading the
+//! audit streams) find what lives on every node.
+#![allow(clippy::unwrap_used)]
+
+use crate::contract;
+use crate::redis_server::RedisCluster;
+use deadpool_redis::redis;
+use gateway::store::{
+    AppealCreated, AppealRecord, AppealStatus, CommitOutcome, CommitRequest, DecisionRecord,
+    Fingerprint, RedisConfig, RedisStore, Store, new_appeal_id, new_decision_id, user_slot,
+};
+use jiff::SignedDuration;
+use risk_core::{Fen, Outcome, RiskGrade, UserId, UserState};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// A cluster of this test's own; `None`: skipped.
+macro_rules! cluster_or_skip {
+    () => {
+        match RedisCluster::start().await {
+            Some(c) => c,
+            None => {
+                eprintln!("skipped: LOAN_GATEWAY_SKIP_REDIS_TESTS=1");
+                return;
+            }
+        }
+    };
+}
+
+/// The whole contract suite, each part on a fresh store (its own key prefix) over one
+/// cluster: three servers per test would crowd a small machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_contract_holds_on_a_cluster() {
+    let c = cluster_or_skip!();
+    contract::replay_returns_the_stored_decision(c.store()).await;
+    contract::reused_key_is_refused(c.store()).await;
+    contract::keys_are_scoped_by_caller_and_user(c.store()).await;
+    contract::line_changed_writes_nothing(c.store()).await;
+    let counts = contract::concurrent_commits_never_over_reserve(c.store()).await;
+    assert_eq!(counts.approved, 100);
+    contract::unknown_user(c.store()).await;
+    contract::invalid_commits_are_refused(c.store()).await;
+    contract::appeals(c.store()).await;
+    let s = c.store();
+    let retention = s.config().idempotency_retention;
+    contract::retention(s, retention).await;
+    let s = RedisStore::new(RedisConfig {
+        idempotency_retention: Duration::from_secs(48 * 3600),
+        decision_retention: Duration::from_secs(72 * 3600),
+        ..c.config()
+    })
+    .unwrap();
+    contract::retention(s, Duration::from_secs(48 * 3600)).await;
+    c.store().ping().await.unwrap();
+}
+
+fn rejection(u: &UserId, key: &str, at: jiff::Timestamp) -> CommitRequest {
+    CommitRequest {
+        caller: "c".into(),
+        user: u.clone(),
+        idempotency_key: key.into(),
+        fingerprint: Fingerprint::from_bytes(*blake3::hash(key.as_bytes()).as_bytes()),
+        decision: DecisionRecord {
+            decision_id: new_decision_id(u, at),
+            user_id: u.to_string(),
+            outcome: Outcome::Rejected,
+            amount_fen: 1_000,
+            reasons: vec![],
+            available_fen: 0,
+            drawable_now_fen: u64::MAX,
+            threshold_version: 3,
+            policy: "standard".into(),
+            evaluated_at: at.to_string(),
+            appealable: true,
+        },
+        reserve: None,
+        now: at,
+    }
+}
+
+/// Keys on each node of the cluster (`DBSIZE` of each).
+async fn keys_per_node(c: &RedisCluster) -> Vec<u64> {
+    let mut out = Vec::new();
+    for node in &c.nodes {
+        let client = redis::Client::open(node.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        out.push(redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap());
+    }
+    out
+}
+
+/// Thirty users in (about) thirty shards, spread over the three nodes: listing appeals, purging
+/// expired idempotency records and reading the audit streams each find what every node holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_shard_operations_reach_every_node() {
+    let c = cluster_or_skip!();
+    let s = c.store();
+    let t0 = contract::t0();
+    let users: Vec<UserId> = (0..30)
+        .map(|i| UserId::parse(&format!("u-spread-{i:02}")).unwrap())
+        .collect();
+    let mut appeal_ids = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        s.upsert_user(u, UserState::clean(Fen::new(10_000).unwrap(), RiskGrade::A))
+            .await
+            .unwrap();
+        let at = t0 + SignedDuration::from_secs(i64::try_from(i).unwrap());
+        let d = match s.commit(rejection(u, "k", at)).await.unwrap() {
+            CommitOutcome::Committed(d) => d,
+            other => panic!("{other:?}"),
+        };
+        let appeal = AppealRecord {
+            appeal_id: new_appeal_id(u, at),
+            decision_id: d.decision_id.clone(),
+            user_id: u.to_string(),
+            message: "please".into(),
+            status: AppealStatus::Open,
+            created_at: at.to_string(),
+            due_at: (at + SignedDuration::from_hours(24)).to_string(),
+            resolved_at: None,
+            resolution_note: None,
+        };
+        appeal_ids.push(appeal.appeal_id.clone());
+        assert!(matches!(
+            s.create_appeal(appeal).await.unwrap(),
+            AppealCreated::Created(_)
+        ));
+    }
+    // The shards really live on different nodes.
+    let per_node = keys_per_node(&c).await;
+    assert!(
+        per_node.iter().all(|&n| n > 0),
+        "keys per node: {per_node:?}"
+    );
+
+    // Appeals from every node, oldest first, limited.
+    let all = s.list_appeals(None, 100).await.unwrap();
+    let listed: Vec<_> = all.iter().map(|a| a.appeal_id.clone()).collect();
+    assert_eq!(listed, appeal_ids);
+    let open = s.list_appeals(Some(AppealStatus::Open), 7).await.unwrap();
+    let first7: Vec<_> = open.iter().map(|a| a.appeal_id.clone()).collect();
+    assert_eq!(first7, appeal_ids[..7]);
+
+    // The audit streams: one event per user, each in its own shard's stream.
+    let events = s.read_all_audit().await.unwrap();
+    let audited: BTreeSet<_> = events.iter().map(|e| e.fields["user"].clone()).collect();
+    let expected: BTreeSet<_> = users.iter().map(ToString::to_string).collect();
+    assert_eq!(audited, expected);
+    assert_eq!(events.len(), users.len());
+    for u in &users {
+        let own = s.read_audit(user_slot(u), "0", 10).await.unwrap();
+        let mine = own
+            .iter()
+            .filter(|e| e.fields["user"] == u.as_str())
+            .count();
+        assert_eq!(mine, 1, "{u}: {own:?}");
+    }
+
+    // Purging past the retention drops the record of every user, on every node.
+    let retention = SignedDuration::try_from(s.config().idempotency_retention).unwrap();
+    let early = t0 + retention - SignedDuration::from_secs(60);
+    assert_eq!(s.purge_expired(early).await.unwrap(), 0);
+    let late = t0 + retention + SignedDuration::from_secs(60);
+    assert_eq!(s.purge_expired(late).await.unwrap(), users.len());
+    for u in &users {
+        assert!(
+            s.load("c", u, Some("k"))
+                .await
+                .unwrap()
+                .idempotent
+                .is_none()
+        );
+    }
+    assert_eq!(s.purge_expired(late).await.unwrap(), 0);
+}
+
+/// A script flushed from every node (as after a restart) is loaded again on first use:
+/// the commit and the cross-shard purge both recover from NOSCRIPT by themselves.
+#[tokio::test]
+async fn scripts_reload_after_a_flush() {
+    let c = cluster_or_skip!();
+    let s = c.store();
+    let u = UserId::parse("u-noscript").unwrap();
+    s.upsert_user(
+        &u,
+        UserState::clean(Fen::new(10_000).unwrap(), RiskGrade::A),
+    )
+    .await
+    .unwrap();
+    for node in &c.nodes {
+        let client = redis::Client::open(node.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        s.commit(rejection(&u, "k", contract::t0())).await.unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    for node in &c.nodes {
+        let client = redis::Client::open(node.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let late = contract::t0() + SignedDuration::from_hours(49);
+    assert_eq!(s.purge_expired(late).await.unwrap(), 1);
+}
