@@ -1,4 +1,5 @@
-//! risk-core benchmarks: evaluate (approve and reject), quote, snapshot load (against a
+//! risk-core benchmarks: evaluate (approve and reject, with and without a bureau answer),
+//! quote, snapshot load (against a
 //! `Mutex<Arc<_>>` baseline), and aggregate evaluation throughput on 1 and 2 threads.
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -26,6 +27,7 @@ fn fixtures() -> (ThresholdCache, UserState, DrawdownRequest, DrawdownRequest) {
 const CTX: Context<'static> = Context {
     profile: "normal",
     window_ends_at: None,
+    bureau: BureauSignal::NotConsulted,
 };
 
 fn evaluate_paths(c: &mut Criterion) {
@@ -44,6 +46,37 @@ fn evaluate_paths(c: &mut Criterion) {
             let th = cache.load();
             let th = th.as_ref().unwrap();
             let out = evaluate(th, &CTX, black_box(&user), black_box(&reject));
+            black_box(&out);
+        });
+    });
+    // The same approval with a fresh bureau answer the rules read (score, overdue), and the
+    // review an unavailable bureau leads to: the cost of the bureau rules in the engine.
+    let fresh = Context {
+        bureau: BureauSignal::Fresh(BureauReport {
+            score: 720,
+            overdue_accounts: 0,
+            max_days_overdue: 0,
+            inquiries_90d: 2,
+        }),
+        ..CTX
+    };
+    g.bench_function("approve_with_bureau", |b| {
+        b.iter(|| {
+            let th = cache.load();
+            let th = th.as_ref().unwrap();
+            let out = evaluate(th, black_box(&fresh), black_box(&user), black_box(&approve));
+            black_box(&out);
+        });
+    });
+    let down = Context {
+        bureau: BureauSignal::Unavailable(UnavailableCause::Timeout),
+        ..CTX
+    };
+    g.bench_function("review_bureau_unavailable", |b| {
+        b.iter(|| {
+            let th = cache.load();
+            let th = th.as_ref().unwrap();
+            let out = evaluate(th, black_box(&down), black_box(&user), black_box(&approve));
             black_box(&out);
         });
     });

@@ -1,7 +1,8 @@
 //! Configuration: one TOML file, overridden by environment variables and flags.
 //!
 //! Precedence, lowest first: built-in defaults, the file (`--config` / `GATEWAY_CONFIG`), the
-//! environment (`GATEWAY_LISTEN`, `GATEWAY_API_KEYS`, `GATEWAY_ADMIN_TOKEN`, `GATEWAY_STORE`),
+//! environment (`GATEWAY_LISTEN`, `GATEWAY_API_KEYS`, `GATEWAY_ADMIN_TOKEN`, `GATEWAY_STORE`,
+//! `GATEWAY_BUREAU_URL`),
 //! then flags. Every invalid value is reported with its key.
 
 use crate::policy::{LimitsPatch, PolicyConfig, PolicyConfigError, WindowConfig};
@@ -38,6 +39,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Logs.
     pub log: LogConfig,
+    /// The external credit bureau (off unless `bureau.url` is set).
+    pub bureau: crate::bureau::BureauConfig,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             admission: AdmissionConfig::default(),
             policy: default_policy(),
             log: LogConfig::default(),
+            bureau: crate::bureau::BureauConfig::default(),
         }
     }
 }
@@ -107,6 +111,77 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// How long idempotency records are kept, in hours (at least 24).
     pub idempotency_retention_hours: u32,
+    /// Connection-level overload actions (`[server.overload]`).
+    pub overload: OverloadSettings,
+}
+
+/// `[server.overload]`: past a saturation signal, stop accepting and close keep-alive
+/// connections (see `gateway::overload`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverloadSettings {
+    /// Act on overload (off: the signal is not even measured).
+    pub enabled: bool,
+    /// How often the event-loop lag is probed, in milliseconds.
+    pub probe_interval_ms: u64,
+    /// Event-loop lag at or above which the process is overloaded, in milliseconds.
+    pub lag_high_ms: u64,
+    /// Lag at or below which it recovers, in milliseconds (below `lag_high_ms`).
+    pub lag_low_ms: u64,
+    /// Admission queue occupancy (percent of its capacity) at or above which the process is
+    /// overloaded (0: occupancy is not a signal).
+    pub occupancy_high_pct: u32,
+    /// Occupancy at or below which it recovers, percent (below `occupancy_high_pct`).
+    pub occupancy_low_pct: u32,
+}
+
+impl Default for OverloadSettings {
+    fn default() -> Self {
+        OverloadSettings {
+            enabled: false,
+            probe_interval_ms: 50,
+            lag_high_ms: 50,
+            lag_low_ms: 10,
+            occupancy_high_pct: 0,
+            occupancy_low_pct: 50,
+        }
+    }
+}
+
+impl OverloadSettings {
+    /// The detector's thresholds.
+    pub fn config(&self) -> crate::overload::OverloadConfig {
+        crate::overload::OverloadConfig {
+            probe_interval: Duration::from_millis(self.probe_interval_ms),
+            lag_high: Duration::from_millis(self.lag_high_ms),
+            lag_low: Duration::from_millis(self.lag_low_ms),
+            occupancy_high: (self.occupancy_high_pct > 0)
+                .then(|| f64::from(self.occupancy_high_pct) / 100.0),
+            occupancy_low: f64::from(self.occupancy_low_pct) / 100.0,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.probe_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "server.overload.probe_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.lag_low_ms >= self.lag_high_ms {
+            return Err(ConfigError::invalid(
+                "server.overload.lag_low_ms",
+                "must be below lag_high_ms",
+            ));
+        }
+        if self.occupancy_high_pct > 0 && self.occupancy_low_pct >= self.occupancy_high_pct {
+            return Err(ConfigError::invalid(
+                "server.overload.occupancy_low_pct",
+                "must be below occupancy_high_pct",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerConfig {
@@ -119,6 +194,7 @@ impl Default for ServerConfig {
             max_deadline_ms: 30_000,
             shutdown_grace_ms: 10_000,
             idempotency_retention_hours: 24,
+            overload: OverloadSettings::default(),
         }
     }
 }
@@ -210,6 +286,21 @@ pub struct AdmissionConfig {
     pub priorities: bool,
     /// Most users whose per-user rate-limit state is kept (idle ones are evicted first).
     pub max_tracked_users: u32,
+    /// `fixed`: the concurrency limit is the policy's `concurrency`; `adaptive`: it follows
+    /// measured latency within `[admission.adaptive]` (the policy still sets `queue`).
+    pub mode: AdmissionMode,
+    /// Percent of the concurrency limit kept for `critical` work (0: none kept), below 100.
+    pub critical_share_pct: u32,
+    /// CoDel-style sojourn target in milliseconds: when every request leaving the queue
+    /// for `sojourn_interval_ms` waited longer, waiting `default`/`low` requests over it are
+    /// shed (0: off; deadlines still apply).
+    pub sojourn_target_ms: u64,
+    /// The interval of the sojourn target, in milliseconds.
+    pub sojourn_interval_ms: u64,
+    /// The adaptive limit's settings (`mode = "adaptive"`).
+    pub adaptive: AdaptiveSettings,
+    /// The retry budget for requests with `X-Retry-Attempt` > 0.
+    pub retry_budget: RetryBudgetSettings,
 }
 
 impl Default for AdmissionConfig {
@@ -217,7 +308,205 @@ impl Default for AdmissionConfig {
         AdmissionConfig {
             priorities: true,
             max_tracked_users: 100_000,
+            mode: AdmissionMode::Fixed,
+            critical_share_pct: 0,
+            sojourn_target_ms: 0,
+            sojourn_interval_ms: 100,
+            adaptive: AdaptiveSettings::default(),
+            retry_budget: RetryBudgetSettings::default(),
         }
+    }
+}
+
+/// How the admission concurrency limit is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdmissionMode {
+    /// The policy's `concurrency` (per peak window).
+    Fixed,
+    /// Adapted to measured latency (see `gateway::admission::adaptive`).
+    Adaptive,
+}
+
+/// `[admission.adaptive]`: bounds, smoothing and timing of the adaptive limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaptiveSettings {
+    /// Lowest limit (at least 1).
+    pub min_limit: u32,
+    /// Highest limit (at least `min_limit`).
+    pub max_limit: u32,
+    /// Limit before the first recalculation.
+    pub initial_limit: u32,
+    /// Recalculation interval in milliseconds.
+    pub interval_ms: u64,
+    /// Latency samples needed in an interval (else it is extended).
+    pub min_samples: u32,
+    /// Latency percentile compared (1..=100; 50: the median).
+    pub percentile: u32,
+    /// Latency allowed above the no-load latency before it counts as queueing, percent.
+    pub buffer_pct: u32,
+    /// Weight of a new target in the limit, percent (1..=100; 100: no smoothing).
+    pub smoothing_pct: u32,
+    /// How often the no-load latency is re-measured, in milliseconds.
+    pub min_rtt_interval_ms: u64,
+    /// Samples in a no-load measurement.
+    pub min_rtt_samples: u32,
+    /// The limit while the no-load latency is measured.
+    pub min_rtt_limit: u32,
+}
+
+impl Default for AdaptiveSettings {
+    fn default() -> Self {
+        let d = crate::admission::AdaptiveConfig::default();
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let ms = |t: Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let pct = |f: f64| (f * 100.0).round() as u32;
+        AdaptiveSettings {
+            min_limit: n(d.min_limit),
+            max_limit: n(d.max_limit),
+            initial_limit: n(d.initial_limit),
+            interval_ms: ms(d.interval),
+            min_samples: n(d.min_samples),
+            percentile: pct(d.percentile),
+            buffer_pct: pct(d.buffer),
+            smoothing_pct: pct(d.smoothing),
+            min_rtt_interval_ms: ms(d.min_rtt_interval),
+            min_rtt_samples: n(d.min_rtt_samples),
+            min_rtt_limit: n(d.min_rtt_limit),
+        }
+    }
+}
+
+/// `[admission.retry_budget]`: retries allowed as a share of recent first attempts
+/// (tower's `TpsBudget`, after Finagle's RetryBudget).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryBudgetSettings {
+    /// Draw retries from the budget (off: retries are admitted like first attempts).
+    pub enabled: bool,
+    /// Retries allowed per 100 first attempts.
+    pub percent: u32,
+    /// Retries always allowed per second.
+    pub min_per_sec: u32,
+    /// How long a first attempt counts, in milliseconds (1000..=60000).
+    pub window_ms: u64,
+}
+
+impl Default for RetryBudgetSettings {
+    fn default() -> Self {
+        RetryBudgetSettings {
+            enabled: false,
+            percent: 10,
+            min_per_sec: 10,
+            window_ms: 10_000,
+        }
+    }
+}
+
+impl AdmissionConfig {
+    /// The admission options these settings describe (validated by [`Config::validate`]).
+    pub fn options(&self) -> crate::admission::AdmissionOptions {
+        use crate::admission::{
+            AdaptiveConfig, AdmissionOptions, RetryBudgetConfig, SojournTarget,
+        };
+        let a = &self.adaptive;
+        let n = |v: u32| usize::try_from(v).unwrap_or(usize::MAX);
+        let adaptive = (self.mode == AdmissionMode::Adaptive).then(|| AdaptiveConfig {
+            min_limit: n(a.min_limit),
+            max_limit: n(a.max_limit),
+            initial_limit: n(a.initial_limit),
+            interval: Duration::from_millis(a.interval_ms),
+            min_samples: n(a.min_samples),
+            percentile: f64::from(a.percentile) / 100.0,
+            buffer: f64::from(a.buffer_pct) / 100.0,
+            smoothing: f64::from(a.smoothing_pct) / 100.0,
+            min_rtt_interval: Duration::from_millis(a.min_rtt_interval_ms),
+            min_rtt_samples: n(a.min_rtt_samples),
+            min_rtt_limit: n(a.min_rtt_limit),
+        });
+        let r = &self.retry_budget;
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = r.percent as f32 / 100.0;
+        AdmissionOptions {
+            adaptive,
+            critical_share: f64::from(self.critical_share_pct) / 100.0,
+            sojourn: (self.sojourn_target_ms > 0).then(|| SojournTarget {
+                target: Duration::from_millis(self.sojourn_target_ms),
+                interval: Duration::from_millis(self.sojourn_interval_ms),
+            }),
+            retry_budget: r.enabled.then(|| RetryBudgetConfig {
+                ttl: Duration::from_millis(r.window_ms),
+                min_per_sec: r.min_per_sec,
+                ratio,
+            }),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, problem: &str| Err(ConfigError::invalid(key, problem));
+        if self.critical_share_pct >= 100 {
+            return bad("admission.critical_share_pct", "must be below 100");
+        }
+        if self.sojourn_target_ms > 0 && self.sojourn_interval_ms == 0 {
+            return bad("admission.sojourn_interval_ms", "must be at least 1");
+        }
+        let a = &self.adaptive;
+        let positive = [
+            ("admission.adaptive.min_limit", u64::from(a.min_limit)),
+            ("admission.adaptive.interval_ms", a.interval_ms),
+            ("admission.adaptive.min_samples", u64::from(a.min_samples)),
+            (
+                "admission.adaptive.min_rtt_interval_ms",
+                a.min_rtt_interval_ms,
+            ),
+            (
+                "admission.adaptive.min_rtt_samples",
+                u64::from(a.min_rtt_samples),
+            ),
+            (
+                "admission.adaptive.min_rtt_limit",
+                u64::from(a.min_rtt_limit),
+            ),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if a.max_limit < a.min_limit {
+            return bad("admission.adaptive.max_limit", "must be at least min_limit");
+        }
+        if !(a.min_limit..=a.max_limit).contains(&a.initial_limit) {
+            return bad(
+                "admission.adaptive.initial_limit",
+                "must be within min_limit..=max_limit",
+            );
+        }
+        if !(1..=100).contains(&a.percentile) {
+            return bad("admission.adaptive.percentile", "must be within 1..=100");
+        }
+        if !(1..=100).contains(&a.smoothing_pct) {
+            return bad("admission.adaptive.smoothing_pct", "must be within 1..=100");
+        }
+        if a.buffer_pct > 1000 {
+            return bad("admission.adaptive.buffer_pct", "must be at most 1000");
+        }
+        let r = &self.retry_budget;
+        if !(1_000..=60_000).contains(&r.window_ms) {
+            return bad(
+                "admission.retry_budget.window_ms",
+                "must be within 1000..=60000",
+            );
+        }
+        if r.percent > 100_000 {
+            return bad("admission.retry_budget.percent", "must be at most 100000");
+        }
+        if r.min_per_sec >= i32::MAX as u32 / 60 {
+            return bad("admission.retry_budget.min_per_sec", "is too large");
+        }
+        Ok(())
     }
 }
 
@@ -305,6 +594,8 @@ pub struct Overrides {
     pub admin_token: Option<String>,
     /// `GATEWAY_STORE` / `--store`.
     pub store: Option<String>,
+    /// `GATEWAY_BUREAU_URL` / `--bureau-url`.
+    pub bureau_url: Option<String>,
 }
 
 impl Config {
@@ -361,6 +652,9 @@ impl Config {
         }
         if let Some(store) = o.store {
             self.store = store;
+        }
+        if let Some(url) = o.bureau_url {
+            self.bureau.url = Some(url);
         }
         Ok(())
     }
@@ -455,7 +749,10 @@ impl Config {
                 "keys are kept at least 24 hours (API contract)",
             ));
         }
+        self.admission.validate()?;
+        self.server.overload.validate()?;
         self.policy.validate()?;
+        self.bureau.validate()?;
         Ok(())
     }
 
@@ -501,7 +798,11 @@ mod tests {
 
     #[test]
     fn the_shipped_files_validate() {
-        for f in ["config/default.toml", "config/naive.toml"] {
+        for f in [
+            "config/default.toml",
+            "config/naive.toml",
+            "config/adaptive.toml",
+        ] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
             let c = Config::from_file(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
             c.validate().unwrap_or_else(|e| panic!("{f}: {e}"));
@@ -629,6 +930,59 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.redis_config().unwrap().url, "redis://127.0.0.1:7002");
+    }
+
+    #[test]
+    fn admission_and_overload_settings_map_and_validate_with_their_key() {
+        let c = Config::from_toml(
+            "[admission]\nmode = \"adaptive\"\ncritical_share_pct = 50\nsojourn_target_ms = 20\n\
+             [admission.adaptive]\nmax_limit = 200\nbuffer_pct = 40\n\
+             [admission.retry_budget]\nenabled = true\npercent = 20\n\
+             [server.overload]\nenabled = true\noccupancy_high_pct = 90\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let o = c.admission.options();
+        let a = o.adaptive.unwrap();
+        assert_eq!((a.max_limit, a.buffer), (200, 0.4));
+        assert_eq!(o.critical_share, 0.5);
+        assert_eq!(o.sojourn.unwrap().target, Duration::from_millis(20));
+        assert_eq!(o.retry_budget.unwrap().ratio, 0.2);
+        assert_eq!(c.server.overload.config().occupancy_high, Some(0.9));
+        // The defaults are today's behaviour: fixed, nothing reserved, no budget.
+        let d = Config::default().admission.options();
+        assert!(d.adaptive.is_none() && d.sojourn.is_none() && d.retry_budget.is_none());
+        assert_eq!(d.critical_share, 0.0);
+        let key = |toml: &str| match Config::from_toml(toml).unwrap().validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            key("[admission]\ncritical_share_pct = 100\n"),
+            "admission.critical_share_pct"
+        );
+        assert_eq!(
+            key("[admission.adaptive]\nmin_limit = 10\nmax_limit = 5\ninitial_limit = 7\n"),
+            "admission.adaptive.max_limit"
+        );
+        assert_eq!(
+            key("[admission.adaptive]\ninitial_limit = 5000\n"),
+            "admission.adaptive.initial_limit"
+        );
+        assert_eq!(
+            key("[admission.adaptive]\npercentile = 0\n"),
+            "admission.adaptive.percentile"
+        );
+        assert_eq!(
+            key("[admission.retry_budget]\nwindow_ms = 500\n"),
+            "admission.retry_budget.window_ms"
+        );
+        assert_eq!(
+            key("[server.overload]\nlag_high_ms = 10\nlag_low_ms = 10\n"),
+            "server.overload.lag_low_ms"
+        );
+        let e = Config::from_toml("[admission]\nmode = \"magic\"\n").unwrap_err();
+        assert!(e.to_string().contains("mode"), "{e}");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct EmbeddedGateway {
     pub addr: SocketAddr,
     /// The shared state, for tests that look inside.
     pub app: crate::api::App,
+    /// The overload state (with `server.overload.enabled`), for tests that drive it.
+    pub overload: Option<crate::overload::Overload>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -68,6 +70,7 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedGateway, Error> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
     let app = gateway.app().clone();
+    let overload = gateway.overload().cloned();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(gateway.serve(listener, async move {
         let _ = stopped.await;
@@ -75,6 +78,7 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedGateway, Error> {
     Ok(EmbeddedGateway {
         addr,
         app,
+        overload,
         stop: Some(stop),
         task,
     })

@@ -10,10 +10,12 @@
 //! - [`policy`]: peak windows and the active policy snapshot.
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
+//! - [`bureau`]: the external credit bureau under a latency budget, bulkhead and breaker.
 //! - [`store`]: the store interface, its in-memory and Redis implementations.
 //! - [`api`]: routes, wire types, errors, the edge middleware.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: the connection loop and graceful shutdown.
+//! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).
 //! - [`embedded`]: start a gateway in-process (tests, the loadtest).
 //!
 //! # Example
@@ -28,10 +30,12 @@
 
 pub mod admission;
 pub mod api;
+pub mod bureau;
 pub mod clock;
 pub mod config;
 pub mod embedded;
 pub mod metrics;
+pub mod overload;
 pub mod policy;
 pub mod ratelimit;
 pub mod server;
@@ -74,6 +78,8 @@ pub struct Gateway {
     threshold_sync: Option<(Thresholds, store::ThresholdSyncMetrics)>,
     demo_credentials: bool,
     demo_users: Vec<DemoUser>,
+    /// Connection-level overload actions (`server.overload.enabled`).
+    overload: Option<overload::Overload>,
 }
 
 impl Gateway {
@@ -155,6 +161,7 @@ impl Gateway {
             _ => limits,
         };
         let auth = Auth::new(&config.api_keys, &config.admin_token);
+        let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)?;
 
         // Registered with every store (a local document is never stale) so dashboards
         // find the series.
@@ -165,6 +172,17 @@ impl Gateway {
             _ => (ThresholdCache::new(thresholds), None),
         };
 
+        // Admission options and overload actions ([admission], [server.overload]).
+        admission.configure(config.admission.options());
+        admission.observe_sojourn(metrics.admission_sojourn.clone());
+        let overload = config.server.overload.enabled.then(|| {
+            overload::Overload::new(
+                config.server.overload.config(),
+                Some(admission.clone()),
+                &mut registry,
+            )
+        });
+
         let state = AppState {
             config,
             store,
@@ -173,6 +191,7 @@ impl Gateway {
             limits,
             admission,
             metrics,
+            bureau,
             registry,
             auth,
             clock,
@@ -183,6 +202,7 @@ impl Gateway {
             threshold_sync,
             demo_credentials,
             demo_users,
+            overload,
         })
     }
 
@@ -194,6 +214,11 @@ impl Gateway {
     /// Whether demo credentials are in use.
     pub fn uses_demo_credentials(&self) -> bool {
         self.demo_credentials
+    }
+
+    /// The overload state (when `server.overload.enabled`), e.g. for tests to drive it.
+    pub fn overload(&self) -> Option<&overload::Overload> {
+        self.overload.as_ref()
     }
 
     /// The demo users the store was seeded with.
@@ -210,6 +235,7 @@ impl Gateway {
     /// on Redis, the thresholds refresher (and the demo users' seeding).
     pub fn spawn_background(&self) -> Vec<JoinHandle<()>> {
         let policy = policy::spawn_scheduler(self.app.policy.clone(), Duration::from_secs(1));
+        let probe = self.overload.as_ref().map(overload::Overload::spawn_probe);
         let app = self.app.clone();
         let purge = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -223,6 +249,7 @@ impl Gateway {
             }
         });
         let mut tasks = vec![policy, purge];
+        tasks.extend(probe);
         if let AnyStore::Redis(redis) = &self.app.store {
             if !self.demo_users.is_empty() {
                 tasks.push(tokio::spawn(seed_redis(
@@ -250,7 +277,15 @@ impl Gateway {
     ) {
         let tasks = self.spawn_background();
         let router = self.router();
-        server::serve(listener, router, &self.app.config.server, shutdown).await;
+        let overload = self.overload.clone();
+        server::serve_with(
+            listener,
+            router,
+            &self.app.config.server,
+            overload,
+            shutdown,
+        )
+        .await;
         for t in tasks {
             t.abort();
         }

@@ -25,6 +25,9 @@ struct Args {
     /// `memory` or a redis:// URL.
     #[arg(long, env = "GATEWAY_STORE")]
     store: Option<String>,
+    /// The credit bureau's base URL (turns the bureau on; see `[bureau]`).
+    #[arg(long, env = "GATEWAY_BUREAU_URL")]
+    bureau_url: Option<String>,
     /// Validate the configuration, print the effective one, and exit.
     #[arg(long)]
     check_config: bool,
@@ -40,6 +43,7 @@ fn load(args: &Args) -> Result<Config, gateway::config::ConfigError> {
         api_keys: args.api_keys.clone(),
         admin_token: args.admin_token.clone(),
         store: args.store.clone(),
+        bureau_url: args.bureau_url.clone(),
     })?;
     config.validate()?;
     Ok(config)

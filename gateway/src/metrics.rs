@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// `route` and `status` of a served request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -110,6 +111,13 @@ pub struct Metrics {
     pub admission_queued: Family<PriorityLabels, Gauge>,
     /// Admission: requests shed, by priority and cause (cumulative).
     pub admission_shed: Family<ShedLabels, Gauge>,
+    /// Admission: time requests admitted from the queue waited in it, seconds (requests
+    /// admitted at once are not observed).
+    pub admission_sojourn: Histogram,
+    /// Adaptive admission: the measured no-load latency, seconds (0 in fixed mode).
+    pub admission_no_load_latency: Gauge<f64, AtomicU64>,
+    /// Adaptive admission: the latency percentile of the last interval, seconds.
+    pub admission_sampled_latency: Gauge<f64, AtomicU64>,
     /// The active policy (value 1 on the active label set).
     pub policy: Family<PolicyLabels, Gauge>,
     /// The thresholds version in force.
@@ -133,6 +141,9 @@ impl Metrics {
             admission_limit: Gauge::default(),
             admission_queued: Family::default(),
             admission_shed: Family::default(),
+            admission_sojourn: latency_histogram(),
+            admission_no_load_latency: Gauge::default(),
+            admission_sampled_latency: Gauge::default(),
             policy: Family::default(),
             threshold_version: Gauge::default(),
             ratelimit_tracked_users: Gauge::default(),
@@ -192,6 +203,21 @@ impl Metrics {
             "admission_shed",
             "Requests shed by admission control",
             m.admission_shed.clone(),
+        );
+        r.register(
+            "admission_sojourn_seconds",
+            "Time requests admitted from the admission queue waited in it",
+            m.admission_sojourn.clone(),
+        );
+        r.register(
+            "admission_no_load_latency_seconds",
+            "Adaptive limit: measured no-load latency of admitted work",
+            m.admission_no_load_latency.clone(),
+        );
+        r.register(
+            "admission_sampled_latency_seconds",
+            "Adaptive limit: latency percentile of admitted work in the last interval",
+            m.admission_sampled_latency.clone(),
         );
         r.register(
             "policy_active",

@@ -1,7 +1,9 @@
 //! The connection loop: a bound on open connections, a header-read timeout, HTTP/1.1 and
-//! HTTP/2 on one port, and a graceful shutdown with a bounded grace period.
+//! HTTP/2 on one port, connection-level overload actions, and a graceful shutdown with a
+//! bounded grace period.
 
 use crate::config::ServerConfig;
+use crate::overload::Overload;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests finish for at most `server.shutdown_grace_ms`.
@@ -22,6 +25,18 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     config: &ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, router, config, None, shutdown).await;
+}
+
+/// [`serve`], and while `overload` says so (see [`crate::overload`]): no accepting (new
+/// connections wait in the kernel's backlog) and `Connection: close` on HTTP/1 responses.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    config: &ServerConfig,
+    overload: Option<Overload>,
     shutdown: impl Future<Output = ()>,
 ) {
     let limit = usize::try_from(config.max_connections).unwrap_or(usize::MAX);
@@ -42,9 +57,18 @@ pub async fn serve(
             () = &mut shutdown => break,
             p = Arc::clone(&slots).acquire_owned() => p.expect("the connection semaphore is never closed"),
         };
+        if let Some(o) = &overload {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = o.accepting() => {}
+            }
+        }
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
+            // Overload began while waiting: do not take one more connection in.
+            () = overload_begins(overload.as_ref()) => continue,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -58,17 +82,28 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(cause = %e, "set_nodelay failed");
         }
-        let service = TowerToHyperService::new(router.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, cause = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        // One connection task; a macro because the two services differ in type.
+        macro_rules! spawn_connection {
+            ($service:expr) => {{
+                let conn = builder
+                    .serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new($service),
+                    )
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, cause = %e, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }};
+        }
+        match &overload {
+            None => spawn_connection!(router.clone()),
+            Some(o) => spawn_connection!(close_when_overloaded(router.clone(), o.clone())),
+        }
     }
 
     drop(listener);
@@ -79,4 +114,45 @@ pub async fn serve(
             tracing::warn!(grace_ms = config.shutdown_grace_ms, "grace period elapsed; closing");
         }
     }
+}
+
+/// Resolves when overload actions turn on (never without an overload state).
+async fn overload_begins(overload: Option<&Overload>) {
+    match overload {
+        Some(o) => o.overloaded().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The router, adding `Connection: close` to HTTP/1 responses while overloaded (HTTP/2 has
+/// no such header; its connections are left alone).
+fn close_when_overloaded(
+    router: Router,
+    overload: Overload,
+) -> impl tower::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>>
+             + Send
+             + 'static,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let http1 = req.version() <= http::Version::HTTP_11;
+        let overload = overload.clone();
+        let fut = router.clone().oneshot(req);
+        async move {
+            let mut res = fut.await?;
+            if http1 && overload.is_overloaded() {
+                res.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                overload.closed_one();
+            }
+            Ok(res)
+        }
+    })
 }

@@ -9,6 +9,9 @@
 //! | blocklist | `BLOCKLISTED` | reject |
 //! | overdue beyond tolerance | `OVERDUE_BALANCE` | reject |
 //! | account younger than minimum | `ACCOUNT_TOO_NEW` | reject |
+//! | bureau: more overdue accounts elsewhere than tolerated | `BUREAU_OVERDUE` | reject |
+//! | bureau: an account elsewhere overdue beyond the tolerance | `BUREAU_OVERDUE` | reject |
+//! | bureau: score below `reject_below_score` | `BUREAU_SCORE_LOW` | reject |
 //! | login pattern (legacy mode only) | `LOGIN_PATTERN_ANOMALY` | reject |
 //! | drawdowns in 24 h at the limit | `VELOCITY_DRAWDOWNS_24H` | reject |
 //! | applications in 1 h at the limit | `VELOCITY_APPLICATIONS_1H` | reject |
@@ -16,6 +19,12 @@
 //! | amount above the single-drawdown limit | `SINGLE_DRAWDOWN_LIMIT` | reject |
 //! | utilisation after the drawdown above the limit | `UTILISATION_LIMIT` | reject |
 //! | frequent logins *and* a new device or an application burst | `LOGIN_PATTERN_REVIEW` | review |
+//! | bureau: score below `review_below_score` | `BUREAU_SCORE_REVIEW` | review |
+//! | bureau rules on, bureau unavailable, no usable cached answer | `BUREAU_UNAVAILABLE_REVIEW` | review |
+//!
+//! The bureau rules read [`Context::bureau`]; a profile without bureau rules ignores it, and
+//! [`BureauSignal::NotConsulted`] leaves every bureau rule silent. A fresh and a cached answer
+//! are judged alike (the gateway only hands over a cached answer young enough to use).
 //!
 //! When a rule binds only because the active profile is tighter than the base profile (a
 //! peak window), its code is `PEAK_WINDOW_TIGHTENED` instead, with the rule named, and the
@@ -25,10 +34,11 @@
 //! Every amount rule is a cap on the amount, so the largest approvable amount is the minimum of
 //! the caps: [`quote`] returns it, and [`evaluate`] approves exactly the amounts at or below it.
 
+use crate::bureau::BureauSignal;
 use crate::domain::{DrawdownRequest, Outcome, UserState};
 use crate::money::Fen;
 use crate::reason::ReasonCode;
-use crate::thresholds::{GradeLimits, LoginMode, Profile, Thresholds};
+use crate::thresholds::{BureauRules, GradeLimits, LoginMode, Profile, Thresholds};
 use arrayvec::ArrayVec;
 use jiff::ZonedDateTime;
 use std::fmt::Write as _;
@@ -43,6 +53,8 @@ pub struct Context<'a> {
     pub profile: &'a str,
     /// When the active peak window ends, if one is active.
     pub window_ends_at: Option<&'a ZonedDateTime>,
+    /// What the external credit bureau said about the user, or why it said nothing.
+    pub bureau: BureauSignal,
 }
 
 /// The rule behind a reason.
@@ -66,6 +78,14 @@ pub enum Rule {
     SingleDrawdown,
     /// The utilisation limit.
     Utilisation,
+    /// Bureau: overdue accounts with other lenders.
+    BureauOverdueAccounts,
+    /// Bureau: days overdue with other lenders.
+    BureauOverdueDays,
+    /// Bureau: the score band (reject or review).
+    BureauScore,
+    /// Bureau: no usable answer while the profile's bureau rules are on.
+    BureauUnavailable,
 }
 
 impl Rule {
@@ -81,6 +101,10 @@ impl Rule {
             Self::AvailableLine => "available_line",
             Self::SingleDrawdown => "single_drawdown",
             Self::Utilisation => "utilisation",
+            Self::BureauOverdueAccounts => "bureau_overdue_accounts",
+            Self::BureauOverdueDays => "bureau_overdue_days",
+            Self::BureauScore => "bureau_score",
+            Self::BureauUnavailable => "bureau_unavailable",
         }
     }
 
@@ -104,6 +128,8 @@ pub enum Unit {
     Days,
     /// A flag (limit and actual are 0/1).
     Flag,
+    /// A credit-bureau score (300 to 850).
+    Score,
 }
 
 impl Unit {
@@ -114,6 +140,7 @@ impl Unit {
             Self::Count => "count",
             Self::Days => "days",
             Self::Flag => "flag",
+            Self::Score => "score",
         }
     }
 }
@@ -191,6 +218,25 @@ impl Reason {
             (Rule::Utilisation, true) => {
                 write!(s, "额度最多可使用 {lf} 元，本次借款后将达到 {af} 元。")
             }
+            (Rule::BureauOverdueAccounts, false) => write!(
+                s,
+                "The credit bureau reports {a} overdue accounts elsewhere; the tolerance is {l}. "
+            ),
+            (Rule::BureauOverdueAccounts, true) => {
+                write!(s, "征信报告显示其他机构逾期账户 {a} 个，容许 {l} 个。")
+            }
+            (Rule::BureauOverdueDays, false) => write!(
+                s,
+                "The credit bureau reports an account {a} days overdue; the tolerance is {l} days. "
+            ),
+            (Rule::BureauOverdueDays, true) => {
+                write!(s, "征信报告显示其他机构账户逾期 {a} 天，容许 {l} 天。")
+            }
+            (Rule::BureauScore, false) => {
+                write!(s, "The credit bureau score is {a}; the threshold is {l}. ")
+            }
+            (Rule::BureauScore, true) => write!(s, "征信评分 {a}，阈值 {l}。"),
+            (Rule::BureauUnavailable, _) => Ok(()),
         };
         match (self.suggested_amount, zh) {
             (Some(a), false) if a > Fen::ZERO => {
@@ -285,6 +331,7 @@ struct Assessment<'t> {
     limits: &'t GradeLimits,
     base: &'t GradeLimits,
     base_min_age: u32,
+    base_bureau: BureauRules,
     tightened: bool,
     available: Fen,
     single: Fen,
@@ -295,7 +342,54 @@ struct Assessment<'t> {
     base_utilisation: Fen,
     /// Amount-independent refusal.
     blocked: bool,
+    /// Some review rule holds (login pattern, bureau band, bureau unavailable).
     review: bool,
+    login_review: bool,
+    bureau: BureauVerdict,
+}
+
+/// What the bureau rules make of the signal.
+#[derive(Default)]
+struct BureauVerdict {
+    overdue_accounts: bool,
+    overdue_days: bool,
+    score_low: bool,
+    score_review: bool,
+    unavailable: bool,
+}
+
+impl BureauVerdict {
+    fn of(rules: &BureauRules, signal: &BureauSignal) -> BureauVerdict {
+        match signal.report() {
+            Some(r) => {
+                let below = |t: Option<u16>| t.is_some_and(|t| r.score < t);
+                let score_low = below(rules.reject_below_score);
+                BureauVerdict {
+                    overdue_accounts: rules
+                        .max_overdue_accounts
+                        .is_some_and(|m| r.overdue_accounts > m),
+                    overdue_days: rules
+                        .max_days_overdue
+                        .is_some_and(|m| r.max_days_overdue > m),
+                    score_low,
+                    score_review: !score_low && below(rules.review_below_score),
+                    unavailable: false,
+                }
+            }
+            None => BureauVerdict {
+                unavailable: rules.is_on() && matches!(signal, BureauSignal::Unavailable(_)),
+                ..BureauVerdict::default()
+            },
+        }
+    }
+
+    fn blocks(&self) -> bool {
+        self.overdue_accounts || self.overdue_days || self.score_low
+    }
+
+    fn reviews(&self) -> bool {
+        self.score_review || self.unavailable
+    }
 }
 
 impl Assessment<'_> {
@@ -330,14 +424,18 @@ fn assess<'t>(thresholds: &'t Thresholds, ctx: &Context<'_>, user: &UserState) -
         || (frequent && login.mode == LoginMode::RejectAlone)
         || user.drawdowns_24h >= limits.max_drawdowns_24h
         || user.applications_1h >= limits.max_applications_1h;
-    let review = frequent
+    let login_review = frequent
         && login.mode == LoginMode::ReviewWhenCombined
         && (user.new_device || user.applications_1h >= login.combine_applications_1h);
+    let bureau = BureauVerdict::of(&profile.bureau, &ctx.bureau);
+    let blocked = blocked || bureau.blocks();
+    let review = login_review || bureau.reviews();
     Assessment {
         profile,
         limits,
         base,
         base_min_age: base_profile.min_account_age_days,
+        base_bureau: base_profile.bureau,
         tightened: !std::ptr::eq(profile, base_profile),
         available: user.available(),
         single: limits.max_single,
@@ -346,6 +444,8 @@ fn assess<'t>(thresholds: &'t Thresholds, ctx: &Context<'_>, user: &UserState) -
         base_utilisation: base_ceiling.saturating_sub(user.used),
         blocked,
         review,
+        login_review,
+        bureau,
     }
 }
 
@@ -407,6 +507,7 @@ fn for_each_reason(
         );
         emit(peak(r, user.account_age_days >= a.base_min_age));
     }
+    emit_bureau_refusals(a, ctx, &mut emit);
     let login = &a.profile.login;
     if login.mode == LoginMode::RejectAlone && user.logins_30d >= login.logins_30d {
         emit(reason(
@@ -476,14 +577,108 @@ fn for_each_reason(
         emit(peak(r, probe <= a.base_utilisation));
     }
     if a.review && !a.blocked && include_review {
-        emit(reason(
-            ReasonCode::LoginPatternReview,
-            Rule::LoginPattern,
-            login.logins_30d.into(),
-            user.logins_30d.into(),
-            Unit::Count,
-        ));
+        if a.login_review {
+            emit(reason(
+                ReasonCode::LoginPatternReview,
+                Rule::LoginPattern,
+                login.logins_30d.into(),
+                user.logins_30d.into(),
+                Unit::Count,
+            ));
+        }
+        if let (true, Some(r), Some(t)) = (
+            a.bureau.score_review,
+            ctx.bureau.report(),
+            a.profile.bureau.review_below_score,
+        ) {
+            emit(reason(
+                ReasonCode::BureauScoreReview,
+                Rule::BureauScore,
+                t.into(),
+                r.score.into(),
+                Unit::Score,
+            ));
+        }
+        if a.bureau.unavailable {
+            emit(reason(
+                ReasonCode::BureauUnavailableReview,
+                Rule::BureauUnavailable,
+                0,
+                1,
+                Unit::Flag,
+            ));
+        }
     }
+}
+
+/// The bureau's amount-independent refusals, in precedence order. A rule that would pass
+/// under the base profile's bureau rules is a peak-window tightening, like every other rule.
+fn emit_bureau_refusals(a: &Assessment<'_>, ctx: &Context<'_>, emit: &mut impl FnMut(Reason)) {
+    let Some(report) = ctx.bureau.report() else {
+        return;
+    };
+    let rules = &a.profile.bureau;
+    let base = BureauVerdict::of(&a.base_bureau, &ctx.bureau);
+    let mut bound = |code, rule, limit: u64, actual: u64, unit, passes_under_base: bool| {
+        let tightened = a.tightened && passes_under_base;
+        emit(Reason {
+            code: if tightened {
+                ReasonCode::PeakWindowTightened
+            } else {
+                code
+            },
+            rule,
+            limit,
+            actual,
+            unit,
+            suggested_amount: None,
+            retry_at: if tightened {
+                ctx.window_ends_at.cloned()
+            } else {
+                None
+            },
+        });
+    };
+    if let (true, Some(m)) = (a.bureau.overdue_accounts, rules.max_overdue_accounts) {
+        bound(
+            ReasonCode::BureauOverdue,
+            Rule::BureauOverdueAccounts,
+            m.into(),
+            report.overdue_accounts.into(),
+            Unit::Count,
+            !base.overdue_accounts,
+        );
+    }
+    if let (true, Some(m)) = (a.bureau.overdue_days, rules.max_days_overdue) {
+        bound(
+            ReasonCode::BureauOverdue,
+            Rule::BureauOverdueDays,
+            m.into(),
+            report.max_days_overdue.into(),
+            Unit::Days,
+            !base.overdue_days,
+        );
+    }
+    if let (true, Some(t)) = (a.bureau.score_low, rules.reject_below_score) {
+        bound(
+            ReasonCode::BureauScoreLow,
+            Rule::BureauScore,
+            t.into(),
+            report.score.into(),
+            Unit::Score,
+            !base.score_low,
+        );
+    }
+}
+
+/// Whether a code sends a drawdown to review (rather than refusing it).
+const fn is_review(code: ReasonCode) -> bool {
+    matches!(
+        code,
+        ReasonCode::LoginPatternReview
+            | ReasonCode::BureauScoreReview
+            | ReasonCode::BureauUnavailableReview
+    )
 }
 
 /// Decides a drawdown. Pure and deterministic; allocates nothing on the approve path.
@@ -507,7 +702,7 @@ pub fn evaluate<'t>(
         // A review lists only what sent it to review; a rejection only what refused it.
         let review = outcome == Outcome::Review;
         for_each_reason(&a, ctx, user, Some(request.amount), review, |r| {
-            if review && r.code != ReasonCode::LoginPatternReview {
+            if review && !is_review(r.code) {
                 return;
             }
             // Reasons come in precedence order; past MAX_REASONS the least decisive are dropped.

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`money`]: [`Fen`], integer minor units with checked arithmetic.
+//! - [`bureau`]: the external credit-bureau signal, an explicit input of the engine.
 //! - [`domain`]: user ids, grades, user state, requests, outcomes.
 //! - [`reason`]: the reason-code catalogue (risk and transient codes).
 //! - [`thresholds`]: the versioned thresholds document, its validation and compiled form.
@@ -20,7 +21,7 @@
 //! let cache = ThresholdCache::new(Thresholds::embedded_default());
 //! let thresholds = cache.load();
 //! let thresholds = thresholds.as_ref().expect("published above");
-//! let ctx = Context { profile: "normal", window_ends_at: None };
+//! let ctx = Context { profile: "normal", window_ends_at: None, bureau: Default::default() };
 //! let user = UserState::clean(Fen::new(5_000_000).unwrap(), RiskGrade::C);
 //!
 //! let q = quote(thresholds, &ctx, &user);
@@ -35,6 +36,7 @@
 //! assert_eq!(d.reasons[0].suggested_amount, Some(q.drawable_now));
 //! ```
 
+pub mod bureau;
 pub mod domain;
 pub mod engine;
 pub mod money;
@@ -42,6 +44,7 @@ pub mod reason;
 pub mod snapshot;
 pub mod thresholds;
 
+pub use bureau::{BureauReport, BureauSignal, UnavailableCause};
 pub use domain::{
     Channel, DrawdownRequest, IdError, Outcome, RiskGrade, UserId, UserState, validate_id,
 };
@@ -49,4 +52,6 @@ pub use engine::{Context, Decision, MAX_REASONS, Quote, Reason, Rule, Unit, eval
 pub use money::Fen;
 pub use reason::{CatalogueEntry, Category, Family, ReasonCode, catalogue};
 pub use snapshot::{PublishError, ThresholdCache};
-pub use thresholds::{LoginMode, Profile, Thresholds, ThresholdsDocument, ThresholdsError};
+pub use thresholds::{
+    BureauRules, LoginMode, Profile, Thresholds, ThresholdsDocument, ThresholdsError,
+};

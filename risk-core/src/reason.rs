@@ -105,6 +105,22 @@ catalogue! {
         guidance: "Drawdowns open once the account reaches the minimum age.",
         guidance_zh: "账户达到最短开户时间后即可借款。",
     }
+    /// The credit bureau reports an account with another lender overdue beyond the tolerance.
+    BureauOverdue = "BUREAU_OVERDUE" {
+        category: Risk, family: Eligibility, retryable: false, appealable: true,
+        message: "The credit bureau reports an overdue account with another lender.",
+        message_zh: "征信报告显示您在其他机构有逾期账户。",
+        guidance: "Settle the overdue account with the other lender; if the report is wrong, file an appeal.",
+        guidance_zh: "请先结清在其他机构的逾期款项；如征信报告有误，可提交申诉。",
+    }
+    /// The credit bureau's score is below the profile's minimum.
+    BureauScoreLow = "BUREAU_SCORE_LOW" {
+        category: Risk, family: Eligibility, retryable: false, appealable: true,
+        message: "The credit bureau score is below the minimum for a drawdown.",
+        message_zh: "征信评分低于借款的最低要求。",
+        guidance: "Drawdowns reopen once the bureau score reaches the minimum; if the report is wrong, file an appeal.",
+        guidance_zh: "征信评分达到最低要求后即可借款；如征信报告有误，可提交申诉。",
+    }
     /// The amount exceeds the available line.
     InsufficientAvailableLine = "INSUFFICIENT_AVAILABLE_LINE" {
         category: Risk, family: CreditLine, retryable: false, appealable: false,
@@ -168,6 +184,23 @@ catalogue! {
         message_zh: "本次借款需要完成身份验证。",
         guidance: "Complete the verification in the app; the drawdown continues once it succeeds.",
         guidance_zh: "请在App内完成身份验证，验证通过后借款将继续处理。",
+    }
+    /// The credit bureau's score is in the review band: a person looks at the drawdown.
+    BureauScoreReview = "BUREAU_SCORE_REVIEW" {
+        category: Risk, family: Eligibility, retryable: false, appealable: true,
+        message: "The drawdown needs a review of the external credit record.",
+        message_zh: "本次借款需要人工审核外部征信记录。",
+        guidance: "A reviewer checks the drawdown; you are notified of the result, nothing else is needed from you.",
+        guidance_zh: "审核人员将核查本次借款并通知您结果，您无需另行操作。",
+    }
+    /// The credit bureau could not answer in time and no recent answer was at hand: the
+    /// drawdown waits for a person instead of being approved or refused without it.
+    BureauUnavailableReview = "BUREAU_UNAVAILABLE_REVIEW" {
+        category: Risk, family: Dependency, retryable: false, appealable: false,
+        message: "The external credit check could not be completed; the drawdown waits for a review.",
+        message_zh: "外部征信查询暂时无法完成，本次借款转入人工审核。",
+        guidance: "Nothing is refused: a reviewer completes the check and you are notified of the result.",
+        guidance_zh: "本次借款未被拒绝：审核人员将完成核查并通知您结果。",
     }
     /// A per-user rate limit refused the request.
     RateLimitedUser = "RATE_LIMITED_USER" {

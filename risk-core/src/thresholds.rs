@@ -62,6 +62,27 @@ pub struct ProfileDocument {
     pub login_pattern: LoginPatternDocument,
     /// Limits per grade; every grade A–E must be present.
     pub grades: BTreeMap<String, GradeDocument>,
+    /// Rules on the external credit-bureau signal; absent: the bureau is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bureau: Option<BureauRulesDocument>,
+}
+
+/// The credit-bureau rules of a profile as written; each absent field turns its rule off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BureauRulesDocument {
+    /// A bureau score below this (300 to 850) rejects the drawdown (`BUREAU_SCORE_LOW`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_below_score: Option<i64>,
+    /// A bureau score below this, and not rejected, sends it to review (`BUREAU_SCORE_REVIEW`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_below_score: Option<i64>,
+    /// More overdue accounts elsewhere than this rejects it (`BUREAU_OVERDUE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_overdue_accounts: Option<i64>,
+    /// An account elsewhere overdue more days than this rejects it (`BUREAU_OVERDUE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_days_overdue: Option<i64>,
 }
 
 /// The login-pattern rule as written.
@@ -138,6 +159,29 @@ pub struct LoginRule {
     pub combine_applications_1h: u32,
 }
 
+/// The compiled credit-bureau rules of a profile (`None`: that rule is off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BureauRules {
+    /// Scores below this reject.
+    pub reject_below_score: Option<u16>,
+    /// Scores below this (and not rejected) go to review.
+    pub review_below_score: Option<u16>,
+    /// More overdue accounts than this reject.
+    pub max_overdue_accounts: Option<u32>,
+    /// An account overdue more days than this rejects.
+    pub max_days_overdue: Option<u32>,
+}
+
+impl BureauRules {
+    /// Whether any rule reads the bureau: only then does its unavailability matter.
+    pub const fn is_on(&self) -> bool {
+        self.reject_below_score.is_some()
+            || self.review_below_score.is_some()
+            || self.max_overdue_accounts.is_some()
+            || self.max_days_overdue.is_some()
+    }
+}
+
 /// A compiled profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -146,6 +190,8 @@ pub struct Profile {
     pub min_account_age_days: u32,
     /// The login-pattern rule.
     pub login: LoginRule,
+    /// The credit-bureau rules (all off when the document has no `bureau`).
+    pub bureau: BureauRules,
     grades: [GradeLimits; 5],
 }
 
@@ -353,8 +399,52 @@ fn compile_profile(name: &str, p: &ProfileDocument) -> Result<Profile, Threshold
             p.min_account_age_days,
         )?,
         login,
+        bureau: compile_bureau(name, p.bureau.as_ref())?,
         grades,
     })
+}
+
+/// The bureau's score range.
+const SCORE_RANGE: std::ops::RangeInclusive<i64> = 300..=850;
+
+fn compile_bureau(
+    name: &str,
+    doc: Option<&BureauRulesDocument>,
+) -> Result<BureauRules, ThresholdsError> {
+    let Some(doc) = doc else {
+        return Ok(BureauRules::default());
+    };
+    let at = |f: &str| format!("profiles.{name}.bureau.{f}");
+    let score = |f: &str, v: Option<i64>| -> Result<Option<u16>, ThresholdsError> {
+        v.map(|v| {
+            u16::try_from(v)
+                .ok()
+                .filter(|_| SCORE_RANGE.contains(&v))
+                .ok_or_else(|| {
+                    ThresholdsError::new(
+                        at(f),
+                        format!("must be a bureau score between 300 and 850 (got {v})"),
+                    )
+                })
+        })
+        .transpose()
+    };
+    let count = |f: &str, v: Option<i64>| v.map(|v| non_negative_u32(&at(f), v)).transpose();
+    let rules = BureauRules {
+        reject_below_score: score("reject_below_score", doc.reject_below_score)?,
+        review_below_score: score("review_below_score", doc.review_below_score)?,
+        max_overdue_accounts: count("max_overdue_accounts", doc.max_overdue_accounts)?,
+        max_days_overdue: count("max_days_overdue", doc.max_days_overdue)?,
+    };
+    if let (Some(reject), Some(review)) = (rules.reject_below_score, rules.review_below_score)
+        && reject > review
+    {
+        return Err(ThresholdsError::new(
+            at("reject_below_score"),
+            format!("must not exceed review_below_score ({reject} > {review})"),
+        ));
+    }
+    Ok(rules)
 }
 
 #[cfg(test)]
@@ -429,6 +519,52 @@ mod tests {
         let mut v = doc();
         v["version"] = 0.into();
         assert_eq!(err(v).field(), "version");
+    }
+
+    #[test]
+    fn bureau_rules_are_optional_and_validated_with_their_field() {
+        let t = Thresholds::embedded_default();
+        assert!(t.base().bureau.is_on());
+        let mut v = doc();
+        v["profiles"]["normal"]
+            .as_object_mut()
+            .unwrap()
+            .remove("bureau");
+        let t = Thresholds::from_json(&v.to_string()).unwrap();
+        assert_eq!(t.base().bureau, BureauRules::default());
+        assert!(!t.base().bureau.is_on());
+
+        let mut v = doc();
+        v["profiles"]["normal"]["bureau"] = serde_json::json!({ "max_days_overdue": 30 });
+        let t = Thresholds::from_json(&v.to_string()).unwrap();
+        assert_eq!(t.base().bureau.max_days_overdue, Some(30));
+        assert!(t.base().bureau.is_on());
+
+        let bad = |rules: serde_json::Value| {
+            let mut v = doc();
+            v["profiles"]["peak"]["bureau"] = rules;
+            err(v)
+        };
+        let e = bad(serde_json::json!({ "review_below_score": 299 }));
+        assert_eq!(e.field(), "profiles.peak.bureau.review_below_score");
+        assert!(e.problem().contains("299"), "{e}");
+        assert_eq!(
+            bad(serde_json::json!({ "reject_below_score": 851 })).field(),
+            "profiles.peak.bureau.reject_below_score"
+        );
+        assert_eq!(
+            bad(serde_json::json!({ "max_overdue_accounts": -1 })).field(),
+            "profiles.peak.bureau.max_overdue_accounts"
+        );
+        let e = bad(serde_json::json!({ "reject_below_score": 600, "review_below_score": 550 }));
+        assert_eq!(e.field(), "profiles.peak.bureau.reject_below_score");
+        let e = bad(serde_json::json!({ "min_score": 600 }));
+        assert!(e.problem().contains("min_score"), "{e}");
+        // Equal bounds are allowed: no review band.
+        let mut v = doc();
+        v["profiles"]["peak"]["bureau"] =
+            serde_json::json!({ "reject_below_score": 600, "review_below_score": 600 });
+        assert!(Thresholds::from_json(&v.to_string()).is_ok());
     }
 
     #[test]

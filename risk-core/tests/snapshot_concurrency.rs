@@ -46,6 +46,7 @@ fn no_torn_reads_while_swapping() {
     let ctx = Context {
         profile: "normal",
         window_ends_at: None,
+        bureau: BureauSignal::NotConsulted,
     };
 
     let readers: Vec<_> = (0..2)

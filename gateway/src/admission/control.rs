@@ -1,14 +1,18 @@
-//! The shared admission state: limit, in-flight count, the three priority queues, metrics.
+//! The shared admission state: limit, in-flight count, the three priority queues, metrics;
+//! and the options: adaptive limit, critical share, sojourn target, retry budget.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tower::retry::budget::{Budget, TpsBudget};
 
+use super::adaptive::{AdaptiveConfig, AdaptiveLimiter, AdaptiveStats};
 use super::error::{Shed, ShedCause};
 use super::request::Priority;
 use super::{LimitSource, Limits};
@@ -18,6 +22,61 @@ const EWMA_ALPHA: f64 = 0.2;
 /// Retry-After advice bounds.
 const MIN_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Number of shed causes (the width of the shed counters).
+const CAUSES: usize = ShedCause::ALL.len();
+
+/// How admission behaves beyond its limits; the default is plain priority queueing with a
+/// fixed limit (no adaptive limit, no reserved share, no sojourn target, no retry budget).
+#[derive(Debug, Clone, Default)]
+pub struct AdmissionOptions {
+    /// Adapt the concurrency limit to measured latency (the limit source then only sets
+    /// the queue capacity).
+    pub adaptive: Option<AdaptiveConfig>,
+    /// Share of the limit kept for `critical` work, in [0, 1): `default` and `low` together
+    /// hold at most `limit - floor(limit × share)` slots.
+    pub critical_share: f64,
+    /// CoDel-style sojourn target: when every request leaving the queue for `interval` has
+    /// waited more than `target`, the `default` and `low` waiters over `target` are shed.
+    pub sojourn: Option<SojournTarget>,
+    /// Retries (`X-Retry-Attempt` > 0) draw from this budget, else are shed.
+    pub retry_budget: Option<RetryBudgetConfig>,
+}
+
+/// A CoDel-style sojourn target (see [`AdmissionOptions::sojourn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SojournTarget {
+    /// Longest acceptable standing wait.
+    pub target: Duration,
+    /// How long the wait must stay above `target` before shedding.
+    pub interval: Duration,
+}
+
+/// A retry budget (tower's [`TpsBudget`], after Finagle's RetryBudget).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudgetConfig {
+    /// How long a first attempt counts towards the budget, within 1..=60 s.
+    pub ttl: Duration,
+    /// Retries always allowed per second.
+    pub min_per_sec: u32,
+    /// Retries allowed per first attempt (0.1: 10 %), within 0..=1000.
+    pub ratio: f32,
+}
+
+impl RetryBudgetConfig {
+    fn budget(&self) -> TpsBudget {
+        // `TpsBudget::new` asserts these ranges; the config is validated against them, and
+        // clamping keeps a hand-built one from panicking.
+        let ttl = self
+            .ttl
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        TpsBudget::new(
+            ttl,
+            self.min_per_sec.min(i32::MAX as u32 - 1),
+            self.ratio.clamp(0.0, 1000.0),
+        )
+    }
+}
 
 /// What a queued request is eventually told: a permit, or why it was shed.
 pub(super) type Outcome = Result<Permit, ShedCause>;
@@ -31,6 +90,10 @@ pub struct Admission {
 pub(super) struct Inner {
     state: Mutex<State>,
     source: Option<Box<dyn LimitSource>>,
+    /// Set once, at build or by [`Admission::configure`].
+    retry_budget: OnceLock<TpsBudget>,
+    /// Observes each admitted waiter's time in the queue, once metrics are attached.
+    sojourn_histogram: OnceLock<Histogram>,
     /// The source version last applied (`u64::MAX`: none yet).
     applied: AtomicU64,
     /// Set by `set_limits`: the source no longer drives the limits until it changes.
@@ -42,19 +105,27 @@ pub(super) struct Inner {
     queue_capacity: AtomicUsize,
     queued: [AtomicUsize; 3],
     /// `[priority][cause]`, monotonically increasing counters.
-    shed: [[AtomicU64; 3]; 3],
+    shed: [[AtomicU64; CAUSES]; 3],
 }
 
 struct Waiter {
     id: u64,
     tx: oneshot::Sender<Outcome>,
     deadline: Option<Instant>,
+    enqueued: Instant,
 }
 
 struct State {
     limit: usize,
     capacity: usize,
     in_flight: usize,
+    /// In flight by priority (sums to `in_flight`).
+    in_flight_by: [usize; 3],
+    critical_share: f64,
+    adaptive: Option<AdaptiveLimiter>,
+    sojourn: Option<SojournTarget>,
+    /// Since when every waiter leaving the queue waited more than the sojourn target.
+    above_target_since: Option<Instant>,
     /// Indexed by `Priority::index` (0 = low); FIFO within each.
     queues: [VecDeque<Waiter>; 3],
     next_id: u64,
@@ -67,6 +138,7 @@ struct State {
 pub(super) struct Permit {
     inner: Option<Arc<Inner>>,
     started: Instant,
+    priority: Priority,
 }
 
 /// A place in the queue: leaves it when dropped before being answered.
@@ -88,14 +160,25 @@ pub(super) enum Arrival {
 impl Admission {
     /// Admission control with fixed limits (changed only by [`Admission::set_limits`]).
     pub fn fixed(limits: Limits) -> Self {
-        Self::build(limits, None)
+        Self::build(limits, None, AdmissionOptions::default())
+    }
+
+    /// Fixed limits with `options`.
+    pub fn fixed_with(limits: Limits, options: AdmissionOptions) -> Self {
+        Self::build(limits, None, options)
     }
 
     /// Admission control whose limits follow `source` (checked on every arrival; cheap).
     pub fn with_source(source: impl LimitSource) -> Self {
+        Self::with_source_and(source, AdmissionOptions::default())
+    }
+
+    /// Limits following `source` (with an adaptive limit: only the queue capacity), with
+    /// `options`.
+    pub fn with_source_and(source: impl LimitSource, options: AdmissionOptions) -> Self {
         let limits = source.limits();
         let version = source.version();
-        let admission = Self::build(limits, Some(Box::new(source)));
+        let admission = Self::build(limits, Some(Box::new(source)), options);
         admission.inner.applied.store(version, Ordering::Relaxed);
         admission
     }
@@ -105,21 +188,39 @@ impl Admission {
         Self::with_source(policy.clone())
     }
 
-    fn build(limits: Limits, source: Option<Box<dyn LimitSource>>) -> Self {
+    fn build(limits: Limits, source: Option<Box<dyn LimitSource>>, opts: AdmissionOptions) -> Self {
+        let adaptive = opts
+            .adaptive
+            .map(|cfg| AdaptiveLimiter::new(cfg, Instant::now()));
+        let limit = adaptive
+            .as_ref()
+            .map_or(limits.concurrency, AdaptiveLimiter::limit)
+            .max(1);
         let inner = Inner {
             state: Mutex::new(State {
-                limit: limits.concurrency.max(1),
+                limit,
                 capacity: limits.queue,
                 in_flight: 0,
+                in_flight_by: [0; 3],
+                critical_share: opts.critical_share.clamp(0.0, 0.999),
+                adaptive,
+                sojourn: opts.sojourn,
+                above_target_since: None,
                 queues: Default::default(),
                 next_id: 0,
                 ewma: None,
             }),
             source,
+            retry_budget: opts
+                .retry_budget
+                .as_ref()
+                .map(RetryBudgetConfig::budget)
+                .map_or_else(OnceLock::new, OnceLock::from),
+            sojourn_histogram: OnceLock::new(),
             applied: AtomicU64::new(u64::MAX),
             overridden: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
-            limit: AtomicUsize::new(limits.concurrency.max(1)),
+            limit: AtomicUsize::new(limit),
             queue_capacity: AtomicUsize::new(limits.queue),
             queued: Default::default(),
             shed: Default::default(),
@@ -132,10 +233,79 @@ impl Admission {
     /// Changes the concurrency limit (at least 1) and the queue capacity now: a higher limit
     /// admits waiters at once; a smaller queue sheds its lowest-priority, newest waiters; a
     /// lower limit lets in-flight requests finish. The limit source (the policy) takes over
-    /// again at its next change.
+    /// again at its next change. With an adaptive limit, `concurrency` (within its bounds)
+    /// is where it continues from.
     pub fn set_limits(&self, concurrency: usize, queue: usize) {
         self.inner.overridden.store(true, Ordering::Relaxed);
+        if let Some(a) = self.inner.lock().adaptive.as_mut() {
+            a.set_limit(concurrency);
+        }
         self.inner.apply(Limits { concurrency, queue });
+    }
+
+    /// Sheds early what admission would shed on arrival now, before the caller spends
+    /// anything on the request (the edge calls this before reading the body); changes
+    /// nothing otherwise. A `retry` draws from the retry budget here (a first attempt adds
+    /// to it), so a request checked here must not carry [`super::RetryAttempt`] on.
+    ///
+    /// Advisory: a request let through is decided again on arrival.
+    pub fn precheck(
+        &self,
+        priority: Priority,
+        deadline: Option<Instant>,
+        retry: bool,
+    ) -> Result<(), Shed> {
+        self.inner.follow_source();
+        let cause = self.inner.spend_retry(retry).err().or_else(|| {
+            let st = self.inner.lock();
+            match st.decide(priority, deadline, Instant::now()) {
+                Decision::Shed(cause) => Some(cause),
+                _ => None,
+            }
+        });
+        match cause {
+            None => Ok(()),
+            Some(cause) => {
+                self.inner.count_shed(priority, cause);
+                Err(Shed::new(cause, priority, self.inner.retry_after()))
+            }
+        }
+    }
+
+    /// Applies `options` to an admission built without them (at start-up, before traffic):
+    /// the adaptive limit starts measuring now, the critical share and sojourn target apply
+    /// from the next decision, and a retry budget is installed unless one already is.
+    pub fn configure(&self, options: AdmissionOptions) {
+        if let Some(budget) = options.retry_budget.as_ref().map(RetryBudgetConfig::budget) {
+            let _ = self.inner.retry_budget.set(budget);
+        }
+        {
+            let mut st = self.inner.lock();
+            st.critical_share = options.critical_share.clamp(0.0, 0.999);
+            st.sojourn = options.sojourn;
+            st.adaptive = options
+                .adaptive
+                .map(|cfg| AdaptiveLimiter::new(cfg, Instant::now()));
+            if let Some(a) = &st.adaptive {
+                st.limit = a.limit();
+            }
+            self.inner.mirror(&st);
+        }
+        self.inner.grant(None);
+    }
+
+    /// The adaptive limiter's state (none with a fixed limit).
+    pub fn adaptive_stats(&self) -> Option<AdaptiveStats> {
+        self.inner
+            .lock()
+            .adaptive
+            .as_ref()
+            .map(AdaptiveLimiter::stats)
+    }
+
+    /// Observes each admitted waiter's time in the queue into `histogram` (first call wins).
+    pub fn observe_sojourn(&self, histogram: Histogram) {
+        let _ = self.inner.sojourn_histogram.set(histogram);
     }
 
     /// Picks up a change of the limit source now (every arrival does this too), e.g. before
@@ -181,9 +351,22 @@ impl Admission {
             .map(move |c| (c.as_str(), self.shed_count(priority, c)))
     }
 
-    /// Picks up a change of the limit source, then admits, queues or sheds an arrival.
-    pub(super) fn arrive(&self, priority: Priority, deadline: Option<Instant>) -> Arrival {
+    /// Picks up a change of the limit source, then admits, queues or sheds an arrival; a
+    /// retry (`attempt` `Some(true)`) first draws from the retry budget, a first attempt
+    /// (`Some(false)`) adds to it, `None` leaves it alone.
+    pub(super) fn arrive(
+        &self,
+        priority: Priority,
+        deadline: Option<Instant>,
+        attempt: Option<bool>,
+    ) -> Arrival {
         self.inner.follow_source();
+        if let Some(retry) = attempt
+            && let Err(cause) = self.inner.spend_retry(retry)
+        {
+            let st = self.inner.lock();
+            return self.inner.shed_arrival(&st, priority, cause);
+        }
         Inner::arrive(&self.inner, priority, deadline)
     }
 }
@@ -207,6 +390,21 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A first attempt adds to the retry budget; a retry draws from it, or is refused.
+    fn spend_retry(&self, retry: bool) -> Result<(), ShedCause> {
+        let Some(budget) = self.retry_budget.get() else {
+            return Ok(());
+        };
+        if !retry {
+            budget.deposit();
+            Ok(())
+        } else if budget.withdraw() {
+            Ok(())
+        } else {
+            Err(ShedCause::RetryBudget)
+        }
+    }
+
     fn follow_source(self: &Arc<Self>) {
         let Some(source) = &self.source else { return };
         let version = source.version();
@@ -219,7 +417,10 @@ impl Inner {
 
     fn apply(self: &Arc<Self>, limits: Limits) {
         let mut st = self.lock();
-        st.limit = limits.concurrency.max(1);
+        st.limit = match &st.adaptive {
+            Some(a) => a.limit(),
+            None => limits.concurrency.max(1),
+        };
         st.capacity = limits.queue;
         tracing::debug!(
             admission.limit = st.limit,
@@ -244,40 +445,29 @@ impl Inner {
     fn arrive(this: &Arc<Self>, priority: Priority, deadline: Option<Instant>) -> Arrival {
         let now = Instant::now();
         let mut st = this.lock();
-        if deadline.is_some_and(|d| d <= now) {
-            return this.shed_arrival(&st, priority, ShedCause::DeadlineUnmeetable);
-        }
-        if st.in_flight < st.limit {
-            st.in_flight += 1;
-            this.mirror(&st);
-            return Arrival::Admitted(Permit::new(Arc::clone(this), now));
-        }
-        // Everyone of at least this priority is ahead of it.
-        let ahead: usize = st.queues[priority.index()..]
-            .iter()
-            .map(VecDeque::len)
-            .sum();
-        if let Some(deadline) = deadline
-            && now + st.expected_wait(ahead + 1) > deadline
-        {
-            return this.shed_arrival(&st, priority, ShedCause::DeadlineUnmeetable);
-        }
-        if st.queued_total() >= st.capacity {
-            // Make room by shedding the newest waiter of the lowest priority below this one;
-            // an arrival that is itself the lowest is shed.
-            match st.lowest_nonempty(priority.index()) {
-                Some(p) if st.capacity > 0 => {
-                    if let Some(w) = st.queues[p].pop_back() {
-                        this.shed_waiter(w, Priority::ALL[p], ShedCause::QueueFull);
-                    }
-                }
-                _ => return this.shed_arrival(&st, priority, ShedCause::QueueFull),
+        match st.decide(priority, deadline, now) {
+            Decision::Shed(cause) => return this.shed_arrival(&st, priority, cause),
+            Decision::Admit => {
+                st.admit(priority);
+                this.mirror(&st);
+                return Arrival::Admitted(Permit::new(Arc::clone(this), now, priority));
             }
+            Decision::Queue { evict: Some(p) } => {
+                if let Some(w) = st.queues[p].pop_back() {
+                    this.shed_waiter(w, Priority::ALL[p], ShedCause::QueueFull);
+                }
+            }
+            Decision::Queue { evict: None } => {}
         }
         let (tx, rx) = oneshot::channel();
         let id = st.next_id;
         st.next_id += 1;
-        st.queues[priority.index()].push_back(Waiter { id, tx, deadline });
+        st.queues[priority.index()].push_back(Waiter {
+            id,
+            tx,
+            deadline,
+            enqueued: now,
+        });
         this.mirror(&st);
         let guard = QueueGuard {
             inner: Arc::clone(this),
@@ -290,32 +480,68 @@ impl Inner {
 
     /// Hands free slots to the best waiters: highest priority first, FIFO within one.
     /// `released` is a slot given back by a finished request (still counted in flight).
-    fn grant(self: &Arc<Self>, released: Option<Instant>) {
+    fn grant(self: &Arc<Self>, released: Option<(Instant, Priority)>) {
         let now = Instant::now();
         let mut st = self.lock();
-        if let Some(started) = released {
-            st.record(now.saturating_duration_since(started));
-            st.in_flight -= 1;
+        if let Some((started, priority)) = released {
+            let latency = now.saturating_duration_since(started);
+            st.record(latency);
+            st.release(priority);
+            if let Some(a) = st.adaptive.as_mut()
+                && a.on_sample(started, now, latency)
+            {
+                st.limit = a.limit();
+            }
         }
-        while st.in_flight < st.limit {
-            let Some(p) = st.highest_nonempty() else {
-                break;
-            };
+        while let Some(p) = st.highest_admissible() {
             let Some(w) = st.queues[p].pop_front() else {
                 break;
             };
+            let priority = Priority::ALL[p];
             if w.deadline.is_some_and(|d| d <= now) {
-                self.shed_waiter(w, Priority::ALL[p], ShedCause::DeadlineExpiredInQueue);
+                self.shed_waiter(w, priority, ShedCause::DeadlineExpiredInQueue);
                 continue;
             }
-            st.in_flight += 1;
-            if let Err(Ok(mut permit)) = w.tx.send(Ok(Permit::new(Arc::clone(self), now))) {
+            let sojourn = now.saturating_duration_since(w.enqueued);
+            if let Some(h) = self.sojourn_histogram.get() {
+                h.observe(sojourn.as_secs_f64());
+            }
+            if st.standing_queue(sojourn, now) {
+                self.shed_over_target(&mut st, now);
+            }
+            st.admit(priority);
+            if let Err(Ok(mut permit)) = w.tx.send(Ok(Permit::new(Arc::clone(self), now, priority)))
+            {
                 // The waiter is gone: take the slot back here, under the lock.
                 permit.disarm();
-                st.in_flight -= 1;
+                st.release(priority);
             }
         }
+        if st.queued_total() == 0 {
+            // CoDel leaves its dropping state when the queue empties.
+            st.above_target_since = None;
+        }
         self.mirror(&st);
+    }
+
+    /// A standing queue: sheds the `default` and `low` waiters that waited past the target
+    /// (`critical` ones wait for their deadline).
+    fn shed_over_target(&self, st: &mut State, now: Instant) {
+        let Some(SojournTarget { target, .. }) = st.sojourn else {
+            return;
+        };
+        for p in [Priority::Low, Priority::Default] {
+            let queue = &mut st.queues[p.index()];
+            // FIFO: the oldest are at the front.
+            while queue
+                .front()
+                .is_some_and(|w| now.saturating_duration_since(w.enqueued) > target)
+            {
+                if let Some(w) = queue.pop_front() {
+                    self.shed_waiter(w, p, ShedCause::SojournTarget);
+                }
+            }
+        }
     }
 
     fn shed_waiter(&self, waiter: Waiter, priority: Priority, cause: ShedCause) {
@@ -348,7 +574,46 @@ impl Inner {
     }
 }
 
+/// What an arrival would get now.
+enum Decision {
+    Admit,
+    /// Wait, after evicting the newest waiter of queue `evict` to make room.
+    Queue {
+        evict: Option<usize>,
+    },
+    Shed(ShedCause),
+}
+
 impl State {
+    /// The decision for an arrival of `priority` with `deadline` at `now` (changes nothing).
+    fn decide(&self, priority: Priority, deadline: Option<Instant>, now: Instant) -> Decision {
+        if deadline.is_some_and(|d| d <= now) {
+            return Decision::Shed(ShedCause::DeadlineUnmeetable);
+        }
+        if self.can_admit(priority) {
+            return Decision::Admit;
+        }
+        // Everyone of at least this priority is ahead of it.
+        let ahead: usize = self.queues[priority.index()..]
+            .iter()
+            .map(VecDeque::len)
+            .sum();
+        if let Some(deadline) = deadline
+            && now + self.expected_wait(ahead + 1) > deadline
+        {
+            return Decision::Shed(ShedCause::DeadlineUnmeetable);
+        }
+        if self.queued_total() < self.capacity {
+            return Decision::Queue { evict: None };
+        }
+        // Make room by shedding the newest waiter of the lowest priority below this one; an
+        // arrival that is itself the lowest is shed.
+        match self.lowest_nonempty(priority.index()) {
+            Some(p) if self.capacity > 0 => Decision::Queue { evict: Some(p) },
+            _ => Decision::Shed(ShedCause::QueueFull),
+        }
+    }
+
     fn queued_total(&self) -> usize {
         self.queues.iter().map(VecDeque::len).sum()
     }
@@ -358,10 +623,59 @@ impl State {
         (0..below).find(|&p| !self.queues[p].is_empty())
     }
 
-    fn highest_nonempty(&self) -> Option<usize> {
+    /// The highest non-empty queue whose head may be admitted now.
+    fn highest_admissible(&self) -> Option<usize> {
         (0..self.queues.len())
             .rev()
-            .find(|&p| !self.queues[p].is_empty())
+            .find(|&p| !self.queues[p].is_empty() && self.can_admit(Priority::ALL[p]))
+    }
+
+    /// Whether a request of `priority` may start now: under the limit, and `default` and
+    /// `low` under their part of it (the critical share is kept free for `critical`).
+    fn can_admit(&self, priority: Priority) -> bool {
+        if self.in_flight >= self.limit {
+            return false;
+        }
+        if priority == Priority::Critical {
+            return true;
+        }
+        // floor(limit × share) < limit since share < 1: the rest is at least one slot.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let reserved = (self.limit as f64 * self.critical_share).floor() as usize;
+        let others = self.in_flight - self.in_flight_by[Priority::Critical.index()];
+        others < self.limit - reserved.min(self.limit - 1)
+    }
+
+    fn admit(&mut self, priority: Priority) {
+        self.in_flight += 1;
+        self.in_flight_by[priority.index()] += 1;
+        if let Some(a) = self.adaptive.as_mut() {
+            a.on_admit(self.in_flight);
+        }
+    }
+
+    fn release(&mut self, priority: Priority) {
+        self.in_flight -= 1;
+        self.in_flight_by[priority.index()] -= 1;
+    }
+
+    /// CoDel's test on a waiter leaving the queue after `sojourn`: true once every waiter
+    /// leaving it for the whole interval waited more than the target.
+    fn standing_queue(&mut self, sojourn: Duration, now: Instant) -> bool {
+        let Some(SojournTarget { target, interval }) = self.sojourn else {
+            return false;
+        };
+        if sojourn <= target {
+            self.above_target_since = None;
+            return false;
+        }
+        match self.above_target_since {
+            None => {
+                self.above_target_since = Some(now);
+                false
+            }
+            Some(since) => now.saturating_duration_since(since) >= interval,
+        }
     }
 
     fn record(&mut self, sample: Duration) {
@@ -389,10 +703,11 @@ impl State {
 }
 
 impl Permit {
-    fn new(inner: Arc<Inner>, started: Instant) -> Self {
+    fn new(inner: Arc<Inner>, started: Instant, priority: Priority) -> Self {
         Permit {
             inner: Some(inner),
             started,
+            priority,
         }
     }
 
@@ -404,7 +719,7 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
-            inner.grant(Some(self.started));
+            inner.grant(Some((self.started, self.priority)));
         }
     }
 }

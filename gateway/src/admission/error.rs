@@ -15,14 +15,20 @@ pub enum ShedCause {
     DeadlineUnmeetable,
     /// The deadline passed while the request waited in the queue.
     DeadlineExpiredInQueue,
+    /// A `default` or `low` request waited past the sojourn target in a standing queue.
+    SojournTarget,
+    /// A retry (`X-Retry-Attempt` > 0) found the retry budget spent.
+    RetryBudget,
 }
 
 impl ShedCause {
     /// Every cause, in the order of [`ShedCause::index`].
-    pub const ALL: [ShedCause; 3] = [
+    pub const ALL: [ShedCause; 5] = [
         Self::QueueFull,
         Self::DeadlineUnmeetable,
         Self::DeadlineExpiredInQueue,
+        Self::SojournTarget,
+        Self::RetryBudget,
     ];
 
     /// Position in [`ShedCause::ALL`].
@@ -30,12 +36,15 @@ impl ShedCause {
         self as usize
     }
 
-    /// `queue_full`, `deadline_unmeetable`, `deadline_expired_in_queue` (metrics labels).
+    /// `queue_full`, `deadline_unmeetable`, `deadline_expired_in_queue`, `sojourn_target`,
+    /// `retry_budget` (metrics labels).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::QueueFull => "queue_full",
             Self::DeadlineUnmeetable => "deadline_unmeetable",
             Self::DeadlineExpiredInQueue => "deadline_expired_in_queue",
+            Self::SojournTarget => "sojourn_target",
+            Self::RetryBudget => "retry_budget",
         }
     }
 }

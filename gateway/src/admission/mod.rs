@@ -1,10 +1,17 @@
-//! Priority-aware admission control: a concurrency limit with a bounded priority queue.
+//! Priority-aware admission control: a concurrency limit (fixed or adaptive) with a bounded
+//! priority queue, a share reserved for critical work, a sojourn target and a retry budget.
 //!
 //! At most `limit` requests are in flight; up to `queue` more wait, `critical` before
 //! `default` before `low` ([`Priority`], from the request extension, else the
 //! [`RouteClass`]'s default), first come first served within a priority. An admitted request
 //! holds its slot until its response future completes or is dropped; the slot then goes to
-//! the best waiter.
+//! the best waiter that may take it. With a critical share ([`AdmissionOptions`]),
+//! `default` and `low` together hold at most `limit − ⌊limit × share⌋` slots, so drawdowns
+//! always find room the others cannot take.
+//!
+//! The limit is fixed (the policy's, or [`Admission::set_limits`]) or adaptive
+//! ([`adaptive`]: a gradient on the latency of admitted work against a periodically
+//! re-measured no-load latency; why this algorithm is in that module's docs).
 //!
 //! Shedding, always a fast typed [`Shed`] (the edge answers 503 `CAPACITY_SHED` with
 //! `Retry-After`), never a request left to time out:
@@ -14,11 +21,25 @@
 //!   recent service times × the requests ahead ÷ the limit) is shed at once
 //!   ([`ShedCause::DeadlineUnmeetable`]); with no history yet only past deadlines are;
 //! - a waiter whose deadline passes in the queue is shed then
-//!   ([`ShedCause::DeadlineExpiredInQueue`]).
+//!   ([`ShedCause::DeadlineExpiredInQueue`]);
+//! - with a sojourn target (CoDel's test: every request leaving the queue for an interval
+//!   waited longer than the target), the `default` and `low` waiters over the target are shed
+//!   ([`ShedCause::SojournTarget`]); `critical` ones wait for their deadline;
+//! - with a retry budget (tower's `TpsBudget`: e.g. 10 % of recent first attempts plus a
+//!   floor per second), a retry ([`RetryAttempt`] > 0) beyond it is shed
+//!   ([`ShedCause::RetryBudget`]).
+//!
+//! Shedding is cheap: the edge calls [`Admission::precheck`] after authentication and
+//! before the body is read, so a request that would be shed on arrival is refused without
+//! reading or parsing its body (the retry budget is spent there too); the check is
+//! advisory, the layer decides again on arrival.
 //!
 //! Limits come from a [`LimitSource`] (the [`Policy`]: `concurrency` and `queue` of the
-//! active window), checked on every arrival, or are set with [`Admission::set_limits`]; an
-//! adaptive limiter plugs in as another `LimitSource` or by calling `set_limits`.
+//! active window), checked on every arrival, or are set with [`Admission::set_limits`]; with
+//! an adaptive limit the source only sets the queue capacity. Metrics: limit, in flight,
+//! queued, shed by priority and cause, the queue sojourn histogram
+//! ([`Admission::observe_sojourn`]), the no-load and sampled latency
+//! ([`Admission::adaptive_stats`]).
 //!
 //! Priority and deadline are only known per request, so admission is decided in `call`,
 //! not reserved in `poll_ready` (STYLE rule 5 does not fit); `poll_ready` only forwards the
@@ -27,7 +48,9 @@
 //!
 //! # Layout
 //! - `request.rs`: the request extensions (shared with `ratelimit`).
-//! - `control.rs`: [`Admission`], the shared state behind a briefly held mutex.
+//! - `control.rs`: [`Admission`], the shared state behind a briefly held mutex, and its
+//!   [`AdmissionOptions`].
+//! - `adaptive.rs`: the adaptive limit's control law (pure; time passed in).
 //! - `layer.rs`, `service.rs`, `future.rs`, `error.rs`: the middleware.
 //!
 //! # Example
@@ -50,6 +73,7 @@
 //! # }
 //! ```
 
+pub mod adaptive;
 mod control;
 mod error;
 mod future;
@@ -59,11 +83,12 @@ mod service;
 
 use std::fmt;
 
-pub use self::control::Admission;
+pub use self::adaptive::{AdaptiveConfig, AdaptiveStats};
+pub use self::control::{Admission, AdmissionOptions, RetryBudgetConfig, SojournTarget};
 pub use self::error::{Shed, ShedCause};
 pub use self::future::ResponseFuture;
 pub use self::layer::AdmissionLayer;
-pub use self::request::{Deadline, Priority, RouteClass, UserGrade, UserKey};
+pub use self::request::{Deadline, Priority, RetryAttempt, RouteClass, UserGrade, UserKey};
 pub use self::service::AdmissionService;
 use crate::policy::Policy;
 

@@ -112,6 +112,12 @@ impl fmt::Display for Priority {
     }
 }
 
+/// The caller's `X-Retry-Attempt` (0: a first attempt, which adds to the retry budget; above
+/// 0: a retry, which draws from it). Without it the admission layer leaves the budget alone
+/// (the edge settles it in `Admission::precheck` before the body is read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAttempt(pub u32);
+
 /// The instant by which the caller needs an answer (from `X-Request-Deadline-Ms` or the
 /// configured default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

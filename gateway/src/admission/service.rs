@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use tower::{BoxError, Service};
 
 use super::control::Arrival;
-use super::{Admission, Deadline, Priority, ResponseFuture, RouteClass};
+use super::{Admission, Deadline, Priority, ResponseFuture, RetryAttempt, RouteClass};
 
 /// Admits, queues or sheds each request (see the module docs). A shed request never
 /// reaches the inner service and fails with a boxed [`super::Shed`].
@@ -48,7 +48,9 @@ where
             .or_else(|| ext.get::<RouteClass>().map(|c| c.default_priority()))
             .unwrap_or(Priority::Default);
         let deadline = ext.get::<Deadline>().map(|d| d.0);
-        match self.admission.arrive(priority, deadline) {
+        // No attempt number: the retry budget was settled already (the edge's precheck).
+        let attempt = ext.get::<RetryAttempt>().map(|r| r.0 > 0);
+        match self.admission.arrive(priority, deadline, attempt) {
             Arrival::Admitted(permit) => ResponseFuture::called(self.inner.call(req), permit),
             Arrival::Queued(rx, guard) => {
                 let clone = self.inner.clone();

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 use super::*;
+use crate::admission::adaptive::AdaptiveConfig;
 use crate::clock::ManualClock;
 use crate::policy::PolicyConfig;
 
@@ -214,7 +215,9 @@ async fn when_full_low_is_shed_before_critical() {
         [
             ("queue_full", 2),
             ("deadline_unmeetable", 0),
-            ("deadline_expired_in_queue", 0)
+            ("deadline_expired_in_queue", 0),
+            ("sojourn_target", 0),
+            ("retry_budget", 0)
         ]
     );
 }
@@ -464,5 +467,264 @@ async fn route_class_sets_the_default_priority() {
     assert_eq!(
         admission.shed_count(Priority::Default, ShedCause::QueueFull),
         1
+    );
+}
+
+fn setup_with(limits: Limits, options: AdmissionOptions) -> (Admission, Backend, Svc) {
+    let admission = Admission::fixed_with(limits, options);
+    let backend = Backend::default();
+    let svc = admission.layer().layer(backend.clone());
+    (admission, backend, svc)
+}
+
+#[tokio::test(start_paused = true)]
+async fn critical_keeps_its_share_of_the_limit() {
+    let options = AdmissionOptions {
+        critical_share: 0.5,
+        ..AdmissionOptions::default()
+    };
+    let (admission, backend, mut svc) = setup_with(
+        Limits {
+            concurrency: 4,
+            queue: 10,
+        },
+        options,
+    );
+    let mut handles = Vec::new();
+    for name in ["d1", "d2", "d3", "l1"] {
+        let p = if name == "l1" {
+            Priority::Low
+        } else {
+            Priority::Default
+        };
+        handles.push(send(&mut svc, request(name, p, None)).await);
+    }
+    settle().await;
+    // default and low hold at most 4 - floor(4 × 0.5) = 2 slots; the other two wait.
+    assert_eq!(admission.in_flight(), 2);
+    assert_eq!(admission.queued(Priority::Default), 1);
+    assert_eq!(admission.queued(Priority::Low), 1);
+    // Critical work finds the reserved slots free.
+    handles.push(send(&mut svc, request("c1", Priority::Critical, None)).await);
+    handles.push(send(&mut svc, request("c2", Priority::Critical, None)).await);
+    settle().await;
+    assert_eq!(admission.in_flight(), 4);
+    assert_eq!(backend.served(), ["d1", "d2", "c1", "c2"]);
+    // A fifth is over the limit whatever its priority.
+    handles.push(send(&mut svc, request("c3", Priority::Critical, None)).await);
+    settle().await;
+    assert_eq!(admission.queued(Priority::Critical), 1);
+    // As slots free up: the critical waiter first, then default before low, and never more
+    // than two non-critical at once.
+    backend.finish(1);
+    settle().await;
+    assert_eq!(backend.served()[4], "c3");
+    backend.finish(6);
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(backend.served()[5..], ["d3", "l1"]);
+    assert!(backend.max_active.load(Ordering::SeqCst) <= 4);
+    assert_eq!(admission.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standing_queue_sheds_default_and_low_past_the_sojourn_target() {
+    let options = AdmissionOptions {
+        sojourn: Some(SojournTarget {
+            target: Duration::from_millis(10),
+            interval: Duration::from_millis(50),
+        }),
+        ..AdmissionOptions::default()
+    };
+    let admission = Admission::fixed_with(
+        Limits {
+            concurrency: 1,
+            queue: 100,
+        },
+        options,
+    );
+    // Each request takes 20 ms; 12 arrive at once: a queue that drains at 50/s.
+    let backend = Backend {
+        work: Some(Duration::from_millis(20)),
+        ..Backend::default()
+    };
+    let mut svc2 = admission.layer().layer(backend.clone());
+    let mut handles = Vec::new();
+    for i in 0..12 {
+        let (name, p) = match i % 3 {
+            0 => ("critical", Priority::Critical),
+            1 => ("default", Priority::Default),
+            _ => ("low", Priority::Low),
+        };
+        handles.push((p, send(&mut svc2, request(name, p, None)).await));
+    }
+    let mut shed_by = [0usize; 3];
+    for (p, h) in handles {
+        if let Err(e) = h.await.unwrap() {
+            assert_eq!(
+                e.downcast_ref::<Shed>().unwrap().cause(),
+                ShedCause::SojournTarget
+            );
+            shed_by[p.index()] += 1;
+        }
+    }
+    // Critical is never shed for sojourn; the others are, once the standing queue lasts.
+    assert_eq!(shed_by[Priority::Critical.index()], 0);
+    assert!(shed_by[Priority::Low.index()] + shed_by[Priority::Default.index()] > 0);
+    assert_eq!(
+        admission.shed_count(Priority::Low, ShedCause::SojournTarget)
+            + admission.shed_count(Priority::Default, ShedCause::SojournTarget),
+        (shed_by[0] + shed_by[1]) as u64
+    );
+    // Every critical request was served.
+    let served = backend.served();
+    assert_eq!(served.iter().filter(|n| **n == "critical").count(), 4);
+    assert_eq!(admission.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_draw_from_the_budget() {
+    let options = AdmissionOptions {
+        retry_budget: Some(RetryBudgetConfig {
+            ttl: Duration::from_secs(1),
+            min_per_sec: 0,
+            ratio: 0.1,
+        }),
+        ..AdmissionOptions::default()
+    };
+    let admission = Admission::fixed_with(
+        Limits {
+            concurrency: 100,
+            queue: 0,
+        },
+        options,
+    );
+    // No first attempts yet: a retry has nothing to draw from.
+    let e = admission
+        .precheck(Priority::Critical, None, true)
+        .unwrap_err();
+    assert_eq!(e.cause(), ShedCause::RetryBudget);
+    // 20 first attempts allow 2 retries (10 %), not 3.
+    for _ in 0..20 {
+        admission.precheck(Priority::Critical, None, false).unwrap();
+    }
+    admission.precheck(Priority::Critical, None, true).unwrap();
+    admission.precheck(Priority::Default, None, true).unwrap();
+    let e = admission.precheck(Priority::Low, None, true).unwrap_err();
+    assert_eq!(e.cause(), ShedCause::RetryBudget);
+    assert!(e.retry_after() >= Duration::from_secs(1));
+    assert_eq!(
+        admission.shed_count(Priority::Critical, ShedCause::RetryBudget),
+        1
+    );
+    assert_eq!(
+        admission.shed_count(Priority::Low, ShedCause::RetryBudget),
+        1
+    );
+    // Deposits expire with the window: later, retries are refused again.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let e = admission
+        .precheck(Priority::Critical, None, true)
+        .unwrap_err();
+    assert_eq!(e.cause(), ShedCause::RetryBudget);
+
+    // Through the service: the `RetryAttempt` extension marks a retry.
+    let backend = Backend::default();
+    let mut svc = admission.layer().layer(backend.clone());
+    let mut req = request("retry", Priority::Critical, None);
+    req.extensions_mut().insert(RetryAttempt(1));
+    let shed = send(&mut svc, req).await;
+    assert_eq!(shed_cause(shed.await.unwrap()), ShedCause::RetryBudget);
+    assert!(
+        backend.served().is_empty(),
+        "a shed retry never reaches the service"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn precheck_sheds_what_arrival_would_and_changes_nothing_else() {
+    let (admission, backend, mut svc) = setup(1, 1);
+    // Free slot: let through, nothing taken.
+    admission.precheck(Priority::Low, None, false).unwrap();
+    assert_eq!(admission.in_flight(), 0);
+    let running = send(&mut svc, request("running", Priority::Default, None)).await;
+    let queued = send(&mut svc, request("queued", Priority::Default, None)).await;
+    settle().await;
+    // Full: low and default are refused before any work; critical could evict.
+    let e = admission.precheck(Priority::Low, None, false).unwrap_err();
+    assert_eq!(e.cause(), ShedCause::QueueFull);
+    admission.precheck(Priority::Critical, None, false).unwrap();
+    let past = Some(Instant::now());
+    let e = admission
+        .precheck(Priority::Critical, past, false)
+        .unwrap_err();
+    assert_eq!(e.cause(), ShedCause::DeadlineUnmeetable);
+    assert_eq!(admission.queued(Priority::Default), 1);
+    assert_eq!(admission.in_flight(), 1);
+    backend.finish(2);
+    running.await.unwrap().unwrap();
+    queued.await.unwrap().unwrap();
+    assert_eq!(admission.shed_count(Priority::Low, ShedCause::QueueFull), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_adaptive_limit_follows_the_latency_of_admitted_work() {
+    let options = AdmissionOptions {
+        adaptive: Some(AdaptiveConfig {
+            min_limit: 2,
+            max_limit: 64,
+            initial_limit: 8,
+            min_rtt_limit: 2,
+            min_rtt_interval: Duration::from_secs(3600),
+            ..AdaptiveConfig::default()
+        }),
+        ..AdmissionOptions::default()
+    };
+    let admission = Admission::fixed_with(
+        Limits {
+            concurrency: 1000,
+            queue: 1000,
+        },
+        options,
+    );
+    // Pinned while the no-load latency is measured; the policy's concurrency is ignored.
+    assert_eq!(admission.limit(), 2);
+    // A backend with 16 slots of 10 ms: beyond 16 in flight, work queues inside it.
+    let slots = Arc::new(Semaphore::new(16));
+    let svc = admission
+        .layer()
+        .layer(tower::service_fn(move |_req: http::Request<()>| {
+            let slots = Arc::clone(&slots);
+            async move {
+                let _slot = slots.acquire().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok::<_, Infallible>(())
+            }
+        }));
+    // 100 closed-loop clients for 5 s of virtual time.
+    let end = Instant::now() + Duration::from_secs(5);
+    let clients: Vec<_> = (0..100)
+        .map(|_| {
+            let mut svc = svc.clone();
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    let mut req = http::Request::new(());
+                    req.extensions_mut().insert(Priority::Critical);
+                    let _ = svc.ready().await.unwrap().call(req).await;
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let stats = admission.adaptive_stats().unwrap();
+    assert_eq!(stats.no_load, Some(Duration::from_millis(10)));
+    // It left the pinned value and settled near the backend's 16 slots, not at the max.
+    assert!(
+        (12..=32).contains(&admission.limit()),
+        "limit {}, {stats:?}",
+        admission.limit()
     );
 }

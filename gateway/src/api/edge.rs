@@ -155,6 +155,19 @@ async fn prepare(
     };
     req.extensions_mut().insert(priority);
     req.extensions_mut().insert(class);
+    // 3b. Shed before the body is read (`Admission::precheck`), when admission would refuse
+    // now anyway, so a refusal costs no body read or parse; a retry
+    // (`X-Retry-Attempt` > 0; anything else is a first attempt) draws from the retry budget.
+    if !matches!(class, RouteClass::Ops | RouteClass::Admin) {
+        let retry = req
+            .headers()
+            .get("x-retry-attempt")
+            .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
+            .is_some_and(|n| n > 0);
+        app.admission
+            .precheck(priority, Some(started + budget), retry)
+            .map_err(|shed| super::error::from_stack_error(&shed))?;
+    }
     // 4. The body: bounded, JSON, and the user it acts for.
     if matches!(*req.method(), Method::POST | Method::PUT) && class != RouteClass::Ops {
         read_body(app, class, req).await?;

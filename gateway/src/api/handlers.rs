@@ -5,6 +5,7 @@ use super::error::{ApiError, ErrorCode, FieldProblem};
 use super::wire::*;
 use super::{App, Caller};
 use crate::admission::Deadline;
+use crate::bureau::Bureau;
 use crate::store::{
     AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
     DecisionRecord, Fingerprint, ReasonRecord, Reservation, Store, StoreError, new_appeal_id,
@@ -223,9 +224,19 @@ pub async fn drawdown(
     let th = thresholds(&app)?;
     let policy = app.policy.current();
     let zone = app.policy.compiled().zone().clone();
+    let bureau = Bureau::consult(
+        app.bureau.as_ref(),
+        "drawdown",
+        &req.user,
+        state.grade,
+        req.amount,
+        deadline,
+    )
+    .await;
     let ctx = Context {
         profile: &policy.limits.profile,
         window_ends_at: policy.ends_at.as_ref(),
+        bureau,
     };
     let request = DrawdownRequest {
         amount: req.amount,
@@ -321,9 +332,21 @@ pub async fn credit_line(
         .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound))?;
     let th = thresholds(&app)?;
     let policy = app.policy.current();
+    // Consulted as a drawdown of the whole available line would be: the quote then tells
+    // what a drawdown would meet, and the answer is cached for the drawdown that follows.
+    let bureau = Bureau::consult(
+        app.bureau.as_ref(),
+        "credit_line",
+        &user,
+        state.grade,
+        state.available(),
+        deadline,
+    )
+    .await;
     let ctx = Context {
         profile: &policy.limits.profile,
         window_ends_at: policy.ends_at.as_ref(),
+        bureau,
     };
     let q = quote(&th, &ctx, &state);
     let zone = app.policy.compiled().zone();

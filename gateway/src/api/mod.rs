@@ -149,6 +149,8 @@ pub struct AppState {
     pub admission: Admission,
     /// Metrics.
     pub metrics: Metrics,
+    /// The credit bureau (`None`: off).
+    pub bureau: Option<crate::bureau::Bureau>,
     /// The registry `/metrics` encodes.
     pub registry: Registry,
     /// Credentials.
@@ -181,6 +183,11 @@ impl App {
             .set(i64::try_from(a.in_flight()).unwrap_or(i64::MAX));
         m.admission_limit
             .set(i64::try_from(a.limit()).unwrap_or(i64::MAX));
+        if let Some(s) = a.adaptive_stats() {
+            let secs = |d: Option<std::time::Duration>| d.map_or(0.0, |d| d.as_secs_f64());
+            m.admission_no_load_latency.set(secs(s.no_load));
+            m.admission_sampled_latency.set(secs(s.current));
+        }
         for p in crate::admission::Priority::ALL {
             let q = a.queued(p);
             m.admission_queued

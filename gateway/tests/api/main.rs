@@ -8,6 +8,7 @@
 
 mod support;
 
+mod bureau;
 mod concurrency;
 mod errors;
 mod openapi;

@@ -1,4 +1,5 @@
-//! Under overload: low priority is shed before drawdowns; slow clients are dropped.
+//! Under overload: low priority is shed before drawdowns; slow clients are dropped; a shed
+//! costs no body read; connection-level overload actions pause accepting and close keep-alive.
 
 use crate::support::*;
 use gateway::admission::Priority;
@@ -135,4 +136,201 @@ async fn connections_beyond_the_limit_wait_in_the_kernel() {
         .await
         .unwrap();
     assert_eq!(third.status(), StatusCode::OK);
+}
+
+/// Sends `GET /healthz` on `s` and reads one response head (small: fits one read).
+async fn healthz_on(s: &mut tokio::net::TcpStream) -> String {
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_pauses_accepting_and_closes_keep_alive_connections() {
+    let mut c = relaxed();
+    c.server.overload.enabled = true;
+    // The real probe does not fire during the test: the test drives the signal.
+    c.server.overload.probe_interval_ms = 3_600_000;
+    c.server.overload.lag_high_ms = 60_000;
+    c.server.overload.lag_low_ms = 30_000;
+    let t = TestGateway::start(c).await;
+    let overload = t.gw.overload.clone().expect("overload actions are enabled");
+    let mut kept = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
+    let head = healthz_on(&mut kept).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+
+    assert!(overload.observe(Duration::from_secs(61)));
+    // A keep-alive connection is answered once more, told to close, and closed.
+    let head = healthz_on(&mut kept).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    assert_eq!(n, 0);
+    // A new connection is left in the kernel's backlog: connected, never answered...
+    let mut waiting = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let early = tokio::time::timeout(Duration::from_millis(300), waiting.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "served while overloaded: {early:?} {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    // ...until the signal falls below the low mark: then it is accepted and served.
+    assert!(overload.observe(Duration::from_secs(31)), "hysteresis");
+    assert!(!overload.observe(Duration::ZERO));
+    let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
+        .await
+        .expect("served after the overload")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    // The transitions and closes are in the metrics.
+    let metrics = t
+        .client
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gateway_overload_transitions_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_overload_connection_closes_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gateway_overload_active 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_shed_drawdown_is_refused_before_its_body_is_read() {
+    let mut c = relaxed();
+    c.policy.normal = LimitsPatch {
+        concurrency: Some(1),
+        queue: Some(0),
+        ..c.policy.normal
+    };
+    let t = TestGateway::start(c).await;
+    t.user("u-1", 10_000_000).await;
+    // Hold the only slot with a drawdown stuck in the store.
+    faults(&t).set_latency(Duration::from_millis(800));
+    let holder = {
+        let (client, url) = (t.client.clone(), t.url("/v1/drawdowns"));
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(KEY)
+                .header("Idempotency-Key", "k-hold")
+                .json(&json!({"user_id": "u-1", "amount_fen": 100, "channel": "app"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    eventually("the slot is held", || t.gw.app.admission.in_flight() == 1).await;
+    // Headers announce a body that never comes: a shed answers anyway, at once.
+    let mut s = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /v1/drawdowns HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\
+             Content-Type: application/json\r\nIdempotency-Key: k-2\r\nContent-Length: 100\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("CAPACITY_SHED"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after"),
+        "{answer}"
+    );
+    assert_eq!(holder.await.unwrap(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn retries_beyond_the_budget_are_shed_and_first_attempts_are_not() {
+    let mut c = relaxed();
+    c.admission.retry_budget.enabled = true;
+    c.admission.retry_budget.percent = 0;
+    c.admission.retry_budget.min_per_sec = 0;
+    c.admission.mode = gateway::config::AdmissionMode::Adaptive;
+    let t = TestGateway::start(c).await;
+    t.user("u-1", 10_000_000).await;
+    let send = |key: &'static str, attempt: &'static str| {
+        t.client
+            .post(t.url("/v1/drawdowns"))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", key)
+            .header("X-Retry-Attempt", attempt)
+            .json(&json!({"user_id": "u-1", "amount_fen": 100, "channel": "app"}))
+            .send()
+    };
+    assert_eq!(send("k-1", "0").await.unwrap().status(), StatusCode::OK);
+    let r = send("k-2", "1").await.unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    let (status, code, _) = error_code(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "CAPACITY_SHED")
+    );
+    // Not a number: taken as a first attempt.
+    assert_eq!(send("k-3", "x").await.unwrap().status(), StatusCode::OK);
+    let a = &t.gw.app.admission;
+    assert_eq!(
+        a.shed_count(
+            Priority::Critical,
+            gateway::admission::ShedCause::RetryBudget
+        ),
+        1
+    );
+    // The adaptive limit is in force (pinned while it measures the no-load latency).
+    assert!(a.adaptive_stats().is_some());
+    let metrics = t
+        .client
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gateway_admission_shed{priority=\"critical\",cause=\"retry_budget\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_admission_no_load_latency_seconds"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_admission_sojourn_seconds_bucket"),
+        "{metrics}"
+    );
 }

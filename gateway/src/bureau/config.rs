@@ -1,0 +1,288 @@
+//! `[bureau]`: where the credit bureau is, when to ask it, and how long to wait.
+
+use crate::config::ConfigError;
+use risk_core::{Fen, RiskGrade};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// When a drawdown consults the bureau.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsultRule {
+    /// Every drawdown (the default).
+    Always,
+    /// Drawdowns of users whose grade is in `grades`.
+    Grades,
+    /// Drawdowns above `amount_above_fen`.
+    AmountAbove,
+}
+
+/// `[bureau.breaker]`: the circuit breaker (with `guard = true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// The sliding window the rates are measured over, in milliseconds.
+    pub window_ms: u64,
+    /// Fewest calls in the window before the breaker may open.
+    pub min_calls: u32,
+    /// Share of failed calls (errors and timeouts) in the window that opens it, 0 to 1.
+    pub error_rate: f64,
+    /// A call taking at least this many milliseconds counts as slow.
+    pub slow_call_ms: u64,
+    /// Share of slow calls in the window that opens it, 0 to 1.
+    pub slow_rate: f64,
+    /// How long it stays open before letting probes through, in milliseconds.
+    pub open_ms: u64,
+    /// Successful probes in a row that close it again (also the most probes in flight).
+    pub probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            window_ms: 10_000,
+            min_calls: 20,
+            error_rate: 0.5,
+            slow_call_ms: 100,
+            slow_rate: 0.8,
+            open_ms: 5_000,
+            probes: 3,
+        }
+    }
+}
+
+/// `[bureau]`: the external credit bureau (off unless `url` is set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BureauConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9100` (`GET {url}/v1/score/{user_id}`). Absent: the
+    /// bureau is off. `GATEWAY_BUREAU_URL` overrides it.
+    pub url: Option<String>,
+    /// When to consult it: `always`, `grades` or `amount_above`.
+    pub consult: ConsultRule,
+    /// With `consult = "grades"`: the grades consulted (e.g. `["D", "E"]`).
+    pub grades: Vec<RiskGrade>,
+    /// With `consult = "amount_above"`: drawdowns above this many fen are consulted.
+    pub amount_above_fen: u64,
+    /// Guarded mode: per-call budget, bulkhead and circuit breaker. `false` is the naive
+    /// baseline of the loadtest demonstration: every call waits up to `unguarded_timeout_ms`.
+    pub guard: bool,
+    /// Longest a call may take, in milliseconds; the budget is the smaller of this and the
+    /// request's remaining deadline less `reserve_ms`.
+    pub timeout_cap_ms: u64,
+    /// Milliseconds of the request's deadline kept for evaluation and the commit.
+    pub reserve_ms: u64,
+    /// With `guard = false`: how long a call may take, in milliseconds.
+    pub unguarded_timeout_ms: u64,
+    /// Bulkhead: calls in flight at most; a call finding every slot taken is not made.
+    pub max_concurrent: u32,
+    /// An answer younger than this is reused without a call, in milliseconds (0: never).
+    pub cache_ttl_ms: u64,
+    /// When the bureau cannot answer, an answer younger than this stands in, in milliseconds
+    /// (0: never); older, the drawdown goes to review (`BUREAU_UNAVAILABLE_REVIEW`).
+    pub stale_max_age_ms: u64,
+    /// Most users whose answer is kept.
+    pub cache_max_users: u64,
+    /// The circuit breaker.
+    pub breaker: BreakerConfig,
+}
+
+impl Default for BureauConfig {
+    fn default() -> Self {
+        BureauConfig {
+            url: None,
+            consult: ConsultRule::Always,
+            grades: Vec::new(),
+            amount_above_fen: 0,
+            guard: true,
+            timeout_cap_ms: 150,
+            reserve_ms: 50,
+            unguarded_timeout_ms: 30_000,
+            max_concurrent: 64,
+            cache_ttl_ms: 60_000,
+            stale_max_age_ms: 3_600_000,
+            cache_max_users: 100_000,
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+impl BureauConfig {
+    /// Checks every value types alone do not, naming the key (`bureau.…`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, problem: &str| ConfigError::Invalid {
+            key: format!("bureau.{key}"),
+            problem: problem.to_owned(),
+        };
+        if let Some(url) = &self.url {
+            super::client::base_url(url).map_err(|p| bad("url", &p))?;
+        }
+        let positive = [
+            ("timeout_cap_ms", self.timeout_cap_ms),
+            ("unguarded_timeout_ms", self.unguarded_timeout_ms),
+            ("max_concurrent", u64::from(self.max_concurrent)),
+            ("cache_max_users", self.cache_max_users),
+            ("breaker.window_ms", self.breaker.window_ms),
+            ("breaker.min_calls", u64::from(self.breaker.min_calls)),
+            ("breaker.slow_call_ms", self.breaker.slow_call_ms),
+            ("breaker.open_ms", self.breaker.open_ms),
+            ("breaker.probes", u64::from(self.breaker.probes)),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(bad(key, "must be at least 1"));
+            }
+        }
+        for (key, v) in [
+            ("breaker.error_rate", self.breaker.error_rate),
+            ("breaker.slow_rate", self.breaker.slow_rate),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(bad(
+                    key,
+                    &format!("must be a ratio above 0, at most 1 (got {v})"),
+                ));
+            }
+        }
+        if self.consult == ConsultRule::Grades && self.grades.is_empty() {
+            return Err(bad(
+                "grades",
+                "consult = \"grades\" needs at least one grade (A to E)",
+            ));
+        }
+        if Fen::new(self.amount_above_fen).is_none() {
+            return Err(bad("amount_above_fen", "above the largest amount in fen"));
+        }
+        if self.stale_max_age_ms != 0 && self.stale_max_age_ms < self.cache_ttl_ms {
+            return Err(bad(
+                "stale_max_age_ms",
+                "must be 0 or at least cache_ttl_ms (a stale answer is an older fresh one)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a drawdown of `amount` by a user of `grade` consults the bureau.
+    pub fn consults(&self, grade: RiskGrade, amount: Fen) -> bool {
+        match self.consult {
+            ConsultRule::Always => true,
+            ConsultRule::Grades => self.grades.contains(&grade),
+            ConsultRule::AmountAbove => amount.get() > self.amount_above_fen,
+        }
+    }
+
+    pub(crate) fn timeout_cap(&self) -> Duration {
+        Duration::from_millis(self.timeout_cap_ms)
+    }
+
+    pub(crate) fn reserve(&self) -> Duration {
+        Duration::from_millis(self.reserve_ms)
+    }
+
+    pub(crate) fn unguarded_timeout(&self) -> Duration {
+        Duration::from_millis(self.unguarded_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(c: &BureauConfig) -> String {
+        match c.validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_validate_and_bad_values_name_their_key() {
+        BureauConfig::default().validate().unwrap();
+        let with = |f: fn(&mut BureauConfig)| {
+            let mut c = BureauConfig::default();
+            f(&mut c);
+            key(&c)
+        };
+        assert_eq!(with(|c| c.url = Some("ftp://x".into())), "bureau.url");
+        assert_eq!(with(|c| c.url = Some("https://x".into())), "bureau.url");
+        assert_eq!(with(|c| c.timeout_cap_ms = 0), "bureau.timeout_cap_ms");
+        assert_eq!(with(|c| c.max_concurrent = 0), "bureau.max_concurrent");
+        assert_eq!(
+            with(|c| c.breaker.error_rate = 1.5),
+            "bureau.breaker.error_rate"
+        );
+        assert_eq!(
+            with(|c| c.breaker.slow_rate = 0.0),
+            "bureau.breaker.slow_rate"
+        );
+        assert_eq!(with(|c| c.breaker.probes = 0), "bureau.breaker.probes");
+        assert_eq!(with(|c| c.consult = ConsultRule::Grades), "bureau.grades");
+        assert_eq!(
+            with(|c| c.stale_max_age_ms = c.cache_ttl_ms - 1),
+            "bureau.stale_max_age_ms"
+        );
+        let mut c = BureauConfig {
+            url: Some("http://127.0.0.1:9100/".into()),
+            ..BureauConfig::default()
+        };
+        c.validate().unwrap();
+        c.stale_max_age_ms = 0;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_consult_rule() {
+        let amount = |v| Fen::new(v).unwrap();
+        let mut c = BureauConfig::default();
+        assert!(c.consults(RiskGrade::A, amount(1)));
+        c.consult = ConsultRule::Grades;
+        c.grades = vec![RiskGrade::D, RiskGrade::E];
+        assert!(!c.consults(RiskGrade::C, amount(1)));
+        assert!(c.consults(RiskGrade::D, amount(1)));
+        c.consult = ConsultRule::AmountAbove;
+        c.amount_above_fen = 100_000;
+        assert!(!c.consults(RiskGrade::E, amount(100_000)));
+        assert!(c.consults(RiskGrade::A, amount(100_001)));
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use crate::config::{Config, ConfigError, Overrides};
+
+    #[test]
+    fn the_bureau_section_reads_from_toml_and_the_environment_wins() {
+        let c = Config::from_toml(
+            "[bureau]\nurl = \"http://127.0.0.1:9100\"\nconsult = \"grades\"\ngrades = [\"D\", \"E\"]\n\
+             guard = false\n[bureau.breaker]\nprobes = 5\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.bureau.grades,
+            [risk_core::RiskGrade::D, risk_core::RiskGrade::E]
+        );
+        assert!(!c.bureau.guard);
+        assert_eq!(c.bureau.breaker.probes, 5);
+        assert_eq!(
+            c.bureau.breaker.min_calls, 20,
+            "unset keys keep their default"
+        );
+        let mut c = c;
+        c.apply(Overrides {
+            bureau_url: Some("http://10.0.0.2:9100".into()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.bureau.url.as_deref(), Some("http://10.0.0.2:9100"));
+        assert!(Config::default().bureau.url.is_none(), "off by default");
+
+        let e = Config::from_toml("[bureau]\ntimeout_ms = 3\n").unwrap_err();
+        assert!(e.to_string().contains("timeout_ms"), "{e}");
+        let c = Config::from_toml("[bureau]\nurl = \"https://x\"\n").unwrap();
+        match c.validate() {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "bureau.url"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
