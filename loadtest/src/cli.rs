@@ -358,7 +358,9 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
         sc = sc.rates_times(c)?;
     }
     let started = jiff::Timestamp::now();
-    if args.target.is_some() && (sc.bureau.is_some() || !args.gateway_set.is_empty()) {
+    if args.target.is_some()
+        && (sc.bureau.is_some() || sc.gateway.is_some() || !args.gateway_set.is_empty())
+    {
         return Err(Error::Target(format!(
             "scenario {} starts a bureau simulator or sets gateway settings: both need the \
              in-process gateway (leave out --target)",

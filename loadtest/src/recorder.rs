@@ -225,10 +225,11 @@ impl Recorder {
     }
 
     /// A drawdown attempt intended for `intended` got `answer` at `done` (in addition to
-    /// [`Recorder::completed`]): the drawdown-only latency and outcomes per second.
+    /// [`Recorder::completed`]): the drawdown-only latency and outcomes, counted in the second
+    /// of the *intended* time, so a slow answer stays with the second that asked for it.
     pub fn drawdown(&mut self, intended: Instant, done: Instant, answer: &Answer) {
         let latency = micros(done.saturating_duration_since(intended));
-        let d = &mut self.second(done).drawdowns;
+        let d = &mut self.second(intended).drawdowns;
         d.count += 1;
         d.hist.saturating_record(latency);
         if answer.is_approved() {

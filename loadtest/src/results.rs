@@ -86,10 +86,12 @@ pub struct BureauSample {
     pub gateway: BTreeMap<String, f64>,
 }
 
-/// The drawdowns answered in one second (by completion time).
+/// The drawdown attempts whose intended send time fell in one second (unlike the other
+/// per-second latency, which is by completion time): a slow answer stays with the second that
+/// asked for it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DrawdownSecond {
-    /// Drawdown attempts completed (answers, timeouts and connection failures).
+    /// Drawdown attempts (answered, timed out or failed to connect).
     pub count: u64,
     /// Decisions `approved`.
     pub approved: u64,
@@ -257,7 +259,7 @@ pub struct SecondResult {
     pub latency_ms: Percentiles,
     /// Their histogram (microseconds), V2 deflate, base64.
     pub histogram: String,
-    /// The drawdowns among them.
+    /// The drawdown attempts intended in this second.
     #[serde(default)]
     pub drawdowns: DrawdownSecond,
     /// The same answers by the admission priority they were sent with (`X-Priority`, else

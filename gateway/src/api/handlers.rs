@@ -451,10 +451,10 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
                 e.problem().to_owned(),
             )])
         })?;
+    let version = th.version();
     if let crate::store::AnyStore::Redis(redis) = &app.store {
         // Redis first: the version every instance will apply. This instance applies it now
         // (below) rather than wait for its own notice.
-        let version = th.version();
         if let crate::store::ThresholdWrite::Stale { current } =
             redis.publish_thresholds(&th).await?
         {
@@ -478,6 +478,15 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
             Ok(Json(published.document().clone()).into_response())
         }
         Err(e @ PublishError::StaleVersion { .. }) => {
+            // On Redis the store already accepted this version, so an equal version here
+            // means our own notice was applied between the check above and this publish:
+            // that is success, not a conflict.
+            if matches!(app.store, crate::store::AnyStore::Redis(_))
+                && app.thresholds.version() == version
+                && let Some(current) = app.thresholds.load_full()
+            {
+                return Ok(Json(current.document().clone()).into_response());
+            }
             Err(ApiError::new(ErrorCode::StaleVersion).with_message(e.to_string()))
         }
     }

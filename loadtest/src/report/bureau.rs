@@ -79,7 +79,7 @@ fn sample_at(samples: &[BureauSample], t: f64) -> Option<&BureauSample> {
 pub struct Span {
     /// Phase name, or `a–b s`.
     pub name: String,
-    /// Drawdown attempts completed in the span.
+    /// Drawdown attempts intended in the span.
     pub drawdowns: u64,
     /// Drawdown latency p50, ms.
     pub p50: f64,
@@ -99,16 +99,26 @@ pub struct Span {
     pub fallbacks: BTreeMap<String, f64>,
     /// Samples with the breaker open (1) or half-open (2).
     pub breaker_open: (u64, u64),
+    /// Transient refusals of any request (quotes too) completed in the span, by cause: a
+    /// journey refused at its quote never draws, so these say where the missing drawdowns
+    /// went.
+    pub refused_requests: BTreeMap<String, f64>,
 }
 
 fn span(r: &Results, b: &BureauResult, name: String, from: f64, to: f64, last: bool) -> Span {
     let mut h: Histogram<u64> = new_histogram();
     let mut counts = [0u64; 4];
     let mut n = 0;
+    let mut refused_requests = BTreeMap::new();
     for s in &r.seconds {
         let t = s.t as f64;
         if t < from || (t >= to && !last) {
             continue;
+        }
+        for (c, k) in &s.refusals {
+            if c.is_transient() {
+                *refused_requests.entry(c.as_str().to_owned()).or_insert(0.0) += *k as f64;
+            }
         }
         let d = &s.drawdowns;
         n += d.count;
@@ -173,6 +183,7 @@ fn span(r: &Results, b: &BureauResult, name: String, from: f64, to: f64, last: b
         calls,
         fallbacks,
         breaker_open: (breaker(1.0), breaker(2.0)),
+        refused_requests,
     }
 }
 
@@ -257,13 +268,13 @@ fn service(s: &Span) -> String {
 fn md_table(out: &mut String, spans: &[Span], deadline_ms: u64) {
     let _ = writeln!(
         out,
-        "| span | bureau service ms | bureau queue max | drawdowns | p50 ms | p99 ms | within {deadline_ms} ms | approved | review | rejected | no decision | bureau calls | fallbacks | breaker open / half-open (samples) |"
+        "| span | bureau service ms | bureau queue max | drawdowns | p50 ms | p99 ms | within {deadline_ms} ms | approved | review | rejected | no decision | requests refused (any endpoint) | bureau calls | fallbacks | breaker open / half-open (samples) |"
     );
-    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|\n");
     for s in spans {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
             s.name,
             service(s),
             s.queue,
@@ -275,6 +286,7 @@ fn md_table(out: &mut String, spans: &[Span], deadline_ms: u64) {
             pct(s.outcomes[1]),
             pct(s.outcomes[2]),
             pct(s.outcomes[3]),
+            list(&s.refused_requests),
             list(&s.calls),
             list(&s.fallbacks),
             s.breaker_open.0,
@@ -289,7 +301,7 @@ pub fn markdown(r: &Results) -> String {
         return String::new();
     };
     let mut s = format!(
-        "\n**Credit bureau** — {}\n\nGateway settings over its configuration: `{}`\n\nPer phase (drawdowns by completion time; \"no decision\" = 429/503/timeout):\n\n",
+        "\n**Credit bureau** — {}\n\nGateway settings over its configuration: `{}`\n\nPer phase (drawdowns by intended send time; latency from it; \"no decision\" = 429/503/timeout):\n\n",
         describe(b),
         settings(b)
     );
@@ -308,12 +320,12 @@ fn esc(s: &str) -> String {
 
 fn html_table(spans: &[Span], deadline_ms: u64) -> String {
     let mut h = format!(
-        "<table><tr><th>span</th><th>bureau service ms</th><th>bureau queue max</th><th>drawdowns</th><th>p50 ms</th><th>p99 ms</th><th>within {deadline_ms} ms</th><th>approved</th><th>review</th><th>rejected</th><th>no decision</th><th>bureau calls</th><th>fallbacks</th><th>breaker open / half-open</th></tr>"
+        "<table><tr><th>span</th><th>bureau service ms</th><th>bureau queue max</th><th>drawdowns</th><th>p50 ms</th><th>p99 ms</th><th>within {deadline_ms} ms</th><th>approved</th><th>review</th><th>rejected</th><th>no decision</th><th>requests refused (any endpoint)</th><th>bureau calls</th><th>fallbacks</th><th>breaker open / half-open</th></tr>"
     );
     for s in spans {
         let _ = write!(
             h,
-            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
             esc(&s.name),
             service(s),
             s.queue,
@@ -325,6 +337,7 @@ fn html_table(spans: &[Span], deadline_ms: u64) -> String {
             pct(s.outcomes[1]),
             pct(s.outcomes[2]),
             pct(s.outcomes[3]),
+            esc(&list(&s.refused_requests)),
             esc(&list(&s.calls)),
             esc(&list(&s.fallbacks)),
             s.breaker_open.0,
@@ -453,7 +466,7 @@ pub fn html(r: &Results, seconds: f64, max_ms: f64) -> Result<String, Error> {
         return Ok(String::new());
     };
     Ok(format!(
-        "<h2>Credit bureau</h2><p>{}</p><p>Gateway settings over its configuration: <code>{}</code></p><h3>Per phase</h3>{}<figure id=\"chart-bureau\">{}</figure><h3>Every 5 s</h3>{}",
+        "<h2>Credit bureau</h2><p>{}</p><p>Gateway settings over its configuration: <code>{}</code></p><h3>Per phase</h3><p>Drawdowns by intended send time, latency from it; \"no decision\" = 429/503/timeout.</p>{}<figure id=\"chart-bureau\">{}</figure><h3>Every 5 s</h3>{}",
         esc(&describe(b)),
         esc(&settings(b)),
         html_table(&phase_spans(r), b.deadline_ms),
