@@ -105,12 +105,14 @@ pub struct DrawdownSecond {
     pub latency_ms: Percentiles,
     /// Its histogram (microseconds), V2 deflate, base64 (empty when `count` is 0).
     pub histogram: String,
-    /// Decisions answered within the drawdown's deadline (from the intended send time),
-    /// the bureau-fallback review (`BUREAU_UNAVAILABLE_REVIEW`) left out: the goodput.
+    /// Unlike the fields above, this and the two below count by COMPLETION second, like
+    /// [`SecondResult::priorities`] (the step table of `report::steps`): decisions answered
+    /// within the drawdown's deadline (from the intended send time), the bureau-fallback
+    /// review (`BUREAU_UNAVAILABLE_REVIEW`) left out: the goodput.
     #[serde(default)]
     pub in_deadline: u64,
     /// Attempts admitted by the gateway (everything but a 503 `CAPACITY_SHED`; a timeout
-    /// counts at the time the client gave up).
+    /// counts at the time the client gave up), by completion second.
     #[serde(default)]
     pub admitted: u64,
     /// Their histogram (microseconds), V2 deflate, base64 (empty when `admitted` is 0).
