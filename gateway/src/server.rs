@@ -1,8 +1,11 @@
 //! The connection loop: a bound on open connections, a header-read timeout, HTTP/1.1 and
 //! HTTP/2 on one port, connection-level overload actions, and a graceful shutdown with a
 //! bounded grace period.
+//!
+//! `server.http = "http1"` serves HTTP/1.1 only: the connection skips the auto builder's
+//! HTTP/2 preface sniffing (and HTTP upgrades, which no gateway route uses).
 
-use crate::config::ServerConfig;
+use crate::config::{HttpVersions, ServerConfig};
 use crate::overload::Overload;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -49,6 +52,10 @@ pub async fn serve_with(
         .header_read_timeout(config.header_read_timeout())
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
+    let builder = match config.http {
+        HttpVersions::Auto => builder,
+        HttpVersions::Http1 => builder.http1_only(),
+    };
     tokio::pin!(shutdown);
 
     loop {
@@ -85,19 +92,25 @@ pub async fn serve_with(
         // One connection task; a macro because the two services differ in type.
         macro_rules! spawn_connection {
             ($service:expr) => {{
-                let conn = builder
-                    .serve_connection_with_upgrades(
-                        TokioIo::new(stream),
-                        TowerToHyperService::new($service),
-                    )
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, cause = %e, "connection ended with an error");
-                    }
-                    drop(permit);
-                });
+                let io = TokioIo::new(stream);
+                let service = TowerToHyperService::new($service);
+                match config.http {
+                    HttpVersions::Auto => spawn_watched(
+                        graceful.watch(
+                            builder
+                                .serve_connection_with_upgrades(io, service)
+                                .into_owned(),
+                        ),
+                        peer,
+                        permit,
+                    ),
+                    // `serve_connection_with_upgrades` ignores `http1_only`.
+                    HttpVersions::Http1 => spawn_watched(
+                        graceful.watch(builder.serve_connection(io, service).into_owned()),
+                        peer,
+                        permit,
+                    ),
+                }
             }};
         }
         match &overload {
@@ -114,6 +127,20 @@ pub async fn serve_with(
             tracing::warn!(grace_ms = config.shutdown_grace_ms, "grace period elapsed; closing");
         }
     }
+}
+
+/// Runs one connection to its end on its own task, then frees its slot.
+fn spawn_watched<E: std::fmt::Display>(
+    conn: impl Future<Output = Result<(), E>> + Send + 'static,
+    peer: std::net::SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, cause = %e, "connection ended with an error");
+        }
+        drop(permit);
+    });
 }
 
 /// Resolves when overload actions turn on (never without an overload state).
