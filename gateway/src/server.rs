@@ -183,3 +183,63 @@ fn close_when_overloaded(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HttpVersions;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves a one-route router with `http`, sends `request` on a fresh connection, and
+    /// returns what the server wrote before closing or within a second.
+    async fn exchange(http: HttpVersions, request: &[u8]) -> Vec<u8> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let config = ServerConfig {
+            http,
+            ..ServerConfig::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            serve(listener, router, &config, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(request).await.unwrap();
+        let mut out = vec![0; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(1), conn.read(&mut out))
+            .await
+            .map_or(0, |r| r.unwrap_or(0));
+        out.truncate(n);
+        drop(conn);
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        out
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    #[tokio::test]
+    async fn both_settings_serve_http1() {
+        for http in [HttpVersions::Auto, HttpVersions::Http1] {
+            let out = exchange(http, GET).await;
+            let text = String::from_utf8_lossy(&out);
+            assert!(text.starts_with("HTTP/1.1 200"), "{http:?}: {text}");
+            assert!(text.ends_with("ok"), "{http:?}: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_auto_speaks_http2_with_prior_knowledge() {
+        // HTTP/2: the server's first frame is SETTINGS (frame type 4 at byte 3).
+        let out = exchange(HttpVersions::Auto, H2_PREFACE).await;
+        assert!(out.len() >= 9 && out[3] == 4, "{out:?}");
+        // HTTP/1 only: the preface is not HTTP/2 to it; no SETTINGS frame comes back.
+        let out = exchange(HttpVersions::Http1, H2_PREFACE).await;
+        assert!(out.is_empty() || out.starts_with(b"HTTP/1.1 "), "{out:?}");
+    }
+}
