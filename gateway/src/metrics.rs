@@ -275,3 +275,45 @@ impl Metrics {
         m
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn cached_route_handles_count_into_the_same_series() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        // Nothing is listed before a route's first answer (as with `get_or_create` alone).
+        assert!(!text(&registry).contains("route=\"drawdown\""));
+        m.record_answer(0, "drawdown", 200, 0.001);
+        m.record_answer(0, "drawdown", 200, 0.002);
+        m.record_answer(0, "drawdown", 503, 0.003);
+        // A slot past the cache falls back to the family: still counted.
+        m.record_answer(ROUTE_SLOTS, "ops", 200, 0.004);
+        let t = text(&registry);
+        assert!(
+            t.contains("gateway_http_requests_total{route=\"drawdown\",status=\"200\"} 2"),
+            "{t}"
+        );
+        assert!(
+            t.contains("gateway_http_requests_total{route=\"drawdown\",status=\"503\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("gateway_http_requests_total{route=\"ops\",status=\"200\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("gateway_http_request_duration_seconds_count{route=\"drawdown\"} 3"),
+            "{t}"
+        );
+        assert!(!t.contains("route=\"credit_line\""), "{t}");
+    }
+}
