@@ -1,4 +1,4 @@
-//! The command line: `run`, `compare`, `report`, `blast`, `serve-trivial`.
+//! The command line: `run`, `compare`, `report`, `blast`, `serve-trivial`, `bureau`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,13 +8,17 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::Error;
 use crate::blast::{BlastOptions, blast, serve_trivial};
+use crate::bureau::{self, Bureau, BureauOptions, Jitter};
 use crate::client::TargetAddr;
-use crate::engine::{RunOptions, run};
+use crate::engine::{BureauHandle, RunOptions, run};
 use crate::gate::{GATE_EXIT_CODE, Gates, all_passed};
 use crate::report::{write_compare, write_report};
 use crate::results::Results;
 use crate::scenario::Scenario;
-use crate::target::{EmbeddedOptions, resolve_gateway_config, start_embedded};
+use crate::target::{
+    EmbeddedOptions, dotted_lines, parse_setting, resolve_gateway_config, set_dotted,
+    start_embedded,
+};
 
 /// Open-loop surge generator and report writer for loan-gateway.
 #[derive(Debug, Parser)]
@@ -84,12 +88,44 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// The credit-bureau simulator: N service slots, a FIFO queue, deterministic scores.
+    Bureau(BureauArgs),
+}
+
+/// `loadtest bureau` arguments.
+#[derive(Debug, Args)]
+pub struct BureauArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:18090")]
+    pub listen: String,
+    /// Requests in service at once; the rest wait in FIFO order.
+    #[arg(long, default_value_t = 8)]
+    pub slots: usize,
+    /// Base service time, ms (change it at run time with `PUT /admin/service`).
+    #[arg(long, default_value_t = 20)]
+    pub service_ms: u64,
+    /// Added to each service time: none, exp:MEAN or uniform:LO-HI (milliseconds).
+    #[arg(long, default_value = "none")]
+    pub jitter: Jitter,
+    /// Probability (0..=1) of answering 500 {"error":"injected"} after the service time.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Longest queue; beyond it 503 {"error":"overloaded"} at once (default: unbounded).
+    #[arg(long)]
+    pub max_queue: Option<usize>,
+    /// Seed of the jitter and error draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Runtime threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 /// `loadtest run` arguments.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A shipped scenario name (double11, spring-festival, step-overload, steady) or a TOML file.
+    /// A shipped scenario name (double11, spring-festival, step-overload, steady,
+    /// bureau-slowdown) or a TOML file.
     #[arg(long)]
     pub scenario: String,
     /// Gateway URL; without it the gateway is started in-process.
@@ -112,6 +148,11 @@ pub struct RunArgs {
     /// Configuration of the in-process gateway: a file, or `default` / `naive` (shipped).
     #[arg(long)]
     pub gateway_config: Option<PathBuf>,
+    /// A setting of the in-process gateway, over its configuration and the scenario's
+    /// `[gateway]` table: KEY=VALUE with a dotted key and a TOML value (repeatable), e.g.
+    /// `--gateway-set bureau.guard=false`.
+    #[arg(long = "gateway-set", value_name = "KEY=VALUE")]
+    pub gateway_set: Vec<String>,
     /// Output folder (default: a timestamped folder under loadtest-results/).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -151,6 +192,7 @@ impl Command {
     pub fn threads(&self) -> usize {
         match self {
             Command::Blast { threads, .. } | Command::ServeTrivial { threads, .. } => *threads,
+            Command::Bureau(a) => a.threads,
             _ => 0,
         }
     }
@@ -272,31 +314,94 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             .map_err(|e| Error::io(&listen, e))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bureau(args) => cmd_bureau(args).await,
     }
+}
+
+async fn cmd_bureau(args: BureauArgs) -> Result<ExitCode, Error> {
+    let opts = BureauOptions {
+        slots: args.slots,
+        service_ms: args.service_ms,
+        jitter: args.jitter,
+        error_rate: args.error_rate,
+        max_queue: args.max_queue,
+        seed: args.seed,
+    };
+    let bureau = Bureau::new(&opts)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| Error::io(&args.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io(&args.listen, e))?;
+    eprintln!(
+        "bureau simulator on http://{addr}/ ({} slots, {} ms + {}, error rate {}); \
+         GET /v1/score/{{user_id}}, GET /stats, PUT /admin/service (Ctrl-C to stop)",
+        opts.slots, opts.service_ms, opts.jitter, opts.error_rate
+    );
+    bureau::serve(listener, bureau, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| Error::io(&args.listen, e))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
     let sc = Scenario::load(&args.scenario)?.scaled(args.scale)?;
     let started = jiff::Timestamp::now();
-    let (target, label, embedded) = match &args.target {
-        Some(url) => (TargetAddr::resolve(url).await?, url.clone(), None),
+    if args.target.is_some()
+        && (sc.bureau.is_some() || sc.gateway.is_some() || !args.gateway_set.is_empty())
+    {
+        return Err(Error::Target(format!(
+            "scenario {} starts a bureau simulator or sets gateway settings: both need the \
+             in-process gateway (leave out --target)",
+            sc.name
+        )));
+    }
+    let sim = match &sc.bureau {
+        Some(b) => Some(bureau::start(&b.options(sc.seed)).await?),
+        None => None,
+    };
+    let (target, label, embedded, overrides) = match &args.target {
+        Some(url) => (TargetAddr::resolve(url).await?, url.clone(), None, None),
         None => {
             let config_path = match &args.gateway_config {
                 Some(p) => Some(resolve_gateway_config(p)?),
                 None => None,
             };
+            // The scenario's settings, the simulator's address, then the command line's.
+            let mut overrides = sc.gateway.clone().unwrap_or_default();
+            if let Some(sim) = &sim {
+                set_dotted(&mut overrides, "bureau.url", sim.base_url().into())?;
+            }
+            let mut set = Vec::new();
+            for arg in &args.gateway_set {
+                let (key, value) = parse_setting(arg)?;
+                set.push(format!("{key}={value}"));
+                set_dotted(&mut overrides, &key, value)?;
+            }
             let e = start_embedded(&EmbeddedOptions {
                 config_path,
                 api_key: args.api_key.clone(),
                 admin_token: args.admin_token.clone(),
+                overrides: overrides.clone(),
             })
             .await?;
             // The label names the gateway configuration, so a compare says which is which.
-            let config = args
+            let mut config = args
                 .gateway_config
                 .as_ref()
                 .map_or_else(|| "default".to_owned(), |p| p.display().to_string());
-            (e.target.clone(), format!("embedded ({config})"), Some(e))
+            if !set.is_empty() {
+                config = format!("{config}, {}", set.join(", "));
+            }
+            (
+                e.target.clone(),
+                format!("embedded ({config})"),
+                Some(e),
+                Some(overrides),
+            )
         }
     };
     let opts = RunOptions {
@@ -308,6 +413,13 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
         started_at: started.to_string(),
         run_nonce: u64::try_from(started.as_millisecond()).unwrap_or(0),
         progress: !args.no_progress,
+        bureau: sim.as_ref().map(|s| BureauHandle {
+            bureau: s.bureau.clone(),
+            gateway_overrides: overrides
+                .as_ref()
+                .map(|o| dotted_lines(o).join("\n"))
+                .unwrap_or_default(),
+        }),
     };
     eprintln!(
         "running {} ({:.0} s) against {}",
@@ -318,6 +430,9 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
     let results = run(&sc, &opts).await;
     if let Some(e) = embedded {
         e.shutdown().await;
+    }
+    if let Some(sim) = sim {
+        sim.shutdown().await;
     }
     let mut results = results?;
     results.gates = Gates::from(args.gates).evaluate(&results);

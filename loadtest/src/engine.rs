@@ -20,12 +20,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::Error;
+use crate::bureau::Bureau;
+use crate::bureau::timeline::run_timeline;
 use crate::classify::{Answer, Cause, Endpoint};
 use crate::client::{Conn, SendError, TargetAddr};
 use crate::population::{Behaviour, User, build_users};
 use crate::progress::Progress;
 use crate::recorder::{GroupInfo, JourneyEnd, JourneyOutcome, Recorder};
-use crate::results::{PhaseInfo, Results, ScenarioInfo, WindowSpan};
+use crate::results::{BureauResult, PhaseInfo, Results, ScenarioInfo, WindowSpan};
 use crate::scenario::{JourneyConfig, RetryConfig, Scenario, WindowAction};
 use crate::target;
 
@@ -48,6 +50,18 @@ pub struct RunOptions {
     pub run_nonce: u64,
     /// Draw the live progress line (hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// The in-process bureau simulator the gateway consults, when the scenario has a
+    /// `[bureau]` block: the run applies its `[[bureau.change]]`s and samples it.
+    pub bureau: Option<BureauHandle>,
+}
+
+/// The bureau simulator of a run, as the results record it.
+#[derive(Debug, Clone)]
+pub struct BureauHandle {
+    /// Its state (service time, counters).
+    pub bureau: Bureau,
+    /// The gateway settings merged over its configuration (TOML), for the results.
+    pub gateway_overrides: String,
 }
 
 /// Live counters for the progress line. Relaxed everywhere: they are statistics read by one
@@ -95,6 +109,7 @@ pub(crate) struct Shared {
     in_flight: Vec<AtomicU64>,
     retry_deadline: Instant,
     nonce: u64,
+    deadline_ms: u64,
 }
 
 impl Shared {
@@ -155,7 +170,23 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
         in_flight: groups.iter().map(|_| AtomicU64::new(0)).collect(),
         retry_deadline: start + duration + grace / 2,
         nonce: opts.run_nonce,
+        deadline_ms: deadline_ms(sc),
     });
+
+    let timeline = match (&opts.bureau, &sc.bureau) {
+        (Some(h), Some(b)) => {
+            let (stop, stopped) = oneshot::channel();
+            let task = tokio::spawn(run_timeline(
+                h.bureau.clone(),
+                b.changes.clone(),
+                opts.target.clone(),
+                start,
+                stopped,
+            ));
+            Some((stop, task))
+        }
+        _ => None,
+    };
 
     let mut workers = JoinSet::new();
     for _ in 0..sc.connections {
@@ -245,6 +276,22 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
         warnings.push(format!("releasing the forced window at the end: {e}"));
     }
     let spans = windows.finish(duration.as_secs_f64());
+    let bureau_timeline = match timeline {
+        Some((stop, task)) => {
+            let _ = stop.send(());
+            match task.await {
+                Ok(tl) => {
+                    warnings.extend(tl.warnings);
+                    Some(tl.samples)
+                }
+                Err(e) => {
+                    warnings.push(format!("bureau timeline: {e}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
 
     let sh = Arc::into_inner(sh).ok_or_else(|| {
         Error::Serialise("a task still holds the run state after the drain".into())
@@ -273,14 +320,29 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
         seed: sc.seed,
         connections: sc.connections,
     };
-    Ok(finished.into_results(
+    let mut results = finished.into_results(
         info,
         opts.target_label.clone(),
         opts.started_at.clone(),
         phases,
         spans,
         warnings,
-    ))
+    );
+    if let (Some(h), Some(b), Some(samples)) = (&opts.bureau, &sc.bureau, bureau_timeline) {
+        results.bureau = Some(BureauResult {
+            options: b.options(sc.seed),
+            changes: b.changes.clone(),
+            deadline_ms: deadline_ms(sc),
+            gateway_overrides: h.gateway_overrides.clone(),
+            samples,
+        });
+    }
+    Ok(results)
+}
+
+/// The drawdowns' `X-Request-Deadline-Ms`.
+pub fn deadline_ms(sc: &Scenario) -> u64 {
+    sc.journey.deadline_ms.unwrap_or(sc.request_timeout_ms)
 }
 
 #[derive(Default)]
@@ -370,8 +432,13 @@ async fn worker(sh: Arc<Shared>, rx: async_channel::Receiver<Job>) -> u64 {
                 sh.live.ok.fetch_add(1, Ordering::Relaxed);
             }
         }
-        sh.rec()
-            .completed(job.group, job.intended, sent, done, &status, &answer);
+        {
+            let mut rec = sh.rec();
+            rec.completed(job.group, job.intended, sent, done, &status, &answer);
+            if job.endpoint == Endpoint::Drawdown {
+                rec.drawdown(job.intended, done, &answer);
+            }
+        }
         // The journey may have been aborted by the drain deadline; nobody to tell then.
         let _ = job.reply.send(Reply { answer, done });
     }
@@ -517,7 +584,7 @@ async fn run_journey(
         })
         .to_string(),
     );
-    let deadline = sh.timeout.as_millis().to_string();
+    let deadline = sh.deadline_ms.to_string();
     let (answer, _) = call(
         sh,
         group,

@@ -51,6 +51,9 @@ pub enum Error {
     /// The in-process gateway could not be started.
     #[error("embedded gateway: {0}")]
     Embedded(String),
+    /// The bureau simulator's options or a change to them are invalid, or it could not start.
+    #[error("bureau simulator: {0}")]
+    Bureau(String),
     /// Serialising results or a histogram failed.
     #[error("serialise: {0}")]
     Serialise(String),

@@ -22,6 +22,7 @@
 //! - [`gate`]: CI gates and their exit code.
 //! - [`target`]: remote or in-process gateway, seeding, admin actions.
 //! - [`blast`]: raw open-loop mode and the trivial server, to measure the generator.
+//! - [`bureau`]: the credit-bureau simulator (finite slots, FIFO queue, deterministic answers).
 //! - [`cli`]: the command line.
 //!
 //! # Example
@@ -38,6 +39,7 @@
 //!     started_at: "2026-11-11T00:00:00Z".into(),
 //!     run_nonce: 1,
 //!     progress: false,
+//!     bureau: None,
 //! };
 //! let results = run(&sc, &opts).await?;
 //! loadtest::report::write_report(&results, std::path::Path::new("out"))?;
@@ -45,6 +47,7 @@
 //! ```
 
 pub mod blast;
+pub mod bureau;
 pub mod classify;
 pub mod cli;
 pub mod client;

@@ -8,10 +8,10 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::classify::{Answer, Cause};
+use crate::classify::{Answer, Cause, Decision};
 use crate::results::{
-    GeneratorHealth, LatencySummary, Percentiles, PopulationResult, Results, SecondResult, Totals,
-    encode_histogram,
+    DrawdownSecond, GeneratorHealth, LatencySummary, Percentiles, PopulationResult, Results,
+    SecondResult, Totals, encode_histogram,
 };
 
 /// Sends later than this after their intended time count as late.
@@ -76,6 +76,17 @@ struct Second {
     goodput: u64,
     approved: u64,
     hist: Histogram<u64>,
+    drawdowns: DrawdownTally,
+}
+
+#[derive(Debug, Clone)]
+struct DrawdownTally {
+    count: u64,
+    approved: u64,
+    review: u64,
+    rejected: u64,
+    refused: u64,
+    hist: Histogram<u64>,
 }
 
 impl Second {
@@ -89,6 +100,14 @@ impl Second {
             goodput: 0,
             approved: 0,
             hist: new_histogram(),
+            drawdowns: DrawdownTally {
+                count: 0,
+                approved: 0,
+                review: 0,
+                rejected: 0,
+                refused: 0,
+                hist: new_histogram(),
+            },
         }
     }
 }
@@ -197,6 +216,31 @@ impl Recorder {
         }
     }
 
+    /// A drawdown attempt intended for `intended` got `answer` at `done` (in addition to
+    /// [`Recorder::completed`]): the drawdown-only latency and outcomes, counted in the second
+    /// of the *intended* time, so a slow answer stays with the second that asked for it.
+    pub fn drawdown(&mut self, intended: Instant, done: Instant, answer: &Answer) {
+        let latency = micros(done.saturating_duration_since(intended));
+        let d = &mut self.second(intended).drawdowns;
+        d.count += 1;
+        d.hist.saturating_record(latency);
+        if answer.is_approved() {
+            d.approved += 1;
+        } else if answer.is_review() {
+            d.review += 1;
+        } else if matches!(
+            answer,
+            Answer::Decision {
+                outcome: Decision::Rejected,
+                ..
+            }
+        ) {
+            d.rejected += 1;
+        } else {
+            d.refused += 1;
+        }
+    }
+
     /// A journey of `group` ended.
     pub fn journey(&mut self, group: usize, o: JourneyOutcome) {
         let p = &mut self.pops[group];
@@ -249,6 +293,7 @@ impl Recorder {
                     approved: s.approved,
                     latency_ms: Percentiles::of(&s.hist),
                     histogram: encode_histogram(&s.hist)?,
+                    drawdowns: drawdown_second(&s.drawdowns)?,
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -286,6 +331,22 @@ impl Recorder {
             totals,
         })
     }
+}
+
+fn drawdown_second(d: &DrawdownTally) -> Result<DrawdownSecond, Error> {
+    Ok(DrawdownSecond {
+        count: d.count,
+        approved: d.approved,
+        review: d.review,
+        rejected: d.rejected,
+        refused: d.refused,
+        latency_ms: Percentiles::of(&d.hist),
+        histogram: if d.count == 0 {
+            String::new()
+        } else {
+            encode_histogram(&d.hist)?
+        },
+    })
 }
 
 /// The parts of [`Results`] the recorder computes.
@@ -397,6 +458,7 @@ impl Finished {
             totals: self.totals,
             gates: Vec::new(),
             warnings,
+            bureau: None,
         }
     }
 }

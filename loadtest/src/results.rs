@@ -14,7 +14,9 @@ use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerial
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::bureau::{BureauOptions, BureauStats};
 use crate::classify::Cause;
+use crate::scenario::BureauChange;
 
 /// Bumped on any change a reader of an older file would misread.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -52,6 +54,57 @@ pub struct Results {
     /// Things that went wrong without stopping the run (a failed admin action, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The credit-bureau simulator of the run, when the scenario started one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bureau: Option<BureauResult>,
+}
+
+/// The bureau simulator's part of a run: its settings, the changes made to it, and a sample
+/// every second of its counters and of the gateway's `gateway_bureau_*` metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BureauResult {
+    /// The simulator's options at the start.
+    pub options: BureauOptions,
+    /// The changes made while the run went (after `--scale`).
+    pub changes: Vec<BureauChange>,
+    /// The drawdowns' `X-Request-Deadline-Ms`.
+    pub deadline_ms: u64,
+    /// The gateway settings merged over its configuration (TOML), bureau URL included.
+    pub gateway_overrides: String,
+    /// Samples, at the run start, every second after it, and once after the drain.
+    pub samples: Vec<BureauSample>,
+}
+
+/// One sample of the bureau's side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BureauSample {
+    /// Seconds from the run start.
+    pub t: f64,
+    /// The simulator's counters and settings.
+    pub sim: BureauStats,
+    /// The gateway's `gateway_bureau_*` series (cumulative; histogram buckets left out).
+    pub gateway: BTreeMap<String, f64>,
+}
+
+/// The drawdown attempts whose intended send time fell in one second (unlike the other
+/// per-second latency, which is by completion time): a slow answer stays with the second that
+/// asked for it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrawdownSecond {
+    /// Drawdown attempts (answered, timed out or failed to connect).
+    pub count: u64,
+    /// Decisions `approved`.
+    pub approved: u64,
+    /// Decisions `review`.
+    pub review: u64,
+    /// Decisions `rejected`.
+    pub rejected: u64,
+    /// No decision: a transient refusal (429, 503), another error, a timeout.
+    pub refused: u64,
+    /// Latency from intended send time, ms.
+    pub latency_ms: Percentiles,
+    /// Its histogram (microseconds), V2 deflate, base64 (empty when `count` is 0).
+    pub histogram: String,
 }
 
 /// The scenario as run.
@@ -177,6 +230,9 @@ pub struct SecondResult {
     pub latency_ms: Percentiles,
     /// Their histogram (microseconds), V2 deflate, base64.
     pub histogram: String,
+    /// The drawdown attempts intended in this second.
+    #[serde(default)]
+    pub drawdowns: DrawdownSecond,
 }
 
 /// Whether the generator kept up with its schedule.

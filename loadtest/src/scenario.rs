@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::bureau::{BureauOptions, Jitter};
 use crate::population::{Behaviour, Profile, SeedOverrides};
 
 /// The scenarios shipped in `loadtest/scenarios/`, by name.
@@ -27,6 +28,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../scenarios/step-overload.toml"),
     ),
     ("steady", include_str!("../scenarios/steady.toml")),
+    (
+        "bureau-slowdown",
+        include_str!("../scenarios/bureau-slowdown.toml"),
+    ),
 ];
 
 /// A load scenario, as written in TOML.
@@ -61,6 +66,68 @@ pub struct Scenario {
     /// The phases, in order.
     #[serde(rename = "phase")]
     pub phases: Vec<Phase>,
+    /// A credit-bureau simulator started in-process for the run (the in-process gateway is
+    /// pointed at it), and the changes made to it while the run goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bureau: Option<BureauScenario>,
+    /// Settings merged over the in-process gateway's configuration, as in its TOML file
+    /// (e.g. `[gateway.bureau]`); `--gateway-set` overrides them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<toml::Table>,
+}
+
+/// `[bureau]`: the simulator a scenario starts (see [`crate::bureau`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BureauScenario {
+    /// Requests in service at once.
+    pub slots: usize,
+    /// Base service time at the start, ms.
+    pub service_ms: u64,
+    /// Added to each service time: `none`, `exp:MEAN`, `uniform:LO-HI` (ms).
+    #[serde(default)]
+    pub jitter: Jitter,
+    /// Injected error probability at the start.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Longest queue (default: unbounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue: Option<usize>,
+    /// Seed of the jitter and error draws (default: the scenario's seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Changes while the run goes, in time order.
+    #[serde(default, rename = "change", skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<BureauChange>,
+}
+
+/// `[[bureau.change]]`: at `at_s` seconds from the run start, set the service time and/or
+/// the error rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BureauChange {
+    /// Seconds from the run start (scaled by `--scale`).
+    pub at_s: f64,
+    /// The new base service time, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_ms: Option<u64>,
+    /// The new injected error probability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+}
+
+impl BureauScenario {
+    /// The simulator's options at the start of a run of scenario seed `seed`.
+    pub fn options(&self, seed: u64) -> BureauOptions {
+        BureauOptions {
+            slots: self.slots,
+            service_ms: self.service_ms,
+            jitter: self.jitter,
+            error_rate: self.error_rate,
+            max_queue: self.max_queue,
+            seed: self.seed.unwrap_or(seed),
+        }
+    }
 }
 
 fn default_seed() -> u64 {
@@ -248,6 +315,11 @@ pub struct JourneyConfig {
     pub amount_min_fen: u64,
     /// Largest amount a user wants.
     pub amount_max_fen: u64,
+    /// The drawdown's `X-Request-Deadline-Ms` (the budget the gateway works within); default
+    /// `request_timeout_ms`. Smaller than the timeout, the client keeps waiting past its
+    /// deadline, so a late answer is measured rather than cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
 }
 
 impl Default for JourneyConfig {
@@ -256,6 +328,7 @@ impl Default for JourneyConfig {
             think_ms: 500,
             amount_min_fen: 50_000,
             amount_max_fen: 500_000,
+            deadline_ms: None,
         }
     }
 }
@@ -386,6 +459,36 @@ impl Scenario {
         if self.retry.storm_max_attempts == 0 || self.retry.polite_max_attempts == 0 {
             return bad("retry: max attempts must be at least 1".into());
         }
+        if j.deadline_ms == Some(0) {
+            return bad("journey: deadline_ms must be at least 1".into());
+        }
+        if let Some(b) = &self.bureau {
+            if let Err(e) = b.options(self.seed).validate() {
+                return bad(format!("[bureau]: {e}"));
+            }
+            let end = self.phases.iter().map(|p| p.duration_s).sum::<f64>();
+            let mut last = 0.0;
+            for (i, c) in b.changes.iter().enumerate() {
+                let at = format!("[[bureau.change]] #{} (at_s = {})", i + 1, c.at_s);
+                if !(c.at_s.is_finite() && c.at_s >= last && c.at_s <= end) {
+                    return bad(format!(
+                        "{at}: at_s must be within the run (0..={end}) and in time order"
+                    ));
+                }
+                last = c.at_s;
+                if c.service_ms.is_none() && c.error_rate.is_none() {
+                    return bad(format!("{at}: give service_ms and/or error_rate"));
+                }
+                let check = BureauOptions {
+                    service_ms: c.service_ms.unwrap_or(0),
+                    error_rate: c.error_rate.unwrap_or(0.0),
+                    ..b.options(self.seed)
+                };
+                if let Err(e) = check.validate() {
+                    return bad(format!("{at}: {e}"));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -402,6 +505,11 @@ impl Scenario {
             }
         }
         self.journey.think_ms = scale_ms(self.journey.think_ms, f);
+        if let Some(b) = &mut self.bureau {
+            for c in &mut b.changes {
+                c.at_s *= f;
+            }
+        }
         Ok(self)
     }
 

@@ -86,6 +86,7 @@ rate = { shape = "constant", rate = 20 }
             started_at: "2026-11-11T00:00:00Z".into(),
             run_nonce: 1,
             progress: false,
+            bureau: None,
         },
     )
     .await

@@ -31,6 +31,7 @@ async fn a_run_attributes_every_refusal_to_its_true_cause() {
         started_at: "2026-11-11T00:00:00+08:00".into(),
         run_nonce: 7,
         progress: false,
+        bureau: None,
     };
     let r = run(&sc, &opts).await.unwrap();
     let st = state.lock().unwrap();

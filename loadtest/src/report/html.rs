@@ -279,6 +279,11 @@ pub fn report_html(r: &Results) -> Result<String, Error> {
         "<figure id=\"chart-offered-goodput\">{}</figure><figure id=\"chart-refusals-by-cause\">{}</figure><figure id=\"chart-latency\">{}</figure>",
         c.offered, c.refusals, c.latency
     );
+    h.push_str(&super::bureau::html(
+        r,
+        scale.seconds,
+        super::bureau::chart_max_ms(&[r]),
+    )?);
     h.push_str("<h2>Generator health</h2>");
     h.push_str(&generator_section(r));
     h.push_str(&gates_and_warnings(r));
@@ -317,6 +322,16 @@ pub fn compare_html(a: &Results, b: &Results) -> Result<String, Error> {
             h,
             "<div class=\"cols\" id=\"{id}\"><figure><figcaption>A</figcaption>{la}</figure><figure><figcaption>B</figcaption>{lb}</figure></div>"
         );
+    }
+    let max_ms = super::bureau::chart_max_ms(&[a, b]);
+    for (name, r) in [("A", a), ("B", b)] {
+        let section = super::bureau::html(r, scale.seconds, max_ms)?;
+        if !section.is_empty() {
+            let _ = write!(
+                h,
+                "<div id=\"bureau-{name}\"><h2>{name}</h2>{section}</div>"
+            );
+        }
     }
     let _ = writeln!(
         h,

@@ -124,6 +124,7 @@ pub fn summary_markdown(r: &Results) -> String {
         "\n**Per population** (rates over user intents; ground truth the gateway never saw)\n\n",
     );
     population_rows(&mut s, r);
+    s.push_str(&super::bureau::markdown(r));
     gates(&mut s, r);
     if !r.warnings.is_empty() {
         s.push_str("\n**Warnings**\n\n");
@@ -182,5 +183,11 @@ pub fn compare_markdown(a: &Results, b: &Results) -> String {
     population_rows(&mut s, a);
     s.push_str("\n**B per population**\n\n");
     population_rows(&mut s, b);
+    for (name, r) in [("A", a), ("B", b)] {
+        let section = super::bureau::markdown(r);
+        if !section.is_empty() {
+            let _ = write!(s, "\n### {name}\n{section}");
+        }
+    }
     s
 }

@@ -1,6 +1,7 @@
 //! Reports: a self-contained HTML page (inline SVG charts, no script, no network) and a
 //! Markdown summary, for one run or two side by side.
 
+pub mod bureau;
 pub mod charts;
 mod html;
 mod markdown;
