@@ -7,6 +7,8 @@
 #   benches/wrk/run.sh                  # 2 rounds of 10 s, 64 connections
 #   ROUNDS=3 DURATION=15s CONNECTIONS=32 benches/wrk/run.sh
 #   PERF=1 benches/wrk/run.sh           # also record a perf profile of the gateway
+#   SERVER_HTTP=http1 SERVER_RUNTIME=current_thread benches/wrk/run.sh   # server.* A/B
+#   BIN=/tmp/bin benches/wrk/run.sh     # binaries already built (copied) there, no build
 #
 # Set CARGO_TARGET_DIR to build elsewhere than target/. Needs wrk, taskset, curl (and perf
 # for PERF=1). Prints one line per round: requests per second of each server and their
@@ -28,13 +30,21 @@ export WRK_API_KEY=bench-caller-key-0001
 ADMIN_TOKEN=bench-admin-token-0001
 export WRK_USER=u-bench
 
-cargo build --release -p gateway -p loadtest >&2
-GW="$TARGET/release/gateway"
-LT="$TARGET/release/loadtest"
+# BIN=DIR: use the gateway and loadtest binaries in DIR as they are (no build), e.g. a copy
+# kept while the sources change.
+if [[ -n ${BIN:-} ]]; then
+  GW="$BIN/gateway"
+  LT="$BIN/loadtest"
+else
+  cargo build --release -p gateway -p loadtest >&2
+  GW="$TARGET/release/gateway"
+  LT="$TARGET/release/loadtest"
+fi
 
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [[ ${CONFIG:-} == benches/wrk/.gateway-ab.* ]]; then rm -f "$CONFIG"; fi
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -42,8 +52,21 @@ trap cleanup EXIT
 taskset -c "$SERVER_CPU" "$LT" serve-trivial --listen "127.0.0.1:$BARE_PORT" 2>"$OUT/bare.log" &
 bare_pid=$!
 pids+=("$bare_pid")
+# gateway.toml, with `server.http` / `server.runtime` set when asked (a copy beside it, so
+# its relative thresholds_file still resolves; removed on exit, kept in $OUT).
+CONFIG=benches/wrk/gateway.toml
+if [[ -n ${SERVER_HTTP:-}${SERVER_RUNTIME:-} ]]; then
+  CONFIG=$(mktemp benches/wrk/.gateway-ab.XXXXXX)
+  {
+    cat benches/wrk/gateway.toml
+    printf '\n[server]\n'
+    if [[ -n ${SERVER_HTTP:-} ]]; then echo "http = \"$SERVER_HTTP\""; fi
+    if [[ -n ${SERVER_RUNTIME:-} ]]; then echo "runtime = \"$SERVER_RUNTIME\""; fi
+  } >"$CONFIG"
+  cp "$CONFIG" "$OUT/gateway.toml"
+fi
 GATEWAY_API_KEYS=$WRK_API_KEY GATEWAY_ADMIN_TOKEN=$ADMIN_TOKEN \
-  taskset -c "$SERVER_CPU" "$GW" --config benches/wrk/gateway.toml \
+  taskset -c "$SERVER_CPU" "$GW" --config "$CONFIG" \
   --listen "127.0.0.1:$GW_PORT" >"$OUT/gateway.log" 2>&1 &
 gw_pid=$!
 pids+=("$gw_pid")

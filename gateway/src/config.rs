@@ -113,6 +113,35 @@ pub struct ServerConfig {
     pub idempotency_retention_hours: u32,
     /// Connection-level overload actions (`[server.overload]`).
     pub overload: OverloadSettings,
+    /// HTTP versions served on the port: `auto` (HTTP/1.1 and HTTP/2 with prior knowledge)
+    /// or `http1` (HTTP/1.1 only; skips the per-connection HTTP/2 preface check).
+    pub http: HttpVersions,
+    /// The binary's tokio runtime: `multi_thread` (one worker per available core) or
+    /// `current_thread` (one thread; for a process pinned to one core). Read by the binary
+    /// before the runtime starts; the library ignores it.
+    pub runtime: RuntimeFlavor,
+}
+
+/// `server.http`: which HTTP versions the listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpVersions {
+    /// HTTP/1.1 and HTTP/2 (prior knowledge, h2c) on one port.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+}
+
+/// `server.runtime`: the tokio runtime flavour of the `gateway` binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeFlavor {
+    /// Work-stealing workers, one per available core.
+    #[default]
+    MultiThread,
+    /// Everything on the thread that runs `main`.
+    CurrentThread,
 }
 
 /// `[server.overload]`: past a saturation signal, stop accepting and close keep-alive
@@ -195,6 +224,8 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             idempotency_retention_hours: 24,
             overload: OverloadSettings::default(),
+            http: HttpVersions::default(),
+            runtime: RuntimeFlavor::default(),
         }
     }
 }
@@ -807,6 +838,18 @@ mod tests {
             let c = Config::from_file(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
             c.validate().unwrap_or_else(|e| panic!("{f}: {e}"));
         }
+    }
+
+    #[test]
+    fn http_versions_and_runtime_flavour_parse_and_reject_unknown_values() {
+        let c = Config::from_toml("[server]\nhttp = \"http1\"\nruntime = \"current_thread\"\n")
+            .unwrap();
+        assert_eq!(c.server.http, HttpVersions::Http1);
+        assert_eq!(c.server.runtime, RuntimeFlavor::CurrentThread);
+        assert_eq!(Config::default().server.http, HttpVersions::Auto);
+        assert_eq!(Config::default().server.runtime, RuntimeFlavor::MultiThread);
+        let e = Config::from_toml("[server]\nhttp = \"http3\"\n").unwrap_err();
+        assert!(e.to_string().contains("http"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use gateway::clock::SystemClock;
-use gateway::config::{Config, LogFormat, Overrides};
+use gateway::config::{Config, LogFormat, Overrides, RuntimeFlavor};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,8 +60,7 @@ fn init_tracing(config: &Config) {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
     let config = match load(&args) {
         Ok(c) => c,
@@ -70,6 +69,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `server.runtime`: the flavour is chosen before the runtime exists.
+    let mut runtime = match config.server.runtime {
+        RuntimeFlavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+    };
+    match runtime.enable_all().build() {
+        Ok(rt) => rt.block_on(run(args, config)),
+        Err(e) => {
+            eprintln!("gateway: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args, config: Config) -> ExitCode {
     if args.check_config {
         match toml::to_string_pretty(&config) {
             Ok(text) => {

@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 /// `route` and `status` of a served request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -124,6 +125,42 @@ pub struct Metrics {
     pub threshold_version: Gauge,
     /// Users tracked by the per-user rate limiter.
     pub ratelimit_tracked_users: Gauge,
+    /// `requests{status=200}` and `latency` handles per route, resolved once.
+    pub routes: Arc<RouteHandles>,
+}
+
+/// Route slots of [`RouteHandles`] (one per route class; more is harmless).
+pub const ROUTE_SLOTS: usize = 8;
+
+/// The per-route handles every answer updates, kept so the edge does not look a label set
+/// up in a `Family` (a hash and a read lock) twice per request. A handle is resolved through
+/// `get_or_create` on the route's first such answer, so `/metrics` lists exactly the series
+/// it listed before; the cached `Counter`/`Histogram` shares its value with the family's.
+#[derive(Debug, Default)]
+pub struct RouteHandles {
+    ok: [OnceLock<Counter>; ROUTE_SLOTS],
+    latency: [OnceLock<Histogram>; ROUTE_SLOTS],
+}
+
+impl Metrics {
+    /// Counts one answer of `route` (cached in `slot`, below [`ROUTE_SLOTS`]; one slot per
+    /// route) with `status`, and observes its latency.
+    pub fn record_answer(&self, slot: usize, route: &'static str, status: u16, seconds: f64) {
+        let labels = || RequestLabels { route, status };
+        match self.routes.ok.get(slot) {
+            Some(cell) if status == 200 => cell
+                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
+                .inc(),
+            _ => self.requests.get_or_create(&labels()).inc(),
+        };
+        let route_labels = || RouteLabels { route };
+        match self.routes.latency.get(slot) {
+            Some(cell) => cell
+                .get_or_init(|| self.latency.get_or_create(&route_labels()).clone())
+                .observe(seconds),
+            None => self.latency.get_or_create(&route_labels()).observe(seconds),
+        }
+    }
 }
 
 impl Metrics {
@@ -147,6 +184,7 @@ impl Metrics {
             policy: Family::default(),
             threshold_version: Gauge::default(),
             ratelimit_tracked_users: Gauge::default(),
+            routes: Arc::default(),
         };
         let r = registry.sub_registry_with_prefix("gateway");
         r.register(
@@ -235,5 +273,47 @@ impl Metrics {
             m.ratelimit_tracked_users.clone(),
         );
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn cached_route_handles_count_into_the_same_series() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        // Nothing is listed before a route's first answer (as with `get_or_create` alone).
+        assert!(!text(&registry).contains("route=\"drawdown\""));
+        m.record_answer(0, "drawdown", 200, 0.001);
+        m.record_answer(0, "drawdown", 200, 0.002);
+        m.record_answer(0, "drawdown", 503, 0.003);
+        // A slot past the cache falls back to the family: still counted.
+        m.record_answer(ROUTE_SLOTS, "ops", 200, 0.004);
+        let t = text(&registry);
+        assert!(
+            t.contains("gateway_http_requests_total{route=\"drawdown\",status=\"200\"} 2"),
+            "{t}"
+        );
+        assert!(
+            t.contains("gateway_http_requests_total{route=\"drawdown\",status=\"503\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("gateway_http_requests_total{route=\"ops\",status=\"200\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("gateway_http_request_duration_seconds_count{route=\"drawdown\"} 3"),
+            "{t}"
+        );
+        assert!(!t.contains("route=\"credit_line\""), "{t}");
     }
 }

@@ -1,8 +1,11 @@
 //! The connection loop: a bound on open connections, a header-read timeout, HTTP/1.1 and
 //! HTTP/2 on one port, connection-level overload actions, and a graceful shutdown with a
 //! bounded grace period.
+//!
+//! `server.http = "http1"` serves HTTP/1.1 only: the connection skips the auto builder's
+//! HTTP/2 preface sniffing (and HTTP upgrades, which no gateway route uses).
 
-use crate::config::ServerConfig;
+use crate::config::{HttpVersions, ServerConfig};
 use crate::overload::Overload;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -49,6 +52,10 @@ pub async fn serve_with(
         .header_read_timeout(config.header_read_timeout())
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
+    let builder = match config.http {
+        HttpVersions::Auto => builder,
+        HttpVersions::Http1 => builder.http1_only(),
+    };
     tokio::pin!(shutdown);
 
     loop {
@@ -85,19 +92,25 @@ pub async fn serve_with(
         // One connection task; a macro because the two services differ in type.
         macro_rules! spawn_connection {
             ($service:expr) => {{
-                let conn = builder
-                    .serve_connection_with_upgrades(
-                        TokioIo::new(stream),
-                        TowerToHyperService::new($service),
-                    )
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, cause = %e, "connection ended with an error");
-                    }
-                    drop(permit);
-                });
+                let io = TokioIo::new(stream);
+                let service = TowerToHyperService::new($service);
+                match config.http {
+                    HttpVersions::Auto => spawn_watched(
+                        graceful.watch(
+                            builder
+                                .serve_connection_with_upgrades(io, service)
+                                .into_owned(),
+                        ),
+                        peer,
+                        permit,
+                    ),
+                    // `serve_connection_with_upgrades` ignores `http1_only`.
+                    HttpVersions::Http1 => spawn_watched(
+                        graceful.watch(builder.serve_connection(io, service).into_owned()),
+                        peer,
+                        permit,
+                    ),
+                }
             }};
         }
         match &overload {
@@ -114,6 +127,20 @@ pub async fn serve_with(
             tracing::warn!(grace_ms = config.shutdown_grace_ms, "grace period elapsed; closing");
         }
     }
+}
+
+/// Runs one connection to its end on its own task, then frees its slot.
+fn spawn_watched<E: std::fmt::Display>(
+    conn: impl Future<Output = Result<(), E>> + Send + 'static,
+    peer: std::net::SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, cause = %e, "connection ended with an error");
+        }
+        drop(permit);
+    });
 }
 
 /// Resolves when overload actions turn on (never without an overload state).
@@ -155,4 +182,64 @@ fn close_when_overloaded(
             Ok(res)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HttpVersions;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves a one-route router with `http`, sends `request` on a fresh connection, and
+    /// returns what the server wrote before closing or within a second.
+    async fn exchange(http: HttpVersions, request: &[u8]) -> Vec<u8> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let config = ServerConfig {
+            http,
+            ..ServerConfig::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            serve(listener, router, &config, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(request).await.unwrap();
+        let mut out = vec![0; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(1), conn.read(&mut out))
+            .await
+            .map_or(0, |r| r.unwrap_or(0));
+        out.truncate(n);
+        drop(conn);
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        out
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    #[tokio::test]
+    async fn both_settings_serve_http1() {
+        for http in [HttpVersions::Auto, HttpVersions::Http1] {
+            let out = exchange(http, GET).await;
+            let text = String::from_utf8_lossy(&out);
+            assert!(text.starts_with("HTTP/1.1 200"), "{http:?}: {text}");
+            assert!(text.ends_with("ok"), "{http:?}: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_auto_speaks_http2_with_prior_knowledge() {
+        // HTTP/2: the server's first frame is SETTINGS (frame type 4 at byte 3).
+        let out = exchange(HttpVersions::Auto, H2_PREFACE).await;
+        assert!(out.len() >= 9 && out[3] == 4, "{out:?}");
+        // HTTP/1 only: the preface is not HTTP/2 to it; no SETTINGS frame comes back.
+        let out = exchange(HttpVersions::Http1, H2_PREFACE).await;
+        assert!(out.is_empty() || out.starts_with(b"HTTP/1.1 "), "{out:?}");
+    }
 }

@@ -11,7 +11,7 @@ use super::App;
 use super::error::{ApiError, ErrorCode};
 use super::wire::{Drawdown, DrawdownBody};
 use crate::admission::{Deadline, Priority, RouteClass, UserKey};
-use crate::metrics::{CodeLabels, RequestLabels, RouteLabels};
+use crate::metrics::CodeLabels;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
@@ -43,7 +43,9 @@ fn request_id(req: &Request) -> HeaderValue {
         .filter(|v| v.len() <= 128 && v.to_str().is_ok_and(|s| !s.is_empty()))
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&ulid::Ulid::new().to_string())
+            // Encoded on the stack: no intermediate `String`.
+            let mut buf = [0; ulid::ULID_LEN];
+            HeaderValue::from_str(ulid::Ulid::new().array_to_str(&mut buf))
                 .expect("a ULID is 26 ASCII characters, always a valid header value")
         })
 }
@@ -81,17 +83,13 @@ pub async fn edge(State(app): State<App>, mut req: Request, next: Next) -> Respo
         res.headers_mut().insert("x-request-id", id);
         let status = res.status().as_u16();
         let m = &app.metrics;
-        m.requests
-            .get_or_create(&RequestLabels {
-                route: class.as_str(),
-                status,
-            })
-            .inc();
-        m.latency
-            .get_or_create(&RouteLabels {
-                route: class.as_str(),
-            })
-            .observe(started.elapsed().as_secs_f64());
+        // The slot is the class's discriminant: one slot per class (see `RouteHandles`).
+        m.record_answer(
+            class as usize,
+            class.as_str(),
+            status,
+            started.elapsed().as_secs_f64(),
+        );
         if let Some(code) = res.extensions().get::<ErrorCode>() {
             m.refusals
                 .get_or_create(&CodeLabels {
