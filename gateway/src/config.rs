@@ -385,6 +385,12 @@ pub struct AdaptiveSettings {
     pub min_rtt_samples: u32,
     /// The limit while the no-load latency is measured.
     pub min_rtt_limit: u32,
+    /// Queue capacity per 100 of limit (50: half the limit), capped by the policy's
+    /// `queue`; 0: the policy's `queue` alone (see "Queue bound" in
+    /// `gateway::admission::adaptive`).
+    pub queue_per_limit_pct: u32,
+    /// The smallest queue capacity while `queue_per_limit_pct` is set.
+    pub queue_min: u32,
 }
 
 impl Default for AdaptiveSettings {
@@ -406,6 +412,8 @@ impl Default for AdaptiveSettings {
             min_rtt_interval_ms: ms(d.min_rtt_interval),
             min_rtt_samples: n(d.min_rtt_samples),
             min_rtt_limit: n(d.min_rtt_limit),
+            queue_per_limit_pct: d.queue_per_limit.map_or(0, pct),
+            queue_min: n(d.queue_min),
         }
     }
 }
@@ -456,6 +464,9 @@ impl AdmissionConfig {
             min_rtt_interval: Duration::from_millis(a.min_rtt_interval_ms),
             min_rtt_samples: n(a.min_rtt_samples),
             min_rtt_limit: n(a.min_rtt_limit),
+            queue_per_limit: (a.queue_per_limit_pct > 0)
+                .then(|| f64::from(a.queue_per_limit_pct) / 100.0),
+            queue_min: n(a.queue_min),
         });
         let r = &self.retry_budget;
         #[allow(clippy::cast_precision_loss)]
@@ -523,6 +534,18 @@ impl AdmissionConfig {
         }
         if a.buffer_pct > 1000 {
             return bad("admission.adaptive.buffer_pct", "must be at most 1000");
+        }
+        if a.queue_per_limit_pct > 10_000 {
+            return bad(
+                "admission.adaptive.queue_per_limit_pct",
+                "must be at most 10000",
+            );
+        }
+        if a.queue_per_limit_pct > 0 && a.queue_min == 0 {
+            return bad(
+                "admission.adaptive.queue_min",
+                "must be at least 1 when queue_per_limit_pct is set",
+            );
         }
         let r = &self.retry_budget;
         if !(1_000..=60_000).contains(&r.window_ms) {
@@ -988,6 +1011,8 @@ mod tests {
         let o = c.admission.options();
         let a = o.adaptive.unwrap();
         assert_eq!((a.max_limit, a.buffer), (200, 0.4));
+        // No queue bound unless asked for.
+        assert_eq!(a.queue_per_limit, None);
         assert_eq!(o.critical_share, 0.5);
         assert_eq!(o.sojourn.unwrap().target, Duration::from_millis(20));
         assert_eq!(o.retry_budget.unwrap().ratio, 0.2);
@@ -1011,6 +1036,14 @@ mod tests {
         assert_eq!(
             key("[admission.adaptive]\ninitial_limit = 5000\n"),
             "admission.adaptive.initial_limit"
+        );
+        assert_eq!(
+            key("[admission.adaptive]\nqueue_per_limit_pct = 10001\n"),
+            "admission.adaptive.queue_per_limit_pct"
+        );
+        assert_eq!(
+            key("[admission.adaptive]\nqueue_per_limit_pct = 50\nqueue_min = 0\n"),
+            "admission.adaptive.queue_min"
         );
         assert_eq!(
             key("[admission.adaptive]\npercentile = 0\n"),

@@ -48,6 +48,25 @@
 //! - With a slow dependency, the pinned window is long (`min_rtt_samples` × latency ÷
 //!   `min_rtt_limit`); set `min_rtt_limit` near the dependency's parallelism.
 //!
+//! # Queue bound (optional: `queue_per_limit`)
+//! The admission queue in front of the limit is bounded by the policy's `queue` (256 by
+//! default), which is right for a fixed limit of 64 but not for an adaptive one that falls to
+//! 7–8 in front of a slow dependency: 256 waiters at ~8 in flight is a wait of 32 service
+//! times, far past any deadline, and measured it was what broke the admitted drawdowns' p99
+//! under step overload (BENCHMARKS.md). By Little's law a queue longer than about
+//! `limit × deadline / latency` only adds waiting that ends in a timeout; with the limit at
+//! the knee, a short queue (a fraction of the limit) is enough to absorb arrival jitter and
+//! keep the slots busy. So with `queue_per_limit` set the queue capacity is
+//!
+//! ```text
+//! queue = min(policy queue, max(queue_min, ceil(limit × queue_per_limit)))
+//! ```
+//!
+//! recomputed whenever the limit changes ([`AdaptiveLimiter::queue_bound`]). The limit used
+//! is the controller's, not the pinned `min_rtt_limit` of a no-load measurement, so the
+//! periodic measurement does not shrink the queue. A fixed small queue would instead starve a
+//! CPU-bound gateway whose limit sits at 32 or more.
+//!
 //! Time is passed in (`tokio::time::Instant`), so tests drive the law with synthetic traces.
 
 use std::time::Duration;
@@ -86,6 +105,11 @@ pub struct AdaptiveConfig {
     pub min_rtt_samples: usize,
     /// The limit while the no-load latency is measured.
     pub min_rtt_limit: usize,
+    /// Queue capacity per unit of limit (0.5: half the limit); `None`: the policy's queue
+    /// (see "Queue bound" in the module docs).
+    pub queue_per_limit: Option<f64>,
+    /// The smallest queue capacity while `queue_per_limit` is set.
+    pub queue_min: usize,
 }
 
 impl Default for AdaptiveConfig {
@@ -102,6 +126,8 @@ impl Default for AdaptiveConfig {
             min_rtt_interval: Duration::from_secs(30),
             min_rtt_samples: 25,
             min_rtt_limit: 4,
+            queue_per_limit: None,
+            queue_min: 2,
         }
     }
 }
@@ -186,6 +212,25 @@ impl AdaptiveLimiter {
             Phase::Measuring { .. } => self.cfg.min_rtt_limit,
             Phase::Normal => round_limit(self.limit),
         }
+    }
+
+    /// The queue capacity for a policy queue of `policy_queue`: with `queue_per_limit` set,
+    /// `min(policy_queue, max(queue_min, ceil(limit × queue_per_limit)))` where `limit` is
+    /// the controller's limit (the one restored after a no-load measurement); else
+    /// `policy_queue` (see "Queue bound" in the module docs).
+    pub fn queue_bound(&self, policy_queue: usize) -> usize {
+        let Some(per_limit) = self.cfg.queue_per_limit else {
+            return policy_queue;
+        };
+        let limit = match self.phase {
+            Phase::Measuring { resume, .. } => resume,
+            Phase::Normal => self.limit,
+        };
+        let bound = (round_limit(limit) as f64 * per_limit.max(0.0)).ceil();
+        // Finite and non-negative; `as` saturates anything beyond usize.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let bound = bound as usize;
+        bound.max(self.cfg.queue_min).min(policy_queue)
     }
 
     /// Metrics snapshot.
@@ -492,6 +537,40 @@ mod tests {
         }
         assert_eq!(l.stats().no_load, None);
         assert!(l.stats().measuring);
+    }
+
+    #[test]
+    fn the_queue_bound_follows_the_limit_down_and_up() {
+        let mut sim = Sim::new(AdaptiveConfig {
+            queue_per_limit: Some(0.5),
+            queue_min: 2,
+            ..cfg()
+        });
+        // Pinned to `min_rtt_limit` (4) while measuring: the bound is from the limit to
+        // restore (10), not from the pin.
+        assert_eq!(sim.limit(), 4);
+        assert_eq!(sim.limiter.queue_bound(256), 5);
+        sim.run(50, slots(10_000, 2 * MS));
+        assert_eq!(sim.limit(), 400);
+        // ceil(400 × 0.5) = 200, under the policy's 256; a smaller policy queue wins.
+        assert_eq!(sim.limiter.queue_bound(256), 200);
+        assert_eq!(sim.limiter.queue_bound(64), 64);
+        // Capacity drops to 6 slots: the limit falls near it and the queue with it.
+        sim.run(100, slots(6, 2 * MS));
+        let down = sim.limit();
+        assert!(down <= 12, "limit {down}");
+        assert_eq!(sim.limiter.queue_bound(256), down.div_ceil(2).max(2));
+        assert!(sim.limiter.queue_bound(256) <= 6);
+        // At the floor the queue keeps `queue_min`.
+        sim.limiter.set_limit(2);
+        assert_eq!(sim.limiter.queue_bound(256), 2);
+        // It recovers, and so does the queue.
+        sim.run(100, slots(10_000, 2 * MS));
+        assert_eq!(sim.limit(), 400);
+        assert_eq!(sim.limiter.queue_bound(256), 200);
+        // Without `queue_per_limit` the policy's queue stands whatever the limit.
+        let plain = AdaptiveLimiter::new(cfg(), sim.now);
+        assert_eq!(plain.queue_bound(256), 256);
     }
 
     #[test]

@@ -117,7 +117,10 @@ struct Waiter {
 
 struct State {
     limit: usize,
+    /// The queue capacity in force: `policy_queue`, or less with an adaptive queue bound.
     capacity: usize,
+    /// The queue capacity of the limit source (or of `set_limits`).
+    policy_queue: usize,
     in_flight: usize,
     /// In flight by priority (sums to `in_flight`).
     in_flight_by: [usize; 3],
@@ -196,10 +199,14 @@ impl Admission {
             .as_ref()
             .map_or(limits.concurrency, AdaptiveLimiter::limit)
             .max(1);
+        let capacity = adaptive
+            .as_ref()
+            .map_or(limits.queue, |a| a.queue_bound(limits.queue));
         let inner = Inner {
             state: Mutex::new(State {
                 limit,
-                capacity: limits.queue,
+                capacity,
+                policy_queue: limits.queue,
                 in_flight: 0,
                 in_flight_by: [0; 3],
                 critical_share: opts.critical_share.clamp(0.0, 0.999),
@@ -221,7 +228,7 @@ impl Admission {
             overridden: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit),
-            queue_capacity: AtomicUsize::new(limits.queue),
+            queue_capacity: AtomicUsize::new(capacity),
             queued: Default::default(),
             shed: Default::default(),
         };
@@ -289,6 +296,8 @@ impl Admission {
             if let Some(a) = &st.adaptive {
                 st.limit = a.limit();
             }
+            st.capacity = st.bounded_capacity();
+            self.inner.shed_excess(&mut st);
             self.inner.mirror(&st);
         }
         self.inner.grant(None);
@@ -421,21 +430,14 @@ impl Inner {
             Some(a) => a.limit(),
             None => limits.concurrency.max(1),
         };
-        st.capacity = limits.queue;
+        st.policy_queue = limits.queue;
+        st.capacity = st.bounded_capacity();
         tracing::debug!(
             admission.limit = st.limit,
             admission.queue = st.capacity,
             "admission limits changed"
         );
-        // A smaller queue sheds from the lowest priority, newest first.
-        while st.queued_total() > st.capacity {
-            let Some(p) = st.lowest_nonempty(Priority::Critical.index() + 1) else {
-                break;
-            };
-            if let Some(w) = st.queues[p].pop_back() {
-                self.shed_waiter(w, Priority::ALL[p], ShedCause::QueueFull);
-            }
-        }
+        self.shed_excess(&mut st);
         self.mirror(&st);
         drop(st);
         // A higher limit admits waiters now.
@@ -491,6 +493,10 @@ impl Inner {
                 && a.on_sample(started, now, latency)
             {
                 st.limit = a.limit();
+                // The queue bound follows the limit; a lower one sheds the excess now
+                // (those waiters would mostly time out in the queue anyway).
+                st.capacity = st.bounded_capacity();
+                self.shed_excess(&mut st);
             }
         }
         while let Some(p) = st.highest_admissible() {
@@ -522,6 +528,19 @@ impl Inner {
             st.above_target_since = None;
         }
         self.mirror(&st);
+    }
+
+    /// A smaller queue sheds from the lowest priority, newest first, down to its capacity
+    /// (cause `queue_full`).
+    fn shed_excess(&self, st: &mut State) {
+        while st.queued_total() > st.capacity {
+            let Some(p) = st.lowest_nonempty(Priority::Critical.index() + 1) else {
+                break;
+            };
+            if let Some(w) = st.queues[p].pop_back() {
+                self.shed_waiter(w, Priority::ALL[p], ShedCause::QueueFull);
+            }
+        }
     }
 
     /// A standing queue: sheds the `default` and `low` waiters that waited past the target
@@ -612,6 +631,14 @@ impl State {
             Some(p) if self.capacity > 0 => Decision::Queue { evict: Some(p) },
             _ => Decision::Shed(ShedCause::QueueFull),
         }
+    }
+
+    /// The queue capacity for the policy's queue and the limit now (see
+    /// [`AdaptiveLimiter::queue_bound`]).
+    fn bounded_capacity(&self) -> usize {
+        self.adaptive
+            .as_ref()
+            .map_or(self.policy_queue, |a| a.queue_bound(self.policy_queue))
     }
 
     fn queued_total(&self) -> usize {

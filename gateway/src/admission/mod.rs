@@ -36,7 +36,8 @@
 //!
 //! Limits come from a [`LimitSource`] (the [`Policy`]: `concurrency` and `queue` of the
 //! active window), checked on every arrival, or are set with [`Admission::set_limits`]; with
-//! an adaptive limit the source only sets the queue capacity. Metrics: limit, in flight,
+//! an adaptive limit the source only sets the queue capacity (with `queue_per_limit` an
+//! upper bound of it: the queue follows the limit, see [`adaptive`]). Metrics: limit, in flight,
 //! queued, shed by priority and cause, the queue sojourn histogram
 //! ([`Admission::observe_sojourn`]), the no-load and sampled latency
 //! ([`Admission::adaptive_stats`]).

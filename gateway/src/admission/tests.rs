@@ -728,3 +728,157 @@ async fn the_adaptive_limit_follows_the_latency_of_admitted_work() {
         admission.limit()
     );
 }
+
+fn adaptive_with_queue_bound() -> AdaptiveConfig {
+    AdaptiveConfig {
+        min_limit: 2,
+        max_limit: 64,
+        initial_limit: 8,
+        min_rtt_limit: 2,
+        min_rtt_interval: Duration::from_secs(3600),
+        queue_per_limit: Some(0.5),
+        queue_min: 2,
+        ..AdaptiveConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queue_bound_that_shrinks_sheds_the_lowest_priority_waiters_first() {
+    let options = AdmissionOptions {
+        adaptive: Some(adaptive_with_queue_bound()),
+        ..AdmissionOptions::default()
+    };
+    let limits = Limits {
+        concurrency: 1000,
+        queue: 256,
+    };
+    let admission = Admission::fixed_with(limits, options);
+    let backend = Backend::default();
+    let mut svc = admission.layer().layer(backend.clone());
+    // Pinned at 2 while the no-load latency is measured; the queue is from the limit to
+    // restore: ceil(8 × 0.5) = 4, not from the pin.
+    assert_eq!(admission.limit(), 2);
+    assert_eq!(admission.queue_capacity(), 4);
+    // The limit to restore goes to 40: the queue to 20.
+    admission.set_limits(40, 256);
+    assert_eq!(admission.queue_capacity(), 20);
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        running.push(send(&mut svc, request("run", Priority::Critical, None)).await);
+    }
+    let mut waiting = Vec::new();
+    for (name, p) in [
+        ("critical", Priority::Critical),
+        ("default", Priority::Default),
+        ("low", Priority::Low),
+    ] {
+        for _ in 0..6 {
+            waiting.push((p, send(&mut svc, request(name, p, None)).await));
+        }
+    }
+    settle().await;
+    assert_eq!(admission.queued(Priority::Low), 6);
+    // The limit falls to 8: the queue to 4, and the 14 waiters over it are shed at once,
+    // lowest priority first, with `queue_full`.
+    admission.set_limits(8, 256);
+    assert_eq!(admission.queue_capacity(), 4);
+    settle().await;
+    assert_eq!(admission.shed_count(Priority::Low, ShedCause::QueueFull), 6);
+    assert_eq!(
+        admission.shed_count(Priority::Default, ShedCause::QueueFull),
+        6
+    );
+    assert_eq!(
+        admission.shed_count(Priority::Critical, ShedCause::QueueFull),
+        2
+    );
+    assert_eq!(Priority::ALL.map(|p| admission.queued(p)), [0, 0, 4]);
+    let mut shed = [0; 3];
+    for (p, w) in waiting.iter_mut() {
+        if w.is_finished() {
+            assert_eq!(shed_cause(w.await.unwrap()), ShedCause::QueueFull);
+            shed[p.index()] += 1;
+        }
+    }
+    assert_eq!(shed, [6, 6, 2]);
+    // Up again: the queue follows, within the policy's queue.
+    admission.set_limits(40, 256);
+    assert_eq!(admission.queue_capacity(), 20);
+    admission.set_limits(40, 10);
+    assert_eq!(admission.queue_capacity(), 10);
+    backend.finish(100);
+    for r in running {
+        r.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_queue_bound_follows_the_adaptive_limit_down_and_up() {
+    let options = AdmissionOptions {
+        adaptive: Some(adaptive_with_queue_bound()),
+        ..AdmissionOptions::default()
+    };
+    let limits = Limits {
+        concurrency: 1000,
+        queue: 1000,
+    };
+    let admission = Admission::fixed_with(limits, options);
+    let bound = |limit: usize| limit.div_ceil(2).max(2);
+    // A backend with 16 slots whose service time the test sets (10 ms, then 40 ms, then
+    // 10 ms again).
+    let slots = Arc::new(Semaphore::new(16));
+    let service_ms = Arc::new(std::sync::atomic::AtomicU64::new(10));
+    let svc = {
+        let service_ms = Arc::clone(&service_ms);
+        admission
+            .layer()
+            .layer(tower::service_fn(move |_req: http::Request<()>| {
+                let slots = Arc::clone(&slots);
+                let ms = service_ms.load(Ordering::SeqCst);
+                async move {
+                    let _slot = slots.acquire().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok::<_, Infallible>(())
+                }
+            }))
+    };
+    // 100 closed-loop `critical` clients for 9 s of virtual time; a shed one waits 1 ms.
+    let end = Instant::now() + Duration::from_secs(9);
+    let clients: Vec<_> = (0..100)
+        .map(|_| {
+            let mut svc = svc.clone();
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    let mut req = http::Request::new(());
+                    req.extensions_mut().insert(Priority::Critical);
+                    if svc.ready().await.unwrap().call(req).await.is_err() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let up = admission.limit();
+    assert!((12..=32).contains(&up), "limit {up}");
+    assert_eq!(admission.queue_capacity(), bound(up));
+    // The service slows to 4× its no-load latency: the limit falls to its floor, the queue
+    // with it, and the waiters over the new bound are shed (`queue_full`).
+    service_ms.store(40, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let down = admission.limit();
+    assert!(down <= 4, "limit {down}");
+    assert_eq!(admission.queue_capacity(), bound(down));
+    assert!(admission.queue_capacity() < bound(up));
+    assert!(admission.queued(Priority::Critical) <= admission.queue_capacity());
+    assert!(admission.shed_count(Priority::Critical, ShedCause::QueueFull) > 0);
+    // It recovers: the limit and the queue grow again.
+    service_ms.store(10, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = admission.limit();
+    assert!(again >= 12, "limit {again}");
+    assert_eq!(admission.queue_capacity(), bound(again));
+    for c in clients {
+        c.await.unwrap();
+    }
+}
