@@ -76,15 +76,7 @@ async fn when_the_queue_is_full_low_priority_is_shed_before_drawdowns() {
     for d in [first, second, third] {
         assert_eq!(d.await.unwrap(), StatusCode::OK, "drawdowns are served");
     }
-    let m = t
-        .client
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = t.metrics().await;
     assert!(
         m.contains(r#"gateway_refusals_total{code="CAPACITY_SHED"} 2"#),
         "{m}"
@@ -201,15 +193,7 @@ async fn overload_pauses_accepting_and_closes_keep_alive_connections() {
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(!head.contains("connection: close"), "{head}");
     // The transitions and closes are in the metrics.
-    let metrics = t
-        .client
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains("gateway_overload_transitions_total 2"),
         "{metrics}"
@@ -312,15 +296,7 @@ async fn retries_beyond_the_budget_are_shed_and_first_attempts_are_not() {
     );
     // The adaptive limit is in force (pinned while it measures the no-load latency).
     assert!(a.adaptive_stats().is_some());
-    let metrics = t
-        .client
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains("gateway_admission_shed{priority=\"critical\",cause=\"retry_budget\"} 1"),
         "{metrics}"

@@ -165,15 +165,7 @@ async fn catalogue_policy_thresholds_and_ops_routes() {
             .status(),
         StatusCode::OK
     );
-    let m = t
-        .client
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = t.metrics().await;
     assert!(m.contains("gateway_http_requests_total"), "{m}");
     assert!(m.contains("gateway_threshold_version 2"), "{m}");
     let o: Value = t

@@ -123,6 +123,13 @@ impl TestGateway {
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     }
 
+    /// The `/metrics` page as text.
+    pub async fn metrics(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.text().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Response {
         self.client
             .get(self.url(path))
