@@ -147,11 +147,20 @@ fn prometheus_scrapes_the_gateway() {
 
 /// Every `gateway_*` series of the dashboard, from a real scrape of a gateway's `/metrics`.
 async fn exported() -> BTreeSet<String> {
-    let gw = gateway::embedded::start(gateway::embedded::EmbeddedOptions::default())
-        .await
-        .unwrap();
-    // Labelled series appear once used: an unauthenticated call (a refusal), an approval, a
-    // rejection with reasons, and a store outage (a store error).
+    // The optional parts on, so their series exist: a credit bureau (unreachable, so calls
+    // fail and fallbacks are counted) and the connection-level overload actions.
+    let mut config = gateway::config::Config::default();
+    config.bureau.url = Some("http://127.0.0.1:9/".to_owned());
+    config.server.overload.enabled = true;
+    let gw = gateway::embedded::start(gateway::embedded::EmbeddedOptions {
+        config: Some(config),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Labelled series appear once used: an unauthenticated call (a refusal), a drawdown (here
+    // a review: the bureau is unreachable), a rejection with reasons, and a store outage (a
+    // store error).
     let client = reqwest::Client::new();
     let base = gw.base_url();
     let drawdown = async |key: &str, user: &str| {
@@ -279,6 +288,11 @@ async fn grafana_provisions_a_dashboard_of_exported_metrics() {
         "gateway_admission_queued",
         "gateway_http_request_duration_seconds_bucket",
         "gateway_policy_active",
+        "gateway_bureau_fallbacks_total",
+        "gateway_bureau_breaker_state",
+        "gateway_admission_no_load_latency_seconds",
+        "gateway_overload_active",
+        "gateway_global_limit_mode",
     ] {
         assert!(used.contains(must), "{must} on the dashboard");
     }
