@@ -10,6 +10,12 @@
 #
 #   benches/wrk/shed.sh                    # 2 rounds of 10 s, 64 connections
 #   ROUNDS=3 DURATION=15s benches/wrk/shed.sh
+#   BUREAU=1 benches/wrk/shed.sh           # the served drawdown also consults a credit bureau
+#
+# With BUREAU=1 the serving gateway consults the loadtest's bureau simulator (pinned to the
+# client core, 4096 slots, no service time, no cache: one real outbound HTTP call per
+# drawdown), as every drawdown does in production when a bureau is configured; the shed
+# gateway is unchanged (a shed request never reaches the bureau).
 #
 # Set CARGO_TARGET_DIR to build elsewhere than target/. Needs wrk, taskset, curl. Prints one
 # line per round: responses per second of each, the share of non-2xx answers of each, the
@@ -31,12 +37,16 @@ export WRK_API_KEY=bench-caller-key-0001
 ADMIN_TOKEN=bench-admin-token-0001
 export WRK_USER=u-bench
 
-cargo build --release -p gateway >&2
+BUREAU=${BUREAU:-0}
+BUREAU_PORT=${BUREAU_PORT:-18094}
+cargo build --release -p gateway -p loadtest >&2
 GW="$TARGET/release/gateway"
+SERVE_CONFIG=benches/wrk/gateway.toml
 
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -f "benches/wrk/.gateway-bureau.$$.toml"
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -47,7 +57,21 @@ start() {
     taskset -c "$SERVER_CPU" "$GW" --config "$config" --listen "127.0.0.1:$port" >"$log" 2>&1 &
   echo "$!"
 }
-serve_pid=$(start benches/wrk/gateway.toml "$SERVE_PORT" "$OUT/serve.log")
+if [[ $BUREAU == 1 ]]; then
+  taskset -c "$CLIENT_CPU" "$TARGET/release/loadtest" bureau --listen "127.0.0.1:$BUREAU_PORT" \
+    --slots 4096 --service-ms 0 >"$OUT/bureau.log" 2>&1 &
+  pids+=("$!")
+  # Beside gateway.toml: its thresholds_file is relative to the configuration file.
+  SERVE_CONFIG="benches/wrk/.gateway-bureau.$$.toml"
+  cat benches/wrk/gateway.toml - >"$SERVE_CONFIG" <<TOML
+
+[bureau]
+url = "http://127.0.0.1:$BUREAU_PORT"
+cache_ttl_ms = 0
+stale_max_age_ms = 0
+TOML
+fi
+serve_pid=$(start "$SERVE_CONFIG" "$SERVE_PORT" "$OUT/serve.log")
 shed_pid=$(start benches/wrk/shed.toml "$SHED_PORT" "$OUT/shed.log")
 pids+=("$serve_pid" "$shed_pid")
 
@@ -69,7 +93,17 @@ check() {
     -H "Idempotency-Key: shed-sh-check-$$" -H "X-Retry-Attempt: $2" \
     -d "{\"user_id\":\"$WRK_USER\",\"amount_fen\":100,\"channel\":\"app\"}"
 }
-case $(check "$SERVE_PORT" 0) in *'"outcome":"approved"'*) ;; *) echo "no approval" >&2; exit 1 ;; esac
+# With the bureau, u-bench's deterministic score may send it to review; either way the decision
+# is committed after a bureau answer (checked on the bureau's counter below).
+case $(check "$SERVE_PORT" 0) in
+  *'"outcome":"approved"'*) ;;
+  *'"outcome":"review"'*) [[ $BUREAU == 1 ]] || { echo "no approval" >&2; exit 1; } ;;
+  *) echo "no approval" >&2; exit 1 ;;
+esac
+if [[ $BUREAU == 1 ]]; then
+  served=$(curl -fsS "http://127.0.0.1:$BUREAU_PORT/stats" | grep -o '"served":[0-9]*' | cut -d: -f2)
+  [[ ${served:-0} -ge 1 ]] || { echo "the bureau was not consulted" >&2; exit 1; }
+fi
 case $(check "$SHED_PORT" 1) in *'"CAPACITY_SHED"'*) ;; *) echo "no shed" >&2; exit 1 ;; esac
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
