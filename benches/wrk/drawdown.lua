@@ -5,7 +5,8 @@
 --
 -- The key and user come from the environment when set (WRK_API_KEY, WRK_USER); keys are
 -- "<run>-<thread>-<n>", where <run> is the start time, so a second run against the same
--- server does not replay the first one's keys.
+-- server does not replay the first one's keys. WRK_RETRY_ATTEMPT, when set, is sent as
+-- `X-Retry-Attempt` (shed.sh marks every request a retry against a zero retry budget).
 
 local api_key = os.getenv("WRK_API_KEY") or "bench-caller-key-0001"
 local user = os.getenv("WRK_USER") or "u-bench"
@@ -24,6 +25,10 @@ local headers = {
   ["Authorization"] = "Bearer " .. api_key,
   ["Content-Type"] = "application/json",
 }
+local retry_attempt = os.getenv("WRK_RETRY_ATTEMPT")
+if retry_attempt then
+  headers["X-Retry-Attempt"] = retry_attempt
+end
 
 function init(args)
   prefix = "wrk" .. os.time() .. "-" .. tostring(tid) .. "-"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces BENCHMARKS.md, section "admission: cost of a shed response": the server CPU
 # time per response of a drawdown that is served (gateway.toml, drawdown.lua) against one
-# that admission control sheds (shed.toml: a retry budget of zero; drawdown_retry.lua sends
+# that admission control sheds (shed.toml: a retry budget of zero; drawdown.lua with
 # X-Retry-Attempt: 1, so every request is refused with 503 CAPACITY_SHED before its body is
 # read). Two release gateways, both pinned to core 0, driven in turn by wrk pinned to core 1.
 # For scale, the same run measures GET /healthz on the serving gateway (healthz.lua): the
@@ -129,9 +129,9 @@ echo "round served_rps shed_rps served_non2xx shed_non2xx served_cpu_us/resp she
 for round in $(seq "$ROUNDS"); do
   if ((round % 2)); then
     read -r s_rps s_x s_cpu < <(measure serve "$SERVE_PORT" "$serve_pid" drawdown.lua "$round")
-    read -r d_rps d_x d_cpu < <(measure shed "$SHED_PORT" "$shed_pid" drawdown_retry.lua "$round")
+    read -r d_rps d_x d_cpu < <(WRK_RETRY_ATTEMPT=1 measure shed "$SHED_PORT" "$shed_pid" drawdown.lua "$round")
   else
-    read -r d_rps d_x d_cpu < <(measure shed "$SHED_PORT" "$shed_pid" drawdown_retry.lua "$round")
+    read -r d_rps d_x d_cpu < <(WRK_RETRY_ATTEMPT=1 measure shed "$SHED_PORT" "$shed_pid" drawdown.lua "$round")
     read -r s_rps s_x s_cpu < <(measure serve "$SERVE_PORT" "$serve_pid" drawdown.lua "$round")
   fi
   read -r _ _ h_cpu < <(measure healthz "$SERVE_PORT" "$serve_pid" healthz.lua "$round")
