@@ -265,33 +265,53 @@ fn service(s: &Span) -> String {
     }
 }
 
+/// The column headings of both tables.
+fn headings(deadline_ms: u64) -> [String; 15] {
+    [
+        "span".into(),
+        "bureau service ms".into(),
+        "bureau queue max".into(),
+        "drawdowns".into(),
+        "p50 ms".into(),
+        "p99 ms".into(),
+        format!("within {deadline_ms} ms"),
+        "approved".into(),
+        "review".into(),
+        "rejected".into(),
+        "no decision".into(),
+        "requests refused (any endpoint)".into(),
+        "bureau calls".into(),
+        "fallbacks".into(),
+        "breaker open / half-open (samples)".into(),
+    ]
+}
+
+/// One span's cells, unescaped; both tables render these.
+fn cells(s: &Span) -> [String; 15] {
+    [
+        s.name.clone(),
+        service(s),
+        s.queue.to_string(),
+        s.drawdowns.to_string(),
+        format!("{:.1}", s.p50),
+        format!("{:.1}", s.p99),
+        pct(s.within_deadline),
+        pct(s.outcomes[0]),
+        pct(s.outcomes[1]),
+        pct(s.outcomes[2]),
+        pct(s.outcomes[3]),
+        list(&s.refused_requests),
+        list(&s.calls),
+        list(&s.fallbacks),
+        format!("{} / {}", s.breaker_open.0, s.breaker_open.1),
+    ]
+}
+
 fn md_table(out: &mut String, spans: &[Span], deadline_ms: u64) {
-    let _ = writeln!(
-        out,
-        "| span | bureau service ms | bureau queue max | drawdowns | p50 ms | p99 ms | within {deadline_ms} ms | approved | review | rejected | no decision | requests refused (any endpoint) | bureau calls | fallbacks | breaker open / half-open (samples) |"
-    );
+    let _ = writeln!(out, "| {} |", headings(deadline_ms).join(" | "));
     out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|\n");
     for s in spans {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
-            s.name,
-            service(s),
-            s.queue,
-            s.drawdowns,
-            s.p50,
-            s.p99,
-            pct(s.within_deadline),
-            pct(s.outcomes[0]),
-            pct(s.outcomes[1]),
-            pct(s.outcomes[2]),
-            pct(s.outcomes[3]),
-            list(&s.refused_requests),
-            list(&s.calls),
-            list(&s.fallbacks),
-            s.breaker_open.0,
-            s.breaker_open.1,
-        );
+        let _ = writeln!(out, "| {} |", cells(s).join(" | "));
     }
 }
 
@@ -319,30 +339,18 @@ fn esc(s: &str) -> String {
 }
 
 fn html_table(spans: &[Span], deadline_ms: u64) -> String {
-    let mut h = format!(
-        "<table><tr><th>span</th><th>bureau service ms</th><th>bureau queue max</th><th>drawdowns</th><th>p50 ms</th><th>p99 ms</th><th>within {deadline_ms} ms</th><th>approved</th><th>review</th><th>rejected</th><th>no decision</th><th>requests refused (any endpoint)</th><th>bureau calls</th><th>fallbacks</th><th>breaker open / half-open</th></tr>"
-    );
+    let mut h = String::from("<table><tr>");
+    for heading in headings(deadline_ms) {
+        let _ = write!(h, "<th>{}</th>", esc(&heading));
+    }
+    h.push_str("</tr>");
     for s in spans {
-        let _ = write!(
-            h,
-            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
-            esc(&s.name),
-            service(s),
-            s.queue,
-            s.drawdowns,
-            s.p50,
-            s.p99,
-            pct(s.within_deadline),
-            pct(s.outcomes[0]),
-            pct(s.outcomes[1]),
-            pct(s.outcomes[2]),
-            pct(s.outcomes[3]),
-            esc(&list(&s.refused_requests)),
-            esc(&list(&s.calls)),
-            esc(&list(&s.fallbacks)),
-            s.breaker_open.0,
-            s.breaker_open.1,
-        );
+        let [name, rest @ ..] = cells(s);
+        let _ = write!(h, "<tr><th>{}</th>", esc(&name));
+        for cell in rest {
+            let _ = write!(h, "<td>{}</td>", esc(&cell));
+        }
+        h.push_str("</tr>");
     }
     h.push_str("</table>");
     h
