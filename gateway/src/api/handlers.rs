@@ -11,7 +11,6 @@ use crate::store::{
     DecisionRecord, Fingerprint, ReasonRecord, Reservation, Store, StoreError, new_appeal_id,
     new_decision_id,
 };
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -124,7 +123,7 @@ fn fingerprint(d: &Drawdown) -> Fingerprint {
 }
 
 fn replayed(record: DecisionRecord) -> Response {
-    let mut res = Json(record).into_response();
+    let mut res = json_response(&record);
     res.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     res
@@ -273,7 +272,7 @@ pub async fn drawdown(
         {
             CommitOutcome::Committed(stored) => {
                 app.record_decision(&stored);
-                return Ok(Json(stored).into_response());
+                return Ok(json_response(&stored));
             }
             CommitOutcome::Replayed(stored) => return Ok(replayed(stored)),
             CommitOutcome::KeyReused => return Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),
@@ -350,7 +349,7 @@ pub async fn credit_line(
     };
     let q = quote(&th, &ctx, &state);
     let zone = app.policy.compiled().zone();
-    Ok(Json(CreditLineQuote {
+    Ok(json_response(&CreditLineQuote {
         user_id: user.to_string(),
         limit_fen: state.limit.get(),
         used_fen: state.used.get(),
@@ -360,8 +359,7 @@ pub async fn credit_line(
         policy: policy.window.clone(),
         threshold_version: q.threshold_version,
         as_of: rfc3339(app.clock.now(), zone),
-    })
-    .into_response())
+    }))
 }
 
 /// `POST /v1/appeals`.
@@ -385,8 +383,10 @@ pub async fn create_appeal(State(app): State<App>, body: Bytes) -> Result<Respon
         .timed("create_appeal", None, app.store.create_appeal(appeal))
         .await?
     {
-        AppealCreated::Created(a) => Ok((StatusCode::CREATED, Json(a)).into_response()),
-        AppealCreated::AlreadyAppealed(a) => Ok((StatusCode::OK, Json(a)).into_response()),
+        AppealCreated::Created(a) => Ok((StatusCode::CREATED, json_response(&a)).into_response()),
+        AppealCreated::AlreadyAppealed(a) => {
+            Ok((StatusCode::OK, json_response(&a)).into_response())
+        }
         AppealCreated::DecisionNotFound => Err(ApiError::new(ErrorCode::DecisionNotFound)),
         AppealCreated::NotAppealable => Err(ApiError::new(ErrorCode::NotAppealable)),
     }
@@ -401,17 +401,16 @@ pub async fn get_appeal(
         .timed("get_appeal", None, app.store.get_appeal(&id))
         .await?
     {
-        Some(a) => Ok(Json(a).into_response()),
+        Some(a) => Ok(json_response(&a)),
         None => Err(ApiError::new(ErrorCode::AppealNotFound)),
     }
 }
 
 /// `GET /v1/reason-codes`.
 pub async fn reason_codes() -> Response {
-    Json(ReasonCodes {
+    json_response(&ReasonCodes {
         reason_codes: risk_core::catalogue().collect(),
     })
-    .into_response()
 }
 
 /// `PUT /admin/credit-lines/{user_id}`.
@@ -425,13 +424,13 @@ pub async fn put_credit_line(
     let stored = app
         .timed("upsert_user", None, app.store.upsert_user(&user, state))
         .await?;
-    Ok(Json(CreditLineState::new(&user, &stored)).into_response())
+    Ok(json_response(&CreditLineState::new(&user, &stored)))
 }
 
 /// `GET /admin/thresholds`.
 pub async fn get_thresholds(State(app): State<App>) -> Result<Response, ApiError> {
     let th = thresholds(&app)?;
-    Ok(Json(th.document().clone()).into_response())
+    Ok(json_response(th.document()))
 }
 
 /// `PUT /admin/thresholds`: validate, check the policy's profiles exist, publish.
@@ -465,7 +464,7 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
         if app.thresholds.version() == version {
             // Our own notice was applied first.
             if let Some(current) = app.thresholds.load_full() {
-                return Ok(Json(current.document().clone()).into_response());
+                return Ok(json_response(current.document()));
             }
         }
     }
@@ -475,7 +474,7 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
                 .threshold_version
                 .set(i64::try_from(published.version()).unwrap_or(i64::MAX));
             tracing::info!(version = published.version(), "thresholds published");
-            Ok(Json(published.document().clone()).into_response())
+            Ok(json_response(published.document()))
         }
         Err(e @ PublishError::StaleVersion { .. }) => {
             // On Redis the store already accepted this version, so an equal version here
@@ -485,7 +484,7 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
                 && app.thresholds.version() == version
                 && let Some(current) = app.thresholds.load_full()
             {
-                return Ok(Json(current.document().clone()).into_response());
+                return Ok(json_response(current.document()));
             }
             Err(ApiError::new(ErrorCode::StaleVersion).with_message(e.to_string()))
         }
@@ -494,7 +493,7 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
 
 /// `GET /admin/policy`.
 pub async fn get_policy(State(app): State<App>) -> Response {
-    Json(&*app.policy.current()).into_response()
+    json_response(&*app.policy.current())
 }
 
 /// `PUT /admin/policy/force`.
@@ -505,7 +504,7 @@ pub async fn force_policy(State(app): State<App>, body: Bytes) -> Result<Respons
         .force(window.as_deref())
         .map_err(|e| ApiError::invalid(vec![FieldProblem::new("window", e.to_string())]))?;
     tracing::info!(window = %snapshot.window, forced = snapshot.forced, "policy forced");
-    Ok(Json(&*snapshot).into_response())
+    Ok(json_response(&*snapshot))
 }
 
 /// `?status=` of `GET /admin/appeals`.
@@ -529,7 +528,7 @@ pub async fn list_appeals(
             app.store.list_appeals(q.status, limit),
         )
         .await?;
-    Ok(Json(AppealList { appeals }).into_response())
+    Ok(json_response(&AppealList { appeals }))
 }
 
 /// `POST /admin/appeals/{appeal_id}/resolve`.
@@ -549,7 +548,7 @@ pub async fn resolve_appeal(
         )
         .await?
     {
-        AppealResolved::Resolved(a) => Ok(Json(a).into_response()),
+        AppealResolved::Resolved(a) => Ok(json_response(&a)),
         AppealResolved::NotFound => Err(ApiError::new(ErrorCode::AppealNotFound)),
         AppealResolved::AlreadyResolved(_) => Err(ApiError::new(ErrorCode::AppealAlreadyResolved)),
     }
@@ -570,11 +569,15 @@ pub async fn readyz(State(app): State<App>) -> Response {
         problems.push(format!("store: {e}"));
     }
     if problems.is_empty() {
-        (StatusCode::OK, Json(serde_json::json!({"ready": true}))).into_response()
+        (
+            StatusCode::OK,
+            json_response(&serde_json::json!({"ready": true})),
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"ready": false, "reasons": problems})),
+            json_response(&serde_json::json!({"ready": false, "reasons": problems})),
         )
             .into_response()
     }
