@@ -127,6 +127,9 @@ pub struct Metrics {
     pub ratelimit_tracked_users: Gauge,
     /// `requests{status=200}` and `latency` handles per route, resolved once.
     pub routes: Arc<RouteHandles>,
+    /// `store_latency` and `store_errors` handles per store operation and `decisions`
+    /// handles per outcome, resolved once.
+    pub handler: Arc<HandlerHandles>,
 }
 
 /// Route slots of [`RouteHandles`] (one per route class; more is harmless).
@@ -163,6 +166,105 @@ impl Metrics {
     }
 }
 
+/// A store operation the handlers time: the `op` label of `store_latency` and
+/// `store_errors`, and the slot of its cached handles in [`HandlerHandles`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreOp {
+    /// `load`.
+    Load,
+    /// `commit`.
+    Commit,
+    /// `upsert_user`.
+    UpsertUser,
+    /// `create_appeal`.
+    CreateAppeal,
+    /// `get_appeal`.
+    GetAppeal,
+    /// `list_appeals`.
+    ListAppeals,
+    /// `resolve_appeal`.
+    ResolveAppeal,
+}
+
+impl StoreOp {
+    /// Every operation, in slot order.
+    pub const ALL: [StoreOp; 7] = [
+        StoreOp::Load,
+        StoreOp::Commit,
+        StoreOp::UpsertUser,
+        StoreOp::CreateAppeal,
+        StoreOp::GetAppeal,
+        StoreOp::ListAppeals,
+        StoreOp::ResolveAppeal,
+    ];
+
+    /// The `op` label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::Load => "load",
+            StoreOp::Commit => "commit",
+            StoreOp::UpsertUser => "upsert_user",
+            StoreOp::CreateAppeal => "create_appeal",
+            StoreOp::GetAppeal => "get_appeal",
+            StoreOp::ListAppeals => "list_appeals",
+            StoreOp::ResolveAppeal => "resolve_appeal",
+        }
+    }
+}
+
+/// The handles the handlers update on every request, kept (as [`RouteHandles`] are) so a
+/// drawdown does not look a label set up in a `Family` (a hash and a read lock) three times.
+/// Each is resolved through `get_or_create` on its first use, so `/metrics` lists exactly the
+/// series it listed before (a `store_errors` series appears with the operation's first
+/// failure); the cached metric shares its value with the family's.
+#[derive(Debug, Default)]
+pub struct HandlerHandles {
+    store_latency: [OnceLock<Histogram>; StoreOp::ALL.len()],
+    store_errors: [OnceLock<Counter>; StoreOp::ALL.len()],
+    decisions: [OnceLock<Counter>; 3],
+}
+
+impl Metrics {
+    /// Observes one store operation of `seconds`, and counts it as failed if it `failed`.
+    pub fn record_store_op(&self, op: StoreOp, seconds: f64, failed: bool) {
+        let labels = || StoreOpLabels { op: op.as_str() };
+        let slot = op as usize;
+        match self.handler.store_latency.get(slot) {
+            Some(cell) => cell
+                .get_or_init(|| self.store_latency.get_or_create(&labels()).clone())
+                .observe(seconds),
+            None => self.store_latency.get_or_create(&labels()).observe(seconds),
+        }
+        if failed {
+            match self.handler.store_errors.get(slot) {
+                Some(cell) => cell
+                    .get_or_init(|| self.store_errors.get_or_create(&labels()).clone())
+                    .inc(),
+                None => self.store_errors.get_or_create(&labels()).inc(),
+            };
+        }
+    }
+
+    /// Counts one risk decision of `outcome`.
+    pub fn record_outcome(&self, outcome: risk_core::Outcome) {
+        use risk_core::Outcome;
+        let slot = match outcome {
+            Outcome::Approved => 0,
+            Outcome::Rejected => 1,
+            Outcome::Review => 2,
+        };
+        let labels = || OutcomeLabels {
+            outcome: outcome.as_str(),
+        };
+        match self.handler.decisions.get(slot) {
+            Some(cell) => cell
+                .get_or_init(|| self.decisions.get_or_create(&labels()).clone())
+                .inc(),
+            None => self.decisions.get_or_create(&labels()).inc(),
+        };
+    }
+}
+
 impl Metrics {
     /// Registers every metric under the `gateway` prefix.
     pub fn register(registry: &mut Registry) -> Self {
@@ -185,6 +287,7 @@ impl Metrics {
             threshold_version: Gauge::default(),
             ratelimit_tracked_users: Gauge::default(),
             routes: Arc::default(),
+            handler: Arc::default(),
         };
         let r = registry.sub_registry_with_prefix("gateway");
         r.register(
@@ -315,5 +418,58 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("route=\"credit_line\""), "{t}");
+    }
+
+    #[test]
+    fn cached_handler_handles_count_into_the_same_series() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let before = text(&registry);
+        assert!(!before.contains("op=\""), "{before}");
+        assert!(!before.contains("outcome=\""), "{before}");
+        m.record_store_op(StoreOp::Commit, 0.001, false);
+        m.record_store_op(StoreOp::Commit, 0.002, false);
+        m.record_store_op(StoreOp::Load, 0.003, true);
+        m.record_outcome(risk_core::Outcome::Approved);
+        m.record_outcome(risk_core::Outcome::Approved);
+        m.record_outcome(risk_core::Outcome::Review);
+        // The family's own handle sees the cached handles' counts (and they see its).
+        m.decisions
+            .get_or_create(&OutcomeLabels {
+                outcome: "approved",
+            })
+            .inc();
+        let t = text(&registry);
+        for want in [
+            "gateway_store_duration_seconds_count{op=\"commit\"} 2",
+            "gateway_store_duration_seconds_count{op=\"load\"} 1",
+            "gateway_store_errors_total{op=\"load\"} 1",
+            "gateway_risk_decisions_total{outcome=\"approved\"} 3",
+            "gateway_risk_decisions_total{outcome=\"review\"} 1",
+        ] {
+            assert!(t.contains(want), "{want} in {t}");
+        }
+        // No failure of a commit yet, no rejection yet: no such series.
+        assert!(
+            !t.contains("gateway_store_errors_total{op=\"commit\"}"),
+            "{t}"
+        );
+        assert!(!t.contains("outcome=\"rejected\""), "{t}");
+        let labels: Vec<_> = StoreOp::ALL.iter().map(|op| op.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "load",
+                "commit",
+                "upsert_user",
+                "create_appeal",
+                "get_appeal",
+                "list_appeals",
+                "resolve_appeal"
+            ]
+        );
+        for (slot, op) in StoreOp::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, slot);
+        }
     }
 }

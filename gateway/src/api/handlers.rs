@@ -6,6 +6,7 @@ use super::wire::*;
 use super::{App, Caller};
 use crate::admission::Deadline;
 use crate::bureau::Bureau;
+use crate::metrics::StoreOp;
 use crate::store::{
     AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
     DecisionRecord, Fingerprint, ReasonRecord, Reservation, Store, StoreError, new_appeal_id,
@@ -143,7 +144,7 @@ impl App {
     /// have been applied; the caller's retry with the same idempotency key resolves it.
     async fn timed<T>(
         &self,
-        op: &'static str,
+        op: StoreOp,
         deadline: Option<tokio::time::Instant>,
         f: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
@@ -154,24 +155,14 @@ impl App {
                 .unwrap_or(Err(StoreError::Timeout)),
             None => f.await,
         };
-        let labels = crate::metrics::StoreOpLabels { op };
         self.metrics
-            .store_latency
-            .get_or_create(&labels)
-            .observe(start.elapsed().as_secs_f64());
-        if out.is_err() {
-            self.metrics.store_errors.get_or_create(&labels).inc();
-        }
+            .record_store_op(op, start.elapsed().as_secs_f64(), out.is_err());
         out
     }
 
     fn record_decision(&self, d: &DecisionRecord) {
         let m = &self.metrics;
-        m.decisions
-            .get_or_create(&crate::metrics::OutcomeLabels {
-                outcome: d.outcome.as_str(),
-            })
-            .inc();
+        m.record_outcome(d.outcome);
         for r in &d.reasons {
             m.reasons
                 .get_or_create(&crate::metrics::CodeLabels {
@@ -204,7 +195,7 @@ pub async fn drawdown(
 
     let loaded = app
         .timed(
-            "load",
+            StoreOp::Load,
             deadline,
             app.store.load(caller, &req.user, Some(&key)),
         )
@@ -267,7 +258,7 @@ pub async fn drawdown(
             now: app.clock.now(),
         };
         match app
-            .timed("commit", deadline, app.store.commit(commit))
+            .timed(StoreOp::Commit, deadline, app.store.commit(commit))
             .await?
         {
             CommitOutcome::Committed(stored) => {
@@ -324,7 +315,11 @@ pub async fn credit_line(
     let deadline = deadline.map(|d| d.0.0);
     let user = user_id(&raw)?;
     let loaded = app
-        .timed("load", deadline, app.store.load(&caller.0.id, &user, None))
+        .timed(
+            StoreOp::Load,
+            deadline,
+            app.store.load(&caller.0.id, &user, None),
+        )
         .await?;
     let state = loaded
         .user
@@ -380,7 +375,7 @@ pub async fn create_appeal(State(app): State<App>, body: Bytes) -> Result<Respon
         resolution_note: None,
     };
     match app
-        .timed("create_appeal", None, app.store.create_appeal(appeal))
+        .timed(StoreOp::CreateAppeal, None, app.store.create_appeal(appeal))
         .await?
     {
         AppealCreated::Created(a) => Ok((StatusCode::CREATED, json_response(&a)).into_response()),
@@ -398,7 +393,7 @@ pub async fn get_appeal(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     match app
-        .timed("get_appeal", None, app.store.get_appeal(&id))
+        .timed(StoreOp::GetAppeal, None, app.store.get_appeal(&id))
         .await?
     {
         Some(a) => Ok(json_response(&a)),
@@ -422,7 +417,11 @@ pub async fn put_credit_line(
     let user = user_id(&raw)?;
     let state = parse_json::<CreditLineBody>(&body)?.validate()?;
     let stored = app
-        .timed("upsert_user", None, app.store.upsert_user(&user, state))
+        .timed(
+            StoreOp::UpsertUser,
+            None,
+            app.store.upsert_user(&user, state),
+        )
         .await?;
     Ok(json_response(&CreditLineState::new(&user, &stored)))
 }
@@ -523,7 +522,7 @@ pub async fn list_appeals(
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
     let appeals = app
         .timed(
-            "list_appeals",
+            StoreOp::ListAppeals,
             None,
             app.store.list_appeals(q.status, limit),
         )
@@ -541,7 +540,7 @@ pub async fn resolve_appeal(
     let note = (!note.is_empty()).then_some(note);
     match app
         .timed(
-            "resolve_appeal",
+            StoreOp::ResolveAppeal,
             None,
             app.store
                 .resolve_appeal(&id, resolution, note, app.clock.now()),
