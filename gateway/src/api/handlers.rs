@@ -90,7 +90,7 @@ fn reason_record(r: &Reason) -> ReasonRecord {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Err(ApiError::new(ErrorCode::IdempotencyKeyMissing));
     };
@@ -104,7 +104,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
                 "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
             )])
         })?;
-    Ok(key.to_owned())
+    Ok(key.into())
 }
 
 fn fingerprint(d: &Drawdown) -> Fingerprint {
@@ -191,7 +191,7 @@ pub async fn drawdown(
         None => Arc::new(parse_json::<DrawdownBody>(&body)?.validate()?),
     };
     let fp = fingerprint(&req);
-    let caller = caller.0.id.as_ref();
+    let caller = &caller.0.id;
 
     let loaded = app
         .timed(
@@ -249,9 +249,9 @@ pub async fn drawdown(
             ceiling: decision.reserve_ceiling,
         });
         let commit = CommitRequest {
-            caller: caller.to_owned(),
+            caller: Arc::clone(caller),
             user: req.user.clone(),
-            idempotency_key: key.clone(),
+            idempotency_key: Arc::clone(&key),
             fingerprint: fp,
             decision: record,
             reserve,

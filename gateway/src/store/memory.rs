@@ -162,7 +162,7 @@ struct Inner {
 #[derive(Default)]
 struct Shard {
     users: HashMap<UserId, UserEntry>,
-    decisions: HashMap<Box<str>, DecisionEntry>,
+    decisions: HashMap<Arc<str>, DecisionEntry>,
     /// Every record that expires, by (expiry, seq). An entry whose record was since replaced
     /// (different seq) is skipped.
     expiry: BTreeMap<(Timestamp, u64), Expiring>,
@@ -171,13 +171,14 @@ struct Shard {
 
 struct UserEntry {
     state: UserState,
-    /// caller -> key -> record.
-    keys: HashMap<Box<str>, HashMap<Box<str>, KeyEntry>>,
+    /// caller -> key -> record. The caller, key and decision id strings are shared with
+    /// the commit request and the expiry entries (one allocation each, or none).
+    keys: HashMap<Arc<str>, HashMap<Arc<str>, KeyEntry>>,
 }
 
 struct KeyEntry {
     fingerprint: Fingerprint,
-    decision_id: Box<str>,
+    decision_id: Arc<str>,
     expires_at: Timestamp,
     seq: u64,
 }
@@ -190,10 +191,10 @@ struct DecisionEntry {
 enum Expiring {
     Key {
         user: UserId,
-        caller: Box<str>,
-        key: Box<str>,
+        caller: Arc<str>,
+        key: Arc<str>,
     },
-    Decision(Box<str>),
+    Decision(Arc<str>),
 }
 
 #[derive(Default)]
@@ -358,8 +359,8 @@ impl MemoryStore {
         };
         let seen = entry
             .keys
-            .get(caller.as_str())
-            .and_then(|keys| keys.get(idempotency_key.as_str()));
+            .get(&*caller)
+            .and_then(|keys| keys.get(&*idempotency_key));
         // An expired record not yet purged is gone for the API: the insert below replaces
         // it, and its expiry entry, no longer matching a record, is skipped when reached.
         if let Some(seen) = seen.filter(|k| k.expires_at > now) {
@@ -396,26 +397,26 @@ impl MemoryStore {
         let key_seq = shard.next_seq;
         let decision_seq = key_seq + 1;
         shard.next_seq += 2;
-        let id: Box<str> = decision.decision_id.as_str().into();
-        entry
-            .keys
-            .entry(caller.as_str().into())
-            .or_default()
-            .insert(
-                idempotency_key.as_str().into(),
-                KeyEntry {
-                    fingerprint,
-                    decision_id: id.clone(),
-                    expires_at: key_expires,
-                    seq: key_seq,
-                },
-            );
+        let id: Arc<str> = decision.decision_id.as_str().into();
+        let keys = match entry.keys.get_mut(&*caller) {
+            Some(keys) => keys,
+            None => entry.keys.entry(Arc::clone(&caller)).or_default(),
+        };
+        keys.insert(
+            Arc::clone(&idempotency_key),
+            KeyEntry {
+                fingerprint,
+                decision_id: id.clone(),
+                expires_at: key_expires,
+                seq: key_seq,
+            },
+        );
         shard.expiry.insert(
             (key_expires, key_seq),
             Expiring::Key {
                 user,
-                caller: caller.into(),
-                key: idempotency_key.into(),
+                caller,
+                key: idempotency_key,
             },
         );
         shard.expiry.insert(

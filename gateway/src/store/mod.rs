@@ -81,6 +81,7 @@ pub use types::{
 use jiff::Timestamp;
 use risk_core::{Fen, UserId, UserState};
 use std::future::Future;
+use std::sync::Arc;
 
 /// Why a store could not answer. The memory store fails only by injected faults.
 #[derive(Debug, thiserror::Error)]
@@ -138,12 +139,14 @@ pub struct Reservation {
 /// Everything one atomic commit needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitRequest {
-    /// The authenticated caller: idempotency keys are scoped by it.
-    pub caller: String,
+    /// The authenticated caller: idempotency keys are scoped by it. Shared (the gateway's
+    /// caller id, the memory store's records), so a commit does not copy it.
+    pub caller: Arc<str>,
     /// The user.
     pub user: UserId,
-    /// The caller's `Idempotency-Key`.
-    pub idempotency_key: String,
+    /// The caller's `Idempotency-Key`. Shared, so a retried commit and the memory store's
+    /// records do not copy it.
+    pub idempotency_key: Arc<str>,
     /// The request's fingerprint.
     pub fingerprint: Fingerprint,
     /// The decision to store. Its `decision_id` comes from [`new_decision_id`] for `user`,
