@@ -13,7 +13,7 @@ use crate::store::{
     new_decision_id,
 };
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use jiff::{Timestamp, ZonedDateTime, tz::TimeZone};
@@ -90,8 +90,11 @@ fn reason_record(r: &Reason) -> ReasonRecord {
     }
 }
 
+/// The header name, parsed once (a `&str` name is parsed and lower-cased on every lookup).
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else {
+    let Some(v) = headers.get(&IDEMPOTENCY_KEY) else {
         return Err(ApiError::new(ErrorCode::IdempotencyKeyMissing));
     };
     let key = v
@@ -287,7 +290,7 @@ fn decision_record(
 ) -> DecisionRecord {
     DecisionRecord {
         decision_id: id.to_owned(),
-        user_id: user.to_string(),
+        user_id: user.as_str().to_owned(),
         outcome: d.outcome,
         amount_fen: d.amount.get(),
         reasons: d.reasons.iter().map(reason_record).collect(),
