@@ -83,9 +83,10 @@ pub fn new_appeal_id(user: &UserId, now: Timestamp) -> String {
 fn mint(prefix: &str, slot: Slot, now: Timestamp) -> String {
     let ms = u64::try_from(now.as_millisecond()).unwrap_or(0);
     let random = (Ulid::new().random() & !SLOT_MASK) | u128::from(slot.0);
+    let mut ulid = [0u8; ulid::ULID_LEN];
     let mut out = String::with_capacity(prefix.len() + ulid::ULID_LEN);
     out.push_str(prefix);
-    out.push_str(&Ulid::from_parts(ms, random).to_string());
+    out.push_str(Ulid::from_parts(ms, random).array_to_str(&mut ulid));
     out
 }
 
