@@ -148,7 +148,7 @@ fn fingerprint(d: &Drawdown) -> Fingerprint {
 }
 
 fn replayed(record: DecisionRecord) -> Response {
-    let mut res = json_response(&record);
+    let mut res = decision_response(&record);
     res.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     res
@@ -287,7 +287,7 @@ pub async fn drawdown(
         {
             CommitOutcome::Committed(stored) => {
                 app.record_decision(&stored);
-                return Ok(json_response(&stored));
+                return Ok(decision_response(&stored));
             }
             CommitOutcome::Replayed(stored) => return Ok(replayed(stored)),
             CommitOutcome::KeyReused => return Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),

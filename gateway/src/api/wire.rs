@@ -32,8 +32,15 @@ pub const JSON_CAPACITY: usize = 512;
 
 /// Serialises `value` as JSON into a buffer of [`JSON_CAPACITY`].
 pub fn json_bytes<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
+    json_written(|buf| serde_json::to_writer(buf, value))
+}
+
+/// What `write` writes into a buffer of [`JSON_CAPACITY`].
+fn json_written(
+    write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> serde_json::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(JSON_CAPACITY);
-    serde_json::to_writer(&mut buf, value)?;
+    write(&mut buf)?;
     Ok(buf)
 }
 
@@ -41,7 +48,17 @@ pub fn json_bytes<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8
 /// `content-type: application/json`; a value that does not serialise is a 500 with the
 /// error as `text/plain; charset=utf-8`), serialised by [`json_bytes`].
 pub fn json_response<T: Serialize + ?Sized>(value: &T) -> Response {
-    match json_bytes(value) {
+    json_answer(json_bytes(value))
+}
+
+/// A decision as a JSON answer: the same as [`json_response`] (the same bytes), written by
+/// [`DecisionRecord::write_json`], which skips escaping the field names.
+pub fn decision_response(record: &DecisionRecord) -> Response {
+    json_answer(json_written(|buf| record.write_json(buf)))
+}
+
+fn json_answer(json: serde_json::Result<Vec<u8>>) -> Response {
+    match json {
         Ok(buf) => (
             [(
                 header::CONTENT_TYPE,
@@ -416,6 +433,23 @@ mod tests {
             assert_eq!(ours, axum);
             assert_eq!(ours.2, serde_json::to_vec(&value).unwrap());
         }
+        let decision = DecisionRecord {
+            decision_id: "dd_01JD0000000000000000000000".into(),
+            user_id: "u-1".into(),
+            outcome: risk_core::Outcome::Approved,
+            amount_fen: 100,
+            reasons: vec![],
+            available_fen: 900,
+            drawable_now_fen: 900,
+            threshold_version: 3,
+            policy: "standard".into(),
+            evaluated_at: "2026-11-11T00:00:03+08:00".into(),
+            appealable: false,
+        };
+        assert_eq!(
+            parts(decision_response(&decision)).await,
+            parts(axum::Json(&decision).into_response()).await
+        );
         let ours = parts(json_response(&Unserialisable)).await;
         assert_eq!(ours.0, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(

@@ -32,6 +32,36 @@ pub struct DecisionRecord {
     pub appealable: bool,
 }
 
+impl DecisionRecord {
+    /// Appends this record's JSON to `out`: exactly the bytes `serde_json` writes for its
+    /// `Serialize` (a test holds the two together), but with the field names written as
+    /// constants; serde_json escapes every name byte by byte, which was about a third of
+    /// serialising a drawdown's answer. The values go through serde_json as before.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        fn field<T: Serialize + ?Sized>(
+            out: &mut Vec<u8>,
+            name: &[u8],
+            value: &T,
+        ) -> serde_json::Result<()> {
+            out.extend_from_slice(name);
+            serde_json::to_writer(&mut *out, value)
+        }
+        field(out, b"{\"decision_id\":", &self.decision_id)?;
+        field(out, b",\"user_id\":", &self.user_id)?;
+        field(out, b",\"outcome\":", &self.outcome)?;
+        field(out, b",\"amount_fen\":", &self.amount_fen)?;
+        field(out, b",\"reasons\":", &self.reasons)?;
+        field(out, b",\"available_fen\":", &self.available_fen)?;
+        field(out, b",\"drawable_now_fen\":", &self.drawable_now_fen)?;
+        field(out, b",\"threshold_version\":", &self.threshold_version)?;
+        field(out, b",\"policy\":", &self.policy)?;
+        field(out, b",\"evaluated_at\":", &self.evaluated_at)?;
+        field(out, b",\"appealable\":", &self.appealable)?;
+        out.push(b'}');
+        Ok(())
+    }
+}
+
 /// One reason of a decision, with the figures that make its guidance concrete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReasonRecord {
@@ -253,6 +283,53 @@ mod tests {
         assert_eq!(json["outcome"], "rejected");
         assert_eq!(json["reasons"][0]["unit"], "fen");
         assert_eq!(serde_json::from_value::<DecisionRecord>(json).unwrap(), d);
+    }
+
+    #[test]
+    fn decisions_write_the_json_serde_writes() {
+        let mut odd = reason();
+        odd.message = "quote \" backslash \\ newline \n tab \t nul \u{0} del \u{7f}".into();
+        odd.message_zh = "额度不足，请稍后再试 😀 \u{2028}".into();
+        odd.limit = None;
+        odd.unit = None;
+        odd.suggested_amount_fen = Some(0);
+        odd.retry_at = Some("2026-11-11T00:00:03+08:00".into());
+        let approval = DecisionRecord {
+            decision_id: "dd_01JD0000000000000000000000".into(),
+            user_id: "u-1".into(),
+            outcome: Outcome::Approved,
+            amount_fen: 100,
+            reasons: vec![],
+            available_fen: u64::MAX,
+            drawable_now_fen: 0,
+            threshold_version: 1,
+            policy: "standard".into(),
+            evaluated_at: "2026-11-11T00:00:03+08:00".into(),
+            appealable: false,
+        };
+        let rejection = DecisionRecord {
+            user_id: "u\"<odd>\\".into(),
+            outcome: Outcome::Rejected,
+            reasons: vec![reason(), odd],
+            policy: String::new(),
+            evaluated_at: "\u{1f}".into(),
+            appealable: true,
+            ..approval.clone()
+        };
+        let review = DecisionRecord {
+            outcome: Outcome::Review,
+            reasons: vec![reason()],
+            ..approval.clone()
+        };
+        for d in [approval, rejection, review] {
+            let mut out = b"prefix".to_vec();
+            d.write_json(&mut out).unwrap();
+            let want = [b"prefix".as_slice(), &serde_json::to_vec(&d).unwrap()].concat();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
     }
 
     #[test]
