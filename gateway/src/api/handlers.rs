@@ -12,7 +12,8 @@ use crate::store::{
     DecisionRecord, Fingerprint, ReasonRecord, Reservation, Store, StoreError, new_appeal_id,
     new_decision_id,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -110,6 +111,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
     Ok(key.into())
 }
 
+/// A drawdown's `Idempotency-Key`, or the error it gets if the header is missing or not a
+/// valid key. Read from the request's headers in place: axum's `HeaderMap` extractor
+/// clones every header of the request to hand the handler one.
+#[derive(Debug)]
+pub struct IdempotencyKey(Result<Arc<str>, ApiError>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IdempotencyKey(idempotency_key(&parts.headers)))
+    }
+}
+
 fn fingerprint(d: &Drawdown) -> Fingerprint {
     use std::io::Write;
     let amount = d.amount.get().to_le_bytes();
@@ -203,11 +218,11 @@ pub async fn drawdown(
     caller: axum::Extension<Caller>,
     deadline: Option<axum::Extension<Deadline>>,
     parsed: Option<axum::Extension<super::edge::ParsedDrawdown>>,
-    headers: HeaderMap,
+    key: IdempotencyKey,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|d| d.0.0);
-    let key = idempotency_key(&headers)?;
+    let key = key.0?;
     // The edge parsed and validated a good body already; anything else is parsed here,
     // where its problems are reported.
     let req = match parsed {
