@@ -271,16 +271,23 @@ pub async fn drawdown(
         amount: req.amount,
         channel: req.channel,
     };
-    let decision_id = new_decision_id(&req.user, app.clock.now());
+    // One reading of the clock per attempt (each was ~150 instructions): the first
+    // attempt's decision id, `evaluated_at` and commit time are the same instant; a retry
+    // reads the clock again, as before.
+    let mut now = app.clock.now();
+    let decision_id = new_decision_id(&req.user, now);
 
-    for _ in 0..MAX_COMMIT_ATTEMPTS {
+    for attempt in 0..MAX_COMMIT_ATTEMPTS {
+        if attempt > 0 {
+            now = app.clock.now();
+        }
         let decision = evaluate(&th, &ctx, &state, &request);
         let record = decision_record(
             &decision_id,
             &req.user,
             &decision,
             &policy.window,
-            app.clock.now(),
+            now,
             &zone,
         );
         let reserve = (decision.outcome == Outcome::Approved).then_some(Reservation {
@@ -294,7 +301,7 @@ pub async fn drawdown(
             fingerprint: fp,
             decision: record,
             reserve,
-            now: app.clock.now(),
+            now,
         };
         match app
             .timed(StoreOp::Commit, deadline, app.store.commit(commit))
