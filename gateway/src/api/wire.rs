@@ -59,14 +59,16 @@ pub fn decision_response(record: &DecisionRecord) -> Response {
 
 fn json_answer(json: serde_json::Result<Vec<u8>>) -> Response {
     match json {
-        Ok(buf) => (
-            [(
+        Ok(buf) => {
+            // By hand: `(headers, Vec<u8>)` first sets `application/octet-stream`, then
+            // replaces it. The response is the same: one header, status 200.
+            let mut res = Response::new(axum::body::Body::from(buf));
+            res.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
-            )],
-            buf,
-        )
-            .into_response(),
+            );
+            res
+        }
         Err(err) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(
