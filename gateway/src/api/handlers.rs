@@ -91,7 +91,7 @@ fn reason_record(r: &Reason) -> ReasonRecord {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else {
+    let Some(v) = headers.get(super::names::IDEMPOTENCY_KEY) else {
         return Err(ApiError::new(ErrorCode::IdempotencyKeyMissing));
     };
     let key = v
@@ -200,8 +200,39 @@ pub async fn drawdown(
         Some(p) => p.0.0,
         None => Arc::new(parse_json::<DrawdownBody>(&body)?.validate()?),
     };
-    let fp = fingerprint(&req);
-    let caller = caller.0.id.as_ref();
+    decide_drawdown(&app, &caller.0, deadline, &req, key).await
+}
+
+/// `POST /v1/drawdowns` when the edge has parsed and validated the body: the gateway's
+/// service calls this directly, without the router and its extractors (`BENCHMARKS.md`,
+/// "gateway request path"); [`drawdown`] is the same route through the router, for a body
+/// the edge could not parse, whose problems it reports.
+pub(super) async fn drawdown_parsed(
+    app: App,
+    caller: Caller,
+    deadline: Option<tokio::time::Instant>,
+    headers: &HeaderMap,
+    req: Arc<Drawdown>,
+) -> Response {
+    let key = match idempotency_key(headers) {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
+    decide_drawdown(&app, &caller, deadline, &req, key)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A drawdown's decision: load, evaluate, commit (retrying when the line moved).
+async fn decide_drawdown(
+    app: &App,
+    caller: &Caller,
+    deadline: Option<tokio::time::Instant>,
+    req: &Drawdown,
+    key: String,
+) -> Result<Response, ApiError> {
+    let fp = fingerprint(req);
+    let caller = caller.id.as_ref();
 
     let loaded = app
         .timed(
@@ -221,7 +252,7 @@ pub async fn drawdown(
         return Err(ApiError::new(ErrorCode::UserNotFound));
     };
 
-    let th = thresholds(&app)?;
+    let th = thresholds(app)?;
     let policy = app.policy.current();
     let zone = app.policy.compiled().zone().clone();
     let bureau = Bureau::consult(
