@@ -1,4 +1,4 @@
-//! The gateway's in-process request path: a request through `Gateway::router()` (edge, rate
+//! The gateway's in-process request path: a request through `Gateway::service()` (edge, rate
 //! limits, admission, handler, memory store) called as a tower `Service`, no network, next to
 //! two baselines measured in the same run:
 //!
@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gateway::Gateway;
-use gateway::api::{App, Caller, handlers};
+use gateway::api::{App, Caller, GatewayService, handlers};
 use gateway::clock::SystemClock;
 use gateway::config::Config;
 use gateway::store::Store;
@@ -35,6 +35,7 @@ use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use risk_core::{Fen, RiskGrade, UserId, UserState};
+use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -99,8 +100,11 @@ fn with_caller(mut req: Request<Body>, caller: &Caller) -> Request<Body> {
     req
 }
 
-async fn send(router: &mut Router, req: Request<Body>) -> (StatusCode, Bytes) {
-    let res = ServiceExt::<Request<Body>>::ready(router)
+async fn send<S>(svc: &mut S, req: Request<Body>) -> (StatusCode, Bytes)
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible>,
+{
+    let res = ServiceExt::<Request<Body>>::ready(svc)
         .await
         .unwrap()
         .call(req)
@@ -112,8 +116,11 @@ async fn send(router: &mut Router, req: Request<Body>) -> (StatusCode, Bytes) {
 
 /// `iters` requests one after another; the request is built inside the timed loop for every
 /// variant alike (a header or two and a key).
-async fn timed(router: &Router, iters: u64, make: impl Fn() -> Request<Body>) -> Duration {
-    let mut svc = router.clone();
+async fn timed<S>(svc: &S, iters: u64, make: impl Fn() -> Request<Body>) -> Duration
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
+    let mut svc = svc.clone();
     let start = Instant::now();
     for _ in 0..iters {
         let (status, body) = send(&mut svc, make()).await;
@@ -163,7 +170,7 @@ fn handler_only_router(app: &App) -> Router {
 
 struct Fixture {
     gateway: Gateway,
-    full: Router,
+    full: GatewayService,
     handler_only: Router,
     bare: Router,
     caller: Caller,
@@ -172,7 +179,7 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let gateway = gateway();
     seed(gateway.app()).await;
-    let mut full = gateway.router();
+    let mut full = gateway.service();
     // One real answer of each route, checked, becomes the bare handler's fixed answer.
     let (status, drawdown) = send(&mut full, fresh_drawdown()).await;
     assert_eq!(status, StatusCode::OK, "{drawdown:?}");

@@ -7,8 +7,8 @@
 //! - `bare`: an axum router with the drawdown route whose handler reads the body and answers
 //!   a fixed copy of a real drawdown answer;
 //! - `handler`: the gateway's own drawdown handler on the gateway's state, no middleware;
-//! - `full`: `Gateway::router()`, the whole tower stack;
-//! - `replay`: `Gateway::router()`, one key sent again and again (the replay path).
+//! - `full`: `Gateway::service()`, the whole request path;
+//! - `replay`: `Gateway::service()`, one key sent again and again (the replay path).
 //!
 //! Only [`measured`] is counted (`--toggle-collect`), so set-up (config, seeding, the
 //! first answer) is left out; every request's status is checked inside it.
@@ -28,10 +28,11 @@
 use axum::Router;
 use axum::body::Body;
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::post;
 use bytes::Bytes;
 use gateway::Gateway;
-use gateway::api::{App, Caller, handlers};
+use gateway::api::{App, Caller, GatewayService, handlers};
 use gateway::clock::SystemClock;
 use gateway::config::Config;
 use gateway::store::Store;
@@ -39,6 +40,7 @@ use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use risk_core::{Fen, RiskGrade, UserId, UserState};
+use std::convert::Infallible;
 use std::hint::black_box;
 use tower::{Service, ServiceExt};
 
@@ -57,8 +59,25 @@ fn drawdown_request(key: &str) -> Request<Body> {
         .unwrap()
 }
 
-async fn send(router: &mut Router, req: Request<Body>) -> (StatusCode, Bytes) {
-    let res = ServiceExt::<Request<Body>>::ready(router)
+/// What a variant measures: an axum router (`bare`, `handler`) or the gateway's service.
+#[derive(Clone)]
+enum Target {
+    Router(Router),
+    Gateway(GatewayService),
+}
+
+async fn send(target: &mut Target, req: Request<Body>) -> (StatusCode, Bytes) {
+    match target {
+        Target::Router(r) => send_to(r, req).await,
+        Target::Gateway(g) => send_to(g, req).await,
+    }
+}
+
+async fn send_to<S>(svc: &mut S, req: Request<Body>) -> (StatusCode, Bytes)
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible>,
+{
+    let res = ServiceExt::<Request<Body>>::ready(svc)
         .await
         .unwrap()
         .call(req)
@@ -72,12 +91,12 @@ async fn send(router: &mut Router, req: Request<Body>) -> (StatusCode, Bytes) {
 #[inline(never)]
 fn measured(
     rt: &tokio::runtime::Runtime,
-    router: &Router,
+    target: &Target,
     n: u64,
     make: &dyn Fn(u64) -> Request<Body>,
 ) {
     rt.block_on(async {
-        let mut svc = router.clone();
+        let mut svc = target.clone();
         for i in 0..n {
             let (status, body) = send(&mut svc, make(i)).await;
             assert_eq!(status, StatusCode::OK, "{body:?}");
@@ -108,7 +127,7 @@ fn main() {
             .upsert_user(&UserId::parse("u-bench").unwrap(), state),
     )
     .unwrap();
-    let mut full = gateway.router();
+    let mut full = Target::Gateway(gateway.service());
     // One real answer, checked: an approval (else the run measures a refusal).
     let (status, answer) = rt.block_on(send(&mut full, drawdown_request("first")));
     assert_eq!(status, StatusCode::OK, "{answer:?}");
@@ -131,13 +150,13 @@ fn main() {
                     }
                 }),
             );
-            measured(&rt, &bare, n, &fresh);
+            measured(&rt, &Target::Router(bare), n, &fresh);
         }
         "handler" => {
             let handler_only = Router::new()
                 .route("/v1/drawdowns", post(handlers::drawdown))
                 .with_state(app.clone());
-            measured(&rt, &handler_only, n, &|i| {
+            measured(&rt, &Target::Router(handler_only), n, &|i| {
                 let mut req = fresh(i);
                 req.extensions_mut().insert(caller.clone());
                 req

@@ -226,9 +226,9 @@ impl Gateway {
         &self.demo_users
     }
 
-    /// The router with its whole middleware stack.
-    pub fn router(&self) -> axum::Router {
-        api::router(self.app.clone())
+    /// The whole request path as a tower service (see [`api::GatewayService`]).
+    pub fn service(&self) -> api::GatewayService {
+        api::GatewayService::new(self.app.clone())
     }
 
     /// Starts the background tasks: the peak-window scheduler, the idempotency purge and,
@@ -276,11 +276,11 @@ impl Gateway {
         shutdown: impl Future<Output = ()>,
     ) {
         let tasks = self.spawn_background();
-        let router = self.router();
+        let service = self.service();
         let overload = self.overload.clone();
         server::serve_with(
             listener,
-            router,
+            service,
             &self.app.config.server,
             overload,
             shutdown,

@@ -6,6 +6,12 @@ use gateway::config::{Config, LogFormat, Overrides, RuntimeFlavor};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc, not the system allocator: a request makes tens of short-lived allocations, and
+/// glibc's malloc and free were a fifth of the request path's instructions (`BENCHMARKS.md`,
+/// "gateway request path").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// loan-gateway: the drawdown entry point.
 #[derive(Debug, Parser)]
 #[command(version, about)]

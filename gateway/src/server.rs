@@ -7,7 +7,7 @@
 
 use crate::config::{HttpVersions, ServerConfig};
 use crate::overload::Overload;
-use axum::Router;
+use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -19,25 +19,51 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets
+/// The service a connection is served with: the gateway's ([`crate::api::GatewayService`]),
+/// or any other that answers every request (tests serve a one-route axum `Router`).
+pub trait HttpService:
+    tower::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests finish for at most `server.shutdown_grace_ms`.
 ///
 /// Past `server.max_connections` open connections the loop stops accepting: further
 /// connections wait in the kernel's accept queue rather than in the process.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    service: impl HttpService,
     config: &ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_with(listener, router, config, None, shutdown).await;
+    serve_with(listener, service, config, None, shutdown).await;
 }
 
 /// [`serve`], and while `overload` says so (see [`crate::overload`]): no accepting (new
 /// connections wait in the kernel's backlog) and `Connection: close` on HTTP/1 responses.
 pub async fn serve_with(
     listener: TcpListener,
-    router: Router,
+    service: impl HttpService,
     config: &ServerConfig,
     overload: Option<Overload>,
     shutdown: impl Future<Output = ()>,
@@ -114,8 +140,8 @@ pub async fn serve_with(
             }};
         }
         match &overload {
-            None => spawn_connection!(router.clone()),
-            Some(o) => spawn_connection!(close_when_overloaded(router.clone(), o.clone())),
+            None => spawn_connection!(service.clone()),
+            Some(o) => spawn_connection!(close_when_overloaded(service.clone(), o.clone())),
         }
     }
 
@@ -151,25 +177,13 @@ async fn overload_begins(overload: Option<&Overload>) {
     }
 }
 
-/// The router, adding `Connection: close` to HTTP/1 responses while overloaded (HTTP/2 has
+/// `service`, adding `Connection: close` to HTTP/1 responses while overloaded (HTTP/2 has
 /// no such header; its connections are left alone).
-fn close_when_overloaded(
-    router: Router,
-    overload: Overload,
-) -> impl tower::Service<
-    http::Request<hyper::body::Incoming>,
-    Response = axum::response::Response,
-    Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>>
-             + Send
-             + 'static,
-> + Clone
-+ Send
-+ 'static {
+fn close_when_overloaded(service: impl HttpService, overload: Overload) -> impl HttpService {
     tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let http1 = req.version() <= http::Version::HTTP_11;
         let overload = overload.clone();
-        let fut = router.clone().oneshot(req);
+        let fut = service.clone().oneshot(req);
         async move {
             let mut res = fut.await?;
             if http1 && overload.is_overloaded() {
@@ -195,7 +209,7 @@ mod tests {
     async fn exchange(http: HttpVersions, request: &[u8]) -> Vec<u8> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
         let config = ServerConfig {
             http,
             ..ServerConfig::default()

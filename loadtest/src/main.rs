@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use loadtest::cli::{Cli, dispatch};
 
+/// The gateway's allocator, so `serve-trivial` (the bare baseline of `benches/wrk/run.sh`) and
+/// the embedded gateway run on the same allocator as the `gateway` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = cli.command.threads();

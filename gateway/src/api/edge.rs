@@ -7,15 +7,14 @@
 //! body that parses and validates is handed on as [`ParsedDrawdown`], so the handler does not
 //! parse it a second time; any other body is left to the handler, which reports what is wrong.
 
-use super::App;
 use super::error::{ApiError, ErrorCode};
 use super::wire::{Drawdown, DrawdownBody};
+use super::{App, names};
 use crate::admission::{Deadline, Priority, RouteClass, UserKey};
 use crate::metrics::CodeLabels;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -39,7 +38,7 @@ pub fn classify(method: &Method, path: &str) -> RouteClass {
 
 fn request_id(req: &Request) -> HeaderValue {
     req.headers()
-        .get("x-request-id")
+        .get(names::X_REQUEST_ID)
         .filter(|v| v.len() <= 128 && v.to_str().is_ok_and(|s| !s.is_empty()))
         .cloned()
         .unwrap_or_else(|| {
@@ -50,8 +49,13 @@ fn request_id(req: &Request) -> HeaderValue {
         })
 }
 
-/// The edge middleware (see the module docs).
-pub async fn edge(State(app): State<App>, mut req: Request, next: Next) -> Response {
+/// The edge (see the module docs): everything before and after `inner`, which answers a
+/// prepared request (the rate limits, admission and the handlers: [`super::GatewayService`]).
+pub(super) async fn edge<F, Fut>(app: App, mut req: Request, inner: F) -> Response
+where
+    F: FnOnce(RouteClass, Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = tokio::time::Instant::now();
     let id = request_id(&req);
     let class = classify(req.method(), req.uri().path());
@@ -72,7 +76,7 @@ pub async fn edge(State(app): State<App>, mut req: Request, next: Next) -> Respo
                 {
                     span.record("user", app.auth.user_tag(&user.0).as_str());
                 }
-                next.run(req).await
+                inner(class, req).await
             }
             Err(e) => e.into_response(),
         };
@@ -80,7 +84,7 @@ pub async fn edge(State(app): State<App>, mut req: Request, next: Next) -> Respo
         if let Some(e) = res.extensions_mut().remove::<ApiError>() {
             res = e.with_request_id(Some(id.clone())).render();
         }
-        res.headers_mut().insert("x-request-id", id);
+        res.headers_mut().insert(names::X_REQUEST_ID, id);
         let status = res.status().as_u16();
         let m = &app.metrics;
         // The slot is the class's discriminant: one slot per class (see `RouteHandles`).
@@ -121,7 +125,7 @@ async fn prepare(
     }
     // 2. Deadline: the caller's remaining budget, bounded, else the default.
     let server = &app.config.server;
-    let budget = match req.headers().get("x-request-deadline-ms") {
+    let budget = match req.headers().get(names::X_REQUEST_DEADLINE_MS) {
         None => server.default_deadline(),
         Some(v) => {
             let ms = v
@@ -144,7 +148,7 @@ async fn prepare(
         Priority::Default
     } else if req
         .headers()
-        .get("x-priority")
+        .get(names::X_PRIORITY)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"low"))
     {
         Priority::Low
@@ -159,7 +163,7 @@ async fn prepare(
     if !matches!(class, RouteClass::Ops | RouteClass::Admin) {
         let retry = req
             .headers()
-            .get("x-retry-attempt")
+            .get(names::X_RETRY_ATTEMPT)
             .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
             .is_some_and(|n| n > 0);
         app.admission

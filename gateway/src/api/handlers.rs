@@ -14,7 +14,7 @@ use crate::store::{
 };
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use jiff::{Timestamp, ZonedDateTime, tz::TimeZone};
@@ -91,11 +91,8 @@ fn reason_record(r: &Reason) -> ReasonRecord {
     }
 }
 
-/// The header name, parsed once (a `&str` name is parsed and lower-cased on every lookup).
-static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-
 fn idempotency_key(headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
-    let Some(v) = headers.get(&IDEMPOTENCY_KEY) else {
+    let Some(v) = headers.get(super::names::IDEMPOTENCY_KEY) else {
         return Err(ApiError::new(ErrorCode::IdempotencyKeyMissing));
     };
     let key = v
@@ -229,8 +226,39 @@ pub async fn drawdown(
         Some(p) => p.0.0,
         None => Arc::new(parse_json::<DrawdownBody>(&body)?.validate()?),
     };
-    let fp = fingerprint(&req);
-    let caller = &caller.0.id;
+    decide_drawdown(&app, &caller.0, deadline, &req, key).await
+}
+
+/// `POST /v1/drawdowns` when the edge has parsed and validated the body: the gateway's
+/// service calls this directly, without the router and its extractors (`BENCHMARKS.md`,
+/// "gateway request path"); [`drawdown`] is the same route through the router, for a body
+/// the edge could not parse, whose problems it reports.
+pub(super) async fn drawdown_parsed(
+    app: App,
+    caller: Caller,
+    deadline: Option<tokio::time::Instant>,
+    headers: &HeaderMap,
+    req: Arc<Drawdown>,
+) -> Response {
+    let key = match idempotency_key(headers) {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
+    decide_drawdown(&app, &caller, deadline, &req, key)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A drawdown's decision: load, evaluate, commit (retrying when the line moved).
+async fn decide_drawdown(
+    app: &App,
+    caller: &Caller,
+    deadline: Option<tokio::time::Instant>,
+    req: &Drawdown,
+    key: Arc<str>,
+) -> Result<Response, ApiError> {
+    let fp = fingerprint(req);
+    let caller = &caller.id;
 
     let loaded = app
         .timed(
@@ -250,7 +278,7 @@ pub async fn drawdown(
         return Err(ApiError::new(ErrorCode::UserNotFound));
     };
 
-    let th = thresholds(&app)?;
+    let th = thresholds(app)?;
     let policy = app.policy.current();
     let zone = app.policy.compiled().zone().clone();
     let bureau = Bureau::consult(

@@ -7,6 +7,23 @@
 //! - [`error`]: the one error shape and the mapping of stack errors to it.
 //! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
 
+/// The names of the API's own headers, as constants: a lookup by a `&str` name parses and
+/// hashes the name each time; by a `HeaderName` it only hashes.
+pub mod names {
+    use axum::http::HeaderName;
+
+    /// `X-Request-Id`.
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    /// `X-Request-Deadline-Ms`.
+    pub const X_REQUEST_DEADLINE_MS: HeaderName = HeaderName::from_static("x-request-deadline-ms");
+    /// `X-Priority`.
+    pub const X_PRIORITY: HeaderName = HeaderName::from_static("x-priority");
+    /// `X-Retry-Attempt`.
+    pub const X_RETRY_ATTEMPT: HeaderName = HeaderName::from_static("x-retry-attempt");
+    /// `Idempotency-Key`.
+    pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+}
+
 pub mod edge;
 pub mod error;
 pub mod handlers;
@@ -14,24 +31,31 @@ pub mod openapi;
 pub mod wire;
 
 use crate::admission::Admission;
+use crate::admission::{AdmissionService, Deadline, RouteClass};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::{Forced, Metrics, PolicyLabels, PriorityLabels, ShedLabels};
 use crate::policy::Policy;
+use crate::ratelimit::RateLimit;
 use crate::ratelimit::RateLimits;
 use crate::store::AnyStore;
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
+use axum::body::Body;
+use axum::extract::Request;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::routing::future::RouteFuture;
 use error::{ApiError, ErrorCode};
+use futures_util::future::{BoxFuture, Either};
 use prometheus_client::registry::Registry;
 use risk_core::ThresholdCache;
+use std::convert::Infallible;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use subtle::ConstantTimeEq;
-use tower::{BoxError, ServiceBuilder};
+use tower::{BoxError, Service, ServiceBuilder};
 
 /// An authenticated caller: idempotency keys are scoped by `id`, which is derived from the
 /// key (a keyed hash prefix), never the key itself.
@@ -232,11 +256,6 @@ async fn method_not_allowed() -> Response {
     ApiError::new(ErrorCode::MethodNotAllowed).into_response()
 }
 
-/// Maps an error from the rate-limit or admission layers to its answer.
-async fn stack_error(err: BoxError) -> Response {
-    error::from_stack_error(err.as_ref()).into_response()
-}
-
 /// Declares the routes once: the router is built from this table, and the OpenAPI test
 /// checks the document against it (every route, every status it can answer).
 macro_rules! routes {
@@ -302,24 +321,129 @@ pub fn edge_statuses(method: &str, path: &str) -> Vec<u16> {
     s
 }
 
-/// The whole router with its middleware, outermost first: edge (request id, auth, deadline,
-/// priority, body), rate limits (global, then per user), admission, the handlers.
-pub fn router(app: App) -> Router {
-    let limited = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(stack_error))
-        .layer(app.limits.layer())
-        .layer(app.admission.layer());
-    // Only the v1 routes go through rate limits and admission: health checks, metrics and
-    // the admin API must answer in an overload, when they are needed most.
-    let v1 = add_routes(|p| p.starts_with("/v1/")).layer(limited);
-    v1.merge(add_routes(|p| !p.starts_with("/v1/")))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            edge::edge,
-        ))
-        .with_state(app)
+/// The gateway's whole request path as one tower service, outermost first: the edge
+/// (request id, span, authentication, deadline, priority, body: [`edge`]), then, for the
+/// `/v1/` routes only, the rate limits (global, then per user) and admission, then the
+/// router of the handlers.
+///
+/// Health checks, metrics and the admin API skip the limits and admission: they must answer
+/// in an overload, when they are needed most. Every `/v1/` path is limited, a path that
+/// matches no route too (it is answered 404 once admitted): no path under `/v1/` gets past
+/// the limits.
+///
+/// One hand-written service rather than axum middleware (`from_fn`, `HandleErrorLayer`,
+/// `Router::layer`): those box the request's future, and clone a boxed service, at every
+/// layer; here the only box is the edge's future, and the limit and admission layers keep
+/// their named futures (`BENCHMARKS.md`, "gateway request path").
+#[derive(Debug, Clone)]
+pub struct GatewayService {
+    app: App,
+    /// The handlers, unlimited (ops and admin routes).
+    routes: Router,
+    /// The same handlers behind the rate limits and admission (the `/v1/` routes).
+    limited: RateLimit<AdmissionService<Dispatch>>,
+}
+
+impl GatewayService {
+    /// The service for `app`.
+    pub fn new(app: App) -> Self {
+        let routes = add_routes(|_| true)
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(app.clone());
+        let limited = ServiceBuilder::new()
+            .layer(app.limits.layer())
+            .layer(app.admission.layer())
+            .service(Dispatch {
+                app: app.clone(),
+                routes: routes.clone(),
+            });
+        GatewayService {
+            app,
+            routes,
+            limited,
+        }
+    }
+
+    /// A prepared request (the edge has run) through the limits and admission where due,
+    /// then its handler.
+    async fn dispatch(mut self, class: RouteClass, req: Request) -> Response {
+        if matches!(class, RouteClass::Ops | RouteClass::Admin) {
+            // The router is always ready and never fails (`Infallible`).
+            let Ok(res) = self.routes.call(req).await;
+            return res;
+        }
+        let limited = &mut self.limited;
+        let answered =
+            match std::future::poll_fn(|cx| Service::<Request>::poll_ready(limited, cx)).await {
+                Ok(()) => limited.call(req).await,
+                Err(e) => Err(e),
+            };
+        answered.unwrap_or_else(|e| error::from_stack_error(e.as_ref()).into_response())
+    }
+}
+
+/// The innermost service of the `/v1/` routes: a drawdown whose body the edge parsed and
+/// validated goes straight to its handler ([`handlers::drawdown_parsed`]: no route lookup,
+/// no extractors, no second read of the body); every other request goes through the
+/// router.
+#[derive(Debug, Clone)]
+struct Dispatch {
+    app: App,
+    routes: Router,
+}
+
+impl Service<Request> for Dispatch {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<RouteFuture<Infallible>, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The router is always ready, and so is a direct call.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if req.method() == http::Method::POST
+            && req.uri().path() == "/v1/drawdowns"
+            && let Some(caller) = req.extensions().get::<Caller>().cloned()
+            && let Some(parsed) = req.extensions_mut().remove::<edge::ParsedDrawdown>()
+        {
+            let deadline = req.extensions().get::<Deadline>().map(|d| d.0);
+            let app = self.app.clone();
+            return Either::Right(Box::pin(async move {
+                Ok(handlers::drawdown_parsed(app, caller, deadline, req.headers(), parsed.0).await)
+            }));
+        }
+        Either::Left(self.routes.call(req))
+    }
+}
+
+impl<B> Service<http::Request<B>> for GatewayService
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Readiness is decided per request, inside (the limits and admission answer a
+        // refusal rather than apply backpressure to the connection).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let this = self.clone();
+        let app = this.app.clone();
+        Box::pin(async move {
+            Ok(edge::edge(app, req.map(Body::new), |class, req| {
+                this.dispatch(class, req)
+            })
+            .await)
+        })
+    }
 }
 
 #[cfg(test)]
