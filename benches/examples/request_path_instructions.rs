@@ -25,6 +25,10 @@
 //! ```
 #![allow(missing_docs, clippy::unwrap_used)]
 
+/// The gateway binary's allocator (`gateway/src/main.rs`), so the counts are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use axum::Router;
 use axum::body::Body;
 use axum::response::IntoResponse;
