@@ -162,7 +162,10 @@ struct Inner {
 #[derive(Default)]
 struct Shard {
     users: HashMap<UserId, UserEntry>,
-    decisions: HashMap<Arc<str>, DecisionEntry>,
+    /// By [`decision_key`]: a fixed-size key, so neither a lookup nor a table resize reads
+    /// a string from the heap (a resize rehashes every key: with string keys, one cache miss
+    /// per record held; `BENCHMARKS.md`, "gateway request path").
+    decisions: HashMap<u128, DecisionEntry>,
     /// Every record that expires, by (expiry, seq). An entry whose record was since replaced
     /// (different seq) is skipped.
     expiry: BTreeMap<(Timestamp, u64), Expiring>,
@@ -178,7 +181,8 @@ struct UserEntry {
 
 struct KeyEntry {
     fingerprint: Fingerprint,
-    decision_id: Arc<str>,
+    /// The decision's [`decision_key`].
+    decision_id: u128,
     expires_at: Timestamp,
     seq: u64,
 }
@@ -194,7 +198,7 @@ enum Expiring {
         caller: Arc<str>,
         key: Arc<str>,
     },
-    Decision(Arc<str>),
+    Decision(u128),
 }
 
 #[derive(Default)]
@@ -322,7 +326,7 @@ impl MemoryStore {
             None => None,
             Some(k) => Some(IdempotentRecord {
                 fingerprint: k.fingerprint,
-                decision: shard.stored_decision(&k.decision_id)?,
+                decision: shard.stored_decision(k.decision_id)?,
             }),
         };
         Ok(Loaded {
@@ -367,10 +371,12 @@ impl MemoryStore {
             if seen.fingerprint != fingerprint {
                 return Ok(CommitOutcome::KeyReused);
             }
-            let id = seen.decision_id.clone();
-            return shard.stored_decision(&id).map(CommitOutcome::Replayed);
+            let id = seen.decision_id;
+            return shard.stored_decision(id).map(CommitOutcome::Replayed);
         }
-        if shard.decisions.contains_key(decision.decision_id.as_str()) {
+        let id = decision_key(&decision.decision_id)
+            .ok_or_else(|| invalid("the decision id is not a decision id"))?;
+        if shard.decisions.contains_key(&id) {
             return Err(invalid("the decision id is already stored"));
         }
         if self.inner.decisions.load(Ordering::Relaxed) >= config.max_decisions {
@@ -397,7 +403,6 @@ impl MemoryStore {
         let key_seq = shard.next_seq;
         let decision_seq = key_seq + 1;
         shard.next_seq += 2;
-        let id: Arc<str> = decision.decision_id.as_str().into();
         let keys = match entry.keys.get_mut(&*caller) {
             Some(keys) => keys,
             None => entry.keys.entry(Arc::clone(&caller)).or_default(),
@@ -406,7 +411,7 @@ impl MemoryStore {
             Arc::clone(&idempotency_key),
             KeyEntry {
                 fingerprint,
-                decision_id: id.clone(),
+                decision_id: id,
                 expires_at: key_expires,
                 seq: key_seq,
             },
@@ -419,10 +424,9 @@ impl MemoryStore {
                 key: idempotency_key,
             },
         );
-        shard.expiry.insert(
-            (decision_expires, decision_seq),
-            Expiring::Decision(id.clone()),
-        );
+        shard
+            .expiry
+            .insert((decision_expires, decision_seq), Expiring::Decision(id));
         shard.decisions.insert(
             id,
             DecisionEntry {
@@ -437,7 +441,12 @@ impl MemoryStore {
     fn get_decision_now(&self, decision_id: &str) -> Option<DecisionRecord> {
         let slot = id_slot(decision_id)?;
         let shard = self.shard(slot);
-        shard.decisions.get(decision_id).map(|d| d.record.clone())
+        shard
+            .decisions
+            .get(&decision_key(decision_id)?)
+            // The key ignores the case of the ULID's letters; the id does not.
+            .filter(|d| d.record.decision_id == decision_id)
+            .map(|d| d.record.clone())
     }
 
     fn create_appeal_now(&self, appeal: AppealRecord) -> Result<AppealCreated> {
@@ -459,7 +468,10 @@ impl MemoryStore {
             return Ok(AppealCreated::DecisionNotFound);
         }
         let shard = self.shard(user_slot(&user));
-        let Some(decision) = shard.decisions.get(appeal.decision_id.as_str()) else {
+        let Some(decision) = decision_key(&appeal.decision_id)
+            .and_then(|key| shard.decisions.get(&key))
+            .filter(|d| d.record.decision_id == appeal.decision_id)
+        else {
             return Ok(AppealCreated::DecisionNotFound);
         };
         if decision.record.user_id != appeal.user_id {
@@ -553,13 +565,28 @@ impl MemoryStore {
     }
 }
 
+/// The key of a decision id in [`Shard::decisions`]: the id's ULID as a number (`None`: not
+/// a decision id). Distinct minted ids have distinct keys; an id that differs from a minted
+/// one only in the case of its letters has the same key, so a lookup by an id from outside
+/// checks the stored id too.
+fn decision_key(id: &str) -> Option<u128> {
+    let ulid = id.strip_prefix(super::ids::DECISION_PREFIX)?;
+    (ulid.len() == ulid::ULID_LEN)
+        .then(|| ulid::Ulid::from_string(ulid).ok())
+        .flatten()
+        .map(u128::from)
+}
+
 impl Shard {
-    fn stored_decision(&self, id: &str) -> Result<DecisionRecord> {
+    fn stored_decision(&self, id: u128) -> Result<DecisionRecord> {
         self.decisions
-            .get(id)
+            .get(&id)
             .map(|d| d.record.clone())
             .ok_or_else(|| {
-                StoreError::Corrupt(format!("idempotency record names missing decision {id}"))
+                StoreError::Corrupt(format!(
+                    "idempotency record names missing decision {}",
+                    ulid::Ulid(id)
+                ))
             })
     }
 
@@ -731,7 +758,8 @@ mod tests {
             let shard = lock(shard);
             let here = i == home;
             assert_eq!(shard.users.contains_key(&u), here, "shard {i}");
-            assert_eq!(shard.decisions.contains_key(d.decision_id.as_str()), here);
+            let key = decision_key(&d.decision_id).unwrap();
+            assert_eq!(shard.decisions.contains_key(&key), here);
             assert_eq!(shard.expiry.len(), if here { 2 } else { 0 });
         }
         // The id alone leads back to the shard.
