@@ -30,14 +30,12 @@ pub mod handlers;
 pub mod openapi;
 pub mod wire;
 
-use crate::admission::Admission;
-use crate::admission::{AdmissionService, Deadline, RouteClass};
+use crate::admission::{Admission, AdmissionService, Deadline, RouteClass};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::{Forced, Metrics, PolicyLabels, PriorityLabels, ShedLabels};
 use crate::policy::Policy;
-use crate::ratelimit::RateLimit;
-use crate::ratelimit::RateLimits;
+use crate::ratelimit::{RateLimit, RateLimits};
 use crate::store::AnyStore;
 use axum::Router;
 use axum::body::Body;
@@ -327,9 +325,8 @@ pub fn edge_statuses(method: &str, path: &str) -> Vec<u16> {
 /// router of the handlers.
 ///
 /// Health checks, metrics and the admin API skip the limits and admission: they must answer
-/// in an overload, when they are needed most. Every `/v1/` path is limited, a path that
-/// matches no route too (it is answered 404 once admitted): no path under `/v1/` gets past
-/// the limits.
+/// in an overload, when they are needed most. Every `/v1/` path goes through the limits and
+/// admission, a path that matches no route too (it is answered 404 once admitted).
 ///
 /// One hand-written service rather than axum middleware (`from_fn`, `HandleErrorLayer`,
 /// `Router::layer`): those box the request's future, and clone a boxed service, at every
