@@ -157,6 +157,26 @@ async fn not_found_rows() {
     );
     let (s, c, _) = error_code(t.get("/v1/nope", KEY).await).await;
     assert_eq!((s, c.as_str()), (StatusCode::NOT_FOUND, "NOT_FOUND"));
+    // A good drawdown body on a path below the route's is not a drawdown: the edge parses it,
+    // but only the route's exact path is dispatched to the handler.
+    let r = t
+        .client
+        .post(t.url("/v1/drawdowns/extra"))
+        .bearer_auth(KEY)
+        .header("Idempotency-Key", "k-extra")
+        .json(&json!({"user_id": "u-1", "amount_fen": 100, "channel": "app"}))
+        .send()
+        .await
+        .unwrap();
+    let (s, c, _) = error_code(r).await;
+    assert_eq!((s, c.as_str()), (StatusCode::NOT_FOUND, "NOT_FOUND"));
+    let line: Value = t
+        .get("/v1/credit-lines/u-1", KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(line["used_fen"], 0, "nothing was reserved: {line}");
 }
 
 #[tokio::test]
@@ -303,6 +323,15 @@ async fn capacity_shed_is_a_503_with_retry_after() {
         (s, c.as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, "CAPACITY_SHED")
     );
+    // Every /v1/ path goes through admission, one that matches no route too; health checks
+    // and the admin API do not.
+    let (s, c, _) = error_code(t.get("/v1/nope", KEY).await).await;
+    assert_eq!(
+        (s, c.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "CAPACITY_SHED")
+    );
+    assert_eq!(t.get("/healthz", KEY).await.status(), StatusCode::OK);
+    assert_eq!(t.get("/admin/policy", ADMIN).await.status(), StatusCode::OK);
     assert_eq!(first.await.unwrap(), StatusCode::OK);
 }
 
