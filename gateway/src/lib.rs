@@ -12,7 +12,7 @@
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
 //! - [`bureau`]: the external credit bureau under a latency budget, bulkhead and breaker.
 //! - [`store`]: the store interface, its in-memory and Redis implementations.
-//! - [`api`]: routes, wire types, errors, the edge middleware.
+//! - [`api`]: the request path ([`api::GatewayService`]), routes, wire types, errors, the edge.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: the connection loop and graceful shutdown.
 //! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).

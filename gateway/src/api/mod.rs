@@ -1,6 +1,8 @@
 //! The v1 HTTP API: routes, wire types, errors, and the state handlers share.
 //!
 //! # Layout
+//! - [`GatewayService`]: the whole request path as one tower service (edge, limits,
+//!   admission, handlers).
 //! - [`edge`]: request id, authentication, deadline, priority, bounded body, metrics.
 //! - [`handlers`]: one function per route.
 //! - [`wire`]: request and response bodies, with validation.
