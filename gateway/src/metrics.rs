@@ -227,21 +227,23 @@ pub struct HandlerHandles {
 impl Metrics {
     /// Observes one store operation of `seconds`, and counts it as failed if it `failed`.
     pub fn record_store_op(&self, op: StoreOp, seconds: f64, failed: bool) {
-        let labels = || StoreOpLabels { op: op.as_str() };
+        let labels = StoreOpLabels { op: op.as_str() };
         let slot = op as usize;
-        match self.handler.store_latency.get(slot) {
-            Some(cell) => cell
-                .get_or_init(|| self.store_latency.get_or_create(&labels()).clone())
-                .observe(seconds),
-            None => self.store_latency.get_or_create(&labels()).observe(seconds),
-        }
+        with_handle(
+            &self.handler.store_latency,
+            slot,
+            || self.store_latency.get_or_create(&labels).clone(),
+            |h| h.observe(seconds),
+        );
         if failed {
-            match self.handler.store_errors.get(slot) {
-                Some(cell) => cell
-                    .get_or_init(|| self.store_errors.get_or_create(&labels()).clone())
-                    .inc(),
-                None => self.store_errors.get_or_create(&labels()).inc(),
-            };
+            with_handle(
+                &self.handler.store_errors,
+                slot,
+                || self.store_errors.get_or_create(&labels).clone(),
+                |c| {
+                    c.inc();
+                },
+            );
         }
     }
 
@@ -253,15 +255,32 @@ impl Metrics {
             Outcome::Rejected => 1,
             Outcome::Review => 2,
         };
-        let labels = || OutcomeLabels {
+        let labels = OutcomeLabels {
             outcome: outcome.as_str(),
         };
-        match self.handler.decisions.get(slot) {
-            Some(cell) => cell
-                .get_or_init(|| self.decisions.get_or_create(&labels()).clone())
-                .inc(),
-            None => self.decisions.get_or_create(&labels()).inc(),
-        };
+        with_handle(
+            &self.handler.decisions,
+            slot,
+            || self.decisions.get_or_create(&labels).clone(),
+            |c| {
+                c.inc();
+            },
+        );
+    }
+}
+
+/// Runs `f` on the handle cached in `cells[slot]`, resolved by `make` (from its family) on
+/// first use; a slot out of range (never, the arrays are sized by their enums) resolves
+/// it every time.
+fn with_handle<M>(
+    cells: &[OnceLock<M>],
+    slot: usize,
+    make: impl FnOnce() -> M,
+    f: impl FnOnce(&M),
+) {
+    match cells.get(slot) {
+        Some(cell) => f(cell.get_or_init(make)),
+        None => f(&make()),
     }
 }
 
