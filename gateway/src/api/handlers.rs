@@ -214,18 +214,14 @@ pub async fn drawdown(
     State(app): State<App>,
     caller: axum::Extension<Caller>,
     deadline: Option<axum::Extension<Deadline>>,
-    parsed: Option<axum::Extension<super::edge::ParsedDrawdown>>,
     key: IdempotencyKey,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|d| d.0.0);
     let key = key.0?;
-    // The edge parsed and validated a good body already; anything else is parsed here,
-    // where its problems are reported.
-    let req = match parsed {
-        Some(p) => p.0.0,
-        None => Arc::new(parse_json::<DrawdownBody>(&body)?.validate()?),
-    };
+    // A body the edge parsed and validated went to `drawdown_parsed`; this one is parsed
+    // here, where its problems are reported.
+    let req = parse_json::<DrawdownBody>(&body)?.validate()?;
     decide_drawdown(&app, &caller.0, deadline, &req, key).await
 }
 
