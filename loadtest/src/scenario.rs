@@ -318,28 +318,8 @@ pub struct Group {
     pub priority: Option<Priority>,
 }
 
-/// An `X-Priority` a group's clients send (the gateway's admission priorities).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    /// Shed first.
-    Low,
-    /// Between.
-    Default,
-    /// Kept longest.
-    Critical,
-}
-
-impl Priority {
-    /// The header value and the label in results.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Priority::Low => "low",
-            Priority::Default => "default",
-            Priority::Critical => "critical",
-        }
-    }
-}
+/// An `X-Priority` a group's clients send: the gateway's own admission priorities.
+pub use gateway::admission::Priority;
 
 /// What a journey does.
 #[derive(Debug, Clone, Serialize, Deserialize)]

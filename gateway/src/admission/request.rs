@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use risk_core::RiskGrade;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Which kind of route a request is for: the unit of global rate limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -76,7 +76,7 @@ impl UserKey {
 pub struct UserGrade(pub RiskGrade);
 
 /// Admission priority. Ordered: `Critical > Default > Low`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Shed first (a caller's `X-Priority: low`).
