@@ -26,6 +26,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$(mktemp -d /tmp/gateway-wrk.XXXXXX)}
+mkdir -p "$OUT"
 export WRK_API_KEY=bench-caller-key-0001
 ADMIN_TOKEN=bench-admin-token-0001
 export WRK_USER=u-bench
