@@ -34,12 +34,12 @@
 use super::ids::{SLOTS, id_slot, user_slot};
 use super::{
     AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
-    DecisionRecord, DemoUser, Fingerprint, IdempotentRecord, Loaded, Resolution, Result, Store,
-    StoreError, demo_users,
+    DecisionRecord, DemoUser, Fingerprint, IdempotentRecord, Loaded, ReasonRecord, Resolution,
+    Result, Store, StoreError, demo_users,
 };
 use super::{check_commit, format_like, invalid};
 use jiff::Timestamp;
-use risk_core::{UserId, UserState};
+use risk_core::{Outcome, UserId, UserState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -170,9 +170,14 @@ struct Shard {
     /// (different seq) is skipped.
     expiry: BTreeMap<(Timestamp, u64), Expiring>,
     next_seq: u64,
+    /// The policy name and `evaluated_at` of the last decision stored ([`share`]).
+    last_policy: Option<Arc<str>>,
+    last_evaluated_at: Option<Arc<str>>,
 }
 
 struct UserEntry {
+    /// The user's id, shared by the user's stored decisions.
+    id: Arc<str>,
     state: UserState,
     /// caller -> key -> record. The caller, key and decision id strings are shared with
     /// the commit request and the expiry entries (one allocation each, or none).
@@ -187,9 +192,53 @@ struct KeyEntry {
     seq: u64,
 }
 
+/// A decision as the store keeps it: the [`DecisionRecord`] without the strings it can share
+/// or rebuild. The id is the map key ([`decision_key`]); the user id is the user entry's; the
+/// policy name and `evaluated_at` are shared with the shard's previous decision when equal
+/// (they change once per policy switch and once a second). An approval is kept in one
+/// 128-byte map slot and no allocation of its own, where a `DecisionRecord` took a
+/// 168-byte slot and four strings (`BENCHMARKS.md`, "gateway request path").
 struct DecisionEntry {
-    record: DecisionRecord,
+    user: Arc<str>,
+    policy: Arc<str>,
+    evaluated_at: Arc<str>,
+    /// Empty (no allocation) on an approval.
+    reasons: Box<[ReasonRecord]>,
+    amount_fen: u64,
+    available_fen: u64,
+    drawable_now_fen: u64,
+    threshold_version: u64,
     seq: u64,
+    outcome: Outcome,
+    appealable: bool,
+}
+
+impl DecisionEntry {
+    /// The record as committed, with the id its key names.
+    fn record(&self, key: u128) -> DecisionRecord {
+        DecisionRecord {
+            decision_id: decision_id(key),
+            user_id: self.user.as_ref().to_owned(),
+            outcome: self.outcome,
+            amount_fen: self.amount_fen,
+            reasons: self.reasons.to_vec(),
+            available_fen: self.available_fen,
+            drawable_now_fen: self.drawable_now_fen,
+            threshold_version: self.threshold_version,
+            policy: self.policy.as_ref().to_owned(),
+            evaluated_at: self.evaluated_at.as_ref().to_owned(),
+            appealable: self.appealable,
+        }
+    }
+}
+
+/// `text` as an `Arc<str>`: the one in `last` when it is the same text, else a new one that
+/// becomes `last`.
+fn share(last: &mut Option<Arc<str>>, text: &str) -> Arc<str> {
+    match last {
+        Some(l) if **l == *text => Arc::clone(l),
+        _ => Arc::clone(last.insert(Arc::from(text))),
+    }
 }
 
 enum Expiring {
@@ -305,6 +354,7 @@ impl MemoryStore {
                 shard.users.insert(
                     user.clone(),
                     UserEntry {
+                        id: Arc::from(user.as_str()),
                         state: state.clone(),
                         keys: HashMap::default(),
                     },
@@ -374,7 +424,9 @@ impl MemoryStore {
             let id = seen.decision_id;
             return shard.stored_decision(id).map(CommitOutcome::Replayed);
         }
+        // Only the canonical spelling of an id: the store rebuilds the id from its key.
         let id = decision_key(&decision.decision_id)
+            .filter(|&key| decision.decision_id == decision_id(key))
             .ok_or_else(|| invalid("the decision id is not a decision id"))?;
         if shard.decisions.contains_key(&id) {
             return Err(invalid("the decision id is already stored"));
@@ -427,13 +479,20 @@ impl MemoryStore {
         shard
             .expiry
             .insert((decision_expires, decision_seq), Expiring::Decision(id));
-        shard.decisions.insert(
-            id,
-            DecisionEntry {
-                record: decision.clone(),
-                seq: decision_seq,
-            },
-        );
+        let stored = DecisionEntry {
+            user: Arc::clone(&entry.id),
+            policy: share(&mut shard.last_policy, &decision.policy),
+            evaluated_at: share(&mut shard.last_evaluated_at, &decision.evaluated_at),
+            reasons: decision.reasons.as_slice().into(),
+            amount_fen: decision.amount_fen,
+            available_fen: decision.available_fen,
+            drawable_now_fen: decision.drawable_now_fen,
+            threshold_version: decision.threshold_version,
+            seq: decision_seq,
+            outcome: decision.outcome,
+            appealable: decision.appealable,
+        };
+        shard.decisions.insert(id, stored);
         self.inner.decisions.fetch_add(1, Ordering::Relaxed);
         Ok(CommitOutcome::Committed(decision))
     }
@@ -441,12 +500,12 @@ impl MemoryStore {
     fn get_decision_now(&self, decision_id: &str) -> Option<DecisionRecord> {
         let slot = id_slot(decision_id)?;
         let shard = self.shard(slot);
-        shard
-            .decisions
-            .get(&decision_key(decision_id)?)
-            // The key ignores the case of the ULID's letters; the id does not.
-            .filter(|d| d.record.decision_id == decision_id)
-            .map(|d| d.record.clone())
+        let key = decision_key(decision_id)?;
+        // The key ignores the case of the ULID's letters; the id does not.
+        if decision_id != self::decision_id(key) {
+            return None;
+        }
+        shard.decisions.get(&key).map(|d| d.record(key))
     }
 
     fn create_appeal_now(&self, appeal: AppealRecord) -> Result<AppealCreated> {
@@ -469,15 +528,15 @@ impl MemoryStore {
         }
         let shard = self.shard(user_slot(&user));
         let Some(decision) = decision_key(&appeal.decision_id)
+            .filter(|&key| appeal.decision_id == decision_id(key))
             .and_then(|key| shard.decisions.get(&key))
-            .filter(|d| d.record.decision_id == appeal.decision_id)
         else {
             return Ok(AppealCreated::DecisionNotFound);
         };
-        if decision.record.user_id != appeal.user_id {
+        if *decision.user != *appeal.user_id {
             return Ok(AppealCreated::DecisionNotFound);
         }
-        if !decision.record.appealable {
+        if !decision.appealable {
             return Ok(AppealCreated::NotAppealable);
         }
         // Lock order: shard, then appeals.
@@ -577,11 +636,22 @@ fn decision_key(id: &str) -> Option<u128> {
         .map(u128::from)
 }
 
+/// The canonical decision id of a key: `dd_` and the ULID in upper case, as
+/// [`super::new_decision_id`] mints it.
+fn decision_id(key: u128) -> String {
+    let mut buf = [0; ulid::ULID_LEN];
+    let ulid = ulid::Ulid(key).array_to_str(&mut buf);
+    let mut id = String::with_capacity(super::ids::DECISION_PREFIX.len() + ulid.len());
+    id.push_str(super::ids::DECISION_PREFIX);
+    id.push_str(ulid);
+    id
+}
+
 impl Shard {
     fn stored_decision(&self, id: u128) -> Result<DecisionRecord> {
         self.decisions
             .get(&id)
-            .map(|d| d.record.clone())
+            .map(|d| d.record(id))
             .ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "idempotency record names missing decision {}",
