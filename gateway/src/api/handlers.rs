@@ -9,8 +9,8 @@ use crate::bureau::Bureau;
 use crate::metrics::StoreOp;
 use crate::store::{
     AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
-    DecisionRecord, Fingerprint, ReasonRecord, Reservation, Store, StoreError, new_appeal_id,
-    new_decision_id,
+    DecisionRecord, Fingerprint, Loaded, ReasonRecord, Reservation, Store, StoreError,
+    new_appeal_id, new_decision_id,
 };
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -178,22 +178,31 @@ impl App {
     /// (`StoreError::Timeout`, answered 503 `DEPENDENCY_UNAVAILABLE`): a slow store turns into
     /// a fast refusal rather than a pile of waiting requests. A commit cut short may or may not
     /// have been applied; the caller's retry with the same idempotency key resolves it.
-    async fn timed<T>(
+    ///
+    /// A combinator rather than an `async fn`: an `async fn` keeps its argument `f` and the
+    /// `Timeout` it moved `f` into side by side, twice the size of the store's future, and
+    /// the drawdown's future holds this one (`BENCHMARKS.md`, "gateway request path"). The
+    /// clock starts here, where the call is made and awaited.
+    fn timed<T>(
         &self,
         op: StoreOp,
         deadline: Option<tokio::time::Instant>,
         f: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+    ) -> impl Future<Output = Result<T, StoreError>> {
+        use futures_util::FutureExt;
+        use futures_util::future::Either;
         let start = Instant::now();
-        let out = match deadline {
-            Some(at) => tokio::time::timeout_at(at, f)
-                .await
-                .unwrap_or(Err(StoreError::Timeout)),
-            None => f.await,
+        let call = match deadline {
+            Some(at) => Either::Left(
+                tokio::time::timeout_at(at, f).map(|r| r.unwrap_or(Err(StoreError::Timeout))),
+            ),
+            None => Either::Right(f),
         };
-        self.metrics
-            .record_store_op(op, start.elapsed().as_secs_f64(), out.is_err());
-        out
+        call.map(move |out| {
+            self.metrics
+                .record_store_op(op, start.elapsed().as_secs_f64(), out.is_err());
+            out
+        })
     }
 
     fn record_decision(&self, d: &DecisionRecord) {
@@ -256,21 +265,22 @@ async fn decide_drawdown(
     let fp = fingerprint(req);
     let caller = &caller.id;
 
-    let loaded = app
+    // Taken apart at once: a `Loaded` kept whole would be held across the commit's await.
+    let Loaded { user, idempotent } = app
         .timed(
             StoreOp::Load,
             deadline,
             app.store.load(caller, &req.user, Some(&key)),
         )
         .await?;
-    if let Some(seen) = loaded.idempotent {
+    if let Some(seen) = idempotent {
         return if seen.fingerprint == fp {
             Ok(replayed(seen.decision))
         } else {
             Err(ApiError::new(ErrorCode::IdempotencyKeyReused))
         };
     }
-    let Some(mut state) = loaded.user else {
+    let Some(mut state) = user else {
         return Err(ApiError::new(ErrorCode::UserNotFound));
     };
 
@@ -305,19 +315,24 @@ async fn decide_drawdown(
         if attempt > 0 {
             now = app.clock.now();
         }
-        let decision = evaluate(&th, &ctx, &state, &request);
-        let record = decision_record(
-            &decision_id,
-            &req.user,
-            &decision,
-            &policy.window,
-            now,
-            &zone,
-        );
-        let reserve = (decision.outcome == Outcome::Approved).then_some(Reservation {
-            amount: decision.amount,
-            ceiling: decision.reserve_ceiling,
-        });
+        // The engine's decision is dropped before the commit is awaited, so the drawdown's
+        // future does not hold it across the await.
+        let (record, reserve) = {
+            let decision = evaluate(&th, &ctx, &state, &request);
+            let record = decision_record(
+                &decision_id,
+                &req.user,
+                &decision,
+                &policy.window,
+                now,
+                &zone,
+            );
+            let reserve = (decision.outcome == Outcome::Approved).then_some(Reservation {
+                amount: decision.amount,
+                ceiling: decision.reserve_ceiling,
+            });
+            (record, reserve)
+        };
         let commit = CommitRequest {
             caller: Arc::clone(caller),
             user: req.user.clone(),

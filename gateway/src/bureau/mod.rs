@@ -168,7 +168,9 @@ impl Bureau {
         if !consulted {
             return BureauSignal::NotConsulted;
         }
-        b.signal(user, deadline).await
+        // Boxed: the signal's future (an HTTP call) is large, and inline it would be part of
+        // every drawdown's future, consulted or not; a call that goes out can afford the box.
+        Box::pin(b.signal(user, deadline)).await
     }
 
     /// Asks the bureau about `user` within the request's `deadline` (see the module docs).

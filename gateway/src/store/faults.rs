@@ -35,12 +35,16 @@ impl Faults {
         self.inner.unavailable.store(down, Ordering::Relaxed);
     }
 
-    /// Applies the faults in force; called at the start of every store operation.
-    pub(crate) async fn before(&self) -> Result<()> {
-        let us = self.inner.latency_us.load(Ordering::Relaxed);
-        if us > 0 {
-            tokio::time::sleep(Duration::from_micros(us)).await;
+    /// The injected latency, if any: every operation first waits this long.
+    pub(crate) fn latency(&self) -> Option<Duration> {
+        match self.inner.latency_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
         }
+    }
+
+    /// The outage switch: an error while it is set (checked after the latency).
+    pub(crate) fn check(&self) -> Result<()> {
         if self.inner.unavailable.load(Ordering::Relaxed) {
             return Err(StoreError::Unavailable(
                 "fault injected: store marked unavailable".into(),

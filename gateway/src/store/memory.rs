@@ -38,6 +38,7 @@ use super::{
     Result, Store, StoreError, demo_users,
 };
 use super::{check_commit, format_like, invalid};
+use futures_util::future::Either;
 use jiff::Timestamp;
 use risk_core::{Outcome, UserId, UserState};
 use std::collections::{BTreeMap, BTreeSet};
@@ -701,70 +702,98 @@ impl Shard {
     }
 }
 
+impl MemoryStore {
+    /// `op` as a store operation's future: run on the first poll, after the injected faults.
+    /// Without injected latency the future is `op` and its captures alone (no timer state),
+    /// so a commit's future is about the size of its request: the gateway's drawdown future
+    /// holds it, and every move of that future copies it (`BENCHMARKS.md`, "gateway request
+    /// path"). With latency (tests, demos), a boxed sleep comes first.
+    fn run<T: Send>(
+        &self,
+        op: impl FnOnce(&MemoryStore) -> Result<T> + Send,
+    ) -> impl Future<Output = Result<T>> + Send {
+        let faults = &self.inner.faults;
+        match faults.latency() {
+            None => Either::Left(futures_util::future::lazy(move |_| {
+                faults.check()?;
+                op(self)
+            })),
+            Some(wait) => Either::Right(Box::pin(async move {
+                tokio::time::sleep(wait).await;
+                faults.check()?;
+                op(self)
+            })),
+        }
+    }
+}
+
 impl Store for MemoryStore {
-    async fn load(
+    fn load(
         &self,
         caller: &str,
         user: &UserId,
         idempotency_key: Option<&str>,
-    ) -> Result<Loaded> {
-        self.inner.faults.before().await?;
-        self.load_now(caller, user, idempotency_key)
+    ) -> impl Future<Output = Result<Loaded>> + Send {
+        self.run(move |s| s.load_now(caller, user, idempotency_key))
     }
 
-    async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome> {
-        self.inner.faults.before().await?;
-        self.commit_now(req)
+    fn commit(&self, req: CommitRequest) -> impl Future<Output = Result<CommitOutcome>> + Send {
+        self.run(move |s| s.commit_now(req))
     }
 
-    async fn upsert_user(&self, user: &UserId, state: UserState) -> Result<UserState> {
-        self.inner.faults.before().await?;
-        Ok(self.upsert_now(user, state))
+    fn upsert_user(
+        &self,
+        user: &UserId,
+        state: UserState,
+    ) -> impl Future<Output = Result<UserState>> + Send {
+        self.run(move |s| Ok(s.upsert_now(user, state)))
     }
 
-    async fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
-        self.inner.faults.before().await?;
-        Ok(self.get_decision_now(decision_id))
+    fn get_decision(
+        &self,
+        decision_id: &str,
+    ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send {
+        self.run(move |s| Ok(s.get_decision_now(decision_id)))
     }
 
-    async fn create_appeal(&self, appeal: AppealRecord) -> Result<AppealCreated> {
-        self.inner.faults.before().await?;
-        self.create_appeal_now(appeal)
+    fn create_appeal(
+        &self,
+        appeal: AppealRecord,
+    ) -> impl Future<Output = Result<AppealCreated>> + Send {
+        self.run(move |s| s.create_appeal_now(appeal))
     }
 
-    async fn get_appeal(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
-        self.inner.faults.before().await?;
-        Ok(self.get_appeal_now(appeal_id))
+    fn get_appeal(
+        &self,
+        appeal_id: &str,
+    ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send {
+        self.run(move |s| Ok(s.get_appeal_now(appeal_id)))
     }
 
-    async fn list_appeals(
+    fn list_appeals(
         &self,
         status: Option<AppealStatus>,
         limit: usize,
-    ) -> Result<Vec<AppealRecord>> {
-        self.inner.faults.before().await?;
-        Ok(self.list_appeals_now(status, limit))
+    ) -> impl Future<Output = Result<Vec<AppealRecord>>> + Send {
+        self.run(move |s| Ok(s.list_appeals_now(status, limit)))
     }
 
-    async fn resolve_appeal(
+    fn resolve_appeal(
         &self,
         appeal_id: &str,
         resolution: Resolution,
         note: Option<String>,
         now: Timestamp,
-    ) -> Result<AppealResolved> {
-        self.inner.faults.before().await?;
-        Ok(self.resolve_appeal_now(appeal_id, resolution, note, now))
+    ) -> impl Future<Output = Result<AppealResolved>> + Send {
+        self.run(move |s| Ok(s.resolve_appeal_now(appeal_id, resolution, note, now)))
     }
 
-    async fn purge_expired(&self, now: Timestamp) -> Result<usize> {
-        self.inner.faults.before().await?;
-        Ok(self.purge_now(now))
+    fn purge_expired(&self, now: Timestamp) -> impl Future<Output = Result<usize>> + Send {
+        self.run(move |s| Ok(s.purge_now(now)))
     }
 
-    async fn ping(&self) -> Result<()> {
-        self.inner.faults.before().await?;
-        Ok(())
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send {
+        self.run(|_| Ok(()))
     }
 }
 

@@ -78,9 +78,11 @@ pub use types::{
     AppealRecord, AppealStatus, DecisionRecord, Fingerprint, ReasonRecord, Resolution,
 };
 
+use futures_util::future::Either;
 use jiff::Timestamp;
 use risk_core::{Fen, UserId, UserState};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// Why a store could not answer. The memory store fails only by injected faults.
@@ -269,7 +271,8 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// The store the gateway holds: one concrete type, no boxed futures.
+/// The store the gateway holds: one concrete type; only the Redis store's futures are boxed
+/// (see [`AnyFuture`]).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum AnyStore {
@@ -279,90 +282,91 @@ pub enum AnyStore {
     Redis(RedisStore),
 }
 
+/// A future of [`AnyStore`]: the memory store's inline, the Redis store's boxed. The Redis
+/// futures are large (a commit's is over a kilobyte) and each awaits a network round trip,
+/// against which one allocation is nothing; inline, they would make every memory-store future
+/// (and the gateway's drawdown future that holds one) as large, and every move of it a copy
+/// of that size (`BENCHMARKS.md`, "gateway request path").
+type AnyFuture<M, R> = Either<M, Pin<Box<R>>>;
+
+/// Dispatches one [`Store`] call to the store in use.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {{
+        let f: AnyFuture<_, _> = match $self {
+            AnyStore::Memory(s) => Either::Left(s.$method($($arg),*)),
+            AnyStore::Redis(s) => Either::Right(Box::pin(s.$method($($arg),*))),
+        };
+        f
+    }};
+}
+
 impl Store for AnyStore {
-    async fn load(
+    fn load(
         &self,
         caller: &str,
         user: &UserId,
         idempotency_key: Option<&str>,
-    ) -> Result<Loaded> {
-        match self {
-            Self::Memory(s) => s.load(caller, user, idempotency_key).await,
-            Self::Redis(s) => s.load(caller, user, idempotency_key).await,
-        }
+    ) -> impl Future<Output = Result<Loaded>> + Send {
+        dispatch!(self.load(caller, user, idempotency_key))
     }
 
-    async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome> {
-        match self {
-            Self::Memory(s) => s.commit(req).await,
-            Self::Redis(s) => s.commit(req).await,
-        }
+    fn commit(&self, req: CommitRequest) -> impl Future<Output = Result<CommitOutcome>> + Send {
+        dispatch!(self.commit(req))
     }
 
-    async fn upsert_user(&self, user: &UserId, state: UserState) -> Result<UserState> {
-        match self {
-            Self::Memory(s) => s.upsert_user(user, state).await,
-            Self::Redis(s) => s.upsert_user(user, state).await,
-        }
+    fn upsert_user(
+        &self,
+        user: &UserId,
+        state: UserState,
+    ) -> impl Future<Output = Result<UserState>> + Send {
+        dispatch!(self.upsert_user(user, state))
     }
 
-    async fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
-        match self {
-            Self::Memory(s) => s.get_decision(decision_id).await,
-            Self::Redis(s) => s.get_decision(decision_id).await,
-        }
+    fn get_decision(
+        &self,
+        decision_id: &str,
+    ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send {
+        dispatch!(self.get_decision(decision_id))
     }
 
-    async fn create_appeal(&self, appeal: AppealRecord) -> Result<AppealCreated> {
-        match self {
-            Self::Memory(s) => s.create_appeal(appeal).await,
-            Self::Redis(s) => s.create_appeal(appeal).await,
-        }
+    fn create_appeal(
+        &self,
+        appeal: AppealRecord,
+    ) -> impl Future<Output = Result<AppealCreated>> + Send {
+        dispatch!(self.create_appeal(appeal))
     }
 
-    async fn get_appeal(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
-        match self {
-            Self::Memory(s) => s.get_appeal(appeal_id).await,
-            Self::Redis(s) => s.get_appeal(appeal_id).await,
-        }
+    fn get_appeal(
+        &self,
+        appeal_id: &str,
+    ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send {
+        dispatch!(self.get_appeal(appeal_id))
     }
 
-    async fn list_appeals(
+    fn list_appeals(
         &self,
         status: Option<AppealStatus>,
         limit: usize,
-    ) -> Result<Vec<AppealRecord>> {
-        match self {
-            Self::Memory(s) => s.list_appeals(status, limit).await,
-            Self::Redis(s) => s.list_appeals(status, limit).await,
-        }
+    ) -> impl Future<Output = Result<Vec<AppealRecord>>> + Send {
+        dispatch!(self.list_appeals(status, limit))
     }
 
-    async fn resolve_appeal(
+    fn resolve_appeal(
         &self,
         appeal_id: &str,
         resolution: Resolution,
         note: Option<String>,
         now: Timestamp,
-    ) -> Result<AppealResolved> {
-        match self {
-            Self::Memory(s) => s.resolve_appeal(appeal_id, resolution, note, now).await,
-            Self::Redis(s) => s.resolve_appeal(appeal_id, resolution, note, now).await,
-        }
+    ) -> impl Future<Output = Result<AppealResolved>> + Send {
+        dispatch!(self.resolve_appeal(appeal_id, resolution, note, now))
     }
 
-    async fn purge_expired(&self, now: Timestamp) -> Result<usize> {
-        match self {
-            Self::Memory(s) => s.purge_expired(now).await,
-            Self::Redis(s) => s.purge_expired(now).await,
-        }
+    fn purge_expired(&self, now: Timestamp) -> impl Future<Output = Result<usize>> + Send {
+        dispatch!(self.purge_expired(now))
     }
 
-    async fn ping(&self) -> Result<()> {
-        match self {
-            Self::Memory(s) => s.ping().await,
-            Self::Redis(s) => s.ping().await,
-        }
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send {
+        dispatch!(self.ping())
     }
 }
 
