@@ -1,16 +1,17 @@
 //! The edge of the stack: request id, span, route class, authentication, deadline, priority,
 //! the bounded body read, and the metrics of every answer.
 //!
-//! Everything the inner layers (rate limits, admission) key on is put into request
-//! extensions here, so they never parse a body: a drawdown's user id is read from the
-//! already-bounded body (at most `server.body_limit_bytes`) before any risk work. A drawdown
-//! body that parses and validates is handed on as [`ParsedDrawdown`], so the handler does not
-//! parse it a second time; any other body is left to the handler, which reports what is wrong.
+//! Everything the inner layers (rate limits, admission) key on is put into one request
+//! extension here, [`RequestFacts`], so they never parse a body: a drawdown's user id is read
+//! from the already-bounded body (at most `server.body_limit_bytes`) before any risk work. A
+//! drawdown body that parses and validates is handed on as [`RequestFacts::drawdown`], so
+//! the handler does not parse it a second time; any other body is left to the handler,
+//! which reports what is wrong.
 
 use super::error::{ApiError, ErrorCode};
-use super::wire::{Drawdown, DrawdownBody};
+use super::wire::DrawdownBody;
 use super::{App, names};
-use crate::admission::{Deadline, Priority, RouteClass, UserKey};
+use crate::admission::{Priority, RequestFacts, RouteClass, UserKey};
 use crate::metrics::CodeLabels;
 use axum::body::Body;
 use axum::extract::Request;
@@ -68,13 +69,17 @@ where
     );
     async move {
         let mut res = match prepare(&app, class, started, &mut req).await {
-            Ok(()) => {
+            Ok(facts) => {
                 let span = tracing::Span::current();
                 // The tag is a keyed hash: only worth computing when the span is recorded.
                 if !span.is_disabled()
-                    && let Some(user) = req.extensions().get::<UserKey>()
+                    && let Some(user) = &facts.user
                 {
-                    span.record("user", app.auth.user_tag(&user.0).as_str());
+                    span.record("user", app.auth.user_tag(user.as_str()).as_str());
+                }
+                // Health checks, metrics and the admin API read none of them.
+                if !matches!(class, RouteClass::Ops | RouteClass::Admin) {
+                    req.extensions_mut().insert(facts);
                 }
                 inner(class, req).await
             }
@@ -108,20 +113,23 @@ where
     .await
 }
 
+/// Checks and reads what the inner layers need (authentication, deadline, priority, the
+/// body), into the request's facts; reads the body, if any, and puts it back into `req`.
 async fn prepare(
     app: &App,
     class: RouteClass,
     started: tokio::time::Instant,
     req: &mut Request,
-) -> Result<(), ApiError> {
+) -> Result<RequestFacts, ApiError> {
+    let mut facts = RequestFacts {
+        class: Some(class),
+        ..RequestFacts::NONE
+    };
     // 1. Authentication, before anything else is looked at.
     match class {
         RouteClass::Ops => {}
         RouteClass::Admin => app.auth.admin(req.headers())?,
-        _ => {
-            let caller = app.auth.caller(req.headers())?;
-            req.extensions_mut().insert(caller);
-        }
+        _ => facts.caller = Some(app.auth.caller(req.headers())?),
     }
     // 2. Deadline: the caller's remaining budget, bounded, else the default.
     let server = &app.config.server;
@@ -142,7 +150,7 @@ async fn prepare(
             Duration::from_millis(ms.min(server.max_deadline_ms))
         }
     };
-    req.extensions_mut().insert(Deadline(started + budget));
+    facts.deadline = Some(started + budget);
     // 3. Priority: drawdowns are critical; a caller may only lower its own.
     let priority = if !app.config.admission.priorities {
         Priority::Default
@@ -155,8 +163,7 @@ async fn prepare(
     } else {
         class.default_priority()
     };
-    req.extensions_mut().insert(priority);
-    req.extensions_mut().insert(class);
+    facts.priority = Some(priority);
     // 3b. Shed before the body is read (`Admission::precheck`), when admission would refuse
     // now anyway, so a refusal costs no body read or parse; a retry
     // (`X-Retry-Attempt` > 0; anything else is a first attempt) draws from the retry budget.
@@ -172,20 +179,15 @@ async fn prepare(
     }
     // 4. The body: bounded, JSON, and the user it acts for.
     if matches!(*req.method(), Method::POST | Method::PUT) && class != RouteClass::Ops {
-        read_body(app, class, req).await?;
+        read_body(app, class, req, &mut facts).await?;
     } else if class == RouteClass::CreditLine
         && let Some(user) = req.uri().path().rsplit('/').next()
         && risk_core::validate_id(user).is_ok()
     {
-        let key = UserKey::new(user);
-        req.extensions_mut().insert(key);
+        facts.user = Some(UserKey::new(user));
     }
-    Ok(())
+    Ok(facts)
 }
-
-/// A drawdown body the edge parsed and validated, for the handler (one parse per request).
-#[derive(Debug, Clone)]
-pub struct ParsedDrawdown(pub Arc<Drawdown>);
 
 #[derive(Deserialize)]
 struct Peek<'a> {
@@ -193,7 +195,13 @@ struct Peek<'a> {
     user_id: Option<Cow<'a, str>>,
 }
 
-async fn read_body(app: &App, class: RouteClass, req: &mut Request) -> Result<(), ApiError> {
+/// Reads the bounded body (put back for the handler); a drawdown's is parsed into `facts`.
+async fn read_body(
+    app: &App,
+    class: RouteClass,
+    req: &mut Request,
+    facts: &mut RequestFacts,
+) -> Result<(), ApiError> {
     let json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -223,7 +231,8 @@ async fn read_body(app: &App, class: RouteClass, req: &mut Request) -> Result<()
     if !json {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType));
     }
-    let parsed = (class == RouteClass::Drawdown)
+    // Only the route's own path: the body of any other (answered 404) is left to the router.
+    let parsed = (class == RouteClass::Drawdown && req.uri().path() == "/v1/drawdowns")
         .then(|| {
             serde_json::from_slice::<DrawdownBody>(&bytes)
                 .ok()?
@@ -232,8 +241,9 @@ async fn read_body(app: &App, class: RouteClass, req: &mut Request) -> Result<()
         })
         .flatten();
     if let Some(d) = parsed {
-        req.extensions_mut().insert(UserKey::new(d.user.as_str()));
-        req.extensions_mut().insert(ParsedDrawdown(Arc::new(d)));
+        let d = Arc::new(d);
+        facts.user = Some(UserKey::of_drawdown(&d));
+        facts.drawdown = Some(d);
     } else if matches!(class, RouteClass::Drawdown | RouteClass::Appeal) {
         // Cheap: borrows the id from the body; a malformed body is reported by the handler.
         if let Ok(Peek {
@@ -241,7 +251,7 @@ async fn read_body(app: &App, class: RouteClass, req: &mut Request) -> Result<()
         }) = serde_json::from_slice::<Peek<'_>>(&bytes)
             && risk_core::validate_id(&user).is_ok()
         {
-            req.extensions_mut().insert(UserKey::new(&user));
+            facts.user = Some(UserKey::new(&user));
         }
     }
     *req.body_mut() = Body::from(bytes);
