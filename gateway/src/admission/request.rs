@@ -48,8 +48,8 @@ pub struct RequestFacts {
     /// The authenticated caller (not read by the limit layers).
     pub caller: Option<Caller>,
     /// A drawdown body the edge parsed and validated, for the handler: one parse per
-    /// request. The edge only sets it for `POST /v1/drawdowns` (not read by the limit
-    /// layers).
+    /// request. The edge only sets it for `POST /v1/drawdowns`, and then does not keep the
+    /// request's body (not read by the limit layers).
     pub drawdown: Option<Arc<Drawdown>>,
 }
 

@@ -4,9 +4,9 @@
 //! Everything the inner layers (rate limits, admission) key on is put into one request
 //! extension here, [`RequestFacts`], so they never parse a body: a drawdown's user id is read
 //! from the already-bounded body (at most `server.body_limit_bytes`) before any risk work. A
-//! drawdown body that parses and validates is handed on as [`RequestFacts::drawdown`], so
-//! the handler does not parse it a second time; any other body is left to the handler,
-//! which reports what is wrong.
+//! drawdown body that parses and validates is handed on as [`RequestFacts::drawdown`] (and
+//! the body itself is not kept), so the handler does not parse it a second time; any other
+//! body is left to the handler, which reports what is wrong.
 
 use super::error::{ApiError, ErrorCode};
 use super::wire::DrawdownBody;
@@ -114,7 +114,8 @@ where
 }
 
 /// Checks and reads what the inner layers need (authentication, deadline, priority, the
-/// body), into the request's facts; reads the body, if any, and puts it back into `req`.
+/// body), into the request's facts; reads the body, if any, and leaves it in `req` unless
+/// the facts carry it parsed.
 async fn prepare(
     app: &App,
     class: RouteClass,
@@ -195,7 +196,9 @@ struct Peek<'a> {
     user_id: Option<Cow<'a, str>>,
 }
 
-/// Reads the bounded body (put back for the handler); a drawdown's is parsed into `facts`.
+/// Reads the bounded body; a drawdown's is parsed into `facts` (then the body is not kept:
+/// the gateway's service hands the parsed drawdown to its handler), any other is put back
+/// for its handler.
 async fn read_body(
     app: &App,
     class: RouteClass,
@@ -244,7 +247,10 @@ async fn read_body(
         let d = Arc::new(d);
         facts.user = Some(UserKey::of_drawdown(&d));
         facts.drawdown = Some(d);
-    } else if matches!(class, RouteClass::Drawdown | RouteClass::Appeal) {
+        // The body is not put back: nothing reads it again.
+        return Ok(());
+    }
+    if matches!(class, RouteClass::Drawdown | RouteClass::Appeal) {
         // Cheap: borrows the id from the body; a malformed body is reported by the handler.
         if let Ok(Peek {
             user_id: Some(user),
