@@ -17,6 +17,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -210,9 +212,12 @@ async fn read_body(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| {
+            // A case-insensitive prefix, compared in place (no lower-cased copy).
+            const JSON: &[u8] = b"application/json";
             ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
+                .as_bytes()
+                .get(..JSON.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(JSON))
         });
     let limit = usize::try_from(app.config.server.body_limit_bytes).unwrap_or(usize::MAX);
     if req
@@ -226,7 +231,7 @@ async fn read_body(
         )));
     }
     let body = std::mem::take(req.body_mut());
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let bytes = collect_limited(body, limit).await.map_err(|()| {
         ApiError::new(ErrorCode::BodyTooLarge).with_message(format!(
             "The request body is over the limit of {limit} bytes."
         ))
@@ -264,6 +269,39 @@ async fn read_body(
     Ok(())
 }
 
+/// The body's bytes, or `Err` when it fails or its data is over `limit` bytes (what
+/// `axum::body::to_bytes` answers, without its queue of frames: a body of one frame, the
+/// usual, is handed on as it is, without an allocation).
+async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, ()> {
+    let mut first = Bytes::new();
+    let mut more: Option<BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        // Trailers carry no data.
+        let Ok(data) = frame.map_err(drop)?.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        len = len.saturating_add(data.len());
+        if len > limit {
+            return Err(());
+        }
+        match &mut more {
+            Some(buf) => buf.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut buf = BytesMut::with_capacity(len);
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+                more = Some(buf);
+            }
+        }
+    }
+    Ok(more.map_or(first, BytesMut::freeze))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +331,35 @@ mod tests {
         );
         assert_eq!(classify(&Method::GET, "/healthz"), RouteClass::Ops);
         assert_eq!(classify(&Method::GET, "/metrics"), RouteClass::Ops);
+    }
+
+    fn chunked(chunks: &[&'static str]) -> Body {
+        let frames = chunks
+            .iter()
+            .map(|c| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(*c))))
+            .collect::<Vec<_>>();
+        Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    }
+
+    #[tokio::test]
+    async fn bodies_are_collected_within_the_limit() {
+        let one = Bytes::from_static(b"{\"user_id\":\"u-1\"}");
+        let got = collect_limited(Body::from(one.clone()), 64).await.unwrap();
+        assert_eq!(got, one);
+        // A body of one frame is handed on as it is.
+        assert_eq!(got.as_ptr(), one.as_ptr());
+        assert_eq!(
+            collect_limited(chunked(&["ab", "", "cd", "e"]), 5).await,
+            Ok(Bytes::from_static(b"abcde"))
+        );
+        assert_eq!(
+            collect_limited(chunked(&["", "abc"]), 3).await,
+            Ok(Bytes::from_static(b"abc"))
+        );
+        assert_eq!(collect_limited(Body::empty(), 0).await, Ok(Bytes::new()));
+        assert_eq!(collect_limited(chunked(&["abc", "def"]), 5).await, Err(()));
+        assert_eq!(collect_limited(Body::from("abcdef"), 5).await, Err(()));
     }
 }
