@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::time::Instant;
 
-use gateway::admission::{Admission, Priority, RouteClass, UserKey};
+use gateway::admission::{Admission, Priority, RequestFacts, RouteClass, UserKey};
 use gateway::clock::ManualClock;
 use gateway::policy::{Policy, PolicyConfig};
 use gateway::ratelimit::RateLimits;
@@ -40,10 +40,12 @@ fn requests() -> Vec<http::Request<()>> {
     (0..N)
         .map(|i| {
             let mut req = http::Request::new(());
-            let ext = req.extensions_mut();
-            ext.insert(RouteClass::Drawdown);
-            ext.insert(Priority::Critical);
-            ext.insert(users[(i % USERS) as usize].clone());
+            req.extensions_mut().insert(RequestFacts {
+                class: Some(RouteClass::Drawdown),
+                priority: Some(Priority::Critical),
+                user: Some(users[(i % USERS) as usize].clone()),
+                ..RequestFacts::NONE
+            });
             req
         })
         .collect()

@@ -253,7 +253,8 @@ impl Admission {
     /// Sheds early what admission would shed on arrival now, before the caller spends
     /// anything on the request (the edge calls this before reading the body); changes
     /// nothing otherwise. A `retry` draws from the retry budget here (a first attempt adds
-    /// to it), so a request checked here must not carry [`super::RetryAttempt`] on.
+    /// to it), so a request checked here must not carry a
+    /// [`super::RequestFacts::retry_attempt`] on.
     ///
     /// Advisory: a request let through is decided again on arrival.
     pub fn precheck(

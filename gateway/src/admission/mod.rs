@@ -2,7 +2,7 @@
 //! priority queue, a share reserved for critical work, a sojourn target and a retry budget.
 //!
 //! At most `limit` requests are in flight; up to `queue` more wait, `critical` before
-//! `default` before `low` ([`Priority`], from the request extension, else the
+//! `default` before `low` ([`Priority`], from the request's [`RequestFacts`], else the
 //! [`RouteClass`]'s default), first come first served within a priority. An admitted request
 //! holds its slot until its response future completes or is dropped; the slot then goes to
 //! the best waiter that may take it. With a critical share ([`AdmissionOptions`]),
@@ -26,7 +26,7 @@
 //!   waited longer than the target), the `default` and `low` waiters over the target are shed
 //!   ([`ShedCause::SojournTarget`]); `critical` ones wait for their deadline;
 //! - with a retry budget (tower's `TpsBudget`: e.g. 10 % of recent first attempts plus a
-//!   floor per second), a retry ([`RetryAttempt`] > 0) beyond it is shed
+//!   floor per second), a retry ([`RequestFacts::retry_attempt`] > 0) beyond it is shed
 //!   ([`ShedCause::RetryBudget`]).
 //!
 //! Shedding is cheap: the edge calls [`Admission::precheck`] after authentication and
@@ -48,7 +48,8 @@
 //! future (`mem::replace` with a fresh clone), so clones start unready.
 //!
 //! # Layout
-//! - `request.rs`: the request extensions (shared with `ratelimit`).
+//! - `request.rs`: [`RequestFacts`], the request extension the layers read (shared with
+//!   `ratelimit`).
 //! - `control.rs`: [`Admission`], the shared state behind a briefly held mutex, and its
 //!   [`AdmissionOptions`].
 //! - `adaptive.rs`: the adaptive limit's control law (pure; time passed in).
@@ -57,7 +58,7 @@
 //! # Example
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use gateway::admission::{Admission, Limits, Priority};
+//! use gateway::admission::{Admission, Limits, Priority, RequestFacts};
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! let admission = Admission::fixed(Limits { concurrency: 64, queue: 256 });
@@ -65,7 +66,10 @@
 //!     .layer(admission.layer())
 //!     .service_fn(|_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>("ok") });
 //! let mut req = http::Request::new(());
-//! req.extensions_mut().insert(Priority::Critical);
+//! req.extensions_mut().insert(RequestFacts {
+//!     priority: Some(Priority::Critical),
+//!     ..RequestFacts::NONE
+//! });
 //! assert_eq!(svc.ready().await.unwrap().call(req).await.unwrap(), "ok");
 //! assert_eq!(admission.in_flight(), 0);
 //!
@@ -89,7 +93,7 @@ pub use self::control::{Admission, AdmissionOptions, RetryBudgetConfig, SojournT
 pub use self::error::{Shed, ShedCause};
 pub use self::future::ResponseFuture;
 pub use self::layer::AdmissionLayer;
-pub use self::request::{Deadline, Priority, RetryAttempt, RouteClass, UserGrade, UserKey};
+pub use self::request::{Deadline, Priority, RequestFacts, RouteClass, UserKey};
 pub use self::service::AdmissionService;
 use crate::policy::Policy;
 

@@ -1,16 +1,85 @@
-//! Request extensions the limit layers read.
+//! What the limit layers know about a request: one request extension, [`RequestFacts`].
 //!
-//! An earlier layer (authentication, routing, deadline) puts these into
-//! `http::Request::extensions_mut()`; the rate-limit and admission layers only read them.
-//! Each is optional: a missing [`RouteClass`] is not globally limited, a missing [`UserKey`]
-//! skips the per-user limit, a missing [`UserGrade`] uses the window's default user quota,
-//! a missing [`Priority`] means [`Priority::Default`], a missing [`Deadline`] means no deadline.
+//! An earlier layer (the gateway's edge: authentication, routing, deadline, the body) puts
+//! one [`RequestFacts`] into `http::Request::extensions_mut()`; the rate-limit and admission
+//! layers only read it, and the gateway's innermost service takes from it what the handler
+//! needs. One extension rather than one per fact: each `Extensions::insert` boxes its value,
+//! and the map itself is allocated and grows as entries are added.
+//!
+//! Every fact is optional, and a request without the extension has none: without a
+//! [`RouteClass`] a request is not globally limited, without a [`UserKey`] the per-user limit
+//! is skipped, without a grade the window's default user quota applies, without a
+//! [`Priority`] the class's default is used (else [`Priority::Default`]), without a deadline
+//! there is none, and without a retry attempt the retry budget is left alone.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use risk_core::RiskGrade;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::api::Caller;
+use crate::api::wire::Drawdown;
+
+/// What is known about a request before the limit layers run: the one request extension
+/// they read (see the module docs for what a missing fact means).
+///
+/// The limit layers read the first six fields; `caller` and `drawdown` are carried for the
+/// service inside them (the gateway's handlers) and are not looked at by the layers.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    /// The route class: the unit of global limits, and the default priority.
+    pub class: Option<RouteClass>,
+    /// The user the request acts for: the key of per-user limits.
+    pub user: Option<UserKey>,
+    /// The user's risk grade when already known (a hint: per-grade user quotas).
+    pub grade: Option<RiskGrade>,
+    /// The admission priority; without it, the class's default.
+    pub priority: Option<Priority>,
+    /// The instant by which the caller needs an answer (from `X-Request-Deadline-Ms` or
+    /// the configured default).
+    pub deadline: Option<Instant>,
+    /// The caller's `X-Retry-Attempt` (0: a first attempt, which adds to the retry budget;
+    /// above 0: a retry, which draws from it). Without it admission leaves the budget alone
+    /// (the edge settles it in `Admission::precheck` before the body is read).
+    pub retry_attempt: Option<u32>,
+    /// The authenticated caller (not read by the limit layers).
+    pub caller: Option<Caller>,
+    /// A drawdown body the edge parsed and validated, for the handler: one parse per
+    /// request. The edge only sets it for `POST /v1/drawdowns`, and then does not keep the
+    /// request's body (not read by the limit layers).
+    pub drawdown: Option<Arc<Drawdown>>,
+}
+
+impl RequestFacts {
+    /// No facts: what a request without the extension is taken to have.
+    pub const NONE: RequestFacts = RequestFacts {
+        class: None,
+        user: None,
+        grade: None,
+        priority: None,
+        deadline: None,
+        retry_attempt: None,
+        caller: None,
+        drawdown: None,
+    };
+
+    /// The facts of `req`, or [`RequestFacts::NONE`] when it carries none.
+    pub fn of<B>(req: &http::Request<B>) -> &RequestFacts {
+        static NONE: RequestFacts = RequestFacts::NONE;
+        req.extensions().get::<RequestFacts>().unwrap_or(&NONE)
+    }
+
+    /// The admission priority: the one set, else the class's default, else
+    /// [`Priority::Default`].
+    pub fn priority(&self) -> Priority {
+        self.priority
+            .or_else(|| self.class.map(RouteClass::default_priority))
+            .unwrap_or(Priority::Default)
+    }
+}
 
 /// Which kind of route a request is for: the unit of global rate limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -61,19 +130,57 @@ impl fmt::Display for RouteClass {
 
 /// The user a request acts for (the `user_id` of the body or path), the key of per-user
 /// limits. Never derived from client-supplied forwarding headers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UserKey(pub Arc<str>);
+///
+/// Cheap to clone; a key made from a parsed drawdown ([`UserKey::of_drawdown`]) shares the
+/// drawdown's user id rather than copying it. Compared and hashed as its id.
+#[derive(Clone)]
+pub struct UserKey(KeyRepr);
+
+#[derive(Clone)]
+enum KeyRepr {
+    Id(Arc<str>),
+    Drawdown(Arc<Drawdown>),
+}
 
 impl UserKey {
-    /// A key from a user id.
+    /// A key from a user id (copied).
     pub fn new(user: &str) -> Self {
-        UserKey(Arc::from(user))
+        UserKey(KeyRepr::Id(Arc::from(user)))
+    }
+
+    /// The key of a drawdown's user, sharing the drawdown (no copy of the id).
+    pub fn of_drawdown(drawdown: &Arc<Drawdown>) -> Self {
+        UserKey(KeyRepr::Drawdown(Arc::clone(drawdown)))
+    }
+
+    /// The user id.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            KeyRepr::Id(id) => id,
+            KeyRepr::Drawdown(d) => d.user.as_str(),
+        }
     }
 }
 
-/// The user's risk grade when the gateway already knows it (a hint: per-grade quotas).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserGrade(pub RiskGrade);
+impl fmt::Debug for UserKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("UserKey").field(&self.as_str()).finish()
+    }
+}
+
+impl PartialEq for UserKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for UserKey {}
+
+impl Hash for UserKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 /// Admission priority. Ordered: `Critical > Default > Low`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -112,14 +219,9 @@ impl fmt::Display for Priority {
     }
 }
 
-/// The caller's `X-Retry-Attempt` (0: a first attempt, which adds to the retry budget; above
-/// 0: a retry, which draws from it). Without it the admission layer leaves the budget alone
-/// (the edge settles it in `Admission::precheck` before the body is read).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryAttempt(pub u32);
-
-/// The instant by which the caller needs an answer (from `X-Request-Deadline-Ms` or the
-/// configured default).
+/// The instant by which the caller needs an answer, as a request extension of its own for
+/// the router's handlers (`axum::Extension<Deadline>`): the gateway's innermost service
+/// copies it from [`RequestFacts::deadline`] for a request it routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Deadline(pub tokio::time::Instant);
 
@@ -136,5 +238,46 @@ mod tests {
         }
         assert_eq!(RouteClass::Drawdown.default_priority(), Priority::Critical);
         assert_eq!(RouteClass::Appeal.default_priority(), Priority::Default);
+    }
+
+    #[test]
+    fn missing_facts_are_the_documented_defaults() {
+        let bare = http::Request::new(());
+        let facts = RequestFacts::of(&bare);
+        assert_eq!(facts.class, None);
+        assert!(facts.user.is_none());
+        assert_eq!(facts.priority(), Priority::Default);
+        assert_eq!(facts.deadline, None);
+        assert_eq!(facts.retry_attempt, None);
+
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(RequestFacts {
+            class: Some(RouteClass::Drawdown),
+            ..RequestFacts::NONE
+        });
+        // No priority set: the class's default.
+        assert_eq!(RequestFacts::of(&req).priority(), Priority::Critical);
+        req.extensions_mut().insert(RequestFacts {
+            class: Some(RouteClass::Drawdown),
+            priority: Some(Priority::Low),
+            ..RequestFacts::NONE
+        });
+        assert_eq!(RequestFacts::of(&req).priority(), Priority::Low);
+    }
+
+    #[test]
+    fn a_drawdowns_user_key_shares_its_id_and_equals_a_copied_one() {
+        let body: crate::api::wire::DrawdownBody =
+            serde_json::from_str(r#"{"user_id":"u-7","amount_fen":100,"channel":"app"}"#).unwrap();
+        let drawdown = Arc::new(body.validate().unwrap());
+        let shared = UserKey::of_drawdown(&drawdown);
+        assert_eq!(shared.as_str(), "u-7");
+        assert!(std::ptr::eq(shared.as_str(), drawdown.user.as_str()));
+        assert_eq!(shared, UserKey::new("u-7"));
+        // Hashed as its id, like a copied key (a map keyed by either finds the other).
+        let state = std::hash::RandomState::new();
+        let hash = |k: &UserKey| std::hash::BuildHasher::hash_one(&state, k);
+        assert_eq!(hash(&shared), hash(&UserKey::new("u-7")));
+        assert_ne!(shared, UserKey::new("u-8"));
     }
 }

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use tower::{BoxError, Service};
 
 use super::control::Arrival;
-use super::{Admission, Deadline, Priority, ResponseFuture, RetryAttempt, RouteClass};
+use super::{Admission, RequestFacts, ResponseFuture};
 
 /// Admits, queues or sheds each request (see the module docs). A shed request never
 /// reaches the inner service and fails with a boxed [`super::Shed`].
@@ -41,15 +41,11 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let ext = req.extensions();
-        let priority = ext
-            .get::<Priority>()
-            .copied()
-            .or_else(|| ext.get::<RouteClass>().map(|c| c.default_priority()))
-            .unwrap_or(Priority::Default);
-        let deadline = ext.get::<Deadline>().map(|d| d.0);
+        let facts = RequestFacts::of(&req);
+        let priority = facts.priority();
+        let deadline = facts.deadline;
         // No attempt number: the retry budget was settled already (the edge's precheck).
-        let attempt = ext.get::<RetryAttempt>().map(|r| r.0 > 0);
+        let attempt = facts.retry_attempt.map(|n| n > 0);
         match self.admission.arrive(priority, deadline, attempt) {
             Arrival::Admitted(permit) => ResponseFuture::called(self.inner.call(req), permit),
             Arrival::Queued(rx, guard) => {

@@ -90,10 +90,11 @@ fn request(
     deadline: Option<Instant>,
 ) -> http::Request<&'static str> {
     let mut req = http::Request::new(name);
-    req.extensions_mut().insert(priority);
-    if let Some(d) = deadline {
-        req.extensions_mut().insert(Deadline(d));
-    }
+    req.extensions_mut().insert(RequestFacts {
+        priority: Some(priority),
+        deadline,
+        ..RequestFacts::NONE
+    });
     req
 }
 
@@ -454,10 +455,16 @@ async fn route_class_sets_the_default_priority() {
     let (admission, backend, mut svc) = setup(1, 1);
     let running = send(&mut svc, request("running", Priority::Default, None)).await;
     let mut query = http::Request::new("query");
-    query.extensions_mut().insert(RouteClass::CreditLine);
+    query.extensions_mut().insert(RequestFacts {
+        class: Some(RouteClass::CreditLine),
+        ..RequestFacts::NONE
+    });
     let query = send(&mut svc, query).await;
     let mut drawdown = http::Request::new("drawdown");
-    drawdown.extensions_mut().insert(RouteClass::Drawdown);
+    drawdown.extensions_mut().insert(RequestFacts {
+        class: Some(RouteClass::Drawdown),
+        ..RequestFacts::NONE
+    });
     let drawdown = send(&mut svc, drawdown).await;
     // The drawdown (critical by its class) evicted the credit-line query (default).
     assert_eq!(shed_cause(query.await.unwrap()), ShedCause::QueueFull);
@@ -629,11 +636,15 @@ async fn retries_draw_from_the_budget() {
         .unwrap_err();
     assert_eq!(e.cause(), ShedCause::RetryBudget);
 
-    // Through the service: the `RetryAttempt` extension marks a retry.
+    // Through the service: the facts' `retry_attempt` marks a retry.
     let backend = Backend::default();
     let mut svc = admission.layer().layer(backend.clone());
-    let mut req = request("retry", Priority::Critical, None);
-    req.extensions_mut().insert(RetryAttempt(1));
+    let mut req = http::Request::new("retry");
+    req.extensions_mut().insert(RequestFacts {
+        priority: Some(Priority::Critical),
+        retry_attempt: Some(1),
+        ..RequestFacts::NONE
+    });
     let shed = send(&mut svc, req).await;
     assert_eq!(shed_cause(shed.await.unwrap()), ShedCause::RetryBudget);
     assert!(
@@ -710,7 +721,10 @@ async fn the_adaptive_limit_follows_the_latency_of_admitted_work() {
             tokio::spawn(async move {
                 while Instant::now() < end {
                     let mut req = http::Request::new(());
-                    req.extensions_mut().insert(Priority::Critical);
+                    req.extensions_mut().insert(RequestFacts {
+                        priority: Some(Priority::Critical),
+                        ..RequestFacts::NONE
+                    });
                     let _ = svc.ready().await.unwrap().call(req).await;
                 }
             })
@@ -850,7 +864,10 @@ async fn the_queue_bound_follows_the_adaptive_limit_down_and_up() {
             tokio::spawn(async move {
                 while Instant::now() < end {
                     let mut req = http::Request::new(());
-                    req.extensions_mut().insert(Priority::Critical);
+                    req.extensions_mut().insert(RequestFacts {
+                        priority: Some(Priority::Critical),
+                        ..RequestFacts::NONE
+                    });
                     if svc.ready().await.unwrap().call(req).await.is_err() {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }

@@ -1,23 +1,27 @@
 //! The edge of the stack: request id, span, route class, authentication, deadline, priority,
 //! the bounded body read, and the metrics of every answer.
 //!
-//! Everything the inner layers (rate limits, admission) key on is put into request
-//! extensions here, so they never parse a body: a drawdown's user id is read from the
-//! already-bounded body (at most `server.body_limit_bytes`) before any risk work. A drawdown
-//! body that parses and validates is handed on as [`ParsedDrawdown`], so the handler does not
-//! parse it a second time; any other body is left to the handler, which reports what is wrong.
+//! Everything the inner layers (rate limits, admission) key on is put into one request
+//! extension here, [`RequestFacts`], so they never parse a body: a drawdown's user id is read
+//! from the already-bounded body (at most `server.body_limit_bytes`) before any risk work. A
+//! drawdown body that parses and validates is handed on as [`RequestFacts::drawdown`] (and
+//! the body itself is not kept), so the handler does not parse it a second time; any other
+//! body is left to the handler, which reports what is wrong.
 
 use super::error::{ApiError, ErrorCode};
-use super::wire::{Drawdown, DrawdownBody};
+use super::wire::DrawdownBody;
 use super::{App, names};
-use crate::admission::{Deadline, Priority, RouteClass, UserKey};
+use crate::admission::{Priority, RequestFacts, RouteClass, UserKey};
 use crate::metrics::CodeLabels;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -41,12 +45,35 @@ fn request_id(req: &Request) -> HeaderValue {
         .get(names::X_REQUEST_ID)
         .filter(|v| v.len() <= 128 && v.to_str().is_ok_and(|s| !s.is_empty()))
         .cloned()
-        .unwrap_or_else(|| {
-            // Encoded on the stack: no intermediate `String`.
-            let mut buf = [0; ulid::ULID_LEN];
-            HeaderValue::from_str(ulid::Ulid::new().array_to_str(&mut buf))
-                .expect("a ULID is 26 ASCII characters, always a valid header value")
-        })
+        .unwrap_or_else(new_request_id)
+}
+
+/// Request ids per allocation: the ids of a thread are cut from one buffer of this many.
+const IDS_PER_CHUNK: usize = 64;
+
+thread_local! {
+    /// Where this thread's new request ids are written (see [`new_request_id`]).
+    static ID_CHUNK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// A new ULID as a header value. A header value owns its bytes, so a value of its own would
+/// cost an allocation per request; instead the ids are cut from a shared buffer of
+/// [`IDS_PER_CHUNK`], which is reused in place once the ids cut from it are all dropped
+/// (an id lives as long as its request) and replaced otherwise.
+fn new_request_id() -> HeaderValue {
+    // Encoded on the stack: no intermediate `String`.
+    let mut buf = [0; ulid::ULID_LEN];
+    let id = ulid::Ulid::new().array_to_str(&mut buf);
+    let shared = ID_CHUNK.with_borrow_mut(|chunk| {
+        if chunk.capacity() < id.len() {
+            chunk.reserve(id.len() * IDS_PER_CHUNK);
+        }
+        chunk.extend_from_slice(id.as_bytes());
+        chunk.split().freeze()
+    });
+    // A `Bytes` is taken as it is, not copied.
+    HeaderValue::from_maybe_shared(shared)
+        .expect("a ULID is 26 ASCII characters, always a valid header value")
 }
 
 /// The edge (see the module docs): everything before and after `inner`, which answers a
@@ -68,13 +95,17 @@ where
     );
     async move {
         let mut res = match prepare(&app, class, started, &mut req).await {
-            Ok(()) => {
+            Ok(facts) => {
                 let span = tracing::Span::current();
                 // The tag is a keyed hash: only worth computing when the span is recorded.
                 if !span.is_disabled()
-                    && let Some(user) = req.extensions().get::<UserKey>()
+                    && let Some(user) = &facts.user
                 {
-                    span.record("user", app.auth.user_tag(&user.0).as_str());
+                    span.record("user", app.auth.user_tag(user.as_str()).as_str());
+                }
+                // Health checks, metrics and the admin API read none of them.
+                if !matches!(class, RouteClass::Ops | RouteClass::Admin) {
+                    req.extensions_mut().insert(facts);
                 }
                 inner(class, req).await
             }
@@ -108,20 +139,24 @@ where
     .await
 }
 
+/// Checks and reads what the inner layers need (authentication, deadline, priority, the
+/// body), into the request's facts; reads the body, if any, and leaves it in `req` unless
+/// the facts carry it parsed.
 async fn prepare(
     app: &App,
     class: RouteClass,
     started: tokio::time::Instant,
     req: &mut Request,
-) -> Result<(), ApiError> {
+) -> Result<RequestFacts, ApiError> {
+    let mut facts = RequestFacts {
+        class: Some(class),
+        ..RequestFacts::NONE
+    };
     // 1. Authentication, before anything else is looked at.
     match class {
         RouteClass::Ops => {}
         RouteClass::Admin => app.auth.admin(req.headers())?,
-        _ => {
-            let caller = app.auth.caller(req.headers())?;
-            req.extensions_mut().insert(caller);
-        }
+        _ => facts.caller = Some(app.auth.caller(req.headers())?),
     }
     // 2. Deadline: the caller's remaining budget, bounded, else the default.
     let server = &app.config.server;
@@ -142,7 +177,7 @@ async fn prepare(
             Duration::from_millis(ms.min(server.max_deadline_ms))
         }
     };
-    req.extensions_mut().insert(Deadline(started + budget));
+    facts.deadline = Some(started + budget);
     // 3. Priority: drawdowns are critical; a caller may only lower its own.
     let priority = if !app.config.admission.priorities {
         Priority::Default
@@ -155,8 +190,7 @@ async fn prepare(
     } else {
         class.default_priority()
     };
-    req.extensions_mut().insert(priority);
-    req.extensions_mut().insert(class);
+    facts.priority = Some(priority);
     // 3b. Shed before the body is read (`Admission::precheck`), when admission would refuse
     // now anyway, so a refusal costs no body read or parse; a retry
     // (`X-Retry-Attempt` > 0; anything else is a first attempt) draws from the retry budget.
@@ -172,20 +206,15 @@ async fn prepare(
     }
     // 4. The body: bounded, JSON, and the user it acts for.
     if matches!(*req.method(), Method::POST | Method::PUT) && class != RouteClass::Ops {
-        read_body(app, class, req).await?;
+        read_body(app, class, req, &mut facts).await?;
     } else if class == RouteClass::CreditLine
         && let Some(user) = req.uri().path().rsplit('/').next()
         && risk_core::validate_id(user).is_ok()
     {
-        let key = UserKey::new(user);
-        req.extensions_mut().insert(key);
+        facts.user = Some(UserKey::new(user));
     }
-    Ok(())
+    Ok(facts)
 }
-
-/// A drawdown body the edge parsed and validated, for the handler (one parse per request).
-#[derive(Debug, Clone)]
-pub struct ParsedDrawdown(pub Arc<Drawdown>);
 
 #[derive(Deserialize)]
 struct Peek<'a> {
@@ -193,15 +222,26 @@ struct Peek<'a> {
     user_id: Option<Cow<'a, str>>,
 }
 
-async fn read_body(app: &App, class: RouteClass, req: &mut Request) -> Result<(), ApiError> {
+/// Reads the bounded body; a drawdown's is parsed into `facts` (then the body is not kept:
+/// the gateway's service hands the parsed drawdown to its handler), any other is put back
+/// for its handler.
+async fn read_body(
+    app: &App,
+    class: RouteClass,
+    req: &mut Request,
+    facts: &mut RequestFacts,
+) -> Result<(), ApiError> {
     let json = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| {
+            // A case-insensitive prefix, compared in place (no lower-cased copy).
+            const JSON: &[u8] = b"application/json";
             ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
+                .as_bytes()
+                .get(..JSON.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(JSON))
         });
     let limit = usize::try_from(app.config.server.body_limit_bytes).unwrap_or(usize::MAX);
     if req
@@ -215,7 +255,7 @@ async fn read_body(app: &App, class: RouteClass, req: &mut Request) -> Result<()
         )));
     }
     let body = std::mem::take(req.body_mut());
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let bytes = collect_limited(body, limit).await.map_err(|()| {
         ApiError::new(ErrorCode::BodyTooLarge).with_message(format!(
             "The request body is over the limit of {limit} bytes."
         ))
@@ -223,7 +263,8 @@ async fn read_body(app: &App, class: RouteClass, req: &mut Request) -> Result<()
     if !json {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType));
     }
-    let parsed = (class == RouteClass::Drawdown)
+    // Only the route's own path: the body of any other (answered 404) is left to the router.
+    let parsed = (class == RouteClass::Drawdown && req.uri().path() == "/v1/drawdowns")
         .then(|| {
             serde_json::from_slice::<DrawdownBody>(&bytes)
                 .ok()?
@@ -232,20 +273,57 @@ async fn read_body(app: &App, class: RouteClass, req: &mut Request) -> Result<()
         })
         .flatten();
     if let Some(d) = parsed {
-        req.extensions_mut().insert(UserKey::new(d.user.as_str()));
-        req.extensions_mut().insert(ParsedDrawdown(Arc::new(d)));
-    } else if matches!(class, RouteClass::Drawdown | RouteClass::Appeal) {
+        let d = Arc::new(d);
+        facts.user = Some(UserKey::of_drawdown(&d));
+        facts.drawdown = Some(d);
+        // The body is not put back: nothing reads it again.
+        return Ok(());
+    }
+    if matches!(class, RouteClass::Drawdown | RouteClass::Appeal) {
         // Cheap: borrows the id from the body; a malformed body is reported by the handler.
         if let Ok(Peek {
             user_id: Some(user),
         }) = serde_json::from_slice::<Peek<'_>>(&bytes)
             && risk_core::validate_id(&user).is_ok()
         {
-            req.extensions_mut().insert(UserKey::new(&user));
+            facts.user = Some(UserKey::new(&user));
         }
     }
     *req.body_mut() = Body::from(bytes);
     Ok(())
+}
+
+/// The body's bytes, or `Err` when it fails or its data is over `limit` bytes (what
+/// `axum::body::to_bytes` answers, without its queue of frames: a body of one frame, the
+/// usual, is handed on as it is, without an allocation).
+async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, ()> {
+    let mut first = Bytes::new();
+    let mut more: Option<BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        // Trailers carry no data.
+        let Ok(data) = frame.map_err(drop)?.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        len = len.saturating_add(data.len());
+        if len > limit {
+            return Err(());
+        }
+        match &mut more {
+            Some(buf) => buf.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut buf = BytesMut::with_capacity(len);
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+                more = Some(buf);
+            }
+        }
+    }
+    Ok(more.map_or(first, BytesMut::freeze))
 }
 
 #[cfg(test)]
@@ -277,5 +355,52 @@ mod tests {
         );
         assert_eq!(classify(&Method::GET, "/healthz"), RouteClass::Ops);
         assert_eq!(classify(&Method::GET, "/metrics"), RouteClass::Ops);
+    }
+
+    fn chunked(chunks: &[&'static str]) -> Body {
+        let frames = chunks
+            .iter()
+            .map(|c| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(*c))))
+            .collect::<Vec<_>>();
+        Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    }
+
+    #[test]
+    fn new_request_ids_are_distinct_ulids() {
+        let ids: Vec<HeaderValue> = (0..3 * IDS_PER_CHUNK).map(|_| new_request_id()).collect();
+        let mut seen = std::collections::HashSet::new();
+        for id in &ids {
+            let s = id.to_str().unwrap();
+            assert_eq!(s.len(), ulid::ULID_LEN);
+            assert!(ulid::Ulid::from_string(s).is_ok(), "{s}");
+            assert!(seen.insert(s.to_owned()), "{s} twice");
+        }
+        // Once every id is dropped, the next ones are still fresh.
+        drop(ids);
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        assert!(ulid::Ulid::from_string(a.to_str().unwrap()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn bodies_are_collected_within_the_limit() {
+        let one = Bytes::from_static(b"{\"user_id\":\"u-1\"}");
+        let got = collect_limited(Body::from(one.clone()), 64).await.unwrap();
+        assert_eq!(got, one);
+        // A body of one frame is handed on as it is.
+        assert_eq!(got.as_ptr(), one.as_ptr());
+        assert_eq!(
+            collect_limited(chunked(&["ab", "", "cd", "e"]), 5).await,
+            Ok(Bytes::from_static(b"abcde"))
+        );
+        assert_eq!(
+            collect_limited(chunked(&["", "abc"]), 3).await,
+            Ok(Bytes::from_static(b"abc"))
+        );
+        assert_eq!(collect_limited(Body::empty(), 0).await, Ok(Bytes::new()));
+        assert_eq!(collect_limited(chunked(&["abc", "def"]), 5).await, Err(()));
+        assert_eq!(collect_limited(Body::from("abcdef"), 5).await, Err(()));
     }
 }

@@ -32,7 +32,7 @@ pub mod handlers;
 pub mod openapi;
 pub mod wire;
 
-use crate::admission::{Admission, AdmissionService, Deadline, RouteClass};
+use crate::admission::{Admission, AdmissionService, Deadline, RequestFacts, RouteClass};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::{Forced, Metrics, PolicyLabels, PriorityLabels, ShedLabels};
@@ -383,9 +383,9 @@ impl GatewayService {
 }
 
 /// The innermost service of the `/v1/` routes: a drawdown whose body the edge parsed and
-/// validated goes straight to its handler ([`handlers::drawdown_parsed`]: no route lookup,
-/// no extractors, no second read of the body); every other request goes through the
-/// router.
+/// validated ([`RequestFacts::drawdown`]) goes straight to its handler
+/// ([`handlers::drawdown_parsed`]: no route lookup, no extractors, no second read of the
+/// body); every other request goes through the router.
 #[derive(Debug, Clone)]
 struct Dispatch {
     app: App,
@@ -403,16 +403,29 @@ impl Service<Request> for Dispatch {
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        if req.method() == http::Method::POST
-            && req.uri().path() == "/v1/drawdowns"
-            && let Some(caller) = req.extensions().get::<Caller>().cloned()
-            && let Some(parsed) = req.extensions_mut().remove::<edge::ParsedDrawdown>()
+        let facts = req.extensions_mut().get_mut::<RequestFacts>();
+        // The edge parses a drawdown only for an authenticated caller.
+        if let Some(facts) = facts
+            && let Some(caller) = facts.caller.clone()
+            && let Some(drawdown) = facts.drawdown.take()
         {
-            let deadline = req.extensions().get::<Deadline>().map(|d| d.0);
+            let deadline = facts.deadline;
             let app = self.app.clone();
             return Either::Right(Box::pin(async move {
-                Ok(handlers::drawdown_parsed(app, caller, deadline, req.headers(), parsed.0).await)
+                Ok(handlers::drawdown_parsed(app, caller, deadline, req.headers(), drawdown).await)
             }));
+        }
+        // The router's handlers take the caller and the deadline as extensions of their own.
+        let RequestFacts {
+            caller, deadline, ..
+        } = RequestFacts::of(&req);
+        let (caller, deadline) = (caller.clone(), *deadline);
+        let ext = req.extensions_mut();
+        if let Some(caller) = caller {
+            ext.insert(caller);
+        }
+        if let Some(deadline) = deadline {
+            ext.insert(Deadline(deadline));
         }
         Either::Left(self.routes.call(req))
     }

@@ -13,8 +13,8 @@
 //! Limits follow the [`Policy`]: when a window opens the next check uses its quotas, without
 //! a restart. Buckets measure time with `tokio::time::Instant`, which tests pause and advance.
 //!
-//! The layer reads request extensions set by an earlier layer ([`RouteClass`], [`UserKey`],
-//! [`UserGrade`]); see [`crate::admission::request`].
+//! The layer reads the [`RequestFacts`] an earlier layer put into the request's extensions
+//! (its class, user and grade); see [`crate::admission::request`].
 //!
 //! # Layout
 //! - `global.rs`, `user.rs`, `shared.rs`: the limiters; `error.rs`: [`RateLimited`], [`Scope`].
@@ -61,7 +61,7 @@ pub use self::layer::RateLimitLayer;
 pub use self::service::RateLimit;
 pub use self::shared::{GlobalLimitMetrics, RETRY_REDIS_AFTER, SharedGlobalLimiter};
 pub use self::user::UserLimiter;
-pub use crate::admission::request::{RouteClass, UserGrade, UserKey};
+pub use crate::admission::request::{RequestFacts, RouteClass, UserKey};
 use crate::policy::Policy;
 
 /// governor's clock reading `tokio::time::Instant`, so paused test time drives the buckets.
@@ -109,15 +109,10 @@ impl RateLimits {
         self.shared.as_deref()
     }
 
-    /// The per-user limit of a request, by its extensions ([`UserKey`], [`UserGrade`]).
+    /// The per-user limit of a request, by its [`RequestFacts`] (user and grade).
     pub fn check_user_request<B>(&self, req: &http::Request<B>) -> Result<(), RateLimited> {
-        let ext = req.extensions();
-        match ext.get::<UserKey>() {
-            Some(user) => self
-                .user
-                .check(&user.0, ext.get::<UserGrade>().map(|g| g.0)),
-            None => Ok(()),
-        }
+        let facts = RequestFacts::of(req);
+        self.check(None, facts.user.as_ref(), facts.grade)
     }
 
     /// Applies the global limit of `class` (if any), then the per-user limit of `user` (if
@@ -132,19 +127,15 @@ impl RateLimits {
             self.global.check(class)?;
         }
         if let Some(user) = user {
-            self.user.check(&user.0, grade)?;
+            self.user.check(user.as_str(), grade)?;
         }
         Ok(())
     }
 
-    /// Checks a request by its extensions ([`RouteClass`], [`UserKey`], [`UserGrade`]).
+    /// Checks a request by its [`RequestFacts`] (class, user and grade).
     pub fn check_request<B>(&self, req: &http::Request<B>) -> Result<(), RateLimited> {
-        let ext = req.extensions();
-        self.check(
-            ext.get::<RouteClass>().copied(),
-            ext.get::<UserKey>(),
-            ext.get::<UserGrade>().map(|g| g.0),
-        )
+        let facts = RequestFacts::of(req);
+        self.check(facts.class, facts.user.as_ref(), facts.grade)
     }
 
     /// The middleware applying these limits.

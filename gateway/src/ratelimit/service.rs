@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use tower::{BoxError, Service};
 
-use super::{RateLimits, ResponseFuture, RouteClass, SharedGlobalLimiter};
+use super::{RateLimits, RequestFacts, ResponseFuture, SharedGlobalLimiter};
 
 /// Checks the global, then the per-user limit of each request; a refused request never
 /// reaches the inner service and fails with a boxed [`super::RateLimited`].
@@ -40,7 +40,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let class = req.extensions().get::<RouteClass>().copied();
+        let class = RequestFacts::of(&req).class;
         if let Some(class) = class
             && self.limits.shared().is_some()
             && SharedGlobalLimiter::limits(class)
@@ -77,7 +77,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::policy::{Policy, PolicyConfig};
-    use crate::ratelimit::{RateLimited, RouteClass, Scope, UserGrade, UserKey};
+    use crate::ratelimit::{RateLimited, RouteClass, Scope, UserKey};
 
     fn limits() -> RateLimits {
         let config: PolicyConfig = toml::from_str(
@@ -97,13 +97,12 @@ mod tests {
 
     fn request(user: Option<&str>, grade: Option<risk_core::RiskGrade>) -> http::Request<()> {
         let mut req = http::Request::new(());
-        req.extensions_mut().insert(RouteClass::Drawdown);
-        if let Some(user) = user {
-            req.extensions_mut().insert(UserKey::new(user));
-        }
-        if let Some(grade) = grade {
-            req.extensions_mut().insert(UserGrade(grade));
-        }
+        req.extensions_mut().insert(RequestFacts {
+            class: Some(RouteClass::Drawdown),
+            user: user.map(UserKey::new),
+            grade,
+            ..RequestFacts::NONE
+        });
         req
     }
 

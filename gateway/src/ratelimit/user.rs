@@ -17,10 +17,9 @@
 //! global limits still hold.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, RandomState};
 use std::mem;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use risk_core::RiskGrade;
@@ -46,8 +45,8 @@ pub struct UserLimiter {
 
 #[derive(Debug, Default)]
 struct Shard {
-    young: HashMap<std::sync::Arc<str>, u64>,
-    old: HashMap<std::sync::Arc<str>, u64>,
+    young: HashMap<Arc<str>, u64>,
+    old: HashMap<Arc<str>, u64>,
 }
 
 impl UserLimiter {
@@ -71,11 +70,7 @@ impl UserLimiter {
 
     /// Takes one request of `user` from its bucket. The quota is the active window's, by
     /// `grade` when it has an override, else the window's default.
-    pub fn check(
-        &self,
-        user: &std::sync::Arc<str>,
-        grade: Option<RiskGrade>,
-    ) -> Result<(), RateLimited> {
+    pub fn check(&self, user: &str, grade: Option<RiskGrade>) -> Result<(), RateLimited> {
         let rate = self.policy.load().limits.user.for_grade(grade);
         let (t, tau) = gcra_params(rate);
         let now = self.now_nanos();
@@ -151,32 +146,21 @@ impl Shard {
         self.young.len() + self.old.len()
     }
 
-    fn check(
-        &mut self,
-        user: &std::sync::Arc<str>,
-        now: u64,
-        t: u64,
-        tau: u64,
-        cap: usize,
-    ) -> Result<(), u64> {
+    fn check(&mut self, user: &str, now: u64, t: u64, tau: u64, cap: usize) -> Result<(), u64> {
+        if let Some(tat) = self.young.get_mut(user) {
+            return gcra(tat, now, t, tau);
+        }
         let full = self.young.len() >= cap;
-        // One hash for the look-up and the insertion of a new key.
-        let vacant = match self.young.entry(std::sync::Arc::clone(user)) {
-            Entry::Occupied(mut young) => return gcra(young.get_mut(), now, t, tau),
-            Entry::Vacant(vacant) => vacant,
-        };
-        let mut tat = self.old.remove(&**user).unwrap_or(now);
+        let mut tat = self.old.remove(user).unwrap_or(now);
         let result = gcra(&mut tat, now, t, tau);
         if tat > now {
-            if !full {
-                vacant.insert(tat);
-            } else {
+            if full {
                 // Drop the old generation, keep its allocation for the new young one.
-                let user = vacant.into_key();
                 mem::swap(&mut self.young, &mut self.old);
                 self.young.clear();
-                self.young.insert(user, tat);
             }
+            // Only a key that is kept is copied: a request's id is borrowed for the check.
+            self.young.insert(Arc::from(user), tat);
         }
         result
     }
@@ -298,7 +282,7 @@ mod tests {
         let hot = key("hot-user");
         let mut hot_refusals = 0;
         for i in 0..1_000_000u32 {
-            limiter.check(&Arc::from(format!("u{i}")), None).unwrap();
+            limiter.check(&format!("u{i}"), None).unwrap();
             // A user active throughout keeps its state: after its burst of 2, refused.
             if i % 1000 == 0 && limiter.check(&hot, None).is_err() {
                 hot_refusals += 1;
