@@ -21,7 +21,6 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -45,35 +44,12 @@ fn request_id(req: &Request) -> HeaderValue {
         .get(names::X_REQUEST_ID)
         .filter(|v| v.len() <= 128 && v.to_str().is_ok_and(|s| !s.is_empty()))
         .cloned()
-        .unwrap_or_else(new_request_id)
-}
-
-/// Request ids per allocation: the ids of a thread are cut from one buffer of this many.
-const IDS_PER_CHUNK: usize = 64;
-
-thread_local! {
-    /// Where this thread's new request ids are written (see [`new_request_id`]).
-    static ID_CHUNK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-}
-
-/// A new ULID as a header value. A header value owns its bytes, so a value of its own would
-/// cost an allocation per request; instead the ids are cut from a shared buffer of
-/// [`IDS_PER_CHUNK`], which is reused in place once the ids cut from it are all dropped
-/// (an id lives as long as its request) and replaced otherwise.
-fn new_request_id() -> HeaderValue {
-    // Encoded on the stack: no intermediate `String`.
-    let mut buf = [0; ulid::ULID_LEN];
-    let id = ulid::Ulid::new().array_to_str(&mut buf);
-    let shared = ID_CHUNK.with_borrow_mut(|chunk| {
-        if chunk.capacity() < id.len() {
-            chunk.reserve(id.len() * IDS_PER_CHUNK);
-        }
-        chunk.extend_from_slice(id.as_bytes());
-        chunk.split().freeze()
-    });
-    // A `Bytes` is taken as it is, not copied.
-    HeaderValue::from_maybe_shared(shared)
-        .expect("a ULID is 26 ASCII characters, always a valid header value")
+        .unwrap_or_else(|| {
+            // Encoded on the stack: no intermediate `String`.
+            let mut buf = [0; ulid::ULID_LEN];
+            HeaderValue::from_str(ulid::Ulid::new().array_to_str(&mut buf))
+                .expect("a ULID is 26 ASCII characters, always a valid header value")
+        })
 }
 
 /// The edge (see the module docs): everything before and after `inner`, which answers a
@@ -365,23 +341,6 @@ mod tests {
         Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
             frames,
         )))
-    }
-
-    #[test]
-    fn new_request_ids_are_distinct_ulids() {
-        let ids: Vec<HeaderValue> = (0..3 * IDS_PER_CHUNK).map(|_| new_request_id()).collect();
-        let mut seen = std::collections::HashSet::new();
-        for id in &ids {
-            let s = id.to_str().unwrap();
-            assert_eq!(s.len(), ulid::ULID_LEN);
-            assert!(ulid::Ulid::from_string(s).is_ok(), "{s}");
-            assert!(seen.insert(s.to_owned()), "{s} twice");
-        }
-        // Once every id is dropped, the next ones are still fresh.
-        drop(ids);
-        let (a, b) = (new_request_id(), new_request_id());
-        assert_ne!(a, b);
-        assert!(ulid::Ulid::from_string(a.to_str().unwrap()).is_ok());
     }
 
     #[tokio::test]
