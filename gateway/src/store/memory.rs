@@ -41,7 +41,7 @@ use super::{check_commit, format_like, invalid};
 use futures_util::future::Either;
 use jiff::Timestamp;
 use risk_core::{Outcome, UserId, UserState};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -163,13 +163,16 @@ struct Inner {
 #[derive(Default)]
 struct Shard {
     users: HashMap<UserId, UserEntry>,
-    /// By [`decision_key`]: a fixed-size key, so neither a lookup nor a table resize reads
-    /// a string from the heap (a resize rehashes every key: with string keys, one cache miss
-    /// per record held; `BENCHMARKS.md`, "gateway request path").
-    decisions: HashMap<u128, DecisionEntry>,
-    /// Every record that expires, by (expiry, seq). An entry whose record was since replaced
-    /// (different seq) is skipped.
-    expiry: BTreeMap<(Timestamp, u64), Expiring>,
+    /// By [`decision_key`], in key order. The keys are ULIDs, which begin with the time they
+    /// were minted, so a new decision goes in at the right edge of the tree (no table to
+    /// grow and rehash, as a hash map does with every record it holds: `BENCHMARKS.md`,
+    /// "gateway request path"), and the oldest, which expire first, are at the left, where
+    /// the purge takes them.
+    decisions: BTreeMap<u128, DecisionEntry>,
+    /// The idempotency records in the order they were committed, which is the order they
+    /// expire in while the clock does not step back: the purge takes them from the front. An
+    /// entry whose record was since replaced (different seq) is skipped.
+    key_expiry: VecDeque<KeyExpiry>,
     next_seq: u64,
     /// The policy name and `evaluated_at` of the last decision stored ([`share`]).
     last_policy: Option<Arc<str>>,
@@ -209,7 +212,7 @@ struct DecisionEntry {
     available_fen: u64,
     drawable_now_fen: u64,
     threshold_version: u64,
-    seq: u64,
+    expires_at: Timestamp,
     outcome: Outcome,
     appealable: bool,
 }
@@ -242,13 +245,13 @@ fn share(last: &mut Option<Arc<str>>, text: &str) -> Arc<str> {
     }
 }
 
-enum Expiring {
-    Key {
-        user: UserId,
-        caller: Arc<str>,
-        key: Arc<str>,
-    },
-    Decision(u128),
+/// Where an idempotency record is, and when it expires.
+struct KeyExpiry {
+    expires_at: Timestamp,
+    seq: u64,
+    user: UserId,
+    caller: Arc<str>,
+    key: Arc<str>,
 }
 
 #[derive(Default)]
@@ -452,10 +455,10 @@ impl MemoryStore {
         decision.available_fen = available;
         decision.drawable_now_fen = decision.drawable_now_fen.min(available);
 
-        // The key's seq is below its decision's, so with equal retentions the key goes first.
+        // With equal retentions the key and its decision are due together; the purge takes the
+        // key first, so a replay never finds a key without its decision.
         let key_seq = shard.next_seq;
-        let decision_seq = key_seq + 1;
-        shard.next_seq += 2;
+        shard.next_seq += 1;
         let keys = match entry.keys.get_mut(&*caller) {
             Some(keys) => keys,
             None => entry.keys.entry(Arc::clone(&caller)).or_default(),
@@ -469,17 +472,13 @@ impl MemoryStore {
                 seq: key_seq,
             },
         );
-        shard.expiry.insert(
-            (key_expires, key_seq),
-            Expiring::Key {
-                user,
-                caller,
-                key: idempotency_key,
-            },
-        );
-        shard
-            .expiry
-            .insert((decision_expires, decision_seq), Expiring::Decision(id));
+        shard.key_expiry.push_back(KeyExpiry {
+            expires_at: key_expires,
+            seq: key_seq,
+            user,
+            caller,
+            key: idempotency_key,
+        });
         let stored = DecisionEntry {
             user: Arc::clone(&entry.id),
             policy: share(&mut shard.last_policy, &decision.policy),
@@ -489,7 +488,7 @@ impl MemoryStore {
             available_fen: decision.available_fen,
             drawable_now_fen: decision.drawable_now_fen,
             threshold_version: decision.threshold_version,
-            seq: decision_seq,
+            expires_at: decision_expires,
             outcome: decision.outcome,
             appealable: decision.appealable,
         };
@@ -661,20 +660,41 @@ impl Shard {
             })
     }
 
-    /// Looks at up to `budget` expiry entries due at `now`, oldest first, dropping the
-    /// records they name; answers how many records went. `held` counts decisions.
+    /// Looks at up to `budget` records due at `now`, oldest first (an idempotency record
+    /// before a decision due at the same time), dropping them; answers how many records went.
+    /// `held` counts decisions.
+    ///
+    /// Each kind is taken from the front of its order (commit order for the idempotency
+    /// records, id order for the decisions), so a record whose clock reading was earlier than
+    /// the one before it (the clock stepped back, or a commit retried) waits until the one
+    /// in front of it is due: it is dropped that much late, never early, and a commit never
+    /// replays it meanwhile (it checks the expiry itself).
     fn purge(&mut self, now: Timestamp, budget: usize, held: &AtomicUsize) -> usize {
         let mut dropped = 0;
         for _ in 0..budget {
-            let Some(entry) = self.expiry.first_entry() else {
-                break;
-            };
-            let &(expires_at, seq) = entry.key();
-            if expires_at > now {
-                break;
-            }
-            match entry.remove() {
-                Expiring::Key { user, caller, key } => {
+            let key_due = self
+                .key_expiry
+                .front()
+                .map(|k| k.expires_at)
+                .filter(|&at| at <= now);
+            let decision_due = self
+                .decisions
+                .first_key_value()
+                .map(|(_, d)| d.expires_at)
+                .filter(|&at| at <= now);
+            match (key_due, decision_due) {
+                (None, None) => break,
+                (Some(k), d) if d.is_none_or(|d| k <= d) => {
+                    let Some(KeyExpiry {
+                        seq,
+                        user,
+                        caller,
+                        key,
+                        ..
+                    }) = self.key_expiry.pop_front()
+                    else {
+                        break;
+                    };
                     let Some(u) = self.users.get_mut(&user) else {
                         continue;
                     };
@@ -689,9 +709,8 @@ impl Shard {
                         }
                     }
                 }
-                Expiring::Decision(id) => {
-                    if self.decisions.get(&id).is_some_and(|d| d.seq == seq) {
-                        self.decisions.remove(&id);
+                _ => {
+                    if self.decisions.pop_first().is_some() {
                         held.fetch_sub(1, Ordering::Relaxed);
                         dropped += 1;
                     }
@@ -859,7 +878,7 @@ mod tests {
             assert_eq!(shard.users.contains_key(&u), here, "shard {i}");
             let key = decision_key(&d.decision_id).unwrap();
             assert_eq!(shard.decisions.contains_key(&key), here);
-            assert_eq!(shard.expiry.len(), if here { 2 } else { 0 });
+            assert_eq!(shard.key_expiry.len(), usize::from(here));
         }
         // The id alone leads back to the shard.
         assert_eq!(store.shard_index(id_slot(&d.decision_id).unwrap()), home);
@@ -915,6 +934,36 @@ mod tests {
         );
         assert_eq!(store.purge_now(t1 + day), 1);
         assert_eq!(store.stats().idempotency_records, 0);
+    }
+
+    #[test]
+    fn a_record_from_a_clock_stepped_back_is_purged_late_never_replayed() {
+        let store = MemoryStore::new(MemoryConfig {
+            purge_batch: 0,
+            ..MemoryConfig::default()
+        })
+        .unwrap();
+        let u = user("u-step-back");
+        store.upsert_now(&u, UserState::clean(Fen::new(1_000).unwrap(), RiskGrade::A));
+        let hour = jiff::SignedDuration::from_hours(1);
+        let day = jiff::SignedDuration::from_hours(24);
+        // "late" is committed first, then the clock steps back an hour for "early".
+        store.commit_now(approval(&u, "late", t0() + hour)).unwrap();
+        store.commit_now(approval(&u, "early", t0())).unwrap();
+        // "early" is due, but waits behind "late" in commit order...
+        let between = t0() + day + hour / 2;
+        assert_eq!(store.purge_now(between), 0);
+        // ...and is not replayed meanwhile: past its retention the key is free again.
+        let mut again = approval(&u, "early", between);
+        again.fingerprint = Fingerprint::from_bytes([9; 32]);
+        assert!(matches!(
+            store.commit_now(again).unwrap(),
+            CommitOutcome::Committed(_)
+        ));
+        // Once "late" is due, both stale entries go: "late" is dropped, and the entry of
+        // the first "early" names a record since replaced, so it is skipped.
+        assert_eq!(store.purge_now(t0() + day + hour), 1);
+        assert_eq!(store.stats().idempotency_records, 1);
     }
 
     #[test]
