@@ -41,7 +41,7 @@ use super::{check_commit, format_like, invalid};
 use futures_util::future::Either;
 use jiff::Timestamp;
 use risk_core::{Outcome, UserId, UserState};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque, btree_map};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -432,9 +432,10 @@ impl MemoryStore {
         let id = decision_key(&decision.decision_id)
             .filter(|&key| decision.decision_id == decision_id(key))
             .ok_or_else(|| invalid("the decision id is not a decision id"))?;
-        if shard.decisions.contains_key(&id) {
+        // One walk down the tree, for the check and the insert below.
+        let btree_map::Entry::Vacant(slot) = shard.decisions.entry(id) else {
             return Err(invalid("the decision id is already stored"));
-        }
+        };
         if self.inner.decisions.load(Ordering::Relaxed) >= config.max_decisions {
             return Err(StoreError::Unavailable(
                 "memory store full (max_decisions); purge expired records".into(),
@@ -492,7 +493,7 @@ impl MemoryStore {
             outcome: decision.outcome,
             appealable: decision.appealable,
         };
-        shard.decisions.insert(id, stored);
+        slot.insert(stored);
         self.inner.decisions.fetch_add(1, Ordering::Relaxed);
         Ok(CommitOutcome::Committed(decision))
     }
