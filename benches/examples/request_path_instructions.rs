@@ -27,7 +27,7 @@
 
 /// The gateway binary's allocator (`gateway/src/main.rs`), so the counts are the binary's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc_mimalloc::MiMalloc = alloc_mimalloc::MiMalloc;
 
 use axum::Router;
 use axum::body::Body;

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 /// request first touched it. On a host whose THP setting is `always` rather than `madvise`,
 /// also set `MIMALLOC_ALLOW_THP=0`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc_mimalloc::MiMalloc = alloc_mimalloc::MiMalloc;
 
 /// loan-gateway: the drawdown entry point.
 #[derive(Debug, Parser)]

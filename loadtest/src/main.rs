@@ -8,7 +8,7 @@ use loadtest::cli::{Cli, dispatch};
 /// The gateway's allocator, so `serve-trivial` (the bare baseline of `benches/wrk/run.sh`) and
 /// the embedded gateway run on the same allocator as the `gateway` binary.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc_mimalloc::MiMalloc = alloc_mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
