@@ -63,12 +63,12 @@ pub struct MemoryConfig {
     /// At most this many expired records are dropped by each commit (lazy purge), so a
     /// commit's lock hold stays short. 0 turns lazy purging off.
     pub purge_batch: usize,
-    /// The most decisions held (about 1 KiB each with their idempotency records). When
-    /// full, a new decision is refused with [`StoreError::Unavailable`] (the gateway answers
-    /// `503 DEPENDENCY_UNAVAILABLE`, nothing written), as Redis does under `maxmemory` with
-    /// `noeviction`; replays still answer. Evicting instead would forget idempotency keys
-    /// within their retention and let a retry reserve twice. A soft limit: concurrent
-    /// commits may pass it by a few.
+    /// The most decisions held (about 0.6 KiB each with their idempotency records:
+    /// `BENCHMARKS.md`, "gateway request path"). When full, a new decision is refused with
+    /// [`StoreError::Unavailable`] (the gateway answers `503 DEPENDENCY_UNAVAILABLE`, nothing
+    /// written), as Redis does under `maxmemory` with `noeviction`; replays still answer.
+    /// Evicting instead would forget idempotency keys within their retention and let a retry
+    /// reserve twice. A soft limit: concurrent commits may pass it by a few.
     pub max_decisions: usize,
 }
 
