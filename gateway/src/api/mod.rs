@@ -415,10 +415,18 @@ impl Service<Request> for Dispatch {
             && let Some(drawdown) = facts.drawdown.take()
         {
             let deadline = facts.deadline;
-            let app = self.app.clone();
-            return Either::Right(Box::pin(async move {
-                Ok(handlers::drawdown_parsed(app, caller, deadline, req.headers(), drawdown).await)
-            }));
+            // Read here, so the handler's future holds neither the headers nor the request.
+            let answer = match handlers::idempotency_key(req.headers()) {
+                Ok(key) => Box::pin(handlers::drawdown_parsed(
+                    self.app.clone(),
+                    caller,
+                    deadline,
+                    key,
+                    drawdown,
+                )) as BoxFuture<'static, _>,
+                Err(e) => Box::pin(std::future::ready(Ok(e.into_response()))),
+            };
+            return Either::Right(answer);
         }
         // The router's handlers take the caller and the deadline as extensions of their own.
         let RequestFacts {
