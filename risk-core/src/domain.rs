@@ -42,6 +42,14 @@ impl UserId {
         Ok(UserId(s.into()))
     }
 
+    /// Validates and wraps an identifier already owned, as [`UserId::parse`] does; the
+    /// text is kept, not copied, when `s` has no spare capacity (as a deserialised `String`
+    /// has).
+    pub fn from_string(s: String) -> Result<UserId, IdError> {
+        validate_id(&s)?;
+        Ok(UserId(s.into_boxed_str()))
+    }
+
     /// The identifier as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -215,6 +223,23 @@ mod tests {
         assert_eq!(UserId::parse(&"a".repeat(65)), Err(IdError::Length(65)));
         assert_eq!(UserId::parse("u 1"), Err(IdError::Charset));
         assert_eq!(UserId::parse("用户"), Err(IdError::Charset));
+    }
+
+    #[test]
+    fn owned_ids_follow_the_same_rule_and_are_kept() {
+        for s in [
+            "u-000123",
+            "",
+            "u 1",
+            "用户",
+            &"a".repeat(64),
+            &"a".repeat(65),
+        ] {
+            assert_eq!(UserId::from_string(s.to_owned()), UserId::parse(s), "{s:?}");
+        }
+        let s = String::from("u-1");
+        let at = s.as_ptr();
+        assert_eq!(UserId::from_string(s).unwrap().as_str().as_ptr(), at);
     }
 
     #[test]

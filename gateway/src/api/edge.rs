@@ -54,7 +54,12 @@ fn request_id(req: &Request) -> HeaderValue {
 
 /// The edge (see the module docs): everything before and after `inner`, which answers a
 /// prepared request (the rate limits, admission and the handlers: [`super::GatewayService`]).
-pub(super) async fn edge<F, Fut>(app: App, mut req: Request, inner: F) -> Response
+///
+/// Not an `async fn`: the request id, the class and the span are settled when it is called,
+/// and the future it answers is the instrumented block alone. An `async fn` kept its
+/// arguments (the request, `app`, `inner`) beside the block they were moved into, and the
+/// block was built and then moved into it (`BENCHMARKS.md`, "gateway request path").
+pub(super) fn edge<F, Fut>(app: App, mut req: Request, inner: F) -> impl Future<Output = Response>
 where
     F: FnOnce(RouteClass, Request) -> Fut,
     Fut: Future<Output = Response>,
@@ -70,7 +75,9 @@ where
         user = tracing::field::Empty,
     );
     async move {
-        let mut res = match prepare(&app, class, started, &mut req).await {
+        // Settled before `inner` is awaited, so neither the facts nor the refusal is held
+        // across that await (the future would keep room for them).
+        let refused = match prepare(&app, class, started, &mut req).await {
             Ok(facts) => {
                 let span = tracing::Span::current();
                 // The tag is a keyed hash: only worth computing when the span is recorded.
@@ -83,9 +90,13 @@ where
                 if !matches!(class, RouteClass::Ops | RouteClass::Admin) {
                     req.extensions_mut().insert(facts);
                 }
-                inner(class, req).await
+                None
             }
-            Err(e) => e.into_response(),
+            Err(e) => Some(e.into_response()),
+        };
+        let mut res = match refused {
+            None => inner(class, req).await,
+            Some(res) => res,
         };
         // Every error, wherever it was raised, is rendered here with the request id.
         if let Some(e) = res.extensions_mut().remove::<ApiError>() {
@@ -112,7 +123,6 @@ where
         res
     }
     .instrument(span)
-    .await
 }
 
 /// Checks and reads what the inner layers need (authentication, deadline, priority, the

@@ -91,7 +91,8 @@ fn reason_record(r: &Reason) -> ReasonRecord {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
+/// A drawdown's `Idempotency-Key`: `Err` is the answer when it is missing or not a valid key.
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
     let Some(v) = headers.get(super::names::IDEMPOTENCY_KEY) else {
         return Err(ApiError::new(ErrorCode::IdempotencyKeyMissing));
     };
@@ -236,22 +237,19 @@ pub async fn drawdown(
 
 /// `POST /v1/drawdowns` when the edge has parsed and validated the body: the gateway's
 /// service calls this directly, without the router and its extractors (`BENCHMARKS.md`,
-/// "gateway request path"); [`drawdown`] is the same route through the router, for a body
-/// the edge could not parse, whose problems it reports.
+/// "gateway request path"), with the request's idempotency key (see [`idempotency_key`]);
+/// [`drawdown`] is the same route through the router, for a body the edge could not parse,
+/// whose problems it reports. Never fails: the output is the service's.
 pub(super) async fn drawdown_parsed(
     app: App,
     caller: Caller,
     deadline: Option<tokio::time::Instant>,
-    headers: &HeaderMap,
+    key: Arc<str>,
     req: Arc<Drawdown>,
-) -> Response {
-    let key = match idempotency_key(headers) {
-        Ok(key) => key,
-        Err(e) => return e.into_response(),
-    };
-    decide_drawdown(&app, &caller, deadline, &req, key)
+) -> Result<Response, std::convert::Infallible> {
+    Ok(decide_drawdown(&app, &caller, deadline, &req, key)
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(IntoResponse::into_response))
 }
 
 /// A drawdown's decision: load, evaluate, commit (retrying when the line moved).
@@ -273,12 +271,16 @@ async fn decide_drawdown(
             app.store.load(caller, &req.user, Some(&key)),
         )
         .await?;
-    if let Some(seen) = idempotent {
-        return if seen.fingerprint == fp {
+    // Moved whole (`map`), not taken apart by a pattern: a local only partly moved from
+    // keeps its room in the future across every later await.
+    if let Some(answer) = idempotent.map(|seen| {
+        if seen.fingerprint == fp {
             Ok(replayed(seen.decision))
         } else {
             Err(ApiError::new(ErrorCode::IdempotencyKeyReused))
-        };
+        }
+    }) {
+        return answer;
     }
     let Some(mut state) = user else {
         return Err(ApiError::new(ErrorCode::UserNotFound));

@@ -366,19 +366,24 @@ impl GatewayService {
 
     /// A prepared request (the edge has run) through the limits and admission where due,
     /// then its handler.
-    async fn dispatch(mut self, class: RouteClass, req: Request) -> Response {
+    ///
+    /// A combinator rather than an `async fn`: an `async fn` kept the request and `self` it
+    /// was called with beside the futures they were moved into; `Oneshot` holds the service
+    /// and the request until it calls, then only the call's future.
+    fn dispatch(mut self, class: RouteClass, req: Request) -> impl Future<Output = Response> {
+        use futures_util::FutureExt;
         if matches!(class, RouteClass::Ops | RouteClass::Admin) {
             // The router is always ready and never fails (`Infallible`).
-            let Ok(res) = self.routes.call(req).await;
-            return res;
+            return Either::Left(self.routes.call(req).map(|answered| {
+                let Ok(res) = answered;
+                res
+            }));
         }
-        let limited = &mut self.limited;
-        let answered =
-            match std::future::poll_fn(|cx| Service::<Request>::poll_ready(limited, cx)).await {
-                Ok(()) => limited.call(req).await,
-                Err(e) => Err(e),
-            };
-        answered.unwrap_or_else(|e| error::from_stack_error(e.as_ref()).into_response())
+        Either::Right(
+            tower::ServiceExt::oneshot(self.limited, req).map(|answered| {
+                answered.unwrap_or_else(|e| error::from_stack_error(e.as_ref()).into_response())
+            }),
+        )
     }
 }
 
@@ -410,10 +415,18 @@ impl Service<Request> for Dispatch {
             && let Some(drawdown) = facts.drawdown.take()
         {
             let deadline = facts.deadline;
-            let app = self.app.clone();
-            return Either::Right(Box::pin(async move {
-                Ok(handlers::drawdown_parsed(app, caller, deadline, req.headers(), drawdown).await)
-            }));
+            // Read here, so the handler's future holds neither the headers nor the request.
+            let answer = match handlers::idempotency_key(req.headers()) {
+                Ok(key) => Box::pin(handlers::drawdown_parsed(
+                    self.app.clone(),
+                    caller,
+                    deadline,
+                    key,
+                    drawdown,
+                )) as BoxFuture<'static, _>,
+                Err(e) => Box::pin(std::future::ready(Ok(e.into_response()))),
+            };
+            return Either::Right(answer);
         }
         // The router's handlers take the caller and the deadline as extensions of their own.
         let RequestFacts {
@@ -447,14 +460,16 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        use futures_util::FutureExt;
         let this = self.clone();
         let app = this.app.clone();
-        Box::pin(async move {
-            Ok(edge::edge(app, req.map(Body::new), |class, req| {
+        // The edge's future itself, boxed: no block around it to hold what it was built from.
+        Box::pin(
+            edge::edge(app, req.map(Body::new), move |class, req| {
                 this.dispatch(class, req)
             })
-            .await)
-        })
+            .map(Ok),
+        )
     }
 }
 

@@ -151,12 +151,14 @@ impl DrawdownBody {
     /// Validates every field.
     pub fn validate(self) -> Result<Drawdown, ApiError> {
         let mut p = Vec::new();
-        check_id("user_id", &self.user_id, &mut p);
+        // The id is validated once and kept as sent (`from_string`: no copy).
+        let user = UserId::from_string(self.user_id)
+            .map_err(|e| p.push(FieldProblem::new("user_id", e.to_string())))
+            .ok();
         let amount = check_amount("amount_fen", self.amount_fen, 1, &mut p);
         if let Some(d) = &self.device_id {
             check_id("device_id", d, &mut p);
         }
-        let user = UserId::parse(&self.user_id).ok();
         match user {
             Some(user) if p.is_empty() => Ok(Drawdown {
                 user,
