@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# User-space instructions per request of a server over loopback, counted by callgrind:
+# repeatable whatever else the machine is doing (the wall-clock rounds of run.sh vary ±15 %).
+# The server (the gateway on benches/wrk/gateway.toml, or the bare handler) runs under
+# valgrind; wrk sends drawdowns (drawdown.lua) for 3 s of warm-up, the counters are zeroed,
+# wrk sends for DURATION more, the counters are dumped and divided by wrk's request count.
+# Kernel time is not counted (callgrind sees user space only).
+#
+#   benches/wrk/callgrind.sh gateway            # builds release binaries first
+#   BIN=/tmp/bin benches/wrk/callgrind.sh bare  # saved binaries (gateway, loadtest) in /tmp/bin
+#
+# Needs valgrind, wrk, curl. Prints "<server> requests=N instructions_per_request=I" and
+# leaves the profile (callgrind_annotate it) in $OUT.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+which=${1:?usage: callgrind.sh gateway|bare}
+DURATION=${DURATION:-8s}
+PORT=${PORT:-18096}
+TARGET=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-$(mktemp -d /tmp/gateway-callgrind.XXXXXX)}
+mkdir -p "$OUT"
+export WRK_API_KEY=bench-caller-key-0001 WRK_USER=u-bench
+ADMIN_TOKEN=bench-admin-token-0001
+if [[ -n ${BIN:-} ]]; then
+  GW="$BIN/gateway"
+  LT="$BIN/loadtest"
+else
+  cargo build --release -p gateway -p loadtest >&2
+  GW="$TARGET/release/gateway"
+  LT="$TARGET/release/loadtest"
+fi
+
+profile="$OUT/callgrind.$which"
+case $which in
+bare)
+  valgrind --tool=callgrind --callgrind-out-file="$profile" \
+    "$LT" serve-trivial --listen "127.0.0.1:$PORT" 2>"$OUT/valgrind.log" &
+  ;;
+gateway)
+  GATEWAY_API_KEYS=$WRK_API_KEY GATEWAY_ADMIN_TOKEN=$ADMIN_TOKEN \
+    valgrind --tool=callgrind --callgrind-out-file="$profile" \
+    "$GW" --config benches/wrk/gateway.toml --listen "127.0.0.1:$PORT" >"$OUT/valgrind.log" 2>&1 &
+  ;;
+*) echo "usage: callgrind.sh gateway|bare" >&2; exit 2 ;;
+esac
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+probe=/; [[ $which == gateway ]] && probe=/healthz
+for _ in $(seq 300); do
+  curl -fsS "http://127.0.0.1:$PORT$probe" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+if [[ $which == gateway ]]; then
+  curl -fsS -X PUT "http://127.0.0.1:$PORT/admin/credit-lines/$WRK_USER" \
+    -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+    -d '{"limit_fen":1000000000000000,"used_fen":0,"risk_grade":"A","logins_30d":12,"account_age_days":800}' \
+    >/dev/null
+fi
+url="http://127.0.0.1:$PORT"
+wrk -t1 -c16 -d3s -s benches/wrk/drawdown.lua "$url" >/dev/null
+callgrind_control -z "$server" >/dev/null
+wrk -t1 -c16 -d"$DURATION" -s benches/wrk/drawdown.lua "$url" >"$OUT/wrk.txt"
+callgrind_control -d "$server" >/dev/null
+sleep 1
+n=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
+total=$(callgrind_annotate "$profile.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+echo "$which requests=$n instructions_per_request=$((total / n)) profile=$profile.1"
