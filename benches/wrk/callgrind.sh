@@ -17,19 +17,10 @@ cd "$(dirname "$0")/../.."
 which=${1:?usage: callgrind.sh gateway|bare}
 DURATION=${DURATION:-8s}
 PORT=${PORT:-18096}
-TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$(mktemp -d /tmp/gateway-callgrind.XXXXXX)}
 mkdir -p "$OUT"
-export WRK_API_KEY=bench-caller-key-0001 WRK_USER=u-bench
-ADMIN_TOKEN=bench-admin-token-0001
-if [[ -n ${BIN:-} ]]; then
-  GW="$BIN/gateway"
-  LT="$BIN/loadtest"
-else
-  cargo build --release -p gateway -p loadtest >&2
-  GW="$TARGET/release/gateway"
-  LT="$TARGET/release/loadtest"
-fi
+source benches/wrk/common.sh
+binaries
 
 profile="$OUT/callgrind.$which"
 case $which in
@@ -52,10 +43,7 @@ for _ in $(seq 300); do
   sleep 0.2
 done
 if [[ $which == gateway ]]; then
-  curl -fsS -X PUT "http://127.0.0.1:$PORT/admin/credit-lines/$WRK_USER" \
-    -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
-    -d '{"limit_fen":1000000000000000,"used_fen":0,"risk_grade":"A","logins_30d":12,"account_age_days":800}' \
-    >/dev/null
+  seed_user "$PORT"
 fi
 url="http://127.0.0.1:$PORT"
 wrk -t1 -c16 -d3s -s benches/wrk/drawdown.lua "$url" >/dev/null

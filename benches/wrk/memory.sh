@@ -15,15 +15,8 @@ cd "$(dirname "$0")/../.."
 N=${N:-120000}
 W=${W:-5000}
 PORT=${PORT:-18098}
-TARGET=${CARGO_TARGET_DIR:-target}
-export WRK_API_KEY=bench-caller-key-0001 WRK_USER=u-bench
-ADMIN_TOKEN=bench-admin-token-0001
-if [[ -n ${BIN:-} ]]; then
-  GW="$BIN/gateway"
-else
-  cargo build --release -p gateway >&2
-  GW="$TARGET/release/gateway"
-fi
+source benches/wrk/common.sh
+binaries
 
 GATEWAY_API_KEYS=$WRK_API_KEY GATEWAY_ADMIN_TOKEN=$ADMIN_TOKEN \
   "$GW" --config benches/wrk/gateway.toml --listen "127.0.0.1:$PORT" >/dev/null 2>&1 &
@@ -33,10 +26,7 @@ for _ in $(seq 100); do
   curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
   sleep 0.1
 done
-curl -fsS -X PUT "http://127.0.0.1:$PORT/admin/credit-lines/$WRK_USER" \
-  -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
-  -d '{"limit_fen":1000000000000000,"used_fen":0,"risk_grade":"A","logins_30d":12,"account_age_days":800}' \
-  >/dev/null
+seed_user "$PORT"
 
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$gw/status"; }
 # Approvals so far: the user's used_fen / 100 (every drawdown is 100 fen).

@@ -17,9 +17,7 @@ BARE_PORT=${BARE_PORT:-18092}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 TARGET=${CARGO_TARGET_DIR:-target}
-export WRK_API_KEY=bench-caller-key-0001
-ADMIN_TOKEN=bench-admin-token-0001
-export WRK_USER=u-bench
+source benches/wrk/common.sh
 
 cargo build --release -p gateway -p loadtest >&2
 pids=()
@@ -45,10 +43,7 @@ for _ in $(seq 100); do
   fi
   sleep 0.1
 done
-curl -fsS -X PUT "http://127.0.0.1:$GW_PORT/admin/credit-lines/$WRK_USER" \
-  -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
-  -d '{"limit_fen":1000000000000000,"used_fen":0,"risk_grade":"A","logins_30d":12,"account_age_days":800}' \
-  >/dev/null
+seed_user "$GW_PORT"
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)

@@ -24,23 +24,11 @@ GW_PORT=${GW_PORT:-18081}
 BARE_PORT=${BARE_PORT:-18082}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$(mktemp -d /tmp/gateway-wrk.XXXXXX)}
 mkdir -p "$OUT"
-export WRK_API_KEY=bench-caller-key-0001
-ADMIN_TOKEN=bench-admin-token-0001
-export WRK_USER=u-bench
+source benches/wrk/common.sh
 
-# BIN=DIR: use the gateway and loadtest binaries in DIR as they are (no build), e.g. a copy
-# kept while the sources change.
-if [[ -n ${BIN:-} ]]; then
-  GW="$BIN/gateway"
-  LT="$BIN/loadtest"
-else
-  cargo build --release -p gateway -p loadtest >&2
-  GW="$TARGET/release/gateway"
-  LT="$TARGET/release/loadtest"
-fi
+binaries
 
 pids=()
 cleanup() {
@@ -81,11 +69,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-# The benchmark user: a grade-A line of Fen::MAX (10^15 fen), nothing drawn.
-curl -fsS -X PUT "http://127.0.0.1:$GW_PORT/admin/credit-lines/$WRK_USER" \
-  -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
-  -d '{"limit_fen":1000000000000000,"used_fen":0,"risk_grade":"A","logins_30d":12,"account_age_days":800}' \
-  >/dev/null
+seed_user "$GW_PORT"
 # One drawdown by hand: it must be an approval, or the run measures a different path.
 first=$(curl -fsS -X POST "http://127.0.0.1:$GW_PORT/v1/drawdowns" \
   -H "Authorization: Bearer $WRK_API_KEY" -H 'Content-Type: application/json' \

@@ -33,9 +33,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$(mktemp -d /tmp/gateway-shed.XXXXXX)}
 mkdir -p "$OUT"
-export WRK_API_KEY=bench-caller-key-0001
-ADMIN_TOKEN=bench-admin-token-0001
-export WRK_USER=u-bench
+source benches/wrk/common.sh
 
 BUREAU=${BUREAU:-0}
 BUREAU_PORT=${BUREAU_PORT:-18094}
@@ -80,11 +78,7 @@ for port in "$SERVE_PORT" "$SHED_PORT"; do
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  # The benchmark user: a grade-A line of Fen::MAX (10^15 fen), nothing drawn.
-  curl -fsS -X PUT "http://127.0.0.1:$port/admin/credit-lines/$WRK_USER" \
-    -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
-    -d '{"limit_fen":1000000000000000,"used_fen":0,"risk_grade":"A","logins_30d":12,"account_age_days":800}' \
-    >/dev/null
+  seed_user "$port"
 done
 # The paths must be what they claim: an approval on one, a shed on the other.
 check() {

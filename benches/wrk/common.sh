@@ -1,0 +1,28 @@
+# Shared by the wrk scripts (sourced, from the workspace root): the benchmark's credentials
+# and user, the binaries, and the seeding of the user.
+
+export WRK_API_KEY=bench-caller-key-0001
+export WRK_USER=u-bench
+ADMIN_TOKEN=bench-admin-token-0001
+
+# Sets GW and LT: the gateway and loadtest binaries in $BIN as they are (e.g. copies kept
+# while the sources change), else a release build in ${CARGO_TARGET_DIR:-target}.
+binaries() {
+  if [[ -n ${BIN:-} ]]; then
+    GW="$BIN/gateway"
+    LT="$BIN/loadtest"
+  else
+    cargo build --release -p gateway -p loadtest >&2
+    GW="${CARGO_TARGET_DIR:-target}/release/gateway"
+    LT="${CARGO_TARGET_DIR:-target}/release/loadtest"
+  fi
+}
+
+# The benchmark user on the gateway at port $1: a grade-A line of Fen::MAX (10^15 fen),
+# nothing drawn.
+seed_user() {
+  curl -fsS -X PUT "http://127.0.0.1:$1/admin/credit-lines/$WRK_USER" \
+    -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+    -d '{"limit_fen":1000000000000000,"used_fen":0,"risk_grade":"A","logins_30d":12,"account_age_days":800}' \
+    >/dev/null
+}
