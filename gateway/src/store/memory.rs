@@ -4,7 +4,7 @@
 //! - `shards` (default 64) mutex-guarded shards. A user's slot ([`user_slot`]) picks the
 //!   shard (`slot % shards`); the shard holds the user's state, idempotency records (under
 //!   the user, by caller, by key) and decisions (by id). A commit touches exactly one shard,
-//!   under one lock held for a few hash-map operations and never across an `.await`, so
+//!   under one lock held for a few map operations and never across an `.await`, so
 //!   unrelated users do not contend. This is the layout Redis Cluster needs: one hash tag
 //!   per slot.
 //! - Decisions are found by id alone because the id names its slot ([`super::ids`]); no
@@ -23,9 +23,10 @@
 //! purged.
 //!
 //! # Hashing
-//! The maps hash with `foldhash` (randomly seeded per process), not std's SipHash: the keys
-//! are ids the gateway has validated (at most 64 characters), and SipHash was about a quarter
-//! of a commit's instructions (callgrind; `BENCHMARKS.md`, "gateway request path").
+//! The hash maps (users, idempotency records) hash with `foldhash` (randomly seeded per
+//! process), not std's SipHash: the keys are ids the gateway has validated (at most 64
+//! characters), and SipHash was about a quarter of a commit's instructions (callgrind;
+//! `BENCHMARKS.md`, "gateway request path").
 //!
 //! # Poisoning
 //! No code panics while holding a lock (no indexing, no unwrap); should one ever, the next
@@ -199,9 +200,9 @@ struct KeyEntry {
 /// A decision as the store keeps it: the [`DecisionRecord`] without the strings it can share
 /// or rebuild. The id is the map key ([`decision_key`]); the user id is the user entry's; the
 /// policy name and `evaluated_at` are shared with the shard's previous decision when equal
-/// (they change once per policy switch and once a second). An approval is kept in one
-/// 128-byte map slot and no allocation of its own, where a `DecisionRecord` took a
-/// 168-byte slot and four strings (`BENCHMARKS.md`, "gateway request path").
+/// (they change once per policy switch and once a second). An approval takes 120 bytes and
+/// no allocation of its own, where a `DecisionRecord` with its sequence number took 168
+/// bytes and four strings (`BENCHMARKS.md`, "gateway request path").
 struct DecisionEntry {
     user: Arc<str>,
     policy: Arc<str>,
