@@ -10,7 +10,15 @@
 
 local api_key = os.getenv("WRK_API_KEY") or "bench-caller-key-0001"
 local user = os.getenv("WRK_USER") or "u-bench"
-local body = '{"user_id":"' .. user .. '","amount_fen":100,"channel":"app"}'
+-- WRK_USERS=N (N > 1) spreads the drawdowns over the users "<user>-0" .. "<user>-<N-1>" in
+-- turn (common.sh's seed_user seeds them); the bodies are built once, here.
+local users = tonumber(os.getenv("WRK_USERS") or "1")
+local bodies = {}
+for i = 0, users - 1 do
+  local u = user
+  if users > 1 then u = user .. "-" .. i end
+  bodies[i + 1] = '{"user_id":"' .. u .. '","amount_fen":100,"channel":"app"}'
+end
 
 local threads = 0
 
@@ -37,5 +45,5 @@ end
 function request()
   counter = counter + 1
   headers["Idempotency-Key"] = prefix .. counter
-  return wrk.format("POST", "/v1/drawdowns", headers, body)
+  return wrk.format("POST", "/v1/drawdowns", headers, bodies[counter % users + 1])
 end

@@ -16,6 +16,10 @@ N=${N:-120000}
 W=${W:-5000}
 PORT=${PORT:-18098}
 source benches/wrk/common.sh
+if ((WRK_USERS > 1)); then
+  echo "memory.sh counts the drawdowns of one user (WRK_USER): unset WRK_USERS" >&2
+  exit 2
+fi
 binaries
 
 GATEWAY_API_KEYS=$WRK_API_KEY GATEWAY_ADMIN_TOKEN=$ADMIN_TOKEN \

@@ -9,6 +9,7 @@
 #   PERF=1 benches/wrk/run.sh           # also record a perf profile of the gateway
 #   SERVER_HTTP=http1 SERVER_RUNTIME=current_thread benches/wrk/run.sh   # server.* A/B
 #   BIN=/tmp/bin benches/wrk/run.sh     # binaries already built (copied) there, no build
+#   WRK_USERS=1000 benches/wrk/run.sh   # drawdowns spread over 1,000 users (common.sh)
 #
 # Set CARGO_TARGET_DIR to build elsewhere than target/. Needs wrk, taskset, curl (and perf
 # for PERF=1). Prints one line per round: requests per second of each server and their
@@ -80,9 +81,10 @@ case $first in
 *) echo "the check drawdown was not approved: $first" >&2; exit 1 ;;
 esac
 
-used() {
-  curl -fsS "http://127.0.0.1:$GW_PORT/v1/credit-lines/$WRK_USER" \
-    -H "Authorization: Bearer $WRK_API_KEY" | sed -E 's/.*"used_fen":([0-9]+).*/\1/'
+# Approvals so far (the gateway's own counter: the drawdowns may go to several users).
+approved() {
+  curl -fsS "http://127.0.0.1:$GW_PORT/metrics" -H "Authorization: Bearer $ADMIN_TOKEN" |
+    awk '/^gateway_risk_decisions_total\{outcome="approved"\}/ { print $2 }'
 }
 
 # CPU time (user + system) a process has used, in clock ticks.
@@ -115,9 +117,9 @@ if [[ ${PERF:-0} == 1 ]]; then
   perf_pid=$!
 fi
 
-echo "round bare_rps gateway_rps rps_ratio bare_cpu_us/req gateway_cpu_us/req cpu_ratio gateway_requests gateway_non2xx approvals_by_used_fen"
+echo "round bare_rps gateway_rps rps_ratio bare_cpu_us/req gateway_cpu_us/req cpu_ratio gateway_requests gateway_non2xx approvals"
 for round in $(seq "$ROUNDS"); do
-  before=$(used)
+  before=$(approved)
   # Alternate the order so neither server always runs first after a quiet spell.
   if ((round % 2)); then
     read -r bare _ _ bare_cpu < <(measure bare "$BARE_PORT" "$bare_pid" "$round")
@@ -126,8 +128,8 @@ for round in $(seq "$ROUNDS"); do
     read -r gw total non2xx gw_cpu < <(measure gateway "$GW_PORT" "$gw_pid" "$round")
     read -r bare _ _ bare_cpu < <(measure bare "$BARE_PORT" "$bare_pid" "$round")
   fi
-  after=$(used)
-  approvals=$(((after - before) / 100))
+  after=$(approved)
+  approvals=$((after - before))
   ratio=$(awk -v g="$gw" -v b="$bare" 'BEGIN { printf "%.1f%%", 100 * g / b }')
   cpu_ratio=$(awk -v g="$gw_cpu" -v b="$bare_cpu" 'BEGIN { printf "%.1f%%", 100 * b / g }')
   echo "$round $bare $gw $ratio $bare_cpu $gw_cpu $cpu_ratio $total $non2xx $approvals"
