@@ -431,7 +431,7 @@ impl MemoryStore {
         }
         // Only the canonical spelling of an id: the store rebuilds the id from its key.
         let id = decision_key(&decision.decision_id)
-            .filter(|&key| decision.decision_id == decision_id(key))
+            .filter(|&key| is_canonical(&decision.decision_id, key))
             .ok_or_else(|| invalid("the decision id is not a decision id"))?;
         // One walk down the tree, for the check and the insert below.
         let btree_map::Entry::Vacant(slot) = shard.decisions.entry(id) else {
@@ -647,6 +647,14 @@ fn decision_id(key: u128) -> String {
     id.push_str(super::ids::DECISION_PREFIX);
     id.push_str(ulid);
     id
+}
+
+/// Whether `id` is the canonical spelling of the decision id of `key` ([`decision_id`]),
+/// compared without building it.
+fn is_canonical(id: &str, key: u128) -> bool {
+    let mut buf = [0; ulid::ULID_LEN];
+    let ulid = ulid::Ulid(key).array_to_str(&mut buf);
+    id.strip_prefix(super::ids::DECISION_PREFIX) == Some(ulid)
 }
 
 impl Shard {
@@ -966,6 +974,41 @@ mod tests {
         // the first "early" names a record since replaced, so it is skipped.
         assert_eq!(store.purge_now(t0() + day + hour), 1);
         assert_eq!(store.stats().idempotency_records, 1);
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_of_a_decision_id_is_committed() {
+        let store = MemoryStore::default();
+        let u = user("u-canon-1");
+        store.upsert_now(&u, UserState::clean(Fen::new(1_000).unwrap(), RiskGrade::A));
+        let minted = approval(&u, "k", t0());
+        // The same key in lower case, and with the prefix alone upper-cased.
+        let lower = format!("dd_{}", minted.decision.decision_id[3..].to_lowercase());
+        let prefix = minted.decision.decision_id.replacen("dd_", "DD_", 1);
+        for id in [lower, prefix] {
+            let mut req = approval(&u, "k", t0());
+            req.decision.decision_id = id.clone();
+            assert!(
+                matches!(store.commit_now(req), Err(StoreError::Invalid(_))),
+                "{id}"
+            );
+        }
+        let snapshot = store.stats();
+        assert_eq!((snapshot.decisions, snapshot.idempotency_records), (0, 0));
+        assert_eq!(
+            store
+                .load_now("c", &u, None)
+                .unwrap()
+                .user
+                .unwrap()
+                .used
+                .get(),
+            0
+        );
+        assert!(matches!(
+            store.commit_now(minted).unwrap(),
+            CommitOutcome::Committed(_)
+        ));
     }
 
     #[test]
