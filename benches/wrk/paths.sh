@@ -48,15 +48,16 @@ seed_user "$GW_PORT"
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 run() {
-  local name=$1 pid=$2 port=$3 script=$4 t0 t1 n non2xx
+  local name=$1 pid=$2 port=$3 script=$4 t0 t1 n non2xx rps
   t0=$(ticks "$pid")
   out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s "$script" \
     "http://127.0.0.1:$port")
   t1=$(ticks "$pid")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  awk -v n="$n" -v t="$((t1 - t0))" -v hz="$HZ" -v name="$name" -v bad="${non2xx:-0}" \
-    'BEGIN { printf "%-22s %8d requests %6d non-2xx %7.1f us CPU/request\n", name, n, bad, t / hz * 1e6 / n }'
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  awk -v n="$n" -v t="$((t1 - t0))" -v hz="$HZ" -v name="$name" -v bad="${non2xx:-0}" -v rps="$rps" \
+    'BEGIN { printf "%-22s %8d requests %6d non-2xx %8.0f req/s %7.1f us CPU/request\n", name, n, bad, rps, t / hz * 1e6 / n }'
 }
 
 for round in $(seq "$ROUNDS"); do
