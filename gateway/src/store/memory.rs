@@ -867,6 +867,17 @@ mod tests {
         }
     }
 
+    /// What `u` has drawn, as a read answers it.
+    fn used_fen(store: &MemoryStore, u: &UserId) -> u64 {
+        store
+            .load_now("c", u, None)
+            .unwrap()
+            .user
+            .unwrap()
+            .used
+            .get()
+    }
+
     fn shard_of(store: &MemoryStore, u: &UserId) -> usize {
         store.shard_index(user_slot(u))
     }
@@ -995,16 +1006,7 @@ mod tests {
         }
         let snapshot = store.stats();
         assert_eq!((snapshot.decisions, snapshot.idempotency_records), (0, 0));
-        assert_eq!(
-            store
-                .load_now("c", &u, None)
-                .unwrap()
-                .user
-                .unwrap()
-                .used
-                .get(),
-            0
-        );
+        assert_eq!(used_fen(&store, &u), 0);
         assert!(matches!(
             store.commit_now(minted).unwrap(),
             CommitOutcome::Committed(_)
@@ -1030,16 +1032,7 @@ mod tests {
             store.commit_now(approval(&v, "b", t0())),
             Err(StoreError::Unavailable(_))
         ));
-        assert_eq!(
-            store
-                .load_now("c", &v, None)
-                .unwrap()
-                .user
-                .unwrap()
-                .used
-                .get(),
-            10
-        );
+        assert_eq!(used_fen(&store, &v), 10);
         assert!(matches!(
             store.commit_now(approval(&u, "a", t0())).unwrap(),
             CommitOutcome::Replayed(_)
