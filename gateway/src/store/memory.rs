@@ -431,7 +431,6 @@ impl MemoryStore {
         }
         // Only the canonical spelling of an id: the store rebuilds the id from its key.
         let id = decision_key(&decision.decision_id)
-            .filter(|&key| is_canonical(&decision.decision_id, key))
             .ok_or_else(|| invalid("the decision id is not a decision id"))?;
         // One walk down the tree, for the check and the insert below.
         let btree_map::Entry::Vacant(slot) = shard.decisions.entry(id) else {
@@ -503,10 +502,6 @@ impl MemoryStore {
         let slot = id_slot(decision_id)?;
         let shard = self.shard(slot);
         let key = decision_key(decision_id)?;
-        // The key ignores the case of the ULID's letters; the id does not.
-        if decision_id != self::decision_id(key) {
-            return None;
-        }
         shard.decisions.get(&key).map(|d| d.record(key))
     }
 
@@ -529,9 +524,8 @@ impl MemoryStore {
             return Ok(AppealCreated::DecisionNotFound);
         }
         let shard = self.shard(user_slot(&user));
-        let Some(decision) = decision_key(&appeal.decision_id)
-            .filter(|&key| appeal.decision_id == decision_id(key))
-            .and_then(|key| shard.decisions.get(&key))
+        let Some(decision) =
+            decision_key(&appeal.decision_id).and_then(|key| shard.decisions.get(&key))
         else {
             return Ok(AppealCreated::DecisionNotFound);
         };
@@ -626,16 +620,19 @@ impl MemoryStore {
     }
 }
 
-/// The key of a decision id in [`Shard::decisions`]: the id's ULID as a number (`None`: not
-/// a decision id). Distinct minted ids have distinct keys; an id that differs from a minted
-/// one only in the case of its letters has the same key, so a lookup by an id from outside
-/// checks the stored id too.
+/// The key of a decision id in [`Shard::decisions`]: the id's ULID as a number, for the
+/// canonical spelling only (what [`decision_id`] gives back); `None` for anything else. A
+/// ULID decodes whatever the case of its letters, so the key is encoded again, on the stack,
+/// and compared: an id from outside that differs from a minted one only in case names no
+/// decision.
 fn decision_key(id: &str) -> Option<u128> {
     let ulid = id.strip_prefix(super::ids::DECISION_PREFIX)?;
-    (ulid.len() == ulid::ULID_LEN)
-        .then(|| ulid::Ulid::from_string(ulid).ok())
-        .flatten()
-        .map(u128::from)
+    if ulid.len() != ulid::ULID_LEN {
+        return None;
+    }
+    let key = u128::from(ulid::Ulid::from_string(ulid).ok()?);
+    let mut buf = [0; ulid::ULID_LEN];
+    (ulid::Ulid(key).array_to_str(&mut buf) == ulid).then_some(key)
 }
 
 /// The canonical decision id of a key: `dd_` and the ULID in upper case, as
@@ -647,14 +644,6 @@ fn decision_id(key: u128) -> String {
     id.push_str(super::ids::DECISION_PREFIX);
     id.push_str(ulid);
     id
-}
-
-/// Whether `id` is the canonical spelling of the decision id of `key` ([`decision_id`]),
-/// compared without building it.
-fn is_canonical(id: &str, key: u128) -> bool {
-    let mut buf = [0; ulid::ULID_LEN];
-    let ulid = ulid::Ulid(key).array_to_str(&mut buf);
-    id.strip_prefix(super::ids::DECISION_PREFIX) == Some(ulid)
 }
 
 impl Shard {
@@ -996,9 +985,9 @@ mod tests {
         // The same key in lower case, and with the prefix alone upper-cased.
         let lower = format!("dd_{}", minted.decision.decision_id[3..].to_lowercase());
         let prefix = minted.decision.decision_id.replacen("dd_", "DD_", 1);
-        for id in [lower, prefix] {
+        for id in [&lower, &prefix] {
             let mut req = approval(&u, "k", t0());
-            req.decision.decision_id = id.clone();
+            req.decision.decision_id.clone_from(id);
             assert!(
                 matches!(store.commit_now(req), Err(StoreError::Invalid(_))),
                 "{id}"
@@ -1007,10 +996,15 @@ mod tests {
         let snapshot = store.stats();
         assert_eq!((snapshot.decisions, snapshot.idempotency_records), (0, 0));
         assert_eq!(used_fen(&store, &u), 0);
+        let id = minted.decision.decision_id.clone();
         assert!(matches!(
             store.commit_now(minted).unwrap(),
             CommitOutcome::Committed(_)
         ));
+        // A lookup finds the decision by its id only as minted.
+        assert!(store.get_decision_now(&id).is_some());
+        assert!(store.get_decision_now(&lower).is_none());
+        assert!(store.get_decision_now(&prefix).is_none());
     }
 
     #[test]
