@@ -429,10 +429,8 @@ impl Service<Request> for Dispatch {
             return Either::Right(answer);
         }
         // The router's handlers take the caller and the deadline as extensions of their own.
-        let RequestFacts {
-            caller, deadline, ..
-        } = RequestFacts::of(&req);
-        let (caller, deadline) = (caller.clone(), *deadline);
+        let facts = RequestFacts::of(&req);
+        let (caller, deadline) = (facts.caller.clone(), facts.deadline);
         let ext = req.extensions_mut();
         if let Some(caller) = caller {
             ext.insert(caller);
