@@ -34,6 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# taskset runs the server in its own process: $! is the server's pid.
 start_gateway() {
   GATEWAY_API_KEYS=$WRK_API_KEY GATEWAY_ADMIN_TOKEN=$ADMIN_TOKEN \
     taskset -c "$SERVER_CPU" "$1/gateway" --config benches/wrk/gateway.toml \
@@ -41,10 +42,13 @@ start_gateway() {
   pids+=($!)
 }
 start_gateway "$A" "$A_PORT"
+a_pid=$!
 start_gateway "$B" "$B_PORT"
+b_pid=$!
 taskset -c "$SERVER_CPU" "$A/loadtest" serve-trivial --listen "127.0.0.1:$BARE_PORT" \
   2>"$OUT/bare.log" &
-pids+=($!)
+bare_pid=$!
+pids+=("$bare_pid")
 
 for port in "$A_PORT" "$B_PORT"; do
   for _ in $(seq 100); do
@@ -54,18 +58,13 @@ for port in "$A_PORT" "$B_PORT"; do
   seed_user "$port"
 done
 
-# The process listening on a port.
-pid_of() { ss -ltnpH "sport = :$1" | sed -E 's/.*pid=([0-9]+).*/\1/' | head -1; }
-HZ=$(getconf CLK_TCK)
-
-# One wrk run against a port: prints "name req/s cpu_us_per_request non2xx".
+# One wrk run against a server: prints "name req/s cpu_us_per_request non2xx".
 measure() {
-  local name=$1 port=$2 round=$3 pid t0 t1
-  pid=$(pid_of "$port")
-  t0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  local name=$1 port=$2 pid=$3 round=$4 t0 t1
+  t0=$(ticks "$pid")
   taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" \
     -s benches/wrk/drawdown.lua "http://127.0.0.1:$port" >"$OUT/$name-$round.txt"
-  t1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  t1=$(ticks "$pid")
   awk -v name="$name" -v t="$((t1 - t0))" -v hz="$HZ" '
     /^Requests\/sec:/ { rps = $2 }
     /requests in/ { n = $1 }
@@ -79,11 +78,11 @@ for round in $(seq "$ROUNDS"); do
   if ((round % 2)); then order="before after bare"; else order="after before bare"; fi
   for who in $order; do
     case $who in
-    before) port=$A_PORT ;;
-    after) port=$B_PORT ;;
-    bare) port=$BARE_PORT ;;
+    before) port=$A_PORT pid=$a_pid ;;
+    after) port=$B_PORT pid=$b_pid ;;
+    bare) port=$BARE_PORT pid=$bare_pid ;;
     esac
-    echo "$round $(measure "$who" "$port" "$round")"
+    echo "$round $(measure "$who" "$port" "$pid" "$round")"
   done
 done | tee "$OUT/rounds.txt"
 

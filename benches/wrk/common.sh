@@ -5,6 +5,10 @@ export WRK_API_KEY=bench-caller-key-0001
 export WRK_USER=u-bench
 ADMIN_TOKEN=bench-admin-token-0001
 
+# CPU time (user + system) process $1 has used, in clock ticks of HZ per second.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
 # Sets GW and LT: the gateway and loadtest binaries in $BIN as they are (e.g. copies kept
 # while the sources change), else a release build in ${CARGO_TARGET_DIR:-target}.
 binaries() {

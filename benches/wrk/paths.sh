@@ -45,8 +45,6 @@ for _ in $(seq 100); do
 done
 seed_user "$GW_PORT"
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
 run() {
   local name=$1 pid=$2 port=$3 script=$4 t0 t1 n non2xx rps
   t0=$(ticks "$pid")

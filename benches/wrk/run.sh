@@ -87,10 +87,6 @@ approved() {
     awk '/^gateway_risk_decisions_total\{outcome="approved"\}/ { print $2 }'
 }
 
-# CPU time (user + system) a process has used, in clock ticks.
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
-
 # wrk against one server; prints "req/s total_requests non2xx server_cpu_us_per_request".
 # CPU per request is what the server spent, whatever share of its core the rest of a busy
 # machine left it; req/s depends on that share.

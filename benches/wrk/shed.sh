@@ -100,9 +100,6 @@ if [[ $BUREAU == 1 ]]; then
 fi
 case $(check "$SHED_PORT" 1) in *'"CAPACITY_SHED"'*) ;; *) echo "no shed" >&2; exit 1 ;; esac
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
-
 # Prints "responses/s non2xx_share server_cpu_us_per_response".
 measure() {
   local name=$1 port=$2 pid=$3 script=$4 round=$5
