@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # User-space instructions per request of a server over loopback, counted by callgrind:
-# repeatable whatever else the machine is doing (the wall-clock rounds of run.sh vary ±15 %).
+# repeatable whatever else the machine is doing, where the wall-clock rounds of run.sh are not
+# (BENCHMARKS.md, "Machines and method").
 # The server (the gateway on benches/wrk/gateway.toml, or the bare handler) runs under
 # valgrind; wrk sends drawdowns (drawdown.lua) for 3 s of warm-up, the counters are zeroed,
 # wrk sends for DURATION more, the counters are dumped and divided by wrk's request count.
