@@ -8,6 +8,7 @@
 //! - [`config`]: the TOML file, environment and flags.
 //! - [`clock`]: wall time behind a trait, so tests drive peak windows.
 //! - [`policy`]: peak windows and the active policy snapshot.
+//! - [`request`]: what is known of a request before it is routed ([`request::RequestFacts`]).
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
 //! - [`bureau`]: the external credit bureau under a latency budget, bulkhead and breaker.
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod overload;
 pub mod policy;
 pub mod ratelimit;
+pub mod request;
 pub mod server;
 pub mod store;
 

@@ -319,7 +319,7 @@ pub struct Group {
 }
 
 /// An `X-Priority` a group's clients send: the gateway's own admission priorities.
-pub use gateway::admission::Priority;
+pub use gateway::request::Priority;
 
 /// What a journey does.
 #[derive(Debug, Clone, Serialize, Deserialize)]

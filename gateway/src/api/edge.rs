@@ -11,8 +11,8 @@
 use super::error::{ApiError, ErrorCode};
 use super::wire::DrawdownBody;
 use super::{App, names};
-use crate::admission::{Priority, RequestFacts, RouteClass, UserKey};
 use crate::metrics::CodeLabels;
+use crate::request::{Priority, RequestFacts, RouteClass, UserKey};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};

@@ -1,12 +1,12 @@
 //! Route handlers. Each reads at most one round trip from the store before deciding and
 //! commits with one atomic call; risk-core does the deciding.
 
+use super::App;
 use super::error::{ApiError, ErrorCode, FieldProblem};
 use super::wire::*;
-use super::{App, Caller};
-use crate::admission::Deadline;
 use crate::bureau::Bureau;
 use crate::metrics::StoreOp;
+use crate::request::{Caller, Deadline, Drawdown};
 use crate::store::{
     AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
     DecisionRecord, Fingerprint, Loaded, ReasonRecord, Reservation, Store, StoreError,

@@ -32,12 +32,13 @@ pub mod handlers;
 pub mod openapi;
 pub mod wire;
 
-use crate::admission::{Admission, AdmissionService, Deadline, RequestFacts, RouteClass};
+use crate::admission::{Admission, AdmissionService};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::{Forced, Metrics, PolicyLabels, PriorityLabels, ShedLabels};
 use crate::policy::Policy;
 use crate::ratelimit::{RateLimit, RateLimits};
+use crate::request::{Caller, Deadline, RequestFacts, RouteClass};
 use crate::store::AnyStore;
 use axum::Router;
 use axum::body::Body;
@@ -56,14 +57,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use subtle::ConstantTimeEq;
 use tower::{BoxError, Service, ServiceBuilder};
-
-/// An authenticated caller: idempotency keys are scoped by `id`, which is derived from the
-/// key (a keyed hash prefix), never the key itself.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// A stable, non-secret identifier of the API key.
-    pub id: Arc<str>,
-}
 
 /// API keys and the admin token, compared in constant time.
 pub struct Auth {
@@ -212,7 +205,7 @@ impl App {
             m.admission_no_load_latency.set(secs(s.no_load));
             m.admission_sampled_latency.set(secs(s.current));
         }
-        for p in crate::admission::Priority::ALL {
+        for p in crate::request::Priority::ALL {
             let q = a.queued(p);
             m.admission_queued
                 .get_or_create(&PriorityLabels {
@@ -302,8 +295,8 @@ pub fn edge_statuses(method: &str, path: &str) -> Vec<u16> {
     let class = edge::classify(&method.parse().unwrap_or(axum::http::Method::GET), path);
     let mut s = Vec::new();
     match class {
-        crate::admission::RouteClass::Ops => return s,
-        crate::admission::RouteClass::Admin => s.extend([401, 403]),
+        RouteClass::Ops => return s,
+        RouteClass::Admin => s.extend([401, 403]),
         _ => s.push(401),
     }
     s.push(400); // a malformed X-Request-Deadline-Ms
@@ -312,9 +305,7 @@ pub fn edge_statuses(method: &str, path: &str) -> Vec<u16> {
     }
     if matches!(
         class,
-        crate::admission::RouteClass::Drawdown
-            | crate::admission::RouteClass::CreditLine
-            | crate::admission::RouteClass::Appeal
+        RouteClass::Drawdown | RouteClass::CreditLine | RouteClass::Appeal
     ) {
         s.extend([429, 503]);
     }

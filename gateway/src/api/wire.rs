@@ -4,6 +4,7 @@
 //! validated field by field, so one 400 names every problem with the field it belongs to.
 
 use super::error::{ApiError, FieldProblem};
+use crate::request::Drawdown;
 use crate::store::{AppealRecord, DecisionRecord};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -131,19 +132,6 @@ pub struct DrawdownBody {
     pub channel: Channel,
     /// The device, optional.
     #[serde(default)]
-    pub device_id: Option<String>,
-}
-
-/// A validated drawdown request.
-#[derive(Debug, Clone)]
-pub struct Drawdown {
-    /// The user.
-    pub user: UserId,
-    /// The amount.
-    pub amount: Fen,
-    /// The channel.
-    pub channel: Channel,
-    /// The device.
     pub device_id: Option<String>,
 }
 

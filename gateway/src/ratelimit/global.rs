@@ -10,8 +10,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 use super::{RateLimited, Scope, TokioClock};
-use crate::admission::request::RouteClass;
 use crate::policy::{GlobalLimits, Policy, Rate};
+use crate::request::RouteClass;
 
 type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
 

@@ -77,7 +77,8 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::policy::{Policy, PolicyConfig};
-    use crate::ratelimit::{RateLimited, RouteClass, Scope, UserKey};
+    use crate::ratelimit::{RateLimited, Scope};
+    use crate::request::{RouteClass, UserKey};
 
     fn limits() -> RateLimits {
         let config: PolicyConfig = toml::from_str(

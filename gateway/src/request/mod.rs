@@ -16,12 +16,9 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use risk_core::RiskGrade;
+use risk_core::{Channel, Fen, RiskGrade, UserId};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-
-use crate::api::Caller;
-use crate::api::wire::Drawdown;
 
 /// What is known about a request before the limit layers run: the one request extension
 /// they read (see the module docs for what a missing fact means).
@@ -79,6 +76,27 @@ impl RequestFacts {
             .or_else(|| self.class.map(RouteClass::default_priority))
             .unwrap_or(Priority::Default)
     }
+}
+
+/// An authenticated caller: idempotency keys are scoped by `id`, which is derived from the
+/// key (a keyed hash prefix), never the key itself.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// A stable, non-secret identifier of the API key.
+    pub id: Arc<str>,
+}
+
+/// A validated drawdown request (`POST /v1/drawdowns`, checked by the API's wire types).
+#[derive(Debug, Clone)]
+pub struct Drawdown {
+    /// The user.
+    pub user: UserId,
+    /// The amount.
+    pub amount: Fen,
+    /// The channel.
+    pub channel: Channel,
+    /// The device.
+    pub device_id: Option<String>,
 }
 
 /// Which kind of route a request is for: the unit of global rate limits.
