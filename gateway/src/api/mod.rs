@@ -36,7 +36,7 @@ use crate::admission::{Admission, AdmissionService};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::{Forced, Metrics, PolicyLabels, PriorityLabels, ShedLabels};
-use crate::policy::Policy;
+use crate::policy::{GlobalLimits, Policy};
 use crate::ratelimit::{RateLimit, RateLimits};
 use crate::request::{Caller, Deadline, RequestFacts, RouteClass};
 use crate::store::AnyStore;
@@ -292,7 +292,7 @@ routes! {
 /// Statuses the edge and the limit layers may answer on a route before its handler runs.
 pub fn edge_statuses(method: &str, path: &str) -> Vec<u16> {
     let method = method.to_ascii_uppercase();
-    let class = edge::classify(&method.parse().unwrap_or(axum::http::Method::GET), path);
+    let class = RouteClass::of(&method.parse().unwrap_or(axum::http::Method::GET), path);
     let mut s = Vec::new();
     match class {
         RouteClass::Ops => return s,
@@ -303,11 +303,11 @@ pub fn edge_statuses(method: &str, path: &str) -> Vec<u16> {
     if matches!(method.as_str(), "POST" | "PUT") {
         s.extend([413, 415]);
     }
-    if matches!(
-        class,
-        RouteClass::Drawdown | RouteClass::CreditLine | RouteClass::Appeal
-    ) {
-        s.extend([429, 503]);
+    if GlobalLimits::has_rate(class) {
+        s.push(429);
+    }
+    if class.is_limited() {
+        s.push(503);
     }
     s
 }
@@ -363,7 +363,7 @@ impl GatewayService {
     /// and the request until it calls, then only the call's future.
     fn dispatch(mut self, class: RouteClass, req: Request) -> impl Future<Output = Response> {
         use futures_util::FutureExt;
-        if matches!(class, RouteClass::Ops | RouteClass::Admin) {
+        if !class.is_limited() {
             // The router is always ready and never fails (`Infallible`).
             return Either::Left(self.routes.call(req).map(|answered| {
                 let Ok(res) = answered;
@@ -473,6 +473,19 @@ mod tests {
             format!("Bearer {token}").parse().unwrap(),
         );
         h
+    }
+
+    #[test]
+    fn edge_statuses_follow_the_route_class() {
+        // Every `/v1/` route is admitted, so it may be shed (503); only the classes with a
+        // global rate, whose requests also carry a user, may be rate limited (429).
+        assert_eq!(edge_statuses("get", "/v1/reason-codes"), [401, 400, 503]);
+        assert_eq!(
+            edge_statuses("post", "/v1/drawdowns"),
+            [401, 400, 413, 415, 429, 503]
+        );
+        assert_eq!(edge_statuses("get", "/admin/policy"), [401, 403, 400]);
+        assert!(edge_statuses("get", "/healthz").is_empty());
     }
 
     #[test]

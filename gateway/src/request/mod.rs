@@ -118,6 +118,39 @@ pub enum RouteClass {
 }
 
 impl RouteClass {
+    /// Every class, in the order of their discriminants (`class as usize`).
+    pub const ALL: [RouteClass; 6] = [
+        Self::Drawdown,
+        Self::CreditLine,
+        Self::Appeal,
+        Self::ReasonCodes,
+        Self::Admin,
+        Self::Ops,
+    ];
+
+    /// The class of a method and path, before routing (the limit layers need it). Every
+    /// other `/v1/` path is taken as [`RouteClass::ReasonCodes`]: limited and admitted like
+    /// any `/v1/` route, then answered 404 by the router.
+    pub fn of(method: &http::Method, path: &str) -> RouteClass {
+        let mut parts = path.trim_start_matches('/').split('/');
+        match (parts.next(), parts.next()) {
+            (Some("v1"), Some("drawdowns")) if *method == http::Method::POST => Self::Drawdown,
+            (Some("v1"), Some("credit-lines")) => Self::CreditLine,
+            (Some("v1"), Some("appeals")) => Self::Appeal,
+            (Some("v1"), _) => Self::ReasonCodes,
+            (Some("admin"), _) => Self::Admin,
+            _ => Self::Ops,
+        }
+    }
+
+    /// Whether requests of this class pass through the rate limits and admission: every
+    /// `/v1/` route does. Health checks, metrics and the admin API do not: they must answer
+    /// in an overload, when they are needed most. (Which classes also have a global rate is
+    /// the policy's `GlobalLimits::rate`.)
+    pub const fn is_limited(self) -> bool {
+        !matches!(self, Self::Admin | Self::Ops)
+    }
+
     /// The class's name as used in metrics labels.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -256,6 +289,47 @@ mod tests {
         }
         assert_eq!(RouteClass::Drawdown.default_priority(), Priority::Critical);
         assert_eq!(RouteClass::Appeal.default_priority(), Priority::Default);
+    }
+
+    #[test]
+    fn routes_are_classified_before_routing() {
+        use http::Method;
+        let class = RouteClass::of;
+        assert_eq!(class(&Method::POST, "/v1/drawdowns"), RouteClass::Drawdown);
+        assert_eq!(
+            class(&Method::GET, "/v1/drawdowns"),
+            RouteClass::ReasonCodes
+        );
+        assert_eq!(
+            class(&Method::GET, "/v1/credit-lines/u-1"),
+            RouteClass::CreditLine
+        );
+        assert_eq!(class(&Method::POST, "/v1/appeals"), RouteClass::Appeal);
+        assert_eq!(class(&Method::GET, "/v1/appeals/ap_1"), RouteClass::Appeal);
+        assert_eq!(
+            class(&Method::GET, "/v1/reason-codes"),
+            RouteClass::ReasonCodes
+        );
+        assert_eq!(class(&Method::GET, "/v1/nowhere"), RouteClass::ReasonCodes);
+        assert_eq!(class(&Method::PUT, "/admin/thresholds"), RouteClass::Admin);
+        assert_eq!(class(&Method::GET, "/healthz"), RouteClass::Ops);
+        assert_eq!(class(&Method::GET, "/metrics"), RouteClass::Ops);
+        for c in RouteClass::ALL {
+            assert_eq!(RouteClass::ALL[c as usize], c);
+        }
+        let limited: Vec<_> = RouteClass::ALL
+            .into_iter()
+            .filter(|c| c.is_limited())
+            .collect();
+        assert_eq!(
+            limited,
+            [
+                RouteClass::Drawdown,
+                RouteClass::CreditLine,
+                RouteClass::Appeal,
+                RouteClass::ReasonCodes
+            ]
+        );
     }
 
     #[test]
