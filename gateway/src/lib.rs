@@ -163,7 +163,8 @@ impl Gateway {
             _ => limits,
         };
         let auth = Auth::new(&config.api_keys, &config.admin_token);
-        let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)?;
+        let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)
+            .map_err(ConfigError::from)?;
 
         // Registered with every store (a local document is never stale) so dashboards
         // find the series.
@@ -260,8 +261,13 @@ impl Gateway {
                 )));
             }
             if let Some((initial, metrics)) = &self.threshold_sync {
+                let target = store::ThresholdTarget {
+                    cache: Arc::clone(&self.app.thresholds),
+                    policy: self.app.policy.clone(),
+                    version: self.app.metrics.threshold_version.clone(),
+                };
                 tasks.extend(store::spawn_threshold_sync(
-                    self.app.clone(),
+                    target,
                     redis.clone(),
                     initial.clone(),
                     metrics.clone(),

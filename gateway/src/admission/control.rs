@@ -324,11 +324,6 @@ impl Admission {
         self.inner.follow_source();
     }
 
-    /// The middleware admitting requests through this controller.
-    pub fn layer(&self) -> super::AdmissionLayer {
-        super::AdmissionLayer::new(self.clone())
-    }
-
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::Relaxed)

@@ -3,6 +3,7 @@
 
 use super::App;
 use super::error::{ApiError, ErrorCode, FieldProblem};
+use super::json::{decision_response, json_response};
 use super::wire::*;
 use crate::bureau::Bureau;
 use crate::metrics::StoreOp;

@@ -6,6 +6,7 @@
 //! - [`edge`]: request id, authentication, deadline, priority, bounded body, metrics.
 //! - [`handlers`]: one function per route.
 //! - [`wire`]: request and response bodies, with validation.
+//! - [`json`]: JSON answers.
 //! - [`error`]: the one error shape and the mapping of stack errors to it.
 //! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
 
@@ -29,6 +30,7 @@ pub mod names {
 pub mod edge;
 pub mod error;
 pub mod handlers;
+pub mod json;
 pub mod openapi;
 pub mod wire;
 

@@ -359,9 +359,12 @@ mod tests {
 
     #[test]
     fn a_drawdowns_user_key_shares_its_id_and_equals_a_copied_one() {
-        let body: crate::api::wire::DrawdownBody =
-            serde_json::from_str(r#"{"user_id":"u-7","amount_fen":100,"channel":"app"}"#).unwrap();
-        let drawdown = Arc::new(body.validate().unwrap());
+        let drawdown = Arc::new(Drawdown {
+            user: UserId::from_string("u-7".to_owned()).unwrap(),
+            amount: Fen::new(100).unwrap(),
+            channel: Channel::App,
+            device_id: None,
+        });
         let shared = UserKey::of_drawdown(&drawdown);
         assert_eq!(shared.as_str(), "u-7");
         assert!(std::ptr::eq(shared.as_str(), drawdown.user.as_str()));
