@@ -5,6 +5,7 @@
 //! `GATEWAY_BUREAU_URL`),
 //! then flags. Every invalid value is reported with its key.
 
+use crate::bureau::BureauConfigError;
 use crate::policy::{LimitsPatch, PolicyConfig, PolicyConfigError, WindowConfig};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -631,6 +632,12 @@ impl ConfigError {
     }
 }
 
+impl From<BureauConfigError> for ConfigError {
+    fn from(e: BureauConfigError) -> Self {
+        ConfigError::invalid(e.key(), e.problem())
+    }
+}
+
 impl From<PolicyConfigError> for ConfigError {
     fn from(e: PolicyConfigError) -> Self {
         ConfigError::invalid(e.field(), e.message())
@@ -841,6 +848,42 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_bureau_section_reads_from_toml_and_the_environment_wins() {
+        let c = Config::from_toml(
+            "[bureau]\nurl = \"http://127.0.0.1:9100\"\nconsult = \"grades\"\ngrades = [\"D\", \"E\"]\n\
+             guard = false\n[bureau.breaker]\nprobes = 5\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.bureau.grades,
+            [risk_core::RiskGrade::D, risk_core::RiskGrade::E]
+        );
+        assert!(!c.bureau.guard);
+        assert_eq!(c.bureau.breaker.probes, 5);
+        assert_eq!(
+            c.bureau.breaker.min_calls, 20,
+            "unset keys keep their default"
+        );
+        let mut c = c;
+        c.apply(Overrides {
+            bureau_url: Some("http://10.0.0.2:9100".into()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.bureau.url.as_deref(), Some("http://10.0.0.2:9100"));
+        assert!(Config::default().bureau.url.is_none(), "off by default");
+
+        let e = Config::from_toml("[bureau]\ntimeout_ms = 3\n").unwrap_err();
+        assert!(e.to_string().contains("timeout_ms"), "{e}");
+        let c = Config::from_toml("[bureau]\nurl = \"https://x\"\n").unwrap();
+        match c.validate() {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "bureau.url"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     use super::*;
 
     #[test]

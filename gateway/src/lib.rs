@@ -8,6 +8,7 @@
 //! - [`config`]: the TOML file, environment and flags.
 //! - [`clock`]: wall time behind a trait, so tests drive peak windows.
 //! - [`policy`]: peak windows and the active policy snapshot.
+//! - [`request`]: what is known of a request before it is routed ([`request::RequestFacts`]).
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
 //! - [`bureau`]: the external credit bureau under a latency budget, bulkhead and breaker.
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod overload;
 pub mod policy;
 pub mod ratelimit;
+pub mod request;
 pub mod server;
 pub mod store;
 
@@ -161,7 +163,8 @@ impl Gateway {
             _ => limits,
         };
         let auth = Auth::new(&config.api_keys, &config.admin_token);
-        let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)?;
+        let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)
+            .map_err(ConfigError::from)?;
 
         // Registered with every store (a local document is never stale) so dashboards
         // find the series.
@@ -258,8 +261,13 @@ impl Gateway {
                 )));
             }
             if let Some((initial, metrics)) = &self.threshold_sync {
+                let target = store::ThresholdTarget {
+                    cache: Arc::clone(&self.app.thresholds),
+                    policy: self.app.policy.clone(),
+                    version: self.app.metrics.threshold_version.clone(),
+                };
                 tasks.extend(store::spawn_threshold_sync(
-                    self.app.clone(),
+                    target,
                     redis.clone(),
                     initial.clone(),
                     metrics.clone(),

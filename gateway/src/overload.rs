@@ -27,7 +27,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admission::{Admission, Priority};
+use crate::admission::Admission;
+use crate::request::Priority;
 
 /// Thresholds of the saturation signal.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -9,10 +9,11 @@
 use std::convert::Infallible;
 use std::time::Instant;
 
-use gateway::admission::{Admission, Priority, RequestFacts, RouteClass, UserKey};
+use gateway::admission::Admission;
 use gateway::clock::ManualClock;
 use gateway::policy::{Policy, PolicyConfig};
 use gateway::ratelimit::RateLimits;
+use gateway::request::{Priority, RequestFacts, RouteClass, UserKey};
 use tower::{Layer, Service, ServiceExt};
 
 const N: u32 = 1_000_000;

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use gateway::clock::ManualClock;
 use gateway::policy::{Policy, PolicyConfig};
-use gateway::ratelimit::{GlobalLimitMetrics, GlobalLimiter, RouteClass, SharedGlobalLimiter};
+use gateway::ratelimit::{GlobalLimitMetrics, GlobalLimiter, SharedGlobalLimiter};
+use gateway::request::RouteClass;
 use redis_server::{Options, RedisServer};
 
 const ROUNDS: usize = 5;

@@ -7,7 +7,7 @@
 //! time: when the gateway stalls the stall lands in the measured latency instead of quietly
 //! spacing the user's requests out.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use crate::bureau::timeline::run_timeline;
 use crate::classify::{Answer, Cause, Endpoint};
 use crate::client::{Conn, SendError, TargetAddr};
 use crate::population::{Behaviour, User, build_users};
-use crate::progress::Progress;
+use crate::progress::{Live, Observed, Progress};
 use crate::recorder::{GroupInfo, JourneyEnd, JourneyOutcome, Recorder};
 use crate::results::{BureauResult, PhaseInfo, Results, ScenarioInfo, WindowSpan};
 use crate::scenario::{JourneyConfig, Priority, RetryConfig, Scenario, WindowAction};
@@ -64,24 +64,6 @@ pub struct BureauHandle {
     pub gateway_overrides: String,
 }
 
-/// Live counters for the progress line. Relaxed everywhere: they are statistics read by one
-/// display task, and no other memory depends on their order.
-#[derive(Debug, Default)]
-pub(crate) struct Live {
-    pub(crate) phase: AtomicUsize,
-    pub(crate) offered: AtomicU64,
-    pub(crate) sent: AtomicU64,
-    pub(crate) ok: AtomicU64,
-    pub(crate) refused: [AtomicU64; Cause::ALL.len()],
-}
-
-impl Live {
-    pub(crate) fn refused(&self, c: Cause) -> u64 {
-        let i = Cause::ALL.iter().position(|x| *x == c).unwrap_or(0);
-        self.refused[i].load(Ordering::Relaxed)
-    }
-}
-
 struct Job {
     intended: Instant,
     /// 0 for a first attempt.
@@ -116,6 +98,16 @@ pub(crate) struct Shared {
     deadline_ms: u64,
 }
 
+impl Observed for Shared {
+    fn live(&self) -> &Live {
+        &self.live
+    }
+
+    fn recent_p99_ms(&self, now: Instant) -> Option<f64> {
+        self.rec().recent_p99_ms(now)
+    }
+}
+
 impl Shared {
     pub(crate) fn rec(&self) -> MutexGuard<'_, Recorder> {
         // A panic while recording leaves counters at worst one update short; keep going.
@@ -132,7 +124,7 @@ impl Shared {
 
 /// Runs a scenario against a target and returns its results.
 pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
-    let users = build_users(sc);
+    let users = build_users(&sc.population);
     let all: Vec<User> = users.iter().flatten().cloned().collect();
     target::seed_users(&opts.target, &opts.admin_token, &all, sc.connections).await?;
 

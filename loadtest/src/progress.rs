@@ -2,7 +2,7 @@
 //! current p99. indicatif hides it when stderr is not a terminal.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -10,7 +10,32 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::classify::Cause;
-use crate::engine::Shared;
+
+/// Live counters for the progress line. Relaxed everywhere: they are statistics read by one
+/// display task, and no other memory depends on their order.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    pub(crate) phase: AtomicUsize,
+    pub(crate) offered: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) ok: AtomicU64,
+    pub(crate) refused: [AtomicU64; Cause::ALL.len()],
+}
+
+impl Live {
+    pub(crate) fn refused(&self, c: Cause) -> u64 {
+        let i = Cause::ALL.iter().position(|x| *x == c).unwrap_or(0);
+        self.refused[i].load(Ordering::Relaxed)
+    }
+}
+
+/// What the progress line shows: the live counters and the recent p99 (the run's state).
+pub(crate) trait Observed: Send + Sync + 'static {
+    /// The live counters.
+    fn live(&self) -> &Live;
+    /// The p99 latency of recent answers, ms (`None` before any).
+    fn recent_p99_ms(&self, now: Instant) -> Option<f64>;
+}
 
 pub(crate) struct Progress {
     bar: ProgressBar,
@@ -18,7 +43,7 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn start(enabled: bool, sh: Arc<Shared>, phases: Vec<String>) -> Self {
+    pub(crate) fn start(enabled: bool, sh: Arc<impl Observed>, phases: Vec<String>) -> Self {
         let target = if enabled {
             ProgressDrawTarget::stderr()
         } else {
@@ -38,7 +63,7 @@ impl Progress {
             loop {
                 tokio::time::sleep(tick).await;
                 let now = Instant::now();
-                let l = &sh.live;
+                let l = sh.live();
                 let offered = l.offered.load(Ordering::Relaxed);
                 let sent = l.sent.load(Ordering::Relaxed);
                 let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
@@ -49,7 +74,6 @@ impl Progress {
                     .get(l.phase.load(Ordering::Relaxed))
                     .map_or("-", String::as_str);
                 let p99 = sh
-                    .rec()
                     .recent_p99_ms(now)
                     .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}ms"));
                 let r = |c| l.refused(c);

@@ -14,9 +14,8 @@ use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerial
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::bureau::{BureauOptions, BureauStats};
+use crate::bureau::{BureauChange, BureauOptions, BureauSample};
 use crate::classify::Cause;
-use crate::scenario::BureauChange;
 
 /// Bumped on any change a reader of an older file would misread.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -73,17 +72,6 @@ pub struct BureauResult {
     pub gateway_overrides: String,
     /// Samples, at the run start, every second after it, and once after the drain.
     pub samples: Vec<BureauSample>,
-}
-
-/// One sample of the bureau's side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BureauSample {
-    /// Seconds from the run start.
-    pub t: f64,
-    /// The simulator's counters and settings.
-    pub sim: BureauStats,
-    /// The gateway's `gateway_bureau_*` series (cumulative; histogram buckets left out).
-    pub gateway: BTreeMap<String, f64>,
 }
 
 /// The drawdown attempts whose intended send time fell in one second (unlike the other

@@ -13,8 +13,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::bureau::{BureauOptions, Jitter};
-use crate::population::{Behaviour, Profile, SeedOverrides};
+use crate::bureau::{BureauChange, BureauOptions, Jitter};
+use crate::population::Population;
 
 /// The scenarios shipped in `loadtest/scenarios/`, by name.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -108,21 +108,6 @@ pub struct BureauScenario {
     /// Changes while the run goes, in time order.
     #[serde(default, rename = "change", skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<BureauChange>,
-}
-
-/// `[[bureau.change]]`: at `at_s` seconds from the run start, set the service time and/or
-/// the error rate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BureauChange {
-    /// Seconds from the run start (scaled by `--scale`).
-    pub at_s: f64,
-    /// The new base service time, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_ms: Option<u64>,
-    /// The new injected error probability.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_rate: Option<f64>,
 }
 
 impl BureauScenario {
@@ -285,41 +270,8 @@ fn step_index(t: f64, seg: f64, n: usize) -> usize {
     }
 }
 
-/// The population the traffic comes from. The gateway never sees the ground truth.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Population {
-    /// Number of distinct users, split over the groups by share.
-    pub users: usize,
-    /// The groups.
-    #[serde(rename = "group")]
-    pub groups: Vec<Group>,
-}
-
-/// A group of users with one profile and one client behaviour.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Group {
-    /// Name in the report (unique).
-    pub name: String,
-    /// The ground truth of these users.
-    pub profile: Profile,
-    /// How their client retries.
-    #[serde(default)]
-    pub behaviour: Behaviour,
-    /// Share of the users and of the journeys.
-    pub share: f64,
-    /// Seeded fields that differ from the profile's defaults.
-    #[serde(default, skip_serializing_if = "SeedOverrides::is_empty")]
-    pub overrides: SeedOverrides,
-    /// `X-Priority` on every request of these users (absent: none sent, so the gateway's
-    /// default applies: drawdowns `critical`, credit-line queries `default`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<Priority>,
-}
-
 /// An `X-Priority` a group's clients send: the gateway's own admission priorities.
-pub use gateway::admission::Priority;
+pub use gateway::request::Priority;
 
 /// What a journey does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -656,6 +608,17 @@ fn invert(shape: &Shape, d: f64, target: f64, lo: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_split_by_share_with_valid_ids() {
+        let sc = Scenario::load("double11").unwrap();
+        let users = crate::population::build_users(&sc.population);
+        let total: usize = users.iter().map(Vec::len).sum();
+        assert!(total.abs_diff(sc.population.users) <= sc.population.groups.len());
+        for u in users.iter().flatten() {
+            assert!(risk_core::validate_id(&u.id).is_ok(), "{}", u.id);
+        }
+    }
 
     fn numeric_integral(s: &Shape, d: f64) -> f64 {
         let n = 100_000;

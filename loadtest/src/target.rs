@@ -379,7 +379,7 @@ mod tests {
         };
         let g = start_embedded(&opts).await.unwrap();
         let sc = crate::scenario::Scenario::load("steady").unwrap();
-        let users: Vec<User> = crate::population::build_users(&sc)
+        let users: Vec<User> = crate::population::build_users(&sc.population)
             .into_iter()
             .flatten()
             .take(20)

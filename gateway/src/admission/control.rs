@@ -14,8 +14,8 @@ use tower::retry::budget::{Budget, TpsBudget};
 
 use super::adaptive::{AdaptiveConfig, AdaptiveLimiter, AdaptiveStats};
 use super::error::{Shed, ShedCause};
-use super::request::Priority;
 use super::{LimitSource, Limits};
+use crate::request::Priority;
 
 /// Weight of the newest sample in the moving average of service times.
 const EWMA_ALPHA: f64 = 0.2;
@@ -254,7 +254,7 @@ impl Admission {
     /// anything on the request (the edge calls this before reading the body); changes
     /// nothing otherwise. A `retry` draws from the retry budget here (a first attempt adds
     /// to it), so a request checked here must not carry a
-    /// [`super::RequestFacts::retry_attempt`] on.
+    /// [`crate::request::RequestFacts::retry_attempt`] on.
     ///
     /// Advisory: a request let through is decided again on arrival.
     pub fn precheck(
@@ -322,11 +322,6 @@ impl Admission {
     /// reading the gauges.
     pub fn refresh(&self) {
         self.inner.follow_source();
-    }
-
-    /// The middleware admitting requests through this controller.
-    pub fn layer(&self) -> super::AdmissionLayer {
-        super::AdmissionLayer::new(self.clone())
     }
 
     /// Requests in flight now.

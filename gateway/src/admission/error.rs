@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::request::Priority;
+use crate::request::Priority;
 
 /// Why a request was shed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

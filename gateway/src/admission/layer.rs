@@ -24,3 +24,10 @@ impl<S> Layer<S> for AdmissionLayer {
         AdmissionService::new(inner, self.admission.clone())
     }
 }
+
+impl Admission {
+    /// The middleware admitting requests through this controller.
+    pub fn layer(&self) -> AdmissionLayer {
+        AdmissionLayer::new(self.clone())
+    }
+}

@@ -48,8 +48,6 @@
 //! future (`mem::replace` with a fresh clone), so clones start unready.
 //!
 //! # Layout
-//! - `request.rs`: [`RequestFacts`], the request extension the layers read (shared with
-//!   `ratelimit`).
 //! - `control.rs`: [`Admission`], the shared state behind a briefly held mutex, and its
 //!   [`AdmissionOptions`].
 //! - `adaptive.rs`: the adaptive limit's control law (pure; time passed in).
@@ -58,7 +56,8 @@
 //! # Example
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use gateway::admission::{Admission, Limits, Priority, RequestFacts};
+//! use gateway::admission::{Admission, Limits};
+//! use gateway::request::{Priority, RequestFacts};
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! let admission = Admission::fixed(Limits { concurrency: 64, queue: 256 });
@@ -83,7 +82,6 @@ mod control;
 mod error;
 mod future;
 mod layer;
-pub mod request;
 mod service;
 
 use std::fmt;
@@ -93,9 +91,10 @@ pub use self::control::{Admission, AdmissionOptions, RetryBudgetConfig, SojournT
 pub use self::error::{Shed, ShedCause};
 pub use self::future::ResponseFuture;
 pub use self::layer::AdmissionLayer;
-pub use self::request::{Deadline, Priority, RequestFacts, RouteClass, UserKey};
 pub use self::service::AdmissionService;
 use crate::policy::Policy;
+#[cfg(doc)]
+use crate::request::{Deadline, Priority, RequestFacts, RouteClass};
 
 /// A concurrency limit and a queue capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,8 @@ use std::task::{Context, Poll};
 use tower::{BoxError, Service};
 
 use super::control::Arrival;
-use super::{Admission, RequestFacts, ResponseFuture};
+use super::{Admission, ResponseFuture};
+use crate::request::RequestFacts;
 
 /// Admits, queues or sheds each request (see the module docs). A shed request never
 /// reaches the inner service and fails with a boxed [`super::Shed`].

@@ -12,6 +12,7 @@ use super::*;
 use crate::admission::adaptive::AdaptiveConfig;
 use crate::clock::ManualClock;
 use crate::policy::PolicyConfig;
+use crate::request::{Priority, RequestFacts, RouteClass};
 
 /// An inner service that records who it served and finishes a request only when the test
 /// hands out a token (or after `work` of virtual time when `work` is set).

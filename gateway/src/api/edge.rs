@@ -11,8 +11,8 @@
 use super::error::{ApiError, ErrorCode};
 use super::wire::DrawdownBody;
 use super::{App, names};
-use crate::admission::{Priority, RequestFacts, RouteClass, UserKey};
 use crate::metrics::CodeLabels;
+use crate::request::{Priority, RequestFacts, RouteClass, UserKey};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
@@ -24,20 +24,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
-
-/// The route class of a method and path (before routing: the limit layers need it).
-pub fn classify(method: &Method, path: &str) -> RouteClass {
-    let mut parts = path.trim_start_matches('/').split('/');
-    match (parts.next(), parts.next()) {
-        (Some("v1"), Some("drawdowns")) if *method == Method::POST => RouteClass::Drawdown,
-        (Some("v1"), Some("credit-lines")) => RouteClass::CreditLine,
-        (Some("v1"), Some("appeals")) => RouteClass::Appeal,
-        (Some("v1"), Some("reason-codes")) => RouteClass::ReasonCodes,
-        (Some("v1"), _) => RouteClass::ReasonCodes,
-        (Some("admin"), _) => RouteClass::Admin,
-        _ => RouteClass::Ops,
-    }
-}
 
 fn request_id(req: &Request) -> HeaderValue {
     req.headers()
@@ -66,7 +52,7 @@ where
 {
     let started = tokio::time::Instant::now();
     let id = request_id(&req);
-    let class = classify(req.method(), req.uri().path());
+    let class = RouteClass::of(req.method(), req.uri().path());
     let span = tracing::debug_span!(
         "request",
         http.method = %req.method(),
@@ -86,8 +72,8 @@ where
                 {
                     span.record("user", app.auth.user_tag(user.as_str()).as_str());
                 }
-                // Health checks, metrics and the admin API read none of them.
-                if !matches!(class, RouteClass::Ops | RouteClass::Admin) {
+                // Only the limit layers and the `/v1/` handlers read them.
+                if class.is_limited() {
                     req.extensions_mut().insert(facts);
                 }
                 None
@@ -180,7 +166,7 @@ async fn prepare(
     // 3b. Shed before the body is read (`Admission::precheck`), when admission would refuse
     // now anyway, so a refusal costs no body read or parse; a retry
     // (`X-Retry-Attempt` > 0; anything else is a first attempt) draws from the retry budget.
-    if !matches!(class, RouteClass::Ops | RouteClass::Admin) {
+    if class.is_limited() {
         let retry = req
             .headers()
             .get(names::X_RETRY_ATTEMPT)
@@ -315,33 +301,6 @@ async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_are_classified_before_routing() {
-        assert_eq!(
-            classify(&Method::POST, "/v1/drawdowns"),
-            RouteClass::Drawdown
-        );
-        assert_eq!(
-            classify(&Method::GET, "/v1/credit-lines/u-1"),
-            RouteClass::CreditLine
-        );
-        assert_eq!(classify(&Method::POST, "/v1/appeals"), RouteClass::Appeal);
-        assert_eq!(
-            classify(&Method::GET, "/v1/appeals/ap_1"),
-            RouteClass::Appeal
-        );
-        assert_eq!(
-            classify(&Method::GET, "/v1/reason-codes"),
-            RouteClass::ReasonCodes
-        );
-        assert_eq!(
-            classify(&Method::PUT, "/admin/thresholds"),
-            RouteClass::Admin
-        );
-        assert_eq!(classify(&Method::GET, "/healthz"), RouteClass::Ops);
-        assert_eq!(classify(&Method::GET, "/metrics"), RouteClass::Ops);
-    }
 
     fn chunked(chunks: &[&'static str]) -> Body {
         let frames = chunks

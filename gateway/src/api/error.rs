@@ -303,7 +303,7 @@ impl ApiError {
                 details: &self.details,
             },
         };
-        let json = super::wire::json_bytes(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec());
+        let json = super::json::json_bytes(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec());
         let mut res = (self.code.status(), json).into_response();
         let h = res.headers_mut();
         h.insert(

@@ -1,9 +1,35 @@
 //! `[bureau]`: where the credit bureau is, when to ask it, and how long to wait.
 
-use crate::config::ConfigError;
 use risk_core::{Fen, RiskGrade};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// A `[bureau]` value out of range, naming its key (`bureau.…`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct BureauConfigError {
+    key: String,
+    problem: String,
+}
+
+impl BureauConfigError {
+    pub(crate) fn new(key: &str, problem: impl Into<String>) -> Self {
+        BureauConfigError {
+            key: format!("bureau.{key}"),
+            problem: problem.into(),
+        }
+    }
+
+    /// The dotted key (`bureau.…`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// What is wrong with it.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
+}
 
 /// When a drawdown consults the bureau.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,11 +135,8 @@ impl Default for BureauConfig {
 
 impl BureauConfig {
     /// Checks every value types alone do not, naming the key (`bureau.…`).
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, problem: &str| ConfigError::Invalid {
-            key: format!("bureau.{key}"),
-            problem: problem.to_owned(),
-        };
+    pub fn validate(&self) -> Result<(), BureauConfigError> {
+        let bad = |key: &str, problem: &str| BureauConfigError::new(key, problem);
         if let Some(url) = &self.url {
             super::client::base_url(url).map_err(|p| bad("url", &p))?;
         }
@@ -189,10 +212,7 @@ mod tests {
     use super::*;
 
     fn key(c: &BureauConfig) -> String {
-        match c.validate() {
-            Err(ConfigError::Invalid { key, .. }) => key,
-            other => panic!("{other:?}"),
-        }
+        c.validate().unwrap_err().key().to_owned()
     }
 
     #[test]
@@ -243,46 +263,5 @@ mod tests {
         c.amount_above_fen = 100_000;
         assert!(!c.consults(RiskGrade::E, amount(100_000)));
         assert!(c.consults(RiskGrade::A, amount(100_001)));
-    }
-}
-
-#[cfg(test)]
-mod file_tests {
-    use crate::config::{Config, ConfigError, Overrides};
-
-    #[test]
-    fn the_bureau_section_reads_from_toml_and_the_environment_wins() {
-        let c = Config::from_toml(
-            "[bureau]\nurl = \"http://127.0.0.1:9100\"\nconsult = \"grades\"\ngrades = [\"D\", \"E\"]\n\
-             guard = false\n[bureau.breaker]\nprobes = 5\n",
-        )
-        .unwrap();
-        c.validate().unwrap();
-        assert_eq!(
-            c.bureau.grades,
-            [risk_core::RiskGrade::D, risk_core::RiskGrade::E]
-        );
-        assert!(!c.bureau.guard);
-        assert_eq!(c.bureau.breaker.probes, 5);
-        assert_eq!(
-            c.bureau.breaker.min_calls, 20,
-            "unset keys keep their default"
-        );
-        let mut c = c;
-        c.apply(Overrides {
-            bureau_url: Some("http://10.0.0.2:9100".into()),
-            ..Overrides::default()
-        })
-        .unwrap();
-        assert_eq!(c.bureau.url.as_deref(), Some("http://10.0.0.2:9100"));
-        assert!(Config::default().bureau.url.is_none(), "off by default");
-
-        let e = Config::from_toml("[bureau]\ntimeout_ms = 3\n").unwrap_err();
-        assert!(e.to_string().contains("timeout_ms"), "{e}");
-        let c = Config::from_toml("[bureau]\nurl = \"https://x\"\n").unwrap();
-        match c.validate() {
-            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "bureau.url"),
-            other => panic!("{other:?}"),
-        }
     }
 }

@@ -33,7 +33,7 @@ pub mod config;
 pub mod metrics;
 
 pub use breaker::BreakerState;
-pub use config::{BreakerConfig, BureauConfig, ConsultRule};
+pub use config::{BreakerConfig, BureauConfig, BureauConfigError, ConsultRule};
 pub use metrics::BureauMetrics;
 
 use crate::clock::SharedClock;
@@ -82,16 +82,13 @@ impl Bureau {
         config: &BureauConfig,
         clock: SharedClock,
         registry: &mut Registry,
-    ) -> Result<Option<Bureau>, crate::config::ConfigError> {
+    ) -> Result<Option<Bureau>, BureauConfigError> {
         config.validate()?;
         let Some(url) = &config.url else {
             return Ok(None);
         };
         let base =
-            client::base_url(url).map_err(|problem| crate::config::ConfigError::Invalid {
-                key: "bureau.url".into(),
-                problem,
-            })?;
+            client::base_url(url).map_err(|problem| BureauConfigError::new("url", problem))?;
         let max_concurrent = usize::try_from(config.max_concurrent).unwrap_or(usize::MAX);
         let b = &config.breaker;
         let guards = config.guard.then(|| Guards {

@@ -34,6 +34,8 @@ use jiff::{Timestamp, ZonedDateTime};
 use risk_core::RiskGrade;
 use serde::{Deserialize, Serialize};
 
+use crate::request::RouteClass;
+
 /// The name of the policy in force outside every window; reserved, no window may use it.
 pub const NORMAL: &str = "normal";
 
@@ -123,6 +125,34 @@ pub struct GlobalLimits {
     pub credit_line: Rate,
     /// Appeals.
     pub appeal: Rate,
+}
+
+impl GlobalLimits {
+    /// The global rate of `class`: drawdowns, credit-line queries and appeals have one;
+    /// reason codes, the admin API and ops do not (they may still be limited per user, or
+    /// admitted, see [`RouteClass::is_limited`]).
+    pub const fn rate(&self, class: RouteClass) -> Option<Rate> {
+        match class {
+            RouteClass::Drawdown => Some(self.drawdown),
+            RouteClass::CreditLine => Some(self.credit_line),
+            RouteClass::Appeal => Some(self.appeal),
+            RouteClass::ReasonCodes | RouteClass::Admin | RouteClass::Ops => None,
+        }
+    }
+
+    /// Whether `class` has a global rate, whatever the rates ([`GlobalLimits::rate`]).
+    pub const fn has_rate(class: RouteClass) -> bool {
+        const ANY: Rate = Rate {
+            per_second: 0,
+            burst: 0,
+        };
+        let any = GlobalLimits {
+            drawdown: ANY,
+            credit_line: ANY,
+            appeal: ANY,
+        };
+        any.rate(class).is_some()
+    }
 }
 
 /// Per-user quota, with optional per-grade overrides.

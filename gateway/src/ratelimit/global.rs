@@ -10,8 +10,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 use super::{RateLimited, Scope, TokioClock};
-use crate::admission::request::RouteClass;
 use crate::policy::{GlobalLimits, Policy, Rate};
+use crate::request::RouteClass;
 
 type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
 
@@ -19,8 +19,8 @@ type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<st
 #[derive(Debug)]
 struct Limiters {
     rates: GlobalLimits,
-    /// Drawdown, credit line, appeal.
-    by_class: [Direct; 3],
+    /// By class (`class as usize`); `None` for a class without a global rate.
+    by_class: [Option<Direct>; RouteClass::ALL.len()],
 }
 
 #[derive(Debug)]
@@ -69,14 +69,11 @@ impl GlobalLimiter {
     /// Takes one request of `class` from its bucket. Classes without a global rate
     /// (reason codes, admin, ops) always pass.
     pub fn check(&self, class: RouteClass) -> Result<(), RateLimited> {
-        let index = match class {
-            RouteClass::Drawdown => 0,
-            RouteClass::CreditLine => 1,
-            RouteClass::Appeal => 2,
-            RouteClass::ReasonCodes | RouteClass::Admin | RouteClass::Ops => return Ok(()),
-        };
         let limiters = self.limiters();
-        limiters.by_class[index].check().map_err(|not_until| {
+        let Some(limiter) = &limiters.by_class[class as usize] else {
+            return Ok(());
+        };
+        limiter.check().map_err(|not_until| {
             RateLimited::new(Scope::Global, not_until.wait_time_from(TokioClock.now()))
         })
     }
@@ -124,11 +121,7 @@ impl Limiters {
             |rate: Rate| RateLimiter::direct_with_clock(quota(rate, instances), TokioClock);
         Limiters {
             rates,
-            by_class: [
-                direct(rates.drawdown),
-                direct(rates.credit_line),
-                direct(rates.appeal),
-            ],
+            by_class: RouteClass::ALL.map(|class| rates.rate(class).map(direct)),
         }
     }
 }

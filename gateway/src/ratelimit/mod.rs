@@ -14,7 +14,7 @@
 //! a restart. Buckets measure time with `tokio::time::Instant`, which tests pause and advance.
 //!
 //! The layer reads the [`RequestFacts`] an earlier layer put into the request's extensions
-//! (its class, user and grade); see [`crate::admission::request`].
+//! (its class, user and grade); see [`crate::request`].
 //!
 //! # Layout
 //! - `global.rs`, `user.rs`, `shared.rs`: the limiters; `error.rs`: [`RateLimited`], [`Scope`].
@@ -25,7 +25,8 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use gateway::clock::SystemClock;
 //! use gateway::policy::{Policy, PolicyConfig};
-//! use gateway::ratelimit::{RateLimits, RouteClass, Scope, UserKey};
+//! use gateway::ratelimit::{RateLimits, Scope};
+//! use gateway::request::{RouteClass, UserKey};
 //!
 //! let policy = Policy::new(&PolicyConfig::default(), SystemClock::shared()).unwrap();
 //! let limits = RateLimits::new(&policy, 100_000);
@@ -61,8 +62,8 @@ pub use self::layer::RateLimitLayer;
 pub use self::service::RateLimit;
 pub use self::shared::{GlobalLimitMetrics, RETRY_REDIS_AFTER, SharedGlobalLimiter};
 pub use self::user::UserLimiter;
-pub use crate::admission::request::{RequestFacts, RouteClass, UserKey};
 use crate::policy::Policy;
+use crate::request::{RequestFacts, RouteClass, UserKey};
 
 /// governor's clock reading `tokio::time::Instant`, so paused test time drives the buckets.
 #[derive(Debug, Clone, Copy, Default)]

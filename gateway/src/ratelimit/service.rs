@@ -4,7 +4,8 @@ use std::task::{Context, Poll};
 
 use tower::{BoxError, Service};
 
-use super::{RateLimits, RequestFacts, ResponseFuture, SharedGlobalLimiter};
+use super::{RateLimits, RequestFacts, ResponseFuture};
+use crate::policy::GlobalLimits;
 
 /// Checks the global, then the per-user limit of each request; a refused request never
 /// reaches the inner service and fails with a boxed [`super::RateLimited`].
@@ -43,7 +44,7 @@ where
         let class = RequestFacts::of(&req).class;
         if let Some(class) = class
             && self.limits.shared().is_some()
-            && SharedGlobalLimiter::limits(class)
+            && GlobalLimits::has_rate(class)
         {
             // The readied service goes into the future; a clone stays for the next call.
             let ready = self.inner.clone();
@@ -77,7 +78,8 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::policy::{Policy, PolicyConfig};
-    use crate::ratelimit::{RateLimited, RouteClass, Scope, UserKey};
+    use crate::ratelimit::{RateLimited, Scope};
+    use crate::request::{RouteClass, UserKey};
 
     fn limits() -> RateLimits {
         let config: PolicyConfig = toml::from_str(

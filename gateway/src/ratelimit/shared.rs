@@ -92,23 +92,11 @@ impl SharedGlobalLimiter {
         }
     }
 
-    /// Whether `class` has a global rate (only those need a check).
-    pub fn limits(class: RouteClass) -> bool {
-        matches!(
-            class,
-            RouteClass::Drawdown | RouteClass::CreditLine | RouteClass::Appeal
-        )
-    }
-
     /// Takes one request of `class` from the shared bucket, or from the local fallback
     /// when Redis does not answer within the timeout.
     pub async fn check(&self, class: RouteClass) -> Result<(), RateLimited> {
-        let rates = self.policy.load().limits.global;
-        let rate = match class {
-            RouteClass::Drawdown => rates.drawdown,
-            RouteClass::CreditLine => rates.credit_line,
-            RouteClass::Appeal => rates.appeal,
-            RouteClass::ReasonCodes | RouteClass::Admin | RouteClass::Ops => return Ok(()),
+        let Some(rate) = self.policy.load().limits.global.rate(class) else {
+            return Ok(());
         };
         if self.redis_due() {
             let (interval, burst) = emission(rate);

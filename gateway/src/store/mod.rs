@@ -71,8 +71,8 @@ pub use faults::Faults;
 pub use ids::{Slot, new_appeal_id, new_decision_id, user_slot};
 pub use memory::{MemoryConfig, MemoryConfigError, MemoryStats, MemoryStore};
 pub use redis::{
-    AuditEvent, RedisConfig, RedisConfigError, RedisStore, ThresholdSyncMetrics, ThresholdWrite,
-    spawn_threshold_sync,
+    AuditEvent, RedisConfig, RedisConfigError, RedisStore, ThresholdSyncMetrics, ThresholdTarget,
+    ThresholdWrite, spawn_threshold_sync,
 };
 pub use types::{
     AppealRecord, AppealStatus, DecisionRecord, Fingerprint, ReasonRecord, Resolution,

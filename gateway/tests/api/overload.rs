@@ -2,8 +2,8 @@
 //! costs no body read; connection-level overload actions pause accepting and close keep-alive.
 
 use crate::support::*;
-use gateway::admission::Priority;
 use gateway::policy::LimitsPatch;
+use gateway::request::Priority;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;

@@ -51,6 +51,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use answer::{ScoreAnswer, answer_for, valid_user_id};
 pub use server::{RunningBureau, serve, start, start_on};
+pub use timeline::{BureauChange, BureauSample};
 
 use crate::Error;
 

@@ -14,8 +14,35 @@ use tokio::time::Instant;
 
 use super::Bureau;
 use crate::client::{Conn, TargetAddr};
-use crate::results::BureauSample;
-use crate::scenario::BureauChange;
+use serde::{Deserialize, Serialize};
+
+use super::BureauStats;
+
+/// `[[bureau.change]]`: at `at_s` seconds from the run start, set the service time and/or
+/// the error rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BureauChange {
+    /// Seconds from the run start (scaled by `--scale`).
+    pub at_s: f64,
+    /// The new base service time, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_ms: Option<u64>,
+    /// The new injected error probability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+}
+
+/// One sample of the bureau's side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BureauSample {
+    /// Seconds from the run start.
+    pub t: f64,
+    /// The simulator's counters and settings.
+    pub sim: BureauStats,
+    /// The gateway's `gateway_bureau_*` series (cumulative; histogram buckets left out).
+    pub gateway: BTreeMap<String, f64>,
+}
 
 /// Prefix of the gateway metrics kept.
 pub const GATEWAY_PREFIX: &str = "gateway_bureau_";

@@ -11,8 +11,9 @@ use plotters::prelude::*;
 
 use super::pct;
 use crate::Error;
+use crate::bureau::BureauSample;
 use crate::recorder::new_histogram;
-use crate::results::{BureauResult, BureauSample, Results, decode_histogram};
+use crate::results::{BureauResult, Results, decode_histogram};
 
 /// Gateway series counted as fallbacks (one per kind and cause).
 const FALLBACKS: &str = "gateway_bureau_fallbacks";
@@ -530,7 +531,7 @@ mod tests {
         assert_eq!(list(&deltas(&a, &b, CALLS)), "ok 9");
         assert_eq!(sample_at(&[a.clone(), b.clone()], 4.0).unwrap().t, 5.0);
 
-        let change = |at_s: f64, service_ms: Option<u64>| crate::scenario::BureauChange {
+        let change = |at_s: f64, service_ms: Option<u64>| crate::bureau::BureauChange {
             at_s,
             service_ms,
             error_rate: Some(0.1),

@@ -64,7 +64,7 @@
 mod scripts;
 pub mod thresholds;
 
-pub use thresholds::{ThresholdSyncMetrics, ThresholdWrite, spawn_threshold_sync};
+pub use thresholds::{ThresholdSyncMetrics, ThresholdTarget, ThresholdWrite, spawn_threshold_sync};
 
 use super::ids::{APPEAL_PREFIX, DECISION_PREFIX, SLOTS, id_slot, user_slot};
 use super::{

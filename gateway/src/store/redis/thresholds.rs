@@ -17,7 +17,7 @@
 //! instance has a version, `/readyz` answers 503.
 
 use super::{RedisStore, bad, text};
-use crate::api::App;
+use crate::policy::Policy;
 use crate::store::{Result, StoreError};
 use deadpool_redis::redis::{self, Value};
 use futures_util::StreamExt;
@@ -168,17 +168,28 @@ impl ThresholdSyncMetrics {
     }
 }
 
+/// What the refresher keeps current.
+#[derive(Debug, Clone)]
+pub struct ThresholdTarget {
+    /// The cache the request path reads.
+    pub cache: Arc<ThresholdCache>,
+    /// The policy, whose profiles a new version must cover.
+    pub policy: Policy,
+    /// The gauge of the version in force.
+    pub version: Gauge,
+}
+
 /// Starts the subscriber and the refresher; `bootstrap` is stored when Redis holds no
 /// thresholds yet.
 pub fn spawn_threshold_sync(
-    app: App,
+    target: ThresholdTarget,
     redis: RedisStore,
     bootstrap: Thresholds,
     metrics: ThresholdSyncMetrics,
 ) -> Vec<JoinHandle<()>> {
     let (notify, notices) = mpsc::channel(1);
     let subscriber = tokio::spawn(subscribe(redis.clone(), notify));
-    let refresher = tokio::spawn(refresh(app, redis, bootstrap, metrics, notices));
+    let refresher = tokio::spawn(refresh(target, redis, bootstrap, metrics, notices));
     vec![subscriber, refresher]
 }
 
@@ -219,7 +230,7 @@ async fn subscribe(redis: RedisStore, notify: mpsc::Sender<()>) {
 }
 
 async fn refresh(
-    app: App,
+    target: ThresholdTarget,
     redis: RedisStore,
     bootstrap: Thresholds,
     metrics: ThresholdSyncMetrics,
@@ -234,7 +245,7 @@ async fn refresh(
             _ = tick.tick() => {}
             Some(()) = notices.recv() => {}
         }
-        match sync_once(&app, &redis, &bootstrap).await {
+        match sync_once(&target, &redis, &bootstrap).await {
             Ok(applied) => {
                 confirmed = Some(Instant::now());
                 if applied {
@@ -243,7 +254,7 @@ async fn refresh(
             }
             Err(e) => {
                 metrics.refresh_errors.inc();
-                tracing::warn!(cause = %e, version = app.thresholds.version(),
+                tracing::warn!(cause = %e, version = target.cache.version(),
                     "thresholds refresh failed; keeping the version in force");
             }
         }
@@ -253,7 +264,11 @@ async fn refresh(
 }
 
 /// One refresh: answers whether a new version was swapped in.
-async fn sync_once(app: &App, redis: &RedisStore, bootstrap: &Thresholds) -> Result<bool> {
+async fn sync_once(
+    target: &ThresholdTarget,
+    redis: &RedisStore,
+    bootstrap: &Thresholds,
+) -> Result<bool> {
     let (version, json) = match redis.current_thresholds().await? {
         Some(found) => found,
         None => {
@@ -268,7 +283,7 @@ async fn sync_once(app: &App, redis: &RedisStore, bootstrap: &Thresholds) -> Res
             }
         }
     };
-    if version <= app.thresholds.version() {
+    if version <= target.cache.version() {
         return Ok(false);
     }
     let json = json.ok_or_else(|| {
@@ -276,11 +291,11 @@ async fn sync_once(app: &App, redis: &RedisStore, bootstrap: &Thresholds) -> Res
             "thresholds pointer names missing version {version}"
         ))
     })?;
-    let th = validate(&json, version, app)?;
-    apply(&app.thresholds, th, app)
+    let th = validate(&json, version, &target.policy)?;
+    apply(th, target)
 }
 
-fn validate(json: &str, version: u64, app: &App) -> Result<Thresholds> {
+fn validate(json: &str, version: u64, policy: &Policy) -> Result<Thresholds> {
     let th = Thresholds::from_json(json)
         .map_err(|e| StoreError::Corrupt(format!("thresholds version {version}: {e}")))?;
     if th.version() != version {
@@ -289,16 +304,16 @@ fn validate(json: &str, version: u64, app: &App) -> Result<Thresholds> {
             th.version()
         )));
     }
-    th.require_profiles(app.policy.compiled().profiles())
+    th.require_profiles(policy.compiled().profiles())
         .map_err(|e| StoreError::Corrupt(format!("thresholds version {version}: {e}")))?;
     Ok(th)
 }
 
-fn apply(cache: &Arc<ThresholdCache>, th: Thresholds, app: &App) -> Result<bool> {
-    match cache.publish(th) {
+fn apply(th: Thresholds, target: &ThresholdTarget) -> Result<bool> {
+    match target.cache.publish(th) {
         Ok(published) => {
-            app.metrics
-                .threshold_version
+            target
+                .version
                 .set(i64::try_from(published.version()).unwrap_or(i64::MAX));
             tracing::info!(
                 version = published.version(),

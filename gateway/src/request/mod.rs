@@ -16,12 +16,9 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use risk_core::RiskGrade;
+use risk_core::{Channel, Fen, RiskGrade, UserId};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-
-use crate::api::Caller;
-use crate::api::wire::Drawdown;
 
 /// What is known about a request before the limit layers run: the one request extension
 /// they read (see the module docs for what a missing fact means).
@@ -81,6 +78,27 @@ impl RequestFacts {
     }
 }
 
+/// An authenticated caller: idempotency keys are scoped by `id`, which is derived from the
+/// key (a keyed hash prefix), never the key itself.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// A stable, non-secret identifier of the API key.
+    pub id: Arc<str>,
+}
+
+/// A validated drawdown request (`POST /v1/drawdowns`, checked by the API's wire types).
+#[derive(Debug, Clone)]
+pub struct Drawdown {
+    /// The user.
+    pub user: UserId,
+    /// The amount.
+    pub amount: Fen,
+    /// The channel.
+    pub channel: Channel,
+    /// The device.
+    pub device_id: Option<String>,
+}
+
 /// Which kind of route a request is for: the unit of global rate limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -100,6 +118,39 @@ pub enum RouteClass {
 }
 
 impl RouteClass {
+    /// Every class, in the order of their discriminants (`class as usize`).
+    pub const ALL: [RouteClass; 6] = [
+        Self::Drawdown,
+        Self::CreditLine,
+        Self::Appeal,
+        Self::ReasonCodes,
+        Self::Admin,
+        Self::Ops,
+    ];
+
+    /// The class of a method and path, before routing (the limit layers need it). Every
+    /// other `/v1/` path is taken as [`RouteClass::ReasonCodes`]: limited and admitted like
+    /// any `/v1/` route, then answered 404 by the router.
+    pub fn of(method: &http::Method, path: &str) -> RouteClass {
+        let mut parts = path.trim_start_matches('/').split('/');
+        match (parts.next(), parts.next()) {
+            (Some("v1"), Some("drawdowns")) if *method == http::Method::POST => Self::Drawdown,
+            (Some("v1"), Some("credit-lines")) => Self::CreditLine,
+            (Some("v1"), Some("appeals")) => Self::Appeal,
+            (Some("v1"), _) => Self::ReasonCodes,
+            (Some("admin"), _) => Self::Admin,
+            _ => Self::Ops,
+        }
+    }
+
+    /// Whether requests of this class pass through the rate limits and admission: every
+    /// `/v1/` route does. Health checks, metrics and the admin API do not: they must answer
+    /// in an overload, when they are needed most. (Which classes also have a global rate is
+    /// the policy's `GlobalLimits::rate`.)
+    pub const fn is_limited(self) -> bool {
+        !matches!(self, Self::Admin | Self::Ops)
+    }
+
     /// The class's name as used in metrics labels.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -241,6 +292,47 @@ mod tests {
     }
 
     #[test]
+    fn routes_are_classified_before_routing() {
+        use http::Method;
+        let class = RouteClass::of;
+        assert_eq!(class(&Method::POST, "/v1/drawdowns"), RouteClass::Drawdown);
+        assert_eq!(
+            class(&Method::GET, "/v1/drawdowns"),
+            RouteClass::ReasonCodes
+        );
+        assert_eq!(
+            class(&Method::GET, "/v1/credit-lines/u-1"),
+            RouteClass::CreditLine
+        );
+        assert_eq!(class(&Method::POST, "/v1/appeals"), RouteClass::Appeal);
+        assert_eq!(class(&Method::GET, "/v1/appeals/ap_1"), RouteClass::Appeal);
+        assert_eq!(
+            class(&Method::GET, "/v1/reason-codes"),
+            RouteClass::ReasonCodes
+        );
+        assert_eq!(class(&Method::GET, "/v1/nowhere"), RouteClass::ReasonCodes);
+        assert_eq!(class(&Method::PUT, "/admin/thresholds"), RouteClass::Admin);
+        assert_eq!(class(&Method::GET, "/healthz"), RouteClass::Ops);
+        assert_eq!(class(&Method::GET, "/metrics"), RouteClass::Ops);
+        for c in RouteClass::ALL {
+            assert_eq!(RouteClass::ALL[c as usize], c);
+        }
+        let limited: Vec<_> = RouteClass::ALL
+            .into_iter()
+            .filter(|c| c.is_limited())
+            .collect();
+        assert_eq!(
+            limited,
+            [
+                RouteClass::Drawdown,
+                RouteClass::CreditLine,
+                RouteClass::Appeal,
+                RouteClass::ReasonCodes
+            ]
+        );
+    }
+
+    #[test]
     fn missing_facts_are_the_documented_defaults() {
         let bare = http::Request::new(());
         let facts = RequestFacts::of(&bare);
@@ -267,9 +359,12 @@ mod tests {
 
     #[test]
     fn a_drawdowns_user_key_shares_its_id_and_equals_a_copied_one() {
-        let body: crate::api::wire::DrawdownBody =
-            serde_json::from_str(r#"{"user_id":"u-7","amount_fen":100,"channel":"app"}"#).unwrap();
-        let drawdown = Arc::new(body.validate().unwrap());
+        let drawdown = Arc::new(Drawdown {
+            user: UserId::from_string("u-7".to_owned()).unwrap(),
+            amount: Fen::new(100).unwrap(),
+            channel: Channel::App,
+            device_id: None,
+        });
         let shared = UserKey::of_drawdown(&drawdown);
         assert_eq!(shared.as_str(), "u-7");
         assert!(std::ptr::eq(shared.as_str(), drawdown.user.as_str()));

@@ -1,0 +1,159 @@
+//! Route handlers. Each reads at most one round trip from the store before deciding and
+//! commits with one atomic call; risk-core does the deciding.
+
+use super::App;
+use super::error::{ApiError, ErrorCode, FieldProblem};
+use crate::metrics::StoreOp;
+use crate::store::{DecisionRecord, StoreError};
+use jiff::{Timestamp, ZonedDateTime, tz::TimeZone};
+use risk_core::{Thresholds, UserId};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod admin;
+mod appeals;
+mod drawdown;
+mod ops;
+
+pub use admin::*;
+pub use appeals::*;
+pub use drawdown::*;
+pub use ops::*;
+
+fn rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
+    let offset = tz.to_offset(ts);
+    let secs = offset.seconds();
+    let dt = offset.to_datetime(ts);
+    // The common case by hand (the strftime machinery was ~1,800 instructions a record); the
+    // rare rest (years past 4 digits, offsets with seconds) keeps the general formatter.
+    let (Ok(year), true) = (u16::try_from(dt.year()), secs % 60 == 0) else {
+        return ts
+            .to_zoned_datetime(tz.clone())
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string();
+    };
+    let mut out = String::with_capacity(25);
+    let mut two = |n: u32, sep: Option<char>| {
+        // Both digits are below 10: `from_digit` always answers.
+        out.push(char::from_digit(n / 10 % 10, 10).unwrap_or('0'));
+        out.push(char::from_digit(n % 10, 10).unwrap_or('0'));
+        if let Some(c) = sep {
+            out.push(c);
+        }
+    };
+    let year = u32::from(year);
+    two(year / 100, None);
+    two(year % 100, Some('-'));
+    two(dt.month().unsigned_abs().into(), Some('-'));
+    two(dt.day().unsigned_abs().into(), Some('T'));
+    two(dt.hour().unsigned_abs().into(), Some(':'));
+    two(dt.minute().unsigned_abs().into(), Some(':'));
+    two(
+        dt.second().unsigned_abs().into(),
+        Some(if secs < 0 { '-' } else { '+' }),
+    );
+    let minutes = secs.unsigned_abs() / 60;
+    two(minutes / 60, Some(':'));
+    two(minutes % 60, None);
+    out
+}
+
+fn zoned_rfc3339(z: &ZonedDateTime) -> String {
+    z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+fn thresholds(app: &App) -> Result<Arc<Thresholds>, ApiError> {
+    // Empty only before a first version is loaded; readiness reports it meanwhile.
+    app.thresholds.load_full().ok_or_else(|| {
+        ApiError::new(ErrorCode::DependencyUnavailable).with_retry_after(Duration::from_secs(1))
+    })
+}
+
+impl App {
+    /// Runs a store call, timed for metrics; with a deadline, the call gives up at it
+    /// (`StoreError::Timeout`, answered 503 `DEPENDENCY_UNAVAILABLE`): a slow store turns into
+    /// a fast refusal rather than a pile of waiting requests. A commit cut short may or may not
+    /// have been applied; the caller's retry with the same idempotency key resolves it.
+    ///
+    /// A combinator rather than an `async fn`: an `async fn` keeps its argument `f` and the
+    /// `Timeout` it moved `f` into side by side, twice the size of the store's future, and
+    /// the drawdown's future holds this one (`BENCHMARKS.md`, "gateway request path"). The
+    /// clock starts here, where the call is made and awaited.
+    fn timed<T>(
+        &self,
+        op: StoreOp,
+        deadline: Option<tokio::time::Instant>,
+        f: impl Future<Output = Result<T, StoreError>>,
+    ) -> impl Future<Output = Result<T, StoreError>> {
+        use futures_util::FutureExt;
+        use futures_util::future::Either;
+        let start = Instant::now();
+        let call = match deadline {
+            Some(at) => Either::Left(
+                tokio::time::timeout_at(at, f).map(|r| r.unwrap_or(Err(StoreError::Timeout))),
+            ),
+            None => Either::Right(f),
+        };
+        call.map(move |out| {
+            self.metrics
+                .record_store_op(op, start.elapsed().as_secs_f64(), out.is_err());
+            out
+        })
+    }
+
+    fn record_decision(&self, d: &DecisionRecord) {
+        let m = &self.metrics;
+        m.record_outcome(d.outcome);
+        for r in &d.reasons {
+            m.reasons
+                .get_or_create(&crate::metrics::CodeLabels {
+                    code: r.code.as_str(),
+                })
+                .inc();
+        }
+    }
+}
+
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw)
+        .map_err(|e| ApiError::invalid(vec![FieldProblem::new("user_id", e.to_string())]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_by_hand_equals_strftime() {
+        let zones = [
+            "Asia/Shanghai",
+            "UTC",
+            "America/New_York",
+            "Asia/Kolkata",
+            "America/St_Johns",
+            "Pacific/Chatham",
+            "Europe/Amsterdam",
+        ];
+        // From before 1900 (offsets with seconds: the fallback) to 2200, in uneven steps.
+        let seconds = (0..4_000i64).map(|i| -2_300_000_000 + i * 2_123_456_789 / 1_000 + i % 7);
+        for name in zones {
+            let tz = TimeZone::get(name).unwrap();
+            for s in seconds.clone() {
+                let ts = Timestamp::new(s, 123_456_789).unwrap();
+                let want = ts
+                    .to_zoned_datetime(tz.clone())
+                    .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                    .to_string();
+                assert_eq!(rfc3339(ts, &tz), want, "{name} {s}");
+            }
+        }
+        for ts in [Timestamp::MIN, Timestamp::MAX] {
+            let tz = TimeZone::get("Asia/Shanghai").unwrap();
+            let want = ts
+                .to_zoned_datetime(tz.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string();
+            assert_eq!(rfc3339(ts, &tz), want);
+        }
+    }
+}

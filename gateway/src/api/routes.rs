@@ -1,0 +1,99 @@
+//! The route table: the router is built from it, and the OpenAPI test checks the document
+//! against it and the statuses the edge and the limit layers add ([`edge_statuses`]).
+
+use super::error::{ApiError, ErrorCode};
+use super::handlers;
+use super::state::App;
+use crate::policy::GlobalLimits;
+use crate::request::RouteClass;
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+
+async fn not_found() -> Response {
+    ApiError::new(ErrorCode::NotFound).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(ErrorCode::MethodNotAllowed).into_response()
+}
+
+/// Declares the routes once: the router is built from this table, and the OpenAPI test
+/// checks the document against it (every route, every status it can answer).
+macro_rules! routes {
+    ($( $method:ident $path:literal => $handler:ident [$($status:literal),*] ),* $(,)?) => {
+        /// Every route: method, path template, and the statuses its handler answers (the edge
+        /// and the limit layers add theirs by route class, see [`edge_statuses`]).
+        pub const ROUTES: &[(&str, &str, &[u16])] = &[
+            $( (stringify!($method), $path, &[$($status),*]) ),*
+        ];
+
+        /// The router of every route, with the API's 404 and 405 answers.
+        pub(super) fn router(app: App) -> Router {
+            Router::new()
+                $( .route($path, axum::routing::$method(handlers::$handler)) )*
+                .fallback(not_found)
+                .method_not_allowed_fallback(method_not_allowed)
+                .with_state(app)
+        }
+    };
+}
+
+routes! {
+    post "/v1/drawdowns" => drawdown [200, 400, 404, 422, 503],
+    get "/v1/credit-lines/{user_id}" => credit_line [200, 400, 404, 503],
+    post "/v1/appeals" => create_appeal [200, 201, 400, 404, 422, 503],
+    get "/v1/appeals/{appeal_id}" => get_appeal [200, 404, 503],
+    get "/v1/reason-codes" => reason_codes [200],
+    put "/admin/credit-lines/{user_id}" => put_credit_line [200, 400, 503],
+    get "/admin/thresholds" => get_thresholds [200, 503],
+    put "/admin/thresholds" => put_thresholds [200, 400, 409, 503],
+    get "/admin/policy" => get_policy [200],
+    put "/admin/policy/force" => force_policy [200, 400],
+    get "/admin/appeals" => list_appeals [200, 400, 503],
+    post "/admin/appeals/{appeal_id}/resolve" => resolve_appeal [200, 400, 404, 409, 503],
+    get "/healthz" => healthz [200],
+    get "/readyz" => readyz [200, 503],
+    get "/metrics" => metrics [200],
+    get "/openapi.json" => openapi [200],
+}
+
+/// Statuses the edge and the limit layers may answer on a route before its handler runs.
+pub fn edge_statuses(method: &str, path: &str) -> Vec<u16> {
+    let method = method.to_ascii_uppercase();
+    let class = RouteClass::of(&method.parse().unwrap_or(axum::http::Method::GET), path);
+    let mut s = Vec::new();
+    match class {
+        RouteClass::Ops => return s,
+        RouteClass::Admin => s.extend([401, 403]),
+        _ => s.push(401),
+    }
+    s.push(400); // a malformed X-Request-Deadline-Ms
+    if matches!(method.as_str(), "POST" | "PUT") {
+        s.extend([413, 415]);
+    }
+    if GlobalLimits::has_rate(class) {
+        s.push(429);
+    }
+    if class.is_limited() {
+        s.push(503);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edge_statuses_follow_the_route_class() {
+        // Every `/v1/` route is admitted, so it may be shed (503); only the classes with a
+        // global rate, whose requests also carry a user, may be rate limited (429).
+        assert_eq!(edge_statuses("get", "/v1/reason-codes"), [401, 400, 503]);
+        assert_eq!(
+            edge_statuses("post", "/v1/drawdowns"),
+            [401, 400, 413, 415, 429, 503]
+        );
+        assert_eq!(edge_statuses("get", "/admin/policy"), [401, 403, 400]);
+        assert!(edge_statuses("get", "/healthz").is_empty());
+    }
+}
