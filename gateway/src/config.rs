@@ -98,10 +98,34 @@ fn default_policy() -> PolicyConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Open connections at most; further connections wait in the kernel's accept queue.
+    /// Open connections at most; a connection past it is answered `503 CAPACITY_SHED` and
+    /// closed at once.
     pub max_connections: u32,
-    /// A client must send its request headers within this many milliseconds.
+    /// Open connections at most from one peer address (IP, any port); past it a new
+    /// connection is closed at once. Behind a load balancer or a NAT, every client shares
+    /// the balancer's few addresses: raise it to `max_connections` there.
+    pub max_connections_per_peer: u32,
+    /// A client must send its request headers within this many milliseconds: from the
+    /// connection's start for its first request (the HTTP/2 preface and handshake
+    /// included), and on HTTP/1.1 keep-alive from the end of the previous response.
     pub header_read_timeout_ms: u64,
+    /// An HTTP/2 connection with no request in flight for this many milliseconds is closed
+    /// (`GOAWAY`; any connection still open `shutdown_grace_ms` later is dropped).
+    pub idle_timeout_ms: u64,
+    /// A request body must arrive within this many milliseconds of the request head (and
+    /// within the request's deadline), else `408 REQUEST_TIMEOUT`.
+    pub body_read_timeout_ms: u64,
+    /// HTTP/2: streams a client may have open at once on one connection.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2: response bytes buffered per stream while the client's flow-control window
+    /// is closed (further body data waits, unread).
+    pub http2_max_send_buf_bytes: u32,
+    /// HTTP/2: a `PING` is sent after this many milliseconds without a frame from the
+    /// client; a client that does not answer within `http2_keep_alive_timeout_ms` is
+    /// dropped.
+    pub http2_keep_alive_interval_ms: u64,
+    /// HTTP/2: how long the answer to a keep-alive `PING` may take, in milliseconds.
+    pub http2_keep_alive_timeout_ms: u64,
     /// Largest request body in bytes (413 above it).
     pub body_limit_bytes: u32,
     /// Deadline of a request that sends no `X-Request-Deadline-Ms`, in milliseconds.
@@ -218,7 +242,14 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_connections: 10_000,
+            max_connections_per_peer: 256,
             header_read_timeout_ms: 5_000,
+            idle_timeout_ms: 60_000,
+            body_read_timeout_ms: 5_000,
+            http2_max_concurrent_streams: 100,
+            http2_max_send_buf_bytes: 64 * 1024,
+            http2_keep_alive_interval_ms: 20_000,
+            http2_keep_alive_timeout_ms: 10_000,
             body_limit_bytes: 16 * 1024,
             default_deadline_ms: 2_000,
             max_deadline_ms: 30_000,
@@ -235,6 +266,16 @@ impl ServerConfig {
     /// The header-read timeout.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// The HTTP/2 idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// The body read timeout.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
     }
 
     /// The default request deadline.
@@ -784,7 +825,29 @@ impl Config {
         let s = &self.server;
         let positive = [
             ("server.max_connections", u64::from(s.max_connections)),
+            (
+                "server.max_connections_per_peer",
+                u64::from(s.max_connections_per_peer),
+            ),
             ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            ("server.body_read_timeout_ms", s.body_read_timeout_ms),
+            (
+                "server.http2_max_concurrent_streams",
+                u64::from(s.http2_max_concurrent_streams),
+            ),
+            (
+                "server.http2_max_send_buf_bytes",
+                u64::from(s.http2_max_send_buf_bytes),
+            ),
+            (
+                "server.http2_keep_alive_interval_ms",
+                s.http2_keep_alive_interval_ms,
+            ),
+            (
+                "server.http2_keep_alive_timeout_ms",
+                s.http2_keep_alive_timeout_ms,
+            ),
             ("server.body_limit_bytes", u64::from(s.body_limit_bytes)),
             ("server.default_deadline_ms", s.default_deadline_ms),
             ("server.max_deadline_ms", s.max_deadline_ms),

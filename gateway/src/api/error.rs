@@ -289,21 +289,26 @@ impl IntoResponse for ApiError {
 }
 
 impl ApiError {
-    /// The response: JSON body, `Retry-After` where due, the code in the extensions (metrics).
-    pub fn render(self) -> Response {
-        let retry_after_s = self.retry_after_s();
+    /// The JSON body (`{"error": {...}}`).
+    pub fn json(&self) -> Vec<u8> {
         let body = Body {
             error: Inner {
                 code: self.code.as_str(),
                 category: self.code.category(),
                 message: &self.message,
                 message_zh: self.code.default_messages().1,
-                retry_after_s,
+                retry_after_s: self.retry_after_s(),
                 request_id: self.request_id.as_ref().and_then(|v| v.to_str().ok()),
                 details: &self.details,
             },
         };
-        let json = super::json::json_bytes(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec());
+        super::json::json_bytes(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
+    }
+
+    /// The response: JSON body, `Retry-After` where due, the code in the extensions (metrics).
+    pub fn render(self) -> Response {
+        let retry_after_s = self.retry_after_s();
+        let json = self.json();
         let mut res = (self.code.status(), json).into_response();
         let h = res.headers_mut();
         h.insert(
