@@ -91,6 +91,8 @@ impl From<Family> for Cause {
             Family::RateLimit => Cause::RateLimit,
             Family::Capacity => Cause::Capacity,
             Family::Dependency => Cause::Dependency,
+            // 408 `REQUEST_TIMEOUT`: the load generator's own upload was too slow.
+            Family::Request => Cause::ClientError,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The drawdown and its quote: `POST /v1/drawdowns`, `GET /v1/credit-lines/{user_id}`,
 //! and the reason-code catalogue their answers refer to.
 
-use super::{App, rfc3339, thresholds, user_id, zoned_rfc3339};
+use super::{App, path_user_id, rfc3339, thresholds, zoned_rfc3339};
 use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::{decision_response, json_response};
 use crate::api::wire::*;
@@ -12,7 +12,7 @@ use crate::store::{
     CommitOutcome, CommitRequest, DecisionRecord, Fingerprint, Loaded, ReasonRecord, Reservation,
     Store, new_decision_id,
 };
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -296,10 +296,10 @@ pub async fn credit_line(
     State(app): State<App>,
     caller: axum::Extension<Caller>,
     deadline: Option<axum::Extension<Deadline>>,
-    Path(raw): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|d| d.0.0);
-    let user = user_id(&raw)?;
+    let user = path_user_id(&uri)?;
     let loaded = app
         .timed(
             StoreOp::Load,
