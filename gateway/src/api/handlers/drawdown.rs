@@ -49,9 +49,17 @@ fn reason_record(r: &Reason) -> ReasonRecord {
 
 /// A drawdown's `Idempotency-Key`: `Err` is the answer when it is missing or not a valid key.
 pub(in crate::api) fn idempotency_key(headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
-    let Some(v) = headers.get(crate::api::names::IDEMPOTENCY_KEY) else {
+    let mut sent = headers.get_all(crate::api::names::IDEMPOTENCY_KEY).iter();
+    let Some(v) = sent.next() else {
         return Err(ApiError::new(ErrorCode::IdempotencyKeyMissing));
     };
+    // Two keys name two requests: which one the caller meant is not ours to guess.
+    if sent.next().is_some() {
+        return Err(ApiError::invalid(vec![FieldProblem::new(
+            "Idempotency-Key",
+            "sent more than once: send exactly one",
+        )]));
+    }
     let key = v
         .to_str()
         .ok()
