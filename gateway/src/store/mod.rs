@@ -181,7 +181,8 @@ pub enum CommitOutcome {
 pub enum AppealCreated {
     /// Stored.
     Created(AppealRecord),
-    /// No such decision, or it is another user's (`404 DECISION_NOT_FOUND`).
+    /// No such decision, or it is another user's or another caller's
+    /// (`404 DECISION_NOT_FOUND`).
     DecisionNotFound,
     /// The decision is not appealable (`422 NOT_APPEALABLE`).
     NotAppealable,
@@ -227,23 +228,28 @@ pub trait Store: Send + Sync + 'static {
         state: UserState,
     ) -> impl Future<Output = Result<UserState>> + Send;
 
-    /// A stored decision by id.
+    /// A stored decision by id, if `caller` committed it (another caller's is `None`, as
+    /// if it did not exist).
     fn get_decision(
         &self,
+        caller: &str,
         decision_id: &str,
     ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send;
 
-    /// Atomically checks that the decision exists, is the appeal's user's, is appealable and
-    /// has no appeal yet, then stores the appeal. `appeal.appeal_id` comes from
-    /// [`new_appeal_id`] for the user; its status is `open`.
+    /// Atomically checks that the decision exists, was committed by `caller`, is the
+    /// appeal's user's, is appealable and has no appeal yet, then stores the appeal as
+    /// `caller`'s. `appeal.appeal_id` comes from [`new_appeal_id`] for the user; its status
+    /// is `open`.
     fn create_appeal(
         &self,
+        caller: &str,
         appeal: AppealRecord,
     ) -> impl Future<Output = Result<AppealCreated>> + Send;
 
-    /// An appeal by id.
+    /// An appeal by id, if `caller` filed it (another caller's is `None`).
     fn get_appeal(
         &self,
+        caller: &str,
         appeal_id: &str,
     ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send;
 
@@ -324,23 +330,26 @@ impl Store for AnyStore {
 
     fn get_decision(
         &self,
+        caller: &str,
         decision_id: &str,
     ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send {
-        dispatch!(self.get_decision(decision_id))
+        dispatch!(self.get_decision(caller, decision_id))
     }
 
     fn create_appeal(
         &self,
+        caller: &str,
         appeal: AppealRecord,
     ) -> impl Future<Output = Result<AppealCreated>> + Send {
-        dispatch!(self.create_appeal(appeal))
+        dispatch!(self.create_appeal(caller, appeal))
     }
 
     fn get_appeal(
         &self,
+        caller: &str,
         appeal_id: &str,
     ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send {
-        dispatch!(self.get_appeal(appeal_id))
+        dispatch!(self.get_appeal(caller, appeal_id))
     }
 
     fn list_appeals(

@@ -10,14 +10,18 @@
 //! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field |
 //! | `P:{sNNNN}:k:<digest>` | hash | an idempotency record (fingerprint, decision id, expiry); TTL = retention |
 //! | `P:{sNNNN}:k-exp` | zset | the slot's idempotency records by logical expiry (for [`Store::purge_expired`]) |
-//! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, appealable, appeal); TTL = decision retention, none once appealed |
+//! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
 //! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
 //! | `P:{sNNNN}:a:<appeal_id>` | string | an appeal (JSON); kept |
+//! | `P:{sNNNN}:a-by:<appeal_id>` | string | the caller that filed the appeal (the decision's); kept |
 //! | `P:{sNNNN}:a-idx:<status>` | zset | the slot's appeal ids by status (and `all`), lexical = creation order |
 //!
 //! `P` is [`RedisConfig::key_prefix`]; `<digest>` is BLAKE3 of (caller, user, key), so any
 //! caller or key text makes a safe key name. Decision and appeal ids name their slot
-//! ([`super::ids`]), so a lookup by id finds its keys with no second index.
+//! ([`super::ids`]), so a lookup by id finds its keys with no second index. A decision and
+//! its appeal belong to the caller that committed the decision: a caller reads, and
+//! appeals, only its own (a decision or appeal stored before callers were recorded has no
+//! caller, and is no caller's).
 //!
 //! # The audit streams
 //! A committed decision (approval, rejection or review; never a replay) appends one event to
@@ -800,6 +804,7 @@ impl RedisStore {
             .arg(req.user.as_str())
             .arg(if d.appealable { "1" } else { "0" })
             .arg(format!("{tag}d:"))
+            .arg(&*req.caller)
             .arg("decision_id")
             .arg(&d.decision_id)
             .arg("user")
@@ -899,29 +904,38 @@ impl RedisStore {
         })
     }
 
-    async fn get_decision_inner(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
+    async fn get_decision_inner(
+        &self,
+        caller: &str,
+        decision_id: &str,
+    ) -> Result<Option<DecisionRecord>> {
         let Some(slot) = id_slot(decision_id).filter(|_| decision_id.starts_with(DECISION_PREFIX))
         else {
             return Ok(None);
         };
         let key = format!("{}d:{decision_id}", self.tag(slot));
-        let (json, available): (Option<String>, Option<String>) = self
+        let (json, available, owner): (Option<String>, Option<String>, Option<String>) = self
             .with_conn(|mut c| async move {
                 redis::cmd("HMGET")
                     .arg(&key)
                     .arg("json")
                     .arg("available")
+                    .arg("caller")
                     .query_async(&mut c)
                     .await
             })
             .await?;
-        match (json, available) {
-            (Some(j), Some(a)) => decision_from(&j, &a).map(Some),
+        match (json, available, owner) {
+            (Some(j), Some(a), Some(o)) if o == caller => decision_from(&j, &a).map(Some),
             _ => Ok(None),
         }
     }
 
-    async fn create_appeal_inner(&self, appeal: AppealRecord) -> Result<AppealCreated> {
+    async fn create_appeal_inner(
+        &self,
+        caller: &str,
+        appeal: AppealRecord,
+    ) -> Result<AppealCreated> {
         let user =
             UserId::parse(&appeal.user_id).map_err(|e| invalid(format!("appeal user_id: {e}")))?;
         let slot = user_slot(&user);
@@ -948,10 +962,12 @@ impl RedisStore {
             .key(format!("{tag}a:{}", appeal.appeal_id))
             .key(self.appeal_index(slot, Some(AppealStatus::Open)))
             .key(self.appeal_index(slot, None))
+            .key(format!("{tag}a-by:{}", appeal.appeal_id))
             .arg(&appeal.user_id)
             .arg(&json)
             .arg(&appeal.appeal_id)
-            .arg(format!("{tag}a:"));
+            .arg(format!("{tag}a:"))
+            .arg(caller);
         let reply: Vec<Value> = self
             .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
@@ -974,14 +990,28 @@ impl RedisStore {
         Some((slot, format!("{}a:{appeal_id}", self.tag(slot))))
     }
 
-    async fn get_appeal_inner(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
-        let Some((_, key)) = self.appeal_key(appeal_id) else {
+    async fn get_appeal_inner(
+        &self,
+        caller: &str,
+        appeal_id: &str,
+    ) -> Result<Option<AppealRecord>> {
+        let Some((slot, key)) = self.appeal_key(appeal_id) else {
             return Ok(None);
         };
-        let json: Option<String> = self
-            .with_conn(|mut c| async move { redis::cmd("GET").arg(&key).query_async(&mut c).await })
+        let owner_key = format!("{}a-by:{appeal_id}", self.tag(slot));
+        let (json, owner): (Option<String>, Option<String>) = self
+            .with_conn(|mut c| async move {
+                redis::cmd("MGET")
+                    .arg(&key)
+                    .arg(&owner_key)
+                    .query_async(&mut c)
+                    .await
+            })
             .await?;
-        json.as_deref().map(parse_appeal).transpose()
+        match (json, owner) {
+            (Some(json), Some(owner)) if owner == caller => parse_appeal(&json).map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn list_appeals_inner(
@@ -1158,16 +1188,20 @@ impl Store for RedisStore {
         self.upsert_inner(user, state).await
     }
 
-    async fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
-        self.get_decision_inner(decision_id).await
+    async fn get_decision(
+        &self,
+        caller: &str,
+        decision_id: &str,
+    ) -> Result<Option<DecisionRecord>> {
+        self.get_decision_inner(caller, decision_id).await
     }
 
-    async fn create_appeal(&self, appeal: AppealRecord) -> Result<AppealCreated> {
-        self.create_appeal_inner(appeal).await
+    async fn create_appeal(&self, caller: &str, appeal: AppealRecord) -> Result<AppealCreated> {
+        self.create_appeal_inner(caller, appeal).await
     }
 
-    async fn get_appeal(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
-        self.get_appeal_inner(appeal_id).await
+    async fn get_appeal(&self, caller: &str, appeal_id: &str) -> Result<Option<AppealRecord>> {
+        self.get_appeal_inner(caller, appeal_id).await
     }
 
     async fn list_appeals(
