@@ -307,6 +307,9 @@ pub struct RedisSettings {
     pub decision_retention_days: u32,
     /// How often the thresholds pointer is read besides pub/sub notices, in milliseconds.
     pub threshold_poll_ms: u64,
+    /// How often Redis is pinged through the pool, in milliseconds: connections that died
+    /// with a Redis restart are dropped within one interval, and outages are logged once.
+    pub health_check_interval_ms: u64,
     /// Redis Cluster: the `store` URL and `cluster_nodes` are seed nodes of one cluster.
     pub cluster: bool,
     /// More seed nodes (`redis://host:port`) besides the `store` URL; only with `cluster`.
@@ -333,6 +336,7 @@ impl Default for RedisSettings {
             key_prefix: d.key_prefix,
             decision_retention_days: 30,
             threshold_poll_ms: ms(d.threshold_poll),
+            health_check_interval_ms: ms(d.health_check_interval),
             cluster: d.cluster,
             cluster_nodes: d.cluster_nodes,
             shared_global_limit: false,
@@ -900,6 +904,7 @@ impl Config {
             ),
             decision_retention: Duration::from_secs(u64::from(r.decision_retention_days) * 86_400),
             threshold_poll: Duration::from_millis(r.threshold_poll_ms),
+            health_check_interval: Duration::from_millis(r.health_check_interval_ms),
         })
     }
 

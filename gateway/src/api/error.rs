@@ -334,7 +334,7 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::warn!(cause = %e, "store unavailable");
+        crate::store::warnings::store_unavailable(&e);
         ApiError::new(ErrorCode::DependencyUnavailable).with_retry_after(Duration::from_secs(1))
     }
 }

@@ -13,6 +13,7 @@
 //! - [`memory`]: the sharded in-memory store.
 //! - [`redis`]: the production store on Redis (Lua scripts, Cluster-ready keys).
 //! - [`demo`]: deterministic demo users for the README walkthrough.
+//! - [`warnings`]: store failures in the log at a bounded rate.
 //!
 //! # The drawdown path
 //! ```
@@ -65,6 +66,7 @@ pub mod ids;
 pub mod memory;
 pub mod redis;
 pub mod types;
+pub mod warnings;
 
 pub use demo::{DemoUser, demo_users};
 pub use faults::Faults;
@@ -72,7 +74,7 @@ pub use ids::{Slot, new_appeal_id, new_decision_id, user_slot};
 pub use memory::{MemoryConfig, MemoryConfigError, MemoryStats, MemoryStore};
 pub use redis::{
     AuditEvent, RedisConfig, RedisConfigError, RedisStore, ThresholdSyncMetrics, ThresholdTarget,
-    ThresholdWrite, spawn_threshold_sync,
+    ThresholdWrite, spawn_health_check, spawn_threshold_sync,
 };
 pub use types::{
     AppealRecord, AppealStatus, DecisionRecord, Fingerprint, ReasonRecord, Resolution,

@@ -64,6 +64,15 @@
 //! failure answers [`StoreError::Unavailable`] or, for a command that was sent but not
 //! answered in time, [`StoreError::Timeout`]. Scripts check everything before they write,
 //! so a refused commit writes nothing.
+//!
+//! A connection whose command failed is dropped, never returned to the pool. One that
+//! failed at the connection level (I/O error, dropped, refused) says the server went away,
+//! so every idle connection opened before it is dropped too: after a Redis restart the
+//! pool does not hand out its dead connections one request at a time. Without traffic, the
+//! health check ([`spawn_health_check`], every [`RedisConfig::health_check_interval`])
+//! finds the dead connection instead, and logs the outage and the recovery once each;
+//! [`Store::ping`] (readiness) tries once more on a fresh connection after such a
+//! failure, so `/readyz` answers for Redis as it is, not for a connection it outlived.
 
 mod scripts;
 pub mod thresholds;
@@ -115,6 +124,9 @@ pub struct RedisConfig {
     pub decision_retention: Duration,
     /// How often each instance reads the thresholds pointer besides pub/sub notices.
     pub threshold_poll: Duration,
+    /// How often [`spawn_health_check`] pings Redis through the pool: connections that died
+    /// with a Redis restart are gone within one interval of it (see "Failure").
+    pub health_check_interval: Duration,
 }
 
 impl Default for RedisConfig {
@@ -131,6 +143,7 @@ impl Default for RedisConfig {
             idempotency_retention: super::memory::MIN_IDEMPOTENCY_RETENTION,
             decision_retention: Duration::from_secs(30 * 24 * 3600),
             threshold_poll: Duration::from_secs(2),
+            health_check_interval: Duration::from_secs(1),
         }
     }
 }
@@ -209,6 +222,11 @@ impl RedisConfig {
             || self.threshold_poll > Duration::from_secs(3600)
         {
             return err("threshold_poll_ms", "must be from 10 ms to 1 hour");
+        }
+        if self.health_check_interval < Duration::from_millis(10)
+            || self.health_check_interval > Duration::from_secs(60)
+        {
+            return err("health_check_interval_ms", "must be from 10 ms to 60 s");
         }
         if self.key_prefix.is_empty()
             || self.key_prefix.len() > 64
@@ -432,6 +450,17 @@ impl RedisStore {
         &self.inner.config
     }
 
+    async fn ping_once(&self) -> Result<()> {
+        let pong: String = self
+            .with_conn(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+            .await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!("redis answered {pong}")))
+        }
+    }
+
     /// A client for the same server (on a cluster: for its first seed node), for connections
     /// the pool does not serve (pub/sub).
     pub fn client(&self) -> &redis::Client {
@@ -464,14 +493,20 @@ impl RedisStore {
             // A multiplexed connection is a cheap handle; the pooled object stays checked out
             // until the answer is in, so the pool size bounds the connections in use.
             let conn = (*pooled).clone();
-            let out = match tokio::time::timeout(timeout, f(conn)).await {
+            let (out, server_gone) = match tokio::time::timeout(timeout, f(conn)).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => redis_error(&e),
-                Err(_) => StoreError::Timeout,
+                Ok(Err(e)) => (redis_error(&e), connection_lost(&e)),
+                Err(_) => (StoreError::Timeout, false),
             };
             if !matches!(out, StoreError::Corrupt(_)) {
                 // The connection may be dead (or stuck behind a slow reply): never reuse it.
                 drop(Object::take(pooled));
+            }
+            if server_gone {
+                // The idle ones opened before are to the same server, as dead (not on a
+                // timeout: a slow Redis is not helped by reconnecting every connection).
+                let lost_at = std::time::Instant::now();
+                self.inner.pool.retain(|_, m| m.created > lost_at);
             }
             Err(out)
         })
@@ -624,6 +659,12 @@ fn pool_error(e: PoolError<redis::RedisError>) -> StoreError {
         PoolError::Timeout(t) => StoreError::Unavailable(format!("redis pool: {t:?} timed out")),
         other => StoreError::Unavailable(format!("redis pool: {other}")),
     }
+}
+
+/// Whether `e` says the connection (and so, likely, the server) is gone, rather than one
+/// command failing.
+fn connection_lost(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 fn redis_error(e: &redis::RedisError) -> StoreError {
@@ -1228,15 +1269,41 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        let pong: String = self
-            .with_conn(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
-            .await?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!("redis answered {pong}")))
+        // A first failure may be a connection the server outlived (now dropped, with its
+        // idle peers): the second try opens a fresh one. A timeout is not retried.
+        match self.ping_once().await {
+            Err(StoreError::Unavailable(_)) => self.ping_once().await,
+            other => other,
         }
     }
+}
+
+/// Pings Redis through the pool every [`RedisConfig::health_check_interval`]: a connection
+/// that died with the server is found (and, with the idle ones opened before it, dropped)
+/// within one interval even without traffic, and the outage and the recovery are logged
+/// once each rather than per request.
+pub fn spawn_health_check(store: RedisStore) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(store.inner.config.health_check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing: u64 = 0;
+        loop {
+            tick.tick().await;
+            match store.ping().await {
+                Ok(()) if failing > 0 => {
+                    tracing::info!(failed_checks = failing, "redis reachable again");
+                    failing = 0;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if failing == 0 {
+                        tracing::warn!(cause = %e, "redis unreachable; checking every interval");
+                    }
+                    failing += 1;
+                }
+            }
+        }
+    })
 }
 
 #[cfg(test)]
