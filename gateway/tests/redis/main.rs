@@ -917,3 +917,47 @@ async fn a_restarted_redis_is_back_in_the_pool_within_one_health_check() {
     );
     t.gw.shutdown().await;
 }
+
+/// A thresholds version past 2^53 - 1 (Lua compares versions as doubles) is refused at the
+/// edge, and later versions still publish on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thresholds_version_past_2_pow_53_is_refused_on_redis() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let gw = gateway(&redis.url()).await;
+    gw.ready().await;
+    let t = &gw;
+    let get = || async move {
+        t.client
+            .get(t.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let put = |doc: Value| async move {
+        t.client
+            .put(t.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .json(&doc)
+            .send()
+            .await
+            .unwrap()
+    };
+    let th = get().await;
+    let mut bad = th.clone();
+    bad["version"] = json!(u64::MAX);
+    let r = put(bad).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["details"][0]["field"], "version", "{body}");
+    let mut next = th.clone();
+    next["version"] = json!(th["version"].as_u64().unwrap() + 1);
+    assert_eq!(put(next.clone()).await.status(), StatusCode::OK);
+    assert_eq!(get().await["version"], next["version"]);
+    gw.gw.shutdown().await;
+}
