@@ -101,9 +101,11 @@ pub struct ServerConfig {
     /// Open connections at most; a connection past it is answered `503 CAPACITY_SHED` and
     /// closed at once.
     pub max_connections: u32,
-    /// Open connections at most from one peer address (IP, any port); past it a new
-    /// connection is closed at once. Behind a load balancer or a NAT, every client shares
-    /// the balancer's few addresses: raise it to `max_connections` there.
+    /// Open connections at most from one peer address (IPv4, or IPv6 /64; any port); past
+    /// it a new connection is closed at once. The default keeps one peer to a fifth of
+    /// `max_connections` while letting one host of the project's load scenarios (up to
+    /// 1,500 connections) through; facing clients directly, lower it (64 to 256); behind a
+    /// load balancer or a NAT, whose few addresses every client shares, raise it.
     pub max_connections_per_peer: u32,
     /// A client must send its request headers within this many milliseconds: from the
     /// connection's start for its first request (the HTTP/2 preface and handshake
@@ -242,7 +244,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_connections: 10_000,
-            max_connections_per_peer: 256,
+            max_connections_per_peer: 2_048,
             header_read_timeout_ms: 5_000,
             idle_timeout_ms: 60_000,
             body_read_timeout_ms: 5_000,
