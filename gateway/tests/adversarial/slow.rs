@@ -58,7 +58,6 @@ async fn a_body_slower_than_the_body_timeout_is_a_408() {
     c.server.default_deadline_ms = 10_000;
     let t = TestGateway::start(c).await;
     t.user("u-slow", 1_000_000).await;
-    let started = std::time::Instant::now();
     let all: Vec<_> = (0..20)
         .map(|_| tokio::spawn(trickle(t.gw.addr, "", Duration::from_millis(100))))
         .collect();
@@ -67,8 +66,8 @@ async fn a_body_slower_than_the_body_timeout_is_a_408() {
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
     }
-    // 54 bytes at 10 per second would take over 5 s; each was cut at 300 ms.
-    assert!(started.elapsed() < Duration::from_secs(4));
+    // Each body would take over 5 s at 10 bytes a second, well within the 10 s deadline:
+    // only the body timeout answers 408.
     assert_eq!(sheds(&t), 0, "counted as admission sheds");
     // Nothing was decided or reserved.
     let line: serde_json::Value = t
