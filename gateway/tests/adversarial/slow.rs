@@ -3,7 +3,8 @@
 
 use crate::closed_within;
 use crate::support::*;
-use gateway::admission::{Priority, ShedCause};
+use gateway::admission::ShedCause;
+use gateway::request::Priority;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
