@@ -98,10 +98,36 @@ fn default_policy() -> PolicyConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Open connections at most; further connections wait in the kernel's accept queue.
+    /// Open connections at most; a connection past it is answered `503 CAPACITY_SHED` and
+    /// closed at once.
     pub max_connections: u32,
-    /// A client must send its request headers within this many milliseconds.
+    /// Open connections at most from one peer address (IPv4, or IPv6 /64; any port); past
+    /// it a new connection is closed at once. The default keeps one peer to a fifth of
+    /// `max_connections` while letting one host of the project's load scenarios (up to
+    /// 1,500 connections) through; facing clients directly, lower it (64 to 256); behind a
+    /// load balancer or a NAT, whose few addresses every client shares, raise it.
+    pub max_connections_per_peer: u32,
+    /// A client must send its request headers within this many milliseconds: from the
+    /// connection's start for its first request (the HTTP/2 preface and handshake
+    /// included), and on HTTP/1.1 keep-alive from the end of the previous response.
     pub header_read_timeout_ms: u64,
+    /// An HTTP/2 connection with no request in flight for this many milliseconds is closed
+    /// (`GOAWAY`; any connection still open `shutdown_grace_ms` later is dropped).
+    pub idle_timeout_ms: u64,
+    /// A request body must arrive within this many milliseconds of the request head (and
+    /// within the request's deadline), else `408 REQUEST_TIMEOUT`.
+    pub body_read_timeout_ms: u64,
+    /// HTTP/2: streams a client may have open at once on one connection.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2: response bytes buffered per stream while the client's flow-control window
+    /// is closed (further body data waits, unread).
+    pub http2_max_send_buf_bytes: u32,
+    /// HTTP/2: a `PING` is sent after this many milliseconds without a frame from the
+    /// client; a client that does not answer within `http2_keep_alive_timeout_ms` is
+    /// dropped.
+    pub http2_keep_alive_interval_ms: u64,
+    /// HTTP/2: how long the answer to a keep-alive `PING` may take, in milliseconds.
+    pub http2_keep_alive_timeout_ms: u64,
     /// Largest request body in bytes (413 above it).
     pub body_limit_bytes: u32,
     /// Deadline of a request that sends no `X-Request-Deadline-Ms`, in milliseconds.
@@ -218,7 +244,14 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_connections: 10_000,
+            max_connections_per_peer: 2_048,
             header_read_timeout_ms: 5_000,
+            idle_timeout_ms: 60_000,
+            body_read_timeout_ms: 5_000,
+            http2_max_concurrent_streams: 100,
+            http2_max_send_buf_bytes: 64 * 1024,
+            http2_keep_alive_interval_ms: 20_000,
+            http2_keep_alive_timeout_ms: 10_000,
             body_limit_bytes: 16 * 1024,
             default_deadline_ms: 2_000,
             max_deadline_ms: 30_000,
@@ -235,6 +268,16 @@ impl ServerConfig {
     /// The header-read timeout.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// The HTTP/2 idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// The body read timeout.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
     }
 
     /// The default request deadline.
@@ -266,6 +309,9 @@ pub struct RedisSettings {
     pub decision_retention_days: u32,
     /// How often the thresholds pointer is read besides pub/sub notices, in milliseconds.
     pub threshold_poll_ms: u64,
+    /// How often Redis is pinged through the pool, in milliseconds: connections that died
+    /// with a Redis restart are dropped within one interval, and outages are logged once.
+    pub health_check_interval_ms: u64,
     /// Redis Cluster: the `store` URL and `cluster_nodes` are seed nodes of one cluster.
     pub cluster: bool,
     /// More seed nodes (`redis://host:port`) besides the `store` URL; only with `cluster`.
@@ -292,6 +338,7 @@ impl Default for RedisSettings {
             key_prefix: d.key_prefix,
             decision_retention_days: 30,
             threshold_poll_ms: ms(d.threshold_poll),
+            health_check_interval_ms: ms(d.health_check_interval),
             cluster: d.cluster,
             cluster_nodes: d.cluster_nodes,
             shared_global_limit: false,
@@ -784,7 +831,29 @@ impl Config {
         let s = &self.server;
         let positive = [
             ("server.max_connections", u64::from(s.max_connections)),
+            (
+                "server.max_connections_per_peer",
+                u64::from(s.max_connections_per_peer),
+            ),
             ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            ("server.body_read_timeout_ms", s.body_read_timeout_ms),
+            (
+                "server.http2_max_concurrent_streams",
+                u64::from(s.http2_max_concurrent_streams),
+            ),
+            (
+                "server.http2_max_send_buf_bytes",
+                u64::from(s.http2_max_send_buf_bytes),
+            ),
+            (
+                "server.http2_keep_alive_interval_ms",
+                s.http2_keep_alive_interval_ms,
+            ),
+            (
+                "server.http2_keep_alive_timeout_ms",
+                s.http2_keep_alive_timeout_ms,
+            ),
             ("server.body_limit_bytes", u64::from(s.body_limit_bytes)),
             ("server.default_deadline_ms", s.default_deadline_ms),
             ("server.max_deadline_ms", s.max_deadline_ms),
@@ -837,6 +906,7 @@ impl Config {
             ),
             decision_retention: Duration::from_secs(u64::from(r.decision_retention_days) * 86_400),
             threshold_poll: Duration::from_millis(r.threshold_poll_ms),
+            health_check_interval: Duration::from_millis(r.health_check_interval_ms),
         })
     }
 

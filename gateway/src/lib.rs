@@ -235,7 +235,7 @@ impl Gateway {
     }
 
     /// Starts the background tasks: the peak-window scheduler, the idempotency purge and,
-    /// on Redis, the thresholds refresher (and the demo users' seeding).
+    /// on Redis, the health check, the thresholds refresher (and the demo users' seeding).
     pub fn spawn_background(&self) -> Vec<JoinHandle<()>> {
         let policy = policy::spawn_scheduler(self.app.policy.clone(), Duration::from_secs(1));
         let probe = self.overload.as_ref().map(overload::Overload::spawn_probe);
@@ -254,6 +254,7 @@ impl Gateway {
         let mut tasks = vec![policy, purge];
         tasks.extend(probe);
         if let AnyStore::Redis(redis) = &self.app.store {
+            tasks.push(store::spawn_health_check(redis.clone()));
             if !self.demo_users.is_empty() {
                 tasks.push(tokio::spawn(seed_redis(
                     redis.clone(),

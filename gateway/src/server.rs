@@ -1,23 +1,71 @@
-//! The connection loop: a bound on open connections, a header-read timeout, HTTP/1.1 and
-//! HTTP/2 on one port, connection-level overload actions, and a graceful shutdown with a
-//! bounded grace period.
+//! The connection loop: bounds on open connections (in all, and per peer address), the
+//! lifetime of each connection, HTTP/1.1 and HTTP/2 on one port, connection-level overload
+//! actions, and a graceful shutdown with a bounded grace period.
 //!
 //! `server.http = "http1"` serves HTTP/1.1 only: the connection skips the auto builder's
 //! HTTP/2 preface sniffing (and HTTP upgrades, which no gateway route uses).
+//!
+//! # What a connection may hold, and for how long
+//! Nothing here waits on a client for longer than a configured time, and nothing a client
+//! can open grows without a configured bound:
+//! - **Before its first request** a connection has `header_read_timeout_ms` to complete a
+//!   request head: the HTTP/2 preface and handshake included (hyper's own header timer
+//!   starts only once the auto builder has read enough bytes to choose a protocol, so a
+//!   client that sends nothing, or half a preface, would otherwise be held forever).
+//! - **Between requests**: on HTTP/1.1 keep-alive, hyper's header timer runs again from the
+//!   end of each response; an HTTP/2 connection with no request in flight for
+//!   `idle_timeout_ms` is sent `GOAWAY`. A connection told to close (idle, or at shutdown)
+//!   that is still open `shutdown_grace_ms` later (a client that never reads its response,
+//!   or never answers the `GOAWAY`'s `PING`) is dropped.
+//! - **Request bodies** are read by the edge within `body_read_timeout_ms` (`crate::api`).
+//! - **HTTP/2 streams**: at most `http2_max_concurrent_streams` per connection, each with at
+//!   most `http2_max_send_buf_bytes` of response buffered while the client's window is
+//!   closed; flow-control windows of [`H2_STREAM_WINDOW`] and [`H2_CONNECTION_WINDOW`]
+//!   bound what a client can push ahead of the reader; dead peers are found by keep-alive
+//!   `PING`s.
+//! - **Connections**: at most `max_connections_per_peer` from one peer (an IPv4 address, or
+//!   an IPv6 /64, which one host usually owns whole): past it a new connection is closed at
+//!   once. At most `max_connections` in all: past it a new connection is answered
+//!   `503 CAPACITY_SHED` (HTTP/1.1, `Connection: close`) and closed, rather than left
+//!   waiting in the kernel's backlog where clients, health checks included, time out.
 
 use crate::config::{HttpVersions, ServerConfig};
 use crate::overload::Overload;
 use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use pin_project_lite::pin_project;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
+
+/// HTTP/1.1: the most a connection buffers while reading a request head (hyper's default is
+/// about 400 KiB). Bodies are streamed, not buffered here; 64 KiB of headers is more than
+/// any client of this API sends.
+pub const H1_MAX_BUF: usize = 64 * 1024;
+/// HTTP/2: the receive window of a stream: a request body (at most `body_limit_bytes`) fits.
+pub const H2_STREAM_WINDOW: u32 = 64 * 1024;
+/// HTTP/2: the receive window of a connection: what all its streams may push unread.
+pub const H2_CONNECTION_WINDOW: u32 = 256 * 1024;
+/// HTTP/2: the largest header list a client may send (decoded), as for HTTP/1.1's heads.
+pub const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
+/// HTTP/2: streams a client may reset before the server has accepted them (the rapid-reset
+/// bound; hyper's default, stated here so it does not change under us).
+pub const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Connections being answered `503` at once (past `max_connections`); past this, a new
+/// connection is closed without an answer.
+const MAX_REFUSING: usize = 1_024;
 
 /// The service a connection is served with: the gateway's ([`crate::api::GatewayService`]),
 /// or any other that answers every request (tests serve a one-route axum `Router`).
@@ -48,8 +96,7 @@ impl<S> HttpService for S where
 /// Serves `service` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests finish for at most `server.shutdown_grace_ms`.
 ///
-/// Past `server.max_connections` open connections the loop stops accepting: further
-/// connections wait in the kernel's accept queue rather than in the process.
+/// See the module docs for the bounds on connections.
 pub async fn serve(
     listener: TcpListener,
     service: impl HttpService,
@@ -57,6 +104,32 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     serve_with(listener, service, config, None, shutdown).await;
+}
+
+/// The protocol builder with the connection bounds of `config` (see the module docs).
+fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout())
+        .max_buf_size(H1_MAX_BUF)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .max_send_buf_size(usize::try_from(config.http2_max_send_buf_bytes).unwrap_or(usize::MAX))
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        .keep_alive_interval(Duration::from_millis(config.http2_keep_alive_interval_ms))
+        .keep_alive_timeout(Duration::from_millis(config.http2_keep_alive_timeout_ms));
+    match config.http {
+        HttpVersions::Auto => builder,
+        HttpVersions::Http1 => builder.http1_only(),
+    }
 }
 
 /// [`serve`], and while `overload` says so (see [`crate::overload`]): no accepting (new
@@ -68,28 +141,22 @@ pub async fn serve_with(
     overload: Option<Overload>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let limit = usize::try_from(config.max_connections).unwrap_or(usize::MAX);
-    let slots = Arc::new(Semaphore::new(limit));
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout())
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let builder = match config.http {
-        HttpVersions::Auto => builder,
-        HttpVersions::Http1 => builder.http1_only(),
+    let slots = Arc::new(Semaphore::new(
+        usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+    ));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let peers = Peers::new(config.max_connections_per_peer);
+    let refusal = Arc::<[u8]>::from(at_capacity_response());
+    let (stop, stopping) = watch::channel(false);
+    let builder = builder(config);
+    let times = Times {
+        first_request: config.header_read_timeout(),
+        idle: config.idle_timeout(),
+        drain: config.shutdown_grace(),
     };
     tokio::pin!(shutdown);
 
     loop {
-        let permit = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            p = Arc::clone(&slots).acquire_owned() => p.expect("the connection semaphore is never closed"),
-        };
         if let Some(o) = &overload {
             tokio::select! {
                 biased;
@@ -112,29 +179,53 @@ pub async fn serve_with(
                 }
             },
         };
+        let Some(peer_slot) = peers.admit(peer.ip()) else {
+            tracing::debug!(%peer, "connection closed: per-peer connection limit");
+            drop(stream);
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(%peer, "connection refused: max_connections");
+            refuse(stream, &refusing, Arc::clone(&refusal), times.first_request);
+            continue;
+        };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(cause = %e, "set_nodelay failed");
         }
-        // One connection task; a macro because the two services differ in type.
+        let held = Held {
+            _permit: permit,
+            _peer: peer_slot,
+        };
+        let state = Arc::new(ConnState::default());
+        // One connection task; a macro because the services and connections differ in type.
         macro_rules! spawn_connection {
             ($service:expr) => {{
                 let io = TokioIo::new(stream);
-                let service = TowerToHyperService::new($service);
+                let service = TowerToHyperService::new(Tracked {
+                    inner: $service,
+                    state: Arc::clone(&state),
+                });
                 match config.http {
                     HttpVersions::Auto => spawn_watched(
-                        graceful.watch(
-                            builder
-                                .serve_connection_with_upgrades(io, service)
-                                .into_owned(),
-                        ),
+                        builder
+                            .serve_connection_with_upgrades(io, service)
+                            .into_owned(),
+                        auto::UpgradeableConnection::graceful_shutdown,
+                        state,
+                        times,
+                        stopping.clone(),
                         peer,
-                        permit,
+                        held,
                     ),
                     // `serve_connection_with_upgrades` ignores `http1_only`.
                     HttpVersions::Http1 => spawn_watched(
-                        graceful.watch(builder.serve_connection(io, service).into_owned()),
+                        builder.serve_connection(io, service).into_owned(),
+                        auto::Connection::graceful_shutdown,
+                        state,
+                        times,
+                        stopping.clone(),
                         peer,
-                        permit,
+                        held,
                     ),
                 }
             }};
@@ -147,24 +238,393 @@ pub async fn serve_with(
 
     drop(listener);
     tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+    stop.send_replace(true);
+    // Every open connection holds a slot: all slots back means all connections closed.
+    let all = config.max_connections;
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = slots.acquire_many(all) => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.shutdown_grace()) => {
             tracing::warn!(grace_ms = config.shutdown_grace_ms, "grace period elapsed; closing");
         }
     }
 }
 
-/// Runs one connection to its end on its own task, then frees its slot.
-fn spawn_watched<E: std::fmt::Display>(
-    conn: impl Future<Output = Result<(), E>> + Send + 'static,
+/// What an open connection holds until it ends: its slot in `max_connections` and in its
+/// peer's count.
+struct Held {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _peer: PeerSlot,
+}
+
+/// The times of a connection's life (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    /// From the start to the first request's head.
+    first_request: Duration,
+    /// With no request in flight, before `GOAWAY` (HTTP/2; HTTP/1.1's is hyper's header timer).
+    idle: Duration,
+    /// From a graceful close to a forced one.
+    drain: Duration,
+}
+
+/// Runs one connection to its end on its own task (closing it when its times run out, or
+/// gracefully when the server stops), then frees what it held.
+fn spawn_watched<C, E>(
+    conn: C,
+    graceful_shutdown: fn(Pin<&mut C>),
+    state: Arc<ConnState>,
+    times: Times,
+    mut stopping: watch::Receiver<bool>,
     peer: std::net::SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
+    held: Held,
+) where
+    C: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send,
+{
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%peer, cause = %e, "connection ended with an error");
+        let life = Lifecycle::new(conn, graceful_shutdown, state, times);
+        tokio::pin!(life);
+        let ended = tokio::select! {
+            ended = life.as_mut() => ended,
+            // Stopping (or the server is gone): close gracefully, within the grace.
+            () = stopped(&mut stopping) => {
+                life.as_mut().close_gracefully();
+                life.await
+            }
+        };
+        match ended {
+            Ok(End::Closed) => {}
+            Ok(end) => tracing::debug!(%peer, ?end, "connection dropped"),
+            Err(e) => tracing::debug!(%peer, cause = %e, "connection ended with an error"),
         }
+        drop(held);
+    });
+}
+
+/// Resolves when the server stops (or is gone).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// Why a [`Lifecycle`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The connection ended by itself (the client closed, or a graceful close completed).
+    Closed,
+    /// No first request head within `header_read_timeout_ms`.
+    NoRequest,
+    /// Told to close (idle, or stopping), it was still open a grace period later.
+    Drained,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first request; the timer is its deadline.
+    First,
+    /// Serving; the timer is when the connection would have been idle long enough.
+    Open,
+    /// Told to close; the timer is when it is dropped.
+    Closing,
+}
+
+pin_project! {
+    /// A connection under its times: dropped when its first request does not come in time,
+    /// closed gracefully when idle, dropped when a graceful close does not complete in time.
+    struct Lifecycle<C> {
+        #[pin]
+        conn: C,
+        #[pin]
+        timer: Sleep,
+        graceful_shutdown: fn(Pin<&mut C>),
+        state: Arc<ConnState>,
+        times: Times,
+        phase: Phase,
+    }
+}
+
+impl<C> Lifecycle<C> {
+    fn new(
+        conn: C,
+        graceful_shutdown: fn(Pin<&mut C>),
+        state: Arc<ConnState>,
+        times: Times,
+    ) -> Self {
+        Lifecycle {
+            conn,
+            timer: tokio::time::sleep(times.first_request),
+            graceful_shutdown,
+            state,
+            times,
+            phase: Phase::First,
+        }
+    }
+
+    /// Starts a graceful close (hyper's: HTTP/1.1 closes after the response in progress,
+    /// HTTP/2 sends `GOAWAY`), to be forced `drain` later.
+    fn close_gracefully(self: Pin<&mut Self>) {
+        let this = self.project();
+        if *this.phase != Phase::Closing {
+            (this.graceful_shutdown)(this.conn);
+            *this.phase = Phase::Closing;
+            this.timer.reset(Instant::now() + this.times.drain);
+        }
+    }
+}
+
+impl<C, E> Future for Lifecycle<C>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    type Output = Result<End, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            if let Poll::Ready(ended) = this.conn.as_mut().poll(cx) {
+                return Poll::Ready(ended.map(|()| End::Closed));
+            }
+            // A request head arrives by I/O, which polls this future: the first request is
+            // seen here, not only when the first-request timer fires.
+            if *this.phase == Phase::First && this.state.started.load(Ordering::Relaxed) {
+                *this.phase = Phase::Open;
+                this.timer.as_mut().reset(Instant::now() + this.times.idle);
+            }
+            if this.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            match *this.phase {
+                Phase::First if !this.state.started.load(Ordering::Relaxed) => {
+                    return Poll::Ready(Ok(End::NoRequest));
+                }
+                Phase::First => {
+                    *this.phase = Phase::Open;
+                    this.timer.reset(now + this.times.idle);
+                }
+                Phase::Open => match this.state.idle_since() {
+                    None => this.timer.reset(now + this.times.idle),
+                    Some(since) if since + this.times.idle > now => {
+                        this.timer.reset(since + this.times.idle);
+                    }
+                    // Polled again at the top of the loop, so it acts on the close.
+                    Some(_) => self.as_mut().close_gracefully(),
+                },
+                Phase::Closing => return Poll::Ready(Ok(End::Drained)),
+            }
+        }
+    }
+}
+
+/// What a connection's requests tell its [`Lifecycle`]. Relaxed atomics: they order nothing
+/// else, and a timer that reads a value a moment old only closes a moment late (or closes
+/// gracefully a connection whose next request is arriving, which HTTP/2's `GOAWAY` and
+/// HTTP/1.1's graceful close both let finish).
+struct ConnState {
+    /// A request head has been read.
+    started: AtomicBool,
+    /// Requests whose service future has not finished.
+    in_flight: AtomicUsize,
+    /// When the last request finished, in milliseconds since `epoch`.
+    last_done_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for ConnState {
+    fn default() -> Self {
+        ConnState {
+            started: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl ConnState {
+    /// Since when no request has been in flight (`None`: one is).
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        Some(self.epoch + Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// A service counting its requests in flight into the connection's [`ConnState`].
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    state: Arc<ConnState>,
+}
+
+/// Counts one request in flight until dropped (when its future finishes or is dropped).
+struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let s = &self.0;
+        let ms = u64::try_from(s.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        s.last_done_ms.store(ms, Ordering::Relaxed);
+        s.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project! {
+    /// The future of a [`Tracked`] request.
+    struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        _in_flight: InFlight,
+    }
+}
+
+impl<F: Future> Future for TrackedFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<S: HttpService> tower::Service<http::Request<hyper::body::Incoming>> for Tracked<S> {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = TrackedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        self.state.started.store(true, Ordering::Relaxed);
+        self.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        TrackedFuture {
+            inner: self.inner.call(req),
+            _in_flight: InFlight(Arc::clone(&self.state)),
+        }
+    }
+}
+
+/// Open connections per peer (see the module docs), against `max`.
+struct Peers {
+    max: u32,
+    open: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// One open connection of a peer; counted down when dropped.
+struct PeerSlot {
+    peers: Arc<Peers>,
+    key: IpAddr,
+}
+
+impl Peers {
+    fn new(max: u32) -> Arc<Peers> {
+        Arc::new(Peers {
+            max,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The key a peer is counted under: an IPv4 address (IPv4-mapped IPv6 included), or the
+    /// /64 of an IPv6 address.
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+            v4 => v4,
+        }
+    }
+
+    /// A slot for one more connection of `ip`, or `None` when it has `max` open.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+        let key = Self::key(ip);
+        // Never held across an await; a panic while held cannot leave the map inconsistent
+        // (one insert or update), so a poisoned lock is taken as it is.
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .peers
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The answer to a connection past `max_connections`: HTTP/1.1 `503 CAPACITY_SHED`, then
+/// close.
+fn at_capacity_response() -> Vec<u8> {
+    use crate::api::error::{ApiError, ErrorCode};
+    let body = ApiError::new(ErrorCode::CapacityShed)
+        .with_message("The server is at its connection limit; retry shortly.")
+        .with_retry_after(Duration::from_secs(1))
+        .json();
+    let mut out = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Answers `response` on `stream` once its request head is in, and closes it, on a task of
+/// its own (at most [`MAX_REFUSING`] at once, each for at most `within`; past that the
+/// stream is just closed). What the client sends after is read and dropped, so the close
+/// does not reset the connection before the client has read the answer.
+fn refuse(stream: TcpStream, refusing: &Arc<Semaphore>, response: Arc<[u8]>, within: Duration) {
+    let Ok(permit) = Arc::clone(refusing).try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ = tokio::time::timeout(within, async {
+            // The answer goes after the request head (or what came of it): an HTTP/1.1
+            // client takes bytes that arrive before it has sent a request for garbage.
+            let mut head = Vec::with_capacity(1024);
+            let mut sink = [0u8; 1024];
+            while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut sink).await? {
+                    0 => break,
+                    n => head.extend_from_slice(&sink[..n]),
+                }
+            }
+            stream.write_all(&response).await?;
+            stream.shutdown().await?;
+            let mut read = 0usize;
+            while read < 64 * 1024 {
+                match stream.read(&mut sink).await? {
+                    0 => break,
+                    n => read += n,
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
         drop(permit);
     });
 }
@@ -202,7 +662,6 @@ fn close_when_overloaded(service: impl HttpService, overload: Overload) -> impl 
 mod tests {
     use super::*;
     use crate::config::HttpVersions;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Serves a one-route router with `http`, sends `request` on a fresh connection, and
     /// returns what the server wrote before closing or within a second.

@@ -24,6 +24,8 @@ pub enum Cause {
     Capacity,
     /// 503 `DEPENDENCY_UNAVAILABLE`: the store could not answer.
     Dependency,
+    /// 408 `REQUEST_TIMEOUT`: the load generator's own upload did not arrive in time.
+    Request,
     /// A refusal without a code the catalogue knows (the vague answer this project exists
     /// to abolish): 5xx without a code, a rejection without reasons, an unknown code.
     Unexplained,
@@ -43,6 +45,7 @@ impl Cause {
         Cause::PeakWindow,
         Cause::Anomaly,
         Cause::Dependency,
+        Cause::Request,
         Cause::Eligibility,
         Cause::CreditLine,
         Cause::Unexplained,
@@ -61,6 +64,7 @@ impl Cause {
             Cause::RateLimit => "rate_limit",
             Cause::Capacity => "capacity",
             Cause::Dependency => "dependency",
+            Cause::Request => "request",
             Cause::Unexplained => "unexplained",
             Cause::ClientError => "client_error",
             Cause::Timeout => "timeout",
@@ -75,6 +79,7 @@ impl Cause {
             Cause::RateLimit
                 | Cause::Capacity
                 | Cause::Dependency
+                | Cause::Request
                 | Cause::Timeout
                 | Cause::Connection
         )
@@ -91,6 +96,7 @@ impl From<Family> for Cause {
             Family::RateLimit => Cause::RateLimit,
             Family::Capacity => Cause::Capacity,
             Family::Dependency => Cause::Dependency,
+            Family::Request => Cause::Request,
         }
     }
 }

@@ -89,6 +89,7 @@ impl Progress {
                         + r(Cause::CreditLine)
                         + r(Cause::Unexplained)
                         + r(Cause::ClientError)
+                        + r(Cause::Request)
                         + r(Cause::Timeout)
                         + r(Cause::Connection),
                 ));

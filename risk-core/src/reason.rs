@@ -34,6 +34,8 @@ pub enum Family {
     Capacity,
     /// A dependency (the store) could not answer.
     Dependency,
+    /// The request itself did not arrive in time (its body was sent too slowly).
+    Request,
 }
 
 macro_rules! catalogue {
@@ -233,6 +235,15 @@ catalogue! {
         message_zh: "依赖服务暂不可用，本次请求未做任何记录。",
         guidance: "Retry after the time in Retry-After with the same Idempotency-Key.",
         guidance_zh: "请按 Retry-After 所示时间后使用相同的 Idempotency-Key 重试。",
+    }
+    /// The client's own upload took longer than the body read timeout or the request's
+    /// deadline: nothing was done, and the service's capacity had no part in it.
+    RequestTimeout = "REQUEST_TIMEOUT" {
+        category: Transient, family: Request, retryable: true, appealable: false,
+        message: "The request body did not arrive in time; nothing was recorded.",
+        message_zh: "请求体未能在规定时间内送达，本次请求未做任何记录。",
+        guidance: "Send the whole request promptly (or with a longer X-Request-Deadline-Ms) and retry with the same Idempotency-Key.",
+        guidance_zh: "请及时发送完整请求（或设置更长的 X-Request-Deadline-Ms），并使用相同的 Idempotency-Key 重试。",
     }
 }
 

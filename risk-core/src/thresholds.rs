@@ -39,6 +39,11 @@ impl ThresholdsError {
     }
 }
 
+/// The largest thresholds version: 2^53 - 1. Redis's Lua compares versions as doubles, and
+/// JSON readers in many languages hold numbers as doubles, exact only up to here; a larger
+/// version would compare equal to its neighbours (and, at 2^64 - 1, leave no later one).
+pub const MAX_VERSION: u64 = (1 << 53) - 1;
+
 /// The thresholds document as operators write it (and as `GET /admin/thresholds` returns it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,6 +240,13 @@ impl Thresholds {
     pub fn compile(doc: ThresholdsDocument) -> Result<Thresholds, ThresholdsError> {
         if doc.version == 0 {
             return Err(ThresholdsError::new("version", "must be at least 1"));
+        }
+        if doc.version > MAX_VERSION {
+            return Err(ThresholdsError::new(
+                "version",
+                "must be at most 9007199254740991 (2^53 - 1, the largest integer every store \
+                 and JSON reader holds exactly)",
+            ));
         }
         if doc.profiles.is_empty() {
             return Err(ThresholdsError::new(
@@ -519,6 +531,17 @@ mod tests {
         let mut v = doc();
         v["version"] = 0.into();
         assert_eq!(err(v).field(), "version");
+        for too_big in [MAX_VERSION + 1, u64::MAX] {
+            let mut v = doc();
+            v["version"] = too_big.into();
+            assert_eq!(err(v).field(), "version", "{too_big}");
+        }
+        let mut v = doc();
+        v["version"] = MAX_VERSION.into();
+        assert_eq!(
+            Thresholds::from_json(&v.to_string()).unwrap().version(),
+            MAX_VERSION
+        );
     }
 
     #[test]

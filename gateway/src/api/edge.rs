@@ -176,16 +176,39 @@ async fn prepare(
             .precheck(priority, Some(started + budget), retry)
             .map_err(|shed| super::error::from_stack_error(&shed))?;
     }
-    // 4. The body: bounded, JSON, and the user it acts for.
+    // 4. The body: bounded in size and time, JSON, and the user it acts for.
     if matches!(*req.method(), Method::POST | Method::PUT) && class != RouteClass::Ops {
-        read_body(app, class, req, &mut facts).await?;
+        let deadline = started + budget;
+        let cutoff = deadline.min(started + server.body_read_timeout());
+        read_body(app, class, req, &mut facts, cutoff).await?;
+        // The client's own upload spent the deadline: its refusal, not the service's
+        // (admission would shed it as unmeetable and count it against capacity).
+        if tokio::time::Instant::now() >= deadline {
+            return Err(request_timeout());
+        }
     } else if class == RouteClass::CreditLine
-        && let Some(user) = req.uri().path().rsplit('/').next()
-        && risk_core::validate_id(user).is_ok()
+        && let Some(user) = path_user(req.uri().path())
+        && risk_core::validate_id(&user).is_ok()
     {
-        facts.user = Some(UserKey::new(user));
+        facts.user = Some(UserKey::new(&user));
     }
     Ok(facts)
+}
+
+/// The answer to a body that did not arrive in time.
+fn request_timeout() -> ApiError {
+    ApiError::new(ErrorCode::RequestTimeout)
+}
+
+/// The user id a path names (`/v1/credit-lines/{user_id}`, `/admin/credit-lines/{user_id}`):
+/// its last segment, percent-decoded; `None` when it does not decode to UTF-8. The one
+/// place the id is read from a path: the per-user rate limit (here, at the edge) and the
+/// handlers use it alike, so `u%2Dalice` is `u-alice` to both.
+pub fn path_user(path: &str) -> Option<Cow<'_, str>> {
+    let last = path.rsplit('/').next()?;
+    percent_encoding::percent_decode_str(last)
+        .decode_utf8()
+        .ok()
 }
 
 #[derive(Deserialize)]
@@ -202,6 +225,7 @@ async fn read_body(
     class: RouteClass,
     req: &mut Request,
     facts: &mut RequestFacts,
+    cutoff: tokio::time::Instant,
 ) -> Result<(), ApiError> {
     let json = req
         .headers()
@@ -227,11 +251,14 @@ async fn read_body(
         )));
     }
     let body = std::mem::take(req.body_mut());
-    let bytes = collect_limited(body, limit).await.map_err(|()| {
-        ApiError::new(ErrorCode::BodyTooLarge).with_message(format!(
-            "The request body is over the limit of {limit} bytes."
-        ))
-    })?;
+    let bytes = tokio::time::timeout_at(cutoff, collect_limited(body, limit))
+        .await
+        .map_err(|_| request_timeout())?
+        .map_err(|()| {
+            ApiError::new(ErrorCode::BodyTooLarge).with_message(format!(
+                "The request body is over the limit of {limit} bytes."
+            ))
+        })?;
     if !json {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType));
     }
@@ -301,6 +328,23 @@ async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_users_are_percent_decoded_once() {
+        assert_eq!(
+            path_user("/v1/credit-lines/u-alice").as_deref(),
+            Some("u-alice")
+        );
+        assert_eq!(
+            path_user("/v1/credit-lines/u%2Dalice").as_deref(),
+            Some("u-alice")
+        );
+        assert_eq!(
+            path_user("/v1/credit-lines/u%252D").as_deref(),
+            Some("u%2D")
+        );
+        assert_eq!(path_user("/v1/credit-lines/u%FF"), None);
+    }
 
     fn chunked(chunks: &[&'static str]) -> Body {
         let frames = chunks

@@ -41,6 +41,8 @@ pub enum ErrorCode {
     StaleVersion,
     /// 409: the appeal was already resolved.
     AppealAlreadyResolved,
+    /// 408: the request body did not arrive within the body read timeout or the deadline.
+    RequestTimeout,
     /// 413: body over the limit.
     BodyTooLarge,
     /// 415: not JSON.
@@ -72,6 +74,7 @@ impl ErrorCode {
             UserNotFound | DecisionNotFound | AppealNotFound | NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             StaleVersion | AppealAlreadyResolved => StatusCode::CONFLICT,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IdempotencyKeyReused | NotAppealable => StatusCode::UNPROCESSABLE_ENTITY,
@@ -96,6 +99,7 @@ impl ErrorCode {
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             StaleVersion => "STALE_VERSION",
             AppealAlreadyResolved => "APPEAL_ALREADY_RESOLVED",
+            RequestTimeout => "REQUEST_TIMEOUT",
             BodyTooLarge => "BODY_TOO_LARGE",
             UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
@@ -115,6 +119,7 @@ impl ErrorCode {
             ErrorCode::RateLimitedGlobal => Some(ReasonCode::RateLimitedGlobal),
             ErrorCode::CapacityShed => Some(ReasonCode::CapacityShed),
             ErrorCode::DependencyUnavailable => Some(ReasonCode::DependencyUnavailable),
+            ErrorCode::RequestTimeout => Some(ReasonCode::RequestTimeout),
             _ => None,
         }
     }
@@ -169,7 +174,11 @@ impl ErrorCode {
                 "Internal error; nothing was recorded.",
                 "内部错误，本次请求未做任何记录。",
             ),
-            RateLimitedUser | RateLimitedGlobal | CapacityShed | DependencyUnavailable => {
+            RateLimitedUser
+            | RateLimitedGlobal
+            | CapacityShed
+            | DependencyUnavailable
+            | RequestTimeout => {
                 unreachable!("transient codes take their text from the catalogue above")
             }
         }
@@ -289,21 +298,26 @@ impl IntoResponse for ApiError {
 }
 
 impl ApiError {
-    /// The response: JSON body, `Retry-After` where due, the code in the extensions (metrics).
-    pub fn render(self) -> Response {
-        let retry_after_s = self.retry_after_s();
+    /// The JSON body (`{"error": {...}}`).
+    pub fn json(&self) -> Vec<u8> {
         let body = Body {
             error: Inner {
                 code: self.code.as_str(),
                 category: self.code.category(),
                 message: &self.message,
                 message_zh: self.code.default_messages().1,
-                retry_after_s,
+                retry_after_s: self.retry_after_s(),
                 request_id: self.request_id.as_ref().and_then(|v| v.to_str().ok()),
                 details: &self.details,
             },
         };
-        let json = super::json::json_bytes(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec());
+        super::json::json_bytes(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
+    }
+
+    /// The response: JSON body, `Retry-After` where due, the code in the extensions (metrics).
+    pub fn render(self) -> Response {
+        let retry_after_s = self.retry_after_s();
+        let json = self.json();
         let mut res = (self.code.status(), json).into_response();
         let h = res.headers_mut();
         h.insert(
@@ -320,7 +334,7 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::warn!(cause = %e, "store unavailable");
+        crate::store::warnings::store_unavailable(&e);
         ApiError::new(ErrorCode::DependencyUnavailable).with_retry_after(Duration::from_secs(1))
     }
 }

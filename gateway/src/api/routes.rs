@@ -69,7 +69,7 @@ pub fn edge_statuses(method: &str, path: &str) -> Vec<u16> {
     }
     s.push(400); // a malformed X-Request-Deadline-Ms
     if matches!(method.as_str(), "POST" | "PUT") {
-        s.extend([413, 415]);
+        s.extend([408, 413, 415]);
     }
     if GlobalLimits::has_rate(class) {
         s.push(429);
@@ -91,7 +91,7 @@ mod tests {
         assert_eq!(edge_statuses("get", "/v1/reason-codes"), [401, 400, 503]);
         assert_eq!(
             edge_statuses("post", "/v1/drawdowns"),
-            [401, 400, 413, 415, 429, 503]
+            [401, 400, 408, 413, 415, 429, 503]
         );
         assert_eq!(edge_statuses("get", "/admin/policy"), [401, 403, 400]);
         assert!(edge_statuses("get", "/healthz").is_empty());

@@ -267,7 +267,10 @@ pub struct ResolveBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForceBody {
-    /// A window name, or `null` to return to the calendar.
+    /// A window name, or `null` to return to the calendar. Required: `{}` is a mistake, not
+    /// a request to un-force (`deserialize_with` turns off serde's default of `None` for a
+    /// missing `Option`).
+    #[serde(deserialize_with = "Option::deserialize")]
     pub window: Option<String>,
 }
 

@@ -200,11 +200,14 @@ struct KeyEntry {
 /// A decision as the store keeps it: the [`DecisionRecord`] without the strings it can share
 /// or rebuild. The id is the map key ([`decision_key`]); the user id is the user entry's; the
 /// policy name and `evaluated_at` are shared with the shard's previous decision when equal
-/// (they change once per policy switch and once a second). An approval takes 120 bytes and
-/// no allocation of its own, where a `DecisionRecord` with its sequence number took 168
+/// (they change once per policy switch and once a second). An approval took 120 bytes
+/// (before the caller was kept) and no allocation of its own, where a `DecisionRecord` with its sequence number took 168
 /// bytes and four strings (`BENCHMARKS.md`, "gateway request path").
 struct DecisionEntry {
     user: Arc<str>,
+    /// The caller that committed it (shared with its idempotency records): only this caller
+    /// reads it or appeals it.
+    caller: Arc<str>,
     policy: Arc<str>,
     evaluated_at: Arc<str>,
     /// Empty (no allocation) on an approval.
@@ -261,6 +264,8 @@ struct Appeals {
     by_seq: BTreeMap<u64, AppealRecord>,
     by_id: HashMap<Box<str>, u64>,
     by_decision: HashMap<Box<str>, u64>,
+    /// The caller that filed each appeal (the decision's caller).
+    owners: HashMap<u64, Arc<str>>,
     open: BTreeSet<u64>,
 }
 
@@ -477,11 +482,12 @@ impl MemoryStore {
             expires_at: key_expires,
             seq: key_seq,
             user,
-            caller,
+            caller: Arc::clone(&caller),
             key: idempotency_key,
         });
         let stored = DecisionEntry {
             user: Arc::clone(&entry.id),
+            caller: Arc::clone(&caller),
             policy: share(&mut shard.last_policy, &decision.policy),
             evaluated_at: share(&mut shard.last_evaluated_at, &decision.evaluated_at),
             reasons: decision.reasons.as_slice().into(),
@@ -498,14 +504,18 @@ impl MemoryStore {
         Ok(CommitOutcome::Committed(decision))
     }
 
-    fn get_decision_now(&self, decision_id: &str) -> Option<DecisionRecord> {
+    fn get_decision_now(&self, caller: &str, decision_id: &str) -> Option<DecisionRecord> {
         let slot = id_slot(decision_id)?;
         let shard = self.shard(slot);
         let key = decision_key(decision_id)?;
-        shard.decisions.get(&key).map(|d| d.record(key))
+        shard
+            .decisions
+            .get(&key)
+            .filter(|d| *d.caller == *caller)
+            .map(|d| d.record(key))
     }
 
-    fn create_appeal_now(&self, appeal: AppealRecord) -> Result<AppealCreated> {
+    fn create_appeal_now(&self, caller: &str, appeal: AppealRecord) -> Result<AppealCreated> {
         let user =
             UserId::parse(&appeal.user_id).map_err(|e| invalid(format!("appeal user_id: {e}")))?;
         if id_slot(&appeal.appeal_id) != Some(user_slot(&user))
@@ -529,7 +539,7 @@ impl MemoryStore {
         else {
             return Ok(AppealCreated::DecisionNotFound);
         };
-        if *decision.user != *appeal.user_id {
+        if *decision.user != *appeal.user_id || *decision.caller != *caller {
             return Ok(AppealCreated::DecisionNotFound);
         }
         if !decision.appealable {
@@ -554,14 +564,22 @@ impl MemoryStore {
             .by_decision
             .insert(appeal.decision_id.as_str().into(), seq);
         appeals.open.insert(seq);
+        appeals.owners.insert(seq, Arc::clone(&decision.caller));
         appeals.by_seq.insert(seq, appeal.clone());
         drop(shard);
         Ok(AppealCreated::Created(appeal))
     }
 
-    fn get_appeal_now(&self, appeal_id: &str) -> Option<AppealRecord> {
+    fn get_appeal_now(&self, caller: &str, appeal_id: &str) -> Option<AppealRecord> {
         let appeals = lock(&self.inner.appeals);
         let seq = appeals.by_id.get(appeal_id)?;
+        if appeals
+            .owners
+            .get(seq)
+            .is_none_or(|owner| **owner != *caller)
+        {
+            return None;
+        }
         appeals.by_seq.get(seq).cloned()
     }
 
@@ -769,23 +787,26 @@ impl Store for MemoryStore {
 
     fn get_decision(
         &self,
+        caller: &str,
         decision_id: &str,
     ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send {
-        self.run(move |s| Ok(s.get_decision_now(decision_id)))
+        self.run(move |s| Ok(s.get_decision_now(caller, decision_id)))
     }
 
     fn create_appeal(
         &self,
+        caller: &str,
         appeal: AppealRecord,
     ) -> impl Future<Output = Result<AppealCreated>> + Send {
-        self.run(move |s| s.create_appeal_now(appeal))
+        self.run(move |s| s.create_appeal_now(caller, appeal))
     }
 
     fn get_appeal(
         &self,
+        caller: &str,
         appeal_id: &str,
     ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send {
-        self.run(move |s| Ok(s.get_appeal_now(appeal_id)))
+        self.run(move |s| Ok(s.get_appeal_now(caller, appeal_id)))
     }
 
     fn list_appeals(
@@ -1002,9 +1023,9 @@ mod tests {
             CommitOutcome::Committed(_)
         ));
         // A lookup finds the decision by its id only as minted.
-        assert!(store.get_decision_now(&id).is_some());
-        assert!(store.get_decision_now(&lower).is_none());
-        assert!(store.get_decision_now(&prefix).is_none());
+        assert!(store.get_decision_now("c", &id).is_some());
+        assert!(store.get_decision_now("c", &lower).is_none());
+        assert!(store.get_decision_now("c", &prefix).is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`memory`]: the sharded in-memory store.
 //! - [`redis`]: the production store on Redis (Lua scripts, Cluster-ready keys).
 //! - [`demo`]: deterministic demo users for the README walkthrough.
+//! - [`warnings`]: store failures in the log at a bounded rate.
 //!
 //! # The drawdown path
 //! ```
@@ -65,6 +66,7 @@ pub mod ids;
 pub mod memory;
 pub mod redis;
 pub mod types;
+pub mod warnings;
 
 pub use demo::{DemoUser, demo_users};
 pub use faults::Faults;
@@ -72,7 +74,7 @@ pub use ids::{Slot, new_appeal_id, new_decision_id, user_slot};
 pub use memory::{MemoryConfig, MemoryConfigError, MemoryStats, MemoryStore};
 pub use redis::{
     AuditEvent, RedisConfig, RedisConfigError, RedisStore, ThresholdSyncMetrics, ThresholdTarget,
-    ThresholdWrite, spawn_threshold_sync,
+    ThresholdWrite, spawn_health_check, spawn_threshold_sync,
 };
 pub use types::{
     AppealRecord, AppealStatus, DecisionRecord, Fingerprint, ReasonRecord, Resolution,
@@ -181,7 +183,8 @@ pub enum CommitOutcome {
 pub enum AppealCreated {
     /// Stored.
     Created(AppealRecord),
-    /// No such decision, or it is another user's (`404 DECISION_NOT_FOUND`).
+    /// No such decision, or it is another user's or another caller's
+    /// (`404 DECISION_NOT_FOUND`).
     DecisionNotFound,
     /// The decision is not appealable (`422 NOT_APPEALABLE`).
     NotAppealable,
@@ -227,23 +230,28 @@ pub trait Store: Send + Sync + 'static {
         state: UserState,
     ) -> impl Future<Output = Result<UserState>> + Send;
 
-    /// A stored decision by id.
+    /// A stored decision by id, if `caller` committed it (another caller's is `None`, as
+    /// if it did not exist).
     fn get_decision(
         &self,
+        caller: &str,
         decision_id: &str,
     ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send;
 
-    /// Atomically checks that the decision exists, is the appeal's user's, is appealable and
-    /// has no appeal yet, then stores the appeal. `appeal.appeal_id` comes from
-    /// [`new_appeal_id`] for the user; its status is `open`.
+    /// Atomically checks that the decision exists, was committed by `caller`, is the
+    /// appeal's user's, is appealable and has no appeal yet, then stores the appeal as
+    /// `caller`'s. `appeal.appeal_id` comes from [`new_appeal_id`] for the user; its status
+    /// is `open`.
     fn create_appeal(
         &self,
+        caller: &str,
         appeal: AppealRecord,
     ) -> impl Future<Output = Result<AppealCreated>> + Send;
 
-    /// An appeal by id.
+    /// An appeal by id, if `caller` filed it (another caller's is `None`).
     fn get_appeal(
         &self,
+        caller: &str,
         appeal_id: &str,
     ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send;
 
@@ -324,23 +332,26 @@ impl Store for AnyStore {
 
     fn get_decision(
         &self,
+        caller: &str,
         decision_id: &str,
     ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send {
-        dispatch!(self.get_decision(decision_id))
+        dispatch!(self.get_decision(caller, decision_id))
     }
 
     fn create_appeal(
         &self,
+        caller: &str,
         appeal: AppealRecord,
     ) -> impl Future<Output = Result<AppealCreated>> + Send {
-        dispatch!(self.create_appeal(appeal))
+        dispatch!(self.create_appeal(caller, appeal))
     }
 
     fn get_appeal(
         &self,
+        caller: &str,
         appeal_id: &str,
     ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send {
-        dispatch!(self.get_appeal(appeal_id))
+        dispatch!(self.get_appeal(caller, appeal_id))
     }
 
     fn list_appeals(

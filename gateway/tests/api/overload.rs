@@ -101,7 +101,7 @@ async fn a_client_that_trickles_its_headers_is_dropped() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_wait_in_the_kernel() {
+async fn connections_beyond_the_limit_are_answered_at_once() {
     let mut c = relaxed();
     c.server.max_connections = 1;
     let t = TestGateway::start(c).await;
@@ -113,13 +113,19 @@ async fn connections_beyond_the_limit_wait_in_the_kernel() {
     let mut buf = [0u8; 256];
     let n = held.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    // A second connection is accepted by the kernel but not served while the first is open.
+    // A second connection is answered at once, 503 CAPACITY_SHED, not left waiting.
     let second = reqwest::Client::new()
         .get(t.url("/healthz"))
-        .timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(2))
         .send()
-        .await;
-    assert!(second.is_err(), "served beyond the connection limit");
+        .await
+        .expect("answered, not left waiting");
+    assert!(second.headers().contains_key("retry-after"));
+    let (status, code, _) = error_code(second).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "CAPACITY_SHED")
+    );
     drop(held);
     let third = reqwest::Client::new()
         .get(t.url("/healthz"))

@@ -880,3 +880,84 @@ async fn the_shared_limit_falls_back_to_the_local_share() {
     assert!(shared_again, "the shared limit resumes after Redis is back");
     a.gw.shutdown().await;
 }
+
+/// Redis killed and restarted under a full pool, with no traffic meanwhile: one
+/// health-check interval after Redis is back, the first `/readyz` answers 200 and no
+/// request of a burst is refused for a connection that died with the old server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_is_back_in_the_pool_within_one_health_check() {
+    const INTERVAL: Duration = Duration::from_millis(500);
+    let Some(mut redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let t = gateway_tweaked(&redis.url(), &redis_server::unique("gw"), 2_000, |c| {
+        c.redis.pool_size = 8;
+        c.redis.health_check_interval_ms = 500;
+    })
+    .await;
+    t.ready().await;
+    t.user("u-pool", 1_000_000).await;
+    // Fill the pool: more reads in flight at once than it has connections.
+    let reads: Vec<_> = (0..32).map(|_| t.used("u-pool")).collect();
+    futures_util::future::join_all(reads).await;
+
+    redis.kill().await;
+    redis.restart().await;
+    // One interval (and a little for the check's own round trip), then no retries.
+    tokio::time::sleep(INTERVAL + Duration::from_millis(200)).await;
+    assert_eq!(t.status("/readyz").await, StatusCode::OK);
+    // The data did not survive (no AOF): 404 USER_NOT_FOUND is the store answering.
+    let burst: Vec<_> = (0..40)
+        .map(|_| t.status("/v1/credit-lines/u-pool"))
+        .collect();
+    let statuses = futures_util::future::join_all(burst).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::NOT_FOUND),
+        "{statuses:?}"
+    );
+    t.gw.shutdown().await;
+}
+
+/// A thresholds version past 2^53 - 1 (Lua compares versions as doubles) is refused at the
+/// edge, and later versions still publish on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thresholds_version_past_2_pow_53_is_refused_on_redis() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let gw = gateway(&redis.url()).await;
+    gw.ready().await;
+    let t = &gw;
+    let get = || async move {
+        t.client
+            .get(t.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let put = |doc: Value| async move {
+        t.client
+            .put(t.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .json(&doc)
+            .send()
+            .await
+            .unwrap()
+    };
+    let th = get().await;
+    let mut bad = th.clone();
+    bad["version"] = json!(u64::MAX);
+    let r = put(bad).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["details"][0]["field"], "version", "{body}");
+    let mut next = th.clone();
+    next["version"] = json!(th["version"].as_u64().unwrap() + 1);
+    assert_eq!(put(next.clone()).await.status(), StatusCode::OK);
+    assert_eq!(get().await["version"], next["version"]);
+    gw.gw.shutdown().await;
+}

@@ -123,7 +123,7 @@ async fn cross_shard_operations_reach_every_node() {
         };
         appeal_ids.push(appeal.appeal_id.clone());
         assert!(matches!(
-            s.create_appeal(appeal).await.unwrap(),
+            s.create_appeal("c", appeal).await.unwrap(),
             AppealCreated::Created(_)
         ));
     }

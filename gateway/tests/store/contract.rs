@@ -165,7 +165,10 @@ pub(crate) async fn replay_returns_the_stored_decision<S: Store>(store: S) {
     let idem = loaded.idempotent.unwrap();
     assert_eq!((idem.fingerprint, &idem.decision), (fp(1), &first));
     assert_eq!(
-        store.get_decision(&first.decision_id).await.unwrap(),
+        store
+            .get_decision(CALLER, &first.decision_id)
+            .await
+            .unwrap(),
         Some(first.clone())
     );
     assert!(
@@ -310,7 +313,7 @@ pub(crate) async fn line_changed_writes_nothing<S: Store>(store: S) {
             .idempotent
             .is_none()
     );
-    assert_eq!(store.get_decision(&id).await.unwrap(), None);
+    assert_eq!(store.get_decision(CALLER, &id).await.unwrap(), None);
 
     // The ceiling binds below the limit (a utilisation cap).
     let fresh = seed(&store, &u, 10_000, 0).await;
@@ -417,7 +420,11 @@ pub(crate) async fn concurrent_commits_never_over_reserve<S: Store>(store: S) ->
     assert_eq!(seen, (0..100).map(|i| i * 1_000).collect::<Vec<_>>());
     for d in &approved {
         assert_eq!(
-            store.get_decision(&d.decision_id).await.unwrap().as_ref(),
+            store
+                .get_decision(CALLER, &d.decision_id)
+                .await
+                .unwrap()
+                .as_ref(),
             Some(d)
         );
     }
@@ -442,8 +449,11 @@ pub(crate) async fn unknown_user<S: Store>(store: S) {
             .unwrap(),
         CommitOutcome::UserNotFound
     );
-    assert_eq!(store.get_decision(&id).await.unwrap(), None);
-    assert_eq!(store.get_decision("dd_not-an-id").await.unwrap(), None);
+    assert_eq!(store.get_decision(CALLER, &id).await.unwrap(), None);
+    assert_eq!(
+        store.get_decision(CALLER, "dd_not-an-id").await.unwrap(),
+        None
+    );
     store.ping().await.unwrap();
 }
 
@@ -554,12 +564,15 @@ pub(crate) async fn appeals<S: Store>(store: S) {
     // Not found: an id of the right shape that was never stored, and garbage.
     let ghost = new_decision_id(&u, t0());
     assert_eq!(
-        store.create_appeal(appeal(&u, &ghost, t0())).await.unwrap(),
+        store
+            .create_appeal(CALLER, appeal(&u, &ghost, t0()))
+            .await
+            .unwrap(),
         AppealCreated::DecisionNotFound
     );
     assert_eq!(
         store
-            .create_appeal(appeal(&u, "dd_garbage", t0()))
+            .create_appeal(CALLER, appeal(&u, "dd_garbage", t0()))
             .await
             .unwrap(),
         AppealCreated::DecisionNotFound
@@ -567,14 +580,14 @@ pub(crate) async fn appeals<S: Store>(store: S) {
     // Another user's decision is not found, whatever its slot.
     assert_eq!(
         store
-            .create_appeal(appeal(&v, &rejected[0].decision_id, t0()))
+            .create_appeal(CALLER, appeal(&v, &rejected[0].decision_id, t0()))
             .await
             .unwrap(),
         AppealCreated::DecisionNotFound
     );
     assert_eq!(
         store
-            .create_appeal(appeal(&u, &approved.decision_id, t0()))
+            .create_appeal(CALLER, appeal(&u, &approved.decision_id, t0()))
             .await
             .unwrap(),
         AppealCreated::NotAppealable
@@ -585,11 +598,11 @@ pub(crate) async fn appeals<S: Store>(store: S) {
     for (i, d) in rejected.iter().enumerate() {
         let a = appeal(&u, &d.decision_id, at(10 + i64::try_from(i).unwrap()));
         assert_eq!(
-            store.create_appeal(a.clone()).await.unwrap(),
+            store.create_appeal(CALLER, a.clone()).await.unwrap(),
             AppealCreated::Created(a.clone())
         );
         assert_eq!(
-            store.get_appeal(&a.appeal_id).await.unwrap(),
+            store.get_appeal(CALLER, &a.appeal_id).await.unwrap(),
             Some(a.clone())
         );
         created.push(a);
@@ -597,12 +610,12 @@ pub(crate) async fn appeals<S: Store>(store: S) {
     // One appeal per decision: a second answers the first, unchanged.
     assert_eq!(
         store
-            .create_appeal(appeal(&u, &rejected[0].decision_id, at(20)))
+            .create_appeal(CALLER, appeal(&u, &rejected[0].decision_id, at(20)))
             .await
             .unwrap(),
         AppealCreated::AlreadyAppealed(created[0].clone())
     );
-    assert_eq!(store.get_appeal("ap_unknown").await.unwrap(), None);
+    assert_eq!(store.get_appeal(CALLER, "ap_unknown").await.unwrap(), None);
 
     // Resolve the middle one.
     let now = at(30);
@@ -628,7 +641,10 @@ pub(crate) async fn appeals<S: Store>(store: S) {
     assert!(resolved_at.ends_with("+08:00"), "{resolved_at}");
     assert_eq!(resolved_at.parse::<Timestamp>().unwrap(), now);
     assert_eq!(
-        store.get_appeal(&created[1].appeal_id).await.unwrap(),
+        store
+            .get_appeal(CALLER, &created[1].appeal_id)
+            .await
+            .unwrap(),
         Some(resolved.clone())
     );
 
@@ -734,7 +750,7 @@ pub(crate) async fn retention<S: Store>(store: S, retention: Duration) {
     assert_eq!(load("old").await, None, "purged");
     assert!(load("new").await.is_some(), "still within its retention");
     assert_eq!(
-        store.get_decision(&old.decision_id).await.unwrap(),
+        store.get_decision(CALLER, &old.decision_id).await.unwrap(),
         Some(old.clone()),
         "decisions outlive their idempotency records"
     );
@@ -764,4 +780,59 @@ pub(crate) async fn retention<S: Store>(store: S, retention: Duration) {
             .unwrap(),
     );
     assert_eq!(state(&store, &u).await.used, fen(4_000));
+}
+
+/// A decision and its appeal are the committing caller's: another caller neither reads the
+/// decision, nor appeals it, nor reads (or is answered) its appeal, exactly as if they did
+/// not exist.
+pub(crate) async fn decisions_and_appeals_belong_to_their_caller<S: Store>(store: S) {
+    let u = user("u-owned");
+    seed(&store, &u, 100_000, 0).await;
+    let mut req = reject(&u, "k", fp(1), 1_000, t0());
+    req.caller = "caller-a".into();
+    let d = committed(store.commit(req).await.unwrap());
+    assert!(d.appealable);
+    assert_eq!(
+        store
+            .get_decision("caller-a", &d.decision_id)
+            .await
+            .unwrap(),
+        Some(d.clone())
+    );
+    assert_eq!(
+        store
+            .get_decision("caller-b", &d.decision_id)
+            .await
+            .unwrap(),
+        None
+    );
+    // Caller B may not appeal A's decision, even naming the right user.
+    let theirs = appeal(&u, &d.decision_id, at(1));
+    assert_eq!(
+        store.create_appeal("caller-b", theirs).await.unwrap(),
+        AppealCreated::DecisionNotFound
+    );
+    let a = appeal(&u, &d.decision_id, at(2));
+    assert_eq!(
+        store.create_appeal("caller-a", a.clone()).await.unwrap(),
+        AppealCreated::Created(a.clone())
+    );
+    // Once appealed, B is still answered "not found", never A's appeal.
+    assert_eq!(
+        store
+            .create_appeal("caller-b", appeal(&u, &d.decision_id, at(3)))
+            .await
+            .unwrap(),
+        AppealCreated::DecisionNotFound
+    );
+    assert_eq!(
+        store.get_appeal("caller-a", &a.appeal_id).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store.get_appeal("caller-b", &a.appeal_id).await.unwrap(),
+        None
+    );
+    // The admin views are not scoped.
+    assert_eq!(store.list_appeals(None, 10).await.unwrap(), vec![a]);
 }

@@ -71,6 +71,11 @@ async fn appeals() {
 }
 
 #[tokio::test]
+async fn decisions_and_appeals_belong_to_their_caller() {
+    contract::decisions_and_appeals_belong_to_their_caller(store()).await;
+}
+
+#[tokio::test]
 async fn retention_default() {
     let s = store();
     let retention = s.config().idempotency_retention;

@@ -81,6 +81,12 @@ async fn appeals() {
 }
 
 #[tokio::test]
+async fn decisions_and_appeals_belong_to_their_caller() {
+    let r = redis_or_skip!();
+    contract::decisions_and_appeals_belong_to_their_caller(r.store()).await;
+}
+
+#[tokio::test]
 async fn retention_default() {
     let r = redis_or_skip!();
     let s = r.store();

@@ -65,6 +65,7 @@ pub fn cause_colour(c: Cause) -> RGBColor {
         Cause::CreditLine => RGBColor(23, 190, 207),
         Cause::Unexplained => RGBColor(20, 20, 20),
         Cause::ClientError => RGBColor(227, 119, 194),
+        Cause::Request => RGBColor(188, 189, 34),
         Cause::Timeout => RGBColor(120, 0, 0),
         Cause::Connection => RGBColor(31, 60, 120),
     }

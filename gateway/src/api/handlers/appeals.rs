@@ -6,6 +6,7 @@ use crate::api::error::{ApiError, ErrorCode};
 use crate::api::json::json_response;
 use crate::api::wire::*;
 use crate::metrics::StoreOp;
+use crate::request::Caller;
 use crate::store::{
     AppealCreated, AppealRecord, AppealResolved, AppealStatus, Store, new_appeal_id,
 };
@@ -16,7 +17,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 /// `POST /v1/appeals`.
-pub async fn create_appeal(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create_appeal(
+    State(app): State<App>,
+    caller: axum::Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let (decision_id, user, message) = parse_json::<AppealBody>(&body)?.validate()?;
     let now = app.clock.now();
     let zone = app.policy.compiled().zone().clone();
@@ -33,7 +38,11 @@ pub async fn create_appeal(State(app): State<App>, body: Bytes) -> Result<Respon
         resolution_note: None,
     };
     match app
-        .timed(StoreOp::CreateAppeal, None, app.store.create_appeal(appeal))
+        .timed(
+            StoreOp::CreateAppeal,
+            None,
+            app.store.create_appeal(&caller.0.id, appeal),
+        )
         .await?
     {
         AppealCreated::Created(a) => Ok((StatusCode::CREATED, json_response(&a)).into_response()),
@@ -48,10 +57,15 @@ pub async fn create_appeal(State(app): State<App>, body: Bytes) -> Result<Respon
 /// `GET /v1/appeals/{appeal_id}`.
 pub async fn get_appeal(
     State(app): State<App>,
+    caller: axum::Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     match app
-        .timed(StoreOp::GetAppeal, None, app.store.get_appeal(&id))
+        .timed(
+            StoreOp::GetAppeal,
+            None,
+            app.store.get_appeal(&caller.0.id, &id),
+        )
         .await?
     {
         Some(a) => Ok(json_response(&a)),

@@ -1,7 +1,7 @@
 //! The drawdown and its quote: `POST /v1/drawdowns`, `GET /v1/credit-lines/{user_id}`,
 //! and the reason-code catalogue their answers refer to.
 
-use super::{App, rfc3339, thresholds, user_id, zoned_rfc3339};
+use super::{App, path_user_id, rfc3339, thresholds, zoned_rfc3339};
 use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::{decision_response, json_response};
 use crate::api::wire::*;
@@ -12,7 +12,7 @@ use crate::store::{
     CommitOutcome, CommitRequest, DecisionRecord, Fingerprint, Loaded, ReasonRecord, Reservation,
     Store, new_decision_id,
 };
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -49,9 +49,17 @@ fn reason_record(r: &Reason) -> ReasonRecord {
 
 /// A drawdown's `Idempotency-Key`: `Err` is the answer when it is missing or not a valid key.
 pub(in crate::api) fn idempotency_key(headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
-    let Some(v) = headers.get(crate::api::names::IDEMPOTENCY_KEY) else {
+    let mut sent = headers.get_all(crate::api::names::IDEMPOTENCY_KEY).iter();
+    let Some(v) = sent.next() else {
         return Err(ApiError::new(ErrorCode::IdempotencyKeyMissing));
     };
+    // Two keys name two requests: which one the caller meant is not ours to guess.
+    if sent.next().is_some() {
+        return Err(ApiError::invalid(vec![FieldProblem::new(
+            "Idempotency-Key",
+            "sent more than once: send exactly one",
+        )]));
+    }
     let key = v
         .to_str()
         .ok()
@@ -296,10 +304,10 @@ pub async fn credit_line(
     State(app): State<App>,
     caller: axum::Extension<Caller>,
     deadline: Option<axum::Extension<Deadline>>,
-    Path(raw): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|d| d.0.0);
-    let user = user_id(&raw)?;
+    let user = path_user_id(&uri)?;
     let loaded = app
         .timed(
             StoreOp::Load,

@@ -119,6 +119,18 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
         .map_err(|e| ApiError::invalid(vec![FieldProblem::new("user_id", e.to_string())]))
 }
 
+/// The user a credit-line route's path names, read as the edge reads it for the rate
+/// limit ([`super::edge::path_user`]).
+fn path_user_id(uri: &axum::http::Uri) -> Result<UserId, ApiError> {
+    let raw = super::edge::path_user(uri.path()).ok_or_else(|| {
+        ApiError::invalid(vec![FieldProblem::new(
+            "user_id",
+            "not percent-encoded UTF-8",
+        )])
+    })?;
+    user_id(&raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,14 +10,18 @@
 //! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field |
 //! | `P:{sNNNN}:k:<digest>` | hash | an idempotency record (fingerprint, decision id, expiry); TTL = retention |
 //! | `P:{sNNNN}:k-exp` | zset | the slot's idempotency records by logical expiry (for [`Store::purge_expired`]) |
-//! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, appealable, appeal); TTL = decision retention, none once appealed |
+//! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
 //! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
 //! | `P:{sNNNN}:a:<appeal_id>` | string | an appeal (JSON); kept |
+//! | `P:{sNNNN}:a-by:<appeal_id>` | string | the caller that filed the appeal (the decision's); kept |
 //! | `P:{sNNNN}:a-idx:<status>` | zset | the slot's appeal ids by status (and `all`), lexical = creation order |
 //!
 //! `P` is [`RedisConfig::key_prefix`]; `<digest>` is BLAKE3 of (caller, user, key), so any
 //! caller or key text makes a safe key name. Decision and appeal ids name their slot
-//! ([`super::ids`]), so a lookup by id finds its keys with no second index.
+//! ([`super::ids`]), so a lookup by id finds its keys with no second index. A decision and
+//! its appeal belong to the caller that committed the decision: a caller reads, and
+//! appeals, only its own (a decision or appeal stored before callers were recorded has no
+//! caller, and is no caller's).
 //!
 //! # The audit streams
 //! A committed decision (approval, rejection or review; never a replay) appends one event to
@@ -60,6 +64,15 @@
 //! failure answers [`StoreError::Unavailable`] or, for a command that was sent but not
 //! answered in time, [`StoreError::Timeout`]. Scripts check everything before they write,
 //! so a refused commit writes nothing.
+//!
+//! A connection whose command failed is dropped, never returned to the pool. One that
+//! failed at the connection level (I/O error, dropped, refused) says the server went away,
+//! so every idle connection opened before it is dropped too: after a Redis restart the
+//! pool does not hand out its dead connections one request at a time. Without traffic, the
+//! health check ([`spawn_health_check`], every [`RedisConfig::health_check_interval`])
+//! finds the dead connection instead, and logs the outage and the recovery once each;
+//! [`Store::ping`] (readiness) tries once more on a fresh connection after such a
+//! failure, so `/readyz` answers for Redis as it is, not for a connection it outlived.
 
 mod scripts;
 pub mod thresholds;
@@ -111,6 +124,9 @@ pub struct RedisConfig {
     pub decision_retention: Duration,
     /// How often each instance reads the thresholds pointer besides pub/sub notices.
     pub threshold_poll: Duration,
+    /// How often [`spawn_health_check`] pings Redis through the pool: connections that died
+    /// with a Redis restart are gone within one interval of it (see "Failure").
+    pub health_check_interval: Duration,
 }
 
 impl Default for RedisConfig {
@@ -127,6 +143,7 @@ impl Default for RedisConfig {
             idempotency_retention: super::memory::MIN_IDEMPOTENCY_RETENTION,
             decision_retention: Duration::from_secs(30 * 24 * 3600),
             threshold_poll: Duration::from_secs(2),
+            health_check_interval: Duration::from_secs(1),
         }
     }
 }
@@ -205,6 +222,11 @@ impl RedisConfig {
             || self.threshold_poll > Duration::from_secs(3600)
         {
             return err("threshold_poll_ms", "must be from 10 ms to 1 hour");
+        }
+        if self.health_check_interval < Duration::from_millis(10)
+            || self.health_check_interval > Duration::from_secs(60)
+        {
+            return err("health_check_interval_ms", "must be from 10 ms to 60 s");
         }
         if self.key_prefix.is_empty()
             || self.key_prefix.len() > 64
@@ -428,6 +450,17 @@ impl RedisStore {
         &self.inner.config
     }
 
+    async fn ping_once(&self) -> Result<()> {
+        let pong: String = self
+            .with_conn(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+            .await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!("redis answered {pong}")))
+        }
+    }
+
     /// A client for the same server (on a cluster: for its first seed node), for connections
     /// the pool does not serve (pub/sub).
     pub fn client(&self) -> &redis::Client {
@@ -460,14 +493,20 @@ impl RedisStore {
             // A multiplexed connection is a cheap handle; the pooled object stays checked out
             // until the answer is in, so the pool size bounds the connections in use.
             let conn = (*pooled).clone();
-            let out = match tokio::time::timeout(timeout, f(conn)).await {
+            let (out, server_gone) = match tokio::time::timeout(timeout, f(conn)).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => redis_error(&e),
-                Err(_) => StoreError::Timeout,
+                Ok(Err(e)) => (redis_error(&e), connection_lost(&e)),
+                Err(_) => (StoreError::Timeout, false),
             };
             if !matches!(out, StoreError::Corrupt(_)) {
                 // The connection may be dead (or stuck behind a slow reply): never reuse it.
                 drop(Object::take(pooled));
+            }
+            if server_gone {
+                // The idle ones opened before are to the same server, as dead (not on a
+                // timeout: a slow Redis is not helped by reconnecting every connection).
+                let lost_at = std::time::Instant::now();
+                self.inner.pool.retain(|_, m| m.created > lost_at);
             }
             Err(out)
         })
@@ -620,6 +659,12 @@ fn pool_error(e: PoolError<redis::RedisError>) -> StoreError {
         PoolError::Timeout(t) => StoreError::Unavailable(format!("redis pool: {t:?} timed out")),
         other => StoreError::Unavailable(format!("redis pool: {other}")),
     }
+}
+
+/// Whether `e` says the connection (and so, likely, the server) is gone, rather than one
+/// command failing.
+fn connection_lost(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 fn redis_error(e: &redis::RedisError) -> StoreError {
@@ -800,6 +845,7 @@ impl RedisStore {
             .arg(req.user.as_str())
             .arg(if d.appealable { "1" } else { "0" })
             .arg(format!("{tag}d:"))
+            .arg(&*req.caller)
             .arg("decision_id")
             .arg(&d.decision_id)
             .arg("user")
@@ -899,29 +945,38 @@ impl RedisStore {
         })
     }
 
-    async fn get_decision_inner(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
+    async fn get_decision_inner(
+        &self,
+        caller: &str,
+        decision_id: &str,
+    ) -> Result<Option<DecisionRecord>> {
         let Some(slot) = id_slot(decision_id).filter(|_| decision_id.starts_with(DECISION_PREFIX))
         else {
             return Ok(None);
         };
         let key = format!("{}d:{decision_id}", self.tag(slot));
-        let (json, available): (Option<String>, Option<String>) = self
+        let (json, available, owner): (Option<String>, Option<String>, Option<String>) = self
             .with_conn(|mut c| async move {
                 redis::cmd("HMGET")
                     .arg(&key)
                     .arg("json")
                     .arg("available")
+                    .arg("caller")
                     .query_async(&mut c)
                     .await
             })
             .await?;
-        match (json, available) {
-            (Some(j), Some(a)) => decision_from(&j, &a).map(Some),
+        match (json, available, owner) {
+            (Some(j), Some(a), Some(o)) if o == caller => decision_from(&j, &a).map(Some),
             _ => Ok(None),
         }
     }
 
-    async fn create_appeal_inner(&self, appeal: AppealRecord) -> Result<AppealCreated> {
+    async fn create_appeal_inner(
+        &self,
+        caller: &str,
+        appeal: AppealRecord,
+    ) -> Result<AppealCreated> {
         let user =
             UserId::parse(&appeal.user_id).map_err(|e| invalid(format!("appeal user_id: {e}")))?;
         let slot = user_slot(&user);
@@ -948,10 +1003,12 @@ impl RedisStore {
             .key(format!("{tag}a:{}", appeal.appeal_id))
             .key(self.appeal_index(slot, Some(AppealStatus::Open)))
             .key(self.appeal_index(slot, None))
+            .key(format!("{tag}a-by:{}", appeal.appeal_id))
             .arg(&appeal.user_id)
             .arg(&json)
             .arg(&appeal.appeal_id)
-            .arg(format!("{tag}a:"));
+            .arg(format!("{tag}a:"))
+            .arg(caller);
         let reply: Vec<Value> = self
             .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
@@ -974,14 +1031,28 @@ impl RedisStore {
         Some((slot, format!("{}a:{appeal_id}", self.tag(slot))))
     }
 
-    async fn get_appeal_inner(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
-        let Some((_, key)) = self.appeal_key(appeal_id) else {
+    async fn get_appeal_inner(
+        &self,
+        caller: &str,
+        appeal_id: &str,
+    ) -> Result<Option<AppealRecord>> {
+        let Some((slot, key)) = self.appeal_key(appeal_id) else {
             return Ok(None);
         };
-        let json: Option<String> = self
-            .with_conn(|mut c| async move { redis::cmd("GET").arg(&key).query_async(&mut c).await })
+        let owner_key = format!("{}a-by:{appeal_id}", self.tag(slot));
+        let (json, owner): (Option<String>, Option<String>) = self
+            .with_conn(|mut c| async move {
+                redis::cmd("MGET")
+                    .arg(&key)
+                    .arg(&owner_key)
+                    .query_async(&mut c)
+                    .await
+            })
             .await?;
-        json.as_deref().map(parse_appeal).transpose()
+        match (json, owner) {
+            (Some(json), Some(owner)) if owner == caller => parse_appeal(&json).map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn list_appeals_inner(
@@ -1158,16 +1229,20 @@ impl Store for RedisStore {
         self.upsert_inner(user, state).await
     }
 
-    async fn get_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
-        self.get_decision_inner(decision_id).await
+    async fn get_decision(
+        &self,
+        caller: &str,
+        decision_id: &str,
+    ) -> Result<Option<DecisionRecord>> {
+        self.get_decision_inner(caller, decision_id).await
     }
 
-    async fn create_appeal(&self, appeal: AppealRecord) -> Result<AppealCreated> {
-        self.create_appeal_inner(appeal).await
+    async fn create_appeal(&self, caller: &str, appeal: AppealRecord) -> Result<AppealCreated> {
+        self.create_appeal_inner(caller, appeal).await
     }
 
-    async fn get_appeal(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
-        self.get_appeal_inner(appeal_id).await
+    async fn get_appeal(&self, caller: &str, appeal_id: &str) -> Result<Option<AppealRecord>> {
+        self.get_appeal_inner(caller, appeal_id).await
     }
 
     async fn list_appeals(
@@ -1194,15 +1269,41 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        let pong: String = self
-            .with_conn(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
-            .await?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!("redis answered {pong}")))
+        // A first failure may be a connection the server outlived (now dropped, with its
+        // idle peers): the second try opens a fresh one. A timeout is not retried.
+        match self.ping_once().await {
+            Err(StoreError::Unavailable(_)) => self.ping_once().await,
+            other => other,
         }
     }
+}
+
+/// Pings Redis through the pool every [`RedisConfig::health_check_interval`]: a connection
+/// that died with the server is found (and, with the idle ones opened before it, dropped)
+/// within one interval even without traffic, and the outage and the recovery are logged
+/// once each rather than per request.
+pub fn spawn_health_check(store: RedisStore) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(store.inner.config.health_check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing: u64 = 0;
+        loop {
+            tick.tick().await;
+            match store.ping().await {
+                Ok(()) if failing > 0 => {
+                    tracing::info!(failed_checks = failing, "redis reachable again");
+                    failing = 0;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if failing == 0 {
+                        tracing::warn!(cause = %e, "redis unreachable; checking every interval");
+                    }
+                    failing += 1;
+                }
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -59,8 +59,8 @@ return {user, seen[1], seen[2], d[1], d[2]}
 /// KEYS: user, idem, idem expiry index, decision, audit stream.
 /// ARGV: 1 fingerprint, 2 decision id, 3 decision json, 4 amount, 5 ceiling ('' when
 /// nothing is reserved), 6 now (ms), 7 record expiry (ms), 8 record TTL (ms), 9 decision TTL
-/// (ms), 10 user id, 11 appealable ('1' / '0'), 12 decision key prefix, 13.. audit fields as
-/// name/value pairs.
+/// (ms), 10 user id, 11 appealable ('1' / '0'), 12 decision key prefix, 13 caller, 14.. audit
+/// fields as name/value pairs.
 pub(super) fn commit() -> String {
     format!("{DECIMAL}{COMMIT_BODY}")
 }
@@ -88,14 +88,14 @@ if ARGV[5] ~= '' then
 end
 local available = dec_sub_floor(limit, used)
 redis.call('HSET', KEYS[4], 'json', ARGV[3], 'available', available, 'user', ARGV[10],
-  'appealable', ARGV[11])
+  'appealable', ARGV[11], 'caller', ARGV[13])
 redis.call('PEXPIRE', KEYS[4], ARGV[9])
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'fp', ARGV[1], 'decision', ARGV[2], 'exp', ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[8])
 redis.call('ZADD', KEYS[3], ARGV[7], KEYS[2])
 local event = {'XADD', KEYS[5], '*'}
-for i = 13, #ARGV do event[#event + 1] = ARGV[i] end
+for i = 14, #ARGV do event[#event + 1] = ARGV[i] end
 event[#event + 1] = 'used_fen'
 event[#event + 1] = used
 event[#event + 1] = 'available_fen'
@@ -130,11 +130,13 @@ return n
 
 /// `create_appeal`.
 ///
-/// KEYS: decision, appeal, open index, all index.
-/// ARGV: user id, appeal json, appeal id, appeal key prefix.
+/// KEYS: decision, appeal, open index, all index, appeal's caller.
+/// ARGV: user id, appeal json, appeal id, appeal key prefix, caller.
+///
+/// Another caller's decision is `not_found`, as one that does not exist.
 pub(super) const CREATE_APPEAL: &str = r"
-local d = redis.call('HMGET', KEYS[1], 'user', 'appealable', 'appeal')
-if not d[1] or d[1] ~= ARGV[1] then return {'not_found'} end
+local d = redis.call('HMGET', KEYS[1], 'user', 'appealable', 'appeal', 'caller')
+if not d[1] or d[1] ~= ARGV[1] or d[4] ~= ARGV[5] then return {'not_found'} end
 if d[2] ~= '1' then return {'not_appealable'} end
 if d[3] then
   local a = redis.call('GET', ARGV[4] .. d[3])
@@ -143,6 +145,7 @@ if d[3] then
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate_id'} end
 redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[5], ARGV[5])
 redis.call('HSET', KEYS[1], 'appeal', ARGV[3])
 redis.call('PERSIST', KEYS[1])
 redis.call('ZADD', KEYS[3], 0, ARGV[3])
