@@ -14,6 +14,10 @@
 //! one word, and every class is a whole number of words), so a layout whose alignment is at
 //! most [`WORD`] is served by the plain calls; larger alignments keep the aligned calls.
 //! Freeing is `mi_free` for both: mimalloc finds any block's page from its address.
+//!
+//! # Layout
+//! - [`WORD`]: the alignment every mimalloc block has, whatever its size.
+//! - [`MiMalloc`]: mimalloc as a [`GlobalAlloc`] (see the crate docs).
 
 use libmimalloc_sys as mi;
 use std::alloc::{GlobalAlloc, Layout};

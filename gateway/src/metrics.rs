@@ -1,4 +1,16 @@
 //! Prometheus metrics, built by `register(&mut Registry) -> Self` with typed label sets.
+//!
+//! # Layout
+//! - [`RequestLabels`]: `route` and `status` of a served request.
+//! - [`RouteLabels`]: the route class alone.
+//! - [`CodeLabels`]: a code (error code or reason code).
+//! - [`OutcomeLabels`]: a risk outcome.
+//! - [`StoreOpLabels`]: a store operation.
+//! - [`PriorityLabels`]: an admission priority.
+//! - [`ShedLabels`]: shed by priority and cause.
+//! - [`PolicyLabels`]: the active policy.
+//! - [`Forced`]: whether the policy is forced.
+//! - [`Metrics`]: every metric of the gateway.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
