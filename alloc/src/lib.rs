@@ -6,15 +6,18 @@
 //! mimalloc v3 takes that call's fast path only when the size's free list happens to be
 //! non-empty and aligned; otherwise it treats a block size that is not a power of two as not
 //! naturally aligned and *over-allocates* (allocates `size + alignment` and offsets into it),
-//! even for an alignment of 1 or 8. On the gateway's drawdown path that was 6.6 of its ~38
-//! allocations per request, and the allocator's share of the path's instructions was about
-//! 9 % (`BENCHMARKS.md`, "gateway request path"; the same fix is proposed upstream in
+//! even for an alignment of 1 or 8, which the gateway's drawdown path hits on many of its
+//! allocations (`BENCHMARKS.md`, "gateway request path"; the same fix is proposed upstream in
 //! purpleprotocol/mimalloc_rust#170).
 //!
 //! Every mimalloc block is aligned to at least a machine word (its smallest size class is
 //! one word, and every class is a whole number of words), so a layout whose alignment is at
 //! most [`WORD`] is served by the plain calls; larger alignments keep the aligned calls.
 //! Freeing is `mi_free` for both: mimalloc finds any block's page from its address.
+//!
+//! # Layout
+//! - [`WORD`]: the alignment every mimalloc block has, whatever its size.
+//! - [`MiMalloc`]: mimalloc as a [`GlobalAlloc`] (see the crate docs).
 
 use libmimalloc_sys as mi;
 use std::alloc::{GlobalAlloc, Layout};

@@ -17,6 +17,12 @@
 //! clock.advance(Duration::from_secs(60));
 //! assert_eq!(clock.now().to_string(), "2026-11-10T15:30:00Z");
 //! ```
+//!
+//! # Layout
+//! - [`Clock`]: a source of wall-clock time.
+//! - [`SharedClock`]: a clock shared between the policy scheduler, handlers and tests.
+//! - [`SystemClock`]: the system's real-time clock.
+//! - [`ManualClock`]: a clock that only moves when told to.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};

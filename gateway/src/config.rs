@@ -4,6 +4,18 @@
 //! environment (`GATEWAY_LISTEN`, `GATEWAY_API_KEYS`, `GATEWAY_ADMIN_TOKEN`, `GATEWAY_STORE`,
 //! `GATEWAY_BUREAU_URL`),
 //! then flags. Every invalid value is reported with its key.
+//!
+//! # Layout
+//! - [`Config`]: the whole configuration.
+//! - [`ServerConfig`] (`[server]`).
+//! - [`HttpVersions`] (`server.http`).
+//! - [`RuntimeFlavor`] (`server.runtime`).
+//! - [`OverloadSettings`] (`[server.overload]`).
+//! - [`RedisSettings`] (`[redis]`).
+//! - [`RiskConfig`] (`[risk]`).
+//! - [`AdmissionConfig`] (`[admission]`).
+//! - [`AdmissionMode`]: how the admission concurrency limit is set.
+//! - [`AdaptiveSettings`] (`[admission.adaptive]`).
 
 use crate::bureau::BureauConfigError;
 use crate::policy::{LimitsPatch, PolicyConfig, PolicyConfigError, WindowConfig};

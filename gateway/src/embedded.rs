@@ -1,4 +1,9 @@
 //! A gateway in this process on a loopback port: for integration tests and the loadtest.
+//!
+//! # Layout
+//! - [`EmbeddedOptions`]: how to start an embedded gateway.
+//! - [`EmbeddedGateway`]: a running embedded gateway.
+//! - [`start`]: starts a gateway on `127.0.0.1:0`.
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;

@@ -186,10 +186,18 @@ impl Gateway {
             )
         });
 
+        let thresholds = Arc::new(cache);
+        metrics::StateCollector {
+            admission: admission.clone(),
+            policy: policy.clone(),
+            thresholds: Arc::clone(&thresholds),
+            limits: limits.clone(),
+        }
+        .register(&mut registry);
         let state = AppState {
             config,
             store,
-            thresholds: Arc::new(cache),
+            thresholds,
             policy,
             limits,
             admission,
@@ -265,7 +273,6 @@ impl Gateway {
                 let target = store::ThresholdTarget {
                     cache: Arc::clone(&self.app.thresholds),
                     policy: self.app.policy.clone(),
-                    version: self.app.metrics.threshold_version.clone(),
                 };
                 tasks.extend(store::spawn_threshold_sync(
                     target,

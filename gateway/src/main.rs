@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// mimalloc, not the system allocator: a request makes tens of short-lived allocations, and
-/// glibc's malloc and free were a fifth of the request path's instructions (`BENCHMARKS.md`,
-/// "gateway request path"). Built with `no_thp` (workspace `Cargo.toml`): asked for
+/// glibc's malloc and free weigh on the request path (`BENCHMARKS.md`, "gateway request
+/// path"). Built with `no_thp` (workspace `Cargo.toml`): asked for
 /// transparent huge pages, mimalloc had the kernel zero a fresh 2 MiB page inside whichever
 /// request first touched it. On a host whose THP setting is `always` rather than `madvise`,
 /// also set `MIMALLOC_ALLOW_THP=0`.

@@ -1,12 +1,34 @@
 //! Prometheus metrics, built by `register(&mut Registry) -> Self` with typed label sets.
+//!
+//! # Layout
+//! - [`RequestLabels`]: `route` and `status` of a served request.
+//! - [`RouteLabels`]: the route class alone.
+//! - [`CodeLabels`]: a code (error code or reason code).
+//! - [`OutcomeLabels`]: a risk outcome.
+//! - [`StoreOpLabels`]: a store operation.
+//! - [`PriorityLabels`]: an admission priority.
+//! - [`ShedLabels`]: shed by priority and cause.
+//! - [`PolicyLabels`]: the active policy.
+//! - [`Forced`]: whether the policy is forced.
+//! - [`Metrics`]: every metric of the gateway.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use crate::admission::Admission;
+use crate::policy::Policy;
+use crate::ratelimit::RateLimits;
+use crate::request::Priority;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeLabelValue, EncodeMetric,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
+use risk_core::ThresholdCache;
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 /// `route` and `status` of a served request.
@@ -104,27 +126,9 @@ pub struct Metrics {
     pub store_latency: Family<StoreOpLabels, Histogram>,
     /// Store operations that failed.
     pub store_errors: Family<StoreOpLabels, Counter>,
-    /// Admission: requests in flight.
-    pub admission_in_flight: Gauge,
-    /// Admission: the concurrency limit.
-    pub admission_limit: Gauge,
-    /// Admission: requests queued, by priority.
-    pub admission_queued: Family<PriorityLabels, Gauge>,
-    /// Admission: requests shed, by priority and cause (cumulative).
-    pub admission_shed: Family<ShedLabels, Gauge>,
     /// Admission: time requests admitted from the queue waited in it, seconds (requests
     /// admitted at once are not observed).
     pub admission_sojourn: Histogram,
-    /// Adaptive admission: the measured no-load latency, seconds (0 in fixed mode).
-    pub admission_no_load_latency: Gauge<f64, AtomicU64>,
-    /// Adaptive admission: the latency percentile of the last interval, seconds.
-    pub admission_sampled_latency: Gauge<f64, AtomicU64>,
-    /// The active policy (value 1 on the active label set).
-    pub policy: Family<PolicyLabels, Gauge>,
-    /// The thresholds version in force.
-    pub threshold_version: Gauge,
-    /// Users tracked by the per-user rate limiter.
-    pub ratelimit_tracked_users: Gauge,
     /// `requests{status=200}` and `latency` handles per route, resolved once.
     pub routes: Arc<RouteHandles>,
     /// `store_latency` and `store_errors` handles per store operation and `decisions`
@@ -295,16 +299,7 @@ impl Metrics {
             reasons: Family::default(),
             store_latency: Family::new_with_constructor(latency_histogram),
             store_errors: Family::default(),
-            admission_in_flight: Gauge::default(),
-            admission_limit: Gauge::default(),
-            admission_queued: Family::default(),
-            admission_shed: Family::default(),
             admission_sojourn: latency_histogram(),
-            admission_no_load_latency: Gauge::default(),
-            admission_sampled_latency: Gauge::default(),
-            policy: Family::default(),
-            threshold_version: Gauge::default(),
-            ratelimit_tracked_users: Gauge::default(),
             routes: Arc::default(),
             handler: Arc::default(),
         };
@@ -345,56 +340,139 @@ impl Metrics {
             m.store_errors.clone(),
         );
         r.register(
-            "admission_in_flight",
-            "Requests admitted and running",
-            m.admission_in_flight.clone(),
-        );
-        r.register(
-            "admission_limit",
-            "Admission concurrency limit",
-            m.admission_limit.clone(),
-        );
-        r.register(
-            "admission_queued",
-            "Requests waiting for admission",
-            m.admission_queued.clone(),
-        );
-        r.register(
-            "admission_shed",
-            "Requests shed by admission control",
-            m.admission_shed.clone(),
-        );
-        r.register(
             "admission_sojourn_seconds",
             "Time requests admitted from the admission queue waited in it",
             m.admission_sojourn.clone(),
         );
-        r.register(
+        m
+    }
+}
+
+/// The state the gateway holds anyway (admission, the policy, the thresholds, the rate
+/// limiter), read at scrape time: nothing is copied into metrics on the request path.
+#[derive(Debug, Clone)]
+pub struct StateCollector {
+    /// Admission control.
+    pub admission: Admission,
+    /// The peak-window policy.
+    pub policy: Policy,
+    /// The thresholds in force.
+    pub thresholds: Arc<ThresholdCache>,
+    /// The rate limiters.
+    pub limits: RateLimits,
+}
+
+impl StateCollector {
+    /// Registers this collector under the `gateway` prefix.
+    pub fn register(self, registry: &mut Registry) {
+        registry
+            .sub_registry_with_prefix("gateway")
+            .register_collector(Box::new(self));
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: impl EncodeGaugeValue,
+) -> fmt::Result {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+/// A count as a gauge value (saturating: counts never reach `i64::MAX`).
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let a = &self.admission;
+        // Admission follows the policy lazily, on arrivals; catch up before reading it.
+        a.refresh();
+        gauge(
+            &mut encoder,
+            "admission_in_flight",
+            "Requests admitted and running",
+            count(a.in_flight()),
+        )?;
+        gauge(
+            &mut encoder,
+            "admission_limit",
+            "Admission concurrency limit",
+            count(a.limit()),
+        )?;
+        let mut queued = encoder.encode_descriptor(
+            "admission_queued",
+            "Requests waiting for admission",
+            None,
+            MetricType::Gauge,
+        )?;
+        for p in Priority::ALL {
+            let labels = PriorityLabels {
+                priority: p.as_str(),
+            };
+            ConstGauge::new(count(a.queued(p))).encode(queued.encode_family(&labels)?)?;
+        }
+        let mut shed = encoder.encode_descriptor(
+            "admission_shed",
+            "Requests shed by admission control",
+            None,
+            MetricType::Counter,
+        )?;
+        for p in Priority::ALL {
+            for (cause, n) in a.shed_counts(p) {
+                let labels = ShedLabels {
+                    priority: p.as_str(),
+                    cause,
+                };
+                ConstCounter::new(n).encode(shed.encode_family(&labels)?)?;
+            }
+        }
+        let stats = a.adaptive_stats();
+        let secs = |d: Option<std::time::Duration>| d.map_or(0.0, |d| d.as_secs_f64());
+        gauge(
+            &mut encoder,
             "admission_no_load_latency_seconds",
             "Adaptive limit: measured no-load latency of admitted work",
-            m.admission_no_load_latency.clone(),
-        );
-        r.register(
+            secs(stats.and_then(|s| s.no_load)),
+        )?;
+        gauge(
+            &mut encoder,
             "admission_sampled_latency_seconds",
             "Adaptive limit: latency percentile of admitted work in the last interval",
-            m.admission_sampled_latency.clone(),
-        );
-        r.register(
+            secs(stats.and_then(|s| s.current)),
+        )?;
+        let policy = self.policy.current();
+        let labels = PolicyLabels {
+            window: policy.window.clone(),
+            profile: policy.profile.clone(),
+            forced: if policy.forced {
+                Forced::True
+            } else {
+                Forced::False
+            },
+        };
+        let mut active = encoder.encode_descriptor(
             "policy_active",
             "The active policy (1 on its labels)",
-            m.policy.clone(),
-        );
-        r.register(
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(1i64).encode(active.encode_family(&labels)?)?;
+        gauge(
+            &mut encoder,
             "threshold_version",
             "Thresholds version in force",
-            m.threshold_version.clone(),
-        );
-        r.register(
+            i64::try_from(self.thresholds.version()).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            &mut encoder,
             "ratelimit_tracked_users",
             "Users with per-user rate-limit state",
-            m.ratelimit_tracked_users.clone(),
-        );
-        m
+            count(self.limits.tracked_users()),
+        )
     }
 }
 

@@ -16,6 +16,11 @@
 //!
 //! Time is tokio's (`tokio::time::pause()` in tests); tests drive the signal with
 //! [`Overload::observe`].
+//!
+//! # Layout
+//! - [`OverloadConfig`]: thresholds of the saturation signal.
+//! - [`Detector`]: the hysteresis on the signal (pure: fed samples, answers the state).
+//! - [`Overload`]: the shared overload state.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

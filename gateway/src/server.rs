@@ -5,6 +5,11 @@
 //! `server.http = "http1"` serves HTTP/1.1 only: the connection skips the auto builder's
 //! HTTP/2 preface sniffing (and HTTP upgrades, which no gateway route uses).
 //!
+//! # Layout
+//! - [`HttpService`]: the service a connection is served with.
+//! - [`serve`]: serves `service` on `listener` until `shutdown` resolves, then stops …
+//! - [`serve_with`]: [`serve`], and while `overload` says so (see [`crate::overload`]).
+//!
 //! # What a connection may hold, and for how long
 //! Nothing here waits on a client for longer than a configured time, and nothing a client
 //! can open grows without a configured bound:

@@ -4,6 +4,12 @@
 //! `k`-th request at `start + (i + k·C) / rate` (as wrk2 spreads a rate over connections),
 //! latency counts from that intended time, and each worker keeps its own histogram so the hot
 //! path shares nothing.
+//!
+//! # Layout
+//! - [`BlastOptions`]: what to blast.
+//! - [`BlastReport`]: what a blast measured.
+//! - [`blast`]: runs the raw open-loop generator.
+//! - [`serve_trivial`]: serves `200 ok` to every request on `listener` (after `delay`, when given) …
 
 use std::convert::Infallible;
 use std::future::Future;

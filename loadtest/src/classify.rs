@@ -1,5 +1,11 @@
 //! Attribution: every answer the gateway gives is sorted into success or one true cause of
 //! refusal, using the reason-code families of `risk_core` (never a copy of the table).
+//!
+//! # Layout
+//! - [`Cause`]: the true cause of a refusal, the axis the report counts by.
+//! - [`Decision`]: a risk decision's outcome.
+//! - [`Answer`]: what one request got back, classified.
+//! - [`Endpoint`]: which endpoint a request went to.
 
 use std::time::Duration;
 

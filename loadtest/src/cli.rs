@@ -1,4 +1,12 @@
 //! The command line: `run`, `compare`, `report`, `blast`, `serve-trivial`, `bureau`.
+//!
+//! # Layout
+//! - [`Cli`]: open-loop surge generator and report writer for loan-gateway.
+//! - [`Command`]: the subcommands.
+//! - [`BureauArgs`]: `loadtest bureau` arguments.
+//! - [`RunArgs`]: `loadtest run` arguments.
+//! - [`GateArgs`]: CI gates.
+//! - [`dispatch`]: runs a parsed command.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,6 +1,11 @@
 //! The generator's own HTTP/1.1 connections: one per worker, keep-alive, opened and
 //! re-opened here, never a hidden pool. A connection that fails or times out is dropped and
 //! the next request opens a new one (counted).
+//!
+//! # Layout
+//! - [`TargetAddr`]: where the traffic goes.
+//! - [`SendError`]: why a request got no HTTP answer.
+//! - [`Conn`]: one client connection, owned by one worker.
 
 use std::net::SocketAddr;
 use std::time::Duration;

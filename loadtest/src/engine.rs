@@ -6,6 +6,12 @@
 //! the quote's intended time plus the think time, not the quote's completion plus the think
 //! time: when the gateway stalls the stall lands in the measured latency instead of quietly
 //! spacing the user's requests out.
+//!
+//! # Layout
+//! - [`RunOptions`]: how to run a scenario.
+//! - [`BureauHandle`]: the bureau simulator of a run, as the results record it.
+//! - [`run`]: runs a scenario against a target and returns its results.
+//! - [`deadline_ms`]: the drawdowns' `X-Request-Deadline-Ms`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -1,4 +1,7 @@
 //! The crate's error type: one enum, each variant names where it came from.
+//!
+//! # Layout
+//! - [`Error`]: everything that can go wrong in a loadtest command.
 
 use std::path::PathBuf;
 

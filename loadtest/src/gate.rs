@@ -1,4 +1,9 @@
 //! CI gates: limits on a run's results; crossing one makes the command exit non-zero.
+//!
+//! # Layout
+//! - [`GATE_EXIT_CODE`]: exit code of a command whose gate was crossed.
+//! - [`Gates`]: the limits, each optional.
+//! - [`all_passed`]: whether every gate passed (true when there are none).
 
 use crate::results::{GateOutcome, Results};
 

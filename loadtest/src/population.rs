@@ -1,4 +1,15 @@
 //! The population: ground truth per user (the gateway never sees it) and client behaviour.
+//!
+//! # Layout
+//! - [`Profile`]: what a user really is.
+//! - [`Behaviour`]: how a user's client reacts to 429/503 and timeouts.
+//! - [`CreditLineSeed`]: the body of `PUT /admin/credit-lines/{user_id}`.
+//! - [`SeedOverrides`]: seed fields a group sets differently from its profile (all optional).
+//! - [`profile_seed`]: the seeded state of the `index`-th user of a profile.
+//! - [`User`]: one simulated user.
+//! - [`Population`]: the population the traffic comes from.
+//! - [`Group`]: a group of users with one profile and one client behaviour.
+//! - [`build_users`]: the users of a population, grouped.
 
 use serde::{Deserialize, Serialize};
 

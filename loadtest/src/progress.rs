@@ -1,5 +1,9 @@
 //! The live progress line: phase, offered and achieved rate, successes, refusals by kind,
 //! current p99. indicatif hides it when stderr is not a terminal.
+//!
+//! # Layout
+//! - `Live`: live counters for the progress line.
+//! - `Observed`: what the progress line shows.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -1,5 +1,15 @@
 //! Accounting while a run goes: per-second buckets, HDR histograms, generator health and the
 //! per-population ground-truth tallies. Turned into [`Results`] at the end.
+//!
+//! # Layout
+//! - [`LATE_THRESHOLD`]: sends later than this after their intended time count as late.
+//! - [`new_histogram`]: a latency histogram.
+//! - [`JourneyEnd`]: how a journey ended.
+//! - [`JourneyOutcome`]: a finished journey, as the population tally sees it.
+//! - [`GroupInfo`]: static facts about a population group, for the results.
+//! - [`Recorder`]: the run's accounting.
+//! - [`Finished`]: the parts of [`Results`] the recorder computes.
+//! - [`totals`]: the headline measures over all groups.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -3,6 +3,18 @@
 //! Histograms are stored as HdrHistogram V2 (deflate) blobs in base64, so the per-second
 //! histograms of several generator processes can be merged into one report later
 //! ([`decode_histogram`] then `Histogram::add`).
+//!
+//! # Layout
+//! - [`SCHEMA_VERSION`]: bumped on any change a reader of an older file would misread.
+//! - [`Results`]: a whole run.
+//! - [`BureauResult`]: the bureau simulator's part of a run.
+//! - [`DrawdownSecond`]: the drawdown attempts whose intended send time fell in one second (unlike …
+//! - [`PrioritySecond`]: the requests of one admission priority completed in one second.
+//! - [`ScenarioInfo`]: the scenario as run.
+//! - [`PhaseInfo`]: one phase as run.
+//! - [`WindowSpan`]: a span with a forced peak window.
+//! - [`Percentiles`]: latency percentiles in milliseconds.
+//! - [`LatencySummary`]: whole-run latency.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;

@@ -5,6 +5,18 @@
 //! draw). A shape says how that rate moves over a phase; its integral is the number of journeys
 //! the phase starts, and [`Scenario::arrivals`] places each at the time where the cumulative
 //! integral reaches it, so the schedule is the shape, not a count of virtual users.
+//!
+//! # Layout
+//! - [`BUILTIN`]: the scenarios shipped in `loadtest/scenarios/`, by name.
+//! - [`Scenario`]: a load scenario, as written in TOML.
+//! - [`BureauScenario`] (`[bureau]`).
+//! - [`Arrivals`]: placement of arrivals inside a shape.
+//! - [`Phase`]: one phase of a scenario.
+//! - [`Shape`]: a rate over a phase of length `d`, in journeys per second.
+//! - [`JourneyConfig`]: what a journey does.
+//! - [`RetryConfig`]: how clients retry a transient refusal (429, 503, timeout).
+//! - [`WindowAction`]: a peak-window action taken at a phase start.
+//! - [`Arrival`]: one journey arrival.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,5 +1,17 @@
 //! The gateway under test: a remote one (`--target URL`) or one started in-process, and the
 //! admin calls made outside the measured traffic (seeding users, forcing a peak window).
+//!
+//! # Layout
+//! - [`EmbeddedOptions`]: options for the in-process gateway.
+//! - [`Embedded`]: a gateway started in this process.
+//! - [`resolve_gateway_config`]: resolves `--gateway-config`.
+//! - [`merge_toml`]: merges `over` into `base`.
+//! - [`set_dotted`]: sets a dotted key (`bureau.url`) in a TOML table.
+//! - [`dotted_lines`]: the leaves of `table` as dotted TOML lines (`bureau.guard = false`), in …
+//! - [`parse_setting`]: parses `KEY=VALUE` (`--gateway-set`).
+//! - [`gateway_config`]: the gateway configuration with `overrides` merged over it.
+//! - [`start_embedded`]: starts the gateway in-process on `127.0.0.1:0` with the memory store.
+//! - [`seed_users`]: seeds every user through `PUT /admin/credit-lines/{user_id}`, over …
 
 use std::path::PathBuf;
 use std::time::Duration;

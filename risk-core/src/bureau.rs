@@ -10,6 +10,11 @@
 //!   `BUREAU_UNAVAILABLE_REVIEW`: never a silent approval, never a vague refusal;
 //! - [`BureauSignal::NotConsulted`] (the bureau is off, or the consult rule skipped this
 //!   request) leaves the decision as it was without the bureau.
+//!
+//! # Layout
+//! - [`BureauReport`]: what the bureau reported about a user (the fields of its answer the rules …
+//! - [`UnavailableCause`]: why the bureau gave no usable answer for this request.
+//! - [`BureauSignal`]: the bureau input of one evaluation.
 
 /// What the bureau reported about a user (the fields of its answer the rules read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,4 +1,14 @@
 //! Domain types: who asks, for how much, and what we know about them.
+//!
+//! # Layout
+//! - [`IdError`]: why an identifier was refused.
+//! - [`validate_id`]: checks the identifier rule of the API.
+//! - [`UserId`]: a validated user identifier.
+//! - [`RiskGrade`]: risk grade from the upstream credit system.
+//! - [`Channel`]: where a drawdown comes from.
+//! - [`UserState`]: what the engine knows about a user when it decides.
+//! - [`DrawdownRequest`]: a request to draw an amount against the line.
+//! - [`Outcome`]: the answer of the engine.
 
 use crate::money::Fen;
 use serde::{Deserialize, Serialize};

@@ -33,6 +33,17 @@
 //!
 //! Every amount rule is a cap on the amount, so the largest approvable amount is the minimum of
 //! the caps: [`quote`] returns it, and [`evaluate`] approves exactly the amounts at or below it.
+//!
+//! # Layout
+//! - [`MAX_REASONS`]: at most this many principal reasons are reported.
+//! - [`Context`]: what the engine needs to know about the moment of evaluation.
+//! - [`Rule`]: the rule behind a reason.
+//! - [`Unit`]: the unit of a reason's figures.
+//! - [`Reason`]: one principal reason, with the figures that bound it and what would change …
+//! - [`Decision`]: the engine's answer to a drawdown request.
+//! - [`Quote`]: what a user could draw now, and what binds it.
+//! - [`evaluate`]: decides a drawdown.
+//! - [`quote`]: what a drawdown made now could be approved for, and the rules that bind it.
 
 use crate::bureau::BureauSignal;
 use crate::domain::{DrawdownRequest, Outcome, UserState};

@@ -1,4 +1,7 @@
 //! Money as integer minor units (fen): no floating point, checked arithmetic.
+//!
+//! # Layout
+//! - [`Fen`]: an amount of money in fen, never negative.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

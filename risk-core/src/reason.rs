@@ -2,6 +2,12 @@
 //!
 //! A code is stable: clients switch on it. The text says what happened and what to do next,
 //! in English and Chinese. "Comprehensive evaluation" is not a code and never will be.
+//!
+//! # Layout
+//! - [`Category`]: whether a code is a business answer or a passing condition.
+//! - [`Family`]: the cause behind a code, the axis the loadtest counts refusals by.
+//! - [`CatalogueEntry`]: one row of the catalogue, served as is by `GET /v1/reason-codes`.
+//! - [`catalogue`]: the whole catalogue, in precedence order.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

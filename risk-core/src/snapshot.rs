@@ -5,6 +5,10 @@
 //! whole document, never a mix of two. Writers are rare (an operator publishes a version, the
 //! Redis refresher swaps one in); they serialise on a mutex so that the "versions only move
 //! forward" check and the swap are one step. The mutex is never touched by readers.
+//!
+//! # Layout
+//! - [`PublishError`]: why a version was not published.
+//! - [`ThresholdCache`]: holds the thresholds in force.
 
 use crate::thresholds::Thresholds;
 use arc_swap::{ArcSwapOption, Guard};

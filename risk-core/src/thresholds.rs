@@ -3,6 +3,18 @@
 //! Operators write the document (see `thresholds/default.json`); [`Thresholds::from_json`]
 //! checks every field and names the first bad one. The compiled [`Thresholds`] is what the
 //! engine reads: fixed-size tables per grade, ratios as integer basis points.
+//!
+//! # Layout
+//! - [`DEFAULT_DOCUMENT`]: the built-in document.
+//! - [`ThresholdsError`]: a document that failed to parse or validate.
+//! - [`ThresholdsDocument`]: the thresholds document as operators write it (and as `GET …
+//! - [`ProfileDocument`]: one profile of the document.
+//! - [`BureauRulesDocument`]: the credit-bureau rules of a profile as written.
+//! - [`LoginPatternDocument`]: the login-pattern rule as written.
+//! - [`LoginMode`]: how the login-pattern rule acts.
+//! - [`GradeDocument`]: limits for one grade as written.
+//! - [`GradeLimits`]: compiled limits for one grade.
+//! - [`LoginRule`]: the compiled login-pattern rule.
 
 use crate::domain::RiskGrade;
 use crate::money::Fen;

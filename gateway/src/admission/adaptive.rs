@@ -42,9 +42,9 @@
 //!   mix (more slow drawdowns, fewer fast queries) looks like a latency change. The median
 //!   damps it; a per-class limit would remove it.
 //! - Queueing that happens *before* admission (a saturated runtime, the kernel) is not in
-//!   the samples: on a CPU-bound gateway the limit does not move (checked on the memory
-//!   store: it stayed at its initial 32 with 6,300 drawdowns/s, p50 sample 12 µs against a
-//!   9 µs no-load). That overload is the overload actions' job (`crate::overload`).
+//!   the samples: on a CPU-bound gateway the limit does not move (on the memory store it
+//!   stays at its initial value; `BENCHMARKS.md`). That overload is the overload actions'
+//!   job (`crate::overload`).
 //! - With a slow dependency, the pinned window is long (`min_rtt_samples` × latency ÷
 //!   `min_rtt_limit`); set `min_rtt_limit` near the dependency's parallelism.
 //!

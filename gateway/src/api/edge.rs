@@ -42,9 +42,8 @@ fn request_id(req: &Request) -> HeaderValue {
 /// prepared request (the rate limits, admission and the handlers: [`super::GatewayService`]).
 ///
 /// Not an `async fn`: the request id, the class and the span are settled when it is called,
-/// and the future it answers is the instrumented block alone. An `async fn` kept its
-/// arguments (the request, `app`, `inner`) beside the block they were moved into, and the
-/// block was built and then moved into it (`BENCHMARKS.md`, "gateway request path").
+/// and the future it answers is the instrumented block alone. An `async fn` would keep its
+/// arguments (the request, `app`, `inner`) beside the block they were moved into.
 pub(super) fn edge<F, Fut>(app: App, mut req: Request, inner: F) -> impl Future<Output = Response>
 where
     F: FnOnce(RouteClass, Request) -> Fut,

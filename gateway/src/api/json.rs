@@ -6,9 +6,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// The capacity a JSON answer is serialised into: an approval (about 300 bytes) and every
-/// error body fit, so the common answers never grow the buffer; a refusal with reasons grows
-/// it once. (axum's `Json` starts at 128 bytes and grew twice for an approval.)
+/// The capacity a JSON answer is serialised into: an approval and every error body fit, so
+/// the common answers never grow the buffer; a refusal with reasons grows it once. (axum's
+/// `Json` starts smaller, and grows for an approval.)
 pub const JSON_CAPACITY: usize = 512;
 
 /// Serialises `value` as JSON into a buffer of [`JSON_CAPACITY`].

@@ -13,8 +13,8 @@
 //! [`UserLimiter::evict_idle`].
 //!
 //! The maps hash with `foldhash` (seeded per process), as the memory store's do, not std's
-//! SipHash: the keys are user ids the gateway has validated (at most 64 characters), and the
-//! two SipHash passes per request (shard, then map) were most of a check's instructions.
+//! SipHash: the keys are user ids the gateway has validated (at most 64 characters), so
+//! flooding resistance buys nothing, and a check hashes each key twice (shard, then map).
 //!
 //! The price of the bound: under a flood of distinct ids, a user who paused for a whole
 //! generation loses its state and gets a fresh burst. That errs towards the user, and the

@@ -11,6 +11,15 @@
 //! is skipped, without a grade the window's default user quota applies, without a
 //! [`Priority`] the class's default is used (else [`Priority::Default`]), without a deadline
 //! there is none, and without a retry attempt the retry budget is left alone.
+//!
+//! # Layout
+//! - [`RequestFacts`]: what is known about a request before the limit layers run.
+//! - [`Caller`]: an authenticated caller.
+//! - [`Drawdown`]: a validated drawdown request (`POST /v1/drawdowns`, checked by the API's …
+//! - [`RouteClass`]: which kind of route a request is for.
+//! - [`UserKey`]: the user a request acts for (the `user_id` of the body or path), the key …
+//! - [`Priority`]: admission priority.
+//! - [`Deadline`]: the instant by which the caller needs an answer, as a request extension of …
 
 use std::fmt;
 use std::hash::{Hash, Hasher};

@@ -25,8 +25,8 @@
 //! # Hashing
 //! The hash maps (users, idempotency records) hash with `foldhash` (randomly seeded per
 //! process), not std's SipHash: the keys are ids the gateway has validated (at most 64
-//! characters), and SipHash was about a quarter of a commit's instructions (callgrind;
-//! `BENCHMARKS.md`, "gateway request path").
+//! characters), so flooding resistance buys nothing, and SipHash weighs on every commit
+//! (`BENCHMARKS.md`, "gateway request path").
 //!
 //! # Poisoning
 //! No code panics while holding a lock (no indexing, no unwrap); should one ever, the next
@@ -64,7 +64,7 @@ pub struct MemoryConfig {
     /// At most this many expired records are dropped by each commit (lazy purge), so a
     /// commit's lock hold stays short. 0 turns lazy purging off.
     pub purge_batch: usize,
-    /// The most decisions held (about 0.6 KiB each with their idempotency records:
+    /// The most decisions held (the memory a decision takes with its idempotency records:
     /// `BENCHMARKS.md`, "gateway request path"). When full, a new decision is refused with
     /// [`StoreError::Unavailable`] (the gateway answers `503 DEPENDENCY_UNAVAILABLE`, nothing
     /// written), as Redis does under `maxmemory` with `noeviction`; replays still answer.
@@ -200,9 +200,9 @@ struct KeyEntry {
 /// A decision as the store keeps it: the [`DecisionRecord`] without the strings it can share
 /// or rebuild. The id is the map key ([`decision_key`]); the user id is the user entry's; the
 /// policy name and `evaluated_at` are shared with the shard's previous decision when equal
-/// (they change once per policy switch and once a second). An approval took 120 bytes
-/// (before the caller was kept) and no allocation of its own, where a `DecisionRecord` with its sequence number took 168
-/// bytes and four strings (`BENCHMARKS.md`, "gateway request path").
+/// (they change once per policy switch and once a second). An approval needs no allocation
+/// of its own, where a `DecisionRecord` holds four strings (`BENCHMARKS.md`, "gateway
+/// request path").
 struct DecisionEntry {
     user: Arc<str>,
     /// The caller that committed it (shared with its idempotency records): only this caller

@@ -291,7 +291,7 @@ pub enum AnyStore {
 }
 
 /// A future of [`AnyStore`]: the memory store's inline, the Redis store's boxed. The Redis
-/// futures are large (a commit's is over a kilobyte) and each awaits a network round trip,
+/// futures are large and each awaits a network round trip,
 /// against which one allocation is nothing; inline, they would make every memory-store future
 /// (and the gateway's drawdown future that holds one) as large, and every move of it a copy
 /// of that size (`BENCHMARKS.md`, "gateway request path").

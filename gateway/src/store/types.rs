@@ -35,8 +35,8 @@ pub struct DecisionRecord {
 impl DecisionRecord {
     /// Appends this record's JSON to `out`: exactly the bytes `serde_json` writes for its
     /// `Serialize` (a test holds the two together), but with the field names written as
-    /// constants; serde_json escapes every name byte by byte, which was about a third of
-    /// serialising a drawdown's answer. The values go through serde_json as before.
+    /// constants, because serde_json escapes every name byte by byte. The values go through
+    /// serde_json.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         fn field<T: Serialize + ?Sized>(
             out: &mut Vec<u8>,

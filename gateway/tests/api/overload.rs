@@ -304,7 +304,9 @@ async fn retries_beyond_the_budget_are_shed_and_first_attempts_are_not() {
     assert!(a.adaptive_stats().is_some());
     let metrics = t.metrics().await;
     assert!(
-        metrics.contains("gateway_admission_shed{priority=\"critical\",cause=\"retry_budget\"} 1"),
+        metrics.contains(
+            "gateway_admission_shed_total{priority=\"critical\",cause=\"retry_budget\"} 1"
+        ) && metrics.contains("# TYPE gateway_admission_shed counter"),
         "{metrics}"
     );
     assert!(

@@ -1,5 +1,10 @@
 //! Reports: a self-contained HTML page (inline SVG charts, no script, no network) and a
 //! Markdown summary, for one run or two side by side.
+//!
+//! # Layout
+//! - [`Written`]: files written by [`write_report`] or [`write_compare`].
+//! - [`write_report`]: writes `report.html` and `summary.md` for one run into `dir`.
+//! - [`write_compare`]: writes `compare.html` and `compare.md` for two runs into `dir`.
 
 pub mod bureau;
 pub mod charts;

@@ -72,9 +72,6 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
     }
     match app.thresholds.publish(th) {
         Ok(published) => {
-            app.metrics
-                .threshold_version
-                .set(i64::try_from(published.version()).unwrap_or(i64::MAX));
             tracing::info!(version = published.version(), "thresholds published");
             Ok(json_response(published.document()))
         }

@@ -94,7 +94,7 @@ fn fingerprint(d: &Drawdown) -> Fingerprint {
         d.user.as_str().as_bytes(),
         &[0],
         &amount,
-        // The `Debug` name, as before: fingerprints are stored, so the bytes must not change.
+        // The channel's `Debug` name: fingerprints are stored, so these bytes must not change.
         match d.channel {
             Channel::App => b"App".as_slice(),
             Channel::Web => b"Web",
@@ -103,9 +103,9 @@ fn fingerprint(d: &Drawdown) -> Fingerprint {
         &[0],
         d.device_id.as_deref().unwrap_or("").as_bytes(),
     ];
-    // BLAKE3 of the parts one after another, hashed in one call (a hasher fed six updates
-    // cost twice the instructions); a validated request (ids of at most 64 bytes) always
-    // fits the buffer, anything longer is hashed piece by piece, to the same digest.
+    // BLAKE3 of the parts one after another, hashed in one call rather than fed to a hasher
+    // in six updates; a validated request (ids of at most 64 bytes) always fits the buffer,
+    // anything longer is hashed piece by piece, to the same digest.
     const BUF: usize = 160;
     let mut buf = [0u8; BUF];
     let mut rest = buf.as_mut_slice();
@@ -219,9 +219,8 @@ async fn decide_drawdown(
         amount: req.amount,
         channel: req.channel,
     };
-    // One reading of the clock per attempt (each was ~150 instructions): the first
-    // attempt's decision id, `evaluated_at` and commit time are the same instant; a retry
-    // reads the clock again, as before.
+    // One reading of the clock per attempt: the first attempt's decision id, `evaluated_at`
+    // and commit time are the same instant; a retry reads the clock again.
     let mut now = app.clock.now();
     let decision_id = new_decision_id(&req.user, now);
 
@@ -363,7 +362,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fingerprints_hash_the_channel_debug_name_as_before() {
+    fn fingerprints_hash_the_channels_stored_name() {
         let longest = "u".repeat(64);
         // Past the one-call buffer (not a valid device id): hashed piece by piece.
         let too_long = "d".repeat(100);

@@ -24,8 +24,9 @@ fn rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
     let offset = tz.to_offset(ts);
     let secs = offset.seconds();
     let dt = offset.to_datetime(ts);
-    // The common case by hand (the strftime machinery was ~1,800 instructions a record); the
-    // rare rest (years past 4 digits, offsets with seconds) keeps the general formatter.
+    // The common case by hand, because this runs for every decision and strftime parses its
+    // format each time; the rare rest (years past 4 digits, offsets with seconds) keeps the
+    // general formatter.
     let (Ok(year), true) = (u16::try_from(dt.year()), secs % 60 == 0) else {
         return ts
             .to_zoned_datetime(tz.clone())
@@ -75,9 +76,8 @@ impl App {
     /// a fast refusal rather than a pile of waiting requests. A commit cut short may or may not
     /// have been applied; the caller's retry with the same idempotency key resolves it.
     ///
-    /// A combinator rather than an `async fn`: an `async fn` keeps its argument `f` and the
-    /// `Timeout` it moved `f` into side by side, twice the size of the store's future, and
-    /// the drawdown's future holds this one (`BENCHMARKS.md`, "gateway request path"). The
+    /// A combinator rather than an `async fn`: an `async fn` would keep its argument `f`
+    /// beside the `Timeout` it moved `f` into, and the drawdown's future holds this one. The
     /// clock starts here, where the call is made and awaited.
     fn timed<T>(
         &self,

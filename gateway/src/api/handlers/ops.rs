@@ -39,7 +39,6 @@ pub async fn readyz(State(app): State<App>) -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(app): State<App>) -> Response {
-    app.refresh_gauges();
     let mut out = String::with_capacity(16 * 1024);
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &app.registry) {
         tracing::error!(cause = %e, "metrics encoding failed");

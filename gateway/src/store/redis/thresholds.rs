@@ -175,8 +175,6 @@ pub struct ThresholdTarget {
     pub cache: Arc<ThresholdCache>,
     /// The policy, whose profiles a new version must cover.
     pub policy: Policy,
-    /// The gauge of the version in force.
-    pub version: Gauge,
 }
 
 /// Starts the subscriber and the refresher; `bootstrap` is stored when Redis holds no
@@ -312,9 +310,6 @@ fn validate(json: &str, version: u64, policy: &Policy) -> Result<Thresholds> {
 fn apply(th: Thresholds, target: &ThresholdTarget) -> Result<bool> {
     match target.cache.publish(th) {
         Ok(published) => {
-            target
-                .version
-                .set(i64::try_from(published.version()).unwrap_or(i64::MAX));
             tracing::info!(
                 version = published.version(),
                 "thresholds updated from Redis"
