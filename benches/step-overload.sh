@@ -4,17 +4,20 @@
 #   1. capacity: `steady-bureau` (the step scenario's clients, deadline and bureau, a ramp
 #      10 -> 100 journeys/s) with admission off; capacity = its best 3 s of answers within
 #      the deadline, in journeys/s (a journey is a quote and a drawdown: answers / 2);
-#   2. `step-overload --capacity C` (0.5x, 1x, 2x, 5x, 10x of C, then 0.5x) three times:
-#      admission off (policy concurrency and queue 100000), the fixed limiter (the default
-#      configuration: the policy's concurrency 64, queue 256) and the adaptive limiter
-#      (gateway/config/adaptive.toml: adaptive limit, critical share 50 %, sojourn target
-#      20 ms, retry budget 10 %, overload actions).
+#   2. `step-overload --capacity C` (0.5x, 1x, 2x, 5x, 10x of C, then 0.5x) once per
+#      configuration named in $ONLY:
+#        default  what ships (no file: adaptive limit with the queue following it, critical
+#                 share 50 %, sojourn target 20 ms, retry budget 10 %, overload actions);
+#        fixed    gateway/config/fixed.toml (the policy's fixed concurrency 64 and queue 256,
+#                 every other protection off: the default before issue 23);
+#        off      fixed.toml with the policy's concurrency and queue at 100000 (no admission);
+#        default-qN  the default with the policy's queue capped at N.
 # Every run starts the bureau simulator and the gateway in-process (see the scenarios'
 # [bureau] and [gateway] blocks). Prints each run's "Steps" table; everything is in $OUT.
 #
 #   benches/step-overload.sh
-#   CAPACITY=48 ONLY="adaptive" benches/step-overload.sh     # skip the probe / other configs
-#   ONLY="off fixed adaptive adaptive-q8" benches/step-overload.sh  # adaptive-qN: queue N
+#   CAPACITY=48 ONLY="default" benches/step-overload.sh     # skip the probe / other configs
+#   ONLY="off fixed default default-q8" benches/step-overload.sh
 #
 # Set CARGO_TARGET_DIR to build elsewhere than target/. Needs jq.
 set -euo pipefail
@@ -22,12 +25,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-loadtest-results/step-overload-$(date -u +%Y%m%dT%H%M%SZ)}
-ONLY=${ONLY:-"off fixed adaptive"}
+ONLY=${ONLY:-"default fixed off"}
 mkdir -p "$OUT"
 
 cargo build --release -p loadtest >&2
 LT="$TARGET/release/loadtest"
-OFF=(--gateway-set policy.normal.concurrency=100000 --gateway-set policy.normal.queue=100000)
+# Admission out of the way: the fixed limit (every other protection off) set past any load.
+OFF=(--gateway-config gateway/config/fixed.toml --gateway-set policy.normal.concurrency=100000
+  --gateway-set policy.normal.queue=100000)
 
 if [[ -z "${CAPACITY:-}" ]]; then
   "$LT" run --scenario steady-bureau "${OFF[@]}" --no-progress --out "$OUT/steady" >&2
@@ -41,11 +46,9 @@ fi
 for config in $ONLY; do
   case $config in
     off) args=("${OFF[@]}") ;;
-    fixed) args=() ;;
-    adaptive) args=(--gateway-config gateway/config/adaptive.toml) ;;
-    # The same with the policy's queue (the admission queue, 256 by default) set to N.
-    adaptive-q*) args=(--gateway-config gateway/config/adaptive.toml
-      --gateway-set "policy.normal.queue=${config#adaptive-q}") ;;
+    default) args=() ;;
+    fixed) args=(--gateway-config gateway/config/fixed.toml) ;;
+    default-q*) args=(--gateway-set "policy.normal.queue=${config#default-q}") ;;
     *) echo "unknown configuration $config" >&2; exit 1 ;;
   esac
   "$LT" run --scenario step-overload --capacity "$CAPACITY" "${args[@]}" --no-progress \

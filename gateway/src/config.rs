@@ -206,7 +206,7 @@ pub struct OverloadSettings {
 impl Default for OverloadSettings {
     fn default() -> Self {
         OverloadSettings {
-            enabled: false,
+            enabled: true,
             probe_interval_ms: 50,
             lag_high_ms: 50,
             lag_low_ms: 10,
@@ -399,9 +399,9 @@ impl Default for AdmissionConfig {
         AdmissionConfig {
             priorities: true,
             max_tracked_users: 100_000,
-            mode: AdmissionMode::Fixed,
-            critical_share_pct: 0,
-            sojourn_target_ms: 0,
+            mode: AdmissionMode::Adaptive,
+            critical_share_pct: 50,
+            sojourn_target_ms: 20,
             sojourn_interval_ms: 100,
             adaptive: AdaptiveSettings::default(),
             retry_budget: RetryBudgetSettings::default(),
@@ -496,7 +496,7 @@ pub struct RetryBudgetSettings {
 impl Default for RetryBudgetSettings {
     fn default() -> Self {
         RetryBudgetSettings {
-            enabled: false,
+            enabled: true,
             percent: 10,
             min_per_sec: 10,
             window_ms: 10_000,
@@ -980,12 +980,19 @@ mod tests {
         for f in [
             "config/default.toml",
             "config/naive.toml",
-            "config/adaptive.toml",
+            "config/fixed.toml",
+            "config/docker.toml",
         ] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
             let c = Config::from_file(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
             c.validate().unwrap_or_else(|e| panic!("{f}: {e}"));
         }
+        // What docker-compose deploys is protected like the default.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/docker.toml");
+        let docker = Config::from_file(&path).unwrap();
+        let d = Config::default();
+        assert_eq!(docker.admission, d.admission);
+        assert_eq!(docker.server.overload, d.server.overload);
     }
 
     #[test]
@@ -1136,16 +1143,25 @@ mod tests {
         let o = c.admission.options();
         let a = o.adaptive.unwrap();
         assert_eq!((a.max_limit, a.buffer), (200, 0.4));
-        // No queue bound unless asked for.
-        assert_eq!(a.queue_per_limit, None);
+        // The queue follows the limit unless told otherwise.
+        assert_eq!(a.queue_per_limit, Some(0.5));
         assert_eq!(o.critical_share, 0.5);
         assert_eq!(o.sojourn.unwrap().target, Duration::from_millis(20));
         assert_eq!(o.retry_budget.unwrap().ratio, 0.2);
         assert_eq!(c.server.overload.config().occupancy_high, Some(0.9));
-        // The defaults are today's behaviour: fixed, nothing reserved, no budget.
-        let d = Config::default().admission.options();
-        assert!(d.adaptive.is_none() && d.sojourn.is_none() && d.retry_budget.is_none());
-        assert_eq!(d.critical_share, 0.0);
+        // Protection is on by default (issue 23): an adaptive limit whose queue follows it,
+        // half the limit kept for drawdowns, a sojourn target, a retry budget, overload
+        // actions.
+        let d = Config::default();
+        let o = d.admission.options();
+        assert_eq!(o.adaptive.unwrap().queue_per_limit, Some(0.5));
+        assert_eq!(o.critical_share, 0.5);
+        assert_eq!(o.sojourn.unwrap().target, Duration::from_millis(20));
+        assert_eq!(o.retry_budget.unwrap().ratio, 0.1);
+        assert!(d.server.overload.enabled);
+        // `mode = "fixed"` keeps the policy's limit.
+        let f = Config::from_toml("[admission]\nmode = \"fixed\"\n").unwrap();
+        assert!(f.admission.options().adaptive.is_none());
         let key = |toml: &str| match Config::from_toml(toml).unwrap().validate() {
             Err(ConfigError::Invalid { key, .. }) => key,
             other => panic!("{other:?}"),

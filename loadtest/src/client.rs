@@ -1,5 +1,5 @@
-//! The generator's own HTTP/1.1 connections: one per worker, keep-alive, opened and
-//! re-opened here, never a hidden pool. A connection that fails or times out is dropped and
+//! The generator's own HTTP/1.1 connections: one per worker (or per journey), keep-alive,
+//! opened and re-opened here, never a hidden pool. A connection that fails or times out is dropped and
 //! the next request opens a new one (counted).
 //!
 //! # Layout
@@ -70,6 +70,15 @@ pub enum SendError {
     Timeout,
     /// Connect, write or read failed; the connection is dropped.
     Connection,
+    /// The generator itself could not open a connection (no descriptor or local port
+    /// left): the request was never sent, which says nothing about the target.
+    Local,
+}
+
+/// Whether a failed connect is the generator's own shortage rather than the target's
+/// answer: EMFILE and ENFILE (no descriptor; Linux numbers 24 and 23) or no local port.
+fn local_shortage(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::AddrNotAvailable || matches!(e.raw_os_error(), Some(23 | 24))
 }
 
 /// One client connection, owned by one worker.
@@ -97,9 +106,13 @@ impl Conn {
 
     async fn ensure(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, SendError> {
         if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
-            let stream = TcpStream::connect(self.addr)
-                .await
-                .map_err(|_| SendError::Connection)?;
+            let stream = TcpStream::connect(self.addr).await.map_err(|e| {
+                if local_shortage(&e) {
+                    SendError::Local
+                } else {
+                    SendError::Connection
+                }
+            })?;
             stream
                 .set_nodelay(true)
                 .map_err(|_| SendError::Connection)?;

@@ -1,5 +1,6 @@
 //! The open-loop run: journeys arrive on the scenario's schedule whatever the gateway does;
-//! workers, each owning one connection, send the requests; latency counts from each
+//! workers, each owning one connection, send the requests (or, with `clients =
+//! "per_journey"`, each journey sends its own on a connection of its own); latency counts from each
 //! request's *intended* send time (coordinated omission corrected, as wrk2 does).
 //!
 //! Inside a journey (partly-open, Schroeder et al. NSDI 2006) the drawdown's intended time is
@@ -34,7 +35,7 @@ use crate::population::{Behaviour, User, build_users};
 use crate::progress::{Live, Observed, Progress};
 use crate::recorder::{GroupInfo, JourneyEnd, JourneyOutcome, Recorder};
 use crate::results::{BureauResult, PhaseInfo, Results, ScenarioInfo, WindowSpan};
-use crate::scenario::{JourneyConfig, Priority, RetryConfig, Scenario, WindowAction};
+use crate::scenario::{Clients, JourneyConfig, Priority, RetryConfig, Scenario, WindowAction};
 use crate::target;
 
 /// How to run a scenario.
@@ -70,13 +71,19 @@ pub struct BureauHandle {
     pub gateway_overrides: String,
 }
 
-struct Job {
+/// One request to send, as scheduled.
+struct Attempt {
     intended: Instant,
     /// 0 for a first attempt.
     attempt: u32,
     group: usize,
     endpoint: Endpoint,
     req: Request<Full<Bytes>>,
+}
+
+/// An attempt for the pool's workers, and where to answer.
+struct Job {
+    attempt: Attempt,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -99,6 +106,11 @@ pub(crate) struct Shared {
     priorities: Vec<Option<Priority>>,
     users: Vec<Vec<User>>,
     in_flight: Vec<AtomicU64>,
+    /// `clients = "per_journey"`: the connections a journey may open (`connections` of
+    /// them); `None` with the pool.
+    journey_conns: Option<Arc<tokio::sync::Semaphore>>,
+    /// Connections opened by journeys (`per_journey`).
+    journey_opened: AtomicU64,
     retry_deadline: Instant,
     nonce: u64,
     deadline_ms: u64,
@@ -132,7 +144,14 @@ impl Shared {
 pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
     let users = build_users(&sc.population);
     let all: Vec<User> = users.iter().flatten().cloned().collect();
-    target::seed_users(&opts.target, &opts.admin_token, &all, sc.connections).await?;
+    // Seeding is not the load: a bounded number of connections whatever the scenario.
+    target::seed_users(
+        &opts.target,
+        &opts.admin_token,
+        &all,
+        sc.connections.min(256),
+    )
+    .await?;
 
     let groups: Vec<GroupInfo> = sc
         .population
@@ -171,6 +190,9 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
         priorities: sc.population.groups.iter().map(|g| g.priority).collect(),
         users,
         in_flight: groups.iter().map(|_| AtomicU64::new(0)).collect(),
+        journey_conns: (sc.clients == Clients::PerJourney)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(sc.connections))),
+        journey_opened: AtomicU64::new(0),
         retry_deadline: start + duration + grace / 2,
         nonce: opts.run_nonce,
         deadline_ms: deadline_ms(sc),
@@ -192,8 +214,10 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
     };
 
     let mut workers = JoinSet::new();
-    for _ in 0..sc.connections {
-        workers.spawn(worker(sh.clone(), rx.clone()));
+    if sc.clients == Clients::Pool {
+        for _ in 0..sc.connections {
+            workers.spawn(worker(sh.clone(), rx.clone()));
+        }
     }
     let progress = Progress::start(
         opts.progress,
@@ -252,7 +276,7 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
     while journeys.join_next().await.is_some() {}
     sh.jobs.close();
     while rx.try_recv().is_ok() {}
-    let mut opened = 0;
+    let mut opened = sh.journey_opened.load(Ordering::Relaxed);
     while let Some(r) = workers.join_next().await {
         opened += r.unwrap_or(0);
     }
@@ -408,66 +432,81 @@ fn pick(shares: &[f64], total: f64, u: f64) -> usize {
 async fn worker(sh: Arc<Shared>, rx: async_channel::Receiver<Job>) -> u64 {
     let mut conn = Conn::new(sh.target.addr);
     while let Ok(job) = rx.recv().await {
-        let sent = Instant::now();
-        sh.live.sent.fetch_add(1, Ordering::Relaxed);
-        let res = conn.send(job.req, sh.timeout).await;
-        let done = Instant::now();
-        let (answer, status) = match res {
-            Ok(resp) => {
-                let st = resp.status().as_u16();
-                let ra = resp
-                    .headers()
-                    .get(header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok());
-                (
-                    Answer::from_response(job.endpoint, st, ra, resp.body()),
-                    st.to_string(),
-                )
-            }
-            Err(SendError::Timeout) => (Answer::Timeout, "timeout".to_owned()),
-            Err(SendError::Connection) => (Answer::Connection, "connection".to_owned()),
-        };
-        match answer.refusal_cause() {
-            Some(c) => {
-                let i = Cause::ALL.iter().position(|x| *x == c).unwrap_or(0);
-                sh.live.refused[i].fetch_add(1, Ordering::Relaxed);
-            }
-            None => {
-                sh.live.ok.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        {
-            let mut rec = sh.rec();
-            rec.completed(job.group, job.intended, sent, done, &status, &answer);
-            if job.endpoint == Endpoint::Drawdown {
-                rec.drawdown(job.intended, done, &answer);
-            }
-            let priority = sh.priorities[job.group].map_or(
-                match job.endpoint {
-                    Endpoint::Drawdown => "critical",
-                    Endpoint::Quote => "default",
-                },
-                Priority::as_str,
-            );
-            rec.admission(
-                priority,
-                job.attempt,
-                job.endpoint,
-                (job.intended, done),
-                &answer,
-                Duration::from_millis(sh.deadline_ms),
-            );
-        }
+        let reply = exchange(&sh, &mut conn, job.attempt).await;
         // The journey may have been aborted by the drain deadline; nobody to tell then.
-        let _ = job.reply.send(Reply { answer, done });
+        let _ = job.reply.send(reply);
     }
     conn.opened()
+}
+
+/// Sends one attempt on `conn` now, classifies and records the answer. An attempt the
+/// generator could not send (no local descriptor or port) is recorded as not sent (it stays
+/// in the scheduled-but-missed count), never as the target's failure.
+async fn exchange(sh: &Shared, conn: &mut Conn, job: Attempt) -> Reply {
+    let sent = Instant::now();
+    let res = conn.send(job.req, sh.timeout).await;
+    let done = Instant::now();
+    let (answer, status) = match res {
+        Ok(resp) => {
+            let st = resp.status().as_u16();
+            let ra = resp
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok());
+            (
+                Answer::from_response(job.endpoint, st, ra, resp.body()),
+                st.to_string(),
+            )
+        }
+        Err(SendError::Timeout) => (Answer::Timeout, "timeout".to_owned()),
+        Err(SendError::Connection) => (Answer::Connection, "connection".to_owned()),
+        Err(SendError::Local) => {
+            return Reply {
+                answer: Answer::Connection,
+                done,
+            };
+        }
+    };
+    sh.live.sent.fetch_add(1, Ordering::Relaxed);
+    match answer.refusal_cause() {
+        Some(c) => {
+            let i = Cause::ALL.iter().position(|x| *x == c).unwrap_or(0);
+            sh.live.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+        None => {
+            sh.live.ok.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    {
+        let mut rec = sh.rec();
+        rec.completed(job.group, job.intended, sent, done, &status, &answer);
+        if job.endpoint == Endpoint::Drawdown {
+            rec.drawdown(job.intended, done, &answer);
+        }
+        let priority = sh.priorities[job.group].map_or(
+            match job.endpoint {
+                Endpoint::Drawdown => "critical",
+                Endpoint::Quote => "default",
+            },
+            Priority::as_str,
+        );
+        rec.admission(
+            priority,
+            job.attempt,
+            job.endpoint,
+            (job.intended, done),
+            &answer,
+            Duration::from_millis(sh.deadline_ms),
+        );
+    }
+    Reply { answer, done }
 }
 
 /// Sends one step, retrying transient refusals as the group's clients do. Returns the last
 /// answer and the intended time of the last attempt.
 async fn call(
     sh: &Shared,
+    mut conn: Option<&mut Conn>,
     group: usize,
     endpoint: Endpoint,
     build: impl Fn(u32) -> Result<Request<Full<Bytes>>, http::Error>,
@@ -491,20 +530,33 @@ async fn call(
         };
         sh.rec().offered(intended);
         sh.live.offered.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        let job = Job {
+        let job = Attempt {
             intended,
             attempt,
             group,
             endpoint,
             req,
-            reply: tx,
         };
-        if sh.jobs.try_send(job).is_err() {
-            return (Answer::Connection, intended);
-        }
-        let Ok(reply) = rx.await else {
-            return (Answer::Connection, intended);
+        let reply = match conn.as_deref_mut() {
+            // A journey of its own: sent now, on its own connection.
+            Some(conn) => exchange(sh, conn, job).await,
+            None => {
+                let (tx, rx) = oneshot::channel();
+                if sh
+                    .jobs
+                    .try_send(Job {
+                        attempt: job,
+                        reply: tx,
+                    })
+                    .is_err()
+                {
+                    return (Answer::Connection, intended);
+                }
+                let Ok(reply) = rx.await else {
+                    return (Answer::Connection, intended);
+                };
+                reply
+            }
         };
         attempt += 1;
         let transient = reply
@@ -550,13 +602,37 @@ async fn journey(
     seq: u64,
     seed: u64,
 ) {
-    let outcome = run_journey(&sh, group, user_idx, intended, seq, seed).await;
+    let outcome = match &sh.journey_conns {
+        None => run_journey(&sh, None, group, user_idx, intended, seq, seed).await,
+        Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+            Ok(_slot) => {
+                let mut conn = Conn::new(sh.target.addr);
+                let o =
+                    run_journey(&sh, Some(&mut conn), group, user_idx, intended, seq, seed).await;
+                sh.journey_opened
+                    .fetch_add(conn.opened(), Ordering::Relaxed);
+                o
+            }
+            Err(_) => {
+                // Every connection the generator may open is in use: the journey's first
+                // request is offered and not sent (counted as missed).
+                sh.rec().offered(intended);
+                sh.live.offered.fetch_add(1, Ordering::Relaxed);
+                JourneyOutcome {
+                    end: JourneyEnd::Refused(Cause::Connection),
+                    drew: false,
+                    promised: false,
+                }
+            }
+        },
+    };
     sh.rec().journey(group, outcome);
     sh.in_flight[group].fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn run_journey(
     sh: &Shared,
+    mut conn: Option<&mut Conn>,
     group: usize,
     user_idx: usize,
     intended: Instant,
@@ -574,6 +650,7 @@ async fn run_journey(
     let quote_deadline = j.deadline_ms.map(|d| d.to_string());
     let (quote, quote_intended) = call(
         sh,
+        conn.as_deref_mut(),
         group,
         Endpoint::Quote,
         |attempt| {
@@ -622,6 +699,7 @@ async fn run_journey(
     let deadline = sh.deadline_ms.to_string();
     let (answer, _) = call(
         sh,
+        conn,
         group,
         Endpoint::Drawdown,
         |attempt| {

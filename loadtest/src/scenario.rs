@@ -48,6 +48,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "bureau-slowdown",
         include_str!("../scenarios/bureau-slowdown.toml"),
     ),
+    ("cpu-step", include_str!("../scenarios/cpu-step.toml")),
+    ("cpu-steady", include_str!("../scenarios/cpu-steady.toml")),
 ];
 
 /// A load scenario, as written in TOML.
@@ -62,9 +64,15 @@ pub struct Scenario {
     /// Seed for every random choice (user picks, amounts, think times, Poisson arrivals).
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Client connections the generator opens (one per worker, HTTP/1.1 keep-alive).
+    /// With `clients = "pool"`: the connections the generator opens (one per worker,
+    /// HTTP/1.1 keep-alive). With `clients = "per_journey"`: the most connections open at
+    /// once (a journey that finds none free is not sent, and reported so).
     #[serde(default = "default_connections")]
     pub connections: usize,
+    /// How requests reach the target: a fixed pool of keep-alive connections, or a
+    /// connection per journey, opened as needed (see [`Clients`]).
+    #[serde(default)]
+    pub clients: Clients,
     /// A request that has not completed after this long counts as a timeout.
     #[serde(default = "default_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -144,6 +152,23 @@ fn default_connections() -> usize {
 }
 fn default_timeout_ms() -> u64 {
     5_000
+}
+
+/// How the generator's requests reach the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clients {
+    /// `connections` workers, each with one keep-alive connection, take requests from one
+    /// queue: a request waits for a free worker (its send delay says how long). Cheap for
+    /// the generator; under a target that stalls, the wait is the generator's own queue.
+    #[default]
+    Pool,
+    /// Each journey is an independent user: it opens its own connection when it first
+    /// sends, keeps it for its later requests (re-opening it when the target closed it),
+    /// and closes it at its end. No request ever waits behind another journey's; what the
+    /// generator could not send (no free connection under `connections`, no local port or
+    /// descriptor) is counted as not sent, never as latency.
+    PerJourney,
 }
 
 /// Placement of arrivals inside a shape.

@@ -9,9 +9,24 @@
 //! sample   = percentile(samples of this interval)           (p50 by default)
 //! gradient = clamp(no_load × (1 + buffer) / sample, 0.5, 2.0)
 //! target   = gradient × limit + √(gradient × limit)          (headroom)
-//! target   = limit   if target > limit and peak in-flight < limit / 2  (app-limited: no growth)
-//! limit   += smoothing × (clamp(target, min, max) − limit)
+//! target   = min(target, limit, 2 × peak in-flight)   if peak in-flight < limit / 2 (app-limited)
+//! limit   += weight × (clamp(target, min, max) − limit)
+//!            weight = 1 for a latency-driven cut, else smoothing
 //! ```
+//!
+//! # Why the onset of overload was the worst moment, and what bounds it
+//! Measured under step overload against a 4-slot bureau (BENCHMARKS.md, "overload (session
+//! 6)"): while the load was below capacity the limit stayed at its initial 32 (app-limited:
+//! no growth, but no decay either), and when the load reached capacity that unused credit
+//! was spent at once: ~30 requests went in flight in front of 4 slots, and the limit needed
+//! 2–3 s of smoothed halvings (each interval waits for `min_samples` completions, 200 ms at
+//! 100 calls/s) to come down to 7–9. The admitted drawdowns' p99 in those seconds was 4×
+//! the no-load p99, while at 5× and 10× (the limit already at its knee) it stayed near 2.5×.
+//! Two rules bound it: an app-limited limit decays towards twice the concurrency actually
+//! in use (as TCP validates an unused congestion window, RFC 7661), so there is little
+//! credit to spend when overload begins; and a cut driven by latency applies at once rather
+//! than smoothed (queueing costs every admitted request; spare capacity only costs a little
+//! throughput until the smoothed growth finds it again).
 //!
 //! The no-load latency is measured, not inferred: at start and every `min_rtt_interval` the
 //! limit is pinned to `min_rtt_limit` until `min_rtt_samples` requests *started* in that
@@ -126,7 +141,7 @@ impl Default for AdaptiveConfig {
             min_rtt_interval: Duration::from_secs(30),
             min_rtt_samples: 25,
             min_rtt_limit: 4,
-            queue_per_limit: None,
+            queue_per_limit: Some(0.5),
             queue_min: 2,
         }
     }
@@ -317,11 +332,21 @@ impl AdaptiveLimiter {
         };
         let scaled = gradient * self.limit;
         let mut target = scaled + scaled.sqrt();
-        if target > self.limit && (self.peak_in_flight as f64) < self.limit / 2.0 {
-            target = self.limit;
+        let peak = self.peak_in_flight as f64;
+        // Weight of the target: a latency-driven cut applies at once, anything else smoothed.
+        let mut weight = if target < self.limit {
+            1.0
+        } else {
+            self.cfg.smoothing
+        };
+        if peak < self.limit / 2.0 {
+            // App-limited: no evidence the limit could be used, so no growth, and a limit
+            // far above the work in flight decays (smoothed) towards twice that work.
+            target = target.min(self.limit).min(2.0 * peak);
+            weight = self.cfg.smoothing;
         }
         let target = target.clamp(self.cfg.min_limit as f64, self.cfg.max_limit as f64);
-        self.limit += self.cfg.smoothing * (target - self.limit);
+        self.limit += weight * (target - self.limit);
         self.limit = self
             .limit
             .clamp(self.cfg.min_limit as f64, self.cfg.max_limit as f64);
@@ -498,23 +523,48 @@ mod tests {
     }
 
     #[test]
-    fn does_not_grow_while_app_limited() {
-        let mut sim = Sim::new(cfg());
+    fn does_not_grow_while_app_limited_and_decays_towards_the_work_in_flight() {
+        let mut sim = Sim::new(AdaptiveConfig {
+            initial_limit: 32,
+            ..cfg()
+        });
         sim.run(1, |_| 2 * MS);
-        // Only 2 in flight at a time, far below the limit: no evidence it could use more.
+        // Only 3 in flight at a time, far below the limit: no evidence it could use more.
         let step = sim.limiter.cfg.interval / 50;
         let app_limited = |sim: &mut Sim, n| {
             for _ in 0..n {
                 sim.now += step;
-                sim.limiter.on_admit(2);
+                sim.limiter.on_admit(3);
                 sim.limiter.on_sample(sim.now, sim.now, 2 * MS);
             }
         };
         // The interval in progress saw the limit in use; from the next one on, it is not.
-        app_limited(&mut sim, 100);
-        let before = sim.limit();
-        app_limited(&mut sim, 500);
-        assert_eq!(sim.limit(), before);
+        app_limited(&mut sim, 50);
+        let mut last = sim.limit();
+        for _ in 0..20 {
+            app_limited(&mut sim, 50);
+            assert!(
+                sim.limit() <= last,
+                "never grows: {last} -> {}",
+                sim.limit()
+            );
+            last = sim.limit();
+        }
+        // Twice the 3 in flight, not the initial 32: no unused credit left to spend at
+        // once when the load arrives.
+        assert_eq!(sim.limit(), 6);
+    }
+
+    #[test]
+    fn a_latency_driven_cut_applies_at_once() {
+        let mut sim = Sim::new(cfg());
+        sim.run(50, slots(10_000, 2 * MS));
+        assert_eq!(sim.limit(), 400);
+        // The dependency saturates at 20: each interval at most halves the limit (the
+        // gradient's bound), unsmoothed, so 400 -> ~20 takes about five intervals.
+        sim.run(5, slots(20, 2 * MS));
+        let limit = sim.limit();
+        assert!(limit <= 40, "limit after 5 intervals: {limit}");
     }
 
     #[test]
@@ -569,7 +619,13 @@ mod tests {
         assert_eq!(sim.limit(), 400);
         assert_eq!(sim.limiter.queue_bound(256), 200);
         // Without `queue_per_limit` the policy's queue stands whatever the limit.
-        let plain = AdaptiveLimiter::new(cfg(), sim.now);
+        let plain = AdaptiveLimiter::new(
+            AdaptiveConfig {
+                queue_per_limit: None,
+                ..cfg()
+            },
+            sim.now,
+        );
         assert_eq!(plain.queue_bound(256), 256);
     }
 

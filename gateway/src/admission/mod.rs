@@ -9,6 +9,11 @@
 //! `default` and `low` together hold at most `limit − ⌊limit × share⌋` slots, so drawdowns
 //! always find room the others cannot take.
 //!
+//! The gateway's configuration turns everything below on by default (issue 23: adaptive
+//! limit with a queue that follows it, critical share, sojourn target, retry budget; README
+//! "Configuration" says what each default protects against); [`AdmissionOptions::default`]
+//! is the bare library's plain priority queue with a fixed limit.
+//!
 //! The limit is fixed (the policy's, or [`Admission::set_limits`]) or adaptive
 //! ([`adaptive`]: a gradient on the latency of admitted work against a periodically
 //! re-measured no-load latency; why this algorithm is in that module's docs).

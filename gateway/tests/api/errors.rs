@@ -288,7 +288,7 @@ async fn global_rate_limit_is_a_429() {
 
 #[tokio::test]
 async fn capacity_shed_is_a_503_with_retry_after() {
-    let mut c = relaxed();
+    let mut c = relaxed_fixed();
     c.policy.normal = LimitsPatch {
         concurrency: Some(1),
         queue: Some(0),

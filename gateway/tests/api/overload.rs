@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_queue_is_full_low_priority_is_shed_before_drawdowns() {
-    let mut c = relaxed();
+    let mut c = relaxed_fixed();
     c.policy.normal = LimitsPatch {
         concurrency: Some(1),
         queue: Some(2),
@@ -213,7 +213,7 @@ async fn overload_pauses_accepting_and_closes_keep_alive_connections() {
 
 #[tokio::test]
 async fn a_shed_drawdown_is_refused_before_its_body_is_read() {
-    let mut c = relaxed();
+    let mut c = relaxed_fixed();
     c.policy.normal = LimitsPatch {
         concurrency: Some(1),
         queue: Some(0),

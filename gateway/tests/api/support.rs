@@ -11,6 +11,14 @@ pub const KEY: &str = "test-caller-key-000001";
 pub const KEY2: &str = "test-caller-key-000002";
 pub const ADMIN: &str = "test-admin-token-00001";
 
+/// [`relaxed`] with the policy's fixed concurrency limit instead of the adaptive default,
+/// for tests that set `policy.normal.concurrency` and `queue` to build a known state.
+pub fn relaxed_fixed() -> Config {
+    let mut c = relaxed();
+    c.admission.mode = gateway::config::AdmissionMode::Fixed;
+    c
+}
+
 /// A gateway on a loopback port with a manual clock set outside every peak window.
 pub struct TestGateway {
     pub gw: EmbeddedGateway,
