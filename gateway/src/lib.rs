@@ -126,12 +126,15 @@ impl Gateway {
                 (AnyStore::Redis(redis), demo)
             }
             None => {
-                let memory = MemoryStore::new(MemoryConfig {
-                    idempotency_retention: Duration::from_secs(
-                        u64::from(config.server.idempotency_retention_hours) * 3600,
-                    ),
-                    ..MemoryConfig::default()
-                })
+                let memory = MemoryStore::with_clock(
+                    MemoryConfig {
+                        idempotency_retention: Duration::from_secs(
+                            u64::from(config.server.idempotency_retention_hours) * 3600,
+                        ),
+                        ..MemoryConfig::default()
+                    },
+                    Arc::clone(&clock),
+                )
                 .map_err(|e| store_error(&e))?;
                 let demo = if seed_demo {
                     memory.seed_demo()

@@ -66,7 +66,8 @@ impl Progress {
                         + r(Cause::Unexplained)
                         + r(Cause::ClientError)
                         + r(Cause::Timeout)
-                        + r(Cause::Connection),
+                        + r(Cause::Connection)
+                        + r(Cause::Contention),
                 ));
                 b.tick();
             }

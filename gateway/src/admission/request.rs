@@ -97,6 +97,9 @@ pub enum RouteClass {
     Admin,
     /// Health, readiness, metrics, OpenAPI (not globally limited).
     Ops,
+    /// A `/v1/` path and method no route answers, answered 404 or 405 (not globally
+    /// limited; admitted like any `/v1/` request).
+    Unrouted,
 }
 
 impl RouteClass {
@@ -109,6 +112,7 @@ impl RouteClass {
             Self::ReasonCodes => "reason_codes",
             Self::Admin => "admin",
             Self::Ops => "ops",
+            Self::Unrouted => "unrouted",
         }
     }
 

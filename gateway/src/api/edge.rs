@@ -25,15 +25,27 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-/// The route class of a method and path (before routing: the limit layers need it).
+/// The route class of a method and path (before routing: the limit layers need it). A
+/// `/v1/` path and method that no route answers is [`RouteClass::Unrouted`] (answered 404
+/// or 405 once admitted), never the class of a route it resembles.
 pub fn classify(method: &Method, path: &str) -> RouteClass {
+    // `get` routes answer HEAD too.
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let post = *method == Method::POST;
     let mut parts = path.trim_start_matches('/').split('/');
-    match (parts.next(), parts.next()) {
-        (Some("v1"), Some("drawdowns")) if *method == Method::POST => RouteClass::Drawdown,
-        (Some("v1"), Some("credit-lines")) => RouteClass::CreditLine,
-        (Some("v1"), Some("appeals")) => RouteClass::Appeal,
-        (Some("v1"), Some("reason-codes")) => RouteClass::ReasonCodes,
-        (Some("v1"), _) => RouteClass::ReasonCodes,
+    let (first, second) = (parts.next(), parts.next());
+    // The segment after the collection: none (`/v1/appeals`), or one id (`/v1/appeals/{id}`).
+    let (bare, one_id) = match (parts.next(), parts.next()) {
+        (None, _) => (true, false),
+        (Some(id), None) => (false, !id.is_empty()),
+        (Some(_), Some(_)) => (false, false),
+    };
+    match (first, second) {
+        (Some("v1"), Some("drawdowns")) if post && bare => RouteClass::Drawdown,
+        (Some("v1"), Some("credit-lines")) if read && one_id => RouteClass::CreditLine,
+        (Some("v1"), Some("appeals")) if (post && bare) || (read && one_id) => RouteClass::Appeal,
+        (Some("v1"), Some("reason-codes")) if read && bare => RouteClass::ReasonCodes,
+        (Some("v1"), _) => RouteClass::Unrouted,
         (Some("admin"), _) => RouteClass::Admin,
         _ => RouteClass::Ops,
     }
@@ -98,9 +110,18 @@ where
             None => inner(class, req).await,
             Some(res) => res,
         };
-        // Every error, wherever it was raised, is rendered here with the request id.
+        // Every error, wherever it was raised, is rendered here with the request id, keeping
+        // the headers set on the way out (the router's `Allow` on a 405).
         if let Some(e) = res.extensions_mut().remove::<ApiError>() {
+            let set = std::mem::take(res.headers_mut());
             res = e.with_request_id(Some(id.clone())).render();
+            let headers = res.headers_mut();
+            for (name, value) in &set {
+                // The length was the empty placeholder's; the rendered body has its own.
+                if name != header::CONTENT_LENGTH && !headers.contains_key(name) {
+                    headers.append(name, value.clone());
+                }
+            }
         }
         res.headers_mut().insert(names::X_REQUEST_ID, id);
         let status = res.status().as_u16();
@@ -341,6 +362,26 @@ mod tests {
         );
         assert_eq!(classify(&Method::GET, "/healthz"), RouteClass::Ops);
         assert_eq!(classify(&Method::GET, "/metrics"), RouteClass::Ops);
+        // A path or method no route answers is no route's class.
+        for (method, path) in [
+            (Method::GET, "/v1/drawdowns"),
+            (Method::POST, "/v1/drawdowns/x"),
+            (Method::GET, "/v1/nope"),
+            (Method::GET, "/v1"),
+            (Method::GET, "/v1/credit-lines/"),
+            (Method::GET, "/v1/credit-lines/u-1/x"),
+            (Method::POST, "/v1/drawdowns/"),
+            (Method::PUT, "/v1/credit-lines/u-1"),
+            (Method::GET, "/v1/appeals"),
+            (Method::POST, "/v1/reason-codes"),
+            (Method::GET, "/v1/reason-codes/x"),
+        ] {
+            assert_eq!(
+                classify(&method, path),
+                RouteClass::Unrouted,
+                "{method} {path}"
+            );
+        }
     }
 
     fn chunked(chunks: &[&'static str]) -> Body {

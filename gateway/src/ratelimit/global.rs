@@ -73,7 +73,10 @@ impl GlobalLimiter {
             RouteClass::Drawdown => 0,
             RouteClass::CreditLine => 1,
             RouteClass::Appeal => 2,
-            RouteClass::ReasonCodes | RouteClass::Admin | RouteClass::Ops => return Ok(()),
+            RouteClass::ReasonCodes
+            | RouteClass::Admin
+            | RouteClass::Ops
+            | RouteClass::Unrouted => return Ok(()),
         };
         let limiters = self.limiters();
         limiters.by_class[index].check().map_err(|not_until| {

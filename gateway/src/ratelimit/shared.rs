@@ -108,7 +108,10 @@ impl SharedGlobalLimiter {
             RouteClass::Drawdown => rates.drawdown,
             RouteClass::CreditLine => rates.credit_line,
             RouteClass::Appeal => rates.appeal,
-            RouteClass::ReasonCodes | RouteClass::Admin | RouteClass::Ops => return Ok(()),
+            RouteClass::ReasonCodes
+            | RouteClass::Admin
+            | RouteClass::Ops
+            | RouteClass::Unrouted => return Ok(()),
         };
         if self.redis_due() {
             let (interval, burst) = emission(rate);

@@ -10,6 +10,7 @@ mod support;
 
 mod bureau;
 mod concurrency;
+mod contract;
 mod errors;
 mod openapi;
 mod overload;
