@@ -211,8 +211,14 @@ async fn prepare(
             .precheck(priority, Some(started + budget), retry)
             .map_err(|shed| super::error::from_stack_error(&shed))?;
     }
-    // 4. The body: bounded, JSON, and the user it acts for.
-    if matches!(*req.method(), Method::POST | Method::PUT) && class != RouteClass::Ops {
+    // 4. The body: bounded, JSON, and the user it acts for; not read for a method no route
+    // answers (the router answers 404 or 405, whatever the body).
+    let routed = match class {
+        RouteClass::Ops | RouteClass::Unrouted => false,
+        RouteClass::Admin => super::is_routed(req.method(), req.uri().path()),
+        _ => true,
+    };
+    if matches!(*req.method(), Method::POST | Method::PUT) && routed {
         read_body(app, class, req, &mut facts).await?;
     } else if class == RouteClass::CreditLine
         && let Some(user) = req.uri().path().rsplit('/').next()

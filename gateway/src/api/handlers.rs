@@ -617,12 +617,21 @@ pub struct AppealQuery {
     limit: Option<usize>,
 }
 
+/// The most appeals one `GET /admin/appeals` lists.
+const MAX_APPEALS_LISTED: usize = 1_000;
+
 /// `GET /admin/appeals?status=open`.
 pub async fn list_appeals(
     State(app): State<App>,
     Query(q): Query<AppealQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_APPEALS_LISTED).contains(&limit) {
+        return Err(ApiError::invalid(vec![FieldProblem::new(
+            "limit",
+            format!("must be between 1 and {MAX_APPEALS_LISTED} (got {limit})"),
+        )]));
+    }
     let appeals = app
         .timed(
             StoreOp::ListAppeals,

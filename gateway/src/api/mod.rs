@@ -296,6 +296,25 @@ routes! {
     get "/openapi.json" => openapi [200],
 }
 
+/// Whether a route answers `method` on `path` (a `{name}` of a template matches one
+/// non-empty segment). Read for admin paths only, whose class does not say it.
+pub fn is_routed(method: &axum::http::Method, path: &str) -> bool {
+    ROUTES.iter().any(|(m, template, _)| {
+        method.as_str().eq_ignore_ascii_case(m) && {
+            let mut want = template.split('/');
+            let mut got = path.split('/');
+            loop {
+                match (want.next(), got.next()) {
+                    (None, None) => break true,
+                    (Some(w), Some(g)) if w.starts_with('{') && !g.is_empty() => {}
+                    (Some(w), Some(g)) if w == g => {}
+                    _ => break false,
+                }
+            }
+        }
+    })
+}
+
 /// Statuses the edge and the limit layers may answer on a route before its handler runs.
 pub fn edge_statuses(method: &str, path: &str) -> Vec<u16> {
     let method = method.to_ascii_uppercase();
@@ -316,7 +335,11 @@ pub fn edge_statuses(method: &str, path: &str) -> Vec<u16> {
             | crate::admission::RouteClass::CreditLine
             | crate::admission::RouteClass::Appeal
     ) {
-        s.extend([429, 503]);
+        s.push(429);
+    }
+    // Every `/v1/` request goes through admission, which may shed it.
+    if path.starts_with("/v1/") {
+        s.push(503);
     }
     s
 }

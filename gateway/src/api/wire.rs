@@ -209,10 +209,9 @@ impl CreditLineBody {
     pub fn validate(self) -> Result<UserState, ApiError> {
         let mut p = Vec::new();
         let limit = check_amount("limit_fen", self.limit_fen, 0, &mut p);
+        // `used_fen` may exceed `limit_fen`: a line the upstream system cut below what is
+        // drawn. Nothing is then available (`UserState::available` saturates at zero).
         let used = check_amount("used_fen", self.used_fen, 0, &mut p);
-        if p.is_empty() && used > limit {
-            p.push(FieldProblem::new("used_fen", "must not exceed limit_fen"));
-        }
         let grade = self.risk_grade.parse::<RiskGrade>().unwrap_or_else(|()| {
             p.push(FieldProblem::new(
                 "risk_grade",
@@ -495,10 +494,11 @@ mod tests {
     }
 
     #[test]
-    fn credit_line_checks_used_against_limit() {
+    fn credit_line_accepts_a_line_cut_below_what_is_drawn() {
         let b: CreditLineBody =
             parse_json(br#"{"limit_fen":100,"used_fen":101,"risk_grade":"A"}"#).unwrap();
-        assert!(format!("{:?}", b.validate()).contains("used_fen"));
+        let state = b.validate().unwrap();
+        assert_eq!(state.available(), Fen::ZERO);
         let b: CreditLineBody =
             parse_json(br#"{"limit_fen":100,"used_fen":1,"risk_grade":"Z"}"#).unwrap();
         assert!(format!("{:?}", b.validate()).contains("risk_grade"));

@@ -266,3 +266,86 @@ async fn every_timestamp_is_rfc3339_in_whole_seconds() {
         assert!(v.as_str().unwrap().ends_with("+08:00"), "{v}");
     }
 }
+
+/// Found by the OpenAPI fuzzer: the document allows `limit` 1 to 1000, and the server
+/// answered any other value (it clamped it) instead of refusing it.
+#[tokio::test]
+async fn an_appeal_list_limit_out_of_the_documented_range_is_a_400() {
+    let t = TestGateway::start(relaxed()).await;
+    for limit in ["0", "1001"] {
+        let r = t.get(&format!("/admin/appeals?limit={limit}"), ADMIN).await;
+        let (s, c, body) = error_code(r).await;
+        assert_eq!(
+            (s, c.as_str()),
+            (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+        );
+        assert_eq!(body["error"]["details"][0]["field"], "limit");
+    }
+    for limit in ["1", "1000"] {
+        let r = t.get(&format!("/admin/appeals?limit={limit}"), ADMIN).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+}
+
+/// Found by the OpenAPI fuzzer: a line the upstream system cut below what is drawn is a
+/// valid state (the document cannot relate two fields); it is stored, with nothing available.
+#[tokio::test]
+async fn a_line_cut_below_what_is_drawn_is_stored_with_nothing_available() {
+    let t = TestGateway::start(relaxed()).await;
+    let r = t
+        .put_user(
+            "u-cut",
+            json!({"limit_fen": 1_000, "used_fen": 5_000, "risk_grade": "B"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let q: Value = t
+        .get("/v1/credit-lines/u-cut", KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (q["available_fen"].as_u64(), q["drawable_now_fen"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let d: Value = t.drawdown("k-1", "u-cut", 100).await.json().await.unwrap();
+    assert_eq!(d["outcome"], "rejected", "{d}");
+}
+
+/// Found by the OpenAPI fuzzer: a method no route answers, sent with a body that is not
+/// JSON, was refused 415 (the body was checked first) instead of 405.
+#[tokio::test]
+async fn a_method_no_route_answers_is_a_405_whatever_the_body() {
+    let t = TestGateway::start(relaxed()).await;
+    for (path, token) in [
+        ("/v1/credit-lines/u-1", KEY),
+        ("/v1/reason-codes", KEY),
+        ("/v1/appeals/ap_1", KEY),
+        ("/admin/policy", ADMIN),
+        ("/admin/appeals", ADMIN),
+    ] {
+        let r = t
+            .client
+            .put(t.url(path))
+            .bearer_auth(token)
+            .header("content-type", "text/plain")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "PUT {path}");
+        assert!(r.headers().contains_key("allow"), "PUT {path}");
+    }
+    // A routed method still checks its body.
+    let r = t
+        .client
+        .put(t.url("/admin/policy/force"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
