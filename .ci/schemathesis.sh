@@ -36,6 +36,9 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Every run goes on; the script fails at the end if any found something.
+FAILED=()
+
 # Started here, stopped here, by pid.
 PIDS=()
 stop_all() {
@@ -78,7 +81,8 @@ fuzz() { # store-label store-url
             --seed "$SEED" \
             --workers 2 \
             --request-timeout 10 \
-            --report junit --report-dir "$REPORTS/$label-$cred"
+            --report junit --report-dir "$REPORTS/$label-$cred" ||
+            FAILED+=("$label store, $cred credential")
     done
     kill "$gateway"
     wait "$gateway" 2>/dev/null || true
@@ -96,4 +100,8 @@ for _ in $(seq 1 50); do
 done
 fuzz redis "redis://127.0.0.1:$redis_port/0"
 stop_all
+if [ "${#FAILED[@]}" -gt 0 ]; then
+    printf 'schemathesis found failures: %s\n' "${FAILED[@]}" >&2
+    exit 1
+fi
 echo "schemathesis: no finding"

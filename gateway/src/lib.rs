@@ -1,8 +1,9 @@
 //! loan-gateway: the production entry point for consumer-loan drawdowns.
 //!
 //! A transient refusal (429/503 with `Retry-After` and a reason code) is never confused with
-//! a risk decision (200 with `outcome` and ordered reasons). See `../shared/DESIGN.md` for the
-//! architecture and `../shared/API.md` for the contract.
+//! a risk decision (200 with `outcome` and ordered reasons). The repository's
+//! `docs/architecture.md` describes the architecture and `docs/api.md` the HTTP API (served as
+//! OpenAPI 3.1 at `GET /openapi.json`, kept in `gateway/openapi.json`).
 //!
 //! # Layout
 //! - [`config`]: the TOML file, environment and flags.

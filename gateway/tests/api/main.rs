@@ -11,6 +11,7 @@ mod support;
 mod bureau;
 mod concurrency;
 mod contract;
+mod docs;
 mod errors;
 mod openapi;
 mod overload;
