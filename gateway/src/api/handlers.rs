@@ -123,6 +123,36 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+/// axum's `Path`, its rejection answered in the API's error shape (axum answers it as text).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|e| ApiError::invalid(vec![FieldProblem::new("path", e.body_text())]))
+    }
+}
+
+/// axum's `Query`, its rejection answered in the API's error shape (axum answers it as text).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::invalid(vec![FieldProblem::new("query", e.body_text())]))
+    }
+}
+
 fn fingerprint(d: &Drawdown) -> Fingerprint {
     use std::io::Write;
     let amount = d.amount.get().to_le_bytes();
@@ -412,7 +442,7 @@ pub async fn credit_line(
     caller: axum::Extension<Caller>,
     deadline: Option<axum::Extension<Deadline>>,
     limit_key: Option<axum::Extension<UserKey>>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|d| d.0.0);
     let user = user_id(&raw)?;
@@ -493,7 +523,7 @@ pub async fn create_appeal(State(app): State<App>, body: Bytes) -> Result<Respon
 /// `GET /v1/appeals/{appeal_id}`.
 pub async fn get_appeal(
     State(app): State<App>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     match app
         .timed(StoreOp::GetAppeal, None, app.store.get_appeal(&id))
@@ -514,7 +544,7 @@ pub async fn reason_codes() -> Response {
 /// `PUT /admin/credit-lines/{user_id}`.
 pub async fn put_credit_line(
     State(app): State<App>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let user = user_id(&raw)?;
@@ -623,7 +653,7 @@ const MAX_APPEALS_LISTED: usize = 1_000;
 /// `GET /admin/appeals?status=open`.
 pub async fn list_appeals(
     State(app): State<App>,
-    Query(q): Query<AppealQuery>,
+    ApiQuery(q): ApiQuery<AppealQuery>,
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_APPEALS_LISTED).contains(&limit) {
@@ -645,7 +675,7 @@ pub async fn list_appeals(
 /// `POST /admin/appeals/{appeal_id}/resolve`.
 pub async fn resolve_appeal(
     State(app): State<App>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let ResolveBody { resolution, note } = parse_json(&body)?;

@@ -349,3 +349,21 @@ async fn a_method_no_route_answers_is_a_405_whatever_the_body() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+/// Found by the OpenAPI fuzzer: a query string the route cannot read was refused by axum in
+/// plain text, not in the API's error shape.
+#[tokio::test]
+async fn an_unreadable_query_is_a_400_in_the_error_shape() {
+    let t = TestGateway::start(relaxed()).await;
+    for query in ["status=AAA", "limit=x", "other=1"] {
+        let r = t.get(&format!("/admin/appeals?{query}"), ADMIN).await;
+        assert_eq!(r.headers()["content-type"], "application/json", "{query}");
+        let (s, c, body) = error_code(r).await;
+        assert_eq!(
+            (s, c.as_str()),
+            (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
+            "{query}"
+        );
+        assert_eq!(body["error"]["details"][0]["field"], "query");
+    }
+}
