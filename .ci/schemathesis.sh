@@ -79,7 +79,7 @@ fuzz() { # store-label store-url
             --header "Authorization: Bearer $token" \
             --max-time "$MAX_TIME" \
             --seed "$SEED" \
-            --workers 2 \
+            --workers 1 \
             --request-timeout 10 \
             --report junit --report-dir "$REPORTS/$label-$cred" ||
             FAILED+=("$label store, $cred credential")

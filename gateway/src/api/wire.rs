@@ -366,8 +366,15 @@ pub struct ResolveBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForceBody {
-    /// A window name, or `null` to return to the calendar.
+    /// A window name, or `null` to return to the calendar. Required: `{}` is not taken for
+    /// `null` (serde would default a missing `Option`; a `deserialize_with` makes it required).
+    #[serde(deserialize_with = "present")]
     pub window: Option<String>,
+}
+
+/// An `Option` field that must be present, `null` or a value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
 }
 
 /// `GET /v1/credit-lines/{user_id}`.

@@ -367,3 +367,32 @@ async fn an_unreadable_query_is_a_400_in_the_error_shape() {
         assert_eq!(body["error"]["details"][0]["field"], "query");
     }
 }
+
+/// Found by the OpenAPI fuzzer: `{}` was taken for `{"window": null}` (serde defaults a
+/// missing `Option`), though the document requires `window`.
+#[tokio::test]
+async fn forcing_a_policy_needs_the_window_field() {
+    let t = TestGateway::start(relaxed()).await;
+    let force = |body: &'static str| {
+        t.client
+            .put(t.url("/admin/policy/force"))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let (s, c, body) = error_code(force("{}").await.unwrap()).await;
+    assert_eq!(
+        (s, c.as_str()),
+        (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+    );
+    assert_eq!(body["error"]["details"][0]["field"], "window");
+    assert_eq!(
+        force(r#"{"window": null}"#).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        force(r#"{"window": "double11"}"#).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
