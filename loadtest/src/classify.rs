@@ -33,6 +33,8 @@ pub enum Cause {
     Timeout,
     /// The connection failed.
     Connection,
+    /// 503 `LINE_CONTENDED`: concurrent drawdowns of the same user kept changing its line.
+    Contention,
 }
 
 impl Cause {
@@ -43,6 +45,7 @@ impl Cause {
         Cause::PeakWindow,
         Cause::Anomaly,
         Cause::Dependency,
+        Cause::Contention,
         Cause::Eligibility,
         Cause::CreditLine,
         Cause::Unexplained,
@@ -65,6 +68,7 @@ impl Cause {
             Cause::ClientError => "client_error",
             Cause::Timeout => "timeout",
             Cause::Connection => "connection",
+            Cause::Contention => "contention",
         }
     }
 
@@ -75,6 +79,7 @@ impl Cause {
             Cause::RateLimit
                 | Cause::Capacity
                 | Cause::Dependency
+                | Cause::Contention
                 | Cause::Timeout
                 | Cause::Connection
         )
@@ -91,6 +96,7 @@ impl From<Family> for Cause {
             Family::RateLimit => Cause::RateLimit,
             Family::Capacity => Cause::Capacity,
             Family::Dependency => Cause::Dependency,
+            Family::Contention => Cause::Contention,
         }
     }
 }
@@ -260,6 +266,7 @@ impl Answer {
                 (429, _) => Cause::RateLimit,
                 (503, Some(ReasonCode::CapacityShed)) => Cause::Capacity,
                 (503, Some(ReasonCode::DependencyUnavailable)) => Cause::Dependency,
+                (503, Some(ReasonCode::LineContended)) => Cause::Contention,
                 (400..=499, _) => Cause::ClientError,
                 _ => Cause::Unexplained,
             }),

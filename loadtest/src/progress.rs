@@ -90,7 +90,8 @@ impl Progress {
                         + r(Cause::Unexplained)
                         + r(Cause::ClientError)
                         + r(Cause::Timeout)
-                        + r(Cause::Connection),
+                        + r(Cause::Connection)
+                        + r(Cause::Contention),
                 ));
                 b.tick();
             }

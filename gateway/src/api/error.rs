@@ -57,6 +57,9 @@ pub enum ErrorCode {
     CapacityShed,
     /// 503: the store is unreachable; nothing was written.
     DependencyUnavailable,
+    /// 503: concurrent drawdowns of the same user changed its line under every commit
+    /// attempt; nothing was written.
+    LineContended,
     /// 500: a bug; nothing was written.
     Internal,
 }
@@ -76,7 +79,7 @@ impl ErrorCode {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IdempotencyKeyReused | NotAppealable => StatusCode::UNPROCESSABLE_ENTITY,
             RateLimitedUser | RateLimitedGlobal => StatusCode::TOO_MANY_REQUESTS,
-            CapacityShed | DependencyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            CapacityShed | DependencyUnavailable | LineContended => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +107,7 @@ impl ErrorCode {
             RateLimitedGlobal => "RATE_LIMITED_GLOBAL",
             CapacityShed => "CAPACITY_SHED",
             DependencyUnavailable => "DEPENDENCY_UNAVAILABLE",
+            LineContended => "LINE_CONTENDED",
             Internal => "INTERNAL",
         }
     }
@@ -115,6 +119,7 @@ impl ErrorCode {
             ErrorCode::RateLimitedGlobal => Some(ReasonCode::RateLimitedGlobal),
             ErrorCode::CapacityShed => Some(ReasonCode::CapacityShed),
             ErrorCode::DependencyUnavailable => Some(ReasonCode::DependencyUnavailable),
+            ErrorCode::LineContended => Some(ReasonCode::LineContended),
             _ => None,
         }
     }
@@ -169,7 +174,11 @@ impl ErrorCode {
                 "Internal error; nothing was recorded.",
                 "内部错误，本次请求未做任何记录。",
             ),
-            RateLimitedUser | RateLimitedGlobal | CapacityShed | DependencyUnavailable => {
+            RateLimitedUser
+            | RateLimitedGlobal
+            | CapacityShed
+            | DependencyUnavailable
+            | LineContended => {
                 unreachable!("transient codes take their text from the catalogue above")
             }
         }
@@ -319,9 +328,20 @@ impl ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// A store that could not answer is a retryable 503; a store that answered that the
+    /// data or the request breaks its contract is a bug, a 500, logged as one.
     fn from(e: StoreError) -> Self {
-        tracing::warn!(cause = %e, "store unavailable");
-        ApiError::new(ErrorCode::DependencyUnavailable).with_retry_after(Duration::from_secs(1))
+        match e {
+            StoreError::Unavailable(_) | StoreError::Timeout => {
+                tracing::warn!(cause = %e, "store unavailable");
+                ApiError::new(ErrorCode::DependencyUnavailable)
+                    .with_retry_after(Duration::from_secs(1))
+            }
+            StoreError::Corrupt(_) | StoreError::Invalid(_) => {
+                tracing::error!(cause = %e, "bug: the store refused or could not read a record");
+                ApiError::new(ErrorCode::Internal)
+            }
+        }
     }
 }
 

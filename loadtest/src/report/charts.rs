@@ -67,6 +67,7 @@ pub fn cause_colour(c: Cause) -> RGBColor {
         Cause::ClientError => RGBColor(227, 119, 194),
         Cause::Timeout => RGBColor(120, 0, 0),
         Cause::Connection => RGBColor(31, 60, 120),
+        Cause::Contention => RGBColor(90, 160, 90),
     }
 }
 

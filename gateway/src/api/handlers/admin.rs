@@ -1,12 +1,12 @@
 //! The admin API: credit lines, thresholds and the peak-window policy.
 
-use super::{App, thresholds, user_id};
+use super::{ApiPath, App, thresholds, user_id};
 use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::json_response;
 use crate::api::wire::*;
 use crate::metrics::StoreOp;
 use crate::store::Store;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use risk_core::{PublishError, Thresholds};
@@ -14,7 +14,7 @@ use risk_core::{PublishError, Thresholds};
 /// `PUT /admin/credit-lines/{user_id}`.
 pub async fn put_credit_line(
     State(app): State<App>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let user = user_id(&raw)?;
