@@ -260,10 +260,12 @@ impl AppealBody {
     /// Validates every field.
     pub fn validate(self) -> Result<(String, UserId, String), ApiError> {
         let mut p = Vec::new();
-        if self.decision_id.is_empty() || self.decision_id.len() > 64 {
+        // In characters, as the document's `maxLength` counts (not bytes).
+        let n = self.decision_id.chars().count();
+        if n == 0 || n > 64 {
             p.push(FieldProblem::new(
                 "decision_id",
-                "must be 1 to 64 characters",
+                format!("must be 1 to 64 characters (got {n})"),
             ));
         }
         check_id("user_id", &self.user_id, &mut p);

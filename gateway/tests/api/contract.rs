@@ -396,3 +396,38 @@ async fn forcing_a_policy_needs_the_window_field() {
         StatusCode::OK
     );
 }
+
+/// Found by the OpenAPI fuzzer: the document bounds `decision_id` to 64 characters (JSON
+/// Schema counts characters), and the server counted bytes, refusing a shorter id written in
+/// characters of four bytes.
+#[tokio::test]
+async fn an_appeals_decision_id_is_bounded_in_characters_not_bytes() {
+    let t = TestGateway::start(relaxed()).await;
+    let appeal = |decision_id: String| {
+        t.client
+            .post(t.url("/v1/appeals"))
+            .bearer_auth(KEY)
+            .json(&json!({"decision_id": decision_id, "user_id": "u-1", "message": "why"}))
+            .send()
+    };
+    // 64 characters, 256 bytes: valid, and no such decision.
+    let r = appeal("𝕕".repeat(64)).await.unwrap();
+    let (s, c, body) = error_code(r).await;
+    assert_eq!(
+        (s, c.as_str()),
+        (StatusCode::NOT_FOUND, "DECISION_NOT_FOUND"),
+        "{body}"
+    );
+    // 65 characters: refused, naming the field.
+    let r = appeal("𝕕".repeat(65)).await.unwrap();
+    let (s, c, body) = error_code(r).await;
+    assert_eq!(
+        (s, c.as_str()),
+        (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["details"][0]["field"], "decision_id",
+        "{body}"
+    );
+}
