@@ -1,8 +1,9 @@
 //! loan-gateway: the production entry point for consumer-loan drawdowns.
 //!
 //! A transient refusal (429/503 with `Retry-After` and a reason code) is never confused with
-//! a risk decision (200 with `outcome` and ordered reasons). See `../shared/DESIGN.md` for the
-//! architecture and `../shared/API.md` for the contract.
+//! a risk decision (200 with `outcome` and ordered reasons). The repository's
+//! `docs/architecture.md` describes the architecture and `docs/api.md` the HTTP API (served as
+//! OpenAPI 3.1 at `GET /openapi.json`, kept in `gateway/openapi.json`).
 //!
 //! # Layout
 //! - [`config`]: the TOML file, environment and flags.
@@ -128,12 +129,15 @@ impl Gateway {
                 (AnyStore::Redis(redis), demo)
             }
             None => {
-                let memory = MemoryStore::new(MemoryConfig {
-                    idempotency_retention: Duration::from_secs(
-                        u64::from(config.server.idempotency_retention_hours) * 3600,
-                    ),
-                    ..MemoryConfig::default()
-                })
+                let memory = MemoryStore::with_clock(
+                    MemoryConfig {
+                        idempotency_retention: Duration::from_secs(
+                            u64::from(config.server.idempotency_retention_hours) * 3600,
+                        ),
+                        ..MemoryConfig::default()
+                    },
+                    Arc::clone(&clock),
+                )
                 .map_err(|e| store_error(&e))?;
                 let demo = if seed_demo {
                     memory.seed_demo()

@@ -41,6 +41,8 @@ pub enum Cause {
     Timeout,
     /// The connection failed.
     Connection,
+    /// 503 `LINE_CONTENDED`: concurrent drawdowns of the same user kept changing its line.
+    Contention,
 }
 
 impl Cause {
@@ -52,6 +54,7 @@ impl Cause {
         Cause::Anomaly,
         Cause::Dependency,
         Cause::Request,
+        Cause::Contention,
         Cause::Eligibility,
         Cause::CreditLine,
         Cause::Unexplained,
@@ -75,6 +78,7 @@ impl Cause {
             Cause::ClientError => "client_error",
             Cause::Timeout => "timeout",
             Cause::Connection => "connection",
+            Cause::Contention => "contention",
         }
     }
 
@@ -86,6 +90,7 @@ impl Cause {
                 | Cause::Capacity
                 | Cause::Dependency
                 | Cause::Request
+                | Cause::Contention
                 | Cause::Timeout
                 | Cause::Connection
         )
@@ -103,6 +108,7 @@ impl From<Family> for Cause {
             Family::Capacity => Cause::Capacity,
             Family::Dependency => Cause::Dependency,
             Family::Request => Cause::Request,
+            Family::Contention => Cause::Contention,
         }
     }
 }
@@ -272,6 +278,7 @@ impl Answer {
                 (429, _) => Cause::RateLimit,
                 (503, Some(ReasonCode::CapacityShed)) => Cause::Capacity,
                 (503, Some(ReasonCode::DependencyUnavailable)) => Cause::Dependency,
+                (503, Some(ReasonCode::LineContended)) => Cause::Contention,
                 (400..=499, _) => Cause::ClientError,
                 _ => Cause::Unexplained,
             }),

@@ -95,7 +95,8 @@ impl Progress {
                         + r(Cause::ClientError)
                         + r(Cause::Request)
                         + r(Cause::Timeout)
-                        + r(Cause::Connection),
+                        + r(Cause::Connection)
+                        + r(Cause::Contention),
                 ));
                 b.tick();
             }

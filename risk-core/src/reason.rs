@@ -42,6 +42,8 @@ pub enum Family {
     Dependency,
     /// The request itself did not arrive in time (its body was sent too slowly).
     Request,
+    /// Concurrent drawdowns of the same user kept changing the line under the commit.
+    Contention,
 }
 
 macro_rules! catalogue {
@@ -251,6 +253,15 @@ catalogue! {
         guidance: "Send the whole request promptly (or with a longer X-Request-Deadline-Ms) and retry with the same Idempotency-Key.",
         guidance_zh: "请及时发送完整请求（或设置更长的 X-Request-Deadline-Ms），并使用相同的 Idempotency-Key 重试。",
     }
+    /// Concurrent drawdowns of the same user changed the line under every commit attempt;
+    /// nothing was written.
+    LineContended = "LINE_CONTENDED" {
+        category: Transient, family: Contention, retryable: true, appealable: false,
+        message: "Too many concurrent drawdowns for this user; nothing was recorded.",
+        message_zh: "该用户同时发起的借款过多，本次请求未做任何记录。",
+        guidance: "Retry after the time in Retry-After with the same Idempotency-Key; this is not a credit decision.",
+        guidance_zh: "请按 Retry-After 所示时间后使用相同的 Idempotency-Key 重试；这不是授信决定。",
+    }
 }
 
 /// One row of the catalogue, served as is by `GET /v1/reason-codes`.
@@ -320,6 +331,7 @@ mod tests {
             "RATE_LIMITED_GLOBAL",
             "CAPACITY_SHED",
             "DEPENDENCY_UNAVAILABLE",
+            "LINE_CONTENDED",
             "PEAK_WINDOW_TIGHTENED",
         ] {
             assert!(names.contains(&required), "{required}");

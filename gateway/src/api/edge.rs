@@ -83,9 +83,18 @@ where
             None => inner(class, req).await,
             Some(res) => res,
         };
-        // Every error, wherever it was raised, is rendered here with the request id.
+        // Every error, wherever it was raised, is rendered here with the request id, keeping
+        // the headers set on the way out (the router's `Allow` on a 405).
         if let Some(e) = res.extensions_mut().remove::<ApiError>() {
+            let set = std::mem::take(res.headers_mut());
             res = e.with_request_id(Some(id.clone())).render();
+            let headers = res.headers_mut();
+            for (name, value) in &set {
+                // The length was the empty placeholder's; the rendered body has its own.
+                if name != header::CONTENT_LENGTH && !headers.contains_key(name) {
+                    headers.append(name, value.clone());
+                }
+            }
         }
         res.headers_mut().insert(names::X_REQUEST_ID, id);
         let status = res.status().as_u16();
@@ -175,8 +184,14 @@ async fn prepare(
             .precheck(priority, Some(started + budget), retry)
             .map_err(|shed| super::error::from_stack_error(&shed))?;
     }
-    // 4. The body: bounded in size and time, JSON, and the user it acts for.
-    if matches!(*req.method(), Method::POST | Method::PUT) && class != RouteClass::Ops {
+    // 4. The body: bounded in size and time, JSON, and the user it acts for; not read for a
+    // method no route answers (the router answers 404 or 405, whatever the body).
+    let routed = match class {
+        RouteClass::Ops | RouteClass::Unrouted => false,
+        RouteClass::Admin => super::routes::is_routed(req.method(), req.uri().path()),
+        _ => true,
+    };
+    if matches!(*req.method(), Method::POST | Method::PUT) && routed {
         let deadline = started + budget;
         let cutoff = deadline.min(started + server.body_read_timeout());
         read_body(app, class, req, &mut facts, cutoff).await?;

@@ -59,6 +59,9 @@ pub enum ErrorCode {
     CapacityShed,
     /// 503: the store is unreachable; nothing was written.
     DependencyUnavailable,
+    /// 503: concurrent drawdowns of the same user changed its line under every commit
+    /// attempt; nothing was written.
+    LineContended,
     /// 500: a bug; nothing was written.
     Internal,
 }
@@ -79,7 +82,7 @@ impl ErrorCode {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IdempotencyKeyReused | NotAppealable => StatusCode::UNPROCESSABLE_ENTITY,
             RateLimitedUser | RateLimitedGlobal => StatusCode::TOO_MANY_REQUESTS,
-            CapacityShed | DependencyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            CapacityShed | DependencyUnavailable | LineContended => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +111,7 @@ impl ErrorCode {
             RateLimitedGlobal => "RATE_LIMITED_GLOBAL",
             CapacityShed => "CAPACITY_SHED",
             DependencyUnavailable => "DEPENDENCY_UNAVAILABLE",
+            LineContended => "LINE_CONTENDED",
             Internal => "INTERNAL",
         }
     }
@@ -120,6 +124,7 @@ impl ErrorCode {
             ErrorCode::CapacityShed => Some(ReasonCode::CapacityShed),
             ErrorCode::DependencyUnavailable => Some(ReasonCode::DependencyUnavailable),
             ErrorCode::RequestTimeout => Some(ReasonCode::RequestTimeout),
+            ErrorCode::LineContended => Some(ReasonCode::LineContended),
             _ => None,
         }
     }
@@ -178,7 +183,8 @@ impl ErrorCode {
             | RateLimitedGlobal
             | CapacityShed
             | DependencyUnavailable
-            | RequestTimeout => {
+            | RequestTimeout
+            | LineContended => {
                 unreachable!("transient codes take their text from the catalogue above")
             }
         }
@@ -333,9 +339,20 @@ impl ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// A store that could not answer is a retryable 503; a store that answered that the
+    /// data or the request breaks its contract is a bug, a 500, logged as one.
     fn from(e: StoreError) -> Self {
-        crate::store::warnings::store_unavailable(&e);
-        ApiError::new(ErrorCode::DependencyUnavailable).with_retry_after(Duration::from_secs(1))
+        match e {
+            StoreError::Unavailable(_) | StoreError::Timeout => {
+                crate::store::warnings::store_unavailable(&e);
+                ApiError::new(ErrorCode::DependencyUnavailable)
+                    .with_retry_after(Duration::from_secs(1))
+            }
+            StoreError::Corrupt(_) | StoreError::Invalid(_) => {
+                tracing::error!(cause = %e, "bug: the store refused or could not read a record");
+                ApiError::new(ErrorCode::Internal)
+            }
+        }
     }
 }
 

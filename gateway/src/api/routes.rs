@@ -39,22 +39,41 @@ macro_rules! routes {
 }
 
 routes! {
-    post "/v1/drawdowns" => drawdown [200, 400, 404, 422, 503],
-    get "/v1/credit-lines/{user_id}" => credit_line [200, 400, 404, 503],
-    post "/v1/appeals" => create_appeal [200, 201, 400, 404, 422, 503],
-    get "/v1/appeals/{appeal_id}" => get_appeal [200, 404, 503],
+    post "/v1/drawdowns" => drawdown [200, 400, 404, 422, 500, 503],
+    get "/v1/credit-lines/{user_id}" => credit_line [200, 400, 404, 500, 503],
+    post "/v1/appeals" => create_appeal [200, 201, 400, 404, 422, 500, 503],
+    get "/v1/appeals/{appeal_id}" => get_appeal [200, 404, 500, 503],
     get "/v1/reason-codes" => reason_codes [200],
-    put "/admin/credit-lines/{user_id}" => put_credit_line [200, 400, 503],
+    put "/admin/credit-lines/{user_id}" => put_credit_line [200, 400, 500, 503],
     get "/admin/thresholds" => get_thresholds [200, 503],
-    put "/admin/thresholds" => put_thresholds [200, 400, 409, 503],
+    put "/admin/thresholds" => put_thresholds [200, 400, 409, 500, 503],
     get "/admin/policy" => get_policy [200],
     put "/admin/policy/force" => force_policy [200, 400],
-    get "/admin/appeals" => list_appeals [200, 400, 503],
-    post "/admin/appeals/{appeal_id}/resolve" => resolve_appeal [200, 400, 404, 409, 503],
+    get "/admin/appeals" => list_appeals [200, 400, 500, 503],
+    post "/admin/appeals/{appeal_id}/resolve" => resolve_appeal [200, 400, 404, 409, 500, 503],
     get "/healthz" => healthz [200],
     get "/readyz" => readyz [200, 503],
     get "/metrics" => metrics [200],
     get "/openapi.json" => openapi [200],
+}
+
+/// Whether a route answers `method` on `path` (a `{name}` of a template matches one
+/// non-empty segment). Read for admin paths only, whose class does not say it.
+pub fn is_routed(method: &axum::http::Method, path: &str) -> bool {
+    ROUTES.iter().any(|(m, template, _)| {
+        method.as_str().eq_ignore_ascii_case(m) && {
+            let mut want = template.split('/');
+            let mut got = path.split('/');
+            loop {
+                match (want.next(), got.next()) {
+                    (None, None) => break true,
+                    (Some(w), Some(g)) if w.starts_with('{') && !g.is_empty() => {}
+                    (Some(w), Some(g)) if w == g => {}
+                    _ => break false,
+                }
+            }
+        }
+    })
 }
 
 /// Statuses the edge and the limit layers may answer on a route before its handler runs.

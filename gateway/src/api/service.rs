@@ -106,6 +106,7 @@ impl Service<Request> for Dispatch {
             && let Some(drawdown) = facts.drawdown.take()
         {
             let deadline = facts.deadline;
+            let user = facts.user.clone();
             // Read here, so the handler's future holds neither the headers nor the request.
             let answer = match handlers::idempotency_key(req.headers()) {
                 Ok(key) => Box::pin(handlers::drawdown_parsed(
@@ -114,6 +115,7 @@ impl Service<Request> for Dispatch {
                     deadline,
                     key,
                     drawdown,
+                    user,
                 )) as BoxFuture<'static, _>,
                 Err(e) => Box::pin(std::future::ready(Ok(e.into_response()))),
             };
@@ -122,12 +124,17 @@ impl Service<Request> for Dispatch {
         // The router's handlers take the caller and the deadline as extensions of their own.
         let facts = RequestFacts::of(&req);
         let (caller, deadline) = (facts.caller.clone(), facts.deadline);
+        // The key the per-user limit used, for a handler that learns the user's grade.
+        let user = facts.user.clone();
         let ext = req.extensions_mut();
         if let Some(caller) = caller {
             ext.insert(caller);
         }
         if let Some(deadline) = deadline {
             ext.insert(Deadline(deadline));
+        }
+        if let Some(user) = user {
+            ext.insert(user);
         }
         Either::Left(self.routes.call(req))
     }

@@ -24,6 +24,33 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// A JSON number that is a whole number, `1719` or `1719.0` (JSON Schema's `integer`, which
+/// the OpenAPI document states), as `i64`; a fraction is refused. A whole number past `i64`
+/// saturates, so the range check names the field.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    if n.as_u64().is_some() {
+        return Ok(i64::MAX);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 =>
+        {
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "a whole f64; `as` saturates past i64, and the range check reports it"
+            )]
+            Ok(f as i64)
+        }
+        _ => Err(D::Error::custom(format!(
+            "invalid value: {n}, expected a whole number"
+        ))),
+    }
+}
+
 fn check_id(field: &'static str, value: &str, problems: &mut Vec<FieldProblem>) {
     if let Err(e) = validate_id(value) {
         problems.push(FieldProblem::new(field, e.to_string()));
@@ -69,6 +96,7 @@ pub struct DrawdownBody {
     /// The user.
     pub user_id: String,
     /// The amount, fen.
+    #[serde(deserialize_with = "whole_number")]
     pub amount_fen: i64,
     /// `app`, `web` or `partner`.
     pub channel: Channel,
@@ -106,28 +134,30 @@ impl DrawdownBody {
 #[serde(deny_unknown_fields)]
 pub struct CreditLineBody {
     /// The line.
+    #[serde(deserialize_with = "whole_number")]
     pub limit_fen: i64,
     /// Already drawn.
+    #[serde(deserialize_with = "whole_number")]
     pub used_fen: i64,
     /// `A`..`E`.
     pub risk_grade: String,
     /// Logins over 30 days.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub logins_30d: i64,
     /// Drawdowns over 24 hours.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub drawdowns_24h: i64,
     /// Applications over 1 hour.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub applications_1h: i64,
     /// Account age in days.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub account_age_days: i64,
     /// New device.
     #[serde(default)]
     pub new_device: bool,
     /// Days overdue.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub days_overdue: i64,
     /// Blocklisted.
     #[serde(default)]
@@ -139,10 +169,9 @@ impl CreditLineBody {
     pub fn validate(self) -> Result<UserState, ApiError> {
         let mut p = Vec::new();
         let limit = check_amount("limit_fen", self.limit_fen, 0, &mut p);
+        // `used_fen` may exceed `limit_fen`: a line the upstream system cut below what is
+        // drawn. Nothing is then available (`UserState::available` saturates at zero).
         let used = check_amount("used_fen", self.used_fen, 0, &mut p);
-        if p.is_empty() && used > limit {
-            p.push(FieldProblem::new("used_fen", "must not exceed limit_fen"));
-        }
         let grade = self.risk_grade.parse::<RiskGrade>().unwrap_or_else(|()| {
             p.push(FieldProblem::new(
                 "risk_grade",
@@ -231,10 +260,12 @@ impl AppealBody {
     /// Validates every field.
     pub fn validate(self) -> Result<(String, UserId, String), ApiError> {
         let mut p = Vec::new();
-        if self.decision_id.is_empty() || self.decision_id.len() > 64 {
+        // In characters, as the document's `maxLength` counts (not bytes).
+        let n = self.decision_id.chars().count();
+        if n == 0 || n > 64 {
             p.push(FieldProblem::new(
                 "decision_id",
-                "must be 1 to 64 characters",
+                format!("must be 1 to 64 characters (got {n})"),
             ));
         }
         check_id("user_id", &self.user_id, &mut p);
@@ -267,11 +298,15 @@ pub struct ResolveBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForceBody {
-    /// A window name, or `null` to return to the calendar. Required: `{}` is a mistake, not
-    /// a request to un-force (`deserialize_with` turns off serde's default of `None` for a
-    /// missing `Option`).
-    #[serde(deserialize_with = "Option::deserialize")]
+    /// A window name, or `null` to return to the calendar. Required: `{}` is not taken for
+    /// `null` (serde would default a missing `Option`; a `deserialize_with` makes it required).
+    #[serde(deserialize_with = "present")]
     pub window: Option<String>,
+}
+
+/// An `Option` field that must be present, `null` or a value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
 }
 
 /// `GET /v1/credit-lines/{user_id}`.
@@ -329,6 +364,28 @@ mod tests {
         assert_eq!(d.amount.get(), 500);
     }
 
+    /// Found by the OpenAPI fuzzer: `1719.0` is an integer to JSON Schema (and to the
+    /// document), and was refused.
+    #[test]
+    fn whole_numbers_written_with_a_fraction_part_are_integers() {
+        let d = drawdown(r#"{"user_id":"u-1","amount_fen":1719.0,"channel":"app"}"#).unwrap();
+        assert_eq!(d.amount.get(), 1719);
+        let e = format!(
+            "{:?}",
+            drawdown(r#"{"user_id":"u-1","amount_fen":1719.5,"channel":"app"}"#)
+        );
+        assert!(e.contains("whole number"), "{e}");
+        let e = format!(
+            "{:?}",
+            drawdown(r#"{"user_id":"u-1","amount_fen":1e300,"channel":"app"}"#)
+        );
+        assert!(e.contains("amount_fen"), "{e}");
+        let b: CreditLineBody =
+            parse_json(br#"{"limit_fen":100.0,"used_fen":0,"risk_grade":"A","logins_30d":3.0}"#)
+                .unwrap();
+        assert_eq!(b.validate().unwrap().logins_30d, 3);
+    }
+
     #[test]
     fn each_bad_field_is_named() {
         let e = drawdown(r#"{"user_id":"u 1","amount_fen":0,"channel":"app"}"#).unwrap_err();
@@ -355,10 +412,11 @@ mod tests {
     }
 
     #[test]
-    fn credit_line_checks_used_against_limit() {
+    fn credit_line_accepts_a_line_cut_below_what_is_drawn() {
         let b: CreditLineBody =
             parse_json(br#"{"limit_fen":100,"used_fen":101,"risk_grade":"A"}"#).unwrap();
-        assert!(format!("{:?}", b.validate()).contains("used_fen"));
+        let state = b.validate().unwrap();
+        assert_eq!(state.available(), Fen::ZERO);
         let b: CreditLineBody =
             parse_json(br#"{"limit_fen":100,"used_fen":1,"risk_grade":"Z"}"#).unwrap();
         assert!(format!("{:?}", b.validate()).contains("risk_grade"));

@@ -129,14 +129,17 @@ pub struct GlobalLimits {
 
 impl GlobalLimits {
     /// The global rate of `class`: drawdowns, credit-line queries and appeals have one;
-    /// reason codes, the admin API and ops do not (they may still be limited per user, or
-    /// admitted, see [`RouteClass::is_limited`]).
+    /// reason codes, the admin API, ops and unrouted paths do not (they may still be limited
+    /// per user, or admitted, see [`RouteClass::is_limited`]).
     pub const fn rate(&self, class: RouteClass) -> Option<Rate> {
         match class {
             RouteClass::Drawdown => Some(self.drawdown),
             RouteClass::CreditLine => Some(self.credit_line),
             RouteClass::Appeal => Some(self.appeal),
-            RouteClass::ReasonCodes | RouteClass::Admin | RouteClass::Ops => None,
+            RouteClass::ReasonCodes
+            | RouteClass::Admin
+            | RouteClass::Ops
+            | RouteClass::Unrouted => None,
         }
     }
 

@@ -68,11 +68,27 @@ pub struct PolicySnapshot {
     /// admin", "no window active").
     pub why: String,
     /// Since when: the window occurrence's start, else when the gateway switched to it.
+    /// Answered as RFC 3339 in whole seconds, as every timestamp of the API.
+    #[serde(serialize_with = "rfc3339")]
     pub since: ZonedDateTime,
     /// When the active calendar window ends (none for the normal policy or a forced one).
+    #[serde(serialize_with = "rfc3339_opt")]
     pub ends_at: Option<ZonedDateTime>,
     /// Increases by one with every change, starting at 1.
     pub generation: u64,
+}
+
+/// `at` as RFC 3339 with its offset, in whole seconds (jiff's own form adds the zone name
+/// in brackets and any fraction of a second).
+fn rfc3339<S: serde::Serializer>(at: &ZonedDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&at.strftime("%Y-%m-%dT%H:%M:%S%:z"))
+}
+
+fn rfc3339_opt<S: serde::Serializer>(at: &Option<ZonedDateTime>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => rfc3339(at, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// A forced window name that is not configured.

@@ -133,6 +133,12 @@ impl RateLimits {
         Ok(())
     }
 
+    /// Remembers `user`'s risk grade for its per-user quota (see [`UserLimiter::learn`]):
+    /// handlers call it with the grade of a state they loaded or stored anyway.
+    pub fn learn_grade(&self, user: &UserKey, grade: RiskGrade) {
+        self.user.learn(user.as_str(), grade);
+    }
+
     /// Checks a request by its [`RequestFacts`] (class, user and grade).
     pub fn check_request<B>(&self, req: &http::Request<B>) -> Result<(), RateLimited> {
         let facts = RequestFacts::of(req);

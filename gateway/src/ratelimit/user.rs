@@ -19,6 +19,21 @@
 //! The price of the bound: under a flood of distinct ids, a user who paused for a whole
 //! generation loses its state and gets a fresh burst. That errs towards the user, and the
 //! global limits still hold.
+//!
+//! # Grades
+//! The quota depends on the user's risk grade, which lives in the store, not in the
+//! request. Reading it before the check would cost a store round trip per request ahead of
+//! the limit (on Redis, a network round trip on the benchmarked drawdown path), so the
+//! limiter remembers it instead, in the user's entry, beside the arrival time: a handler that
+//! loaded the user's state anyway (a drawdown, a credit-line quote) tells it with
+//! [`UserLimiter::learn`]. No lookup is added: the check reads the
+//! grade from the entry it already finds. A user's first request, grade unknown, is charged
+//! at the window's default quota (a fresh bucket admits one request under any quota, so the
+//! answer is the same); when the grade is learned, the arrival time is re-charged at the
+//! grade's quota, so the state is what it would have been had the grade been known. The
+//! grade is forgotten with the entry, only when the bucket is full again (then the next
+//! request is admitted under any quota) or under a flood of ids (see above). A grade
+//! changed upstream applies from the next request that loads the user.
 
 use foldhash::fast::RandomState;
 use std::hash::BuildHasher;
@@ -52,8 +67,15 @@ pub struct UserLimiter {
 
 #[derive(Debug, Default)]
 struct Shard {
-    young: HashMap<Arc<str>, u64>,
-    old: HashMap<Arc<str>, u64>,
+    young: HashMap<Arc<str>, Entry>,
+    old: HashMap<Arc<str>, Entry>,
+}
+
+/// A tracked user: its GCRA arrival time and, once learned, its grade.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    tat: u64,
+    grade: Option<RiskGrade>,
 }
 
 impl UserLimiter {
@@ -76,14 +98,37 @@ impl UserLimiter {
     }
 
     /// Takes one request of `user` from its bucket. The quota is the active window's, by
-    /// `grade` when it has an override, else the window's default.
+    /// the user's grade when it has an override, else the window's default. The grade is
+    /// the one learned ([`UserLimiter::learn`]), else `grade` (a hint from the request).
     pub fn check(&self, user: &str, grade: Option<RiskGrade>) -> Result<(), RateLimited> {
-        let rate = self.policy.load().limits.user.for_grade(grade);
-        let (t, tau) = gcra_params(rate);
+        let policy = self.policy.load();
+        let quota = &policy.limits.user;
         let now = self.now_nanos();
         self.shard(user)
-            .check(user, now, t, tau, self.generation_cap)
+            .check(user, now, self.generation_cap, |learned| {
+                gcra_params(quota.for_grade(learned.or(grade)))
+            })
             .map_err(|wait| RateLimited::new(Scope::User, Duration::from_nanos(wait)))
+    }
+
+    /// Remembers `user`'s grade (see the module docs, "Grades"), for as long as the user is
+    /// tracked. The first time a tracked user's grade is learned, the request it was charged
+    /// for at the default quota is re-charged at the grade's.
+    pub fn learn(&self, user: &str, grade: RiskGrade) {
+        let policy = self.policy.load();
+        let quota = &policy.limits.user;
+        let mut shard = self.shard(user);
+        let Some(entry) = shard.get_mut(user) else {
+            // Not tracked: its bucket is full, and the next request is admitted under any
+            // quota; its grade is learned again when it is loaded.
+            return;
+        };
+        if entry.grade.is_none() {
+            let (charged, _) = gcra_params(quota.for_grade(None));
+            let (due, _) = gcra_params(quota.for_grade(Some(grade)));
+            entry.tat = entry.tat.saturating_sub(charged).saturating_add(due);
+        }
+        entry.grade = Some(grade);
     }
 
     /// Users tracked now (at most [`UserLimiter::max_keys`]).
@@ -102,8 +147,8 @@ impl UserLimiter {
         let now = self.now_nanos();
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
-            shard.young.retain(|_, tat| *tat > now);
-            shard.old.retain(|_, tat| *tat > now);
+            shard.young.retain(|_, e| e.tat > now);
+            shard.old.retain(|_, e| e.tat > now);
             shard.young.shrink_to_fit();
             shard.old.shrink_to_fit();
         }
@@ -153,23 +198,42 @@ impl Shard {
         self.young.len() + self.old.len()
     }
 
-    fn check(&mut self, user: &str, now: u64, t: u64, tau: u64, cap: usize) -> Result<(), u64> {
-        if let Some(tat) = self.young.get_mut(user) {
-            return gcra(tat, now, t, tau);
+    /// One GCRA step for `user`, with the parameters `params` gives for its learned grade.
+    fn check(
+        &mut self,
+        user: &str,
+        now: u64,
+        cap: usize,
+        params: impl FnOnce(Option<RiskGrade>) -> (u64, u64),
+    ) -> Result<(), u64> {
+        if let Some(e) = self.young.get_mut(user) {
+            let (t, tau) = params(e.grade);
+            return gcra(&mut e.tat, now, t, tau);
         }
         let full = self.young.len() >= cap;
-        let mut tat = self.old.remove(user).unwrap_or(now);
-        let result = gcra(&mut tat, now, t, tau);
-        if tat > now {
+        let mut e = self.old.remove(user).unwrap_or(Entry {
+            tat: now,
+            grade: None,
+        });
+        let (t, tau) = params(e.grade);
+        let result = gcra(&mut e.tat, now, t, tau);
+        if e.tat > now {
             if full {
                 // Drop the old generation, keep its allocation for the new young one.
                 mem::swap(&mut self.young, &mut self.old);
                 self.young.clear();
             }
             // Only a key that is kept is copied: a request's id is borrowed for the check.
-            self.young.insert(Arc::from(user), tat);
+            self.young.insert(Arc::from(user), e);
         }
         result
+    }
+
+    fn get_mut(&mut self, user: &str) -> Option<&mut Entry> {
+        match self.young.get_mut(user) {
+            Some(e) => Some(e),
+            None => self.old.get_mut(user),
+        }
     }
 }
 
@@ -243,6 +307,31 @@ mod tests {
         limiter.check(&unknown, None).unwrap();
         limiter.check(&unknown, None).unwrap();
         assert!(limiter.check(&unknown, None).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_learned_grade_sets_the_quota_from_the_first_request() {
+        // Normal: default 6/min burst 2, grade E 1/min burst 1.
+        let limiter = UserLimiter::new(&policy(), 1000);
+        let e = key("risky");
+        // Unknown grade: charged at the default quota, then the grade is learned.
+        limiter.check(&e, None).unwrap();
+        limiter.learn(&e, RiskGrade::E);
+        // Re-charged at grade E's quota: as if the first request had been charged at 1/min.
+        let refused = limiter.check(&e, None).unwrap_err();
+        assert_eq!(refused.retry_after(), Duration::from_secs(60));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        limiter.check(&e, None).unwrap();
+        assert!(limiter.check(&e, None).is_err());
+        // A grade without an override keeps the default quota.
+        let a = key("good");
+        limiter.check(&a, None).unwrap();
+        limiter.learn(&a, RiskGrade::A);
+        limiter.check(&a, None).unwrap();
+        assert!(limiter.check(&a, None).is_err());
+        // An untracked user learns nothing (its next request is a fresh bucket anyway).
+        limiter.learn(&key("never-seen"), RiskGrade::E);
+        assert_eq!(limiter.len(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -124,29 +124,46 @@ pub enum RouteClass {
     Admin,
     /// Health, readiness, metrics, OpenAPI (not globally limited).
     Ops,
+    /// A `/v1/` path and method no route answers, answered 404 or 405 (not globally
+    /// limited; admitted like any `/v1/` request).
+    Unrouted,
 }
 
 impl RouteClass {
     /// Every class, in the order of their discriminants (`class as usize`).
-    pub const ALL: [RouteClass; 6] = [
+    pub const ALL: [RouteClass; 7] = [
         Self::Drawdown,
         Self::CreditLine,
         Self::Appeal,
         Self::ReasonCodes,
         Self::Admin,
         Self::Ops,
+        Self::Unrouted,
     ];
 
-    /// The class of a method and path, before routing (the limit layers need it). Every
-    /// other `/v1/` path is taken as [`RouteClass::ReasonCodes`]: limited and admitted like
-    /// any `/v1/` route, then answered 404 by the router.
+    /// The class of a method and path, before routing (the limit layers need it). A `/v1/`
+    /// path and method that no route answers is [`RouteClass::Unrouted`] (admitted like any
+    /// `/v1/` request, then answered 404 or 405 by the router), never the class of a route it
+    /// resembles.
     pub fn of(method: &http::Method, path: &str) -> RouteClass {
+        use http::Method;
+        // `get` routes answer HEAD too.
+        let read = *method == Method::GET || *method == Method::HEAD;
+        let post = *method == Method::POST;
         let mut parts = path.trim_start_matches('/').split('/');
-        match (parts.next(), parts.next()) {
-            (Some("v1"), Some("drawdowns")) if *method == http::Method::POST => Self::Drawdown,
-            (Some("v1"), Some("credit-lines")) => Self::CreditLine,
-            (Some("v1"), Some("appeals")) => Self::Appeal,
-            (Some("v1"), _) => Self::ReasonCodes,
+        let (first, second) = (parts.next(), parts.next());
+        // The segment after the collection: none (`/v1/appeals`), or one id (`/v1/appeals/{id}`).
+        let (bare, one_id) = match (parts.next(), parts.next()) {
+            (None, _) => (true, false),
+            (Some(id), None) => (false, !id.is_empty()),
+            (Some(_), Some(_)) => (false, false),
+        };
+        match (first, second) {
+            (Some("v1"), Some("drawdowns")) if post && bare => Self::Drawdown,
+            (Some("v1"), Some("credit-lines")) if read && one_id => Self::CreditLine,
+            (Some("v1"), Some("appeals")) if (post && bare) || (read && one_id) => Self::Appeal,
+            (Some("v1"), Some("reason-codes")) if read && bare => Self::ReasonCodes,
+            (Some("v1"), _) => Self::Unrouted,
             (Some("admin"), _) => Self::Admin,
             _ => Self::Ops,
         }
@@ -169,6 +186,7 @@ impl RouteClass {
             Self::ReasonCodes => "reason_codes",
             Self::Admin => "admin",
             Self::Ops => "ops",
+            Self::Unrouted => "unrouted",
         }
     }
 
@@ -306,10 +324,6 @@ mod tests {
         let class = RouteClass::of;
         assert_eq!(class(&Method::POST, "/v1/drawdowns"), RouteClass::Drawdown);
         assert_eq!(
-            class(&Method::GET, "/v1/drawdowns"),
-            RouteClass::ReasonCodes
-        );
-        assert_eq!(
             class(&Method::GET, "/v1/credit-lines/u-1"),
             RouteClass::CreditLine
         );
@@ -319,10 +333,29 @@ mod tests {
             class(&Method::GET, "/v1/reason-codes"),
             RouteClass::ReasonCodes
         );
-        assert_eq!(class(&Method::GET, "/v1/nowhere"), RouteClass::ReasonCodes);
         assert_eq!(class(&Method::PUT, "/admin/thresholds"), RouteClass::Admin);
         assert_eq!(class(&Method::GET, "/healthz"), RouteClass::Ops);
         assert_eq!(class(&Method::GET, "/metrics"), RouteClass::Ops);
+        // A path or method no route answers is no route's class.
+        for (method, path) in [
+            (Method::GET, "/v1/drawdowns"),
+            (Method::POST, "/v1/drawdowns/x"),
+            (Method::GET, "/v1/nope"),
+            (Method::GET, "/v1"),
+            (Method::GET, "/v1/credit-lines/"),
+            (Method::GET, "/v1/credit-lines/u-1/x"),
+            (Method::POST, "/v1/drawdowns/"),
+            (Method::PUT, "/v1/credit-lines/u-1"),
+            (Method::GET, "/v1/appeals"),
+            (Method::POST, "/v1/reason-codes"),
+            (Method::GET, "/v1/reason-codes/x"),
+        ] {
+            assert_eq!(
+                class(&method, path),
+                RouteClass::Unrouted,
+                "{method} {path}"
+            );
+        }
         for c in RouteClass::ALL {
             assert_eq!(RouteClass::ALL[c as usize], c);
         }
@@ -336,7 +369,8 @@ mod tests {
                 RouteClass::Drawdown,
                 RouteClass::CreditLine,
                 RouteClass::Appeal,
-                RouteClass::ReasonCodes
+                RouteClass::ReasonCodes,
+                RouteClass::Unrouted
             ]
         );
     }

@@ -22,6 +22,15 @@
 //! record, purged or not; [`Store::load`] (which takes no time) answers a record until it is
 //! purged.
 //!
+//! # The 24-hour drawdown count
+//! A user's `drawdowns_24h`, which feeds the velocity rule, is a sliding count under the
+//! store's clock (the gateway's injected clock): the count the upstream system set with the
+//! user's state ([`Store::upsert_user`]), which is dropped 24 hours after it was set (every
+//! drawdown it counts was then at least 24 hours old), plus each approval this store
+//! committed in the last 24 hours. Approvals are counted per whole second (the API's
+//! timestamps are whole seconds): one entry per second with approvals, so a user holds at
+//! most 86,400 entries however many drawdowns it makes, and an idle user none.
+//!
 //! # Hashing
 //! The hash maps (users, idempotency records) hash with `foldhash` (randomly seeded per
 //! process), not std's SipHash: the keys are ids the gateway has validated (at most 64
@@ -39,6 +48,7 @@ use super::{
     Result, Store, StoreError, demo_users,
 };
 use super::{check_commit, format_like, invalid};
+use crate::clock::{SharedClock, SystemClock};
 use futures_util::future::Either;
 use jiff::Timestamp;
 use risk_core::{Outcome, UserId, UserState};
@@ -159,6 +169,8 @@ struct Inner {
     decisions: AtomicUsize,
     /// Injected latency and outages (off unless a test or demo turns them on).
     faults: super::Faults,
+    /// Now, for the sliding 24-hour drawdown count when a state is read.
+    clock: SharedClock,
 }
 
 #[derive(Default)]
@@ -183,10 +195,87 @@ struct Shard {
 struct UserEntry {
     /// The user's id, shared by the user's stored decisions.
     id: Arc<str>,
+    /// The state as last set, but for `drawdowns_24h`, which is the upstream count as set:
+    /// the state answered is [`UserEntry::state_at`].
     state: UserState,
+    /// When the upstream count in `state.drawdowns_24h` is dropped: 24 hours after it was set.
+    upstream_until: Timestamp,
+    /// Approvals committed here: (unix second, approvals in it), oldest first.
+    approvals: VecDeque<(i64, u32)>,
     /// caller -> key -> record. The caller, key and decision id strings are shared with
     /// the commit request and the expiry entries (one allocation each, or none).
     keys: HashMap<Arc<str>, HashMap<Arc<str>, KeyEntry>>,
+}
+
+/// The window of `drawdowns_24h`, in seconds.
+const DAY_SECONDS: i64 = 24 * 3600;
+
+/// 24 hours after `now` (the last instant there is, past the end of time).
+fn day_after(now: Timestamp) -> Timestamp {
+    now.checked_add(jiff::SignedDuration::from_hours(24))
+        .unwrap_or(Timestamp::MAX)
+}
+
+impl UserEntry {
+    fn new(id: &UserId, state: UserState, now: Timestamp) -> UserEntry {
+        UserEntry {
+            id: Arc::from(id.as_str()),
+            state,
+            upstream_until: day_after(now),
+            approvals: VecDeque::new(),
+            keys: HashMap::default(),
+        }
+    }
+
+    /// A new state from upstream: its `drawdowns_24h` replaces everything counted so far.
+    fn set(&mut self, state: UserState, now: Timestamp) {
+        self.state = state;
+        self.upstream_until = day_after(now);
+        self.approvals.clear();
+    }
+
+    /// The drawdowns of the 24 hours up to `now`: approvals in `(now - 24 h, now]` (and any
+    /// later, should the clock step back), plus the upstream count until it lapses.
+    fn drawdowns_24h(&self, now: Timestamp) -> u32 {
+        let since = now.as_second() - DAY_SECONDS;
+        let first = self.approvals.partition_point(|&(sec, _)| sec <= since);
+        let upstream = if now < self.upstream_until {
+            self.state.drawdowns_24h
+        } else {
+            0
+        };
+        self.approvals
+            .range(first..)
+            .fold(upstream, |n, &(_, k)| n.saturating_add(k))
+    }
+
+    /// The state as of `now`.
+    fn state_at(&self, now: Timestamp) -> UserState {
+        self.state_with(|| now)
+    }
+
+    /// The state as of `now()`, which is only read when there is a count to slide (a clock
+    /// read is a few dozen nanoseconds on the drawdown path).
+    fn state_with(&self, now: impl FnOnce() -> Timestamp) -> UserState {
+        let mut state = self.state.clone();
+        if !self.approvals.is_empty() || state.drawdowns_24h > 0 {
+            state.drawdowns_24h = self.drawdowns_24h(now());
+        }
+        state
+    }
+
+    /// Counts an approval at `now`, and forgets approvals out of the window.
+    fn record_approval(&mut self, now: Timestamp) {
+        let sec = now.as_second();
+        let since = sec - DAY_SECONDS;
+        while self.approvals.front().is_some_and(|&(s, _)| s <= since) {
+            self.approvals.pop_front();
+        }
+        match self.approvals.back_mut() {
+            Some((last, n)) if *last == sec => *n = n.saturating_add(1),
+            _ => self.approvals.push_back((sec, 1)),
+        }
+    }
 }
 
 struct KeyEntry {
@@ -275,7 +364,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        MemoryStore::build(MemoryConfig::default())
+        MemoryStore::build(MemoryConfig::default(), SystemClock::shared())
     }
 }
 
@@ -293,13 +382,22 @@ impl MemoryStore {
         &self.inner.faults
     }
 
-    /// An empty store.
+    /// An empty store on the system clock.
     pub fn new(config: MemoryConfig) -> Result<MemoryStore, MemoryConfigError> {
-        config.validate()?;
-        Ok(MemoryStore::build(config))
+        MemoryStore::with_clock(config, SystemClock::shared())
     }
 
-    fn build(config: MemoryConfig) -> MemoryStore {
+    /// An empty store on `clock` (the gateway's injected clock): it times the sliding
+    /// 24-hour drawdown count (see the module docs).
+    pub fn with_clock(
+        config: MemoryConfig,
+        clock: SharedClock,
+    ) -> Result<MemoryStore, MemoryConfigError> {
+        config.validate()?;
+        Ok(MemoryStore::build(config, clock))
+    }
+
+    fn build(config: MemoryConfig, clock: SharedClock) -> MemoryStore {
         let shards = (0..config.shards).map(|_| Mutex::default()).collect();
         MemoryStore {
             inner: Arc::new(Inner {
@@ -308,6 +406,7 @@ impl MemoryStore {
                 appeals: Mutex::default(),
                 decisions: AtomicUsize::new(0),
                 faults: super::Faults::default(),
+                clock,
             }),
         }
     }
@@ -357,18 +456,14 @@ impl MemoryStore {
     }
 
     fn upsert_now(&self, user: &UserId, state: UserState) -> UserState {
+        let now = self.inner.clock.now();
         let mut shard = self.shard(user_slot(user));
         match shard.users.get_mut(user) {
-            Some(entry) => entry.state = state.clone(),
+            Some(entry) => entry.set(state.clone(), now),
             None => {
-                shard.users.insert(
-                    user.clone(),
-                    UserEntry {
-                        id: Arc::from(user.as_str()),
-                        state: state.clone(),
-                        keys: HashMap::default(),
-                    },
-                );
+                shard
+                    .users
+                    .insert(user.clone(), UserEntry::new(user, state.clone(), now));
             }
         }
         state
@@ -390,7 +485,7 @@ impl MemoryStore {
             }),
         };
         Ok(Loaded {
-            user: Some(entry.state.clone()),
+            user: Some(entry.state_with(|| self.inner.clock.now())),
             idempotent,
         })
     }
@@ -450,11 +545,15 @@ impl MemoryStore {
         if let Some(r) = reserve {
             let state = &mut entry.state;
             match state.used.checked_add(r.amount) {
-                Some(used) if used <= r.ceiling && used <= state.limit => {
+                Some(used)
+                    if used <= r.ceiling
+                        && used <= state.limit
+                        && !self.inner.faults.contended() =>
+                {
                     state.used = used;
-                    state.drawdowns_24h = state.drawdowns_24h.saturating_add(1);
+                    entry.record_approval(now);
                 }
-                _ => return Ok(CommitOutcome::LineChanged(state.clone())),
+                _ => return Ok(CommitOutcome::LineChanged(entry.state_at(now))),
             }
         }
         let available = entry.state.available().get();

@@ -412,12 +412,15 @@ pub(crate) fn invalid(what: impl Into<String>) -> StoreError {
     StoreError::Invalid(what.into())
 }
 
-/// `now` as RFC 3339 in the offset `like` carries (UTC if it carries none).
+/// `now` as RFC 3339 in whole seconds (as every timestamp of the API), in the offset `like`
+/// carries (UTC if it carries none).
 pub(crate) fn format_like(now: Timestamp, like: &str) -> String {
     use jiff::fmt::temporal::{Pieces, PiecesOffset};
     let offset = match Pieces::parse(like).ok().and_then(|p| p.offset()) {
         Some(PiecesOffset::Numeric(n)) => n.offset(),
         _ => jiff::tz::Offset::UTC,
     };
+    // Whole seconds: truncated, as `evaluated_at` and `created_at` are.
+    let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
     now.display_with_offset(offset).to_string()
 }

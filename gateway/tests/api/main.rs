@@ -10,6 +10,8 @@ mod support;
 
 mod bureau;
 mod concurrency;
+mod contract;
+mod docs;
 mod errors;
 mod openapi;
 mod overload;

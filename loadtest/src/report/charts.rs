@@ -68,6 +68,7 @@ pub fn cause_colour(c: Cause) -> RGBColor {
         Cause::Request => RGBColor(188, 189, 34),
         Cause::Timeout => RGBColor(120, 0, 0),
         Cause::Connection => RGBColor(31, 60, 120),
+        Cause::Contention => RGBColor(90, 160, 90),
     }
 }
 

@@ -1,8 +1,8 @@
 //! Appeals of decisions: filed by callers (`/v1/appeals`), listed and resolved by
 //! operators (`/admin/appeals`).
 
-use super::{App, rfc3339};
-use crate::api::error::{ApiError, ErrorCode};
+use super::{ApiPath, ApiQuery, App, rfc3339};
+use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::json_response;
 use crate::api::wire::*;
 use crate::metrics::StoreOp;
@@ -10,7 +10,7 @@ use crate::request::Caller;
 use crate::store::{
     AppealCreated, AppealRecord, AppealResolved, AppealStatus, Store, new_appeal_id,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -58,7 +58,7 @@ pub async fn create_appeal(
 pub async fn get_appeal(
     State(app): State<App>,
     caller: axum::Extension<Caller>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     match app
         .timed(
@@ -81,12 +81,21 @@ pub struct AppealQuery {
     limit: Option<usize>,
 }
 
+/// The most appeals one `GET /admin/appeals` lists.
+const MAX_APPEALS_LISTED: usize = 1_000;
+
 /// `GET /admin/appeals?status=open`.
 pub async fn list_appeals(
     State(app): State<App>,
-    Query(q): Query<AppealQuery>,
+    ApiQuery(q): ApiQuery<AppealQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_APPEALS_LISTED).contains(&limit) {
+        return Err(ApiError::invalid(vec![FieldProblem::new(
+            "limit",
+            format!("must be between 1 and {MAX_APPEALS_LISTED} (got {limit})"),
+        )]));
+    }
     let appeals = app
         .timed(
             StoreOp::ListAppeals,
@@ -100,7 +109,7 @@ pub async fn list_appeals(
 /// `POST /admin/appeals/{appeal_id}/resolve`.
 pub async fn resolve_appeal(
     State(app): State<App>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let ResolveBody { resolution, note } = parse_json(&body)?;

@@ -7,7 +7,7 @@ use crate::api::json::{decision_response, json_response};
 use crate::api::wire::*;
 use crate::bureau::Bureau;
 use crate::metrics::StoreOp;
-use crate::request::{Caller, Deadline, Drawdown};
+use crate::request::{Caller, Deadline, Drawdown, UserKey};
 use crate::store::{
     CommitOutcome, CommitRequest, DecisionRecord, Fingerprint, Loaded, ReasonRecord, Reservation,
     Store, new_decision_id,
@@ -137,6 +137,7 @@ pub async fn drawdown(
     caller: axum::Extension<Caller>,
     deadline: Option<axum::Extension<Deadline>>,
     key: IdempotencyKey,
+    user: Option<axum::Extension<UserKey>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|d| d.0.0);
@@ -144,7 +145,8 @@ pub async fn drawdown(
     // A body the edge parsed and validated went to `drawdown_parsed`; this one is parsed
     // here, where its problems are reported.
     let req = parse_json::<DrawdownBody>(&body)?.validate()?;
-    decide_drawdown(&app, &caller.0, deadline, &req, key).await
+    let user = user.map(|u| u.0);
+    decide_drawdown(&app, &caller.0, deadline, &req, key, user.as_ref()).await
 }
 
 /// `POST /v1/drawdowns` when the edge has parsed and validated the body: the gateway's
@@ -158,19 +160,24 @@ pub(in crate::api) async fn drawdown_parsed(
     deadline: Option<tokio::time::Instant>,
     key: Arc<str>,
     req: Arc<Drawdown>,
+    user: Option<UserKey>,
 ) -> Result<Response, std::convert::Infallible> {
-    Ok(decide_drawdown(&app, &caller, deadline, &req, key)
-        .await
-        .unwrap_or_else(IntoResponse::into_response))
+    Ok(
+        decide_drawdown(&app, &caller, deadline, &req, key, user.as_ref())
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+    )
 }
 
-/// A drawdown's decision: load, evaluate, commit (retrying when the line moved).
+/// A drawdown's decision: load, evaluate, commit (retrying when the line moved). `limit_key`
+/// is the request's per-user limit key: the loaded state's grade is learned for it.
 async fn decide_drawdown(
     app: &App,
     caller: &Caller,
     deadline: Option<tokio::time::Instant>,
     req: &Drawdown,
     key: Arc<str>,
+    limit_key: Option<&UserKey>,
 ) -> Result<Response, ApiError> {
     let fp = fingerprint(req);
     let caller = &caller.id;
@@ -197,6 +204,7 @@ async fn decide_drawdown(
     let Some(mut state) = user else {
         return Err(ApiError::new(ErrorCode::UserNotFound));
     };
+    learn_grade(app, limit_key, state.grade);
 
     let th = thresholds(app)?;
     let policy = app.policy.current();
@@ -270,9 +278,15 @@ async fn decide_drawdown(
         }
     }
     // Only reachable under extreme contention on one user: say so honestly, write nothing.
-    Err(ApiError::new(ErrorCode::CapacityShed)
-        .with_message("Too many concurrent drawdowns for this user; nothing was recorded.")
-        .with_retry_after(Duration::from_secs(1)))
+    Err(ApiError::new(ErrorCode::LineContended).with_retry_after(Duration::from_secs(1)))
+}
+
+/// Tells the per-user limit the grade of a state a handler loaded anyway (no round trip of
+/// its own: see `ratelimit/user.rs`, "Grades").
+fn learn_grade(app: &App, key: Option<&UserKey>, grade: risk_core::RiskGrade) {
+    if let Some(key) = key {
+        app.limits.learn_grade(key, grade);
+    }
 }
 
 fn decision_record(
@@ -303,6 +317,7 @@ pub async fn credit_line(
     State(app): State<App>,
     caller: axum::Extension<Caller>,
     deadline: Option<axum::Extension<Deadline>>,
+    limit_key: Option<axum::Extension<UserKey>>,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|d| d.0.0);
@@ -317,6 +332,7 @@ pub async fn credit_line(
     let state = loaded
         .user
         .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound))?;
+    learn_grade(&app, limit_key.as_ref().map(|k| &k.0), state.grade);
     let th = thresholds(&app)?;
     let policy = app.policy.current();
     // Consulted as a drawdown of the whole available line would be: the quote then tells

@@ -5,6 +5,8 @@ use super::App;
 use super::error::{ApiError, ErrorCode, FieldProblem};
 use crate::metrics::StoreOp;
 use crate::store::{DecisionRecord, StoreError};
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
 use jiff::{Timestamp, ZonedDateTime, tz::TimeZone};
 use risk_core::{Thresholds, UserId};
 use std::sync::Arc;
@@ -19,6 +21,36 @@ pub use admin::*;
 pub use appeals::*;
 pub use drawdown::*;
 pub use ops::*;
+
+/// axum's `Path`, its rejection answered in the API's error shape (axum answers it as text).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|e| ApiError::invalid(vec![FieldProblem::new("path", e.body_text())]))
+    }
+}
+
+/// axum's `Query`, its rejection answered in the API's error shape (axum answers it as text).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::invalid(vec![FieldProblem::new("query", e.body_text())]))
+    }
+}
 
 fn rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
     let offset = tz.to_offset(ts);
