@@ -893,6 +893,9 @@ async fn a_restarted_redis_is_back_in_the_pool_within_one_health_check() {
     let t = gateway_tweaked(&redis.url(), &redis_server::unique("gw"), 2_000, |c| {
         c.redis.pool_size = 8;
         c.redis.health_check_interval_ms = 500;
+        // The bursts below are about the pool, not admission: the adaptive default would
+        // shed part of 32 queries at once (half its initial limit is kept for drawdowns).
+        c.admission.mode = gateway::config::AdmissionMode::Fixed;
     })
     .await;
     t.ready().await;
