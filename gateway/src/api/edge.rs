@@ -201,7 +201,7 @@ async fn prepare(
             return Err(request_timeout());
         }
     } else if class == RouteClass::CreditLine
-        && let Some(user) = path_user(req.uri().path())
+        && let Some(user) = crate::request::path_user(req.uri().path())
         && risk_core::validate_id(&user).is_ok()
     {
         facts.user = Some(UserKey::new(&user));
@@ -212,17 +212,6 @@ async fn prepare(
 /// The answer to a body that did not arrive in time.
 fn request_timeout() -> ApiError {
     ApiError::new(ErrorCode::RequestTimeout)
-}
-
-/// The user id a path names (`/v1/credit-lines/{user_id}`, `/admin/credit-lines/{user_id}`):
-/// its last segment, percent-decoded; `None` when it does not decode to UTF-8. The one
-/// place the id is read from a path: the per-user rate limit (here, at the edge) and the
-/// handlers use it alike, so `u%2Dalice` is `u-alice` to both.
-pub fn path_user(path: &str) -> Option<Cow<'_, str>> {
-    let last = path.rsplit('/').next()?;
-    percent_encoding::percent_decode_str(last)
-        .decode_utf8()
-        .ok()
 }
 
 #[derive(Deserialize)]
@@ -342,23 +331,6 @@ async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn path_users_are_percent_decoded_once() {
-        assert_eq!(
-            path_user("/v1/credit-lines/u-alice").as_deref(),
-            Some("u-alice")
-        );
-        assert_eq!(
-            path_user("/v1/credit-lines/u%2Dalice").as_deref(),
-            Some("u-alice")
-        );
-        assert_eq!(
-            path_user("/v1/credit-lines/u%252D").as_deref(),
-            Some("u%2D")
-        );
-        assert_eq!(path_user("/v1/credit-lines/u%FF"), None);
-    }
 
     fn chunked(chunks: &[&'static str]) -> Body {
         let frames = chunks

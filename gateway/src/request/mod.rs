@@ -19,8 +19,10 @@
 //! - [`RouteClass`]: which kind of route a request is for.
 //! - [`UserKey`]: the user a request acts for (the `user_id` of the body or path), the key …
 //! - [`Priority`]: admission priority.
+//! - [`path_user`]: the user id a path names, percent-decoded (one reader for the edge and the handlers).
 //! - [`Deadline`]: the instant by which the caller needs an answer, as a request extension of …
 
+use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -303,9 +305,37 @@ impl fmt::Display for Priority {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Deadline(pub tokio::time::Instant);
 
+/// The user id a path names (`/v1/credit-lines/{user_id}`, `/admin/credit-lines/{user_id}`):
+/// its last segment, percent-decoded; `None` when it does not decode to UTF-8. The one
+/// place the id is read from a path: the per-user rate limit at the edge and the
+/// handlers use it alike, so `u%2Dalice` is `u-alice` to both.
+pub fn path_user(path: &str) -> Option<Cow<'_, str>> {
+    let last = path.rsplit('/').next()?;
+    percent_encoding::percent_decode_str(last)
+        .decode_utf8()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_users_are_percent_decoded_once() {
+        assert_eq!(
+            path_user("/v1/credit-lines/u-alice").as_deref(),
+            Some("u-alice")
+        );
+        assert_eq!(
+            path_user("/v1/credit-lines/u%2Dalice").as_deref(),
+            Some("u-alice")
+        );
+        assert_eq!(
+            path_user("/v1/credit-lines/u%252D").as_deref(),
+            Some("u%2D")
+        );
+        assert_eq!(path_user("/v1/credit-lines/u%FF"), None);
+    }
 
     #[test]
     fn priorities_order_and_index() {

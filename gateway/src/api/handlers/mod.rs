@@ -152,9 +152,9 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
 }
 
 /// The user a credit-line route's path names, read as the edge reads it for the rate
-/// limit ([`super::edge::path_user`]).
+/// limit ([`crate::request::path_user`]).
 fn path_user_id(uri: &axum::http::Uri) -> Result<UserId, ApiError> {
-    let raw = super::edge::path_user(uri.path()).ok_or_else(|| {
+    let raw = crate::request::path_user(uri.path()).ok_or_else(|| {
         ApiError::invalid(vec![FieldProblem::new(
             "user_id",
             "not percent-encoded UTF-8",
