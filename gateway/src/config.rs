@@ -113,6 +113,12 @@ pub struct ServerConfig {
     /// Open connections at most; a connection past it is answered `503 CAPACITY_SHED` and
     /// closed at once.
     pub max_connections: u32,
+    /// Connections the kernel holds completed but not yet accepted (the `listen` backlog;
+    /// the kernel caps it at `net.core.somaxconn`). Past it a client's `SYN` is dropped
+    /// at no cost to this process. Short, so that a connection not taken in while the CPU is
+    /// busy (`server.overload.accept_delay_ms`) waits little before it is served or
+    /// refused by the kernel.
+    pub listen_backlog: u32,
     /// Open connections at most from one peer address (IPv4, or IPv6 /64; any port); past
     /// it a new connection is closed at once. The default keeps one peer to a fifth of
     /// `max_connections` while letting one host of the project's load scenarios (up to
@@ -201,6 +207,17 @@ pub struct OverloadSettings {
     pub occupancy_high_pct: u32,
     /// Occupancy at or below which it recovers, percent (below `occupancy_high_pct`).
     pub occupancy_low_pct: u32,
+    /// While overloaded, HTTP/1 responses carry `Connection: close`, so keep-alive clients
+    /// reconnect into the kernel's backlog. Off by default: a client midway through a
+    /// journey (a quote, then a drawdown) would lose its connection and wait in the backlog
+    /// for its drawdown; on for keep-alive pools that should be pushed back whole.
+    pub close_keep_alive: bool,
+    /// New connections are accepted only while woken connections wait less than this for
+    /// the CPU, on average, in milliseconds (0: always; see `crate::pressure`).
+    pub accept_delay_ms: u64,
+    /// A new connection whose first turn on the CPU came more than this many milliseconds
+    /// after it was woken is closed unread (0: never; see `crate::pressure`).
+    pub stale_delay_ms: u64,
 }
 
 impl Default for OverloadSettings {
@@ -212,11 +229,22 @@ impl Default for OverloadSettings {
             lag_low_ms: 10,
             occupancy_high_pct: 0,
             occupancy_low_pct: 50,
+            close_keep_alive: false,
+            accept_delay_ms: 10,
+            stale_delay_ms: 250,
         }
     }
 }
 
 impl OverloadSettings {
+    /// The CPU-pressure targets.
+    pub fn pressure(&self) -> crate::pressure::PressureConfig {
+        crate::pressure::PressureConfig {
+            accept_delay: Duration::from_millis(self.accept_delay_ms),
+            stale_delay: Duration::from_millis(self.stale_delay_ms),
+        }
+    }
+
     /// The detector's thresholds.
     pub fn config(&self) -> crate::overload::OverloadConfig {
         crate::overload::OverloadConfig {
@@ -226,6 +254,7 @@ impl OverloadSettings {
             occupancy_high: (self.occupancy_high_pct > 0)
                 .then(|| f64::from(self.occupancy_high_pct) / 100.0),
             occupancy_low: f64::from(self.occupancy_low_pct) / 100.0,
+            close_keep_alive: self.close_keep_alive,
         }
     }
 
@@ -256,6 +285,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_connections: 10_000,
+            listen_backlog: 128,
             max_connections_per_peer: 2_048,
             header_read_timeout_ms: 5_000,
             idle_timeout_ms: 60_000,
@@ -843,6 +873,7 @@ impl Config {
         let s = &self.server;
         let positive = [
             ("server.max_connections", u64::from(s.max_connections)),
+            ("server.listen_backlog", u64::from(s.listen_backlog)),
             (
                 "server.max_connections_per_peer",
                 u64::from(s.max_connections_per_peer),

@@ -18,6 +18,7 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: the connection loop and graceful shutdown.
 //! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).
+//! - [`pressure`]: how long connections wait for the CPU; the accept gate and stale drop.
 //! - [`embedded`]: start a gateway in-process (tests, the loadtest).
 //!
 //! # Example
@@ -39,6 +40,7 @@ pub mod embedded;
 pub mod metrics;
 pub mod overload;
 pub mod policy;
+pub mod pressure;
 pub mod ratelimit;
 pub mod request;
 pub mod server;
@@ -185,6 +187,7 @@ impl Gateway {
         let overload = config.server.overload.enabled.then(|| {
             overload::Overload::new(
                 config.server.overload.config(),
+                config.server.overload.pressure(),
                 Some(admission.clone()),
                 &mut registry,
             )

@@ -20,7 +20,8 @@
 //! # Layout
 //! - [`OverloadConfig`]: thresholds of the saturation signal.
 //! - [`Detector`]: the hysteresis on the signal (pure: fed samples, answers the state).
-//! - [`Overload`]: the shared overload state.
+//! - [`Overload`]: the shared overload state, with the CPU-pressure actions
+//!   ([`crate::pressure`]) beside it.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admission::Admission;
+use crate::pressure::{Pressure, PressureConfig};
 use crate::request::Priority;
 
 /// Thresholds of the saturation signal.
@@ -49,6 +51,8 @@ pub struct OverloadConfig {
     pub occupancy_high: Option<f64>,
     /// Occupancy at or below which it recovers.
     pub occupancy_low: f64,
+    /// Whether HTTP/1 responses carry `Connection: close` while overloaded.
+    pub close_keep_alive: bool,
 }
 
 /// The hysteresis on the signal (pure: fed samples, answers the state).
@@ -108,13 +112,20 @@ struct Inner {
     detector: std::sync::Mutex<Detector>,
     state: watch::Sender<bool>,
     admission: Option<Admission>,
+    pressure: Pressure,
     metrics: Metrics,
 }
 
 impl Overload {
-    /// An overload state reading `admission`'s occupancy (when given), with its metrics
-    /// registered in `registry` under `gateway`.
-    pub fn new(cfg: OverloadConfig, admission: Option<Admission>, registry: &mut Registry) -> Self {
+    /// An overload state reading `admission`'s occupancy (when given), with the CPU-pressure
+    /// actions of `pressure`, its metrics registered in `registry` under `gateway`.
+    pub fn new(
+        cfg: OverloadConfig,
+        pressure: PressureConfig,
+        admission: Option<Admission>,
+        registry: &mut Registry,
+    ) -> Self {
+        let pressure = Pressure::new(pressure, registry);
         let metrics = Metrics::default();
         let r = registry.sub_registry_with_prefix("gateway");
         r.register(
@@ -143,9 +154,15 @@ impl Overload {
                 detector: std::sync::Mutex::new(Detector::new(cfg)),
                 state,
                 admission,
+                pressure,
                 metrics,
             }),
         }
+    }
+
+    /// The run-queue wait of connections and the actions on it (see [`crate::pressure`]).
+    pub fn pressure(&self) -> &Pressure {
+        &self.inner.pressure
     }
 
     /// Whether overload actions are on now.
@@ -204,6 +221,16 @@ impl Overload {
         let _ = rx.wait_for(|overloaded| *overloaded).await;
     }
 
+    /// Whether HTTP/1 responses carry `Connection: close` while overloaded.
+    pub fn closes_keep_alive(&self) -> bool {
+        self.inner
+            .detector
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .cfg
+            .close_keep_alive
+    }
+
     /// Counts a response sent with `Connection: close`.
     pub(crate) fn closed_one(&self) {
         self.inner.metrics.closes.inc();
@@ -243,6 +270,7 @@ mod tests {
             lag_low: 10 * MS,
             occupancy_high: Some(0.9),
             occupancy_low: 0.5,
+            close_keep_alive: true,
         }
     }
 
@@ -275,7 +303,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn accepting_waits_for_the_end_of_overload() {
-        let o = Overload::new(cfg(), None, &mut Registry::default());
+        let off = PressureConfig {
+            accept_delay: Duration::ZERO,
+            stale_delay: Duration::ZERO,
+        };
+        let o = Overload::new(cfg(), off, None, &mut Registry::default());
         o.accepting().await; // not overloaded: at once
         assert!(o.observe(100 * MS));
         let waiter = tokio::spawn({

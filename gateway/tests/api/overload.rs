@@ -157,6 +157,7 @@ async fn overload_pauses_accepting_and_closes_keep_alive_connections() {
     c.server.overload.probe_interval_ms = 3_600_000;
     c.server.overload.lag_high_ms = 60_000;
     c.server.overload.lag_low_ms = 30_000;
+    c.server.overload.close_keep_alive = true;
     let t = TestGateway::start(c).await;
     let overload = t.gw.overload.clone().expect("overload actions are enabled");
     let mut kept = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
@@ -315,6 +316,50 @@ async fn retries_beyond_the_budget_are_shed_and_first_attempts_are_not() {
     );
     assert!(
         metrics.contains("gateway_admission_sojourn_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+/// While connections wait too long for the CPU, a new connection is left in the kernel's
+/// backlog, unaccepted; once the wait falls it is accepted and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_connection_waits_in_the_backlog_while_the_cpu_is_behind() {
+    let mut c = relaxed();
+    c.server.overload.enabled = true;
+    c.server.overload.probe_interval_ms = 3_600_000;
+    c.server.overload.accept_delay_ms = 10;
+    let t = TestGateway::start(c).await;
+    let pressure =
+        t.gw.overload
+            .clone()
+            .expect("overload actions are enabled")
+            .pressure()
+            .clone();
+    // Connections waited a second for their turn: the gate closes at the next accept.
+    for _ in 0..64 {
+        pressure.observe(Duration::from_secs(1));
+    }
+    assert!(!pressure.admits_connection());
+    let mut waiting = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The gate looks again every millisecond, each look a sample of its own timer's
+    // lateness: from a mean of a second, at least 35 looks (35 ms) bring it under 10 ms.
+    let mut buf = [0u8; 1024];
+    let early = tokio::time::timeout(Duration::from_millis(20), waiting.read(&mut buf)).await;
+    assert!(early.is_err(), "accepted while the CPU was behind");
+    let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
+        .await
+        .expect("accepted once the wait fell")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(pressure.admits_connection());
+    let metrics = t.metrics().await;
+    assert!(
+        metrics.contains("gateway_cpu_accept_gate_waits_total 1"),
         "{metrics}"
     );
 }
