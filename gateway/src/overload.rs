@@ -18,7 +18,7 @@
 //! [`Overload::observe`].
 //!
 //! # Layout
-//! - [`OverloadConfig`]: thresholds of the saturation signal.
+//! - [`OverloadConfig`] (`config`): `[server.overload]`, thresholds of the saturation signal.
 //! - [`Detector`]: the hysteresis on the signal (pure: fed samples, answers the state).
 //! - [`Overload`]: the shared overload state.
 
@@ -35,21 +35,8 @@ use tokio::task::JoinHandle;
 use crate::admission::Admission;
 use crate::request::Priority;
 
-/// Thresholds of the saturation signal.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OverloadConfig {
-    /// How often the event-loop lag is probed.
-    pub probe_interval: Duration,
-    /// Lag at or above which the process is overloaded.
-    pub lag_high: Duration,
-    /// Lag at or below which it recovers (with occupancy below its low mark).
-    pub lag_low: Duration,
-    /// Admission occupancy (queued ÷ capacity) at or above which it is overloaded (none: not
-    /// a signal).
-    pub occupancy_high: Option<f64>,
-    /// Occupancy at or below which it recovers.
-    pub occupancy_low: f64,
-}
+mod config;
+pub use config::OverloadConfig;
 
 /// The hysteresis on the signal (pure: fed samples, answers the state).
 #[derive(Debug, Clone)]
@@ -243,6 +230,7 @@ mod tests {
             lag_low: 10 * MS,
             occupancy_high: Some(0.9),
             occupancy_low: 0.5,
+            enabled: true,
         }
     }
 

@@ -15,7 +15,7 @@ pub const ADMIN: &str = "test-admin-token-00001";
 /// for tests that set `policy.normal.concurrency` and `queue` to build a known state.
 pub fn relaxed_fixed() -> Config {
     let mut c = relaxed();
-    c.admission.mode = gateway::config::AdmissionMode::Fixed;
+    c.admission.mode = gateway::admission::AdmissionMode::Fixed;
     c
 }
 

@@ -51,9 +51,9 @@ async fn gateway_tweaked(
         ..Config::default()
     };
     c.redis.key_prefix = prefix.into();
-    c.redis.threshold_poll_ms = poll_ms;
-    c.redis.command_timeout_ms = 1_000;
-    c.redis.pool_wait_timeout_ms = 2_000;
+    c.redis.threshold_poll = std::time::Duration::from_millis(poll_ms);
+    c.redis.command_timeout = std::time::Duration::from_millis(1_000);
+    c.redis.pool_wait_timeout = std::time::Duration::from_millis(2_000);
     c.policy.normal = LimitsPatch::unlimited();
     tweak(&mut c);
     let noon = jiff::civil::date(2026, 6, 1)
@@ -675,7 +675,7 @@ async fn two_gateways_on_a_cluster() {
                 c.redis.cluster = true;
                 c.redis.cluster_nodes = others;
                 c.redis.shared_global_limit = true;
-                c.redis.global_limit_timeout_ms = 500;
+                c.redis.global_limit_timeout = std::time::Duration::from_millis(500);
             })
             .await
         }
@@ -742,7 +742,7 @@ async fn limited_gateway(
         });
         c.redis.shared_global_limit = shared;
         c.redis.global_limit_instances = instances;
-        c.redis.global_limit_timeout_ms = timeout_ms;
+        c.redis.global_limit_timeout = std::time::Duration::from_millis(timeout_ms);
     })
     .await
 }
@@ -892,10 +892,10 @@ async fn a_restarted_redis_is_back_in_the_pool_within_one_health_check() {
     };
     let t = gateway_tweaked(&redis.url(), &redis_server::unique("gw"), 2_000, |c| {
         c.redis.pool_size = 8;
-        c.redis.health_check_interval_ms = 500;
+        c.redis.health_check_interval = std::time::Duration::from_millis(500);
         // The bursts below are about the pool, not admission: the adaptive default would
         // shed part of 32 queries at once (half its initial limit is kept for drawdowns).
-        c.admission.mode = gateway::config::AdmissionMode::Fixed;
+        c.admission.mode = gateway::admission::AdmissionMode::Fixed;
     })
     .await;
     t.ready().await;
