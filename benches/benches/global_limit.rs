@@ -14,6 +14,8 @@
 //! Needs `redis-server` on the `PATH`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod support;
+
 #[path = "../../gateway/tests/support/redis_server.rs"]
 mod redis_server;
 
@@ -21,25 +23,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gateway::clock::ManualClock;
-use gateway::policy::{Policy, PolicyConfig};
 use gateway::ratelimit::{GlobalLimitMetrics, GlobalLimiter, SharedGlobalLimiter};
 use gateway::request::RouteClass;
 use redis_server::{Options, RedisServer};
 
 const IN_FLIGHT: u64 = 64;
 
-fn policy() -> Policy {
-    let config: PolicyConfig = toml::from_str(
-        r#"
-        [normal]
-        global.drawdown = { per_second = 4000000000, burst = 4000000000 }
-        "#,
-    )
-    .unwrap();
-    let clock = ManualClock::new("2026-03-01T00:00:00Z".parse().unwrap());
-    Policy::new(&config, clock.shared()).unwrap()
-}
+/// Every limit far above what one core can send.
+const NORMAL: &str = "\
+    global.drawdown = { per_second = 4000000000, burst = 4000000000 }\n\
+";
 
 fn global_limit(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -50,7 +43,7 @@ fn global_limit(c: &mut Criterion) {
     let redis = rt
         .block_on(RedisServer::start(Options::default()))
         .expect("redis-server");
-    let policy = policy();
+    let policy = support::policy(NORMAL);
     let local = GlobalLimiter::new(&policy);
     let shared = Arc::new(SharedGlobalLimiter::new(
         redis.store(),

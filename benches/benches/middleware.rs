@@ -11,33 +11,26 @@
 //! ```
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod support;
+
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gateway::admission::Admission;
-use gateway::clock::ManualClock;
-use gateway::policy::{Policy, PolicyConfig};
 use gateway::ratelimit::RateLimits;
 use gateway::request::{Priority, RequestFacts, RouteClass, UserKey};
 use tower::{Layer, Service, ServiceExt};
 
 const USERS: usize = 10_000;
 
-fn policy() -> Policy {
-    let config: PolicyConfig = toml::from_str(
-        r#"
-        [normal]
-        global.drawdown = { per_second = 4000000000, burst = 4000000000 }
-        user = { per_minute = 4000000000, burst = 4000000000 }
-        concurrency = 64
-        queue = 256
-        "#,
-    )
-    .unwrap();
-    let clock = ManualClock::new("2026-03-01T00:00:00Z".parse().unwrap());
-    Policy::new(&config, clock.shared()).unwrap()
-}
+/// Every limit far above what one core can send.
+const NORMAL: &str = "\
+    global.drawdown = { per_second = 4000000000, burst = 4000000000 }\n\
+    user = { per_minute = 4000000000, burst = 4000000000 }\n\
+    concurrency = 64\n\
+    queue = 256\n\
+";
 
 fn bare() -> impl Service<http::Request<()>, Response = (), Error = Infallible, Future: Send> + Clone
 {
@@ -80,7 +73,7 @@ fn layers(c: &mut Criterion) {
     let users: Vec<UserKey> = (0..USERS)
         .map(|i| UserKey::new(&format!("user-{i}")))
         .collect();
-    let policy = policy();
+    let policy = support::policy(NORMAL);
     let limits = RateLimits::new(&policy, 100_000);
     let admission = Admission::new(&policy);
     let users = &users;

@@ -604,7 +604,7 @@ mod tests {
         assert_eq!(parse_key("[server\n"), ".", "a syntax error names no key");
         // A duration past what the unit can hold is refused, not wrapped.
         assert_eq!(
-            parse_key("[redis]\ndecision_retention_days = 99999999999\n"),
+            parse_key("[redis]\ndecision_retention_days = 999999999999999\n"),
             "redis.decision_retention_days"
         );
     }

@@ -70,67 +70,56 @@ pub fn at_least_one<'a>(values: impl IntoIterator<Item = (&'a str, u128)>) -> Re
     }
 }
 
-/// A `Duration` as whole units of `unit` (saturating when written).
-fn write_in<S: Serializer>(d: Duration, unit: Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_nanos() / unit.as_nanos()).unwrap_or(u64::MAX))
+/// `d` in whole units of `unit_ms` milliseconds (saturating).
+fn write_in<S: Serializer>(d: Duration, unit_ms: u64, s: S) -> Result<S::Ok, S::Error> {
+    let units = d.as_millis() / u128::from(unit_ms);
+    s.serialize_u64(u64::try_from(units).unwrap_or(u64::MAX))
 }
 
-fn read_in<'de, D: Deserializer<'de>>(unit: Duration, d: D) -> Result<Duration, D::Error> {
+/// Whole units of `unit_ms` milliseconds; a number past what a `Duration` holds is refused.
+fn read_in<'de, D: Deserializer<'de>>(unit_ms: u64, d: D) -> Result<Duration, D::Error> {
     let n = u64::deserialize(d)?;
-    u32::try_from(n)
-        .ok()
-        .and_then(|n| unit.checked_mul(n))
+    n.checked_mul(unit_ms)
+        .map(Duration::from_millis)
         .ok_or_else(|| serde::de::Error::custom(format!("{n} is too large")))
 }
 
-/// A `Duration` as whole milliseconds.
-pub mod millis {
-    use super::*;
+/// A module of `serialize`/`deserialize` for a `Duration` in whole units of `$ms`
+/// milliseconds.
+macro_rules! duration_in {
+    ($(#[$doc:meta])* $name:ident, $ms:expr) => {
+        $(#[$doc])*
+        pub mod $name {
+            use super::*;
 
-    /// Writes whole milliseconds.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        write_in(*d, Duration::from_millis(1), s)
-    }
+            /// Writes whole units (saturating).
+            pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+                write_in(*d, $ms, s)
+            }
 
-    /// Reads whole milliseconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
+            /// Reads whole units.
+            pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+                read_in($ms, d)
+            }
+        }
+    };
 }
 
-/// A `Duration` as whole hours.
-pub mod hours {
-    use super::*;
-
-    const HOUR: Duration = Duration::from_secs(3600);
-
-    /// Writes whole hours.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        write_in(*d, HOUR, s)
-    }
-
-    /// Reads whole hours.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        read_in(HOUR, d)
-    }
-}
-
-/// A `Duration` as whole days.
-pub mod days {
-    use super::*;
-
-    const DAY: Duration = Duration::from_secs(86_400);
-
-    /// Writes whole days.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        write_in(*d, DAY, s)
-    }
-
-    /// Reads whole days.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        read_in(DAY, d)
-    }
-}
+duration_in!(
+    /// A `Duration` as whole milliseconds.
+    millis,
+    1
+);
+duration_in!(
+    /// A `Duration` as whole hours.
+    hours,
+    3_600_000
+);
+duration_in!(
+    /// A `Duration` as whole days.
+    days,
+    86_400_000
+);
 
 /// A ratio as whole percent: `50` is 0.5.
 pub mod percent {
@@ -212,10 +201,10 @@ mod tests {
             toml::from_str::<Units>("ms = -1\nh = 1\nd = 1\npct = 1\noff = 0\non = 0\n").is_err()
         );
         let e = toml::from_str::<Units>(
-            "ms = 1\nh = 1\nd = 99999999999999\npct = 1\noff = 0\non = 0\n",
+            "ms = 1\nh = 1\nd = 999999999999999\npct = 1\noff = 0\non = 0\n",
         )
         .unwrap_err();
-        assert!(e.to_string().contains("99999999999999"), "{e}");
+        assert!(e.to_string().contains("999999999999999"), "{e}");
     }
 
     #[test]
