@@ -1,7 +1,7 @@
 //! `[redis]`: where the Redis store is, its pool and timeouts, what it keeps how long, and how
 //! the global rate limits share it.
 
-use super::super::memory::MIN_IDEMPOTENCY_RETENTION;
+use super::super::memory::{MIN_IDEMPOTENCY_RETENTION, check_retention};
 use crate::setting;
 use deadpool_redis::redis;
 use serde::{Deserialize, Serialize};
@@ -180,18 +180,11 @@ impl RedisConfig {
                 "must be 1 to 64 characters without `{` or `}`",
             );
         }
-        if self.idempotency_retention < MIN_IDEMPOTENCY_RETENTION {
-            return err("idempotency_retention", "must be at least 24 hours");
-        }
-        if self.decision_retention < self.idempotency_retention {
-            return err(
-                "decision_retention_days",
-                "must be at least the idempotency retention",
-            );
-        }
-        if self.decision_retention > Duration::from_secs(100 * 366 * 24 * 3600) {
-            return err("decision_retention_days", "must be at most 100 years");
-        }
+        check_retention(
+            (self.idempotency_retention, "idempotency_retention"),
+            (self.decision_retention, "decision_retention_days"),
+        )
+        .or_else(|(field, problem)| err(field, problem))?;
         self.validate_shared_limit()
     }
 
