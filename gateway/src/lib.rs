@@ -6,7 +6,8 @@
 //! OpenAPI 3.1 at `GET /openapi.json`, kept in `gateway/openapi.json`).
 //!
 //! # Layout
-//! - [`config`]: the TOML file, environment and flags.
+//! - [`config`]: the TOML file, environment and flags; composes each subsystem's section.
+//! - [`setting`]: what each section's type shares: units as serde forms, [`setting::Invalid`].
 //! - [`clock`]: wall time behind a trait, so tests drive peak windows.
 //! - [`policy`]: peak windows and the active policy snapshot.
 //! - [`request`]: what is known of a request before it is routed ([`request::RequestFacts`]).
@@ -44,6 +45,7 @@ pub mod pressure;
 pub mod ratelimit;
 pub mod request;
 pub mod server;
+pub mod setting;
 pub mod store;
 
 use api::{App, AppState, Auth};
@@ -133,9 +135,7 @@ impl Gateway {
             None => {
                 let memory = MemoryStore::with_clock(
                     MemoryConfig {
-                        idempotency_retention: Duration::from_secs(
-                            u64::from(config.server.idempotency_retention_hours) * 3600,
-                        ),
+                        idempotency_retention: config.server.idempotency_retention,
                         ..MemoryConfig::default()
                     },
                     Arc::clone(&clock),
@@ -162,7 +162,7 @@ impl Gateway {
                     redis.clone(),
                     &policy,
                     config.redis.global_limit_instances,
-                    Duration::from_millis(config.redis.global_limit_timeout_ms),
+                    config.redis.global_limit_timeout,
                     limit_metrics,
                 ))
             }
@@ -186,8 +186,7 @@ impl Gateway {
         admission.observe_sojourn(metrics.admission_sojourn.clone());
         let overload = config.server.overload.enabled.then(|| {
             overload::Overload::new(
-                config.server.overload.config(),
-                config.server.overload.pressure(),
+                config.server.overload,
                 Some(admission.clone()),
                 &mut registry,
             )

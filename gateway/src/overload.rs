@@ -18,7 +18,7 @@
 //! [`Overload::observe`].
 //!
 //! # Layout
-//! - [`OverloadConfig`]: thresholds of the saturation signal.
+//! - [`OverloadConfig`] (`config`): `[server.overload]`, thresholds of the saturation signal.
 //! - [`Detector`]: the hysteresis on the signal (pure: fed samples, answers the state).
 //! - [`Overload`]: the shared overload state, with the CPU-pressure actions
 //!   ([`crate::pressure`]) beside it.
@@ -34,26 +34,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admission::Admission;
-use crate::pressure::{Pressure, PressureConfig};
+use crate::pressure::Pressure;
 use crate::request::Priority;
 
-/// Thresholds of the saturation signal.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OverloadConfig {
-    /// How often the event-loop lag is probed.
-    pub probe_interval: Duration,
-    /// Lag at or above which the process is overloaded.
-    pub lag_high: Duration,
-    /// Lag at or below which it recovers (with occupancy below its low mark).
-    pub lag_low: Duration,
-    /// Admission occupancy (queued ÷ capacity) at or above which it is overloaded (none: not
-    /// a signal).
-    pub occupancy_high: Option<f64>,
-    /// Occupancy at or below which it recovers.
-    pub occupancy_low: f64,
-    /// Whether HTTP/1 responses carry `Connection: close` while overloaded.
-    pub close_keep_alive: bool,
-}
+mod config;
+pub use config::OverloadConfig;
 
 /// The hysteresis on the signal (pure: fed samples, answers the state).
 #[derive(Debug, Clone)]
@@ -118,14 +103,9 @@ struct Inner {
 
 impl Overload {
     /// An overload state reading `admission`'s occupancy (when given), with the CPU-pressure
-    /// actions of `pressure`, its metrics registered in `registry` under `gateway`.
-    pub fn new(
-        cfg: OverloadConfig,
-        pressure: PressureConfig,
-        admission: Option<Admission>,
-        registry: &mut Registry,
-    ) -> Self {
-        let pressure = Pressure::new(pressure, registry);
+    /// actions of `cfg`, its metrics registered in `registry` under `gateway`.
+    pub fn new(cfg: OverloadConfig, admission: Option<Admission>, registry: &mut Registry) -> Self {
+        let pressure = Pressure::new(cfg.pressure(), registry);
         let metrics = Metrics::default();
         let r = registry.sub_registry_with_prefix("gateway");
         r.register(
@@ -270,7 +250,8 @@ mod tests {
             lag_low: 10 * MS,
             occupancy_high: Some(0.9),
             occupancy_low: 0.5,
-            close_keep_alive: true,
+            enabled: true,
+            ..OverloadConfig::default()
         }
     }
 
@@ -303,11 +284,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn accepting_waits_for_the_end_of_overload() {
-        let off = PressureConfig {
-            accept_delay: Duration::ZERO,
-            stale_delay: Duration::ZERO,
-        };
-        let o = Overload::new(cfg(), off, None, &mut Registry::default());
+        let o = Overload::new(cfg(), None, &mut Registry::default());
         o.accepting().await; // not overloaded: at once
         assert!(o.observe(100 * MS));
         let waiter = tokio::spawn({

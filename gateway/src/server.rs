@@ -132,7 +132,7 @@ fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout())
+        .header_read_timeout(config.header_read_timeout)
         .max_buf_size(H1_MAX_BUF)
         .keep_alive(true);
     builder
@@ -144,8 +144,8 @@ fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_header_list_size(H2_MAX_HEADER_LIST)
         .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
-        .keep_alive_interval(Duration::from_millis(config.http2_keep_alive_interval_ms))
-        .keep_alive_timeout(Duration::from_millis(config.http2_keep_alive_timeout_ms));
+        .keep_alive_interval(config.http2_keep_alive_interval)
+        .keep_alive_timeout(config.http2_keep_alive_timeout);
     match config.http {
         HttpVersions::Auto => builder,
         HttpVersions::Http1 => builder.http1_only(),
@@ -170,9 +170,9 @@ pub async fn serve_with(
     let (stop, stopping) = watch::channel(false);
     let builder = builder(config);
     let times = Times {
-        first_request: config.header_read_timeout(),
-        idle: config.idle_timeout(),
-        drain: config.shutdown_grace(),
+        first_request: config.header_read_timeout,
+        idle: config.idle_timeout,
+        drain: config.shutdown_grace,
     };
     tokio::pin!(shutdown);
 
@@ -285,8 +285,8 @@ pub async fn serve_with(
     let all = config.max_connections;
     tokio::select! {
         _ = slots.acquire_many(all) => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(config.shutdown_grace()) => {
-            tracing::warn!(grace_ms = config.shutdown_grace_ms, "grace period elapsed; closing");
+        () = tokio::time::sleep(config.shutdown_grace) => {
+            tracing::warn!(grace_ms = config.shutdown_grace.as_millis(), "grace period elapsed; closing");
         }
     }
 }

@@ -18,7 +18,7 @@ async fn when_the_queue_is_full_low_priority_is_shed_before_drawdowns() {
         ..c.policy.normal
     };
     // Three drawdowns in a row at 2 × 400 ms of store latency each: give them the time.
-    c.server.default_deadline_ms = 10_000;
+    c.server.default_deadline = std::time::Duration::from_millis(10_000);
     let t = TestGateway::start(c).await;
     for u in ["u-1", "u-2", "u-3"] {
         t.user(u, 10_000_000).await;
@@ -86,7 +86,7 @@ async fn when_the_queue_is_full_low_priority_is_shed_before_drawdowns() {
 #[tokio::test]
 async fn a_client_that_trickles_its_headers_is_dropped() {
     let mut c = relaxed();
-    c.server.header_read_timeout_ms = 200;
+    c.server.header_read_timeout = std::time::Duration::from_millis(200);
     let t = TestGateway::start(c).await;
     let mut s = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -154,9 +154,9 @@ async fn overload_pauses_accepting_and_closes_keep_alive_connections() {
     let mut c = relaxed();
     c.server.overload.enabled = true;
     // The real probe does not fire during the test: the test drives the signal.
-    c.server.overload.probe_interval_ms = 3_600_000;
-    c.server.overload.lag_high_ms = 60_000;
-    c.server.overload.lag_low_ms = 30_000;
+    c.server.overload.probe_interval = std::time::Duration::from_millis(3_600_000);
+    c.server.overload.lag_high = std::time::Duration::from_millis(60_000);
+    c.server.overload.lag_low = std::time::Duration::from_millis(30_000);
     c.server.overload.close_keep_alive = true;
     let t = TestGateway::start(c).await;
     let overload = t.gw.overload.clone().expect("overload actions are enabled");
@@ -269,9 +269,9 @@ async fn a_shed_drawdown_is_refused_before_its_body_is_read() {
 async fn retries_beyond_the_budget_are_shed_and_first_attempts_are_not() {
     let mut c = relaxed();
     c.admission.retry_budget.enabled = true;
-    c.admission.retry_budget.percent = 0;
+    c.admission.retry_budget.ratio = 0.0;
     c.admission.retry_budget.min_per_sec = 0;
-    c.admission.mode = gateway::config::AdmissionMode::Adaptive;
+    c.admission.mode = gateway::admission::AdmissionMode::Adaptive;
     let t = TestGateway::start(c).await;
     t.user("u-1", 10_000_000).await;
     let send = |key: &'static str, attempt: &'static str| {
@@ -326,8 +326,8 @@ async fn retries_beyond_the_budget_are_shed_and_first_attempts_are_not() {
 async fn a_new_connection_waits_in_the_backlog_while_the_cpu_is_behind() {
     let mut c = relaxed();
     c.server.overload.enabled = true;
-    c.server.overload.probe_interval_ms = 3_600_000;
-    c.server.overload.accept_delay_ms = 10;
+    c.server.overload.probe_interval = Duration::from_secs(3_600);
+    c.server.overload.accept_delay = Duration::from_millis(10);
     let t = TestGateway::start(c).await;
     let pressure =
         t.gw.overload
