@@ -14,14 +14,13 @@
 //!            weight = 1 for a latency-driven cut, else smoothing
 //! ```
 //!
-//! # Why the onset of overload was the worst moment, and what bounds it
-//! Measured under step overload against a 4-slot bureau (BENCHMARKS.md, "overload (session
-//! 6)"): while the load was below capacity the limit stayed at its initial 32 (app-limited:
-//! no growth, but no decay either), and when the load reached capacity that unused credit
-//! was spent at once: ~30 requests went in flight in front of 4 slots, and the limit needed
-//! 2–3 s of smoothed halvings (each interval waits for `min_samples` completions, 200 ms at
-//! 100 calls/s) to come down to 7–9. The admitted drawdowns' p99 in those seconds was 4×
-//! the no-load p99, while at 5× and 10× (the limit already at its knee) it stayed near 2.5×.
+//! # Why the onset of overload is the worst moment, and what bounds it
+//! While the load is below capacity the limit is app-limited: it does not grow, and if it
+//! did not decay either, the credit it kept would be spent at once when the load reaches
+//! capacity: many requests in flight in front of a dependency with few slots, held there
+//! for as long as smoothed halvings take (each interval waits for `min_samples`
+//! completions). That queue is what admitted requests wait in at the onset of overload
+//! (measured under step overload: BENCHMARKS.md, "adaptive admission under step overload").
 //! Two rules bound it: an app-limited limit decays towards twice the concurrency actually
 //! in use (as TCP validates an unused congestion window, RFC 7661), so there is little
 //! credit to spend when overload begins; and a cut driven by latency applies at once rather
@@ -58,8 +57,8 @@
 //!   damps it; a per-class limit would remove it.
 //! - Queueing that happens *before* admission (a saturated runtime, the kernel) is not in
 //!   the samples: on a CPU-bound gateway the limit does not move (on the memory store it
-//!   stays at its initial value; `BENCHMARKS.md`). That overload is the overload actions'
-//!   job (`crate::overload`).
+//!   stays at its initial value; `BENCHMARKS.md`). That overload is the CPU-pressure
+//!   actions' job (`crate::pressure`).
 //! - With a slow dependency, the pinned window is long (`min_rtt_samples` × latency ÷
 //!   `min_rtt_limit`); set `min_rtt_limit` near the dependency's parallelism.
 //!
