@@ -307,7 +307,7 @@ impl ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSettings {
-    /// Connections in the pool; each multiplexes, and one is held per operation in flight.
+    /// Most connections in the pool; each is shared by the operations in flight (pipelined).
     pub pool_size: u32,
     /// Longest wait for a pooled connection, in milliseconds (then `503`).
     pub pool_wait_timeout_ms: u64,
@@ -919,6 +919,7 @@ impl Config {
             decision_retention: Duration::from_secs(u64::from(r.decision_retention_days) * 86_400),
             threshold_poll: Duration::from_millis(r.threshold_poll_ms),
             health_check_interval: Duration::from_millis(r.health_check_interval_ms),
+            user_cache: crate::store::RedisConfig::default().user_cache,
         })
     }
 

@@ -7,7 +7,7 @@
 //!
 //! | key | type | what |
 //! | --- | --- | --- |
-//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field |
+//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field, and its version `v` (bumped by every write) |
 //! | `P:{sNNNN}:k:<digest>` | hash | an idempotency record (fingerprint, decision id, expiry); TTL = retention |
 //! | `P:{sNNNN}:k-exp` | zset | the slot's idempotency records by logical expiry (for [`Store::purge_expired`]) |
 //! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
@@ -32,6 +32,19 @@
 //! `XREADGROUP` consumer group per stream, or [`RedisStore::read_audit`] with the last id
 //! seen); on Redis Cluster each stream lives on the node that owns its slot. The gateway
 //! never trims them: retention is the consumer's call (`XTRIM MINID` after archiving).
+//!
+//! # A drawdown in one round trip
+//! Each instance keeps the state of the users it has read or written with its version (the
+//! user hash's `v`, bumped by every reservation and every upsert), bounded
+//! ([`RedisConfig::user_cache`]). A drawdown of such a user evaluates against that state with
+//! no load and commits with a compare-and-set on the version ([`Store::commit_seen`]): the
+//! commit script replays or refuses a seen key first (as a load would have), then lands only
+//! on exactly the state the decision was made on, else answers the fresh state to evaluate
+//! again. A stale entry (another instance wrote the user) costs one more round trip, never a
+//! decision on a state that is not the current one. Within an instance, drawdowns of one
+//! user slot take turns from evaluation to commit, so a hot user's commits do not fail each
+//! other's check. A user not kept is loaded first (two round trips, as every operation was
+//! before).
 //!
 //! # Time
 //! Retention is checked against the `now` each call carries (the record's logical expiry is
@@ -65,7 +78,10 @@
 //! answered in time, [`StoreError::Timeout`]. Scripts check everything before they write,
 //! so a refused commit writes nothing.
 //!
-//! A connection whose command failed is dropped, never returned to the pool. One that
+//! Connections are shared: a request takes a pooled connection's handle and returns the
+//! connection at once, so concurrent requests' commands go out pipelined on one connection.
+//! A connection whose command failed is taken out of the pool (requests already waiting on
+//! it keep their handles), never handed out again. One that
 //! failed at the connection level (I/O error, dropped, refused) says the server went away,
 //! so every idle connection opened before it is dropped too: after a Redis restart the
 //! pool does not hand out its dead connections one request at a time. Without traffic, the
@@ -82,7 +98,7 @@ pub use thresholds::{ThresholdSyncMetrics, ThresholdTarget, ThresholdWrite, spaw
 use super::ids::{APPEAL_PREFIX, DECISION_PREFIX, SLOTS, id_slot, user_slot};
 use super::{
     AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
-    DecisionRecord, Fingerprint, IdempotentRecord, Loaded, Resolution, Result, Slot, Store,
+    DecisionRecord, Fingerprint, IdempotentRecord, Loaded, Resolution, Result, Seen, Slot, Store,
     StoreError,
 };
 use super::{check_commit, format_like, invalid};
@@ -127,6 +143,9 @@ pub struct RedisConfig {
     /// How often [`spawn_health_check`] pings Redis through the pool: connections that died
     /// with a Redis restart are gone within one interval of it (see "Failure").
     pub health_check_interval: Duration,
+    /// Users whose last seen state this instance keeps, so that their drawdowns commit in
+    /// one round trip (see [`Store::commit_seen`]); 0 keeps none (a load before each).
+    pub user_cache: usize,
 }
 
 impl Default for RedisConfig {
@@ -144,6 +163,7 @@ impl Default for RedisConfig {
             decision_retention: Duration::from_secs(30 * 24 * 3600),
             threshold_poll: Duration::from_secs(2),
             health_check_interval: Duration::from_secs(1),
+            user_cache: 100_000,
         }
     }
 }
@@ -347,6 +367,73 @@ struct Inner {
     /// One per seed node (`client` first).
     clients: Vec<redis::Client>,
     scripts: Scripts,
+    users: UserCache,
+}
+
+/// This instance's last view of users' states, each with its version (the user hash's `v`,
+/// bumped by every write), so that a drawdown evaluates without a load and commits with a
+/// compare-and-set on the version ([`Store::commit_seen`]): one round trip. A stale entry
+/// costs a refused commit that answers the fresh state, never a wrong decision; so the
+/// cache is bounded by evicting any entry of a full shard, and is kept only from what this
+/// instance read or wrote.
+///
+/// Shards and turns are per user slot: the turn ([`Seen`]) makes this instance's drawdowns of
+/// one slot take turns from evaluation to commit, so a hot user's commits do not fail each
+/// other's version check.
+struct UserCache {
+    shards: Box<[std::sync::Mutex<CacheShard>]>,
+    turns: Box<[Arc<tokio::sync::Mutex<()>>]>,
+    per_shard: usize,
+}
+
+type CacheShard = std::collections::HashMap<String, (UserState, u64), foldhash::fast::RandomState>;
+
+impl UserCache {
+    fn new(capacity: usize) -> UserCache {
+        UserCache {
+            shards: (0..SLOTS).map(|_| Default::default()).collect(),
+            turns: (0..SLOTS).map(|_| Default::default()).collect(),
+            per_shard: capacity.div_ceil(usize::from(SLOTS)),
+        }
+    }
+
+    fn shard(&self, user: &UserId) -> std::sync::MutexGuard<'_, CacheShard> {
+        let i = usize::from(user_slot(user).get());
+        // No code panics while holding it; a poisoned shard is still a valid map.
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, user: &UserId) -> Option<(UserState, u64)> {
+        self.shard(user).get(user.as_str()).cloned()
+    }
+
+    /// Keeps `state` at `version` unless a newer version is kept already.
+    fn put(&self, user: &UserId, state: &UserState, version: u64) {
+        if self.per_shard == 0 {
+            return;
+        }
+        let mut shard = self.shard(user);
+        if let Some(kept) = shard.get_mut(user.as_str()) {
+            if kept.1 <= version {
+                *kept = (state.clone(), version);
+            }
+            return;
+        }
+        if shard.len() >= self.per_shard {
+            let any = shard.keys().next().cloned();
+            if let Some(k) = any {
+                shard.remove(&k);
+            }
+        }
+        shard.insert(user.as_str().to_owned(), (state.clone(), version));
+    }
+
+    async fn turn(&self, user: &UserId) -> tokio::sync::OwnedMutexGuard<()> {
+        let i = usize::from(user_slot(user).get());
+        Arc::clone(&self.turns[i]).lock_owned().await
+    }
 }
 
 struct Scripts {
@@ -423,6 +510,7 @@ impl RedisStore {
                 field: "pool_size",
                 problem: e.to_string(),
             })?;
+        let config_cache = config.user_cache;
         let scripts = Scripts {
             load: Script::new(scripts::LOAD),
             commit: Script::new(&scripts::commit()),
@@ -441,6 +529,7 @@ impl RedisStore {
                 client,
                 clients,
                 scripts,
+                users: UserCache::new(config_cache),
             }),
         })
     }
@@ -490,9 +579,14 @@ impl RedisStore {
         // trip, next to a network round trip).
         Box::pin(async move {
             let pooled = self.inner.pool.get().await.map_err(pool_error)?;
-            // A multiplexed connection is a cheap handle; the pooled object stays checked out
-            // until the answer is in, so the pool size bounds the connections in use.
+            // A multiplexed connection is a cheap handle, shared: the pooled object goes
+            // back at once, so the next request sends on the same connection while this one
+            // waits, and the commands of concurrent requests leave together (one write, one
+            // read on each side for many commands). The pool opens another connection only
+            // when none is idle, and takes out one that failed.
             let conn = (*pooled).clone();
+            let born = Object::metrics(&pooled).created;
+            drop(pooled);
             let (out, server_gone) = match tokio::time::timeout(timeout, f(conn)).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => (redis_error(&e), connection_lost(&e)),
@@ -500,7 +594,8 @@ impl RedisStore {
             };
             if !matches!(out, StoreError::Corrupt(_)) {
                 // The connection may be dead (or stuck behind a slow reply): never reuse it.
-                drop(Object::take(pooled));
+                // Requests already waiting on it keep their handles and their answers.
+                self.inner.pool.retain(|_, m| m.created != born);
             }
             if server_gone {
                 // The idle ones opened before are to the same server, as dead (not on a
@@ -682,22 +777,12 @@ fn corrupt(what: impl Into<String>) -> StoreError {
 // ---------------------------------------------------------------------------------------
 // Encoding
 
-const fn grade_str(g: RiskGrade) -> &'static str {
-    match g {
-        RiskGrade::A => "A",
-        RiskGrade::B => "B",
-        RiskGrade::C => "C",
-        RiskGrade::D => "D",
-        RiskGrade::E => "E",
-    }
-}
-
 fn state_fields(s: &UserState) -> Vec<(&'static str, String)> {
     let flag = |b: bool| if b { "1" } else { "0" }.to_owned();
     vec![
         ("limit", s.limit.get().to_string()),
         ("used", s.used.get().to_string()),
-        ("grade", grade_str(s.grade).to_owned()),
+        ("grade", s.grade.as_str().to_owned()),
         ("logins_30d", s.logins_30d.to_string()),
         ("drawdowns_24h", s.drawdowns_24h.to_string()),
         ("applications_1h", s.applications_1h.to_string()),
@@ -727,14 +812,10 @@ fn parse_state(fields: &HashMap<String, String>) -> Result<UserState> {
             .map_err(|_| corrupt(format!("user state `{name}` is not a count")))
     };
     let flag = |name: &str| Ok::<_, StoreError>(get(name)? == "1");
-    let grade = match get("grade")?.as_str() {
-        "A" => RiskGrade::A,
-        "B" => RiskGrade::B,
-        "C" => RiskGrade::C,
-        "D" => RiskGrade::D,
-        "E" => RiskGrade::E,
-        other => return Err(corrupt(format!("user state grade `{other}`"))),
-    };
+    let grade = get("grade")?;
+    let grade = grade
+        .parse::<RiskGrade>()
+        .map_err(|()| corrupt(format!("user state grade `{grade}`")))?;
     Ok(UserState {
         limit: fen("limit")?,
         used: fen("used")?,
@@ -746,6 +827,14 @@ fn parse_state(fields: &HashMap<String, String>) -> Result<UserState> {
         new_device: flag("new_device")?,
         days_overdue: count("days_overdue")?,
         blocklisted: flag("blocklisted")?,
+    })
+}
+
+/// The version of a user's state (`v`; a user stored without one is at version 0).
+fn parse_version(fields: &HashMap<String, String>) -> Result<u64> {
+    fields.get("v").map_or(Ok(0), |v| {
+        v.parse()
+            .map_err(|_| corrupt("user state `v` is not a version"))
     })
 }
 
@@ -806,7 +895,13 @@ fn status_of(word: &Value) -> Result<String> {
 }
 
 impl RedisStore {
-    async fn commit_inner(&self, req: CommitRequest) -> Result<CommitOutcome> {
+    /// A commit; with `seen`, a compare-and-set on its version (see [`Store::commit_seen`]),
+    /// and `seen` follows the state the commit left or found.
+    async fn commit_inner(
+        &self,
+        req: CommitRequest,
+        mut seen: Option<&mut Seen>,
+    ) -> Result<CommitOutcome> {
         check_commit(&req)?;
         let config = &self.inner.config;
         let now_ms = millis(req.now);
@@ -846,23 +941,16 @@ impl RedisStore {
             .arg(if d.appealable { "1" } else { "0" })
             .arg(format!("{tag}d:"))
             .arg(&*req.caller)
-            .arg("decision_id")
-            .arg(&d.decision_id)
-            .arg("user")
-            .arg(req.user.as_str())
-            .arg("caller")
-            .arg(&*req.caller)
-            .arg("idempotency_key")
+            .arg(
+                seen.as_ref()
+                    .and_then(|s| s.version)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            )
             .arg(&*req.idempotency_key)
-            .arg("outcome")
             .arg(d.outcome.as_str())
-            .arg("amount_fen")
-            .arg(d.amount_fen.to_string())
-            .arg("threshold_version")
             .arg(d.threshold_version.to_string())
-            .arg("policy")
             .arg(&d.policy)
-            .arg("evaluated_at")
             .arg(&d.evaluated_at);
         let reply: Vec<Value> = self
             .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
@@ -870,11 +958,26 @@ impl RedisStore {
         let word = reply.first().map(status_of).transpose()?;
         match word.as_deref() {
             Some("committed") => {
-                let available = reply
-                    .get(1)
-                    .and_then(text)
-                    .and_then(|a| a.parse::<u64>().ok())
-                    .ok_or_else(bad)?;
+                let number = |i: usize| {
+                    reply
+                        .get(i)
+                        .and_then(text)
+                        .and_then(|a| a.parse::<u64>().ok())
+                        .ok_or_else(bad)
+                };
+                let available = number(1)?;
+                let version = number(2)?;
+                if let Some(seen) = seen.as_deref_mut().filter(|s| s.version.is_some()) {
+                    // The commit landed on exactly `seen.state`: it is now that state with
+                    // the reservation made.
+                    if let Some(r) = req.reserve {
+                        let used = seen.state.used.checked_add(r.amount).ok_or_else(bad)?;
+                        seen.state.used = used;
+                        seen.state.drawdowns_24h = seen.state.drawdowns_24h.saturating_add(1);
+                    }
+                    seen.version = Some(version);
+                    self.inner.users.put(&req.user, &seen.state, version);
+                }
                 let mut d = req.decision;
                 d.available_fen = available;
                 d.drawable_now_fen = d.drawable_now_fen.min(available);
@@ -890,7 +993,13 @@ impl RedisStore {
             Some("key_reused") => Ok(CommitOutcome::KeyReused),
             Some("user_not_found") => Ok(CommitOutcome::UserNotFound),
             Some("line_changed") => {
-                let state = parse_state(&pairs(reply.get(1).ok_or_else(bad)?)?)?;
+                let fields = pairs(reply.get(1).ok_or_else(bad)?)?;
+                let state = parse_state(&fields)?;
+                let version = parse_version(&fields)?;
+                self.inner.users.put(&req.user, &state, version);
+                if let Some(seen) = seen {
+                    seen.version = Some(version);
+                }
                 Ok(CommitOutcome::LineChanged(state))
             }
             Some("duplicate_id") => Err(invalid("the decision id is already stored")),
@@ -920,6 +1029,9 @@ impl RedisStore {
             });
         }
         let state = parse_state(&fields)?;
+        self.inner
+            .users
+            .put(user, &state, parse_version(&fields)?);
         let idempotent = match reply.get(1).and_then(text) {
             None => None,
             Some(fp) => {
@@ -1203,7 +1315,12 @@ impl RedisStore {
         let reply: Value = self
             .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
-        parse_state(&pairs(&reply)?)
+        let fields = pairs(&reply)?;
+        let state = parse_state(&fields)?;
+        self.inner
+            .users
+            .put(user, &state, parse_version(&fields)?);
+        Ok(state)
     }
 }
 
@@ -1222,7 +1339,41 @@ impl Store for RedisStore {
     }
 
     async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome> {
-        self.commit_inner(req).await
+        self.commit_inner(req, None).await
+    }
+
+    async fn load_for_drawdown(
+        &self,
+        caller: &str,
+        user: &UserId,
+        idempotency_key: &str,
+    ) -> Result<Loaded> {
+        match self.inner.users.get(user) {
+            Some((state, _)) => Ok(Loaded {
+                user: Some(state),
+                idempotent: None,
+            }),
+            None => self.load_inner(caller, user, Some(idempotency_key)).await,
+        }
+    }
+
+    async fn seen(&self, user: &UserId, loaded: UserState) -> Seen {
+        let turn = self.inner.users.turn(user).await;
+        // The newest state this instance knows, taken in its turn: no commit of this
+        // instance moves it until the turn is over.
+        let (state, version) = match self.inner.users.get(user) {
+            Some((state, v)) => (state, Some(v)),
+            None => (loaded, None),
+        };
+        Seen {
+            state,
+            version,
+            _turn: Some(turn),
+        }
+    }
+
+    async fn commit_seen(&self, req: CommitRequest, seen: &mut Seen) -> Result<CommitOutcome> {
+        self.commit_inner(req, Some(seen)).await
     }
 
     async fn upsert_user(&self, user: &UserId, state: UserState) -> Result<UserState> {

@@ -59,14 +59,23 @@ return {user, seen[1], seen[2], d[1], d[2]}
 /// KEYS: user, idem, idem expiry index, decision, audit stream.
 /// ARGV: 1 fingerprint, 2 decision id, 3 decision json, 4 amount, 5 ceiling ('' when
 /// nothing is reserved), 6 now (ms), 7 record expiry (ms), 8 record TTL (ms), 9 decision TTL
-/// (ms), 10 user id, 11 appealable ('1' / '0'), 12 decision key prefix, 13 caller, 14.. audit
-/// fields as name/value pairs.
+/// (ms), 10 user id, 11 appealable ('1' / '0'), 12 decision key prefix, 13 caller, 14 the
+/// user's version the decision was evaluated at ('' when unchecked), then the audit event's
+/// other values: 15 idempotency key, 16 outcome, 17 threshold version, 18 policy,
+/// 19 evaluated at.
+///
+/// The user's version `v` counts its writes: a reservation bumps it (as an upsert does), so a
+/// checked commit lands only on the state it was evaluated against, and answers the fresh
+/// state (`line_changed`) otherwise. A replay or a refused key is answered before the
+/// version is looked at: the first commit of that key decided already.
+/// Returns `{'committed', available, version}` or a refusal as [`LOAD`] reads.
 pub(super) fn commit() -> String {
     format!("{DECIMAL}{COMMIT_BODY}")
 }
 
 const COMMIT_BODY: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'user_not_found'} end
+local st = redis.call('HMGET', KEYS[1], 'limit', 'used', 'v', 'drawdowns_24h')
+if not st[1] then return {'user_not_found'} end
 local seen = redis.call('HMGET', KEYS[2], 'fp', 'decision', 'exp')
 if seen[1] and tonumber(seen[3]) > tonumber(ARGV[6]) then
   if seen[1] ~= ARGV[1] then return {'key_reused'} end
@@ -74,42 +83,44 @@ if seen[1] and tonumber(seen[3]) > tonumber(ARGV[6]) then
   if not d[1] then return {'corrupt', seen[2]} end
   return {'replayed', d[1], d[2]}
 end
+local v = st[3] or '0'
+if ARGV[14] ~= '' and ARGV[14] ~= v then
+  return {'line_changed', redis.call('HGETALL', KEYS[1])}
+end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate_id'} end
-local st = redis.call('HMGET', KEYS[1], 'limit', 'used')
 local limit, used = st[1], st[2]
 if ARGV[5] ~= '' then
   local new_used = dec_add(used, ARGV[4])
   if not (dec_le(new_used, ARGV[5]) and dec_le(new_used, limit)) then
     return {'line_changed', redis.call('HGETALL', KEYS[1])}
   end
-  redis.call('HSET', KEYS[1], 'used', new_used)
-  redis.call('HINCRBY', KEYS[1], 'drawdowns_24h', 1)
+  v = string.format('%d', tonumber(v) + 1)
+  redis.call('HSET', KEYS[1], 'used', new_used,
+    'drawdowns_24h', string.format('%d', tonumber(st[4] or '0') + 1), 'v', v)
   used = new_used
 end
 local available = dec_sub_floor(limit, used)
 redis.call('HSET', KEYS[4], 'json', ARGV[3], 'available', available, 'user', ARGV[10],
   'appealable', ARGV[11], 'caller', ARGV[13])
 redis.call('PEXPIRE', KEYS[4], ARGV[9])
-redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'fp', ARGV[1], 'decision', ARGV[2], 'exp', ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[8])
 redis.call('ZADD', KEYS[3], ARGV[7], KEYS[2])
-local event = {'XADD', KEYS[5], '*'}
-for i = 14, #ARGV do event[#event + 1] = ARGV[i] end
-event[#event + 1] = 'used_fen'
-event[#event + 1] = used
-event[#event + 1] = 'available_fen'
-event[#event + 1] = available
-redis.call(unpack(event))
-return {'committed', available}
+redis.call('XADD', KEYS[5], '*', 'decision_id', ARGV[2], 'user', ARGV[10], 'caller', ARGV[13],
+  'idempotency_key', ARGV[15], 'outcome', ARGV[16], 'amount_fen', ARGV[4],
+  'threshold_version', ARGV[17], 'policy', ARGV[18], 'evaluated_at', ARGV[19],
+  'used_fen', used, 'available_fen', available)
+return {'committed', available, v}
 ";
 
-/// `upsert_user`: replaces the state's fields, keeping nothing of the old state.
+/// `upsert_user`: replaces the state's fields, keeping nothing of the old state but its
+/// version, which it bumps (a commit evaluated against the old state is then refused).
 ///
 /// KEYS: user. ARGV: field/value pairs.
 pub(super) const UPSERT: &str = r"
+local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], 'v', v, unpack(ARGV))
 return redis.call('HGETALL', KEYS[1])
 ";
 
