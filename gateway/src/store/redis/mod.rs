@@ -513,7 +513,7 @@ impl RedisStore {
         let config_cache = config.user_cache;
         let scripts = Scripts {
             load: Script::new(scripts::LOAD),
-            commit: Script::new(&scripts::commit()),
+            commit: Script::new(scripts::COMMIT),
             upsert: Script::new(scripts::UPSERT),
             purge: Script::new(scripts::PURGE),
             create_appeal: Script::new(scripts::CREATE_APPEAL),
