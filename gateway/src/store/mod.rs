@@ -88,7 +88,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// Why a store could not answer. The memory store fails only by injected faults.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store is unreachable (no connection, pool exhausted); nothing was written.

@@ -90,6 +90,7 @@
 //! [`Store::ping`] (readiness) tries once more on a fresh connection after such a
 //! failure, so `/readyz` answers for Redis as it is, not for a connection it outlived.
 
+mod coalesce;
 mod scripts;
 pub mod thresholds;
 
@@ -368,6 +369,14 @@ struct Inner {
     clients: Vec<redis::Client>,
     scripts: Scripts,
     users: UserCache,
+    /// The queue of script calls sent together ([`coalesce`]; one server only).
+    coalescer: Arc<coalesce::Coalescer>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.coalescer.close();
+    }
 }
 
 /// This instance's last view of users' states, each with its version (the user hash's `v`,
@@ -530,6 +539,7 @@ impl RedisStore {
                 clients,
                 scripts,
                 users: UserCache::new(config_cache),
+                coalescer: Arc::default(),
             }),
         })
     }
@@ -632,6 +642,37 @@ impl RedisStore {
             }
             self.with_conn(|mut c| async move { pipe.query_async(&mut c).await })
                 .await
+        }
+    }
+
+    /// `EVALSHA` of `script`, the command built by `build`: on one server sent with the
+    /// calls of concurrent requests ([`coalesce`]), on a cluster to the node of its first key.
+    /// A server that does not hold the script (restarted, flushed, or a node that took the
+    /// slot over) gets it with `SCRIPT LOAD` (on a cluster: every primary), and the call is
+    /// sent again. A script's error is `Unavailable`, as any failed command.
+    async fn eval(&self, script: &Script, build: impl Fn() -> redis::Cmd) -> Result<Value> {
+        use redis::aio::ConnectionLike;
+        let mut loaded = false;
+        loop {
+            let cmd = build();
+            let reply = if self.is_cluster() {
+                self.with_conn(|mut c| async move { c.req_packed_command(&cmd).await })
+                    .await
+            } else {
+                self.coalesced(cmd).await
+            };
+            let failure = match reply {
+                Ok(Value::ServerError(e)) => redis::RedisError::from(e),
+                Ok(v) => return Ok(v),
+                Err(e) => return Err(e),
+            };
+            if failure.code() == Some("NOSCRIPT") && !loaded {
+                loaded = true;
+                self.with_conn(|mut c| async move { script.load_async(&mut c).await })
+                    .await?;
+                continue;
+            }
+            return Err(redis_error(&failure));
         }
     }
 
@@ -922,39 +963,56 @@ impl RedisStore {
             r.ceiling.get().to_string()
         });
         let d = &req.decision;
-        let mut inv = self.inner.scripts.commit.prepare_invoke();
-        inv.key(self.user_key(&req.user))
-            .key(self.idem_key(&req.caller, &req.user, &req.idempotency_key))
-            .key(format!("{tag}k-exp"))
-            .key(&decision_key)
-            .key(self.audit_key(slot))
-            .arg(req.fingerprint.to_string())
-            .arg(&d.decision_id)
-            .arg(&json)
-            .arg(d.amount_fen.to_string())
-            .arg(ceiling.unwrap_or_default())
-            .arg(now_ms)
-            .arg(exp_ms)
-            .arg(duration_ms(config.idempotency_retention))
-            .arg(duration_ms(config.decision_retention))
-            .arg(req.user.as_str())
-            .arg(if d.appealable { "1" } else { "0" })
-            .arg(format!("{tag}d:"))
-            .arg(&*req.caller)
-            .arg(
-                seen.as_ref()
-                    .and_then(|s| s.version)
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(&*req.idempotency_key)
-            .arg(d.outcome.as_str())
-            .arg(d.threshold_version.to_string())
-            .arg(&d.policy)
-            .arg(&d.evaluated_at);
-        let reply: Vec<Value> = self
-            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+        let keys = [
+            self.user_key(&req.user),
+            self.idem_key(&req.caller, &req.user, &req.idempotency_key),
+            format!("{tag}k-exp"),
+            decision_key,
+            self.audit_key(slot),
+        ];
+        let fingerprint = req.fingerprint.to_string();
+        let amount = d.amount_fen.to_string();
+        let ceiling = ceiling.unwrap_or_default();
+        let prefix = format!("{tag}d:");
+        let expected = seen
+            .as_ref()
+            .and_then(|s| s.version)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let threshold_version = d.threshold_version.to_string();
+        let script = &self.inner.scripts.commit;
+        let reply = self
+            .eval(script, || {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(script.get_hash())
+                    .arg(keys.len())
+                    .arg(&keys)
+                    .arg(&fingerprint)
+                    .arg(&d.decision_id)
+                    .arg(&json)
+                    .arg(&amount)
+                    .arg(&ceiling)
+                    .arg(now_ms)
+                    .arg(exp_ms)
+                    .arg(duration_ms(config.idempotency_retention))
+                    .arg(duration_ms(config.decision_retention))
+                    .arg(req.user.as_str())
+                    .arg(if d.appealable { "1" } else { "0" })
+                    .arg(&prefix)
+                    .arg(&*req.caller)
+                    .arg(&expected)
+                    .arg(&*req.idempotency_key)
+                    .arg(d.outcome.as_str())
+                    .arg(&threshold_version)
+                    .arg(&d.policy)
+                    .arg(&d.evaluated_at);
+                cmd
+            })
             .await?;
+        let reply = match reply {
+            Value::Array(items) => items,
+            _ => return Err(bad()),
+        };
         let word = reply.first().map(status_of).transpose()?;
         match word.as_deref() {
             Some("committed") => {
@@ -1012,15 +1070,26 @@ impl RedisStore {
     }
 
     async fn load_inner(&self, caller: &str, user: &UserId, key: Option<&str>) -> Result<Loaded> {
-        let mut inv = self.inner.scripts.load.prepare_invoke();
-        inv.key(self.user_key(user));
+        let mut keys = vec![self.user_key(user)];
         if let Some(k) = key {
-            inv.key(self.idem_key(caller, user, k));
+            keys.push(self.idem_key(caller, user, k));
         }
-        inv.arg(format!("{}d:", self.tag(user_slot(user))));
-        let reply: Vec<Value> = self
-            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+        let prefix = format!("{}d:", self.tag(user_slot(user)));
+        let script = &self.inner.scripts.load;
+        let reply = self
+            .eval(script, || {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(script.get_hash())
+                    .arg(keys.len())
+                    .arg(&keys)
+                    .arg(&prefix);
+                cmd
+            })
             .await?;
+        let reply = match reply {
+            Value::Array(items) => items,
+            _ => return Err(bad()),
+        };
         let fields = pairs(reply.first().ok_or_else(bad)?)?;
         if fields.is_empty() {
             return Ok(Loaded {
