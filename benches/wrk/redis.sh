@@ -119,11 +119,13 @@ seed() {
       }
     }' | taskset -c "$CLIENT_CPU" curl -sS --no-progress-meter --parallel --parallel-max 32 -K -
 }
-seed "$MEM_PORT"
+if [[ " $STORES " == *" memory "* ]]; then seed "$MEM_PORT"; fi
 seed "${red_ports[0]}"
 # One drawdown by hand on each gateway: it must be an approval, or the run measures another
 # path.
-for p in "$MEM_PORT" "${red_ports[@]}"; do
+check_ports=("${red_ports[@]}")
+if [[ " $STORES " == *" memory "* ]]; then check_ports+=("$MEM_PORT"); fi
+for p in "${check_ports[@]}"; do
   u=$WRK_USER
   ((WRK_USERS > 1)) && u=$WRK_USER-0
   first=$(curl -fsS -X POST "http://127.0.0.1:$p/v1/drawdowns" \

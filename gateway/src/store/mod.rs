@@ -164,9 +164,8 @@ pub struct CommitRequest {
 
 /// A user's state as a drawdown evaluates it, and what [`Store::commit_seen`] needs to make
 /// the commit land on exactly that state (the Redis store: the state's version, and this
-/// instance's turn for the user, so that a hot user's drawdowns take turns rather than race
-/// each other's versions). A store that keeps neither checks a commit as [`Store::commit`]
-/// does.
+/// instance's turn for the user's slot). Without a version a commit is checked as
+/// [`Store::commit`] checks one.
 #[derive(Debug)]
 pub struct Seen {
     /// The state the decision is evaluated against.
@@ -263,10 +262,14 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// The state a drawdown's decision is evaluated against before [`Store::commit_seen`]:
-    /// this instance's newest view of the user's state, or `loaded` when it keeps none.
-    fn seen(&self, user: &UserId, loaded: UserState) -> impl Future<Output = Seen> + Send {
+    /// `loaded` (from [`Store::load_for_drawdown`]), or a newer or fresher one the store has.
+    fn seen(
+        &self,
+        user: &UserId,
+        loaded: UserState,
+    ) -> impl Future<Output = Result<Seen>> + Send {
         let _ = user;
-        std::future::ready(Seen::unversioned(loaded))
+        std::future::ready(Ok(Seen::unversioned(loaded)))
     }
 
     /// [`Store::commit`] of a decision evaluated against `seen.state`. When `seen` carries
@@ -399,7 +402,11 @@ impl Store for AnyStore {
         dispatch!(self.load_for_drawdown(caller, user, idempotency_key))
     }
 
-    fn seen(&self, user: &UserId, loaded: UserState) -> impl Future<Output = Seen> + Send {
+    fn seen(
+        &self,
+        user: &UserId,
+        loaded: UserState,
+    ) -> impl Future<Output = Result<Seen>> + Send {
         dispatch!(self.seen(user, loaded))
     }
 

@@ -10,7 +10,7 @@ use crate::metrics::StoreOp;
 use crate::request::{Caller, Deadline, Drawdown, UserKey};
 use crate::store::{
     CommitOutcome, CommitRequest, DecisionRecord, Fingerprint, Loaded, ReasonRecord, Reservation,
-    Store, StoreError, new_decision_id,
+    Store, new_decision_id,
 };
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -231,15 +231,11 @@ async fn decide_drawdown(
     // and commit time are the same instant; a retry reads the clock again.
     let mut now = app.clock.now();
     let decision_id = new_decision_id(&req.user, now);
-    // The state the commit must land on, in this instance's turn for the user (bounded by
-    // the request's deadline like any store operation).
-    let seen = app.store.seen(&req.user, state);
-    let mut seen = match deadline {
-        Some(at) => tokio::time::timeout_at(at, seen)
-            .await
-            .map_err(|_| StoreError::Timeout)?,
-        None => seen.await,
-    };
+    // The state the commit is checked against (on Redis, with its version when this
+    // instance's turn for the user is free: see `Store::commit_seen`).
+    let mut seen = app
+        .timed(StoreOp::Load, deadline, app.store.seen(&req.user, state))
+        .await?;
 
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
         if attempt > 0 {

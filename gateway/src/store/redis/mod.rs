@@ -41,10 +41,11 @@
 //! commit script replays or refuses a seen key first (as a load would have), then lands only
 //! on exactly the state the decision was made on, else answers the fresh state to evaluate
 //! again. A stale entry (another instance wrote the user) costs one more round trip, never a
-//! decision on a state that is not the current one. Within an instance, drawdowns of one
-//! user slot take turns from evaluation to commit, so a hot user's commits do not fail each
-//! other's check. A user not kept is loaded first (two round trips, as every operation was
-//! before).
+//! decision on a state that is not the current one. Within an instance, one drawdown per
+//! user slot at a time holds the slot's turn from evaluation to commit, so checked commits
+//! never fail each other's check; a drawdown that finds the turn taken (a hot user) and one
+//! of a user not kept load first and commit with the line checked, not the version (two round
+//! trips, as every drawdown before the cache).
 //!
 //! # Time
 //! Retention is checked against the `now` each call carries (the record's logical expiry is
@@ -386,9 +387,10 @@ impl Drop for Inner {
 /// cache is bounded by evicting any entry of a full shard, and is kept only from what this
 /// instance read or wrote.
 ///
-/// Shards and turns are per user slot: the turn ([`Seen`]) makes this instance's drawdowns of
-/// one slot take turns from evaluation to commit, so a hot user's commits do not fail each
-/// other's version check.
+/// Shards and turns are per user slot. A drawdown holds its slot's turn ([`Seen`]) from
+/// evaluation to commit, so this instance's checked commits of one slot never fail each
+/// other's version check; a drawdown that finds the turn taken loads afresh and commits
+/// unchecked instead (the line still checked), as every drawdown did before the cache.
 struct UserCache {
     shards: Box<[std::sync::Mutex<CacheShard>]>,
     turns: Box<[Arc<tokio::sync::Mutex<()>>]>,
@@ -439,9 +441,10 @@ impl UserCache {
         shard.insert(user.as_str().to_owned(), (state.clone(), version));
     }
 
-    async fn turn(&self, user: &UserId) -> tokio::sync::OwnedMutexGuard<()> {
+    /// The slot's turn, if no other drawdown of this instance holds it.
+    fn turn(&self, user: &UserId) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         let i = usize::from(user_slot(user).get());
-        Arc::clone(&self.turns[i]).lock_owned().await
+        Arc::clone(&self.turns[i]).try_lock_owned().ok()
     }
 }
 
@@ -1055,7 +1058,9 @@ impl RedisStore {
                 let state = parse_state(&fields)?;
                 let version = parse_version(&fields)?;
                 self.inner.users.put(&req.user, &state, version);
-                if let Some(seen) = seen {
+                // A checked commit is checked again on the fresh state; an unchecked one
+                // (no turn held) stays unchecked.
+                if let Some(seen) = seen.filter(|s| s.version.is_some()) {
                     seen.version = Some(version);
                 }
                 Ok(CommitOutcome::LineChanged(state))
@@ -1426,19 +1431,25 @@ impl Store for RedisStore {
         }
     }
 
-    async fn seen(&self, user: &UserId, loaded: UserState) -> Seen {
-        let turn = self.inner.users.turn(user).await;
+    async fn seen(&self, user: &UserId, loaded: UserState) -> Result<Seen> {
+        let Some(turn) = self.inner.users.turn(user) else {
+            // Another drawdown of the slot is between its evaluation and its commit: rather
+            // than wait for it, or race it on the version, this one goes as every drawdown
+            // went before the cache, on a fresh load and with the line checked at commit, so
+            // a hot user's drawdowns still run side by side.
+            let fresh = self.load_inner("", user, None).await?;
+            return Ok(Seen::unversioned(fresh.user.unwrap_or(loaded)));
+        };
         // The newest state this instance knows, taken in its turn: no commit of this
         // instance moves it until the turn is over.
-        let (state, version) = match self.inner.users.get(user) {
-            Some((state, v)) => (state, Some(v)),
-            None => (loaded, None),
-        };
-        Seen {
-            state,
-            version,
-            _turn: Some(turn),
-        }
+        Ok(match self.inner.users.get(user) {
+            Some((state, v)) => Seen {
+                state,
+                version: Some(v),
+                _turn: Some(turn),
+            },
+            None => Seen::unversioned(loaded),
+        })
     }
 
     async fn commit_seen(&self, req: CommitRequest, seen: &mut Seen) -> Result<CommitOutcome> {
