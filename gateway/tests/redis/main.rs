@@ -442,6 +442,52 @@ async fn a_drawdown_is_one_round_trip() {
     t.gw.shutdown().await;
 }
 
+/// A drawdown decided on this instance's kept state commits only on that exact state: after
+/// another instance changed the user, the commit answers the fresh state and the decision is
+/// made again on it. A replay of a key is found by the commit alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_state_another_instance_changed_is_decided_again() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("cas");
+    let a = gateway_with(&redis.url(), &prefix, 2_000).await;
+    let b = gateway_with(&redis.url(), &prefix, 2_000).await;
+    a.ready().await;
+    b.ready().await;
+    a.user("u-cas", 1_000_000).await;
+    assert_eq!(a.drawdown("k1", "u-cas", 100).await.status(), StatusCode::OK);
+    let replay = a.drawdown("k1", "u-cas", 100).await;
+    assert_eq!(replay.status(), StatusCode::OK);
+    assert_eq!(
+        replay.headers().get("idempotent-replayed").unwrap(),
+        "true"
+    );
+
+    // B blocklists the user (the line is untouched: only the version tells A's kept state
+    // is stale); A still keeps the state before.
+    let r = b
+        .client
+        .put(b.url("/admin/credit-lines/u-cas"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"limit_fen": 1_000_000, "used_fen": 100, "risk_grade": "A",
+                      "account_age_days": 400, "blocklisted": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = a.drawdown("k2", "u-cas", 100).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let d: Value = r.json().await.unwrap();
+    assert_eq!(d["outcome"], "rejected", "{d}");
+    assert_eq!(b.used("u-cas").await, 100, "nothing reserved");
+    // A now keeps the fresh state: the next drawdown is refused on it at once.
+    let d: Value = a.drawdown("k3", "u-cas", 100).await.json().await.unwrap();
+    assert_eq!(d["outcome"], "rejected", "{d}");
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
+}
+
 impl Gw {
     async fn thresholds(&self) -> Value {
         let r = self
