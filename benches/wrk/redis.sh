@@ -20,7 +20,8 @@
 #   round trips per drawdown (top-level commands Redis received / requests),
 #   bytes sent to Redis per drawdown (`total_net_input_bytes`) and bytes Redis holds more per
 #     decision (`used_memory`, the stored records).
-# then the medians over the rounds. Needs wrk, taskset, curl, redis-server, redis-cli.
+# then the medians over the rounds; each round's `INFO commandstats` (the commands the scripts
+# ran, with their times) is kept in $OUT. Needs wrk, taskset, curl, redis-server, redis-cli.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -188,6 +189,7 @@ measure() { # name
   gw_us=$(awk -v t="$((t1 - t0))" -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
   if [[ $name == redis ]]; then
     local calls usec mem1 in1 r1
+    rcli info commandstats >"$OUT/commandstats-$round.txt"
     read -r calls usec < <(top_level)
     mem1=$(info_field used_memory)
     in1=$(info_field total_net_input_bytes)

@@ -274,9 +274,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// [`Store::commit`] of a decision evaluated against `seen.state`. When `seen` carries
     /// a version, the commit lands only on exactly that state: after any other write to the
-    /// user it answers [`CommitOutcome::LineChanged`] with the state as it is now, and `seen`
-    /// then carries that state's version (the caller sets `seen.state` to the answered state
-    /// and evaluates again).
+    /// user it answers [`CommitOutcome::LineChanged`] with the state as it is now (the
+    /// caller sets `seen.state` to it and evaluates again), and the next commit is checked as
+    /// [`Store::commit`] checks one, as after a load.
     fn commit_seen(
         &self,
         req: CommitRequest,

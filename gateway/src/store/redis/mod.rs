@@ -39,9 +39,10 @@
 //! ([`RedisConfig::user_cache`]). A drawdown of such a user evaluates against that state with
 //! no load and commits with a compare-and-set on the version ([`Store::commit_seen`]): the
 //! commit script replays or refuses a seen key first (as a load would have), then lands only
-//! on exactly the state the decision was made on, else answers the fresh state to evaluate
-//! again. A stale entry (another instance wrote the user) costs one more round trip, never a
-//! decision on a state that is not the current one. Within an instance, one drawdown per
+//! on exactly the state the decision was made on, else answers the fresh state (read in the
+//! script) to evaluate again and commit with the line checked, as after a load. A stale entry
+//! (another instance wrote the user) costs one more round trip, never a decision on a state
+//! older than a load would have read. Within an instance, one drawdown per
 //! user slot at a time holds the slot's turn from evaluation to commit, so checked commits
 //! never fail each other's check; a drawdown that finds the turn taken (a hot user) and one
 //! of a user not kept load first and commit with the line checked, not the version (two round
@@ -1058,10 +1059,12 @@ impl RedisStore {
                 let state = parse_state(&fields)?;
                 let version = parse_version(&fields)?;
                 self.inner.users.put(&req.user, &state, version);
-                // A checked commit is checked again on the fresh state; an unchecked one
-                // (no turn held) stays unchecked.
-                if let Some(seen) = seen.filter(|s| s.version.is_some()) {
-                    seen.version = Some(version);
+                // The decision is made again on this state, read in the script, and its
+                // commit is checked on the line as before the cache: a hot user's other
+                // drawdowns (which hold no turn) move the version between any two commits,
+                // so checking it again could fail every attempt.
+                if let Some(seen) = seen {
+                    seen.version = None;
                 }
                 Ok(CommitOutcome::LineChanged(state))
             }
