@@ -263,11 +263,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// The state a drawdown's decision is evaluated against before [`Store::commit_seen`]:
     /// `loaded` (from [`Store::load_for_drawdown`]), or a newer or fresher one the store has.
-    fn seen(
-        &self,
-        user: &UserId,
-        loaded: UserState,
-    ) -> impl Future<Output = Result<Seen>> + Send {
+    fn seen(&self, user: &UserId, loaded: UserState) -> impl Future<Output = Result<Seen>> + Send {
         let _ = user;
         std::future::ready(Ok(Seen::unversioned(loaded)))
     }
@@ -402,11 +398,7 @@ impl Store for AnyStore {
         dispatch!(self.load_for_drawdown(caller, user, idempotency_key))
     }
 
-    fn seen(
-        &self,
-        user: &UserId,
-        loaded: UserState,
-    ) -> impl Future<Output = Result<Seen>> + Send {
+    fn seen(&self, user: &UserId, loaded: UserState) -> impl Future<Output = Result<Seen>> + Send {
         dispatch!(self.seen(user, loaded))
     }
 

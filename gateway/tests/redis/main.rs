@@ -456,13 +456,13 @@ async fn a_kept_state_another_instance_changed_is_decided_again() {
     a.ready().await;
     b.ready().await;
     a.user("u-cas", 1_000_000).await;
-    assert_eq!(a.drawdown("k1", "u-cas", 100).await.status(), StatusCode::OK);
+    assert_eq!(
+        a.drawdown("k1", "u-cas", 100).await.status(),
+        StatusCode::OK
+    );
     let replay = a.drawdown("k1", "u-cas", 100).await;
     assert_eq!(replay.status(), StatusCode::OK);
-    assert_eq!(
-        replay.headers().get("idempotent-replayed").unwrap(),
-        "true"
-    );
+    assert_eq!(replay.headers().get("idempotent-replayed").unwrap(), "true");
 
     // B blocklists the user (the line is untouched: only the version tells A's kept state
     // is stale); A still keeps the state before.
@@ -470,8 +470,10 @@ async fn a_kept_state_another_instance_changed_is_decided_again() {
         .client
         .put(b.url("/admin/credit-lines/u-cas"))
         .bearer_auth(ADMIN)
-        .json(&json!({"limit_fen": 1_000_000, "used_fen": 100, "risk_grade": "A",
-                      "account_age_days": 400, "blocklisted": true}))
+        .json(
+            &json!({"limit_fen": 1_000_000, "used_fen": 100, "risk_grade": "A",
+                      "account_age_days": 400, "blocklisted": true}),
+        )
         .send()
         .await
         .unwrap();

@@ -1106,9 +1106,7 @@ impl RedisStore {
             });
         }
         let state = parse_state(&fields)?;
-        self.inner
-            .users
-            .put(user, &state, parse_version(&fields)?);
+        self.inner.users.put(user, &state, parse_version(&fields)?);
         let idempotent = match reply.get(1).and_then(text) {
             None => None,
             Some(fp) => {
@@ -1394,9 +1392,7 @@ impl RedisStore {
             .await?;
         let fields = pairs(&reply)?;
         let state = parse_state(&fields)?;
-        self.inner
-            .users
-            .put(user, &state, parse_version(&fields)?);
+        self.inner.users.put(user, &state, parse_version(&fields)?);
         Ok(state)
     }
 }
