@@ -41,7 +41,9 @@ return {user, seen[1], seen[2], d[1], d[2]}
 /// checked commit lands only on the state it was evaluated against, and answers the fresh
 /// state (`line_changed`) otherwise. A replay or a refused key is answered before the
 /// version is looked at: the first commit of that key decided already.
-/// Returns `{'committed', available, version}` or a refusal as [`LOAD`] reads.
+/// Returns `{'committed', available, version}`, `{'replayed', json, available}`,
+/// `{'key_reused'}`, `{'user_not_found'}`, `{'line_changed', user fields}`,
+/// `{'duplicate_id'}` or `{'corrupt', decision id}`.
 pub(super) const COMMIT: &str = r"
 local st = redis.call('HMGET', KEYS[1], 'limit', 'used', 'v', 'drawdowns_24h')
 if not st[1] then return {'user_not_found'} end
@@ -85,13 +87,19 @@ return {'committed', available, v}
 ";
 
 /// `upsert_user`: replaces the state's fields, keeping nothing of the old state but its
-/// version, which it bumps (a commit evaluated against the old state is then refused).
+/// version, which it moves past both the old version and Redis's clock in microseconds: a
+/// commit evaluated against the old state is refused, and a user stored again after Redis lost
+/// its data never comes back at a version an instance may still keep for the lost state
+/// (reservations add one each, far fewer than a microsecond each).
 ///
 /// KEYS: user. ARGV: field/value pairs.
 pub(super) const UPSERT: &str = r"
-local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
+local t = redis.call('TIME')
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0') + 1
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if now > v then v = now end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', v, unpack(ARGV))
+redis.call('HSET', KEYS[1], 'v', string.format('%.0f', v), unpack(ARGV))
 return redis.call('HGETALL', KEYS[1])
 ";
 
