@@ -23,11 +23,14 @@
 //! - [`SharedClock`]: a clock shared between the policy scheduler, handlers and tests.
 //! - [`SystemClock`]: the system's real-time clock.
 //! - [`ManualClock`]: a clock that only moves when told to.
+//! - [`rfc3339`]: the form of every timestamp the API answers.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use jiff::fmt::temporal::DateTimePrinter;
+use jiff::tz::Offset;
 use jiff::{SignedDuration, Timestamp};
 
 /// A source of wall-clock time.
@@ -94,6 +97,14 @@ impl Clock for ManualClock {
     }
 }
 
+/// `at` as RFC 3339 in whole seconds with the numeric `offset` (`2026-11-11T00:00:00+08:00`),
+/// the form of every timestamp the API answers: jiff's printer, its fraction of a second
+/// truncated (jiff's default form would add it, and the zone's name for a zoned time).
+pub fn rfc3339(at: Timestamp, offset: Offset) -> String {
+    const PRINTER: DateTimePrinter = DateTimePrinter::new().precision(Some(0));
+    PRINTER.timestamp_with_offset_to_string(&at, offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +125,21 @@ mod tests {
         let a = SystemClock.now();
         let b = SystemClock.now();
         assert!(b >= a);
+    }
+
+    #[test]
+    fn rfc3339_is_whole_seconds_with_the_numeric_offset() {
+        let at: Timestamp = "2026-11-10T16:00:00.999Z".parse().unwrap();
+        let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+        assert_eq!(rfc3339(at, tz.to_offset(at)), "2026-11-11T00:00:00+08:00");
+        assert_eq!(rfc3339(at, Offset::UTC), "2026-11-10T16:00:00+00:00");
+        let st_johns = jiff::tz::TimeZone::get("America/St_Johns").unwrap();
+        assert_eq!(
+            rfc3339(at, st_johns.to_offset(at)),
+            "2026-11-10T12:30:00-03:30"
+        );
+        // Before 1970 the fraction is truncated towards the past, as the second it is in.
+        let before: Timestamp = "1969-12-31T23:59:59.5Z".parse().unwrap();
+        assert_eq!(rfc3339(before, Offset::UTC), "1969-12-31T23:59:59+00:00");
     }
 }

@@ -71,8 +71,8 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedGateway, Error> {
     }
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let clock = opts.clock.unwrap_or_else(SystemClock::shared);
+    let listener = crate::server::bind(config.listen, config.server.listen_backlog)?;
     let gateway = Gateway::build(config, clock)?;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
     let app = gateway.app().clone();
     let overload = gateway.overload().cloned();

@@ -6,7 +6,8 @@
 //! OpenAPI 3.1 at `GET /openapi.json`, kept in `gateway/openapi.json`).
 //!
 //! # Layout
-//! - [`config`]: the TOML file, environment and flags.
+//! - [`config`]: the TOML file, environment and flags; composes each subsystem's section.
+//! - [`setting`]: what each section's type shares: units as serde forms, [`setting::Invalid`].
 //! - [`clock`]: wall time behind a trait, so tests drive peak windows.
 //! - [`policy`]: peak windows and the active policy snapshot.
 //! - [`request`]: what is known of a request before it is routed ([`request::RequestFacts`]).
@@ -18,6 +19,7 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: the connection loop and graceful shutdown.
 //! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).
+//! - [`pressure`]: how long connections wait for the CPU; the accept gate and stale drop.
 //! - [`embedded`]: start a gateway in-process (tests, the loadtest).
 //!
 //! # Example
@@ -39,9 +41,11 @@ pub mod embedded;
 pub mod metrics;
 pub mod overload;
 pub mod policy;
+pub mod pressure;
 pub mod ratelimit;
 pub mod request;
 pub mod server;
+pub mod setting;
 pub mod store;
 
 use api::{App, AppState, Auth};
@@ -131,9 +135,7 @@ impl Gateway {
             None => {
                 let memory = MemoryStore::with_clock(
                     MemoryConfig {
-                        idempotency_retention: Duration::from_secs(
-                            u64::from(config.server.idempotency_retention_hours) * 3600,
-                        ),
+                        idempotency_retention: config.server.idempotency_retention,
                         ..MemoryConfig::default()
                     },
                     Arc::clone(&clock),
@@ -160,7 +162,7 @@ impl Gateway {
                     redis.clone(),
                     &policy,
                     config.redis.global_limit_instances,
-                    Duration::from_millis(config.redis.global_limit_timeout_ms),
+                    config.redis.global_limit_timeout,
                     limit_metrics,
                 ))
             }
@@ -184,7 +186,7 @@ impl Gateway {
         admission.observe_sojourn(metrics.admission_sojourn.clone());
         let overload = config.server.overload.enabled.then(|| {
             overload::Overload::new(
-                config.server.overload.config(),
+                config.server.overload,
                 Some(admission.clone()),
                 &mut registry,
             )

@@ -107,6 +107,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
     }
     init_tracing(&config);
     let listen = config.listen;
+    let backlog = config.server.listen_backlog;
     let gateway = match gateway::Gateway::build(config, SystemClock::shared()) {
         Ok(g) => g,
         Err(e) => {
@@ -114,7 +115,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match tokio::net::TcpListener::bind(listen).await {
+    let listener = match gateway::server::bind(listen, backlog) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("gateway: cannot listen on {listen}: {e}");

@@ -371,7 +371,8 @@ impl StateCollector {
     }
 }
 
-fn gauge(
+/// Encodes one unlabelled gauge of `value` (for collectors read at scrape time).
+pub(crate) fn gauge(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,

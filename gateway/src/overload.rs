@@ -18,9 +18,10 @@
 //! [`Overload::observe`].
 //!
 //! # Layout
-//! - [`OverloadConfig`]: thresholds of the saturation signal.
+//! - [`OverloadConfig`] (`config`): `[server.overload]`, thresholds of the saturation signal.
 //! - [`Detector`]: the hysteresis on the signal (pure: fed samples, answers the state).
-//! - [`Overload`]: the shared overload state.
+//! - [`Overload`]: the shared overload state, with the CPU-pressure actions
+//!   ([`crate::pressure`]) beside it.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -33,23 +34,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admission::Admission;
+use crate::pressure::Pressure;
 use crate::request::Priority;
 
-/// Thresholds of the saturation signal.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OverloadConfig {
-    /// How often the event-loop lag is probed.
-    pub probe_interval: Duration,
-    /// Lag at or above which the process is overloaded.
-    pub lag_high: Duration,
-    /// Lag at or below which it recovers (with occupancy below its low mark).
-    pub lag_low: Duration,
-    /// Admission occupancy (queued ÷ capacity) at or above which it is overloaded (none: not
-    /// a signal).
-    pub occupancy_high: Option<f64>,
-    /// Occupancy at or below which it recovers.
-    pub occupancy_low: f64,
-}
+mod config;
+pub use config::OverloadConfig;
 
 /// The hysteresis on the signal (pure: fed samples, answers the state).
 #[derive(Debug, Clone)]
@@ -108,13 +97,15 @@ struct Inner {
     detector: std::sync::Mutex<Detector>,
     state: watch::Sender<bool>,
     admission: Option<Admission>,
+    pressure: Pressure,
     metrics: Metrics,
 }
 
 impl Overload {
-    /// An overload state reading `admission`'s occupancy (when given), with its metrics
-    /// registered in `registry` under `gateway`.
+    /// An overload state reading `admission`'s occupancy (when given), with the CPU-pressure
+    /// actions of `cfg`, its metrics registered in `registry` under `gateway`.
     pub fn new(cfg: OverloadConfig, admission: Option<Admission>, registry: &mut Registry) -> Self {
+        let pressure = Pressure::new(cfg.pressure(), registry);
         let metrics = Metrics::default();
         let r = registry.sub_registry_with_prefix("gateway");
         r.register(
@@ -143,9 +134,15 @@ impl Overload {
                 detector: std::sync::Mutex::new(Detector::new(cfg)),
                 state,
                 admission,
+                pressure,
                 metrics,
             }),
         }
+    }
+
+    /// The run-queue wait of connections and the actions on it (see [`crate::pressure`]).
+    pub fn pressure(&self) -> &Pressure {
+        &self.inner.pressure
     }
 
     /// Whether overload actions are on now.
@@ -204,6 +201,16 @@ impl Overload {
         let _ = rx.wait_for(|overloaded| *overloaded).await;
     }
 
+    /// Whether HTTP/1 responses carry `Connection: close` while overloaded.
+    pub fn closes_keep_alive(&self) -> bool {
+        self.inner
+            .detector
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .cfg
+            .close_keep_alive
+    }
+
     /// Counts a response sent with `Connection: close`.
     pub(crate) fn closed_one(&self) {
         self.inner.metrics.closes.inc();
@@ -243,6 +250,8 @@ mod tests {
             lag_low: 10 * MS,
             occupancy_high: Some(0.9),
             occupancy_low: 0.5,
+            enabled: true,
+            ..OverloadConfig::default()
         }
     }
 

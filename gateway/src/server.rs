@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`HttpService`]: the service a connection is served with.
+//! - [`bind`]: a listener with the configured `listen` backlog.
 //! - [`serve`]: serves `service` on `listener` until `shutdown` resolves, then stops …
 //! - [`serve_with`]: [`serve`], and while `overload` says so (see [`crate::overload`]).
 //!
@@ -36,6 +37,7 @@
 
 use crate::config::{HttpVersions, ServerConfig};
 use crate::overload::Overload;
+use crate::pressure::{Pressure, Stamped};
 use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -47,7 +49,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -98,6 +100,19 @@ impl<S> HttpService for S where
 {
 }
 
+/// A listener on `addr` with a `listen` backlog of `backlog` connections (the kernel caps it
+/// at `net.core.somaxconn`; see `server.listen_backlog`).
+pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std's and tokio's own `bind` do on Unix: a restarted server may bind at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// Serves `service` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests finish for at most `server.shutdown_grace_ms`.
 ///
@@ -117,7 +132,7 @@ fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout())
+        .header_read_timeout(config.header_read_timeout)
         .max_buf_size(H1_MAX_BUF)
         .keep_alive(true);
     builder
@@ -129,8 +144,8 @@ fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_header_list_size(H2_MAX_HEADER_LIST)
         .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
-        .keep_alive_interval(Duration::from_millis(config.http2_keep_alive_interval_ms))
-        .keep_alive_timeout(Duration::from_millis(config.http2_keep_alive_timeout_ms));
+        .keep_alive_interval(config.http2_keep_alive_interval)
+        .keep_alive_timeout(config.http2_keep_alive_timeout);
     match config.http {
         HttpVersions::Auto => builder,
         HttpVersions::Http1 => builder.http1_only(),
@@ -155,18 +170,28 @@ pub async fn serve_with(
     let (stop, stopping) = watch::channel(false);
     let builder = builder(config);
     let times = Times {
-        first_request: config.header_read_timeout(),
-        idle: config.idle_timeout(),
-        drain: config.shutdown_grace(),
+        first_request: config.header_read_timeout,
+        idle: config.idle_timeout,
+        drain: config.shutdown_grace,
     };
     tokio::pin!(shutdown);
 
+    let pressure = overload.as_ref().map(|o| o.pressure().clone());
+    let close_keep_alive = overload.as_ref().is_some_and(Overload::closes_keep_alive);
+    // Whether to yield after each accept, so that the new connection's first turn is
+    // measured before the next is taken (see `crate::pressure`).
+    let paced = pressure
+        .as_ref()
+        .is_some_and(|p| !p.config().accept_delay.is_zero());
     loop {
         if let Some(o) = &overload {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                () = o.accepting() => {}
+                () = async {
+                    o.accepting().await;
+                    o.pressure().accept_gate().await;
+                } => {}
             }
         }
         let (stream, peer) = tokio::select! {
@@ -212,22 +237,28 @@ pub async fn serve_with(
                 });
                 match config.http {
                     HttpVersions::Auto => spawn_watched(
-                        builder
-                            .serve_connection_with_upgrades(io, service)
-                            .into_owned(),
-                        auto::UpgradeableConnection::graceful_shutdown,
-                        state,
-                        times,
+                        Lifecycle::new(
+                            builder
+                                .serve_connection_with_upgrades(io, service)
+                                .into_owned(),
+                            auto::UpgradeableConnection::graceful_shutdown,
+                            state,
+                            times,
+                            pressure.clone().map(Timed::new),
+                        ),
                         stopping.clone(),
                         peer,
                         held,
                     ),
                     // `serve_connection_with_upgrades` ignores `http1_only`.
                     HttpVersions::Http1 => spawn_watched(
-                        builder.serve_connection(io, service).into_owned(),
-                        auto::Connection::graceful_shutdown,
-                        state,
-                        times,
+                        Lifecycle::new(
+                            builder.serve_connection(io, service).into_owned(),
+                            auto::Connection::graceful_shutdown,
+                            state,
+                            times,
+                            pressure.clone().map(Timed::new),
+                        ),
                         stopping.clone(),
                         peer,
                         held,
@@ -237,7 +268,13 @@ pub async fn serve_with(
         }
         match &overload {
             None => spawn_connection!(service.clone()),
-            Some(o) => spawn_connection!(close_when_overloaded(service.clone(), o.clone())),
+            Some(o) if close_keep_alive => {
+                spawn_connection!(close_when_overloaded(service.clone(), o.clone()));
+            }
+            Some(_) => spawn_connection!(service.clone()),
+        }
+        if paced {
+            tokio::task::yield_now().await;
         }
     }
 
@@ -248,8 +285,8 @@ pub async fn serve_with(
     let all = config.max_connections;
     tokio::select! {
         _ = slots.acquire_many(all) => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(config.shutdown_grace()) => {
-            tracing::warn!(grace_ms = config.shutdown_grace_ms, "grace period elapsed; closing");
+        () = tokio::time::sleep(config.shutdown_grace) => {
+            tracing::warn!(grace_ms = config.shutdown_grace.as_millis(), "grace period elapsed; closing");
         }
     }
 }
@@ -275,10 +312,7 @@ struct Times {
 /// Runs one connection to its end on its own task (closing it when its times run out, or
 /// gracefully when the server stops), then frees what it held.
 fn spawn_watched<C, E>(
-    conn: C,
-    graceful_shutdown: fn(Pin<&mut C>),
-    state: Arc<ConnState>,
-    times: Times,
+    life: Lifecycle<C>,
     mut stopping: watch::Receiver<bool>,
     peer: std::net::SocketAddr,
     held: Held,
@@ -287,7 +321,6 @@ fn spawn_watched<C, E>(
     E: std::fmt::Display + Send,
 {
     tokio::spawn(async move {
-        let life = Lifecycle::new(conn, graceful_shutdown, state, times);
         tokio::pin!(life);
         let ended = tokio::select! {
             ended = life.as_mut() => ended,
@@ -320,6 +353,30 @@ enum End {
     NoRequest,
     /// Told to close (idle, or stopping), it was still open a grace period later.
     Drained,
+    /// Its first turn on the CPU came too late, before any request was read
+    /// (`server.overload.stale_delay_ms`).
+    Stale,
+}
+
+/// A connection's part in the CPU-pressure signal: the stamp its wakes go through and the
+/// signal its waits are folded into (see [`crate::pressure`]).
+struct Timed {
+    pressure: Pressure,
+    stamp: Arc<Stamped>,
+    waker: Waker,
+}
+
+impl Timed {
+    /// Counts the connection as woken now (at its accept).
+    fn new(pressure: Pressure) -> Self {
+        let stamp = pressure.stamp();
+        let waker = stamp.waker();
+        Timed {
+            pressure,
+            stamp,
+            waker,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,6 +401,7 @@ pin_project! {
         state: Arc<ConnState>,
         times: Times,
         phase: Phase,
+        timed: Option<Timed>,
     }
 }
 
@@ -353,6 +411,7 @@ impl<C> Lifecycle<C> {
         graceful_shutdown: fn(Pin<&mut C>),
         state: Arc<ConnState>,
         times: Times,
+        timed: Option<Timed>,
     ) -> Self {
         Lifecycle {
             conn,
@@ -361,6 +420,7 @@ impl<C> Lifecycle<C> {
             state,
             times,
             phase: Phase::First,
+            timed,
         }
     }
 
@@ -383,6 +443,37 @@ where
     type Output = Result<End, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Under CPU pressure the inner futures are polled with a waker that stamps their
+        // wakes, so that this poll knows how long the connection waited for its turn.
+        let this = self.as_mut().project();
+        let stamped_waker = match this.timed {
+            None => None,
+            Some(t) => {
+                if let Some(wait) = t.stamp.polled(cx) {
+                    t.pressure.observe(wait);
+                    let unread =
+                        *this.phase == Phase::First && !this.state.started.load(Ordering::Relaxed);
+                    if unread && t.pressure.is_stale(wait) {
+                        t.pressure.closed_stale();
+                        return Poll::Ready(Ok(End::Stale));
+                    }
+                }
+                Some(t.waker.clone())
+            }
+        };
+        match stamped_waker {
+            None => self.poll_life(cx),
+            Some(waker) => self.poll_life(&mut Context::from_waker(&waker)),
+        }
+    }
+}
+
+impl<C, E> Lifecycle<C>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    /// Polls the connection under its times.
+    fn poll_life(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<End, E>> {
         loop {
             let mut this = self.as_mut().project();
             if let Poll::Ready(ended) = this.conn.as_mut().poll(cx) {
@@ -700,6 +791,99 @@ mod tests {
 
     const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    fn pressure(stale_ms: u64) -> Pressure {
+        Pressure::new(
+            crate::pressure::PressureConfig {
+                accept_delay: Duration::ZERO,
+                stale_delay: Duration::from_millis(stale_ms),
+            },
+            &mut prometheus_client::registry::Registry::default(),
+        )
+    }
+
+    fn times() -> Times {
+        Times {
+            first_request: Duration::from_secs(5),
+            idle: Duration::from_secs(60),
+            drain: Duration::from_secs(1),
+        }
+    }
+
+    /// A connection that never ends by itself.
+    fn pending_conn() -> std::future::Pending<Result<(), std::io::Error>> {
+        std::future::pending()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_whose_first_turn_is_late_is_closed_unread() {
+        let p = pressure(250);
+        let state = Arc::new(ConnState::default());
+        let life = Lifecycle::new(
+            pending_conn(),
+            |_| {},
+            Arc::clone(&state),
+            times(),
+            Some(Timed::new(p.clone())),
+        );
+        tokio::pin!(life);
+        // Accepted, then its first turn comes 300 ms later.
+        tokio::time::advance(Duration::from_millis(300)).await;
+        let ended = life.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(matches!(ended, Poll::Ready(Ok(End::Stale))), "{ended:?}");
+        assert!(p.delay() > Duration::ZERO, "the wait is a sample");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_turn_does_not_close_a_connection_that_has_started() {
+        let p = pressure(250);
+        let state = Arc::new(ConnState::default());
+        let life = Lifecycle::new(
+            pending_conn(),
+            |_| {},
+            Arc::clone(&state),
+            times(),
+            Some(Timed::new(p.clone())),
+        );
+        tokio::pin!(life);
+        // In time: served on.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(
+            life.as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+        // A request was read; a later late turn leaves the connection alone.
+        state.started.store(true, Ordering::Relaxed);
+        let timed = life
+            .as_mut()
+            .project()
+            .timed
+            .as_ref()
+            .map(|t| t.waker.clone());
+        timed.expect("timed").wake();
+        tokio::time::advance(Duration::from_millis(400)).await;
+        assert!(
+            life.as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+        // Off (no CPU-pressure actions): never stale.
+        let off = Lifecycle::new(
+            pending_conn(),
+            |_| {},
+            Arc::new(ConnState::default()),
+            times(),
+            None,
+        );
+        tokio::pin!(off);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            off.as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+    }
 
     #[tokio::test]
     async fn both_settings_serve_http1() {

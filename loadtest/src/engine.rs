@@ -140,6 +140,51 @@ impl Shared {
     }
 }
 
+/// Loopback addresses a journey's connection is opened from, in turn, when the target is
+/// on IPv4 loopback (see [`Conn::per_journey`]).
+const LOOPBACK_SOURCES: u64 = 16;
+
+/// The address journey `seq` connects from: one of [`LOOPBACK_SOURCES`] loopback addresses
+/// when the target is on IPv4 loopback, else the kernel's choice.
+fn journey_source(sh: &Shared, seq: u64) -> Option<std::net::IpAddr> {
+    match sh.target.addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_loopback() => {
+            let n = u8::try_from(1 + seq % LOOPBACK_SOURCES).unwrap_or(1);
+            Some(std::net::Ipv4Addr::new(127, 0, 0, n).into())
+        }
+        _ => None,
+    }
+}
+
+/// Descriptors kept free of journeys' connections: the generator's own files, its seeding
+/// connections and the runtime's.
+const SPARE_DESCRIPTORS: usize = 1_024;
+
+/// The connections journeys may hold at once: `wanted`, or fewer when the process may not
+/// open that many descriptors. A connect that fails for want of a descriptor is the
+/// generator's shortage, and a journey that retries at once on it would spin; a journey that
+/// finds every slot taken is counted as not sent instead.
+fn journey_connections(wanted: usize) -> usize {
+    match open_files_limit() {
+        Some(limit) if limit.saturating_sub(SPARE_DESCRIPTORS) < wanted => {
+            let n = limit.saturating_sub(SPARE_DESCRIPTORS).max(1);
+            eprintln!(
+                "loadtest: {wanted} connections wanted, {limit} descriptors allowed: \
+                 journeys hold at most {n} connections (raise `ulimit -n` for more)"
+            );
+            n
+        }
+        _ => wanted,
+    }
+}
+
+/// The soft limit on open files of this process (Linux: `/proc/self/limits`).
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Runs a scenario against a target and returns its results.
 pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
     let users = build_users(&sc.population);
@@ -190,8 +235,11 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
         priorities: sc.population.groups.iter().map(|g| g.priority).collect(),
         users,
         in_flight: groups.iter().map(|_| AtomicU64::new(0)).collect(),
-        journey_conns: (sc.clients == Clients::PerJourney)
-            .then(|| Arc::new(tokio::sync::Semaphore::new(sc.connections))),
+        journey_conns: (sc.clients == Clients::PerJourney).then(|| {
+            Arc::new(tokio::sync::Semaphore::new(journey_connections(
+                sc.connections,
+            )))
+        }),
         journey_opened: AtomicU64::new(0),
         retry_deadline: start + duration + grace / 2,
         nonce: opts.run_nonce,
@@ -606,7 +654,7 @@ async fn journey(
         None => run_journey(&sh, None, group, user_idx, intended, seq, seed).await,
         Some(slots) => match Arc::clone(slots).try_acquire_owned() {
             Ok(_slot) => {
-                let mut conn = Conn::new(sh.target.addr);
+                let mut conn = Conn::per_journey(sh.target.addr, journey_source(&sh, seq));
                 let o =
                     run_journey(&sh, Some(&mut conn), group, user_idx, intended, seq, seed).await;
                 sh.journey_opened

@@ -331,11 +331,14 @@ mod tests {
         let (k, v) = parse_setting("store=memory").unwrap();
         set_dotted(&mut over, &k, v).unwrap();
         let c = gateway_config(None, &over).unwrap();
-        assert_eq!(c.server.default_deadline_ms, 900);
+        assert_eq!(
+            c.server.default_deadline,
+            std::time::Duration::from_millis(900)
+        );
         // Keys beside the overridden one keep their values.
         assert_eq!(
-            c.server.max_deadline_ms,
-            gateway::config::Config::default().server.max_deadline_ms
+            c.server.max_deadline,
+            gateway::config::Config::default().server.max_deadline
         );
 
         let (k, v) = parse_setting("server.no_such_key=1").unwrap();

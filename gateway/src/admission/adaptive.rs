@@ -84,6 +84,7 @@
 //!
 //! Time is passed in (`tokio::time::Instant`), so tests drive the law with synthetic traces.
 
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -95,8 +96,11 @@ const GRADIENT_MAX: f64 = 2.0;
 /// Samples kept per interval at most (a percentile of more adds nothing but cost).
 const MAX_SAMPLES: usize = 4096;
 
-/// Settings of the adaptive limiter (from `[admission.adaptive]`, validated there).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// `[admission.adaptive]`: settings of the adaptive limiter (validated with the section, see
+/// `admission::config`). Durations are written in milliseconds and ratios in whole percent
+/// (the key names the unit).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdaptiveConfig {
     /// Lowest limit (at least 1).
     pub min_limit: usize,
@@ -104,24 +108,35 @@ pub struct AdaptiveConfig {
     pub max_limit: usize,
     /// The limit before the first recalculation.
     pub initial_limit: usize,
-    /// How often the limit is recalculated.
+    /// How often the limit is recalculated (`interval_ms`).
+    #[serde(rename = "interval_ms", with = "crate::setting::millis")]
     pub interval: Duration,
     /// Samples needed in an interval before it counts (else the interval is extended).
     pub min_samples: usize,
-    /// The latency percentile compared, in (0, 1].
+    /// The latency percentile compared, in (0, 1] (`percentile`, 1 to 100; 50: the median).
+    #[serde(with = "crate::setting::percent")]
     pub percentile: f64,
-    /// Latency allowed above the no-load latency before it counts as queueing (0.25: 25 %).
+    /// Latency allowed above the no-load latency before it counts as queueing (0.25: 25 %;
+    /// `buffer_pct`).
+    #[serde(rename = "buffer_pct", with = "crate::setting::percent")]
     pub buffer: f64,
-    /// Weight of a new target in the limit, in (0, 1] (1: no smoothing).
+    /// Weight of a new target in the limit, in (0, 1] (1: no smoothing; `smoothing_pct`).
+    #[serde(rename = "smoothing_pct", with = "crate::setting::percent")]
     pub smoothing: f64,
-    /// How often the no-load latency is re-measured.
+    /// How often the no-load latency is re-measured (`min_rtt_interval_ms`).
+    #[serde(rename = "min_rtt_interval_ms", with = "crate::setting::millis")]
     pub min_rtt_interval: Duration,
     /// Samples in a no-load measurement.
     pub min_rtt_samples: usize,
     /// The limit while the no-load latency is measured.
     pub min_rtt_limit: usize,
-    /// Queue capacity per unit of limit (0.5: half the limit); `None`: the policy's queue
-    /// (see "Queue bound" in the module docs).
+    /// Queue capacity per unit of limit (0.5: half the limit), capped by the policy's
+    /// `queue`; `None`: the policy's queue alone (see "Queue bound" in the module docs;
+    /// `queue_per_limit_pct`, 0 for none).
+    #[serde(
+        rename = "queue_per_limit_pct",
+        with = "crate::setting::percent_or_off"
+    )]
     pub queue_per_limit: Option<f64>,
     /// The smallest queue capacity while `queue_per_limit` is set.
     pub queue_min: usize,

@@ -56,6 +56,7 @@
 //! - `control.rs`: [`Admission`], the shared state behind a briefly held mutex, and its
 //!   [`AdmissionOptions`].
 //! - `adaptive.rs`: the adaptive limit's control law (pure; time passed in).
+//! - `config.rs`: [`AdmissionConfig`], the `[admission]` section, and its options.
 //! - `layer.rs`, `service.rs`, `future.rs`, `error.rs`: the middleware.
 //!
 //! # Example
@@ -83,6 +84,7 @@
 //! ```
 
 pub mod adaptive;
+mod config;
 mod control;
 mod error;
 mod future;
@@ -92,6 +94,7 @@ mod service;
 use std::fmt;
 
 pub use self::adaptive::{AdaptiveConfig, AdaptiveStats};
+pub use self::config::{AdmissionConfig, AdmissionMode, RetryBudgetSettings};
 pub use self::control::{Admission, AdmissionOptions, RetryBudgetConfig, SojournTarget};
 pub use self::error::{Shed, ShedCause};
 pub use self::future::ResponseFuture;

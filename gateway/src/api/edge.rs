@@ -141,7 +141,7 @@ async fn prepare(
     // 2. Deadline: the caller's remaining budget, bounded, else the default.
     let server = &app.config.server;
     let budget = match req.headers().get(names::X_REQUEST_DEADLINE_MS) {
-        None => server.default_deadline(),
+        None => server.default_deadline,
         Some(v) => {
             let ms = v
                 .to_str()
@@ -154,7 +154,7 @@ async fn prepare(
                     "must be a whole number of milliseconds, at least 1",
                 )])
             })?;
-            Duration::from_millis(ms.min(server.max_deadline_ms))
+            Duration::from_millis(ms).min(server.max_deadline)
         }
     };
     facts.deadline = Some(started + budget);
@@ -193,7 +193,7 @@ async fn prepare(
     };
     if matches!(*req.method(), Method::POST | Method::PUT) && routed {
         let deadline = started + budget;
-        let cutoff = deadline.min(started + server.body_read_timeout());
+        let cutoff = deadline.min(started + server.body_read_timeout);
         read_body(app, class, req, &mut facts, cutoff).await?;
         // The client's own upload spent the deadline: its refusal, not the service's
         // (admission would shed it as unmeetable and count it against capacity).

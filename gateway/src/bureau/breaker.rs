@@ -9,10 +9,10 @@
 //! A [`Permit`] dropped without an outcome (the request was cancelled mid-call) counts as a
 //! failure, so a half-open probe is never lost.
 
+use super::config::BreakerConfig;
 use crate::clock::SharedClock;
 use jiff::{SignedDuration, Timestamp};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
 /// The breaker's state, as the `gateway_bureau_breaker_state` gauge reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,23 +45,6 @@ impl BreakerState {
     }
 }
 
-/// The breaker's settings.
-#[derive(Debug, Clone, Copy)]
-pub struct BreakerSettings {
-    /// The window the rates are measured over.
-    pub window: Duration,
-    /// Fewest calls in the window before it may open.
-    pub min_calls: u32,
-    /// Failure share that opens it.
-    pub error_rate: f64,
-    /// Slow-call share that opens it.
-    pub slow_rate: f64,
-    /// Cool-down before probes.
-    pub open_for: Duration,
-    /// Successful probes that close it (and most probes in flight).
-    pub probes: u32,
-}
-
 const BUCKETS: usize = 10;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -90,7 +73,7 @@ struct Inner {
 /// and never across an `.await`.
 #[derive(Debug)]
 pub struct Breaker {
-    settings: BreakerSettings,
+    settings: BreakerConfig,
     clock: SharedClock,
     bucket_ms: i64,
     inner: Mutex<Inner>,
@@ -117,7 +100,7 @@ pub enum CallOutcome {
 
 impl Breaker {
     /// A closed breaker.
-    pub fn new(settings: BreakerSettings, clock: SharedClock) -> Breaker {
+    pub fn new(settings: BreakerConfig, clock: SharedClock) -> Breaker {
         let window_ms = i64::try_from(settings.window.as_millis()).unwrap_or(i64::MAX);
         Breaker {
             settings,
@@ -265,11 +248,13 @@ impl Drop for Permit<'_> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use std::time::Duration;
 
-    fn settings() -> BreakerSettings {
-        BreakerSettings {
+    fn settings() -> BreakerConfig {
+        BreakerConfig {
             window: Duration::from_secs(10),
             min_calls: 4,
+            slow_call: Duration::from_millis(100),
             error_rate: 0.5,
             slow_rate: 0.75,
             open_for: Duration::from_secs(5),

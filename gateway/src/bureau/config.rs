@@ -1,35 +1,9 @@
 //! `[bureau]`: where the credit bureau is, when to ask it, and how long to wait.
 
+use crate::setting::{self, Invalid};
 use risk_core::{Fen, RiskGrade};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// A `[bureau]` value out of range, naming its key (`bureau.…`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {problem}")]
-pub struct BureauConfigError {
-    key: String,
-    problem: String,
-}
-
-impl BureauConfigError {
-    pub(crate) fn new(key: &str, problem: impl Into<String>) -> Self {
-        BureauConfigError {
-            key: format!("bureau.{key}"),
-            problem: problem.into(),
-        }
-    }
-
-    /// The dotted key (`bureau.…`).
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// What is wrong with it.
-    pub fn problem(&self) -> &str {
-        &self.problem
-    }
-}
 
 /// When a drawdown consults the bureau.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,22 +17,26 @@ pub enum ConsultRule {
     AmountAbove,
 }
 
-/// `[bureau.breaker]`: the circuit breaker (with `guard = true`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[bureau.breaker]`: the circuit breaker (with `guard = true`). Durations are written in
+/// milliseconds (the key names the unit).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
-    /// The sliding window the rates are measured over, in milliseconds.
-    pub window_ms: u64,
+    /// The sliding window the rates are measured over (`window_ms`).
+    #[serde(rename = "window_ms", with = "setting::millis")]
+    pub window: Duration,
     /// Fewest calls in the window before the breaker may open.
     pub min_calls: u32,
     /// Share of failed calls (errors and timeouts) in the window that opens it, 0 to 1.
     pub error_rate: f64,
-    /// A call taking at least this many milliseconds counts as slow.
-    pub slow_call_ms: u64,
+    /// A call taking at least this long counts as slow (`slow_call_ms`).
+    #[serde(rename = "slow_call_ms", with = "setting::millis")]
+    pub slow_call: Duration,
     /// Share of slow calls in the window that opens it, 0 to 1.
     pub slow_rate: f64,
-    /// How long it stays open before letting probes through, in milliseconds.
-    pub open_ms: u64,
+    /// How long it stays open before letting probes through (`open_ms`).
+    #[serde(rename = "open_ms", with = "setting::millis")]
+    pub open_for: Duration,
     /// Successful probes in a row that close it again (also the most probes in flight).
     pub probes: u32,
 }
@@ -66,12 +44,12 @@ pub struct BreakerConfig {
 impl Default for BreakerConfig {
     fn default() -> Self {
         BreakerConfig {
-            window_ms: 10_000,
+            window: Duration::from_secs(10),
             min_calls: 20,
             error_rate: 0.5,
-            slow_call_ms: 100,
+            slow_call: Duration::from_millis(100),
             slow_rate: 0.8,
-            open_ms: 5_000,
+            open_for: Duration::from_secs(5),
             probes: 3,
         }
     }
@@ -93,20 +71,26 @@ pub struct BureauConfig {
     /// Guarded mode: per-call budget, bulkhead and circuit breaker. `false` is the naive
     /// baseline of the loadtest demonstration: every call waits up to `unguarded_timeout_ms`.
     pub guard: bool,
-    /// Longest a call may take, in milliseconds; the budget is the smaller of this and the
-    /// request's remaining deadline less `reserve_ms`.
-    pub timeout_cap_ms: u64,
-    /// Milliseconds of the request's deadline kept for evaluation and the commit.
-    pub reserve_ms: u64,
-    /// With `guard = false`: how long a call may take, in milliseconds.
-    pub unguarded_timeout_ms: u64,
+    /// Longest a call may take; the budget is the smaller of this and the request's
+    /// remaining deadline less `reserve` (`timeout_cap_ms`).
+    #[serde(rename = "timeout_cap_ms", with = "setting::millis")]
+    pub timeout_cap: Duration,
+    /// What of the request's deadline is kept for evaluation and the commit (`reserve_ms`).
+    #[serde(rename = "reserve_ms", with = "setting::millis")]
+    pub reserve: Duration,
+    /// With `guard = false`: how long a call may take (`unguarded_timeout_ms`).
+    #[serde(rename = "unguarded_timeout_ms", with = "setting::millis")]
+    pub unguarded_timeout: Duration,
     /// Bulkhead: calls in flight at most; a call finding every slot taken is not made.
     pub max_concurrent: u32,
-    /// An answer younger than this is reused without a call, in milliseconds (0: never).
-    pub cache_ttl_ms: u64,
-    /// When the bureau cannot answer, an answer younger than this stands in, in milliseconds
-    /// (0: never); older, the drawdown goes to review (`BUREAU_UNAVAILABLE_REVIEW`).
-    pub stale_max_age_ms: u64,
+    /// An answer younger than this is reused without a call (`cache_ttl_ms`; zero: never).
+    #[serde(rename = "cache_ttl_ms", with = "setting::millis")]
+    pub cache_ttl: Duration,
+    /// When the bureau cannot answer, an answer younger than this stands in
+    /// (`stale_max_age_ms`; zero: never); older, the drawdown goes to review
+    /// (`BUREAU_UNAVAILABLE_REVIEW`).
+    #[serde(rename = "stale_max_age_ms", with = "setting::millis")]
+    pub stale_max_age: Duration,
     /// Most users whose answer is kept.
     pub cache_max_users: u64,
     /// The circuit breaker.
@@ -121,12 +105,12 @@ impl Default for BureauConfig {
             grades: Vec::new(),
             amount_above_fen: 0,
             guard: true,
-            timeout_cap_ms: 150,
-            reserve_ms: 50,
-            unguarded_timeout_ms: 30_000,
+            timeout_cap: Duration::from_millis(150),
+            reserve: Duration::from_millis(50),
+            unguarded_timeout: Duration::from_secs(30),
             max_concurrent: 64,
-            cache_ttl_ms: 60_000,
-            stale_max_age_ms: 3_600_000,
+            cache_ttl: Duration::from_secs(60),
+            stale_max_age: Duration::from_secs(3600),
             cache_max_users: 100_000,
             breaker: BreakerConfig::default(),
         }
@@ -134,28 +118,24 @@ impl Default for BureauConfig {
 }
 
 impl BureauConfig {
-    /// Checks every value types alone do not, naming the key (`bureau.…`).
-    pub fn validate(&self) -> Result<(), BureauConfigError> {
-        let bad = |key: &str, problem: &str| BureauConfigError::new(key, problem);
+    /// Checks every value types alone do not, naming the key within `[bureau]`.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let bad = |key: &str, problem: &str| Invalid::new(key, problem);
         if let Some(url) = &self.url {
             super::client::base_url(url).map_err(|p| bad("url", &p))?;
         }
-        let positive = [
-            ("timeout_cap_ms", self.timeout_cap_ms),
-            ("unguarded_timeout_ms", self.unguarded_timeout_ms),
-            ("max_concurrent", u64::from(self.max_concurrent)),
-            ("cache_max_users", self.cache_max_users),
-            ("breaker.window_ms", self.breaker.window_ms),
-            ("breaker.min_calls", u64::from(self.breaker.min_calls)),
-            ("breaker.slow_call_ms", self.breaker.slow_call_ms),
-            ("breaker.open_ms", self.breaker.open_ms),
-            ("breaker.probes", u64::from(self.breaker.probes)),
-        ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err(bad(key, "must be at least 1"));
-            }
-        }
+        let b = &self.breaker;
+        setting::at_least_one([
+            ("timeout_cap_ms", self.timeout_cap.as_nanos()),
+            ("unguarded_timeout_ms", self.unguarded_timeout.as_nanos()),
+            ("max_concurrent", u128::from(self.max_concurrent)),
+            ("cache_max_users", u128::from(self.cache_max_users)),
+            ("breaker.window_ms", b.window.as_nanos()),
+            ("breaker.min_calls", u128::from(b.min_calls)),
+            ("breaker.slow_call_ms", b.slow_call.as_nanos()),
+            ("breaker.open_ms", b.open_for.as_nanos()),
+            ("breaker.probes", u128::from(b.probes)),
+        ])?;
         for (key, v) in [
             ("breaker.error_rate", self.breaker.error_rate),
             ("breaker.slow_rate", self.breaker.slow_rate),
@@ -176,7 +156,7 @@ impl BureauConfig {
         if Fen::new(self.amount_above_fen).is_none() {
             return Err(bad("amount_above_fen", "above the largest amount in fen"));
         }
-        if self.stale_max_age_ms != 0 && self.stale_max_age_ms < self.cache_ttl_ms {
+        if !self.stale_max_age.is_zero() && self.stale_max_age < self.cache_ttl {
             return Err(bad(
                 "stale_max_age_ms",
                 "must be 0 or at least cache_ttl_ms (a stale answer is an older fresh one)",
@@ -193,18 +173,6 @@ impl BureauConfig {
             ConsultRule::AmountAbove => amount.get() > self.amount_above_fen,
         }
     }
-
-    pub(crate) fn timeout_cap(&self) -> Duration {
-        Duration::from_millis(self.timeout_cap_ms)
-    }
-
-    pub(crate) fn reserve(&self) -> Duration {
-        Duration::from_millis(self.reserve_ms)
-    }
-
-    pub(crate) fn unguarded_timeout(&self) -> Duration {
-        Duration::from_millis(self.unguarded_timeout_ms)
-    }
 }
 
 #[cfg(test)]
@@ -212,7 +180,7 @@ mod tests {
     use super::*;
 
     fn key(c: &BureauConfig) -> String {
-        c.validate().unwrap_err().key().to_owned()
+        c.validate().unwrap_err().under("bureau").key().to_owned()
     }
 
     #[test]
@@ -225,7 +193,10 @@ mod tests {
         };
         assert_eq!(with(|c| c.url = Some("ftp://x".into())), "bureau.url");
         assert_eq!(with(|c| c.url = Some("https://x".into())), "bureau.url");
-        assert_eq!(with(|c| c.timeout_cap_ms = 0), "bureau.timeout_cap_ms");
+        assert_eq!(
+            with(|c| c.timeout_cap = Duration::ZERO),
+            "bureau.timeout_cap_ms"
+        );
         assert_eq!(with(|c| c.max_concurrent = 0), "bureau.max_concurrent");
         assert_eq!(
             with(|c| c.breaker.error_rate = 1.5),
@@ -238,7 +209,7 @@ mod tests {
         assert_eq!(with(|c| c.breaker.probes = 0), "bureau.breaker.probes");
         assert_eq!(with(|c| c.consult = ConsultRule::Grades), "bureau.grades");
         assert_eq!(
-            with(|c| c.stale_max_age_ms = c.cache_ttl_ms - 1),
+            with(|c| c.stale_max_age = c.cache_ttl - Duration::from_millis(1)),
             "bureau.stale_max_age_ms"
         );
         let mut c = BureauConfig {
@@ -246,7 +217,7 @@ mod tests {
             ..BureauConfig::default()
         };
         c.validate().unwrap();
-        c.stale_max_age_ms = 0;
+        c.stale_max_age = Duration::ZERO;
         c.validate().unwrap();
     }
 

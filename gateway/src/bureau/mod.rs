@@ -33,11 +33,12 @@ pub mod config;
 pub mod metrics;
 
 pub use breaker::BreakerState;
-pub use config::{BreakerConfig, BureauConfig, BureauConfigError, ConsultRule};
+pub use config::{BreakerConfig, BureauConfig, ConsultRule};
 pub use metrics::BureauMetrics;
 
 use crate::clock::SharedClock;
-use breaker::{Breaker, BreakerSettings, CallOutcome};
+use crate::setting::Invalid;
+use breaker::{Breaker, CallOutcome};
 use jiff::Timestamp;
 use metrics::{CallLabels, ConsultLabels, FallbackLabels};
 use prometheus_client::registry::Registry;
@@ -82,35 +83,23 @@ impl Bureau {
         config: &BureauConfig,
         clock: SharedClock,
         registry: &mut Registry,
-    ) -> Result<Option<Bureau>, BureauConfigError> {
+    ) -> Result<Option<Bureau>, Invalid> {
         config.validate()?;
         let Some(url) = &config.url else {
             return Ok(None);
         };
-        let base =
-            client::base_url(url).map_err(|problem| BureauConfigError::new("url", problem))?;
+        let base = client::base_url(url).map_err(|problem| Invalid::new("url", problem))?;
         let max_concurrent = usize::try_from(config.max_concurrent).unwrap_or(usize::MAX);
-        let b = &config.breaker;
         let guards = config.guard.then(|| Guards {
             bulkhead: Arc::new(Semaphore::new(max_concurrent)),
-            breaker: Breaker::new(
-                BreakerSettings {
-                    window: Duration::from_millis(b.window_ms),
-                    min_calls: b.min_calls,
-                    error_rate: b.error_rate,
-                    slow_rate: b.slow_rate,
-                    open_for: Duration::from_millis(b.open_ms),
-                    probes: b.probes,
-                },
-                Arc::clone(&clock),
-            ),
+            breaker: Breaker::new(config.breaker, Arc::clone(&clock)),
         });
-        let keep = config.cache_ttl_ms.max(config.stale_max_age_ms);
-        let cache = (keep > 0).then(|| {
+        let keep = config.cache_ttl.max(config.stale_max_age);
+        let cache = (!keep.is_zero()).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(config.cache_max_users)
                 // Eviction only (moka's own clock); ages are judged on the injected clock.
-                .time_to_live(Duration::from_millis(keep))
+                .time_to_live(keep)
                 .build()
         });
         Ok(Some(Bureau {
@@ -174,12 +163,10 @@ impl Bureau {
     pub async fn signal(&self, user: &UserId, deadline: Option<Instant>) -> BureauSignal {
         let cached = self.cache.as_ref().and_then(|c| c.get(user));
         let now = self.clock.now();
-        let age = |e: &Entry| {
-            let ms = now.duration_since(e.at).as_millis();
-            u64::try_from(ms.max(0)).unwrap_or(0)
-        };
+        // An entry from the clock's future (the clock was set back) is taken as fresh.
+        let age = |e: &Entry| Duration::try_from(now.duration_since(e.at)).unwrap_or_default();
         if let Some(e) = &cached
-            && age(e) < self.config.cache_ttl_ms
+            && age(e) < self.config.cache_ttl
         {
             self.metrics.cache_hits.inc();
             return Self::cached(e, age(e));
@@ -202,7 +189,7 @@ impl Bureau {
                 BureauSignal::Fresh(report)
             }
             Err(cause) => {
-                let stale = cached.filter(|e| age(e) < self.config.stale_max_age_ms);
+                let stale = cached.filter(|e| age(e) < self.config.stale_max_age);
                 let kind = if stale.is_some() {
                     "cached"
                 } else {
@@ -228,10 +215,10 @@ impl Bureau {
         }
     }
 
-    fn cached(e: &Entry, age_ms: u64) -> BureauSignal {
+    fn cached(e: &Entry, age: Duration) -> BureauSignal {
         BureauSignal::Cached {
             report: e.report,
-            age_secs: u32::try_from(age_ms / 1000).unwrap_or(u32::MAX),
+            age_secs: u32::try_from(age.as_secs()).unwrap_or(u32::MAX),
         }
     }
 
@@ -242,13 +229,13 @@ impl Bureau {
         deadline: Option<Instant>,
     ) -> Result<BureauReport, UnavailableCause> {
         let Some(guards) = &self.guards else {
-            return self.timed_call(user, self.config.unguarded_timeout()).await;
+            return self.timed_call(user, self.config.unguarded_timeout).await;
         };
-        let mut budget = self.config.timeout_cap();
+        let mut budget = self.config.timeout_cap;
         if let Some(d) = deadline {
             let left = d
                 .saturating_duration_since(Instant::now())
-                .saturating_sub(self.config.reserve());
+                .saturating_sub(self.config.reserve);
             budget = budget.min(left);
         }
         if budget < MIN_BUDGET {
@@ -265,7 +252,7 @@ impl Bureau {
         self.refresh_breaker_gauge(guards);
         let started = Instant::now();
         let out = self.timed_call(user, budget).await;
-        let slow = started.elapsed() >= Duration::from_millis(self.config.breaker.slow_call_ms);
+        let slow = started.elapsed() >= self.config.breaker.slow_call;
         let outcome = match (&out, slow) {
             (Err(_), _) => CallOutcome::Failure,
             (Ok(_), true) => CallOutcome::Slow,

@@ -78,10 +78,9 @@ pub struct PolicySnapshot {
     pub generation: u64,
 }
 
-/// `at` as RFC 3339 with its offset, in whole seconds (jiff's own form adds the zone name
-/// in brackets and any fraction of a second).
+/// `at` as the API answers timestamps ([`crate::clock::rfc3339`]).
 fn rfc3339<S: serde::Serializer>(at: &ZonedDateTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&at.strftime("%Y-%m-%dT%H:%M:%S%:z"))
+    s.serialize_str(&crate::clock::rfc3339(at.timestamp(), at.offset()))
 }
 
 fn rfc3339_opt<S: serde::Serializer>(at: &Option<ZonedDateTime>, s: S) -> Result<S::Ok, S::Error> {

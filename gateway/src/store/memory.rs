@@ -86,6 +86,26 @@ pub struct MemoryConfig {
 /// The shortest idempotency retention the API allows.
 pub const MIN_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// Checks the retentions every store keeps, `(idempotency, decision)` with the names of their
+/// fields: idempotency records at least 24 hours (the API's promise), decisions at least as
+/// long (a replay answers with its decision) and at most a century (timestamps end in 9999:
+/// anything longer is a configuration mistake). The error is the field and its problem.
+pub(crate) fn check_retention(
+    (idempotency, idempotency_field): (Duration, &'static str),
+    (decision, decision_field): (Duration, &'static str),
+) -> Result<(), (&'static str, &'static str)> {
+    if idempotency < MIN_IDEMPOTENCY_RETENTION {
+        return Err((idempotency_field, "must be at least 24 hours"));
+    }
+    if decision < idempotency {
+        return Err((decision_field, "must be at least the idempotency retention"));
+    }
+    if decision > Duration::from_secs(100 * 366 * 24 * 3600) {
+        return Err((decision_field, "must be at most 100 years"));
+    }
+    Ok(())
+}
+
 impl Default for MemoryConfig {
     fn default() -> Self {
         MemoryConfig {
@@ -120,22 +140,13 @@ impl MemoryConfig {
         if !self.shards.is_power_of_two() || self.shards > usize::from(SLOTS) {
             return err("shards", "must be a power of two from 1 to 1024");
         }
-        if self.idempotency_retention < MIN_IDEMPOTENCY_RETENTION {
-            return err("idempotency_retention", "must be at least 24 hours");
-        }
-        if self.decision_retention < self.idempotency_retention {
-            return err(
-                "decision_retention",
-                "must be at least idempotency_retention",
-            );
-        }
+        check_retention(
+            (self.idempotency_retention, "idempotency_retention"),
+            (self.decision_retention, "decision_retention"),
+        )
+        .or_else(|(field, problem)| err(field, problem))?;
         if self.max_decisions == 0 {
             return err("max_decisions", "must be at least 1");
-        }
-        // Timestamps end in 9999: anything past a century is a configuration mistake.
-        let century = Duration::from_secs(100 * 366 * 24 * 3600);
-        if self.decision_retention > century {
-            return err("decision_retention", "must be at most 100 years");
         }
         Ok(())
     }

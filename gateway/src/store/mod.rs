@@ -500,7 +500,5 @@ pub(crate) fn format_like(now: Timestamp, like: &str) -> String {
         Some(PiecesOffset::Numeric(n)) => n.offset(),
         _ => jiff::tz::Offset::UTC,
     };
-    // Whole seconds: truncated, as `evaluated_at` and `created_at` are.
-    let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
-    now.display_with_offset(offset).to_string()
+    crate::clock::rfc3339(now, offset)
 }

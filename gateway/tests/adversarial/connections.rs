@@ -17,7 +17,7 @@ async fn silent_and_half_preface_connections_are_closed_and_lock_nobody_out() {
     c.server.max_connections = 20;
     // All from 127.0.0.1: the per-peer cap must not be what refuses the 21st.
     c.server.max_connections_per_peer = 100;
-    c.server.header_read_timeout_ms = 300;
+    c.server.header_read_timeout = std::time::Duration::from_millis(300);
     let t = TestGateway::start(c).await;
     let mut held = Vec::new();
     for i in 0..20 {
@@ -56,8 +56,8 @@ async fn silent_and_half_preface_connections_are_closed_and_lock_nobody_out() {
 #[tokio::test]
 async fn idle_http2_connections_are_closed() {
     let mut c = relaxed();
-    c.server.header_read_timeout_ms = 300;
-    c.server.idle_timeout_ms = 300;
+    c.server.header_read_timeout = std::time::Duration::from_millis(300);
+    c.server.idle_timeout = std::time::Duration::from_millis(300);
     let t = TestGateway::start(c).await;
 
     // Handshake only.
@@ -159,8 +159,8 @@ async fn http2_streams_a_client_never_reads_are_bounded() {
     c.server.http2_max_concurrent_streams = STREAMS;
     c.server.http2_max_send_buf_bytes = 16 * 1024;
     c.server.max_connections_per_peer = PER_PEER;
-    c.server.idle_timeout_ms = 500;
-    c.server.shutdown_grace_ms = 300;
+    c.server.idle_timeout = std::time::Duration::from_millis(500);
+    c.server.shutdown_grace = std::time::Duration::from_millis(300);
     let t = TestGateway::start(c).await;
 
     let mut answered_total = 0;

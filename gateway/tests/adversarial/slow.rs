@@ -55,8 +55,8 @@ fn sheds(t: &TestGateway) -> u64 {
 #[tokio::test]
 async fn a_body_slower_than_the_body_timeout_is_a_408() {
     let mut c = relaxed();
-    c.server.body_read_timeout_ms = 300;
-    c.server.default_deadline_ms = 10_000;
+    c.server.body_read_timeout = std::time::Duration::from_millis(300);
+    c.server.default_deadline = std::time::Duration::from_millis(10_000);
     let t = TestGateway::start(c).await;
     t.user("u-slow", 1_000_000).await;
     let all: Vec<_> = (0..20)
@@ -85,7 +85,7 @@ async fn a_body_slower_than_the_body_timeout_is_a_408() {
 #[tokio::test]
 async fn an_upload_that_spends_the_deadline_is_not_blamed_on_capacity() {
     let mut c = relaxed();
-    c.server.body_read_timeout_ms = 10_000;
+    c.server.body_read_timeout = std::time::Duration::from_millis(10_000);
     let t = TestGateway::start(c).await;
     t.user("u-slow", 1_000_000).await;
     let answer = trickle(
@@ -110,7 +110,7 @@ async fn an_upload_that_spends_the_deadline_is_not_blamed_on_capacity() {
 #[tokio::test]
 async fn a_body_that_never_comes_is_cut_off() {
     let mut c = relaxed();
-    c.server.body_read_timeout_ms = 300;
+    c.server.body_read_timeout = std::time::Duration::from_millis(300);
     let t = TestGateway::start(c).await;
     let mut s = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
     s.write_all(

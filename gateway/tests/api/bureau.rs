@@ -87,8 +87,8 @@ impl Bureau {
 fn config(url: &str) -> Config {
     let mut c = relaxed();
     c.bureau.url = Some(url.to_owned());
-    c.bureau.cache_ttl_ms = 0;
-    c.bureau.stale_max_age_ms = 0;
+    c.bureau.cache_ttl = std::time::Duration::from_millis(0);
+    c.bureau.stale_max_age = std::time::Duration::from_millis(0);
     c
 }
 
@@ -204,7 +204,7 @@ async fn the_breaker_opens_after_errors_and_closes_after_probes() {
     let t = start(&b, |c| {
         c.bureau.breaker.min_calls = 4;
         c.bureau.breaker.error_rate = 0.5;
-        c.bureau.breaker.open_ms = 5_000;
+        c.bureau.breaker.open_for = std::time::Duration::from_millis(5_000);
         c.bureau.breaker.probes = 2;
     })
     .await;
@@ -245,7 +245,7 @@ async fn a_failed_probe_opens_it_again() {
     b.fake.fail.store(true, SeqCst);
     let t = start(&b, |c| {
         c.bureau.breaker.min_calls = 2;
-        c.bureau.breaker.open_ms = 1_000;
+        c.bureau.breaker.open_for = std::time::Duration::from_millis(1_000);
     })
     .await;
     draw(&t, "k-1").await;
@@ -261,8 +261,8 @@ async fn a_failed_probe_opens_it_again() {
 async fn the_cache_serves_within_its_ttl() {
     let b = Bureau::start().await;
     let t = start(&b, |c| {
-        c.bureau.cache_ttl_ms = 60_000;
-        c.bureau.stale_max_age_ms = 60_000;
+        c.bureau.cache_ttl = std::time::Duration::from_millis(60_000);
+        c.bureau.stale_max_age = std::time::Duration::from_millis(60_000);
     })
     .await;
     // The quote consults and caches; the drawdown that follows uses the answer.
@@ -288,8 +288,8 @@ async fn an_answer_younger_than_the_stale_age_stands_in() {
     let b = Bureau::start().await;
     b.fake.score.store(600, SeqCst);
     let t = start(&b, |c| {
-        c.bureau.cache_ttl_ms = 1_000;
-        c.bureau.stale_max_age_ms = 10_000;
+        c.bureau.cache_ttl = std::time::Duration::from_millis(1_000);
+        c.bureau.stale_max_age = std::time::Duration::from_millis(10_000);
     })
     .await;
     assert_eq!(
@@ -356,7 +356,7 @@ async fn a_full_bulkhead_falls_back_without_waiting() {
     let t = Arc::new(
         start(&b, |c| {
             c.bureau.max_concurrent = 1;
-            c.bureau.timeout_cap_ms = 3_000;
+            c.bureau.timeout_cap = std::time::Duration::from_millis(3_000);
         })
         .await,
     );

@@ -18,7 +18,7 @@ async fn when_the_queue_is_full_low_priority_is_shed_before_drawdowns() {
         ..c.policy.normal
     };
     // Three drawdowns in a row at 2 × 400 ms of store latency each: give them the time.
-    c.server.default_deadline_ms = 10_000;
+    c.server.default_deadline = std::time::Duration::from_millis(10_000);
     let t = TestGateway::start(c).await;
     for u in ["u-1", "u-2", "u-3"] {
         t.user(u, 10_000_000).await;
@@ -86,7 +86,7 @@ async fn when_the_queue_is_full_low_priority_is_shed_before_drawdowns() {
 #[tokio::test]
 async fn a_client_that_trickles_its_headers_is_dropped() {
     let mut c = relaxed();
-    c.server.header_read_timeout_ms = 200;
+    c.server.header_read_timeout = std::time::Duration::from_millis(200);
     let t = TestGateway::start(c).await;
     let mut s = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -154,9 +154,10 @@ async fn overload_pauses_accepting_and_closes_keep_alive_connections() {
     let mut c = relaxed();
     c.server.overload.enabled = true;
     // The real probe does not fire during the test: the test drives the signal.
-    c.server.overload.probe_interval_ms = 3_600_000;
-    c.server.overload.lag_high_ms = 60_000;
-    c.server.overload.lag_low_ms = 30_000;
+    c.server.overload.probe_interval = std::time::Duration::from_millis(3_600_000);
+    c.server.overload.lag_high = std::time::Duration::from_millis(60_000);
+    c.server.overload.lag_low = std::time::Duration::from_millis(30_000);
+    c.server.overload.close_keep_alive = true;
     let t = TestGateway::start(c).await;
     let overload = t.gw.overload.clone().expect("overload actions are enabled");
     let mut kept = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
@@ -268,9 +269,9 @@ async fn a_shed_drawdown_is_refused_before_its_body_is_read() {
 async fn retries_beyond_the_budget_are_shed_and_first_attempts_are_not() {
     let mut c = relaxed();
     c.admission.retry_budget.enabled = true;
-    c.admission.retry_budget.percent = 0;
+    c.admission.retry_budget.ratio = 0.0;
     c.admission.retry_budget.min_per_sec = 0;
-    c.admission.mode = gateway::config::AdmissionMode::Adaptive;
+    c.admission.mode = gateway::admission::AdmissionMode::Adaptive;
     let t = TestGateway::start(c).await;
     t.user("u-1", 10_000_000).await;
     let send = |key: &'static str, attempt: &'static str| {
@@ -315,6 +316,50 @@ async fn retries_beyond_the_budget_are_shed_and_first_attempts_are_not() {
     );
     assert!(
         metrics.contains("gateway_admission_sojourn_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+/// While connections wait too long for the CPU, a new connection is left in the kernel's
+/// backlog, unaccepted; once the wait falls it is accepted and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_connection_waits_in_the_backlog_while_the_cpu_is_behind() {
+    let mut c = relaxed();
+    c.server.overload.enabled = true;
+    c.server.overload.probe_interval = Duration::from_secs(3_600);
+    c.server.overload.accept_delay = Duration::from_millis(10);
+    let t = TestGateway::start(c).await;
+    let pressure =
+        t.gw.overload
+            .clone()
+            .expect("overload actions are enabled")
+            .pressure()
+            .clone();
+    // Connections waited a second for their turn: the gate closes at the next accept.
+    for _ in 0..64 {
+        pressure.observe(Duration::from_secs(1));
+    }
+    assert!(!pressure.admits_connection());
+    let mut waiting = tokio::net::TcpStream::connect(t.gw.addr).await.unwrap();
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The gate looks again every millisecond, each look a sample of its own timer's
+    // lateness: from a mean of a second, at least 35 looks (35 ms) bring it under 10 ms.
+    let mut buf = [0u8; 1024];
+    let early = tokio::time::timeout(Duration::from_millis(20), waiting.read(&mut buf)).await;
+    assert!(early.is_err(), "accepted while the CPU was behind");
+    let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
+        .await
+        .expect("accepted once the wait fell")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(pressure.admits_connection());
+    let metrics = t.metrics().await;
+    assert!(
+        metrics.contains("gateway_cpu_accept_gate_waits_total 1"),
         "{metrics}"
     );
 }

@@ -15,7 +15,7 @@ pub const ADMIN: &str = "test-admin-token-00001";
 /// for tests that set `policy.normal.concurrency` and `queue` to build a known state.
 pub fn relaxed_fixed() -> Config {
     let mut c = relaxed();
-    c.admission.mode = gateway::config::AdmissionMode::Fixed;
+    c.admission.mode = gateway::admission::AdmissionMode::Fixed;
     c
 }
 
@@ -44,6 +44,9 @@ pub fn relaxed() -> Config {
         ..Config::default()
     };
     c.policy.normal = LimitsPatch::unlimited();
+    // A debug build on a loaded machine can give a new connection its first turn late; the
+    // tests that are about it turn the stale close back on.
+    c.server.overload.stale_delay = std::time::Duration::ZERO;
     c
 }
 

@@ -93,8 +93,11 @@
 //! failure, so `/readyz` answers for Redis as it is, not for a connection it outlived.
 
 mod coalesce;
+mod config;
 mod scripts;
 pub mod thresholds;
+
+pub use config::{RedisConfig, RedisConfigError};
 
 pub use thresholds::{ThresholdSyncMetrics, ThresholdTarget, ThresholdWrite, spawn_threshold_sync};
 
@@ -114,176 +117,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The Redis store's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisConfig {
-    /// `redis://host:port/db` (or `rediss://`); on a cluster, one of the seed nodes.
-    pub url: String,
-    /// Redis Cluster: `url` and [`Self::cluster_nodes`] are seed nodes of one cluster, and
-    /// each command goes to the node that owns its slot (see the module docs).
-    pub cluster: bool,
-    /// More seed nodes of the cluster besides `url` (`redis://host:port`), so the store
-    /// starts while some of them are down. Only with `cluster`.
-    pub cluster_nodes: Vec<String>,
-    /// Connections in the pool (each multiplexes many requests).
-    pub pool_size: usize,
-    /// Longest wait for a pooled connection before answering `Unavailable`.
-    pub pool_wait_timeout: Duration,
-    /// Longest time to open a connection.
-    pub connect_timeout: Duration,
-    /// Longest time one operation (one round trip) may take before answering `Timeout`.
-    pub command_timeout: Duration,
-    /// Prefix of every key (no `{` or `}`), so several deployments or tests share a server.
-    pub key_prefix: String,
-    /// How long an idempotency record is kept after its commit: at least 24 h.
-    pub idempotency_retention: Duration,
-    /// How long a decision is kept (for `GET` and appeals): at least `idempotency_retention`.
-    /// An appealed decision is kept with its appeal.
-    pub decision_retention: Duration,
-    /// How often each instance reads the thresholds pointer besides pub/sub notices.
-    pub threshold_poll: Duration,
-    /// How often [`spawn_health_check`] pings Redis through the pool: connections that died
-    /// with a Redis restart are gone within one interval of it (see "Failure").
-    pub health_check_interval: Duration,
-    /// Users whose last seen state this instance keeps, so that their drawdowns commit in
-    /// one round trip (see [`Store::commit_seen`]); 0 keeps none (a load before each).
-    pub user_cache: usize,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        RedisConfig {
-            url: "redis://127.0.0.1:6379".into(),
-            cluster: false,
-            cluster_nodes: Vec::new(),
-            pool_size: 32,
-            pool_wait_timeout: Duration::from_millis(250),
-            connect_timeout: Duration::from_millis(500),
-            command_timeout: Duration::from_millis(500),
-            key_prefix: "lg".into(),
-            idempotency_retention: super::memory::MIN_IDEMPOTENCY_RETENTION,
-            decision_retention: Duration::from_secs(30 * 24 * 3600),
-            threshold_poll: Duration::from_secs(2),
-            health_check_interval: Duration::from_secs(1),
-            user_cache: 100_000,
-        }
-    }
-}
-
-/// A [`RedisConfig`] field out of range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("store.redis.{field}: {problem}")]
-pub struct RedisConfigError {
-    field: &'static str,
-    problem: String,
-}
-
-impl RedisConfigError {
-    /// The field at fault.
-    pub const fn field(&self) -> &'static str {
-        self.field
-    }
-
-    /// What is wrong with it.
-    pub fn problem(&self) -> &str {
-        &self.problem
-    }
-}
-
-impl RedisConfig {
-    /// Checks every field.
-    pub fn validate(&self) -> Result<(), RedisConfigError> {
-        let err = |field, problem: &str| {
-            Err(RedisConfigError {
-                field,
-                problem: problem.into(),
-            })
-        };
-        if let Err(e) = redis::Client::open(self.url.as_str()) {
-            return Err(RedisConfigError {
-                field: "url",
-                problem: format!("not a Redis URL: {e}"),
-            });
-        }
-        if !self.cluster && !self.cluster_nodes.is_empty() {
-            return err("cluster_nodes", "only with cluster = true");
-        }
-        if self.cluster_nodes.len() > 64 {
-            return err("cluster_nodes", "at most 64 seed nodes");
-        }
-        for node in &self.cluster_nodes {
-            if let Err(e) = redis::Client::open(node.as_str()) {
-                return Err(RedisConfigError {
-                    field: "cluster_nodes",
-                    problem: format!("{node:?} is not a Redis URL: {e}"),
-                });
-            }
-        }
-        if self.cluster
-            && self
-                .seeds()
-                .iter()
-                .any(|u| !matches!(u.split('/').nth(3), None | Some("" | "0")))
-        {
-            return err("url", "Redis Cluster has only database 0");
-        }
-        if self.pool_size == 0 || self.pool_size > 1024 {
-            return err("pool_size", "must be from 1 to 1024");
-        }
-        let bounded = |d: Duration| !d.is_zero() && d <= Duration::from_secs(60);
-        if !bounded(self.pool_wait_timeout) {
-            return err("pool_wait_timeout_ms", "must be from 1 ms to 60 s");
-        }
-        if !bounded(self.connect_timeout) {
-            return err("connect_timeout_ms", "must be from 1 ms to 60 s");
-        }
-        if !bounded(self.command_timeout) {
-            return err("command_timeout_ms", "must be from 1 ms to 60 s");
-        }
-        if self.threshold_poll < Duration::from_millis(10)
-            || self.threshold_poll > Duration::from_secs(3600)
-        {
-            return err("threshold_poll_ms", "must be from 10 ms to 1 hour");
-        }
-        if self.health_check_interval < Duration::from_millis(10)
-            || self.health_check_interval > Duration::from_secs(60)
-        {
-            return err("health_check_interval_ms", "must be from 10 ms to 60 s");
-        }
-        if self.key_prefix.is_empty()
-            || self.key_prefix.len() > 64
-            || self.key_prefix.contains(['{', '}'])
-        {
-            return err(
-                "key_prefix",
-                "must be 1 to 64 characters without `{` or `}`",
-            );
-        }
-        if self.idempotency_retention < super::memory::MIN_IDEMPOTENCY_RETENTION {
-            return err("idempotency_retention", "must be at least 24 hours");
-        }
-        if self.decision_retention < self.idempotency_retention {
-            return err(
-                "decision_retention",
-                "must be at least idempotency_retention",
-            );
-        }
-        if self.decision_retention > Duration::from_secs(100 * 366 * 24 * 3600) {
-            return err("decision_retention", "must be at most 100 years");
-        }
-        Ok(())
-    }
-}
-
-impl RedisConfig {
-    /// The nodes the store connects to first: `url`, then `cluster_nodes`.
-    pub fn seeds(&self) -> Vec<&str> {
-        std::iter::once(self.url.as_str())
-            .chain(self.cluster_nodes.iter().map(String::as_str))
-            .collect()
-    }
-}
 
 /// The Redis store. Cloning is cheap and shares the pool.
 #[derive(Clone)]
@@ -486,10 +319,7 @@ impl RedisStore {
     /// configuration; an unreachable server shows in [`Store::ping`] and each operation.
     pub fn new(config: RedisConfig) -> Result<RedisStore, RedisConfigError> {
         config.validate()?;
-        let bad_url = |e: redis::RedisError| RedisConfigError {
-            field: "url",
-            problem: e.to_string(),
-        };
+        let bad_url = |e: redis::RedisError| RedisConfigError::new("url", e.to_string());
         let connection = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout));
@@ -519,10 +349,7 @@ impl RedisStore {
             .recycle_timeout(Some(config.command_timeout))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| RedisConfigError {
-                field: "pool_size",
-                problem: e.to_string(),
-            })?;
+            .map_err(|e| RedisConfigError::new("pool_size", e.to_string()))?;
         let config_cache = config.user_cache;
         let scripts = Scripts {
             load: Script::new(scripts::LOAD),
@@ -1570,47 +1397,5 @@ mod tests {
             assert!(key.starts_with(&format!("lg:{tag}:")), "{key}");
         }
         assert_ne!(store.idem_key("a", &u, "bc"), store.idem_key("ab", &u, "c"));
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let d = RedisConfig::default();
-        let bad = |c: RedisConfig| c.validate().unwrap_err().field();
-        assert_eq!(
-            bad(RedisConfig {
-                url: "http://x".into(),
-                ..d.clone()
-            }),
-            "url"
-        );
-        assert_eq!(
-            bad(RedisConfig {
-                pool_size: 0,
-                ..d.clone()
-            }),
-            "pool_size"
-        );
-        assert_eq!(
-            bad(RedisConfig {
-                command_timeout: Duration::ZERO,
-                ..d.clone()
-            }),
-            "command_timeout_ms"
-        );
-        assert_eq!(
-            bad(RedisConfig {
-                key_prefix: "a{b}".into(),
-                ..d.clone()
-            }),
-            "key_prefix"
-        );
-        assert_eq!(
-            bad(RedisConfig {
-                idempotency_retention: Duration::from_secs(3600),
-                ..d.clone()
-            }),
-            "idempotency_retention"
-        );
-        assert!(d.validate().is_ok());
     }
 }

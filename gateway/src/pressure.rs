@@ -1,0 +1,339 @@
+//! CPU pressure: how long connections wait for the CPU, and the two things the server does
+//! about it: it takes new connections in only while that wait is short, and it drops, unread,
+//! a new connection that waited too long for its first turn.
+//!
+//! # Why a gateway whose own CPU is the bottleneck needs this
+//! Admission control (`crate::admission`) sees a request only once its connection has been
+//! polled, read and parsed. When the process's CPU is what runs out, the queue forms before
+//! that: in the runtime's queue of tasks woken and waiting for a turn, and behind it in the
+//! kernel. Every connection accepted then adds work that will be served late, after its
+//! client's deadline, while costing as much as one served in time; goodput falls to zero and
+//! stays there (measured: BENCHMARKS.md, "CPU-bound step overload"). So the server measures
+//! that queue directly and acts at the one place where the excess can cost nothing: the
+//! accept. A connection not accepted waits in the kernel's listen backlog (kept short:
+//! `server.listen_backlog`), and past it the kernel drops the client's `SYN` without any
+//! work by this process; the client's connect retries or times out.
+//!
+//! # The measurement
+//! Every connection's future is polled through a waker that stamps the moment it is woken
+//! ([`Stamped`]). At the next poll, `now − stamp` is how long the task waited in the run
+//! queue: a socket became readable, a handler finished, and the task waited that long for a
+//! turn. [`Pressure::delay`] is an exponentially weighted mean of these waits (weight 1/8;
+//! racy updates from several workers lose a sample now and then, which a mean does not mind).
+//! While the accept gate is closed the gate's own 1 ms timer is the sample, so the signal
+//! keeps moving when no connection is polled.
+//!
+//! # The actions
+//! - **Accept gate** (`accept_delay_ms`): the server accepts a connection only while the
+//!   delay is below the target, and yields after each accept so the new connection's first
+//!   turn is measured before the next is taken.
+//! - **Stale first turn** (`stale_delay_ms`): a connection that has not sent its first
+//!   request and whose turn came after more than this is closed unread. Nothing was read, so
+//!   nothing was decided; the client sees a closed connection, never a wrong answer. This is
+//!   the exit from the state where everything queued is already late: it drops the oldest
+//!   work instead of serving it after its deadline.
+//!
+//! Time is tokio's (`tokio::time::pause()` in tests).
+//!
+//! # Layout
+//! - [`PressureConfig`]: the targets (zero: the action is off).
+//! - [`Pressure`]: the shared signal, its gate and its metrics.
+//! - [`Stamped`]: the waker that stamps when a task is woken.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use tokio::time::Instant;
+
+/// Weight of a new sample in the mean: 1 / 2^`EWMA_SHIFT`.
+const EWMA_SHIFT: u32 = 3;
+/// How often a closed accept gate looks again (and samples its own timer's lateness).
+const GATE_TICK: Duration = Duration::from_millis(1);
+
+/// The targets of the CPU-pressure actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PressureConfig {
+    /// New connections are accepted only while the mean run-queue wait is below this
+    /// (zero: always).
+    pub accept_delay: Duration,
+    /// A connection whose first turn came after more than this, before its first request,
+    /// is closed unread (zero: never).
+    pub stale_delay: Duration,
+}
+
+/// Pressure metrics (`gateway_cpu_*`).
+#[derive(Debug, Clone, Default)]
+struct Metrics {
+    gate_waits: Counter,
+    stale_closes: Counter,
+}
+
+/// The shared run-queue wait of the process's connections, and the actions on it.
+#[derive(Debug, Clone)]
+pub struct Pressure {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: PressureConfig,
+    epoch: Instant,
+    /// The mean wait, in nanoseconds.
+    mean_ns: AtomicU64,
+    metrics: Metrics,
+}
+
+impl Pressure {
+    /// A signal with no samples yet (zero wait), its metrics registered under `gateway`.
+    pub fn new(cfg: PressureConfig, registry: &mut Registry) -> Self {
+        let metrics = Metrics::default();
+        let r = registry.sub_registry_with_prefix("gateway");
+        r.register(
+            "cpu_accept_gate_waits",
+            "Times the server held off accepting because connections waited too long for the CPU",
+            metrics.gate_waits.clone(),
+        );
+        r.register(
+            "cpu_stale_closes",
+            "New connections closed unread because their first turn on the CPU came too late",
+            metrics.stale_closes.clone(),
+        );
+        let pressure = Pressure {
+            inner: Arc::new(Inner {
+                cfg,
+                epoch: Instant::now(),
+                mean_ns: AtomicU64::new(0),
+                metrics,
+            }),
+        };
+        r.register_collector(Box::new(WaitCollector(pressure.clone())));
+        pressure
+    }
+
+    /// The targets.
+    pub fn config(&self) -> PressureConfig {
+        self.inner.cfg
+    }
+
+    /// The mean run-queue wait now.
+    pub fn delay(&self) -> Duration {
+        Duration::from_nanos(self.inner.mean_ns.load(Ordering::Relaxed))
+    }
+
+    /// Folds one observed wait into the mean.
+    pub fn observe(&self, wait: Duration) {
+        let sample = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+        let mean = &self.inner.mean_ns;
+        let old = mean.load(Ordering::Relaxed);
+        // old + (sample − old) / 8, in unsigned arithmetic.
+        let new = if sample >= old {
+            old + ((sample - old) >> EWMA_SHIFT)
+        } else {
+            old - ((old - sample) >> EWMA_SHIFT)
+        };
+        mean.store(new, Ordering::Relaxed);
+    }
+
+    /// Whether a new connection may be taken in now.
+    pub fn admits_connection(&self) -> bool {
+        let target = self.inner.cfg.accept_delay;
+        target.is_zero() || self.delay() < target
+    }
+
+    /// Resolves once a new connection may be taken in (at once when it may): while the gate
+    /// is closed, looks again every millisecond, each look's own lateness a sample.
+    pub async fn accept_gate(&self) {
+        if self.admits_connection() {
+            return;
+        }
+        self.inner.metrics.gate_waits.inc();
+        while !self.admits_connection() {
+            let before = Instant::now();
+            tokio::time::sleep(GATE_TICK).await;
+            self.observe(before.elapsed().saturating_sub(GATE_TICK));
+        }
+    }
+
+    /// Whether a connection that has not started a request, polled `wait` after it was
+    /// woken, is too late to serve.
+    pub fn is_stale(&self, wait: Duration) -> bool {
+        let stale = self.inner.cfg.stale_delay;
+        !stale.is_zero() && wait > stale
+    }
+
+    /// Counts a connection closed unread because it was stale.
+    pub fn closed_stale(&self) {
+        self.inner.metrics.stale_closes.inc();
+    }
+
+    /// A stamp for one task's wakes, timed against this signal's clock, that counts the task
+    /// as woken now: a connection just accepted waits for its first turn from its accept.
+    pub fn stamp(&self) -> Arc<Stamped> {
+        let stamp = Stamped {
+            epoch: self.inner.epoch,
+            woken_ns: AtomicU64::new(0),
+            waker: AtomicWaker::new(),
+        };
+        stamp
+            .woken_ns
+            .store(stamp.now_ns().saturating_add(1), Ordering::Relaxed);
+        Arc::new(stamp)
+    }
+}
+
+/// `gateway_cpu_run_queue_wait_seconds`, read at scrape time.
+#[derive(Debug)]
+struct WaitCollector(Pressure);
+
+impl Collector for WaitCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        crate::metrics::gauge(
+            &mut encoder,
+            "cpu_run_queue_wait_seconds",
+            "Mean wait of a woken connection for its turn on the CPU",
+            self.0.delay().as_secs_f64(),
+        )
+    }
+}
+
+/// A waker that notes when its task is woken (the first wake since the last poll), then
+/// wakes the task's real waker.
+///
+/// Use: at each poll, [`Stamped::polled`] with the poll's context; it returns how long ago
+/// the task was woken (if it was) and the waker to poll the inner future with.
+#[derive(Debug)]
+pub struct Stamped {
+    epoch: Instant,
+    /// When the task was woken, in nanoseconds since `epoch`, plus one (zero: not woken
+    /// since the last poll).
+    woken_ns: AtomicU64,
+    waker: AtomicWaker,
+}
+
+impl Stamped {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Called at the start of each poll: registers the poll's waker as the one to wake and
+    /// returns how long the task waited since its wake (`None`: not woken through this
+    /// stamp, e.g. its first poll).
+    pub fn polled(&self, cx: &Context<'_>) -> Option<Duration> {
+        self.waker.register(cx.waker());
+        match self.woken_ns.swap(0, Ordering::AcqRel) {
+            0 => None,
+            at => Some(Duration::from_nanos(
+                self.now_ns().saturating_sub(at.saturating_sub(1)),
+            )),
+        }
+    }
+
+    /// The waker to poll the inner future with.
+    pub fn waker(self: &Arc<Self>) -> Waker {
+        Waker::from(Arc::clone(self))
+    }
+}
+
+impl Wake for Stamped {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // The first wake since the last poll is the one the task waits from.
+        let _ = self.woken_ns.compare_exchange(
+            0,
+            self.now_ns().saturating_add(1),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        self.waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn pressure(accept: u32, stale: u32) -> Pressure {
+        Pressure::new(
+            PressureConfig {
+                accept_delay: accept * MS,
+                stale_delay: stale * MS,
+            },
+            &mut Registry::default(),
+        )
+    }
+
+    #[test]
+    fn the_mean_moves_an_eighth_of_the_way_to_each_sample() {
+        let p = pressure(10, 0);
+        p.observe(80 * MS);
+        assert_eq!(p.delay(), 10 * MS);
+        p.observe(10 * MS);
+        assert_eq!(p.delay(), 10 * MS);
+        p.observe(Duration::ZERO);
+        assert_eq!(p.delay(), Duration::from_micros(8_750));
+    }
+
+    #[test]
+    fn the_gate_is_open_below_the_target_and_always_when_off() {
+        let p = pressure(10, 0);
+        assert!(p.admits_connection());
+        for _ in 0..40 {
+            p.observe(20 * MS);
+        }
+        assert!(!p.admits_connection());
+        let off = pressure(0, 0);
+        off.observe(Duration::from_secs(10));
+        assert!(off.admits_connection());
+    }
+
+    #[test]
+    fn stale_only_past_the_limit_and_never_when_off() {
+        assert!(!pressure(10, 200).is_stale(200 * MS));
+        assert!(pressure(10, 200).is_stale(201 * MS));
+        assert!(!pressure(10, 0).is_stale(Duration::from_secs(60)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_gate_opens_once_the_wait_falls() {
+        let p = pressure(10, 0);
+        for _ in 0..40 {
+            p.observe(50 * MS);
+        }
+        assert!(!p.admits_connection());
+        // With the clock paused the gate's own timer is never late: its samples are zero
+        // and pull the mean under the target.
+        tokio::time::timeout(Duration::from_secs(1), p.accept_gate())
+            .await
+            .expect("the gate opens");
+        assert!(p.admits_connection());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stamp_measures_from_the_wake_to_the_next_poll() {
+        let p = pressure(10, 0);
+        let stamp = p.stamp();
+        let cx = Context::from_waker(Waker::noop());
+        tokio::time::advance(2 * MS).await;
+        assert_eq!(stamp.polled(&cx), Some(2 * MS), "made as woken");
+        assert_eq!(stamp.polled(&cx), None, "not woken since");
+        stamp.waker().wake_by_ref();
+        tokio::time::advance(7 * MS).await;
+        // A second wake does not move the stamp: the task waits from the first.
+        stamp.waker().wake_by_ref();
+        tokio::time::advance(3 * MS).await;
+        assert_eq!(stamp.polled(&cx), Some(10 * MS));
+        assert_eq!(stamp.polled(&cx), None, "the stamp is cleared by the poll");
+    }
+}
