@@ -88,7 +88,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// Why a store could not answer. The memory store fails only by injected faults.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store is unreachable (no connection, pool exhausted); nothing was written.
@@ -162,6 +162,32 @@ pub struct CommitRequest {
     pub now: Timestamp,
 }
 
+/// A user's state as a drawdown evaluates it, and what [`Store::commit_seen`] needs to make
+/// the commit land on exactly that state (the Redis store: the state's version, and this
+/// instance's turn for the user's slot). Without a version a commit is checked as
+/// [`Store::commit`] checks one.
+#[derive(Debug)]
+pub struct Seen {
+    /// The state the decision is evaluated against.
+    pub state: UserState,
+    /// The store's version of `state`, when it has one.
+    version: Option<u64>,
+    /// Held until the commit is done: no other checked commit of this instance for a user
+    /// of the same stripe runs meanwhile.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Seen {
+    /// `state`, with no version: its commit is checked as [`Store::commit`] checks one.
+    pub fn unversioned(state: UserState) -> Seen {
+        Seen {
+            state,
+            version: None,
+            _turn: None,
+        }
+    }
+}
+
 /// What [`Store::commit`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
@@ -222,6 +248,39 @@ pub trait Store: Send + Sync + 'static {
     /// `available_fen` of the new state; store the idempotency record. Rejections and
     /// reviews are committed too (no reservation) so that a replay returns them.
     fn commit(&self, req: CommitRequest) -> impl Future<Output = Result<CommitOutcome>> + Send;
+
+    /// [`Store::load`] for a drawdown: a store that keeps this instance's last view of the
+    /// user's state may answer from it with no round trip. `idempotent` is then `None`: a
+    /// key seen before is found by the commit, which replays or refuses it as `load` would.
+    fn load_for_drawdown(
+        &self,
+        caller: &str,
+        user: &UserId,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Loaded>> + Send {
+        self.load(caller, user, Some(idempotency_key))
+    }
+
+    /// The state a drawdown's decision is evaluated against before [`Store::commit_seen`]:
+    /// `loaded` (from [`Store::load_for_drawdown`]), or a newer or fresher one the store has.
+    fn seen(&self, user: &UserId, loaded: UserState) -> impl Future<Output = Result<Seen>> + Send {
+        let _ = user;
+        std::future::ready(Ok(Seen::unversioned(loaded)))
+    }
+
+    /// [`Store::commit`] of a decision evaluated against `seen.state`. When `seen` carries
+    /// a version, the commit lands only on exactly that state: after any other write to the
+    /// user it answers [`CommitOutcome::LineChanged`] with the state as it is now (the
+    /// caller sets `seen.state` to it and evaluates again), and the next commit is checked as
+    /// [`Store::commit`] checks one, as after a load.
+    fn commit_seen(
+        &self,
+        req: CommitRequest,
+        seen: &mut Seen,
+    ) -> impl Future<Output = Result<CommitOutcome>> + Send {
+        let _ = seen;
+        self.commit(req)
+    }
 
     /// Creates or replaces a user's state; answers the stored state.
     fn upsert_user(
@@ -328,6 +387,27 @@ impl Store for AnyStore {
         state: UserState,
     ) -> impl Future<Output = Result<UserState>> + Send {
         dispatch!(self.upsert_user(user, state))
+    }
+
+    fn load_for_drawdown(
+        &self,
+        caller: &str,
+        user: &UserId,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Loaded>> + Send {
+        dispatch!(self.load_for_drawdown(caller, user, idempotency_key))
+    }
+
+    fn seen(&self, user: &UserId, loaded: UserState) -> impl Future<Output = Result<Seen>> + Send {
+        dispatch!(self.seen(user, loaded))
+    }
+
+    fn commit_seen(
+        &self,
+        req: CommitRequest,
+        seen: &mut Seen,
+    ) -> impl Future<Output = Result<CommitOutcome>> + Send {
+        dispatch!(self.commit_seen(req, seen))
     }
 
     fn get_decision(

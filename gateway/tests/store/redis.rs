@@ -196,7 +196,7 @@ async fn commits_append_audit_events_to_the_users_slot_stream() {
     assert_eq!(s.read_all_audit().await.unwrap(), events);
 }
 
-/// Lines up to `Fen::MAX` are reserved to the fen (amounts are decimal strings in Lua).
+/// Lines up to `Fen::MAX` are reserved to the fen.
 #[tokio::test]
 async fn large_amounts_are_exact() {
     let r = redis_or_skip!();

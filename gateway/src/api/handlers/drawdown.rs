@@ -187,7 +187,7 @@ async fn decide_drawdown(
         .timed(
             StoreOp::Load,
             deadline,
-            app.store.load(caller, &req.user, Some(&key)),
+            app.store.load_for_drawdown(caller, &req.user, &key),
         )
         .await?;
     // Moved whole (`map`), not taken apart by a pattern: a local only partly moved from
@@ -201,7 +201,7 @@ async fn decide_drawdown(
     }) {
         return answer;
     }
-    let Some(mut state) = user else {
+    let Some(state) = user else {
         return Err(ApiError::new(ErrorCode::UserNotFound));
     };
     learn_grade(app, limit_key, state.grade);
@@ -231,6 +231,11 @@ async fn decide_drawdown(
     // and commit time are the same instant; a retry reads the clock again.
     let mut now = app.clock.now();
     let decision_id = new_decision_id(&req.user, now);
+    // The state the commit is checked against (on Redis, with its version when this
+    // instance's turn for the user is free: see `Store::commit_seen`).
+    let mut seen = app
+        .timed(StoreOp::Load, deadline, app.store.seen(&req.user, state))
+        .await?;
 
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
         if attempt > 0 {
@@ -239,7 +244,7 @@ async fn decide_drawdown(
         // The engine's decision is dropped before the commit is awaited, so the drawdown's
         // future does not hold it across the await.
         let (record, reserve) = {
-            let decision = evaluate(&th, &ctx, &state, &request);
+            let decision = evaluate(&th, &ctx, &seen.state, &request);
             let record = decision_record(
                 &decision_id,
                 &req.user,
@@ -264,7 +269,11 @@ async fn decide_drawdown(
             now,
         };
         match app
-            .timed(StoreOp::Commit, deadline, app.store.commit(commit))
+            .timed(
+                StoreOp::Commit,
+                deadline,
+                app.store.commit_seen(commit, &mut seen),
+            )
             .await?
         {
             CommitOutcome::Committed(stored) => {
@@ -274,7 +283,7 @@ async fn decide_drawdown(
             CommitOutcome::Replayed(stored) => return Ok(replayed(stored)),
             CommitOutcome::KeyReused => return Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),
             CommitOutcome::UserNotFound => return Err(ApiError::new(ErrorCode::UserNotFound)),
-            CommitOutcome::LineChanged(now) => state = now,
+            CommitOutcome::LineChanged(fresh) => seen.state = fresh,
         }
     }
     // Only reachable under extreme contention on one user: say so honestly, write nothing.

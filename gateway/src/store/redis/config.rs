@@ -22,8 +22,8 @@ pub struct RedisConfig {
     /// More seed nodes of the cluster besides `url` (`redis://host:port`), so the store
     /// starts while some of them are down. Only with `cluster`.
     pub cluster_nodes: Vec<String>,
-    /// Connections in the pool (each multiplexes many requests; one is held per operation in
-    /// flight).
+    /// Most connections in the pool; each is shared by the operations in flight, whose
+    /// commands it pipelines.
     pub pool_size: usize,
     /// Longest wait for a pooled connection before answering `Unavailable`
     /// (`pool_wait_timeout_ms`).
@@ -64,6 +64,10 @@ pub struct RedisConfig {
     pub global_limit_timeout: Duration,
     /// Instances sharing the global limit: the local fallback admits `1 / instances` of it.
     pub global_limit_instances: u32,
+    /// Users whose last seen state (with its version) this instance keeps, so that their
+    /// drawdowns need no load: one round trip each (see the store's module docs); 0 keeps
+    /// none, and every drawdown loads first.
+    pub user_cache: usize,
 }
 
 impl Default for RedisConfig {
@@ -84,6 +88,7 @@ impl Default for RedisConfig {
             shared_global_limit: false,
             global_limit_timeout: Duration::from_millis(5),
             global_limit_instances: 1,
+            user_cache: 100_000,
         }
     }
 }
@@ -170,6 +175,9 @@ impl RedisConfig {
             || self.health_check_interval > Duration::from_secs(60)
         {
             return err("health_check_interval_ms", "must be from 10 ms to 60 s");
+        }
+        if self.user_cache > 10_000_000 {
+            return err("user_cache", "must be at most 10,000,000 users");
         }
         if self.key_prefix.is_empty()
             || self.key_prefix.len() > 64

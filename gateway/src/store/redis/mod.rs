@@ -7,7 +7,7 @@
 //!
 //! | key | type | what |
 //! | --- | --- | --- |
-//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field |
+//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field, and its version `v` (bumped by every write) |
 //! | `P:{sNNNN}:k:<digest>` | hash | an idempotency record (fingerprint, decision id, expiry); TTL = retention |
 //! | `P:{sNNNN}:k-exp` | zset | the slot's idempotency records by logical expiry (for [`Store::purge_expired`]) |
 //! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
@@ -32,6 +32,21 @@
 //! `XREADGROUP` consumer group per stream, or [`RedisStore::read_audit`] with the last id
 //! seen); on Redis Cluster each stream lives on the node that owns its slot. The gateway
 //! never trims them: retention is the consumer's call (`XTRIM MINID` after archiving).
+//!
+//! # A drawdown in one round trip
+//! Each instance keeps the state of the users it has read or written with its version (the
+//! user hash's `v`, bumped by every reservation and every upsert), bounded
+//! ([`RedisConfig::user_cache`]). A drawdown of such a user evaluates against that state with
+//! no load and commits with a compare-and-set on the version ([`Store::commit_seen`]): the
+//! commit script replays or refuses a seen key first (as a load would have), then lands only
+//! on exactly the state the decision was made on, else answers the fresh state (read in the
+//! script) to evaluate again and commit with the line checked, as after a load. A stale entry
+//! (another instance wrote the user) costs one more round trip, never a decision on a state
+//! older than a load would have read. Within an instance, one drawdown per
+//! user slot at a time holds the slot's turn from evaluation to commit, so checked commits
+//! never fail each other's check; a drawdown that finds the turn taken (a hot user) and one
+//! of a user not kept load first and commit with the line checked, not the version (two round
+//! trips, as every drawdown before the cache).
 //!
 //! # Time
 //! Retention is checked against the `now` each call carries (the record's logical expiry is
@@ -65,7 +80,10 @@
 //! answered in time, [`StoreError::Timeout`]. Scripts check everything before they write,
 //! so a refused commit writes nothing.
 //!
-//! A connection whose command failed is dropped, never returned to the pool. One that
+//! Connections are shared: a request takes a pooled connection's handle and returns the
+//! connection at once, so concurrent requests' commands go out pipelined on one connection.
+//! A connection whose command failed is taken out of the pool (requests already waiting on
+//! it keep their handles), never handed out again. One that
 //! failed at the connection level (I/O error, dropped, refused) says the server went away,
 //! so every idle connection opened before it is dropped too: after a Redis restart the
 //! pool does not hand out its dead connections one request at a time. Without traffic, the
@@ -74,6 +92,7 @@
 //! [`Store::ping`] (readiness) tries once more on a fresh connection after such a
 //! failure, so `/readyz` answers for Redis as it is, not for a connection it outlived.
 
+mod coalesce;
 mod config;
 mod scripts;
 pub mod thresholds;
@@ -85,7 +104,7 @@ pub use thresholds::{ThresholdSyncMetrics, ThresholdTarget, ThresholdWrite, spaw
 use super::ids::{APPEAL_PREFIX, DECISION_PREFIX, SLOTS, id_slot, user_slot};
 use super::{
     AppealCreated, AppealRecord, AppealResolved, AppealStatus, CommitOutcome, CommitRequest,
-    DecisionRecord, Fingerprint, IdempotentRecord, Loaded, Resolution, Result, Slot, Store,
+    DecisionRecord, Fingerprint, IdempotentRecord, Loaded, Resolution, Result, Seen, Slot, Store,
     StoreError,
 };
 use super::{check_commit, format_like, invalid};
@@ -184,6 +203,83 @@ struct Inner {
     /// One per seed node (`client` first).
     clients: Vec<redis::Client>,
     scripts: Scripts,
+    users: UserCache,
+    /// The queue of script calls sent together ([`coalesce`]; one server only).
+    coalescer: Arc<coalesce::Coalescer>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.coalescer.close();
+    }
+}
+
+/// This instance's last view of users' states, each with its version (the user hash's `v`,
+/// bumped by every write), so that a drawdown evaluates without a load and commits with a
+/// compare-and-set on the version ([`Store::commit_seen`]): one round trip. A stale entry
+/// costs a refused commit that answers the fresh state, never a wrong decision; so the
+/// cache is bounded by evicting any entry of a full shard, and is kept only from what this
+/// instance read or wrote.
+///
+/// Shards and turns are per user slot. A drawdown holds its slot's turn ([`Seen`]) from
+/// evaluation to commit, so this instance's checked commits of one slot never fail each
+/// other's version check; a drawdown that finds the turn taken loads afresh and commits
+/// unchecked instead (the line still checked), as every drawdown did before the cache.
+struct UserCache {
+    shards: Box<[std::sync::Mutex<CacheShard>]>,
+    turns: Box<[Arc<tokio::sync::Mutex<()>>]>,
+    per_shard: usize,
+}
+
+type CacheShard = std::collections::HashMap<String, (UserState, u64), foldhash::fast::RandomState>;
+
+impl UserCache {
+    fn new(capacity: usize) -> UserCache {
+        UserCache {
+            shards: (0..SLOTS).map(|_| Default::default()).collect(),
+            turns: (0..SLOTS).map(|_| Default::default()).collect(),
+            per_shard: capacity.div_ceil(usize::from(SLOTS)),
+        }
+    }
+
+    fn shard(&self, user: &UserId) -> std::sync::MutexGuard<'_, CacheShard> {
+        let i = usize::from(user_slot(user).get());
+        // No code panics while holding it; a poisoned shard is still a valid map.
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, user: &UserId) -> Option<(UserState, u64)> {
+        self.shard(user).get(user.as_str()).cloned()
+    }
+
+    /// Keeps `state` at `version` unless a newer version is kept already.
+    fn put(&self, user: &UserId, state: &UserState, version: u64) {
+        if self.per_shard == 0 {
+            return;
+        }
+        let mut shard = self.shard(user);
+        if let Some(kept) = shard.get_mut(user.as_str()) {
+            if kept.1 <= version {
+                *kept = (state.clone(), version);
+            }
+            return;
+        }
+        if shard.len() >= self.per_shard {
+            let any = shard.keys().next().cloned();
+            if let Some(k) = any {
+                shard.remove(&k);
+            }
+        }
+        shard.insert(user.as_str().to_owned(), (state.clone(), version));
+    }
+
+    /// The slot's turn, if no other drawdown of this instance holds it.
+    fn turn(&self, user: &UserId) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let i = usize::from(user_slot(user).get());
+        Arc::clone(&self.turns[i]).try_lock_owned().ok()
+    }
 }
 
 struct Scripts {
@@ -254,9 +350,10 @@ impl RedisStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| RedisConfigError::new("pool_size", e.to_string()))?;
+        let config_cache = config.user_cache;
         let scripts = Scripts {
             load: Script::new(scripts::LOAD),
-            commit: Script::new(&scripts::commit()),
+            commit: Script::new(scripts::COMMIT),
             upsert: Script::new(scripts::UPSERT),
             purge: Script::new(scripts::PURGE),
             create_appeal: Script::new(scripts::CREATE_APPEAL),
@@ -272,6 +369,8 @@ impl RedisStore {
                 client,
                 clients,
                 scripts,
+                users: UserCache::new(config_cache),
+                coalescer: Arc::default(),
             }),
         })
     }
@@ -321,9 +420,14 @@ impl RedisStore {
         // trip, next to a network round trip).
         Box::pin(async move {
             let pooled = self.inner.pool.get().await.map_err(pool_error)?;
-            // A multiplexed connection is a cheap handle; the pooled object stays checked out
-            // until the answer is in, so the pool size bounds the connections in use.
+            // A multiplexed connection is a cheap handle, shared: the pooled object goes
+            // back at once, so the next request sends on the same connection while this one
+            // waits, and the commands of concurrent requests leave together (one write, one
+            // read on each side for many commands). The pool opens another connection only
+            // when none is idle, and takes out one that failed.
             let conn = (*pooled).clone();
+            let born = Object::metrics(&pooled).created;
+            drop(pooled);
             let (out, server_gone) = match tokio::time::timeout(timeout, f(conn)).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => (redis_error(&e), connection_lost(&e)),
@@ -331,7 +435,8 @@ impl RedisStore {
             };
             if !matches!(out, StoreError::Corrupt(_)) {
                 // The connection may be dead (or stuck behind a slow reply): never reuse it.
-                drop(Object::take(pooled));
+                // Requests already waiting on it keep their handles and their answers.
+                self.inner.pool.retain(|_, m| m.created != born);
             }
             if server_gone {
                 // The idle ones opened before are to the same server, as dead (not on a
@@ -368,6 +473,37 @@ impl RedisStore {
             }
             self.with_conn(|mut c| async move { pipe.query_async(&mut c).await })
                 .await
+        }
+    }
+
+    /// `EVALSHA` of `script`, the command built by `build`: on one server sent with the
+    /// calls of concurrent requests ([`coalesce`]), on a cluster to the node of its first key.
+    /// A server that does not hold the script (restarted, flushed, or a node that took the
+    /// slot over) gets it with `SCRIPT LOAD` (on a cluster: every primary), and the call is
+    /// sent again. A script's error is `Unavailable`, as any failed command.
+    async fn eval(&self, script: &Script, build: impl Fn() -> redis::Cmd) -> Result<Value> {
+        use redis::aio::ConnectionLike;
+        let mut loaded = false;
+        loop {
+            let cmd = build();
+            let reply = if self.is_cluster() {
+                self.with_conn(|mut c| async move { c.req_packed_command(&cmd).await })
+                    .await
+            } else {
+                self.coalesced(cmd).await
+            };
+            let failure = match reply {
+                Ok(Value::ServerError(e)) => redis::RedisError::from(e),
+                Ok(v) => return Ok(v),
+                Err(e) => return Err(e),
+            };
+            if failure.code() == Some("NOSCRIPT") && !loaded {
+                loaded = true;
+                self.with_conn(|mut c| async move { script.load_async(&mut c).await })
+                    .await?;
+                continue;
+            }
+            return Err(redis_error(&failure));
         }
     }
 
@@ -513,22 +649,12 @@ fn corrupt(what: impl Into<String>) -> StoreError {
 // ---------------------------------------------------------------------------------------
 // Encoding
 
-const fn grade_str(g: RiskGrade) -> &'static str {
-    match g {
-        RiskGrade::A => "A",
-        RiskGrade::B => "B",
-        RiskGrade::C => "C",
-        RiskGrade::D => "D",
-        RiskGrade::E => "E",
-    }
-}
-
 fn state_fields(s: &UserState) -> Vec<(&'static str, String)> {
     let flag = |b: bool| if b { "1" } else { "0" }.to_owned();
     vec![
         ("limit", s.limit.get().to_string()),
         ("used", s.used.get().to_string()),
-        ("grade", grade_str(s.grade).to_owned()),
+        ("grade", s.grade.as_str().to_owned()),
         ("logins_30d", s.logins_30d.to_string()),
         ("drawdowns_24h", s.drawdowns_24h.to_string()),
         ("applications_1h", s.applications_1h.to_string()),
@@ -558,14 +684,10 @@ fn parse_state(fields: &HashMap<String, String>) -> Result<UserState> {
             .map_err(|_| corrupt(format!("user state `{name}` is not a count")))
     };
     let flag = |name: &str| Ok::<_, StoreError>(get(name)? == "1");
-    let grade = match get("grade")?.as_str() {
-        "A" => RiskGrade::A,
-        "B" => RiskGrade::B,
-        "C" => RiskGrade::C,
-        "D" => RiskGrade::D,
-        "E" => RiskGrade::E,
-        other => return Err(corrupt(format!("user state grade `{other}`"))),
-    };
+    let grade = get("grade")?;
+    let grade = grade
+        .parse::<RiskGrade>()
+        .map_err(|()| corrupt(format!("user state grade `{grade}`")))?;
     Ok(UserState {
         limit: fen("limit")?,
         used: fen("used")?,
@@ -577,6 +699,14 @@ fn parse_state(fields: &HashMap<String, String>) -> Result<UserState> {
         new_device: flag("new_device")?,
         days_overdue: count("days_overdue")?,
         blocklisted: flag("blocklisted")?,
+    })
+}
+
+/// The version of a user's state (`v`; a user stored without one is at version 0).
+fn parse_version(fields: &HashMap<String, String>) -> Result<u64> {
+    fields.get("v").map_or(Ok(0), |v| {
+        v.parse()
+            .map_err(|_| corrupt("user state `v` is not a version"))
     })
 }
 
@@ -637,7 +767,13 @@ fn status_of(word: &Value) -> Result<String> {
 }
 
 impl RedisStore {
-    async fn commit_inner(&self, req: CommitRequest) -> Result<CommitOutcome> {
+    /// A commit; with `seen`, a compare-and-set on its version (see [`Store::commit_seen`]),
+    /// and `seen` follows the state the commit left or found.
+    async fn commit_inner(
+        &self,
+        req: CommitRequest,
+        mut seen: Option<&mut Seen>,
+    ) -> Result<CommitOutcome> {
         check_commit(&req)?;
         let config = &self.inner.config;
         let now_ms = millis(req.now);
@@ -658,54 +794,79 @@ impl RedisStore {
             r.ceiling.get().to_string()
         });
         let d = &req.decision;
-        let mut inv = self.inner.scripts.commit.prepare_invoke();
-        inv.key(self.user_key(&req.user))
-            .key(self.idem_key(&req.caller, &req.user, &req.idempotency_key))
-            .key(format!("{tag}k-exp"))
-            .key(&decision_key)
-            .key(self.audit_key(slot))
-            .arg(req.fingerprint.to_string())
-            .arg(&d.decision_id)
-            .arg(&json)
-            .arg(d.amount_fen.to_string())
-            .arg(ceiling.unwrap_or_default())
-            .arg(now_ms)
-            .arg(exp_ms)
-            .arg(duration_ms(config.idempotency_retention))
-            .arg(duration_ms(config.decision_retention))
-            .arg(req.user.as_str())
-            .arg(if d.appealable { "1" } else { "0" })
-            .arg(format!("{tag}d:"))
-            .arg(&*req.caller)
-            .arg("decision_id")
-            .arg(&d.decision_id)
-            .arg("user")
-            .arg(req.user.as_str())
-            .arg("caller")
-            .arg(&*req.caller)
-            .arg("idempotency_key")
-            .arg(&*req.idempotency_key)
-            .arg("outcome")
-            .arg(d.outcome.as_str())
-            .arg("amount_fen")
-            .arg(d.amount_fen.to_string())
-            .arg("threshold_version")
-            .arg(d.threshold_version.to_string())
-            .arg("policy")
-            .arg(&d.policy)
-            .arg("evaluated_at")
-            .arg(&d.evaluated_at);
-        let reply: Vec<Value> = self
-            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+        let keys = [
+            self.user_key(&req.user),
+            self.idem_key(&req.caller, &req.user, &req.idempotency_key),
+            format!("{tag}k-exp"),
+            decision_key,
+            self.audit_key(slot),
+        ];
+        let fingerprint = req.fingerprint.to_string();
+        let amount = d.amount_fen.to_string();
+        let ceiling = ceiling.unwrap_or_default();
+        let prefix = format!("{tag}d:");
+        let expected = seen
+            .as_ref()
+            .and_then(|s| s.version)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let threshold_version = d.threshold_version.to_string();
+        let script = &self.inner.scripts.commit;
+        let reply = self
+            .eval(script, || {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(script.get_hash())
+                    .arg(keys.len())
+                    .arg(&keys)
+                    .arg(&fingerprint)
+                    .arg(&d.decision_id)
+                    .arg(&json)
+                    .arg(&amount)
+                    .arg(&ceiling)
+                    .arg(now_ms)
+                    .arg(exp_ms)
+                    .arg(duration_ms(config.idempotency_retention))
+                    .arg(duration_ms(config.decision_retention))
+                    .arg(req.user.as_str())
+                    .arg(if d.appealable { "1" } else { "0" })
+                    .arg(&prefix)
+                    .arg(&*req.caller)
+                    .arg(&expected)
+                    .arg(&*req.idempotency_key)
+                    .arg(d.outcome.as_str())
+                    .arg(&threshold_version)
+                    .arg(&d.policy)
+                    .arg(&d.evaluated_at);
+                cmd
+            })
             .await?;
+        let reply = match reply {
+            Value::Array(items) => items,
+            _ => return Err(bad()),
+        };
         let word = reply.first().map(status_of).transpose()?;
         match word.as_deref() {
             Some("committed") => {
-                let available = reply
-                    .get(1)
-                    .and_then(text)
-                    .and_then(|a| a.parse::<u64>().ok())
-                    .ok_or_else(bad)?;
+                let number = |i: usize| {
+                    reply
+                        .get(i)
+                        .and_then(text)
+                        .and_then(|a| a.parse::<u64>().ok())
+                        .ok_or_else(bad)
+                };
+                let available = number(1)?;
+                let version = number(2)?;
+                if let Some(seen) = seen.as_deref_mut().filter(|s| s.version.is_some()) {
+                    // The commit landed on exactly `seen.state`: it is now that state with
+                    // the reservation made.
+                    if let Some(r) = req.reserve {
+                        let used = seen.state.used.checked_add(r.amount).ok_or_else(bad)?;
+                        seen.state.used = used;
+                        seen.state.drawdowns_24h = seen.state.drawdowns_24h.saturating_add(1);
+                    }
+                    seen.version = Some(version);
+                    self.inner.users.put(&req.user, &seen.state, version);
+                }
                 let mut d = req.decision;
                 d.available_fen = available;
                 d.drawable_now_fen = d.drawable_now_fen.min(available);
@@ -721,7 +882,17 @@ impl RedisStore {
             Some("key_reused") => Ok(CommitOutcome::KeyReused),
             Some("user_not_found") => Ok(CommitOutcome::UserNotFound),
             Some("line_changed") => {
-                let state = parse_state(&pairs(reply.get(1).ok_or_else(bad)?)?)?;
+                let fields = pairs(reply.get(1).ok_or_else(bad)?)?;
+                let state = parse_state(&fields)?;
+                let version = parse_version(&fields)?;
+                self.inner.users.put(&req.user, &state, version);
+                // The decision is made again on this state, read in the script, and its
+                // commit is checked on the line as before the cache: a hot user's other
+                // drawdowns (which hold no turn) move the version between any two commits,
+                // so checking it again could fail every attempt.
+                if let Some(seen) = seen {
+                    seen.version = None;
+                }
                 Ok(CommitOutcome::LineChanged(state))
             }
             Some("duplicate_id") => Err(invalid("the decision id is already stored")),
@@ -734,15 +905,26 @@ impl RedisStore {
     }
 
     async fn load_inner(&self, caller: &str, user: &UserId, key: Option<&str>) -> Result<Loaded> {
-        let mut inv = self.inner.scripts.load.prepare_invoke();
-        inv.key(self.user_key(user));
+        let mut keys = vec![self.user_key(user)];
         if let Some(k) = key {
-            inv.key(self.idem_key(caller, user, k));
+            keys.push(self.idem_key(caller, user, k));
         }
-        inv.arg(format!("{}d:", self.tag(user_slot(user))));
-        let reply: Vec<Value> = self
-            .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
+        let prefix = format!("{}d:", self.tag(user_slot(user)));
+        let script = &self.inner.scripts.load;
+        let reply = self
+            .eval(script, || {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(script.get_hash())
+                    .arg(keys.len())
+                    .arg(&keys)
+                    .arg(&prefix);
+                cmd
+            })
             .await?;
+        let reply = match reply {
+            Value::Array(items) => items,
+            _ => return Err(bad()),
+        };
         let fields = pairs(reply.first().ok_or_else(bad)?)?;
         if fields.is_empty() {
             return Ok(Loaded {
@@ -751,6 +933,7 @@ impl RedisStore {
             });
         }
         let state = parse_state(&fields)?;
+        self.inner.users.put(user, &state, parse_version(&fields)?);
         let idempotent = match reply.get(1).and_then(text) {
             None => None,
             Some(fp) => {
@@ -1034,7 +1217,10 @@ impl RedisStore {
         let reply: Value = self
             .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
-        parse_state(&pairs(&reply)?)
+        let fields = pairs(&reply)?;
+        let state = parse_state(&fields)?;
+        self.inner.users.put(user, &state, parse_version(&fields)?);
+        Ok(state)
     }
 }
 
@@ -1053,7 +1239,47 @@ impl Store for RedisStore {
     }
 
     async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome> {
-        self.commit_inner(req).await
+        self.commit_inner(req, None).await
+    }
+
+    async fn load_for_drawdown(
+        &self,
+        caller: &str,
+        user: &UserId,
+        idempotency_key: &str,
+    ) -> Result<Loaded> {
+        match self.inner.users.get(user) {
+            Some((state, _)) => Ok(Loaded {
+                user: Some(state),
+                idempotent: None,
+            }),
+            None => self.load_inner(caller, user, Some(idempotency_key)).await,
+        }
+    }
+
+    async fn seen(&self, user: &UserId, loaded: UserState) -> Result<Seen> {
+        let Some(turn) = self.inner.users.turn(user) else {
+            // Another drawdown of the slot is between its evaluation and its commit: rather
+            // than wait for it, or race it on the version, this one goes as every drawdown
+            // went before the cache, on a fresh load and with the line checked at commit, so
+            // a hot user's drawdowns still run side by side.
+            let fresh = self.load_inner("", user, None).await?;
+            return Ok(Seen::unversioned(fresh.user.unwrap_or(loaded)));
+        };
+        // The newest state this instance knows, taken in its turn: no commit of this
+        // instance moves it until the turn is over.
+        Ok(match self.inner.users.get(user) {
+            Some((state, v)) => Seen {
+                state,
+                version: Some(v),
+                _turn: Some(turn),
+            },
+            None => Seen::unversioned(loaded),
+        })
+    }
+
+    async fn commit_seen(&self, req: CommitRequest, seen: &mut Seen) -> Result<CommitOutcome> {
+        self.commit_inner(req, Some(seen)).await
     }
 
     async fn upsert_user(&self, user: &UserId, state: UserState) -> Result<UserState> {

@@ -2,44 +2,17 @@
 //! every key it names carries the same `{sNNNN}` hash tag, including the keys it builds
 //! from a prefix argument (a decision id names its slot, so its key shares the tag).
 //!
-//! Money is exact: amounts are decimal strings compared and added digit by digit, so no
-//! amount ever passes through a Lua double (exact only to 2^53) whatever `Fen::MAX` becomes.
+//! Money is exact: amounts are Lua numbers (doubles), exact for every integer below 2^53,
+//! and no sum a script makes passes twice `Fen::MAX` (an amount plus an amount), which the
+//! assertion below holds below 2^53. Numbers go back to Redis and to the gateway as strings
+//! formatted with `%.0f` (Redis would write a large double in exponent notation).
 
-/// Decimal-string arithmetic on non-negative integers without leading zeros.
-const DECIMAL: &str = r"
-local function strip(s)
-  s = string.gsub(s, '^0+', '')
-  if s == '' then return '0' end
-  return s
-end
-local function dec_le(a, b)
-  if #a ~= #b then return #a < #b end
-  return a <= b
-end
-local function dec_add(a, b)
-  local out, carry, i, j = {}, 0, #a, #b
-  while i > 0 or j > 0 or carry > 0 do
-    local d = carry
-    if i > 0 then d = d + string.byte(a, i) - 48; i = i - 1 end
-    if j > 0 then d = d + string.byte(b, j) - 48; j = j - 1 end
-    out[#out + 1] = string.char(48 + d % 10)
-    carry = math.floor(d / 10)
-  end
-  return strip(string.reverse(table.concat(out)))
-end
-local function dec_sub_floor(a, b)
-  if dec_le(a, b) then return '0' end
-  local out, borrow, i, j = {}, 0, #a, #b
-  while i > 0 do
-    local d = string.byte(a, i) - 48 - borrow
-    if j > 0 then d = d - (string.byte(b, j) - 48); j = j - 1 end
-    if d < 0 then d = d + 10; borrow = 1 else borrow = 0 end
-    out[#out + 1] = string.char(48 + d)
-    i = i - 1
-  end
-  return strip(string.reverse(table.concat(out)))
-end
-";
+use risk_core::Fen;
+
+const _: () = assert!(
+    2 * Fen::MAX.get() < 1 << 53,
+    "the commit script adds two amounts as Lua doubles"
+);
 
 /// `load`: the user's state and, when a key is given, its record and decision.
 ///
@@ -59,14 +32,21 @@ return {user, seen[1], seen[2], d[1], d[2]}
 /// KEYS: user, idem, idem expiry index, decision, audit stream.
 /// ARGV: 1 fingerprint, 2 decision id, 3 decision json, 4 amount, 5 ceiling ('' when
 /// nothing is reserved), 6 now (ms), 7 record expiry (ms), 8 record TTL (ms), 9 decision TTL
-/// (ms), 10 user id, 11 appealable ('1' / '0'), 12 decision key prefix, 13 caller, 14.. audit
-/// fields as name/value pairs.
-pub(super) fn commit() -> String {
-    format!("{DECIMAL}{COMMIT_BODY}")
-}
-
-const COMMIT_BODY: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'user_not_found'} end
+/// (ms), 10 user id, 11 appealable ('1' / '0'), 12 decision key prefix, 13 caller, 14 the
+/// user's version the decision was evaluated at ('' when unchecked), then the audit event's
+/// other values: 15 idempotency key, 16 outcome, 17 threshold version, 18 policy,
+/// 19 evaluated at.
+///
+/// The user's version `v` counts its writes: a reservation bumps it (as an upsert does), so a
+/// checked commit lands only on the state it was evaluated against, and answers the fresh
+/// state (`line_changed`) otherwise. A replay or a refused key is answered before the
+/// version is looked at: the first commit of that key decided already.
+/// Returns `{'committed', available, version}`, `{'replayed', json, available}`,
+/// `{'key_reused'}`, `{'user_not_found'}`, `{'line_changed', user fields}`,
+/// `{'duplicate_id'}` or `{'corrupt', decision id}`.
+pub(super) const COMMIT: &str = r"
+local st = redis.call('HMGET', KEYS[1], 'limit', 'used', 'v', 'drawdowns_24h')
+if not st[1] then return {'user_not_found'} end
 local seen = redis.call('HMGET', KEYS[2], 'fp', 'decision', 'exp')
 if seen[1] and tonumber(seen[3]) > tonumber(ARGV[6]) then
   if seen[1] ~= ARGV[1] then return {'key_reused'} end
@@ -74,42 +54,52 @@ if seen[1] and tonumber(seen[3]) > tonumber(ARGV[6]) then
   if not d[1] then return {'corrupt', seen[2]} end
   return {'replayed', d[1], d[2]}
 end
+local v = st[3] or '0'
+if ARGV[14] ~= '' and ARGV[14] ~= v then
+  return {'line_changed', redis.call('HGETALL', KEYS[1])}
+end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate_id'} end
-local st = redis.call('HMGET', KEYS[1], 'limit', 'used')
-local limit, used = st[1], st[2]
+local limit, used = tonumber(st[1]), tonumber(st[2])
 if ARGV[5] ~= '' then
-  local new_used = dec_add(used, ARGV[4])
-  if not (dec_le(new_used, ARGV[5]) and dec_le(new_used, limit)) then
+  local new_used = used + tonumber(ARGV[4])
+  if new_used > tonumber(ARGV[5]) or new_used > limit then
     return {'line_changed', redis.call('HGETALL', KEYS[1])}
   end
-  redis.call('HSET', KEYS[1], 'used', new_used)
-  redis.call('HINCRBY', KEYS[1], 'drawdowns_24h', 1)
   used = new_used
+  v = string.format('%.0f', tonumber(v) + 1)
+  redis.call('HSET', KEYS[1], 'used', string.format('%.0f', used),
+    'drawdowns_24h', string.format('%.0f', tonumber(st[4] or '0') + 1), 'v', v)
 end
-local available = dec_sub_floor(limit, used)
+local available = '0'
+if used < limit then available = string.format('%.0f', limit - used) end
+used = string.format('%.0f', used)
 redis.call('HSET', KEYS[4], 'json', ARGV[3], 'available', available, 'user', ARGV[10],
   'appealable', ARGV[11], 'caller', ARGV[13])
 redis.call('PEXPIRE', KEYS[4], ARGV[9])
-redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'fp', ARGV[1], 'decision', ARGV[2], 'exp', ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[8])
 redis.call('ZADD', KEYS[3], ARGV[7], KEYS[2])
-local event = {'XADD', KEYS[5], '*'}
-for i = 14, #ARGV do event[#event + 1] = ARGV[i] end
-event[#event + 1] = 'used_fen'
-event[#event + 1] = used
-event[#event + 1] = 'available_fen'
-event[#event + 1] = available
-redis.call(unpack(event))
-return {'committed', available}
+redis.call('XADD', KEYS[5], '*', 'decision_id', ARGV[2], 'user', ARGV[10], 'caller', ARGV[13],
+  'idempotency_key', ARGV[15], 'outcome', ARGV[16], 'amount_fen', ARGV[4],
+  'threshold_version', ARGV[17], 'policy', ARGV[18], 'evaluated_at', ARGV[19],
+  'used_fen', used, 'available_fen', available)
+return {'committed', available, v}
 ";
 
-/// `upsert_user`: replaces the state's fields, keeping nothing of the old state.
+/// `upsert_user`: replaces the state's fields, keeping nothing of the old state but its
+/// version, which it moves past both the old version and Redis's clock in microseconds: a
+/// commit evaluated against the old state is refused, and a user stored again after Redis lost
+/// its data never comes back at a version an instance may still keep for the lost state
+/// (reservations add one each, far fewer than a microsecond each).
 ///
 /// KEYS: user. ARGV: field/value pairs.
 pub(super) const UPSERT: &str = r"
+local t = redis.call('TIME')
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0') + 1
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if now > v then v = now end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], 'v', string.format('%.0f', v), unpack(ARGV))
 return redis.call('HGETALL', KEYS[1])
 ";
 
