@@ -209,6 +209,15 @@ pub async fn serve_with(
                 }
             },
         };
+        // The gate was open when this accept began waiting; if it has closed since, this one
+        // connection waits here, unserved, as it would have in the backlog.
+        if let Some(p) = pressure.as_ref().filter(|p| !p.admits_connection()) {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = p.accept_gate() => {}
+            }
+        }
         let Some(peer_slot) = peers.admit(peer.ip()) else {
             tracing::debug!(%peer, "connection closed: per-peer connection limit");
             drop(stream);
@@ -810,22 +819,25 @@ mod tests {
         }
     }
 
-    /// A connection that never ends by itself.
-    fn pending_conn() -> std::future::Pending<Result<(), std::io::Error>> {
-        std::future::pending()
+    /// The future of a connection that never ends by itself.
+    type Pending = std::future::Pending<Result<(), std::io::Error>>;
+
+    /// A connection that never ends by itself, accepted now, under `pressure`'s actions.
+    fn timed_life(pressure: &Pressure, state: &Arc<ConnState>) -> Lifecycle<Pending> {
+        Lifecycle::new(
+            std::future::pending(),
+            |_| {},
+            Arc::clone(state),
+            times(),
+            Some(Timed::new(pressure.clone())),
+        )
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_whose_first_turn_is_late_is_closed_unread() {
         let p = pressure(250);
         let state = Arc::new(ConnState::default());
-        let life = Lifecycle::new(
-            pending_conn(),
-            |_| {},
-            Arc::clone(&state),
-            times(),
-            Some(Timed::new(p.clone())),
-        );
+        let life = timed_life(&p, &state);
         tokio::pin!(life);
         // Accepted, then its first turn comes 300 ms later.
         tokio::time::advance(Duration::from_millis(300)).await;
@@ -838,13 +850,7 @@ mod tests {
     async fn a_late_turn_does_not_close_a_connection_that_has_started() {
         let p = pressure(250);
         let state = Arc::new(ConnState::default());
-        let life = Lifecycle::new(
-            pending_conn(),
-            |_| {},
-            Arc::clone(&state),
-            times(),
-            Some(Timed::new(p.clone())),
-        );
+        let life = timed_life(&p, &state);
         tokio::pin!(life);
         // In time: served on.
         tokio::time::advance(Duration::from_millis(100)).await;
@@ -869,8 +875,8 @@ mod tests {
                 .is_pending()
         );
         // Off (no CPU-pressure actions): never stale.
-        let off = Lifecycle::new(
-            pending_conn(),
+        let off = Lifecycle::<Pending>::new(
+            std::future::pending(),
             |_| {},
             Arc::new(ConnState::default()),
             times(),

@@ -320,8 +320,9 @@ async fn retries_beyond_the_budget_are_shed_and_first_attempts_are_not() {
     );
 }
 
-/// While connections wait too long for the CPU, a new connection is left in the kernel's
-/// backlog, unaccepted; once the wait falls it is accepted and served.
+/// While connections wait too long for the CPU, a new connection is not served (it waits in the
+/// kernel's backlog, or at the gate if an accept was already under way); once the wait falls
+/// it is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_connection_waits_in_the_backlog_while_the_cpu_is_behind() {
     let mut c = relaxed();
