@@ -6,8 +6,14 @@
 //! signal the server acts on connections instead of requests:
 //! - it stops accepting: new connections wait in the kernel's accept backlog (or go to
 //!   another instance behind the balancer) instead of in the process;
-//! - responses on HTTP/1 carry `Connection: close`, so busy keep-alive connections close
-//!   after their current response and their clients reconnect into the backlog.
+//! - with `close_keep_alive`, responses on HTTP/1 carry `Connection: close`, so busy
+//!   keep-alive connections close after their current response and their clients reconnect
+//!   into the backlog. Off by default: a client midway through a journey (a quote, then a
+//!   drawdown on the same connection) would lose its connection and wait in the backlog
+//!   for its drawdown, which under overload is a drawdown lost.
+//!
+//! The finer signal, how long woken connections wait for the CPU, and the accept gate on it
+//! are in [`crate::pressure`]; this module's lag probe is the coarse one beside it.
 //!
 //! The signal is event-loop lag (how late a periodic tokio timer fires, measured by a task
 //! on the runtime it protects) and, optionally, admission occupancy (queued ÷ queue capacity).
