@@ -158,7 +158,7 @@ fn journey_source(sh: &Shared, seq: u64) -> Option<std::net::IpAddr> {
 
 /// Descriptors kept free of journeys' connections: the generator's own files, its seeding
 /// connections and the runtime's.
-const SPARE_DESCRIPTORS: usize = 1_024;
+const SPARE_DESCRIPTORS: usize = 512;
 
 /// The connections journeys may hold at once: `wanted`, or fewer when the process may not
 /// open that many descriptors. A connect that fails for want of a descriptor is the
