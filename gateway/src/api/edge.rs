@@ -158,6 +158,20 @@ async fn prepare(
         }
     };
     facts.deadline = Some(started + budget);
+    // 2b. The attempt number, checked before the body is read like every header: a whole
+    // number, 0 for a first attempt (an operations route needs no header and reads none).
+    let retry = match req.headers().get(names::X_RETRY_ATTEMPT) {
+        Some(v) if class != RouteClass::Ops => {
+            let n = v.to_str().ok().and_then(|s| s.parse::<u32>().ok());
+            n.ok_or_else(|| {
+                ApiError::invalid(vec![super::error::FieldProblem::new(
+                    "X-Retry-Attempt",
+                    "must be a whole number, 0 for a first attempt",
+                )])
+            })? > 0
+        }
+        _ => false,
+    };
     // 3. Priority: drawdowns are critical; a caller may only lower its own.
     let priority = if !app.config.admission.priorities {
         Priority::Default
@@ -172,14 +186,9 @@ async fn prepare(
     };
     facts.priority = Some(priority);
     // 3b. Shed before the body is read (`Admission::precheck`), when admission would refuse
-    // now anyway, so a refusal costs no body read or parse; a retry
-    // (`X-Retry-Attempt` > 0; anything else is a first attempt) draws from the retry budget.
+    // now anyway, so a refusal costs no body read or parse; a retry (`X-Retry-Attempt` > 0)
+    // draws from the retry budget.
     if class.is_limited() {
-        let retry = req
-            .headers()
-            .get(names::X_RETRY_ATTEMPT)
-            .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
-            .is_some_and(|n| n > 0);
         app.admission
             .precheck(priority, Some(started + budget), retry)
             .map_err(|shed| super::error::from_stack_error(&shed))?;

@@ -410,3 +410,41 @@ async fn a_store_slower_than_the_deadline_is_a_fast_503_and_a_retry_replays() {
             .unwrap();
     assert_eq!(state.used.get(), 100);
 }
+
+/// A malformed `X-Retry-Attempt` is a 400 naming the header, before the body is read: even
+/// with a deadline too short for any body to arrive, the answer is about the header.
+#[tokio::test]
+async fn a_malformed_retry_attempt_is_a_400_before_the_body_is_read() {
+    let t = TestGateway::start(relaxed()).await;
+    t.user("u-1", 1_000_000).await;
+    for bad in ["{}", "-1", "one", "4294967296"] {
+        let r = t
+            .client
+            .post(t.url("/v1/drawdowns"))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", "k-retry-header")
+            .header("X-Request-Deadline-Ms", "1")
+            .header("X-Retry-Attempt", bad)
+            .json(&json!({"user_id": "u-1", "amount_fen": 100, "channel": "app"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "INVALID_REQUEST", "{bad}: {body}");
+        assert!(
+            body.to_string().contains("X-Retry-Attempt"),
+            "{bad}: {body}"
+        );
+    }
+    // Nothing was decided: the line is untouched.
+    let r = t
+        .client
+        .get(t.url("/v1/credit-lines/u-1"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["used_fen"], 0, "{body}");
+}

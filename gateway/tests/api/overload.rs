@@ -291,8 +291,12 @@ async fn retries_beyond_the_budget_are_shed_and_first_attempts_are_not() {
         (status, code.as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, "CAPACITY_SHED")
     );
-    // Not a number: taken as a first attempt.
-    assert_eq!(send("k-3", "x").await.unwrap().status(), StatusCode::OK);
+    // Not a number: refused as bad input, never counted as an attempt of either kind.
+    assert_eq!(
+        send("k-3", "x").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(send("k-4", "0").await.unwrap().status(), StatusCode::OK);
     let a = &t.gw.app.admission;
     assert_eq!(
         a.shed_count(
