@@ -162,13 +162,16 @@ async fn prepare(
     // number, 0 for a first attempt (an operations route needs no header and reads none).
     let retry = match req.headers().get(names::X_RETRY_ATTEMPT) {
         Some(v) if class != RouteClass::Ops => {
-            let n = v.to_str().ok().and_then(|s| s.parse::<u32>().ok());
-            n.ok_or_else(|| {
-                ApiError::invalid(vec![super::error::FieldProblem::new(
+            // Digits only, of any length (the document's `integer`, `minimum: 0`, with no
+            // maximum): a retry is any number above 0.
+            let digits = v.as_bytes();
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return Err(ApiError::invalid(vec![super::error::FieldProblem::new(
                     "X-Retry-Attempt",
                     "must be a whole number, 0 for a first attempt",
-                )])
-            })? > 0
+                )]));
+            }
+            digits.iter().any(|&d| d != b'0')
         }
         _ => false,
     };
@@ -277,6 +280,10 @@ async fn read_body(
     // Only the route's own path: the body of any other (answered 404) is left to the router.
     let parsed = (class == RouteClass::Drawdown && req.uri().path() == "/v1/drawdowns")
         .then(|| {
+            // Anything else is reported by the handler, which parses it again.
+            if !super::wire::is_json_object(&bytes) {
+                return None;
+            }
             serde_json::from_slice::<DrawdownBody>(&bytes)
                 .ok()?
                 .validate()

@@ -10,8 +10,20 @@ use risk_core::{Channel, Fen, RiskGrade, UserId, UserState, validate_id};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Parses a JSON body, turning serde's message into a field problem.
+/// Whether `body` is a JSON object (its first byte past blanks is `{`). Every request body
+/// of the API is one; serde would otherwise read a struct from an array of its fields too.
+pub fn is_json_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Parses a JSON object body, turning serde's message into a field problem.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if !is_json_object(body) {
+        return Err(ApiError::invalid(vec![FieldProblem::new(
+            "body",
+            "must be a JSON object",
+        )]));
+    }
     serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
         // serde names unknown and missing fields in backticks: report that field.

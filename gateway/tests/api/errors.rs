@@ -417,7 +417,7 @@ async fn a_store_slower_than_the_deadline_is_a_fast_503_and_a_retry_replays() {
 async fn a_malformed_retry_attempt_is_a_400_before_the_body_is_read() {
     let t = TestGateway::start(relaxed()).await;
     t.user("u-1", 1_000_000).await;
-    for bad in ["{}", "-1", "one", "4294967296"] {
+    for bad in ["{}", "-1", "one", "", "1.5", "1 2"] {
         let r = t
             .client
             .post(t.url("/v1/drawdowns"))
@@ -437,7 +437,19 @@ async fn a_malformed_retry_attempt_is_a_400_before_the_body_is_read() {
             "{bad}: {body}"
         );
     }
-    // Nothing was decided: the line is untouched.
+    // A number past any integer type is still a whole number: a retry, served.
+    let r = t
+        .client
+        .post(t.url("/v1/drawdowns"))
+        .bearer_auth(KEY)
+        .header("Idempotency-Key", "k-retry-big")
+        .header("X-Retry-Attempt", "3729688287312195584000")
+        .json(&json!({"user_id": "u-1", "amount_fen": 100, "channel": "app"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The refused requests decided nothing: only that retry used the line.
     let r = t
         .client
         .get(t.url("/v1/credit-lines/u-1"))
@@ -446,5 +458,41 @@ async fn a_malformed_retry_attempt_is_a_400_before_the_body_is_read() {
         .await
         .unwrap();
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["used_fen"], 0, "{body}");
+    assert_eq!(body["used_fen"], 100, "{body}");
+}
+
+/// Every request body is a JSON object: an array of the fields (which serde would read into
+/// a struct) is a 400 naming the body, and changes nothing.
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_a_400() {
+    let t = TestGateway::start(relaxed()).await;
+    t.user("u-1", 1_000_000).await;
+    let cases = [
+        ("POST", "/v1/drawdowns", KEY, r#"["u-1", 100, "app"]"#),
+        ("PUT", "/admin/policy/force", ADMIN, "[null]"),
+    ];
+    for (method, path, token, body) in cases {
+        let r = t
+            .client
+            .request(method.parse().unwrap(), t.url(path))
+            .bearer_auth(token)
+            .header("Idempotency-Key", "k-array")
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["details"][0]["field"], "body", "{path}: {v}");
+    }
+    let r = t
+        .client
+        .get(t.url("/v1/credit-lines/u-1"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["used_fen"], 0, "{v}");
 }
