@@ -111,7 +111,7 @@ impl Conn {
     /// a closed connection leaves no `TIME_WAIT` behind, and connections from several
     /// loopback addresses each have a port range of their own. When the range is nearly
     /// used up, `connect` itself spends the generator's CPU searching it for a free port
-    /// (measured: two thirds of the generator's time at 10x of `cpu-step`). Every answer
+    /// (BENCHMARKS.md, "CPU-bound step overload"). Every answer
     /// has been read when the journey closes its connection; a reset then costs the target
     /// what a `FIN` would.
     pub const fn per_journey(addr: SocketAddr, source: Option<std::net::IpAddr>) -> Self {
