@@ -814,11 +814,8 @@ impl RedisStore {
         let script = &self.inner.scripts.commit;
         let reply = self
             .eval(script, || {
-                let mut cmd = redis::cmd("EVALSHA");
-                cmd.arg(script.get_hash())
-                    .arg(keys.len())
-                    .arg(&keys)
-                    .arg(&fingerprint)
+                let mut cmd = evalsha(script, &keys);
+                cmd.arg(&fingerprint)
                     .arg(&d.decision_id)
                     .arg(&json)
                     .arg(&amount)
@@ -913,11 +910,8 @@ impl RedisStore {
         let script = &self.inner.scripts.load;
         let reply = self
             .eval(script, || {
-                let mut cmd = redis::cmd("EVALSHA");
-                cmd.arg(script.get_hash())
-                    .arg(keys.len())
-                    .arg(&keys)
-                    .arg(&prefix);
+                let mut cmd = evalsha(script, &keys);
+                cmd.arg(&prefix);
                 cmd
             })
             .await?;
@@ -1361,6 +1355,13 @@ pub fn spawn_health_check(store: RedisStore) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// `EVALSHA` of `script` on `keys`, its arguments to follow.
+fn evalsha(script: &redis::Script, keys: &[String]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
 }
 
 #[cfg(test)]
