@@ -68,6 +68,13 @@ pub struct PressureConfig {
     pub stale_delay: Duration,
 }
 
+impl PressureConfig {
+    /// Whether either action is on (else nothing needs measuring).
+    pub fn acts(&self) -> bool {
+        !self.accept_delay.is_zero() || !self.stale_delay.is_zero()
+    }
+}
+
 /// Pressure metrics (`gateway_cpu_*`).
 #[derive(Debug, Clone, Default)]
 struct Metrics {

@@ -176,7 +176,11 @@ pub async fn serve_with(
     };
     tokio::pin!(shutdown);
 
-    let pressure = overload.as_ref().map(|o| o.pressure().clone());
+    // Connections are stamped only when an action reads the stamps.
+    let pressure = overload
+        .as_ref()
+        .map(|o| o.pressure().clone())
+        .filter(|p| p.config().acts());
     let close_keep_alive = overload.as_ref().is_some_and(Overload::closes_keep_alive);
     // Whether to yield after each accept, so that the new connection's first turn is
     // measured before the next is taken (see `crate::pressure`).
