@@ -94,6 +94,8 @@
 
 mod coalesce;
 mod config;
+mod durable;
+mod reconcile;
 mod scripts;
 pub mod thresholds;
 
@@ -812,31 +814,41 @@ impl RedisStore {
             .unwrap_or_default();
         let threshold_version = d.threshold_version.to_string();
         let script = &self.inner.scripts.commit;
-        let reply = self
-            .eval(script, || {
-                let mut cmd = evalsha(script, &keys);
-                cmd.arg(&fingerprint)
-                    .arg(&d.decision_id)
-                    .arg(&json)
-                    .arg(&amount)
-                    .arg(&ceiling)
-                    .arg(now_ms)
-                    .arg(exp_ms)
-                    .arg(duration_ms(config.idempotency_retention))
-                    .arg(duration_ms(config.decision_retention))
-                    .arg(req.user.as_str())
-                    .arg(if d.appealable { "1" } else { "0" })
-                    .arg(&prefix)
-                    .arg(&*req.caller)
-                    .arg(&expected)
-                    .arg(&*req.idempotency_key)
-                    .arg(d.outcome.as_str())
-                    .arg(&threshold_version)
-                    .arg(&d.policy)
-                    .arg(&d.evaluated_at);
-                cmd
-            })
-            .await?;
+        let args = |cmd: &mut redis::Cmd| {
+            cmd.arg(&fingerprint)
+                .arg(&d.decision_id)
+                .arg(&json)
+                .arg(&amount)
+                .arg(&ceiling)
+                .arg(now_ms)
+                .arg(exp_ms)
+                .arg(duration_ms(config.idempotency_retention))
+                .arg(duration_ms(config.decision_retention))
+                .arg(req.user.as_str())
+                .arg(if d.appealable { "1" } else { "0" })
+                .arg(&prefix)
+                .arg(&*req.caller)
+                .arg(&expected)
+                .arg(&*req.idempotency_key)
+                .arg(d.outcome.as_str())
+                .arg(&threshold_version)
+                .arg(&d.policy)
+                .arg(&d.evaluated_at);
+        };
+        // A reservation is answered only once a replica holds it (see [`durable`]).
+        let acks = req.reserve.is_some() && self.is_cluster() && self.replica_acks() > 0;
+        let (reply, acked) = if acks {
+            self.eval_acked(script, &keys, args).await?
+        } else {
+            let reply = self
+                .eval(script, || {
+                    let mut cmd = evalsha(script, &keys);
+                    args(&mut cmd);
+                    cmd
+                })
+                .await?;
+            (reply, 0)
+        };
         let reply = match reply {
             Value::Array(items) => items,
             _ => return Err(bad()),
@@ -844,6 +856,9 @@ impl RedisStore {
         let word = reply.first().map(status_of).transpose()?;
         match word.as_deref() {
             Some("committed") => {
+                if acks && acked < i64::from(self.replica_acks()) {
+                    return Err(self.unacknowledged(acked));
+                }
                 let number = |i: usize| {
                     reply
                         .get(i)
