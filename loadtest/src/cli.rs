@@ -1,10 +1,11 @@
-//! The command line: `run`, `compare`, `report`, `blast`, `serve-trivial`, `bureau`.
+//! The command line: `run`, `audit`, `compare`, `report`, `blast`, `serve-trivial`, `bureau`.
 //!
 //! # Layout
 //! - [`Cli`]: open-loop surge generator and report writer for loan-gateway.
 //! - [`Command`]: the subcommands.
 //! - [`BureauArgs`]: `loadtest bureau` arguments.
 //! - [`RunArgs`]: `loadtest run` arguments.
+//! - [`AuditArgs`]: `loadtest audit` arguments.
 //! - [`GateArgs`]: CI gates.
 //! - [`dispatch`]: runs a parsed command.
 
@@ -40,8 +41,11 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a scenario and write results.json, report.html and summary.md.
+    /// Run a scenario and write results.json, ledger.json, report.html and summary.md.
     Run(RunArgs),
+    /// Reconcile what a run's clients were told (its ledger.json) with the store: lost
+    /// acknowledged approvals, over-reservations, unknown outcomes (exit 3 when any > 0).
+    Audit(AuditArgs),
     /// Write a side-by-side report of two results files.
     Compare {
         /// Results of run A (e.g. the naive configuration).
@@ -98,6 +102,31 @@ pub enum Command {
     },
     /// The credit-bureau simulator: N service slots, a FIFO queue, deterministic scores.
     Bureau(BureauArgs),
+    /// The in-process gateway of `run`, alone, on a free loopback port (printed as
+    /// `listening on http://ADDR`) until the process is stopped: a gateway process for
+    /// tests that kill instances (the gateway binary is not a dependency of this crate).
+    ServeGateway {
+        /// Configuration: a file, or `default` / `naive` (shipped).
+        #[arg(long)]
+        gateway_config: Option<PathBuf>,
+        /// A setting, KEY=VALUE with a dotted key and a TOML value (repeatable).
+        #[arg(long = "gateway-set", value_name = "KEY=VALUE")]
+        gateway_set: Vec<String>,
+        /// Caller API key.
+        #[arg(
+            long,
+            env = "LOADTEST_API_KEY",
+            default_value = "loadtest-api-key-0001"
+        )]
+        api_key: String,
+        /// Admin token.
+        #[arg(
+            long,
+            env = "LOADTEST_ADMIN_TOKEN",
+            default_value = "loadtest-admin-token-0001"
+        )]
+        admin_token: String,
+    },
 }
 
 /// `loadtest bureau` arguments.
@@ -175,9 +204,42 @@ pub struct RunArgs {
     /// No progress line.
     #[arg(long)]
     pub no_progress: bool,
+    /// A fault: AT_SECONDS=COMMAND, run with `sh -c` at that second of the run and drawn
+    /// on the report's timeline (repeatable), e.g. `25=deploy/fleet.sh fault kill-primary`.
+    #[arg(long = "fault", value_name = "AT=COMMAND")]
+    pub faults: Vec<crate::faults::FaultSpec>,
     /// Gates.
     #[command(flatten)]
     pub gates: GateArgs,
+}
+
+/// `loadtest audit` arguments.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The run's output folder (holding ledger.json); audit.json is written there.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Gateway URL (the load balancer): decisions are read, and unknown outcomes asked
+    /// again, through it.
+    #[arg(long)]
+    pub target: String,
+    /// Caller API key (the run's).
+    #[arg(
+        long,
+        env = "LOADTEST_API_KEY",
+        default_value = "loadtest-api-key-0001"
+    )]
+    pub api_key: String,
+    /// A Redis node of the store (`redis://host:port`; repeat for a cluster's nodes): the
+    /// users' `used_fen` and the audit streams are read there.
+    #[arg(long = "redis-node", required = true)]
+    pub redis_nodes: Vec<String>,
+    /// The store's `redis.key_prefix`.
+    #[arg(long, default_value = "lg")]
+    pub key_prefix: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
 }
 
 /// CI gates.
@@ -240,6 +302,7 @@ fn gate_exit(gates: &[crate::results::GateOutcome]) -> ExitCode {
 pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Run(args) => cmd_run(args).await,
+        Command::Audit(args) => crate::audit::cmd_audit(args).await,
         Command::Compare { a, b, out } => {
             let (ra, rb) = (Results::read(&a)?, Results::read(&b)?);
             let out = out.unwrap_or_else(|| default_out("compare"));
@@ -328,6 +391,33 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bureau(args) => cmd_bureau(args).await,
+        Command::ServeGateway {
+            gateway_config,
+            gateway_set,
+            api_key,
+            admin_token,
+        } => {
+            let config_path = match &gateway_config {
+                Some(p) => Some(resolve_gateway_config(p)?),
+                None => None,
+            };
+            let mut overrides = toml::Table::new();
+            for arg in &gateway_set {
+                let (key, value) = parse_setting(arg)?;
+                set_dotted(&mut overrides, &key, value)?;
+            }
+            let e = start_embedded(&EmbeddedOptions {
+                config_path,
+                api_key,
+                admin_token,
+                overrides,
+            })
+            .await?;
+            println!("listening on http://{}", e.target.addr);
+            let _ = tokio::signal::ctrl_c().await;
+            e.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -436,6 +526,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
                 .map(|o| dotted_lines(o).join("\n"))
                 .unwrap_or_default(),
         }),
+        faults: args.faults.clone(),
     };
     eprintln!(
         "running {} ({:.0} s) against {}",
@@ -456,6 +547,19 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let json = out.join("results.json");
     results.write(&json)?;
+    if let Some(ledger) = &results.ledger {
+        ledger.write(&out)?;
+    }
+    for f in &results.faults {
+        eprintln!(
+            "fault {} at {:.1} s (exit {:?}): goodput back to 95 % {}",
+            f.label(),
+            f.at_s,
+            f.exit_code,
+            f.recovery_s
+                .map_or_else(|| "never".to_owned(), |r| format!("after {r:.1} s"))
+        );
+    }
     let w = write_report(&results, &out)?;
     println!(
         "good-user refusal rate {:.1} %, risky approval {:.1} %, p99 {:.1} ms, generator kept up: {}\n{}\n{}\n{}",

@@ -537,6 +537,8 @@ impl Finished {
             gates: Vec::new(),
             warnings,
             bureau: None,
+            faults: Vec::new(),
+            ledger: None,
         }
     }
 }

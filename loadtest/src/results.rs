@@ -68,6 +68,13 @@ pub struct Results {
     /// The credit-bureau simulator of the run, when the scenario started one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bureau: Option<BureauResult>,
+    /// The fault schedule as it ran (`--fault`), with each fault's recovery time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::faults::FaultEvent>,
+    /// What clients were told of each drawdown (written beside the results as
+    /// `ledger.json`, for `loadtest audit`; not part of the results file).
+    #[serde(skip)]
+    pub ledger: Option<crate::ledger::Ledger>,
 }
 
 /// The bureau simulator's part of a run: its settings, the changes made to it, and a sample
