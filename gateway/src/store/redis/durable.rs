@@ -13,14 +13,19 @@
 //! with it, finds no record and decides afresh. Either way no client holds an approval the
 //! store may lose.
 //!
-//! What this does not cover: a replay answered from the primary (the load path) while a
-//! commit whose `WAIT` timed out has still not reached the replica. `WAIT` makes the primary
-//! wait, it does not make the write synchronous: Redis calls this "best effort" consistency,
-//! and a failover that promotes the one replica that did not acknowledge is still possible
-//! when several replicas exist (each primary here has one).
+//! A replay of an approval is an acknowledgement too, and the retry that follows such a
+//! timeout is answered by a replay: so before an approval is replayed (found by the load
+//! or by the commit script), [`RedisStore::ensure_replicated`] writes a marker in the
+//! decision's slot (`P:{sNNNN}:repl`, expiring) and sends `WAIT` behind it, which covers
+//! every write that primary took before, the original commit included; too few replicas
+//! answer `Timeout` again, and the client retries again.
+//!
+//! `WAIT` makes the primary wait, it does not make the write synchronous: Redis calls this
+//! "best effort" consistency, and a failover that promotes a replica that did not
+//! acknowledge is still possible when several replicas exist (each primary here has one).
 
 use super::{Conn, RedisStore, evalsha, redis_error};
-use crate::store::{Result, StoreError};
+use crate::store::{Result, Slot, StoreError};
 use deadpool_redis::redis::{self, Script, Value};
 
 impl RedisStore {
@@ -84,6 +89,35 @@ impl RedisStore {
             }
             return Err(redis_error(&failure));
         }
+    }
+
+    /// Before an approval stored in `slot` is replayed: a marker written in the slot, then
+    /// `WAIT`, one pipeline to the slot's primary; [`StoreError::Timeout`] when fewer than
+    /// [`Self::replica_acks`] replicas hold everything that primary took before it (see
+    /// the module docs). Nothing to do on one server or with `replica_acks = 0`.
+    pub(super) async fn ensure_replicated(&self, slot: Slot) -> Result<()> {
+        let replicas = self.replica_acks();
+        if !self.is_cluster() || replicas == 0 {
+            return Ok(());
+        }
+        let timeout = u64::try_from(self.config().replica_ack_timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(format!("{}repl", self.tag(slot)))
+            .arg(1)
+            .arg("PX")
+            .arg(60_000)
+            .ignore();
+        pipe.cmd("WAIT").arg(replicas).arg(timeout);
+        let (acked,): (i64,) = self
+            .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        if acked < i64::from(replicas) {
+            return Err(self.unacknowledged(acked));
+        }
+        Ok(())
     }
 
     /// A committed reservation that fewer than [`Self::replica_acks`] replicas hold: the

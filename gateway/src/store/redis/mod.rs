@@ -12,6 +12,7 @@
 //! | `P:{sNNNN}:k-exp` | zset | the slot's idempotency records by logical expiry (for [`Store::purge_expired`]) |
 //! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
 //! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
+//! | `P:{sNNNN}:repl` | string | a marker written before an approval is replayed, so that `WAIT` covers it ([`durable`]); expires in a minute |
 //! | `P:{sNNNN}:a:<appeal_id>` | string | an appeal (JSON); kept |
 //! | `P:{sNNNN}:a-by:<appeal_id>` | string | the caller that filed the appeal (the decision's); kept |
 //! | `P:{sNNNN}:a-idx:<status>` | zset | the slot's appeal ids by status (and `all`), lexical = creation order |
@@ -889,7 +890,11 @@ impl RedisStore {
                     reply.get(1).and_then(text).ok_or_else(bad)?,
                     reply.get(2).and_then(text).ok_or_else(bad)?,
                 );
-                decision_from(&json, &available).map(CommitOutcome::Replayed)
+                let d = decision_from(&json, &available)?;
+                if d.outcome == risk_core::Outcome::Approved {
+                    self.ensure_replicated(slot).await?;
+                }
+                Ok(CommitOutcome::Replayed(d))
             }
             Some("key_reused") => Ok(CommitOutcome::KeyReused),
             Some("user_not_found") => Ok(CommitOutcome::UserNotFound),
@@ -956,9 +961,14 @@ impl RedisStore {
                         "idempotency record names missing decision {id}"
                     )));
                 };
+                let decision = decision_from(&json, &available)?;
+                if decision.outcome == risk_core::Outcome::Approved {
+                    // A replay is an acknowledgement: see [`durable`].
+                    self.ensure_replicated(user_slot(user)).await?;
+                }
                 Some(IdempotentRecord {
                     fingerprint,
-                    decision: decision_from(&json, &available)?,
+                    decision,
                 })
             }
         };
