@@ -16,9 +16,11 @@
 #
 # Settings (environment): FLEET_DIR (state, logs, pids; default /tmp/loan-gateway-fleet),
 # FLEET_INSTANCES (3), FLEET_PORT (first port of a block of 200; 17000),
-# FLEET_NODE_TIMEOUT_MS (cluster-node-timeout; 1500), FLEET_GATEWAY_SET (extra TOML lines
-# appended to the gateways' configuration), FLEET_BIN (folder of the release binaries; by
-# default built with cargo into $CARGO_TARGET_DIR or target/).
+# FLEET_NODE_TIMEOUT_MS (cluster-node-timeout; 1500), FLEET_REPLICA_ACKS (the gateways'
+# redis.replica_acks; unset: the default, 1 on a cluster), FLEET_GATEWAY_SET (more TOML
+# appended at the end of the gateways' configuration, e.g. a `[server]` table), FLEET_BIN
+# (folder of the release binaries; by default built with cargo into $CARGO_TARGET_DIR or
+# target/).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -132,6 +134,7 @@ global_limit_instances = $N
 connect_timeout_ms = 300
 command_timeout_ms = 500
 health_check_interval_ms = 250
+${FLEET_REPLICA_ACKS:+replica_acks = $FLEET_REPLICA_ACKS}
 
 [log]
 format = "json"
@@ -160,6 +163,11 @@ start_haproxy() {
     local servers="" i
     for i in $(seq "$N"); do
         servers+="    server gw$i 127.0.0.1:$(gw_port "$i") check"$'\n'
+    done
+    # The same instances unchecked, used only while every checked one is down: see
+    # haproxy.cfg.
+    for i in $(seq "$N"); do
+        servers+="    server gw$i-any 127.0.0.1:$(gw_port "$i") backup"$'\n'
     done
     sed -e "s/@FRONT@/$LB_PORT/; s/@STATS@/$STATS_PORT/" "$ROOT/deploy/fleet/haproxy.cfg" |
         awk -v s="$servers" '{ if ($0 == "@SERVERS@") printf "%s", s; else print }' \
@@ -257,6 +265,28 @@ cmd_fault() {
         start_redis "$port"
         log "fault: redis $port restarted"
         ;;
+    unreplicated-kill-primary)
+        # A crash just after the replica link broke: the replica of slot 0's primary is
+        # stopped, the primary drops the link (CLIENT KILL TYPE replica), takes writes alone
+        # for ${2:-0.5} s, and is killed; then the replica continues and, the primary gone,
+        # is promoted without those writes. The old primary is started again after 5 s.
+        local port p rport rp id
+        port=$(primary_port) || die "no primary found"
+        p=$(pid_of "redis-$port")
+        id=$(rcli "$port" cluster myid)
+        rport=$(rcli "$port" cluster nodes | awk -v id="$id" '$4 == id { split($2, a, "[:@]"); print a[2]; exit }')
+        [[ -n $rport ]] || die "primary $port has no replica"
+        rp=$(pid_of "redis-$rport")
+        kill -STOP "$rp"
+        rcli "$port" client kill type replica >/dev/null
+        sleep "${2:-0.5}"
+        kill -KILL "$p"
+        kill -CONT "$rp"
+        log "fault: redis primary $port (pid $p) wrote ${2:-0.5} s without its replica $rport, then was killed"
+        sleep 5
+        start_redis "$port"
+        log "fault: redis $port restarted"
+        ;;
     stop-primary)
         # SIGSTOP the primary of slot 0 for ${2:-4} s (beyond the node timeout: its replica
         # is promoted), then SIGCONT: it comes back stale and is turned into a replica.
@@ -280,7 +310,7 @@ cmd_fault() {
         for port in "${REDIS_PORTS[@]}"; do start_redis "$port"; done
         log "fault: every redis node restarted"
         ;;
-    *) die "unknown fault $what (kill-gateway [I [S]], kill-primary [S], stop-primary [S], restart-redis [S])" ;;
+    *) die "unknown fault $what (kill-gateway [I [S]], kill-primary [S], unreplicated-kill-primary [S], stop-primary [S], restart-redis [S])" ;;
     esac
 }
 
