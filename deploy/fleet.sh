@@ -341,10 +341,20 @@ cmd_surge() {
         --fault "25=$self fault kill-primary 5"
         --fault "45=$self fault stop-primary 4"
     )
-    [[ -n ${FLEET_FAULTS:-} ]] && read -ra faults <<<"$FLEET_FAULTS"
+    if [[ -n ${FLEET_FAULTS:-} ]]; then
+        # One AT=COMMAND a line.
+        local line
+        faults=()
+        while IFS= read -r line; do
+            [[ -n $line ]] && faults+=(--fault "$line")
+        done <<<"$FLEET_FAULTS"
+    fi
     local rc=0
+    # The scenario is fleet-faults unless the arguments name one.
+    local scenario=(--scenario fleet-faults)
+    [[ " $* " == *" --scenario "* ]] && scenario=()
     FLEET_DIR=$DIR "$BIN/loadtest" run --target "http://127.0.0.1:$LB_PORT" --no-progress \
-        --out "$out" "${faults[@]}" "$@" || rc=$?
+        --out "$out" "${scenario[@]}" "${faults[@]}" "$@" || rc=$?
     "$BIN/loadtest" audit --run "$out" --target "http://127.0.0.1:$LB_PORT" "${nodes[@]}" || rc=$?
     log "results in $out (report.html, audit.json)"
     return "$rc"

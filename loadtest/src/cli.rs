@@ -162,7 +162,7 @@ pub struct BureauArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// A shipped scenario name (double11, spring-festival, step-overload, steady,
-    /// steady-bureau, bureau-slowdown) or a TOML file.
+    /// steady-bureau, bureau-slowdown, cpu-step, cpu-steady, fleet-faults) or a TOML file.
     #[arg(long)]
     pub scenario: String,
     /// Gateway URL; without it the gateway is started in-process.

@@ -1,10 +1,13 @@
 //! The production shape, small and faulted: three gateway processes behind a round-robin
 //! proxy, on a Redis Cluster of three primaries with a replica each (every server the
 //! test's own, on free loopback ports). During a short surge one gateway is killed
-//! (`kill -9`) and one Redis primary is killed (its replica is promoted; the old primary is
-//! started again and rejoins as a replica). Then the auditor reconciles what clients were
-//! told with the store: no acknowledged approval lost, no over-reservation, every unknown
-//! outcome resolved.
+//! (`kill -9`) and one Redis primary is killed after taking writes its replica never
+//! received (the replica is stopped while the primary drops its link, half a second before
+//! the kill), so the promoted replica lacks them: without the gateway's replica
+//! acknowledgements (`redis.replica_acks`) approvals told to clients are lost this way. The
+//! old primary is started again and rejoins as a replica. Then the auditor reconciles what
+//! clients were told with the store: no acknowledged approval lost, no over-reservation,
+//! every unknown outcome resolved.
 //!
 //! Needs `redis-server` and `redis-cli` (`apt-get install -y redis-server`);
 //! `LOAN_GATEWAY_SKIP_REDIS_TESTS=1` skips it where they are missing.
@@ -117,17 +120,25 @@ async fn wait_cluster(nodes: &[Node], within: Duration) {
     }
 }
 
-/// The port of the primary that owns slot 0.
-async fn primary_of_slot_0(nodes: &[Node]) -> u16 {
+/// The ports of the primary that owns slot 0 and of its replica.
+async fn primary_of_slot_0(nodes: &[Node]) -> (u16, u16) {
     let table = redis_cli(nodes[0].port, &["cluster", "nodes"]).await;
-    for line in table.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() > 8 && f[2].contains("master") && f[8..].iter().any(|s| s.starts_with("0-")) {
-            let port = f[1].split(['@', ':']).nth(1).unwrap();
-            return port.parse().unwrap();
-        }
-    }
-    panic!("no primary owns slot 0:\n{table}");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let port = |f: &[&str]| -> u16 { f[1].split(['@', ':']).nth(1).unwrap().parse().unwrap() };
+    let primary = rows
+        .iter()
+        .find(|f| {
+            f.len() > 8 && f[2].contains("master") && f[8..].iter().any(|s| s.starts_with("0-"))
+        })
+        .unwrap_or_else(|| panic!("no primary owns slot 0:\n{table}"));
+    let replica = rows
+        .iter()
+        .find(|f| f.len() > 3 && f[3] == primary[0])
+        .unwrap_or_else(|| panic!("the primary of slot 0 has no replica:\n{table}"));
+    (port(primary), port(replica))
 }
 
 /// A gateway process (`loadtest serve-gateway`): its address and child.
@@ -267,16 +278,34 @@ async fn a_fleet_loses_no_acknowledged_approval_across_an_instance_and_a_primary
     }
     let front = proxy(gateways.iter().map(|(a, _)| *a).collect()).await;
 
-    // The faults: gateway 1 killed at 4 s, the primary of slot 0 killed at 7 s and started
-    // again 4 s later (after its replica's promotion), as a replica.
+    // The faults: gateway 1 killed at 4 s; at 7 s the primary of slot 0 loses its replica
+    // (stopped, link dropped), writes alone for 0.5 s and is killed, then the replica goes
+    // on and is promoted; the old primary is started again 4 s later, as a replica.
     let victim_gateway = gateways[1].1.id().unwrap();
-    let primary = primary_of_slot_0(&nodes).await;
+    let (primary, replica) = primary_of_slot_0(&nodes).await;
     let victim_node = nodes.iter().position(|n| n.port == primary).unwrap();
     let victim_pid = nodes[victim_node].child.id().unwrap();
+    let replica_pid = nodes
+        .iter()
+        .find(|n| n.port == replica)
+        .unwrap()
+        .child
+        .id()
+        .unwrap();
     let restart = {
         let (port, dir) = (nodes[victim_node].port, nodes[victim_node].dir.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(7 + 4)).await;
+            // Only once the replica has taken over: a primary started again before that,
+            // empty (no persistence here), would still own its slots.
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !redis_cli(replica, &["role"]).await.starts_with("master") {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the replica was not promoted within 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             Node::start(port, &dir).await
         })
     };
@@ -296,7 +325,13 @@ async fn a_fleet_loses_no_acknowledged_approval_across_an_instance_and_a_primary
             bureau: None,
             faults: vec![
                 format!("4=kill -9 {victim_gateway}").parse().unwrap(),
-                format!("7=kill -9 {victim_pid}").parse().unwrap(),
+                format!(
+                    "7=kill -STOP {replica_pid}; \
+                     redis-cli -h 127.0.0.1 -p {primary} client kill type replica; \
+                     sleep 0.5; kill -9 {victim_pid}; kill -CONT {replica_pid}"
+                )
+                .parse()
+                .unwrap(),
             ],
         },
     )
