@@ -332,18 +332,24 @@ async fn approvals_wait_for_a_replica_and_stay_replayable_without_one() {
     c.nodes[replica].kill().await;
 
     let started = std::time::Instant::now();
-    let second = store.commit(approval(&u, "k-2", 2_000, now)).await;
+    let req = approval(&u, "k-2", 2_000, now);
+    let id = req.decision.decision_id.clone();
+    let second = store.commit(req).await;
     assert!(
         matches!(second, Err(gateway::store::StoreError::Timeout)),
         "no replica: {second:?}"
     );
     assert!(started.elapsed() >= Duration::from_millis(200));
-    // Committed on the primary all the same: the key finds it.
-    let loaded = store.load("c", &u, Some("k-2")).await.unwrap();
-    let stored = loaded
-        .idempotent
-        .expect("the decision is stored on the primary");
+    // Committed on the primary all the same, and reserved once.
+    assert!(store.decision_stored(&id).await.unwrap());
+    let loaded = store.load("c", &u, None).await.unwrap();
     assert_eq!(loaded.user.unwrap().used.get(), 3_000);
+    // A replay is an acknowledgement too: it waits for a replica as well.
+    let replay = store.load("c", &u, Some("k-2")).await;
+    assert!(
+        matches!(replay, Err(gateway::store::StoreError::Timeout)),
+        "a replay without a replica: {replay:?}"
+    );
 
     // A rejection reserves nothing and is not waited for.
     let rejected = store.commit(rejection(&u, "k-3", now)).await.unwrap();
@@ -356,9 +362,7 @@ async fn approvals_wait_for_a_replica_and_stay_replayable_without_one() {
     c.wait_replicas_synced(3).await;
     let again = store.commit(approval(&u, "k-2", 2_000, now)).await.unwrap();
     match again {
-        CommitOutcome::Replayed(d) => {
-            assert_eq!(d.decision_id, stored.decision.decision_id);
-        }
+        CommitOutcome::Replayed(d) => assert_eq!(d.decision_id, id),
         other => panic!("expected the replay, got {other:?}"),
     }
     let state = store.load("c", &u, None).await.unwrap().user.unwrap();
