@@ -18,24 +18,20 @@
 //! # Layout
 //! - [`AuditReport`]: the counts, written as `audit.json`.
 //! - [`audit`]: runs the reconciliation.
-//! - [`cmd_audit`]: the subcommand.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway::store::{RedisConfig, RedisStore, Store};
+use gateway::store::{RedisStore, Store};
 use http::{Method, Request, header};
 use http_body_util::Full;
 use risk_core::UserId;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::cli::AuditArgs;
 use crate::client::{Conn, TargetAddr};
-use crate::gate::GATE_EXIT_CODE;
 use crate::ledger::{Ledger, LedgerEntry, Told};
 
 /// Attempts to resolve an unknown outcome (and to read one store record) before giving up.
@@ -411,62 +407,4 @@ pub async fn audit(ledger: &Ledger, opts: &AuditOptions) -> Result<AuditReport, 
         ));
     }
     Ok(report)
-}
-
-/// `loadtest audit`.
-pub async fn cmd_audit(args: AuditArgs) -> Result<ExitCode, Error> {
-    let ledger = Ledger::read(&args.run)?;
-    let mut nodes = args.redis_nodes.iter();
-    let first = nodes
-        .next()
-        .ok_or_else(|| Error::Target("--redis-node: at least one".into()))?;
-    let rest: Vec<String> = nodes.cloned().collect();
-    let config = RedisConfig {
-        url: first.clone(),
-        cluster: !rest.is_empty(),
-        cluster_nodes: rest,
-        key_prefix: args.key_prefix.clone(),
-        // The audit reads while a failover may still be settling: each read is retried.
-        command_timeout: Duration::from_secs(2),
-        pool_wait_timeout: Duration::from_secs(2),
-        user_cache: 0,
-        ..RedisConfig::default()
-    };
-    let store = RedisStore::new(config).map_err(|e| Error::Target(format!("redis: {e}")))?;
-    let opts = AuditOptions {
-        target: TargetAddr::resolve(&args.target).await?,
-        api_key: args.api_key.clone(),
-        store,
-        concurrency: args.concurrency,
-    };
-    let report = audit(&ledger, &opts).await?;
-    let path = args.run.join("audit.json");
-    let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Serialise(e.to_string()))?;
-    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
-    println!(
-        "audit of {} drawdowns ({} acknowledged approvals, {} users):",
-        report.drawdowns, report.acknowledged_approvals, report.users_checked
-    );
-    println!(
-        "  unknown outcomes {}: {} stored before, {} none stored (decided now), {} unresolved",
-        report.unknown_outcomes,
-        report.unknown_resolved_stored,
-        report.unknown_resolved_none,
-        report.unknown_unresolved
-    );
-    for (name, n) in report.gates() {
-        println!(
-            "  gate {name}: {n} {}",
-            if n == 0 { "pass" } else { "FAIL" }
-        );
-    }
-    for e in &report.examples {
-        println!("  - {e}");
-    }
-    println!("{}", path.display());
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(GATE_EXIT_CODE)
-    })
 }

@@ -302,7 +302,7 @@ fn gate_exit(gates: &[crate::results::GateOutcome]) -> ExitCode {
 pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Run(args) => cmd_run(args).await,
-        Command::Audit(args) => crate::audit::cmd_audit(args).await,
+        Command::Audit(args) => cmd_audit(args).await,
         Command::Compare { a, b, out } => {
             let (ra, rb) = (Results::read(&a)?, Results::read(&b)?);
             let out = out.unwrap_or_else(|| default_out("compare"));
@@ -572,4 +572,63 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
         w.markdown.display()
     );
     Ok(gate_exit(&results.gates))
+}
+
+/// `loadtest audit`.
+async fn cmd_audit(args: AuditArgs) -> Result<ExitCode, Error> {
+    let ledger = crate::ledger::Ledger::read(&args.run)?;
+    let mut nodes = args.redis_nodes.iter();
+    let first = nodes
+        .next()
+        .ok_or_else(|| Error::Target("--redis-node: at least one".into()))?;
+    let rest: Vec<String> = nodes.cloned().collect();
+    let config = gateway::store::RedisConfig {
+        url: first.clone(),
+        cluster: !rest.is_empty(),
+        cluster_nodes: rest,
+        key_prefix: args.key_prefix.clone(),
+        // The audit reads while a failover may still be settling: each read is retried.
+        command_timeout: Duration::from_secs(2),
+        pool_wait_timeout: Duration::from_secs(2),
+        user_cache: 0,
+        ..gateway::store::RedisConfig::default()
+    };
+    let store = gateway::store::RedisStore::new(config)
+        .map_err(|e| Error::Target(format!("redis: {e}")))?;
+    let opts = crate::audit::AuditOptions {
+        target: TargetAddr::resolve(&args.target).await?,
+        api_key: args.api_key.clone(),
+        store,
+        concurrency: args.concurrency,
+    };
+    let report = crate::audit::audit(&ledger, &opts).await?;
+    let path = args.run.join("audit.json");
+    let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Serialise(e.to_string()))?;
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    println!(
+        "audit of {} drawdowns ({} acknowledged approvals, {} users):",
+        report.drawdowns, report.acknowledged_approvals, report.users_checked
+    );
+    println!(
+        "  unknown outcomes {}: {} stored before, {} none stored (decided now), {} unresolved",
+        report.unknown_outcomes,
+        report.unknown_resolved_stored,
+        report.unknown_resolved_none,
+        report.unknown_unresolved
+    );
+    for (name, n) in report.gates() {
+        println!(
+            "  gate {name}: {n} {}",
+            if n == 0 { "pass" } else { "FAIL" }
+        );
+    }
+    for e in &report.examples {
+        println!("  - {e}");
+    }
+    println!("{}", path.display());
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(GATE_EXIT_CODE)
+    })
 }

@@ -8,17 +8,15 @@
 //!
 //! # Layout
 //! - [`FaultSpec`]: one scheduled command (`AT=COMMAND`).
-//! - [`FaultEvent`]: one command as it ran, in the results.
 //! - [`run_schedule`]: runs a schedule from a start instant.
 //! - [`recovery_s`]: seconds from a fault until goodput is back to 95 % of before.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::results::SecondResult;
+use crate::results::{FaultEvent, SecondResult};
 
 /// One scheduled command: `AT=COMMAND`, `AT` in seconds from the start of the run.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,36 +48,6 @@ impl FromStr for FaultSpec {
             at_s,
             command: command.trim().to_owned(),
         })
-    }
-}
-
-/// One command as it ran.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FaultEvent {
-    /// The command line.
-    pub command: String,
-    /// Seconds from the run start when it was started.
-    pub at_s: f64,
-    /// Seconds it ran.
-    pub took_s: f64,
-    /// Its exit status; `None` when it could not start, died of a signal or was still
-    /// running at the end of the run.
-    pub exit_code: Option<i32>,
-    /// Seconds from `at_s` until goodput was back to 95 % of the 5 s before it (see
-    /// [`recovery_s`]); `None` when it never was within the run.
-    #[serde(default)]
-    pub recovery_s: Option<f64>,
-}
-
-impl FaultEvent {
-    /// A short name: the command's last words that are not paths (`fault kill-primary 5`
-    /// gives `kill-primary 5`).
-    pub fn label(&self) -> String {
-        let words: Vec<&str> = self.command.split_whitespace().collect();
-        match words.iter().position(|w| *w == "fault") {
-            Some(i) if i + 1 < words.len() => words[i + 1..].join(" "),
-            _ => self.command.clone(),
-        }
     }
 }
 
