@@ -19,7 +19,7 @@ use crate::Error;
 use crate::blast::{BlastOptions, blast, serve_trivial};
 use crate::bureau::{self, Bureau, BureauOptions, Jitter};
 use crate::client::TargetAddr;
-use crate::engine::{BureauHandle, RunOptions, run};
+use crate::engine::{BureauHandle, RunOptions, run_with_ledger};
 use crate::gate::{GATE_EXIT_CODE, Gates, all_passed};
 use crate::report::{write_compare, write_report};
 use crate::results::Results;
@@ -534,22 +534,20 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
         sc.duration().as_secs_f64(),
         opts.target_label
     );
-    let results = run(&sc, &opts).await;
+    let results = run_with_ledger(&sc, &opts).await;
     if let Some(e) = embedded {
         e.shutdown().await;
     }
     if let Some(sim) = sim {
         sim.shutdown().await;
     }
-    let mut results = results?;
+    let (mut results, ledger) = results?;
     results.gates = Gates::from(args.gates).evaluate(&results);
     let out = args.out.unwrap_or_else(|| default_out(&sc.name));
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let json = out.join("results.json");
     results.write(&json)?;
-    if let Some(ledger) = &results.ledger {
-        ledger.write(&out)?;
-    }
+    ledger.write(&out)?;
     for f in &results.faults {
         eprintln!(
             "fault {} at {:.1} s (exit {:?}): goodput back to 95 % {}",

@@ -12,6 +12,7 @@
 //! - [`RunOptions`]: how to run a scenario.
 //! - [`BureauHandle`]: the bureau simulator of a run, as the results record it.
 //! - [`run`]: runs a scenario against a target and returns its results.
+//! - [`run_with_ledger`]: the same, with what clients were told of each drawdown.
 //! - [`deadline_ms`]: the drawdowns' `X-Request-Deadline-Ms`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -206,6 +207,11 @@ fn open_files_limit() -> Option<usize> {
 
 /// Runs a scenario against a target and returns its results.
 pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
+    run_with_ledger(sc, opts).await.map(|(r, _)| r)
+}
+
+/// [`run`], and what clients were told of each drawdown (for `loadtest audit`).
+pub async fn run_with_ledger(sc: &Scenario, opts: &RunOptions) -> Result<(Results, Ledger), Error> {
     let users = build_users(&sc.population);
     let all: Vec<User> = users.iter().flatten().cloned().collect();
     // Seeding is not the load: a bounded number of connections whatever the scenario.
@@ -470,7 +476,6 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
             ev
         })
         .collect();
-    results.ledger = Some(ledger);
     if let (Some(h), Some(b), Some(samples)) = (&opts.bureau, &sc.bureau, bureau_timeline) {
         results.bureau = Some(BureauResult {
             options: b.options(sc.seed),
@@ -480,7 +485,7 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
             samples,
         });
     }
-    Ok(results)
+    Ok((results, ledger))
 }
 
 /// The prefix of a run's idempotency keys.

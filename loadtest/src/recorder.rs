@@ -538,7 +538,6 @@ impl Finished {
             warnings,
             bureau: None,
             faults: Vec::new(),
-            ledger: None,
         }
     }
 }

@@ -72,10 +72,6 @@ pub struct Results {
     /// The fault schedule as it ran (`--fault`), with each fault's recovery time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultEvent>,
-    /// What clients were told of each drawdown (written beside the results as
-    /// `ledger.json`, for `loadtest audit`; not part of the results file).
-    #[serde(skip)]
-    pub ledger: Option<crate::ledger::Ledger>,
 }
 
 /// One command as it ran.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use gateway::store::{RedisConfig, RedisStore};
 use loadtest::audit::{AuditOptions, audit};
 use loadtest::client::TargetAddr;
-use loadtest::engine::{RunOptions, run};
+use loadtest::engine::{RunOptions, run_with_ledger};
 use loadtest::scenario::Scenario;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -311,7 +311,7 @@ async fn a_fleet_loses_no_acknowledged_approval_across_an_instance_and_a_primary
     };
 
     let sc = Scenario::from_toml("fleet-faults", SCENARIO).unwrap();
-    let results = run(
+    let (results, ledger) = run_with_ledger(
         &sc,
         &RunOptions {
             target: TargetAddr::from_addr(front),
@@ -346,7 +346,6 @@ async fn a_fleet_loses_no_acknowledged_approval_across_an_instance_and_a_primary
     nodes[victim_node] = restart.await.unwrap();
     wait_cluster(&nodes, Duration::from_secs(30)).await;
 
-    let ledger = results.ledger.unwrap();
     let approvals = ledger
         .entries
         .iter()
