@@ -428,8 +428,8 @@ pub async fn run_with_ledger(sc: &Scenario, opts: &RunOptions) -> Result<(Result
             .iter()
             .map(|u| SeededUser {
                 id: u.id.clone(),
-                limit_fen: u.seed.limit_fen,
-                used_fen: u.seed.used_fen,
+                limit_fen: u.seed.limit.get(),
+                used_fen: u.seed.used.get(),
             })
             .collect(),
         entries: sh
