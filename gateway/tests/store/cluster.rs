@@ -220,6 +220,23 @@ async fn scripts_reload_after_a_flush() {
     assert_eq!(s.purge_expired(late).await.unwrap(), 1);
 }
 
+/// One stopped node does not make the store unready: readiness asks every node and the
+/// first answer stands (a `PING` goes to every primary, and waited for the stopped one).
+/// The users of the stopped node's slots answer `Unavailable` meanwhile.
+#[tokio::test]
+async fn one_stopped_node_leaves_the_store_ready() {
+    let c = cluster_or_skip!();
+    let s = at_t0(RedisConfig {
+        command_timeout: Duration::from_millis(500),
+        ..c.config()
+    });
+    s.ping().await.unwrap();
+    c.nodes[2].signal("STOP");
+    let ready = s.ping().await;
+    c.nodes[2].signal("CONT");
+    ready.unwrap();
+}
+
 fn approval(u: &UserId, key: &str, amount: u64, at: jiff::Timestamp) -> CommitRequest {
     let mut req = rejection(u, key, at);
     req.decision.outcome = Outcome::Approved;

@@ -427,6 +427,9 @@ impl RedisStore {
     }
 
     async fn ping_once(&self) -> Result<()> {
+        if self.is_cluster() {
+            return self.cluster_serves().await;
+        }
         let pong: String = self
             .with_conn(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
             .await?;
@@ -434,6 +437,44 @@ impl RedisStore {
             Ok(())
         } else {
             Err(StoreError::Unavailable(format!("redis answered {pong}")))
+        }
+    }
+
+    /// Readiness on a cluster: every node is asked `CLUSTER INFO` at once, and the first to
+    /// answer says whether the cluster serves all its slots (`cluster_state:ok`). One node
+    /// out of reach (stopped, or a primary being failed over) is the cluster's to handle:
+    /// the requests for its slots answer `Unavailable` meanwhile, and every other user is
+    /// served, so it is no reason to take every instance out of the load balancer at once,
+    /// as a `PING`, which a cluster sends to every primary, would.
+    async fn cluster_serves(&self) -> Result<()> {
+        use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("INFO");
+        let info = self
+            .with_conn(|c| async move {
+                match c {
+                    Conn::Cluster(mut c) => {
+                        let any = RoutingInfo::MultiNode((
+                            MultipleNodeRoutingInfo::AllNodes,
+                            Some(ResponsePolicy::OneSucceeded),
+                        ));
+                        c.route_command(cmd, any).await
+                    }
+                    Conn::Single(mut c) => {
+                        use redis::aio::ConnectionLike;
+                        c.req_packed_command(&cmd).await
+                    }
+                }
+            })
+            .await?;
+        let info: String = redis::from_redis_value(info)
+            .map_err(|e| StoreError::Unavailable(format!("redis CLUSTER INFO: {e}")))?;
+        if info.lines().any(|l| l.trim() == "cluster_state:ok") {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "redis cluster does not serve every slot (cluster_state is not ok)".into(),
+            ))
         }
     }
 
