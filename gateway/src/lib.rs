@@ -92,13 +92,13 @@ pub struct Gateway {
 impl Gateway {
     /// Validates `config` and builds everything but the listener.
     pub fn build(mut config: Config, clock: SharedClock) -> Result<Gateway, Error> {
-        let demo_credentials = config.api_keys.is_empty() || config.admin_token.is_empty();
+        let demo_credentials = config.api_keys.is_empty() || !config.has_admin_token();
         // Decided before demo credentials fill the empty keys.
         let seed_demo = config.seeds_demo_users();
         if config.api_keys.is_empty() {
             config.api_keys = vec![DEMO_API_KEY.to_owned()];
         }
-        if config.admin_token.is_empty() {
+        if !config.has_admin_token() {
             config.admin_token = DEMO_ADMIN_TOKEN.to_owned();
         }
         config.validate()?;
@@ -168,7 +168,8 @@ impl Gateway {
             }
             _ => limits,
         };
-        let auth = Auth::new(&config.api_keys, &config.admin_token);
+        let auth =
+            Auth::with_operators(&config.api_keys, &config.admin_token, &config.admin.tokens);
         let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)
             .map_err(ConfigError::from)?;
 
