@@ -8,6 +8,7 @@
 
 mod support;
 
+mod audit;
 mod bureau;
 mod concurrency;
 mod contract;

@@ -1019,3 +1019,61 @@ async fn a_thresholds_version_past_2_pow_53_is_refused_on_redis() {
     assert_eq!(get().await["version"], next["version"]);
     gw.gw.shutdown().await;
 }
+
+#[path = "../support/admin_audit.rs"]
+mod admin_audit;
+
+/// Every admin write appears in `GET /admin/audit` with its operator and difference, the
+/// log in the Redis stream `P:{admin}:audit` (never trimmed: `XLEN` counts every entry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_write_is_audited_on_redis() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("audit");
+    let t = gateway_tweaked(&redis.url(), &prefix, 2_000, |c| {
+        c.admin.tokens = admin_audit::named_tokens();
+    })
+    .await;
+    t.ready().await;
+    admin_audit::every_admin_write_is_audited(
+        &t.gw.base_url(),
+        ADMIN,
+        KEY,
+        "2026-06-01T12:00:00+08:00",
+    )
+    .await;
+    let client = deadpool_redis::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let len: u64 = deadpool_redis::redis::cmd("XLEN")
+        .arg(t.store().operator_audit_key())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 7);
+    t.gw.shutdown().await;
+}
+
+/// The same on a 3-node Redis Cluster: the stream lives on the node owning `{admin}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_write_is_audited_on_a_cluster() {
+    let Some(cluster) = redis_server::RedisCluster::start().await else {
+        return;
+    };
+    let nodes: Vec<String> = cluster.nodes.iter().map(RedisServer::url).collect();
+    let t = gateway_tweaked(&nodes[0], &redis_server::unique("audit"), 60_000, |c| {
+        c.redis.cluster = true;
+        c.redis.cluster_nodes = nodes[1..].to_vec();
+        c.admin.tokens = admin_audit::named_tokens();
+    })
+    .await;
+    t.ready().await;
+    admin_audit::every_admin_write_is_audited(
+        &t.gw.base_url(),
+        ADMIN,
+        KEY,
+        "2026-06-01T12:00:00+08:00",
+    )
+    .await;
+    t.gw.shutdown().await;
+}

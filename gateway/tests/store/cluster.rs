@@ -42,6 +42,7 @@ async fn the_contract_holds_on_a_cluster() {
     contract::unknown_user(c.store()).await;
     contract::invalid_commits_are_refused(c.store()).await;
     contract::appeals(c.store()).await;
+    contract::operator_changes(gateway::store::AnyStore::Redis(c.store())).await;
     let s = c.store();
     let retention = s.config().idempotency_retention;
     contract::retention(s, retention).await;

@@ -1,6 +1,9 @@
-//! The admin API: credit lines, thresholds and the peak-window policy.
+//! The admin API: credit lines, thresholds and the peak-window policy. Every write is
+//! recorded in the audit trail of operator changes ([`super::audit`]).
 
+use super::audit::Change;
 use super::{App, path_user_id, thresholds};
+use crate::api::auth::Operator;
 use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::json_response;
 use crate::api::wire::*;
@@ -11,14 +14,21 @@ use axum::response::Response;
 use bytes::Bytes;
 use risk_core::{PublishError, Thresholds};
 
-/// `PUT /admin/credit-lines/{user_id}`.
+/// `PUT /admin/credit-lines/{user_id}`. The state before (for the audit trail) is read just
+/// before the write: one more round trip, on an admin route.
 pub async fn put_credit_line(
     State(app): State<App>,
+    operator: Operator,
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let user = path_user_id(&uri)?;
     let state = parse_json::<CreditLineBody>(&body)?.validate()?;
+    let before = app
+        .timed(StoreOp::Load, None, app.store.load("", &user, None))
+        .await?
+        .user
+        .map(|s| CreditLineState::new(&user, &s));
     let stored = app
         .timed(
             StoreOp::UpsertUser,
@@ -26,7 +36,15 @@ pub async fn put_credit_line(
             app.store.upsert_user(&user, state),
         )
         .await?;
-    Ok(json_response(&CreditLineState::new(&user, &stored)))
+    let after = CreditLineState::new(&user, &stored);
+    let change = Change {
+        action: "credit_line.upsert",
+        route: "PUT /admin/credit-lines/{user_id}",
+        target: user.as_str(),
+    };
+    app.record_change(&operator, change, &before, &after)
+        .await?;
+    Ok(json_response(&after))
 }
 
 /// `GET /admin/thresholds`.
@@ -35,8 +53,34 @@ pub async fn get_thresholds(State(app): State<App>) -> Result<Response, ApiError
     Ok(json_response(th.document()))
 }
 
-/// `PUT /admin/thresholds`: validate, check the policy's profiles exist, publish.
-pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
+/// `PUT /admin/thresholds`: validate, check the policy's profiles exist, publish, record.
+pub async fn put_thresholds(
+    State(app): State<App>,
+    operator: Operator,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let before = app.thresholds.load_full();
+    let published = publish_thresholds(&app, body).await?;
+    let change = Change {
+        action: "thresholds.publish",
+        route: "PUT /admin/thresholds",
+        target: "thresholds",
+    };
+    app.record_change(
+        &operator,
+        change,
+        &before.as_ref().map(|t| t.document()),
+        published.document(),
+    )
+    .await?;
+    Ok(json_response(published.document()))
+}
+
+/// Validates and publishes a thresholds document; answers the version in force after.
+async fn publish_thresholds(
+    app: &App,
+    body: Bytes,
+) -> Result<std::sync::Arc<Thresholds>, ApiError> {
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::invalid(vec![FieldProblem::new("body", "not UTF-8")]))?;
     let th = Thresholds::from_json(text).map_err(|e| {
@@ -66,14 +110,14 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
         if app.thresholds.version() == version {
             // Our own notice was applied first.
             if let Some(current) = app.thresholds.load_full() {
-                return Ok(json_response(current.document()));
+                return Ok(current);
             }
         }
     }
     match app.thresholds.publish(th) {
         Ok(published) => {
             tracing::info!(version = published.version(), "thresholds published");
-            Ok(json_response(published.document()))
+            Ok(published)
         }
         Err(e @ PublishError::StaleVersion { .. }) => {
             // On Redis the store already accepted this version, so an equal version here
@@ -83,7 +127,7 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
                 && app.thresholds.version() == version
                 && let Some(current) = app.thresholds.load_full()
             {
-                return Ok(json_response(current.document()));
+                return Ok(current);
             }
             Err(ApiError::new(ErrorCode::StaleVersion).with_message(e.to_string()))
         }
@@ -95,13 +139,26 @@ pub async fn get_policy(State(app): State<App>) -> Response {
     json_response(&*app.policy.current())
 }
 
-/// `PUT /admin/policy/force`.
-pub async fn force_policy(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
+/// `PUT /admin/policy/force`. A forced window is this instance's (the policy is not in the
+/// store); the audit entry is in the store, as every other.
+pub async fn force_policy(
+    State(app): State<App>,
+    operator: Operator,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let ForceBody { window } = parse_json(&body)?;
+    let before = app.policy.current();
     let snapshot = app
         .policy
         .force(window.as_deref())
         .map_err(|e| ApiError::invalid(vec![FieldProblem::new("window", e.to_string())]))?;
     tracing::info!(window = %snapshot.window, forced = snapshot.forced, "policy forced");
+    let change = Change {
+        action: "policy.force",
+        route: "PUT /admin/policy/force",
+        target: "policy",
+    };
+    app.record_change(&operator, change, &*before, &*snapshot)
+        .await?;
     Ok(json_response(&*snapshot))
 }

@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 mod admin;
 mod appeals;
+mod audit;
 mod drawdown;
 mod ops;
 
 pub use admin::*;
 pub use appeals::*;
+pub use audit::{AuditQuery, list_audit};
 pub use drawdown::*;
 pub use ops::*;
 
