@@ -14,6 +14,7 @@
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
 //! - [`bureau`]: the external credit bureau under a latency budget, bulkhead and breaker.
+//! - [`shadow`]: shadow candidates: a thresholds document evaluated beside the live one.
 //! - [`store`]: the store interface, its in-memory and Redis implementations.
 //! - [`api`]: the request path ([`api::GatewayService`]), routes, wire types, errors, the edge.
 //! - [`metrics`]: Prometheus metrics.
@@ -46,6 +47,7 @@ pub mod ratelimit;
 pub mod request;
 pub mod server;
 pub mod setting;
+pub mod shadow;
 pub mod store;
 
 use api::{App, AppState, Auth};
@@ -201,6 +203,7 @@ impl Gateway {
             limits: limits.clone(),
         }
         .register(&mut registry);
+        let shadow = shadow::Shadow::register(&mut registry);
         let state = AppState {
             config,
             store,
@@ -214,6 +217,7 @@ impl Gateway {
             auth,
             clock,
             appeal_due: jiff::SignedDuration::from_hours(24 * 15),
+            shadow,
         };
         Ok(Gateway {
             app: App(Arc::new(state)),

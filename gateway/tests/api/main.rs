@@ -18,4 +18,5 @@ mod openapi;
 mod overload;
 mod policy;
 mod routes;
+mod shadow;
 mod shutdown;

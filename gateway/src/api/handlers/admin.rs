@@ -60,7 +60,8 @@ pub async fn put_thresholds(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let before = app.thresholds.load_full();
-    let published = publish_thresholds(&app, body).await?;
+    let th = parse_thresholds(&app, &body)?;
+    let published = publish_thresholds(&app, th).await?;
     let change = Change {
         action: "thresholds.publish",
         route: "PUT /admin/thresholds",
@@ -76,12 +77,10 @@ pub async fn put_thresholds(
     Ok(json_response(published.document()))
 }
 
-/// Validates and publishes a thresholds document; answers the version in force after.
-async fn publish_thresholds(
-    app: &App,
-    body: Bytes,
-) -> Result<std::sync::Arc<Thresholds>, ApiError> {
-    let text = std::str::from_utf8(&body)
+/// A thresholds document from a request body, validated, with every profile the policy's
+/// windows use.
+pub(super) fn parse_thresholds(app: &App, body: &Bytes) -> Result<Thresholds, ApiError> {
+    let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::invalid(vec![FieldProblem::new("body", "not UTF-8")]))?;
     let th = Thresholds::from_json(text).map_err(|e| {
         ApiError::invalid(vec![FieldProblem::new(
@@ -96,6 +95,15 @@ async fn publish_thresholds(
                 e.problem().to_owned(),
             )])
         })?;
+    Ok(th)
+}
+
+/// Publishes a validated thresholds document (on Redis, to every instance); answers the
+/// version in force after.
+pub(super) async fn publish_thresholds(
+    app: &App,
+    th: Thresholds,
+) -> Result<std::sync::Arc<Thresholds>, ApiError> {
     let version = th.version();
     if let crate::store::AnyStore::Redis(redis) = &app.store {
         // Redis first: the version every instance will apply. This instance applies it now
