@@ -1077,3 +1077,117 @@ async fn every_admin_write_is_audited_on_a_cluster() {
     .await;
     t.gw.shutdown().await;
 }
+
+/// A shadow candidate on the Redis store: drawdowns (each one round trip, as without a
+/// candidate) are also evaluated against it and counted; promotion publishes it through
+/// Redis, so a second instance on the same data applies it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_candidate_is_counted_and_promoted_through_redis() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("shadow");
+    let a = gateway_with(&redis.url(), &prefix, 200).await;
+    let b = gateway_with(&redis.url(), &prefix, 200).await;
+    a.ready().await;
+    b.ready().await;
+    for (u, logins) in [("u-sh-f1", 120), ("u-sh-f2", 120), ("u-sh-q1", 5)] {
+        let r = a
+            .client
+            .put(a.url(&format!("/admin/credit-lines/{u}")))
+            .bearer_auth(ADMIN)
+            .json(
+                &json!({"limit_fen": 1_000_000, "used_fen": 0, "risk_grade": "A",
+                          "account_age_days": 400, "logins_30d": logins}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let live = a.thresholds().await;
+    let mut candidate = live.clone();
+    candidate["profiles"]["normal"]["login_pattern"]["mode"] = json!("reject_alone");
+    let r = a
+        .client
+        .put(a.url("/admin/shadow"))
+        .bearer_auth(ADMIN)
+        .json(&candidate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    for n in 0..3 {
+        for u in ["u-sh-f1", "u-sh-f2", "u-sh-q1"] {
+            let r = a.drawdown(&format!("{u}-{n}"), u, 1_000).await;
+            let d: Value = r.json().await.unwrap();
+            assert_eq!(d["outcome"], "approved", "live decides: {d}");
+        }
+    }
+    let report: Value = a
+        .client
+        .get(a.url("/admin/shadow"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["drawdowns_evaluated"], 9);
+    assert_eq!(
+        report["changes"],
+        json!([{"transition": "approved_to_rejected", "key": "approved_to_rejected",
+                "requests": 6, "users": 2}])
+    );
+    let r = a
+        .client
+        .post(a.url("/admin/shadow/promote"))
+        .bearer_auth(ADMIN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let next = live["version"].as_u64().unwrap() + 1;
+    assert_eq!(a.version(), next);
+    b.applied(next).await;
+    let d: Value = b
+        .drawdown("after", "u-sh-f1", 1_000)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        d["outcome"], "rejected",
+        "the other instance decides on it: {d}"
+    );
+    let entries: Value = a
+        .client
+        .get(a.url("/admin/audit"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "credit_line.upsert",
+            "credit_line.upsert",
+            "credit_line.upsert",
+            "shadow.stage",
+            "shadow.promote"
+        ]
+    );
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
+}
