@@ -158,6 +158,7 @@ impl Gateway {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = metrics::Metrics::register(&mut registry);
         let limit_metrics = ratelimit::GlobalLimitMetrics::register(&mut registry);
+        let limits = limits.with_report_only(ratelimit::ReportOnly::register(&mut registry));
         let limits = match &store {
             AnyStore::Redis(redis) if config.redis.shared_global_limit => {
                 limits.with_shared(ratelimit::SharedGlobalLimiter::new(

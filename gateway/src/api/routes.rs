@@ -56,6 +56,8 @@ routes! {
     get "/admin/shadow" => shadow_report [200, 404],
     delete "/admin/shadow" => discard_shadow [200, 404, 500, 503],
     post "/admin/shadow/promote" => promote_shadow [200, 404, 409, 500, 503],
+    get "/admin/limit-modes" => get_limit_modes [200],
+    put "/admin/limit-modes" => put_limit_modes [200, 400, 500, 503],
     get "/healthz" => healthz [200],
     get "/readyz" => readyz [200, 503],
     get "/metrics" => metrics [200],

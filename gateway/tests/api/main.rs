@@ -17,6 +17,7 @@ mod errors;
 mod openapi;
 mod overload;
 mod policy;
+mod report_only;
 mod routes;
 mod shadow;
 mod shutdown;

@@ -16,6 +16,7 @@ mod admin;
 mod appeals;
 mod audit;
 mod drawdown;
+mod limits;
 mod ops;
 mod shadow;
 
@@ -23,6 +24,7 @@ pub use admin::*;
 pub use appeals::*;
 pub use audit::{AuditQuery, list_audit};
 pub use drawdown::*;
+pub use limits::*;
 pub use ops::*;
 pub use shadow::*;
 
