@@ -1191,3 +1191,54 @@ async fn a_shadow_candidate_is_counted_and_promoted_through_redis() {
     a.gw.shutdown().await;
     b.gw.shutdown().await;
 }
+
+/// The global limit shared through Redis, report-only: every request is served, and what the
+/// shared bucket would have refused is counted (one user here, so one distinct user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_only_shared_global_limit_counts_and_serves() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("ro");
+    let a = limited_gateway(&redis.url(), &prefix, true, 1, 500).await;
+    a.ready().await;
+    a.user("u-limited", 100_000).await;
+    let r = a
+        .client
+        .put(a.url("/admin/limit-modes"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"user": "enforce", "global": "report_only"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let started = tokio::time::Instant::now();
+    let served = admitted(&[&a], 30).await;
+    assert_eq!(served, 30, "nothing refused");
+    let modes: Value = a
+        .client
+        .get(a.url("/admin/limit-modes"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let would = modes["would_refuse"]["global"]["requests"]
+        .as_u64()
+        .unwrap();
+    // A burst of 10 and 10/s: 20 of 30 would have been refused, less one per 100 ms taken.
+    let refill = u64::try_from(started.elapsed().as_millis() / 100).unwrap();
+    assert!(
+        (20u64.saturating_sub(refill)..=20).contains(&would),
+        "{modes}"
+    );
+    assert_eq!(modes["would_refuse"]["global"]["users"], 1);
+    assert_eq!(
+        a.metric("gateway_global_limit_mode").await,
+        1.0,
+        "decided by Redis"
+    );
+    a.gw.shutdown().await;
+}
