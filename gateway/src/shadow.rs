@@ -29,13 +29,14 @@
 use crate::request::Drawdown;
 use crate::store::{DecisionRecord, ReasonRecord};
 use arc_swap::ArcSwapOption;
+use arrayvec::ArrayVec;
 use cardinality_estimator::CardinalityEstimator;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use risk_core::{Decision, Outcome, RiskGrade, Thresholds};
+use risk_core::{Decision, MAX_REASONS, Outcome, RiskGrade, Thresholds};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -208,8 +209,14 @@ pub enum Verdict {
     None,
     /// The candidate agrees with the live outcome.
     Same(Arc<Candidate>),
-    /// It does not: its outcome and reasons.
-    Changed(Box<(Arc<Candidate>, Explanation)>),
+    /// It does not: its outcome and reasons (rendered only if the decision is sampled).
+    Changed(
+        Box<(
+            Arc<Candidate>,
+            Outcome,
+            ArrayVec<risk_core::Reason, MAX_REASONS>,
+        )>,
+    ),
 }
 
 /// The shadow candidate of this instance, and its metrics.
@@ -328,7 +335,6 @@ impl Shadow {
         state: &risk_core::UserState,
         request: &risk_core::DrawdownRequest,
         live: Outcome,
-        reason: impl Fn(&risk_core::Reason) -> ReasonRecord,
     ) -> Verdict {
         let guard = self.current.load();
         let Some(c) = guard.as_ref() else {
@@ -338,25 +344,21 @@ impl Shadow {
         if d.outcome == live {
             Verdict::Same(Arc::clone(c))
         } else {
-            Verdict::Changed(Box::new((
-                Arc::clone(c),
-                Explanation {
-                    outcome: d.outcome,
-                    reasons: d.reasons.iter().map(reason).collect(),
-                },
-            )))
+            Verdict::Changed(Box::new((Arc::clone(c), d.outcome, d.reasons)))
         }
     }
 
-    /// Counts a committed decision's verdict.
+    /// Counts a committed decision's verdict; `render` writes a candidate's reason as the
+    /// API answers one (only for the decisions sampled: rendering guidance is costly).
     pub fn record(
         &self,
         verdict: Verdict,
         stored: &DecisionRecord,
         grade: RiskGrade,
         req: &Drawdown,
+        render: impl Fn(&risk_core::Reason) -> ReasonRecord,
     ) {
-        let (c, candidate) = match verdict {
+        let (c, outcome, reasons) = match verdict {
             Verdict::None => return,
             Verdict::Same(c) => {
                 // Relaxed: a count read on its own (the report), ordering nothing else.
@@ -374,7 +376,7 @@ impl Shadow {
             .evaluated
             .get_or_create(&RouteLabels { route: "drawdown" })
             .inc();
-        let Some(t) = Transition::of(stored.outcome, candidate.outcome) else {
+        let Some(t) = Transition::of(stored.outcome, outcome) else {
             return;
         };
         // The principal reason of the stricter decision: the candidate's when it refuses
@@ -383,14 +385,15 @@ impl Shadow {
         let stricter = match t {
             Transition::RejectedToApproved
             | Transition::ReviewToApproved
-            | Transition::RejectedToReview => &stored.reasons,
-            _ => &candidate.reasons,
+            | Transition::RejectedToReview => stored.reasons.first().map(|r| r.code),
+            _ => reasons.first().map(|r| r.code),
         };
-        let reason = stricter.first().map_or("NONE", |r| r.code.as_str());
+        let reason = stricter.map_or("NONE", risk_core::ReasonCode::as_str);
         let channel = channel_name(req.channel);
         let user = stored.user_id.as_str();
         let users = {
             let mut tally = c.tally();
+            let before = tally.by_transition.get(&t).map(|c| c.users.estimate());
             tally.by_transition.entry(t).or_default().add(user);
             tally.by_reason.entry((t, reason)).or_default().add(user);
             tally.by_grade.entry((t, grade)).or_default().add(user);
@@ -406,10 +409,15 @@ impl Shadow {
                         outcome: stored.outcome,
                         reasons: stored.reasons.clone(),
                     },
-                    candidate,
+                    candidate: Explanation {
+                        outcome,
+                        reasons: reasons.iter().map(&render).collect(),
+                    },
                 });
             }
-            tally.by_transition[&t].users.estimate()
+            let now = tally.by_transition[&t].users.estimate();
+            // The gauge is set only when the estimate moves (a label look-up per change).
+            (before != Some(now)).then_some(now)
         };
         self.metrics
             .changes
@@ -420,12 +428,14 @@ impl Shadow {
                 channel,
             })
             .inc();
-        self.metrics
-            .users
-            .get_or_create(&TransitionLabels {
-                transition: t.as_str(),
-            })
-            .set(i64::try_from(users).unwrap_or(i64::MAX));
+        if let Some(users) = users {
+            self.metrics
+                .users
+                .get_or_create(&TransitionLabels {
+                    transition: t.as_str(),
+                })
+                .set(i64::try_from(users).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts a quote: the live `drawable_now` against the candidate's, for the same state

@@ -246,9 +246,9 @@ async fn decide_drawdown(
         let (record, reserve, verdict) = {
             let decision = evaluate(&th, &ctx, &seen.state, &request);
             // The staged candidate, on the same inputs: counted once the decision commits.
-            let verdict =
-                app.shadow
-                    .evaluate(&ctx, &seen.state, &request, decision.outcome, reason_record);
+            let verdict = app
+                .shadow
+                .evaluate(&ctx, &seen.state, &request, decision.outcome);
             let record = decision_record(
                 &decision_id,
                 &req.user,
@@ -283,7 +283,8 @@ async fn decide_drawdown(
         {
             CommitOutcome::Committed(stored) => {
                 app.record_decision(&stored);
-                app.shadow.record(verdict, &stored, grade, req);
+                app.shadow
+                    .record(verdict, &stored, grade, req, reason_record);
                 return Ok(decision_response(&stored));
             }
             CommitOutcome::Replayed(stored) => return Ok(replayed(stored)),
