@@ -14,7 +14,7 @@ use bytes::Bytes;
 use risk_core::Thresholds;
 use serde::Serialize;
 
-const ROUTE: &str = "/admin/shadow";
+const TARGET: &str = "shadow";
 
 fn no_candidate() -> ApiError {
     ApiError::new(ErrorCode::NoShadowCandidate)
@@ -42,7 +42,7 @@ pub async fn stage_shadow(
     let change = Change {
         action: "shadow.stage",
         route: "PUT /admin/shadow",
-        target: ROUTE,
+        target: TARGET,
     };
     // The difference: what the candidate changes against the live document.
     app.record_change(&operator, change, live.document(), &doc)
@@ -126,7 +126,7 @@ pub async fn discard_shadow(
     let change = Change {
         action: "shadow.discard",
         route: "DELETE /admin/shadow",
-        target: ROUTE,
+        target: TARGET,
     };
     let before = Staged {
         candidate_version: report.candidate_version,
