@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::contract;
+use crate::redis::at_t0;
 use crate::redis_server::RedisCluster;
 use deadpool_redis::redis;
 use gateway::store::{
@@ -33,27 +34,32 @@ macro_rules! cluster_or_skip {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_contract_holds_on_a_cluster() {
     let c = cluster_or_skip!();
-    contract::replay_returns_the_stored_decision(c.store()).await;
-    contract::reused_key_is_refused(c.store()).await;
-    contract::keys_are_scoped_by_caller_and_user(c.store()).await;
-    contract::line_changed_writes_nothing(c.store()).await;
-    let counts = contract::concurrent_commits_never_over_reserve(c.store()).await;
+    contract::replay_returns_the_stored_decision(at_t0(c.config())).await;
+    contract::reused_key_is_refused(at_t0(c.config())).await;
+    contract::keys_are_scoped_by_caller_and_user(at_t0(c.config())).await;
+    contract::line_changed_writes_nothing(at_t0(c.config())).await;
+    let counts = contract::concurrent_commits_never_over_reserve(at_t0(c.config())).await;
     assert_eq!(counts.approved, 100);
-    contract::unknown_user(c.store()).await;
-    contract::invalid_commits_are_refused(c.store()).await;
-    contract::appeals(c.store()).await;
-    contract::operator_changes(gateway::store::AnyStore::Redis(c.store())).await;
-    let s = c.store();
+    contract::unknown_user(at_t0(c.config())).await;
+    contract::invalid_commits_are_refused(at_t0(c.config())).await;
+    contract::appeals(at_t0(c.config())).await;
+    contract::operator_changes(gateway::store::AnyStore::Redis(at_t0(c.config()))).await;
+    let clock = contract::t0_clock();
+    contract::drawdowns_24h_slides_with_the_clock(
+        RedisStore::with_clock(c.config(), clock.shared()).unwrap(),
+        &clock,
+    )
+    .await;
+    let s = at_t0(c.config());
     let retention = s.config().idempotency_retention;
     contract::retention(s, retention).await;
-    let s = RedisStore::new(RedisConfig {
+    let s = at_t0(RedisConfig {
         idempotency_retention: Duration::from_secs(48 * 3600),
         decision_retention: Duration::from_secs(72 * 3600),
         ..c.config()
-    })
-    .unwrap();
+    });
     contract::retention(s, Duration::from_secs(48 * 3600)).await;
-    c.store().ping().await.unwrap();
+    at_t0(c.config()).ping().await.unwrap();
 }
 
 fn rejection(u: &UserId, key: &str, at: jiff::Timestamp) -> CommitRequest {
@@ -96,7 +102,7 @@ async fn keys_per_node(c: &RedisCluster) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_shard_operations_reach_every_node() {
     let c = cluster_or_skip!();
-    let s = c.store();
+    let s = at_t0(c.config());
     let t0 = contract::t0();
     let users: Vec<UserId> = (0..30)
         .map(|i| UserId::parse(&format!("u-spread-{i:02}")).unwrap())
@@ -181,7 +187,7 @@ async fn cross_shard_operations_reach_every_node() {
 #[tokio::test]
 async fn scripts_reload_after_a_flush() {
     let c = cluster_or_skip!();
-    let s = c.store();
+    let s = at_t0(c.config());
     let u = UserId::parse("u-noscript").unwrap();
     s.upsert_user(
         &u,

@@ -24,11 +24,10 @@ pub async fn put_credit_line(
 ) -> Result<Response, ApiError> {
     let user = path_user_id(&uri)?;
     let state = parse_json::<CreditLineBody>(&body)?.validate()?;
-    let before = app
+    let before_state = app
         .timed(StoreOp::Load, None, app.store.load("", &user, None))
         .await?
-        .user
-        .map(|s| CreditLineState::new(&user, &s));
+        .user;
     let stored = app
         .timed(
             StoreOp::UpsertUser,
@@ -36,7 +35,14 @@ pub async fn put_credit_line(
             app.store.upsert_user(&user, state),
         )
         .await?;
-    let after = CreditLineState::new(&user, &stored);
+    let before = before_state.as_ref().map(|state| CreditLineState {
+        user_id: &user,
+        state,
+    });
+    let after = CreditLineState {
+        user_id: &user,
+        state: &stored,
+    };
     let change = Change {
         action: "credit_line.upsert",
         route: "PUT /admin/credit-lines/{user_id}",

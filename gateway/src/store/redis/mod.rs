@@ -7,7 +7,8 @@
 //!
 //! | key | type | what |
 //! | --- | --- | --- |
-//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field, and its version `v` (bumped by every write) |
+//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field (`drawdowns_24h`: the upstream count, until `up_until`), and its version `v` (bumped by every write) |
+//! | `P:{sNNNN}:u-ap:<user>` | zset | the user's approvals of the last 24 hours: decision id by unix second; expires a day after the last |
 //! | `P:{sNNNN}:k:<digest>` | hash | an idempotency record (fingerprint, decision id, expiry); TTL = retention |
 //! | `P:{sNNNN}:k-exp` | zset | the slot's idempotency records by logical expiry (for [`Store::purge_expired`]) |
 //! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
@@ -48,6 +49,13 @@
 //! never fail each other's check; a drawdown that finds the turn taken (a hot user) and one
 //! of a user not kept load first and commit with the line checked, not the version (two round
 //! trips, as every drawdown before the cache).
+//!
+//! # The 24-hour drawdown count
+//! `drawdowns_24h` slides as in the memory store, under the gateway's clock: the count set
+//! with the state by [`Store::upsert_user`] until 24 hours after it was set, plus each
+//! approval committed in the last 24 hours (counted per whole second). The scripts answer
+//! a state with the count as of `now` and the instant it next changes; a kept state is used
+//! only before that instant, since an approval ageing out does not move the version.
 //!
 //! # Time
 //! Retention is checked against the `now` each call carries (the record's logical expiry is
@@ -110,6 +118,7 @@ use super::{
     StoreError,
 };
 use super::{check_commit, format_like, invalid};
+use crate::clock::{SharedClock, SystemClock};
 use deadpool::managed::{self, Object, PoolError};
 use deadpool_redis::redis::{self, Script, Value};
 use deadpool_redis::{Manager, Runtime};
@@ -206,6 +215,8 @@ struct Inner {
     clients: Vec<redis::Client>,
     scripts: Scripts,
     users: UserCache,
+    /// The gateway's clock: what "the last 24 hours" of `drawdowns_24h` are counted up to.
+    clock: SharedClock,
     /// The queue of script calls sent together ([`coalesce`]; one server only).
     coalescer: Arc<coalesce::Coalescer>,
 }
@@ -233,7 +244,24 @@ struct UserCache {
     per_shard: usize,
 }
 
-type CacheShard = std::collections::HashMap<String, (UserState, u64), foldhash::fast::RandomState>;
+type CacheShard = std::collections::HashMap<String, Kept, foldhash::fast::RandomState>;
+
+/// A user's state as this instance last read or wrote it.
+#[derive(Debug, Clone)]
+struct Kept {
+    state: UserState,
+    /// The user hash's `v` the state was read or written at.
+    version: u64,
+    /// When the state's sliding `drawdowns_24h` next changes (unix ms; `None`: never). The
+    /// version does not move as approvals age out, so the state is good only until then.
+    stable_until: Option<i64>,
+}
+
+impl Kept {
+    fn fresh_at(&self, now_ms: i64) -> bool {
+        self.stable_until.is_none_or(|t| now_ms < t)
+    }
+}
 
 impl UserCache {
     fn new(capacity: usize) -> UserCache {
@@ -252,19 +280,23 @@ impl UserCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn get(&self, user: &UserId) -> Option<(UserState, u64)> {
-        self.shard(user).get(user.as_str()).cloned()
+    /// The kept state of `user`, unless its sliding counts changed since (by `now_ms`).
+    fn get(&self, user: &UserId, now_ms: i64) -> Option<Kept> {
+        self.shard(user)
+            .get(user.as_str())
+            .filter(|k| k.fresh_at(now_ms))
+            .cloned()
     }
 
-    /// Keeps `state` at `version` unless a newer version is kept already.
-    fn put(&self, user: &UserId, state: &UserState, version: u64) {
+    /// Keeps `kept` unless a newer version is kept already.
+    fn put(&self, user: &UserId, kept: Kept) {
         if self.per_shard == 0 {
             return;
         }
         let mut shard = self.shard(user);
-        if let Some(kept) = shard.get_mut(user.as_str()) {
-            if kept.1 <= version {
-                *kept = (state.clone(), version);
+        if let Some(old) = shard.get_mut(user.as_str()) {
+            if old.version <= kept.version {
+                *old = kept;
             }
             return;
         }
@@ -274,7 +306,7 @@ impl UserCache {
                 shard.remove(&k);
             }
         }
-        shard.insert(user.as_str().to_owned(), (state.clone(), version));
+        shard.insert(user.as_str().to_owned(), kept);
     }
 
     /// The slot's turn, if no other drawdown of this instance holds it.
@@ -317,9 +349,19 @@ pub struct AuditEvent {
 const PURGE_BATCH: u32 = 10_000;
 
 impl RedisStore {
-    /// A store on the server at `config.url`. Connects lazily: this fails only on an invalid
-    /// configuration; an unreachable server shows in [`Store::ping`] and each operation.
+    /// A store on the server at `config.url`, on the system clock. Connects lazily: this
+    /// fails only on an invalid configuration; an unreachable server shows in
+    /// [`Store::ping`] and each operation.
     pub fn new(config: RedisConfig) -> Result<RedisStore, RedisConfigError> {
+        RedisStore::with_clock(config, SystemClock::shared())
+    }
+
+    /// [`RedisStore::new`] on `clock` (the gateway's injected clock), which times the
+    /// sliding 24-hour drawdown count as the memory store's does.
+    pub fn with_clock(
+        config: RedisConfig,
+        clock: SharedClock,
+    ) -> Result<RedisStore, RedisConfigError> {
         config.validate()?;
         let bad_url = |e: redis::RedisError| RedisConfigError::new("url", e.to_string());
         let connection = redis::AsyncConnectionConfig::new()
@@ -372,6 +414,7 @@ impl RedisStore {
                 clients,
                 scripts,
                 users: UserCache::new(config_cache),
+                clock,
                 coalescer: Arc::default(),
             }),
         })
@@ -549,6 +592,15 @@ impl RedisStore {
         format!("{}u:{}", self.tag(user_slot(user)), user.as_str())
     }
 
+    /// The user's approvals of the last 24 hours (see [`scripts::LOAD`]'s `view`).
+    fn approvals_key(&self, user: &UserId) -> String {
+        format!("{}u-ap:{}", self.tag(user_slot(user)), user.as_str())
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.inner.clock.now().as_millisecond()
+    }
+
     fn idem_key(&self, caller: &str, user: &UserId, key: &str) -> String {
         let mut h = blake3::Hasher::new();
         for part in [caller, user.as_str(), key] {
@@ -704,6 +756,28 @@ fn parse_state(fields: &HashMap<String, String>) -> Result<UserState> {
     })
 }
 
+/// A user's state as a script's `view` answers it ([`scripts::LOAD`]): the stored fields,
+/// with `drawdowns_24h` the sliding count `n24`, the version, and when the count next
+/// changes (`n24_until`).
+fn parse_view(fields: &HashMap<String, String>) -> Result<Kept> {
+    let mut state = parse_state(fields)?;
+    let number = |name: &str| {
+        fields
+            .get(name)
+            .ok_or_else(|| corrupt(format!("user view without `{name}`")))?
+            .parse::<i64>()
+            .map_err(|_| corrupt(format!("user view `{name}` is not a number")))
+    };
+    state.drawdowns_24h =
+        u32::try_from(number("n24")?).map_err(|_| corrupt("user view `n24` is not a count"))?;
+    let until = number("n24_until")?;
+    Ok(Kept {
+        state,
+        version: parse_version(fields)?,
+        stable_until: (until >= 0).then_some(until),
+    })
+}
+
 /// The version of a user's state (`v`; a user stored without one is at version 0).
 fn parse_version(fields: &HashMap<String, String>) -> Result<u64> {
     fields.get("v").map_or(Ok(0), |v| {
@@ -802,6 +876,7 @@ impl RedisStore {
             format!("{tag}k-exp"),
             decision_key,
             self.audit_key(slot),
+            self.approvals_key(&req.user),
         ];
         let fingerprint = req.fingerprint.to_string();
         let amount = d.amount_fen.to_string();
@@ -862,9 +937,19 @@ impl RedisStore {
                         let used = seen.state.used.checked_add(r.amount).ok_or_else(bad)?;
                         seen.state.used = used;
                         seen.state.drawdowns_24h = seen.state.drawdowns_24h.saturating_add(1);
+                        // The new approval counts until 24 hours after its second.
+                        let ends = (now_ms.div_euclid(1_000) + 86_400) * 1_000;
+                        seen.stable_until = Some(seen.stable_until.map_or(ends, |t| t.min(ends)));
                     }
                     seen.version = Some(version);
-                    self.inner.users.put(&req.user, &seen.state, version);
+                    self.inner.users.put(
+                        &req.user,
+                        Kept {
+                            state: seen.state.clone(),
+                            version,
+                            stable_until: seen.stable_until,
+                        },
+                    );
                 }
                 let mut d = req.decision;
                 d.available_fen = available;
@@ -881,10 +966,9 @@ impl RedisStore {
             Some("key_reused") => Ok(CommitOutcome::KeyReused),
             Some("user_not_found") => Ok(CommitOutcome::UserNotFound),
             Some("line_changed") => {
-                let fields = pairs(reply.get(1).ok_or_else(bad)?)?;
-                let state = parse_state(&fields)?;
-                let version = parse_version(&fields)?;
-                self.inner.users.put(&req.user, &state, version);
+                let kept = parse_view(&pairs(reply.get(1).ok_or_else(bad)?)?)?;
+                let state = kept.state.clone();
+                self.inner.users.put(&req.user, kept);
                 // The decision is made again on this state, read in the script, and its
                 // commit is checked on the line as before the cache: a hot user's other
                 // drawdowns (which hold no turn) move the version between any two commits,
@@ -904,16 +988,17 @@ impl RedisStore {
     }
 
     async fn load_inner(&self, caller: &str, user: &UserId, key: Option<&str>) -> Result<Loaded> {
-        let mut keys = vec![self.user_key(user)];
+        let mut keys = vec![self.user_key(user), self.approvals_key(user)];
         if let Some(k) = key {
             keys.push(self.idem_key(caller, user, k));
         }
         let prefix = format!("{}d:", self.tag(user_slot(user)));
+        let now_ms = self.now_ms();
         let script = &self.inner.scripts.load;
         let reply = self
             .eval(script, || {
                 let mut cmd = evalsha(script, &keys);
-                cmd.arg(&prefix);
+                cmd.arg(&prefix).arg(now_ms);
                 cmd
             })
             .await?;
@@ -928,8 +1013,9 @@ impl RedisStore {
                 idempotent: None,
             });
         }
-        let state = parse_state(&fields)?;
-        self.inner.users.put(user, &state, parse_version(&fields)?);
+        let kept = parse_view(&fields)?;
+        let state = kept.state.clone();
+        self.inner.users.put(user, kept);
         let idempotent = match reply.get(1).and_then(text) {
             None => None,
             Some(fp) => {
@@ -1205,17 +1291,25 @@ impl RedisStore {
     }
 
     async fn upsert_inner(&self, user: &UserId, state: UserState) -> Result<UserState> {
+        let now = self.inner.clock.now();
+        // The upstream count is dropped 24 hours on: every drawdown it counts is then older.
+        let up_until = now
+            .checked_add(jiff::SignedDuration::from_hours(24))
+            .map_or(i64::MAX, Timestamp::as_millisecond);
         let mut inv = self.inner.scripts.upsert.prepare_invoke();
-        inv.key(self.user_key(user));
+        inv.key(self.user_key(user))
+            .key(self.approvals_key(user))
+            .arg(now.as_millisecond())
+            .arg(up_until);
         for (name, value) in state_fields(&state) {
             inv.arg(name).arg(value);
         }
         let reply: Value = self
             .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
-        let fields = pairs(&reply)?;
-        let state = parse_state(&fields)?;
-        self.inner.users.put(user, &state, parse_version(&fields)?);
+        let kept = parse_view(&pairs(&reply)?)?;
+        let state = kept.state.clone();
+        self.inner.users.put(user, kept);
         Ok(state)
     }
 }
@@ -1244,9 +1338,9 @@ impl Store for RedisStore {
         user: &UserId,
         idempotency_key: &str,
     ) -> Result<Loaded> {
-        match self.inner.users.get(user) {
-            Some((state, _)) => Ok(Loaded {
-                user: Some(state),
+        match self.inner.users.get(user, self.now_ms()) {
+            Some(kept) => Ok(Loaded {
+                user: Some(kept.state),
                 idempotent: None,
             }),
             None => self.load_inner(caller, user, Some(idempotency_key)).await,
@@ -1264,10 +1358,11 @@ impl Store for RedisStore {
         };
         // The newest state this instance knows, taken in its turn: no commit of this
         // instance moves it until the turn is over.
-        Ok(match self.inner.users.get(user) {
-            Some((state, v)) => Seen {
-                state,
-                version: Some(v),
+        Ok(match self.inner.users.get(user, self.now_ms()) {
+            Some(kept) => Seen {
+                state: kept.state,
+                version: Some(kept.version),
+                stable_until: kept.stable_until,
                 _turn: Some(turn),
             },
             None => Seen::unversioned(loaded),
@@ -1394,6 +1489,7 @@ mod tests {
         assert_eq!(tag, "{s0462}");
         for key in [
             store.user_key(&u),
+            store.approvals_key(&u),
             store.idem_key("caller:{x}", &u, "k:{y}"),
             store.audit_key(user_slot(&u)),
         ] {
