@@ -8,7 +8,11 @@
 //!   a fixed copy of a real drawdown answer;
 //! - `handler`: the gateway's own drawdown handler on the gateway's state, no middleware;
 //! - `full`: `Gateway::service()`, the whole request path;
-//! - `replay`: `Gateway::service()`, one key sent again and again (the replay path).
+//! - `replay`: `Gateway::service()`, one key sent again and again (the replay path);
+//! - `shadow-same`: `full` with a shadow candidate staged that decides as live does (every
+//!   drawdown also evaluated against it, nothing counted but the evaluation);
+//! - `shadow-changed`: `full` with a candidate that rejects every drawdown live approves
+//!   (the most a candidate costs: each decision counted as a change).
 //!
 //! Only [`measured`] is counted (`--toggle-collect`), so set-up (config, seeding, the
 //! first answer) is left out; every request's status is checked inside it.
@@ -168,8 +172,28 @@ fn main() {
             });
         }
         "full" => measured(&rt, &full, n, &fresh),
+        "shadow-same" | "shadow-changed" => {
+            let live = app.thresholds.load_full().unwrap();
+            let mut doc = live.document().clone();
+            if variant == "shadow-changed" {
+                // Below the 100 fen every drawdown asks for: SINGLE_DRAWDOWN_LIMIT.
+                for profile in doc.profiles.values_mut() {
+                    profile.grades.get_mut("A").unwrap().max_single_fen = 50;
+                }
+            }
+            let candidate = risk_core::Thresholds::compile(doc).unwrap();
+            app.shadow
+                .stage(candidate, "bench", "2026-12-05T00:00:00+08:00".into());
+            measured(&rt, &full, n, &fresh);
+            let report = app.shadow.current().unwrap().report();
+            assert_eq!(report.drawdowns_evaluated, n);
+            let changed: u64 = report.changes.iter().map(|c| c.count.requests).sum();
+            assert_eq!(changed, if variant == "shadow-changed" { n } else { 0 });
+        }
         "replay" => measured(&rt, &full, n, &|_| drawdown_request("first")),
-        other => panic!("unknown variant {other:?}: bare, handler, full or replay"),
+        other => panic!(
+            "unknown variant {other:?}: bare, handler, full, replay, shadow-same or shadow-changed"
+        ),
     }
     // Still approving after the run.
     let (_, body) = rt.block_on(send(&mut full, drawdown_request("last")));

@@ -14,6 +14,7 @@
 //! - [`Config`]: the whole configuration, its validation and the overrides ([`Overrides`]).
 //! - [`ServerConfig`] (`[server]`), with [`HttpVersions`] and [`RuntimeFlavor`].
 //! - [`RiskConfig`] (`[risk]`), [`LogConfig`] (`[log]`).
+//! - [`AdminConfig`] (`[admin]`): the named admin tokens, one per operator ([`AdminToken`]).
 //! - [`ConfigError`]: why a configuration was refused, naming the key.
 //! - Elsewhere: [`AdmissionConfig`] (`[admission]`), [`OverloadConfig`]
 //!   (`[server.overload]`), [`RedisConfig`] (`[redis]`), [`BureauConfig`] (`[bureau]`),
@@ -26,6 +27,7 @@ use crate::policy::{LimitsPatch, PolicyConfig, PolicyConfigError, WindowConfig};
 use crate::setting::{self, Invalid};
 use crate::store::RedisConfig;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,6 +44,9 @@ pub struct Config {
     /// The admin token for `/admin/*`. Empty: a demo token is made.
     #[serde(skip_serializing)]
     pub admin_token: String,
+    /// Named admin tokens, one per operator (`[[admin.tokens]]`); the `admin_token` is the
+    /// operator `admin`.
+    pub admin: AdminConfig,
     /// `memory` (embedded default) or a `redis://` URL.
     pub store: String,
     /// The Redis store's pool and timeouts (when `store` is a `redis://` URL).
@@ -68,6 +73,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_keys: Vec::new(),
             admin_token: String::new(),
+            admin: AdminConfig::default(),
             store: "memory".into(),
             redis: RedisConfig::default(),
             seed_demo_users: None,
@@ -109,6 +115,83 @@ fn default_policy() -> PolicyConfig {
             evening,
         ],
         ..PolicyConfig::default()
+    }
+}
+
+/// The operator the single `admin_token` (`GATEWAY_ADMIN_TOKEN`) signs in as.
+pub const LEGACY_OPERATOR: &str = "admin";
+
+/// `[admin]`: the named admin tokens.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// One token per operator (`[[admin.tokens]]`), beside the `admin_token` (operator
+    /// [`LEGACY_OPERATOR`]).
+    pub tokens: Vec<AdminToken>,
+}
+
+/// One named admin token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminToken {
+    /// Who signs in with it: 1 to 64 characters of `A-Z a-z 0-9 _ - . @`, unique.
+    pub operator: String,
+    /// The token (at least 16 characters); never printed.
+    #[serde(skip_serializing, default)]
+    pub token: String,
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminToken")
+            .field("operator", &self.operator)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminConfig {
+    /// Checks the tokens against each other, the legacy `admin_token` and the API keys;
+    /// the error is (key under `admin`, problem).
+    pub fn validate(&self, admin_token: &str, api_keys: &[String]) -> Result<(), (String, String)> {
+        let mut operators = std::collections::HashSet::new();
+        let mut tokens = std::collections::HashSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let key = |field: &str| format!("tokens[{i}].{field}");
+            let op = &t.operator;
+            if op.is_empty()
+                || op.len() > 64
+                || !op
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b))
+            {
+                return Err((
+                    key("operator"),
+                    "must be 1 to 64 characters of A-Z a-z 0-9 _ - . @".into(),
+                ));
+            }
+            if !admin_token.is_empty() && op == LEGACY_OPERATOR {
+                return Err((
+                    key("operator"),
+                    format!("\"{LEGACY_OPERATOR}\" is the operator of admin_token"),
+                ));
+            }
+            if !operators.insert(op.as_str()) {
+                return Err((key("operator"), format!("operator {op:?} is named twice")));
+            }
+            if t.token.len() < 16 {
+                return Err((key("token"), "must be at least 16 characters".into()));
+            }
+            if t.token == admin_token || !tokens.insert(t.token.as_str()) {
+                return Err((
+                    key("token"),
+                    "must differ from every other admin token".into(),
+                ));
+            }
+            if api_keys.contains(&t.token) {
+                return Err((key("token"), "must differ from every API key".into()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -483,6 +566,9 @@ impl Config {
                 "must differ from every API key",
             ));
         }
+        self.admin
+            .validate(&self.admin_token, &self.api_keys)
+            .map_err(|(key, problem)| ConfigError::invalid(format!("admin.{key}"), problem))?;
         match self.redis_config() {
             // The two settings of the store that `[redis]` does not hold come from `store`
             // and `[server]`.
@@ -533,6 +619,11 @@ impl Config {
                 ..self.redis.clone()
             }
         })
+    }
+
+    /// Whether an admin token is configured (the legacy one or a named one).
+    pub fn has_admin_token(&self) -> bool {
+        !self.admin_token.is_empty() || !self.admin.tokens.is_empty()
     }
 
     /// Whether the store gets the demo users.
@@ -586,6 +677,81 @@ mod tests {
             Err(ConfigError::Parse { key, .. }) => key,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn named_tokens_are_validated() {
+        // Read from TOML; the tokens never printed (`--check-config`), the operators are.
+        let c = Config::from_toml(
+            "admin_token = \"admin-cccccccccccccc\"\n[[admin.tokens]]\noperator = \"alice\"\n\
+             token = \"alice-token-aaaaaaaaaa\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.has_admin_token());
+        assert_eq!(c.admin.tokens[0].operator, "alice");
+        let printed = toml::to_string(&c).unwrap();
+        assert!(
+            printed.contains("alice") && !printed.contains("alice-token"),
+            "{printed}"
+        );
+        assert!(!format!("{c:?}").contains("alice-token"));
+        let c =
+            Config::from_toml("[[admin.tokens]]\noperator = \"a\"\ntoken = \"short\"\n").unwrap();
+        match c.validate() {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "admin.tokens[0].token"),
+            other => panic!("{other:?}"),
+        }
+        let t = |op: &str, token: &str| AdminToken {
+            operator: op.into(),
+            token: token.into(),
+        };
+        let check = |tokens: Vec<AdminToken>| {
+            AdminConfig { tokens }
+                .validate("admin-cccccccccccccc", &["key-aaaaaaaaaaaaaaaa".into()])
+                .map_err(|(k, _)| k)
+        };
+        assert!(check(vec![t("alice", "alice-token-aaaaaaaaaa")]).is_ok());
+        assert_eq!(
+            check(vec![t("", "alice-token-aaaaaaaaaa")]).unwrap_err(),
+            "tokens[0].operator"
+        );
+        assert_eq!(
+            check(vec![t("a b", "alice-token-aaaaaaaaaa")]).unwrap_err(),
+            "tokens[0].operator"
+        );
+        assert_eq!(
+            check(vec![t("admin", "alice-token-aaaaaaaaaa")]).unwrap_err(),
+            "tokens[0].operator"
+        );
+        assert_eq!(
+            check(vec![t("alice", "short")]).unwrap_err(),
+            "tokens[0].token"
+        );
+        assert_eq!(
+            check(vec![
+                t("alice", "alice-token-aaaaaaaaaa"),
+                t("alice", "other-token-aaaaaaaaaa")
+            ])
+            .unwrap_err(),
+            "tokens[1].operator"
+        );
+        assert_eq!(
+            check(vec![
+                t("alice", "alice-token-aaaaaaaaaa"),
+                t("bob", "alice-token-aaaaaaaaaa")
+            ])
+            .unwrap_err(),
+            "tokens[1].token"
+        );
+        assert_eq!(
+            check(vec![t("alice", "admin-cccccccccccccc")]).unwrap_err(),
+            "tokens[0].token"
+        );
+        assert_eq!(
+            check(vec![t("alice", "key-aaaaaaaaaaaaaaaa")]).unwrap_err(),
+            "tokens[0].token"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
 //! - [`bureau`]: the external credit bureau under a latency budget, bulkhead and breaker.
+//! - [`shadow`]: shadow candidates: a thresholds document evaluated beside the live one.
 //! - [`store`]: the store interface, its in-memory and Redis implementations.
 //! - [`api`]: the request path ([`api::GatewayService`]), routes, wire types, errors, the edge.
 //! - [`metrics`]: Prometheus metrics.
@@ -46,6 +47,7 @@ pub mod ratelimit;
 pub mod request;
 pub mod server;
 pub mod setting;
+pub mod shadow;
 pub mod store;
 
 use api::{App, AppState, Auth};
@@ -92,13 +94,13 @@ pub struct Gateway {
 impl Gateway {
     /// Validates `config` and builds everything but the listener.
     pub fn build(mut config: Config, clock: SharedClock) -> Result<Gateway, Error> {
-        let demo_credentials = config.api_keys.is_empty() || config.admin_token.is_empty();
+        let demo_credentials = config.api_keys.is_empty() || !config.has_admin_token();
         // Decided before demo credentials fill the empty keys.
         let seed_demo = config.seeds_demo_users();
         if config.api_keys.is_empty() {
             config.api_keys = vec![DEMO_API_KEY.to_owned()];
         }
-        if config.admin_token.is_empty() {
+        if !config.has_admin_token() {
             config.admin_token = DEMO_ADMIN_TOKEN.to_owned();
         }
         config.validate()?;
@@ -157,6 +159,7 @@ impl Gateway {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = metrics::Metrics::register(&mut registry);
         let limit_metrics = ratelimit::GlobalLimitMetrics::register(&mut registry);
+        let limits = limits.with_report_only(ratelimit::ReportOnly::register(&mut registry));
         let limits = match &store {
             AnyStore::Redis(redis) if config.redis.shared_global_limit => {
                 limits.with_shared(ratelimit::SharedGlobalLimiter::new(
@@ -169,7 +172,8 @@ impl Gateway {
             }
             _ => limits,
         };
-        let auth = Auth::new(&config.api_keys, &config.admin_token);
+        let auth =
+            Auth::with_operators(&config.api_keys, &config.admin_token, &config.admin.tokens);
         let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)
             .map_err(ConfigError::from)?;
 
@@ -201,6 +205,7 @@ impl Gateway {
             limits: limits.clone(),
         }
         .register(&mut registry);
+        let shadow = shadow::Shadow::register(&mut registry);
         let state = AppState {
             config,
             store,
@@ -214,6 +219,7 @@ impl Gateway {
             auth,
             clock,
             appeal_due: jiff::SignedDuration::from_hours(24 * 15),
+            shadow,
         };
         Ok(Gateway {
             app: App(Arc::new(state)),

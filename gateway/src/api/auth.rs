@@ -1,16 +1,52 @@
-//! Authentication: API keys and the admin token, compared in constant time.
+//! Authentication: API keys and the admin tokens, compared in constant time.
+//!
+//! Admin tokens are named: each belongs to an operator ([`crate::config::AdminConfig`],
+//! `[[admin.tokens]]`),
+//! and the admin routes know who is calling ([`Operator`]), which the audit trail of operator
+//! changes records. The single `admin_token` of earlier configurations still works, as the
+//! operator [`LEGACY_OPERATOR`].
 
 use super::error::{ApiError, ErrorCode};
+use crate::config::{AdminToken, LEGACY_OPERATOR};
 use crate::request::Caller;
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use std::fmt;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-/// API keys and the admin token, compared in constant time.
+/// The operator an admin request signs in as: inserted by the edge into the request's
+/// extensions, read by the admin handlers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator(pub Arc<str>);
+
+impl Operator {
+    /// The operator id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // The edge authenticates every admin route before its handler runs; an admin handler
+        // without an operator is served outside the edge, a bug.
+        parts
+            .extensions
+            .get::<Operator>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal))
+    }
+}
+
+/// API keys and the admin tokens, compared in constant time.
 pub struct Auth {
     /// (hash of key, caller).
     callers: Vec<([u8; 32], Caller)>,
-    admin: [u8; 32],
+    /// (hash of token, operator).
+    admins: Vec<([u8; 32], Operator)>,
     hash_key: [u8; 32],
     /// Keys the user tags of logs; derived from the admin token, so tags are stable across
     /// the instances of one deployment and cannot be reversed without the token.
@@ -26,8 +62,15 @@ impl fmt::Debug for Auth {
 }
 
 impl Auth {
-    /// From the configured keys and token.
+    /// From the configured keys and the one admin token (operator [`LEGACY_OPERATOR`]).
     pub fn new(api_keys: &[String], admin_token: &str) -> Self {
+        Auth::with_operators(api_keys, admin_token, &[])
+    }
+
+    /// From the configured keys, the legacy admin token (none when empty) and the named
+    /// admin tokens. The user tags' key is derived from the legacy token, else from the
+    /// first named one.
+    pub fn with_operators(api_keys: &[String], admin_token: &str, named: &[AdminToken]) -> Self {
         // Hashing both sides to 32 bytes makes the comparison constant-time in the key's
         // length too. The hash key only needs to be fixed per process.
         let hash_key = *blake3::hash(b"loan-gateway api key v1").as_bytes();
@@ -40,11 +83,26 @@ impl Auth {
                 (digest, Caller { id: id.into() })
             })
             .collect();
+        let legacy = (!admin_token.is_empty()).then_some((admin_token, LEGACY_OPERATOR));
+        let admins = legacy
+            .into_iter()
+            .chain(
+                named
+                    .iter()
+                    .map(|t| (t.token.as_str(), t.operator.as_str())),
+            )
+            .map(|(token, op)| (h(token), Operator(op.into())))
+            .collect();
+        let tag_secret = if admin_token.is_empty() {
+            named.first().map_or("", |t| t.token.as_str())
+        } else {
+            admin_token
+        };
         Auth {
             callers,
-            admin: h(admin_token),
+            admins,
             hash_key,
-            user_tag_key: blake3::derive_key("loan-gateway user tag v1", admin_token.as_bytes()),
+            user_tag_key: blake3::derive_key("loan-gateway user tag v1", tag_secret.as_bytes()),
         }
     }
 
@@ -83,12 +141,21 @@ impl Auth {
         found.ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated))
     }
 
-    /// Checks the admin token; a caller key on an admin route is 403.
-    pub fn admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// The operator whose admin token the request carries; a caller key on an admin route
+    /// is 403.
+    pub fn admin(&self, headers: &HeaderMap) -> Result<Operator, ApiError> {
         let token =
             Self::bearer(headers).ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated))?;
-        if bool::from(self.admin.ct_eq(&self.digest(token))) {
-            return Ok(());
+        let d = self.digest(token);
+        let mut found = None;
+        // Compare against every token so timing does not reveal which one matched.
+        for (k, op) in &self.admins {
+            if bool::from(k.ct_eq(&d)) {
+                found = Some(op.clone());
+            }
+        }
+        if let Some(op) = found {
+            return Ok(op);
         }
         if self.caller(headers).is_ok() {
             return Err(ApiError::new(ErrorCode::Forbidden));
@@ -134,6 +201,42 @@ mod tests {
         );
         assert_eq!(
             auth.admin(&headers("nope-nope-nope-nope"))
+                .unwrap_err()
+                .code(),
+            ErrorCode::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn named_tokens_sign_in_as_their_operator() {
+        let named = [
+            AdminToken {
+                operator: "alice".into(),
+                token: "alice-token-aaaaaaaaaa".into(),
+            },
+            AdminToken {
+                operator: "bob".into(),
+                token: "bob-token-bbbbbbbbbbbb".into(),
+            },
+        ];
+        let auth = Auth::with_operators(
+            &["key-aaaaaaaaaaaaaaaa".into()],
+            "admin-cccccccccccccc",
+            &named,
+        );
+        let op = |t: &str| auth.admin(&headers(t)).map(|o| o.as_str().to_owned());
+        assert_eq!(op("alice-token-aaaaaaaaaa").unwrap(), "alice");
+        assert_eq!(op("bob-token-bbbbbbbbbbbb").unwrap(), "bob");
+        assert_eq!(op("admin-cccccccccccccc").unwrap(), LEGACY_OPERATOR);
+        assert_eq!(
+            op("key-aaaaaaaaaaaaaaaa").unwrap_err().code(),
+            ErrorCode::Forbidden
+        );
+        // Without the legacy token, only the named ones sign in.
+        let auth = Auth::with_operators(&[], "", &named);
+        assert!(auth.admin(&headers("alice-token-aaaaaaaaaa")).is_ok());
+        assert_eq!(
+            auth.admin(&headers("admin-cccccccccccccc"))
                 .unwrap_err()
                 .code(),
             ErrorCode::Unauthenticated

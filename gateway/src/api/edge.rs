@@ -135,7 +135,11 @@ async fn prepare(
     // 1. Authentication, before anything else is looked at.
     match class {
         RouteClass::Ops => {}
-        RouteClass::Admin => app.auth.admin(req.headers())?,
+        RouteClass::Admin => {
+            // Who is calling: the admin handlers record it with every change they make.
+            let operator = app.auth.admin(req.headers())?;
+            req.extensions_mut().insert(operator);
+        }
         _ => facts.caller = Some(app.auth.caller(req.headers())?),
     }
     // 2. Deadline: the caller's remaining budget, bounded, else the default.

@@ -35,6 +35,8 @@ pub enum ErrorCode {
     AppealNotFound,
     /// 404: no such route.
     NotFound,
+    /// 404: no shadow candidate is staged.
+    NoShadowCandidate,
     /// 405: the route exists, the method does not.
     MethodNotAllowed,
     /// 409: thresholds version not greater than the current one.
@@ -74,7 +76,9 @@ impl ErrorCode {
             InvalidRequest | IdempotencyKeyMissing => StatusCode::BAD_REQUEST,
             Unauthenticated => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
-            UserNotFound | DecisionNotFound | AppealNotFound | NotFound => StatusCode::NOT_FOUND,
+            UserNotFound | DecisionNotFound | AppealNotFound | NotFound | NoShadowCandidate => {
+                StatusCode::NOT_FOUND
+            }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             StaleVersion | AppealAlreadyResolved => StatusCode::CONFLICT,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -99,6 +103,7 @@ impl ErrorCode {
             DecisionNotFound => "DECISION_NOT_FOUND",
             AppealNotFound => "APPEAL_NOT_FOUND",
             NotFound => "NOT_FOUND",
+            NoShadowCandidate => "NO_SHADOW_CANDIDATE",
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             StaleVersion => "STALE_VERSION",
             AppealAlreadyResolved => "APPEAL_ALREADY_RESOLVED",
@@ -159,6 +164,10 @@ impl ErrorCode {
             DecisionNotFound => ("No such decision.", "借款决定不存在。"),
             AppealNotFound => ("No such appeal.", "申诉不存在。"),
             NotFound => ("No such route.", "接口不存在。"),
+            NoShadowCandidate => (
+                "No shadow candidate is staged.",
+                "当前没有待观察的候选阈值。",
+            ),
             MethodNotAllowed => ("Method not allowed on this route.", "该接口不支持此方法。"),
             StaleVersion => (
                 "The thresholds version must be greater than the current one.",

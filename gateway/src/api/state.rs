@@ -40,6 +40,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// How long an appeal may take (the `due_at` of a new appeal).
     pub appeal_due: jiff::SignedDuration,
+    /// The shadow candidate staged on this instance.
+    pub shadow: crate::shadow::Shadow,
 }
 
 /// Shared handle to [`AppState`].

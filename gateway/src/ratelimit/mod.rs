@@ -16,8 +16,12 @@
 //! The layer reads the [`RequestFacts`] an earlier layer put into the request's extensions
 //! (its class, user and grade); see [`crate::request`].
 //!
+//! Each scope may report only ([`ReportOnly`]): it then counts what it would have refused and
+//! refuses nothing.
+//!
 //! # Layout
 //! - `global.rs`, `user.rs`, `shared.rs`: the limiters; `error.rs`: [`RateLimited`], [`Scope`].
+//! - `report.rs`: report-only modes and what they counted ([`ReportOnly`]).
 //! - `layer.rs`, `service.rs`, `future.rs`: the middleware.
 //!
 //! # Example
@@ -47,6 +51,7 @@ mod error;
 mod future;
 mod global;
 mod layer;
+mod report;
 mod service;
 mod shared;
 mod user;
@@ -59,6 +64,7 @@ pub use self::error::{RateLimited, Scope};
 pub use self::future::ResponseFuture;
 pub use self::global::GlobalLimiter;
 pub use self::layer::RateLimitLayer;
+pub use self::report::{LimitMode, LimitModes, ReportOnly, WouldRefuse};
 pub use self::service::RateLimit;
 pub use self::shared::{GlobalLimitMetrics, RETRY_REDIS_AFTER, SharedGlobalLimiter};
 pub use self::user::UserLimiter;
@@ -84,6 +90,8 @@ pub struct RateLimits {
     user: Arc<UserLimiter>,
     /// When set, decides the global limits instead of `global` (see [`SharedGlobalLimiter`]).
     shared: Option<Arc<SharedGlobalLimiter>>,
+    /// Which scopes report only, and what they counted.
+    report: Arc<ReportOnly>,
 }
 
 impl RateLimits {
@@ -94,7 +102,20 @@ impl RateLimits {
             global: Arc::new(GlobalLimiter::new(policy)),
             user: Arc::new(UserLimiter::new(policy, max)),
             shared: None,
+            report: Arc::default(),
         }
+    }
+
+    /// These limits with `report` deciding which scopes report only (its metrics registered).
+    #[must_use]
+    pub fn with_report_only(mut self, report: ReportOnly) -> Self {
+        self.report = Arc::new(report);
+        self
+    }
+
+    /// The report-only modes and counts.
+    pub fn report_only(&self) -> &ReportOnly {
+        &self.report
     }
 
     /// These limits with the global ones shared through Redis: the middleware then checks
@@ -117,18 +138,23 @@ impl RateLimits {
     }
 
     /// Applies the global limit of `class` (if any), then the per-user limit of `user` (if
-    /// any). A request refused globally does not use up the user's quota.
+    /// any). A request refused globally does not use up the user's quota. A scope that
+    /// reports only counts its refusal and lets the request on.
     pub fn check(
         &self,
         class: Option<RouteClass>,
         user: Option<&UserKey>,
         grade: Option<RiskGrade>,
     ) -> Result<(), RateLimited> {
-        if let Some(class) = class {
-            self.global.check(class)?;
+        if let Some(class) = class
+            && let Err(refused) = self.global.check(class)
+        {
+            self.report.judge(refused, user.map(UserKey::as_str))?;
         }
-        if let Some(user) = user {
-            self.user.check(user.as_str(), grade)?;
+        if let Some(user) = user
+            && let Err(refused) = self.user.check(user.as_str(), grade)
+        {
+            self.report.judge(refused, Some(user.as_str()))?;
         }
         Ok(())
     }

@@ -52,8 +52,14 @@ where
             let limits = self.limits.clone();
             return ResponseFuture::shared(Box::pin(async move {
                 let refused = |e: super::RateLimited| -> BoxError { Box::new(e) };
-                if let Some(shared) = limits.shared() {
-                    shared.check(class).await.map_err(refused)?;
+                if let Some(shared) = limits.shared()
+                    && let Err(e) = shared.check(class).await
+                {
+                    let user = RequestFacts::of(&req).user.as_ref();
+                    limits
+                        .report_only()
+                        .judge(e, user.map(crate::request::UserKey::as_str))
+                        .map_err(refused)?;
                 }
                 limits.check_user_request(&req).map_err(refused)?;
                 inner.call(req).await.map_err(Into::into)

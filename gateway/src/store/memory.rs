@@ -182,6 +182,8 @@ struct Inner {
     faults: super::Faults,
     /// Now, for the sliding 24-hour drawdown count when a state is read.
     clock: SharedClock,
+    /// The audit trail of operator changes ([`super::audit`]).
+    operator_log: Mutex<super::audit::MemoryLog>,
 }
 
 #[derive(Default)]
@@ -393,6 +395,11 @@ impl MemoryStore {
         &self.inner.faults
     }
 
+    /// The audit trail of operator changes ([`super::audit`]).
+    pub(crate) fn operator_log(&self) -> &Mutex<super::audit::MemoryLog> {
+        &self.inner.operator_log
+    }
+
     /// An empty store on the system clock.
     pub fn new(config: MemoryConfig) -> Result<MemoryStore, MemoryConfigError> {
         MemoryStore::with_clock(config, SystemClock::shared())
@@ -418,6 +425,7 @@ impl MemoryStore {
                 decisions: AtomicUsize::new(0),
                 faults: super::Faults::default(),
                 clock,
+                operator_log: Mutex::default(),
             }),
         }
     }

@@ -8,6 +8,7 @@
 //! [`Store::purge_expired`] on Redis read every slot (two and one pipelined round trips).
 //!
 //! # Layout
+//! - [`audit`]: the audit trail of operator changes (both stores).
 //! - [`types`]: the stored records ([`DecisionRecord`], [`AppealRecord`], …), as JSON.
 //! - [`ids`]: user slots and decision / appeal ids that name their slot.
 //! - [`memory`]: the sharded in-memory store.
@@ -60,6 +61,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod demo;
 pub mod faults;
 pub mod ids;
@@ -68,6 +70,7 @@ pub mod redis;
 pub mod types;
 pub mod warnings;
 
+pub use audit::{AuditCursor, AuditEntry, AuditPage, FieldChange, OperatorChange};
 pub use demo::{DemoUser, demo_users};
 pub use faults::Faults;
 pub use ids::{Slot, new_appeal_id, new_decision_id, user_slot};

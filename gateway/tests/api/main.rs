@@ -8,6 +8,7 @@
 
 mod support;
 
+mod audit;
 mod bureau;
 mod concurrency;
 mod contract;
@@ -16,5 +17,7 @@ mod errors;
 mod openapi;
 mod overload;
 mod policy;
+mod report_only;
 mod routes;
+mod shadow;
 mod shutdown;

@@ -1022,3 +1022,226 @@ async fn a_thresholds_version_past_2_pow_53_is_refused_on_redis() {
     assert_eq!(get().await["version"], next["version"]);
     gw.gw.shutdown().await;
 }
+
+#[path = "../support/admin_audit.rs"]
+mod admin_audit;
+
+/// Every admin write appears in `GET /admin/audit` with its operator and difference, the
+/// log in the Redis stream `P:{admin}:audit` (never trimmed: `XLEN` counts every entry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_write_is_audited_on_redis() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("audit");
+    let t = gateway_tweaked(&redis.url(), &prefix, 2_000, |c| {
+        c.admin.tokens = admin_audit::named_tokens();
+    })
+    .await;
+    t.ready().await;
+    admin_audit::every_admin_write_is_audited(
+        &t.gw.base_url(),
+        ADMIN,
+        KEY,
+        "2026-06-01T12:00:00+08:00",
+    )
+    .await;
+    let client = deadpool_redis::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let len: u64 = deadpool_redis::redis::cmd("XLEN")
+        .arg(t.store().operator_audit_key())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 7);
+    t.gw.shutdown().await;
+}
+
+/// The same on a 3-node Redis Cluster: the stream lives on the node owning `{admin}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_write_is_audited_on_a_cluster() {
+    let Some(cluster) = redis_server::RedisCluster::start().await else {
+        return;
+    };
+    let nodes: Vec<String> = cluster.nodes.iter().map(RedisServer::url).collect();
+    let t = gateway_tweaked(&nodes[0], &redis_server::unique("audit"), 60_000, |c| {
+        c.redis.cluster = true;
+        c.redis.cluster_nodes = nodes[1..].to_vec();
+        c.admin.tokens = admin_audit::named_tokens();
+    })
+    .await;
+    t.ready().await;
+    admin_audit::every_admin_write_is_audited(
+        &t.gw.base_url(),
+        ADMIN,
+        KEY,
+        "2026-06-01T12:00:00+08:00",
+    )
+    .await;
+    t.gw.shutdown().await;
+}
+
+/// A shadow candidate on the Redis store: drawdowns (each one round trip, as without a
+/// candidate) are also evaluated against it and counted; promotion publishes it through
+/// Redis, so a second instance on the same data applies it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_candidate_is_counted_and_promoted_through_redis() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("shadow");
+    let a = gateway_with(&redis.url(), &prefix, 200).await;
+    let b = gateway_with(&redis.url(), &prefix, 200).await;
+    a.ready().await;
+    b.ready().await;
+    for (u, logins) in [("u-sh-f1", 120), ("u-sh-f2", 120), ("u-sh-q1", 5)] {
+        let r = a
+            .client
+            .put(a.url(&format!("/admin/credit-lines/{u}")))
+            .bearer_auth(ADMIN)
+            .json(
+                &json!({"limit_fen": 1_000_000, "used_fen": 0, "risk_grade": "A",
+                          "account_age_days": 400, "logins_30d": logins}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let live = a.thresholds().await;
+    let mut candidate = live.clone();
+    candidate["profiles"]["normal"]["login_pattern"]["mode"] = json!("reject_alone");
+    let r = a
+        .client
+        .put(a.url("/admin/shadow"))
+        .bearer_auth(ADMIN)
+        .json(&candidate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    for n in 0..3 {
+        for u in ["u-sh-f1", "u-sh-f2", "u-sh-q1"] {
+            let r = a.drawdown(&format!("{u}-{n}"), u, 1_000).await;
+            let d: Value = r.json().await.unwrap();
+            assert_eq!(d["outcome"], "approved", "live decides: {d}");
+        }
+    }
+    let report: Value = a
+        .client
+        .get(a.url("/admin/shadow"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["drawdowns_evaluated"], 9);
+    assert_eq!(
+        report["changes"],
+        json!([{"transition": "approved_to_rejected", "key": "approved_to_rejected",
+                "requests": 6, "users": 2}])
+    );
+    let r = a
+        .client
+        .post(a.url("/admin/shadow/promote"))
+        .bearer_auth(ADMIN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let next = live["version"].as_u64().unwrap() + 1;
+    assert_eq!(a.version(), next);
+    b.applied(next).await;
+    let d: Value = b
+        .drawdown("after", "u-sh-f1", 1_000)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        d["outcome"], "rejected",
+        "the other instance decides on it: {d}"
+    );
+    let entries: Value = a
+        .client
+        .get(a.url("/admin/audit"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "credit_line.upsert",
+            "credit_line.upsert",
+            "credit_line.upsert",
+            "shadow.stage",
+            "shadow.promote"
+        ]
+    );
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
+}
+
+/// The global limit shared through Redis, report-only: every request is served, and what the
+/// shared bucket would have refused is counted (one user here, so one distinct user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_only_shared_global_limit_counts_and_serves() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("ro");
+    let a = limited_gateway(&redis.url(), &prefix, true, 1, 500).await;
+    a.ready().await;
+    a.user("u-limited", 100_000).await;
+    let r = a
+        .client
+        .put(a.url("/admin/limit-modes"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"user": "enforce", "global": "report_only"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let started = tokio::time::Instant::now();
+    let served = admitted(&[&a], 30).await;
+    assert_eq!(served, 30, "nothing refused");
+    let modes: Value = a
+        .client
+        .get(a.url("/admin/limit-modes"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let would = modes["would_refuse"]["global"]["requests"]
+        .as_u64()
+        .unwrap();
+    // A burst of 10 and 10/s: 20 of 30 would have been refused, less one per 100 ms taken.
+    let refill = u64::try_from(started.elapsed().as_millis() / 100).unwrap();
+    assert!(
+        (20u64.saturating_sub(refill)..=20).contains(&would),
+        "{modes}"
+    );
+    assert_eq!(modes["would_refuse"]["global"]["users"], 1);
+    assert_eq!(
+        a.metric("gateway_global_limit_mode").await,
+        1.0,
+        "decided by Redis"
+    );
+    a.gw.shutdown().await;
+}

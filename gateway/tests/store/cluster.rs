@@ -43,6 +43,7 @@ async fn the_contract_holds_on_a_cluster() {
     contract::unknown_user(at_t0(c.config())).await;
     contract::invalid_commits_are_refused(at_t0(c.config())).await;
     contract::appeals(at_t0(c.config())).await;
+    contract::operator_changes(gateway::store::AnyStore::Redis(at_t0(c.config()))).await;
     let clock = contract::t0_clock();
     contract::drawdowns_24h_slides_with_the_clock(
         RedisStore::with_clock(c.config(), clock.shared()).unwrap(),

@@ -837,6 +837,58 @@ pub(crate) async fn decisions_and_appeals_belong_to_their_caller<S: Store>(store
     assert_eq!(store.list_appeals(None, 10).await.unwrap(), vec![a]);
 }
 
+/// The audit trail of operator changes: appended in order, paged by cursor, read back as
+/// written, never trimmed by a page.
+pub(crate) async fn operator_changes(store: gateway::store::AnyStore) {
+    use gateway::store::{AuditCursor, FieldChange, OperatorChange};
+    let change = |n: u32| OperatorChange {
+        operator: if n.is_multiple_of(2) { "alice" } else { "bob" }.into(),
+        at: format!("2026-11-11T00:00:{:02}+08:00", n % 60),
+        action: "credit_line.upsert".into(),
+        route: "PUT /admin/credit-lines/{user_id}".into(),
+        target: format!("u-{n}"),
+        changes: vec![FieldChange {
+            path: "/limit_fen".into(),
+            before: serde_json::json!(n),
+            after: serde_json::json!(n + 1),
+        }],
+    };
+    let empty = store
+        .operator_changes(AuditCursor::START, 10)
+        .await
+        .unwrap();
+    assert!(empty.entries.is_empty());
+    let mut ids = Vec::new();
+    for n in 0..25 {
+        ids.push(store.append_operator_change(change(n)).await.unwrap());
+    }
+    // Ids are cursors, in order.
+    let cursors: Vec<AuditCursor> = ids.iter().map(|i| AuditCursor::parse(i).unwrap()).collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // Paging by 10 reads every entry once, in order, as written.
+    let mut read = Vec::new();
+    let mut after = AuditCursor::START;
+    loop {
+        let page = store.operator_changes(after, 10).await.unwrap();
+        assert_eq!(page.dropped, 0);
+        let Some(last) = page.entries.last() else {
+            break;
+        };
+        after = AuditCursor::parse(&last.id).unwrap();
+        assert!(page.entries.len() <= 10);
+        read.extend(page.entries);
+    }
+    assert_eq!(read.len(), 25);
+    for (n, e) in read.iter().enumerate() {
+        assert_eq!(e.id, ids[n]);
+        assert_eq!(e.change, change(u32::try_from(n).unwrap()));
+    }
+    // A cursor in the middle: the entries after it.
+    let page = store.operator_changes(cursors[19], 100).await.unwrap();
+    assert_eq!(page.entries.len(), 5);
+    assert_eq!(page.entries[0].id, ids[20]);
+}
+
 /// A manual clock at [`t0`], the time the contract's commits carry: a store on it counts
 /// those commits in its sliding 24-hour drawdown count.
 pub(crate) fn t0_clock() -> gateway::clock::ManualClock {

@@ -27,6 +27,11 @@ async fn replay_through_any_store() {
 }
 
 #[tokio::test]
+async fn operator_changes() {
+    contract::operator_changes(AnyStore::Memory(store())).await;
+}
+
+#[tokio::test]
 async fn reused_key_is_refused() {
     contract::reused_key_is_refused(store()).await;
 }

@@ -40,6 +40,12 @@ async fn replay_through_any_store() {
 }
 
 #[tokio::test]
+async fn operator_changes() {
+    let r = redis_or_skip!();
+    contract::operator_changes(AnyStore::Redis(r.store())).await;
+}
+
+#[tokio::test]
 async fn reused_key_is_refused() {
     let r = redis_or_skip!();
     contract::reused_key_is_refused(at_t0(config(r.url.clone()))).await;

@@ -1,6 +1,9 @@
-//! The admin API: credit lines, thresholds and the peak-window policy.
+//! The admin API: credit lines, thresholds and the peak-window policy. Every write is
+//! recorded in the audit trail of operator changes ([`super::audit`]).
 
+use super::audit::Change;
 use super::{App, path_user_id, thresholds};
+use crate::api::auth::Operator;
 use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::json_response;
 use crate::api::wire::*;
@@ -11,14 +14,20 @@ use axum::response::Response;
 use bytes::Bytes;
 use risk_core::{PublishError, Thresholds};
 
-/// `PUT /admin/credit-lines/{user_id}`.
+/// `PUT /admin/credit-lines/{user_id}`. The state before (for the audit trail) is read just
+/// before the write: one more round trip, on an admin route.
 pub async fn put_credit_line(
     State(app): State<App>,
+    operator: Operator,
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let user = path_user_id(&uri)?;
     let state = parse_json::<CreditLineBody>(&body)?.validate()?;
+    let before_state = app
+        .timed(StoreOp::Load, None, app.store.load("", &user, None))
+        .await?
+        .user;
     let stored = app
         .timed(
             StoreOp::UpsertUser,
@@ -26,10 +35,22 @@ pub async fn put_credit_line(
             app.store.upsert_user(&user, state),
         )
         .await?;
-    Ok(json_response(&CreditLineState {
+    let before = before_state.as_ref().map(|state| CreditLineState {
+        user_id: &user,
+        state,
+    });
+    let after = CreditLineState {
         user_id: &user,
         state: &stored,
-    }))
+    };
+    let change = Change {
+        action: "credit_line.upsert",
+        route: "PUT /admin/credit-lines/{user_id}",
+        target: user.as_str(),
+    };
+    app.record_change(&operator, change, &before, &after)
+        .await?;
+    Ok(json_response(&after))
 }
 
 /// `GET /admin/thresholds`.
@@ -38,9 +59,34 @@ pub async fn get_thresholds(State(app): State<App>) -> Result<Response, ApiError
     Ok(json_response(th.document()))
 }
 
-/// `PUT /admin/thresholds`: validate, check the policy's profiles exist, publish.
-pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
-    let text = std::str::from_utf8(&body)
+/// `PUT /admin/thresholds`: validate, check the policy's profiles exist, publish, record.
+pub async fn put_thresholds(
+    State(app): State<App>,
+    operator: Operator,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let before = app.thresholds.load_full();
+    let th = parse_thresholds(&app, &body)?;
+    let published = publish_thresholds(&app, th).await?;
+    let change = Change {
+        action: "thresholds.publish",
+        route: "PUT /admin/thresholds",
+        target: "thresholds",
+    };
+    app.record_change(
+        &operator,
+        change,
+        &before.as_ref().map(|t| t.document()),
+        published.document(),
+    )
+    .await?;
+    Ok(json_response(published.document()))
+}
+
+/// A thresholds document from a request body, validated, with every profile the policy's
+/// windows use.
+pub(super) fn parse_thresholds(app: &App, body: &Bytes) -> Result<Thresholds, ApiError> {
+    let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::invalid(vec![FieldProblem::new("body", "not UTF-8")]))?;
     let th = Thresholds::from_json(text).map_err(|e| {
         ApiError::invalid(vec![FieldProblem::new(
@@ -55,6 +101,15 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
                 e.problem().to_owned(),
             )])
         })?;
+    Ok(th)
+}
+
+/// Publishes a validated thresholds document (on Redis, to every instance); answers the
+/// version in force after.
+pub(super) async fn publish_thresholds(
+    app: &App,
+    th: Thresholds,
+) -> Result<std::sync::Arc<Thresholds>, ApiError> {
     let version = th.version();
     if let crate::store::AnyStore::Redis(redis) = &app.store {
         // Redis first: the version every instance will apply. This instance applies it now
@@ -69,14 +124,14 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
         if app.thresholds.version() == version {
             // Our own notice was applied first.
             if let Some(current) = app.thresholds.load_full() {
-                return Ok(json_response(current.document()));
+                return Ok(current);
             }
         }
     }
     match app.thresholds.publish(th) {
         Ok(published) => {
             tracing::info!(version = published.version(), "thresholds published");
-            Ok(json_response(published.document()))
+            Ok(published)
         }
         Err(e @ PublishError::StaleVersion { .. }) => {
             // On Redis the store already accepted this version, so an equal version here
@@ -86,7 +141,7 @@ pub async fn put_thresholds(State(app): State<App>, body: Bytes) -> Result<Respo
                 && app.thresholds.version() == version
                 && let Some(current) = app.thresholds.load_full()
             {
-                return Ok(json_response(current.document()));
+                return Ok(current);
             }
             Err(ApiError::new(ErrorCode::StaleVersion).with_message(e.to_string()))
         }
@@ -98,13 +153,26 @@ pub async fn get_policy(State(app): State<App>) -> Response {
     json_response(&*app.policy.current())
 }
 
-/// `PUT /admin/policy/force`.
-pub async fn force_policy(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
+/// `PUT /admin/policy/force`. A forced window is this instance's (the policy is not in the
+/// store); the audit entry is in the store, as every other.
+pub async fn force_policy(
+    State(app): State<App>,
+    operator: Operator,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let ForceBody { window } = parse_json(&body)?;
+    let before = app.policy.current();
     let snapshot = app
         .policy
         .force(window.as_deref())
         .map_err(|e| ApiError::invalid(vec![FieldProblem::new("window", e.to_string())]))?;
     tracing::info!(window = %snapshot.window, forced = snapshot.forced, "policy forced");
+    let change = Change {
+        action: "policy.force",
+        route: "PUT /admin/policy/force",
+        target: "policy",
+    };
+    app.record_change(&operator, change, &*before, &*snapshot)
+        .await?;
     Ok(json_response(&*snapshot))
 }

@@ -109,6 +109,7 @@ pub async fn list_appeals(
 /// `POST /admin/appeals/{appeal_id}/resolve`.
 pub async fn resolve_appeal(
     State(app): State<App>,
+    operator: crate::api::auth::Operator,
     ApiPath(id): ApiPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -123,7 +124,22 @@ pub async fn resolve_appeal(
         )
         .await?
     {
-        AppealResolved::Resolved(a) => Ok(json_response(&a)),
+        AppealResolved::Resolved(a) => {
+            // Only an open appeal is resolved: before, it was this record, open, unresolved.
+            let before = AppealRecord {
+                status: AppealStatus::Open,
+                resolved_at: None,
+                resolution_note: None,
+                ..a.clone()
+            };
+            let change = super::audit::Change {
+                action: "appeal.resolve",
+                route: "POST /admin/appeals/{appeal_id}/resolve",
+                target: &a.appeal_id,
+            };
+            app.record_change(&operator, change, &before, &a).await?;
+            Ok(json_response(&a))
+        }
         AppealResolved::NotFound => Err(ApiError::new(ErrorCode::AppealNotFound)),
         AppealResolved::AlreadyResolved(_) => Err(ApiError::new(ErrorCode::AppealAlreadyResolved)),
     }

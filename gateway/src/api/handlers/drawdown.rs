@@ -243,8 +243,12 @@ async fn decide_drawdown(
         }
         // The engine's decision is dropped before the commit is awaited, so the drawdown's
         // future does not hold it across the await.
-        let (record, reserve) = {
+        let (record, reserve, verdict) = {
             let decision = evaluate(&th, &ctx, &seen.state, &request);
+            // The staged candidate, on the same inputs: counted once the decision commits.
+            let verdict = app
+                .shadow
+                .evaluate(&ctx, &seen.state, &request, decision.outcome);
             let record = decision_record(
                 &decision_id,
                 &req.user,
@@ -257,8 +261,9 @@ async fn decide_drawdown(
                 amount: decision.amount,
                 ceiling: decision.reserve_ceiling,
             });
-            (record, reserve)
+            (record, reserve, verdict)
         };
+        let grade = seen.state.grade;
         let commit = CommitRequest {
             caller: Arc::clone(caller),
             user: req.user.clone(),
@@ -278,6 +283,8 @@ async fn decide_drawdown(
         {
             CommitOutcome::Committed(stored) => {
                 app.record_decision(&stored);
+                app.shadow
+                    .record(verdict, &stored, grade, req, reason_record);
                 return Ok(decision_response(&stored));
             }
             CommitOutcome::Replayed(stored) => return Ok(replayed(stored)),
@@ -361,6 +368,8 @@ pub async fn credit_line(
         bureau,
     };
     let q = quote(&th, &ctx, &state);
+    app.shadow
+        .quote(&ctx, &state, user.as_str(), q.drawable_now);
     let zone = app.policy.compiled().zone();
     Ok(json_response(&CreditLineQuote {
         user_id: user.to_string(),

@@ -14,13 +14,19 @@ use std::time::{Duration, Instant};
 
 mod admin;
 mod appeals;
+mod audit;
 mod drawdown;
+mod limits;
 mod ops;
+mod shadow;
 
 pub use admin::*;
 pub use appeals::*;
+pub use audit::{AuditQuery, list_audit};
 pub use drawdown::*;
+pub use limits::*;
 pub use ops::*;
+pub use shadow::*;
 
 /// axum's `Path`, its rejection answered in the API's error shape (axum answers it as text).
 #[derive(Debug)]

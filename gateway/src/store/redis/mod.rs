@@ -14,6 +14,7 @@
 //! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
 //! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
 //! | `P:{sNNNN}:repl` | string | a marker written before an approval is replayed, so that `WAIT` covers it ([`durable`]); expires in a minute |
+//! | `P:{admin}:audit` | stream | one entry per operator change ([`audit`]); never trimmed by the gateway |
 //! | `P:{sNNNN}:a:<appeal_id>` | string | an appeal (JSON); kept |
 //! | `P:{sNNNN}:a-by:<appeal_id>` | string | the caller that filed the appeal (the decision's); kept |
 //! | `P:{sNNNN}:a-idx:<status>` | zset | the slot's appeal ids by status (and `all`), lexical = creation order |
@@ -101,6 +102,7 @@
 //! [`Store::ping`] (readiness) tries once more on a fresh connection after such a
 //! failure, so `/readyz` answers for Redis as it is, not for a connection it outlived.
 
+mod audit;
 mod coalesce;
 mod config;
 mod durable;

@@ -1,0 +1,139 @@
+//! Shadow candidates ([`crate::shadow`]): stage, report, promote, discard. Every write is
+//! recorded in the audit trail of operator changes.
+
+use super::admin::{parse_thresholds, publish_thresholds};
+use super::audit::Change;
+use super::{App, rfc3339, thresholds};
+use crate::api::auth::Operator;
+use crate::api::error::{ApiError, ErrorCode};
+use crate::api::json::json_response;
+use crate::shadow::Report;
+use axum::extract::State;
+use axum::response::Response;
+use bytes::Bytes;
+use risk_core::Thresholds;
+use serde::Serialize;
+
+const TARGET: &str = "shadow";
+
+fn no_candidate() -> ApiError {
+    ApiError::new(ErrorCode::NoShadowCandidate)
+}
+
+/// `PUT /admin/shadow`: stages a thresholds document as the candidate (validated as
+/// `PUT /admin/thresholds` validates one; its `version` is replaced at promotion). Replaces
+/// any staged candidate and its counts; answers the (empty) report.
+pub async fn stage_shadow(
+    State(app): State<App>,
+    operator: Operator,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let th = parse_thresholds(&app, &body)?;
+    let live = thresholds(&app)?;
+    let doc = th.document().clone();
+    let zone = app.policy.compiled().zone().clone();
+    let candidate = app
+        .shadow
+        .stage(th, operator.as_str(), rfc3339(app.clock.now(), &zone));
+    tracing::info!(
+        candidate = candidate.thresholds().version(),
+        "shadow candidate staged"
+    );
+    let change = Change {
+        action: "shadow.stage",
+        route: "PUT /admin/shadow",
+        target: TARGET,
+    };
+    // The difference: what the candidate changes against the live document.
+    app.record_change(&operator, change, live.document(), &doc)
+        .await?;
+    Ok(json_response(&candidate.report()))
+}
+
+/// `GET /admin/shadow`: the staged candidate's report.
+pub async fn shadow_report(State(app): State<App>) -> Result<Response, ApiError> {
+    let candidate = app.shadow.current().ok_or_else(no_candidate)?;
+    Ok(json_response(&candidate.report()))
+}
+
+/// `POST /admin/shadow/promote`'s answer.
+#[derive(Debug, Serialize)]
+struct Promoted<'a> {
+    /// The thresholds now in force (the candidate, with the next version).
+    thresholds: &'a risk_core::ThresholdsDocument,
+    /// The candidate's final report.
+    report: Report,
+}
+
+/// `POST /admin/shadow/promote`'s body: an empty object (a POST body is JSON).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {}
+
+/// `POST /admin/shadow/promote` with `{}`: the candidate becomes the live thresholds, as the
+/// version after the one in force (published as `PUT /admin/thresholds` publishes), and is no
+/// longer staged. The candidate stays staged if the publication fails.
+pub async fn promote_shadow(
+    State(app): State<App>,
+    operator: Operator,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let PromoteBody {} = crate::api::wire::parse_json(&body)?;
+    let candidate = app.shadow.current().ok_or_else(no_candidate)?;
+    let live = thresholds(&app)?;
+    let mut doc = candidate.thresholds().document().clone();
+    doc.version = live.version() + 1;
+    let th = Thresholds::compile(doc).map_err(|e| {
+        // The live version is at the largest allowed: no version follows it.
+        ApiError::new(ErrorCode::StaleVersion).with_message(e.to_string())
+    })?;
+    let published = publish_thresholds(&app, th).await?;
+    let report = candidate.report();
+    app.shadow.discard();
+    tracing::info!(version = published.version(), "shadow candidate promoted");
+    let change = Change {
+        action: "shadow.promote",
+        route: "POST /admin/shadow/promote",
+        target: "thresholds",
+    };
+    app.record_change(&operator, change, live.document(), published.document())
+        .await?;
+    Ok(json_response(&Promoted {
+        thresholds: published.document(),
+        report,
+    }))
+}
+
+/// What a discarded candidate was, for the audit trail.
+#[derive(Debug, Serialize)]
+struct Staged<'a> {
+    candidate_version: u64,
+    staged_by: &'a str,
+    staged_at: &'a str,
+}
+
+/// `DELETE /admin/shadow`: drops the candidate; answers its final report.
+pub async fn discard_shadow(
+    State(app): State<App>,
+    operator: Operator,
+) -> Result<Response, ApiError> {
+    let candidate = app.shadow.discard().ok_or_else(no_candidate)?;
+    let report = candidate.report();
+    tracing::info!(
+        candidate = report.candidate_version,
+        "shadow candidate discarded"
+    );
+    let change = Change {
+        action: "shadow.discard",
+        route: "DELETE /admin/shadow",
+        target: TARGET,
+    };
+    let before = Staged {
+        candidate_version: report.candidate_version,
+        staged_by: &report.staged_by,
+        staged_at: &report.staged_at,
+    };
+    app.record_change(&operator, change, &before, &serde_json::Value::Null)
+        .await?;
+    Ok(json_response(&report))
+}
