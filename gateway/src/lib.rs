@@ -21,6 +21,7 @@
 //! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).
 //! - [`pressure`]: how long connections wait for the CPU; the accept gate and stale drop.
 //! - [`embedded`]: start a gateway in-process (tests, the loadtest).
+//! - [`console`]: the operator console under `/console` (server-rendered pages).
 //!
 //! # Example
 //! ```no_run
@@ -37,6 +38,7 @@ pub mod api;
 pub mod bureau;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod embedded;
 pub mod metrics;
 pub mod overload;
@@ -87,6 +89,8 @@ pub struct Gateway {
     demo_users: Vec<DemoUser>,
     /// Connection-level overload actions (`server.overload.enabled`).
     overload: Option<overload::Overload>,
+    /// The operator console (its session table lives as long as the gateway).
+    console: console::Console,
 }
 
 impl Gateway {
@@ -214,8 +218,10 @@ impl Gateway {
             clock,
             appeal_due: jiff::SignedDuration::from_hours(24 * 15),
         };
+        let app = App(Arc::new(state));
         Ok(Gateway {
-            app: App(Arc::new(state)),
+            console: console::Console::new(app.clone()),
+            app,
             threshold_sync,
             demo_credentials,
             demo_users,
@@ -245,7 +251,12 @@ impl Gateway {
 
     /// The whole request path as a tower service (see [`api::GatewayService`]).
     pub fn service(&self) -> api::GatewayService {
-        api::GatewayService::new(self.app.clone())
+        api::GatewayService::with_routes(self.app.clone(), self.console.router())
+    }
+
+    /// The operator console.
+    pub fn console(&self) -> &console::Console {
+        &self.console
     }
 
     /// Starts the background tasks: the peak-window scheduler, the idempotency purge and,
