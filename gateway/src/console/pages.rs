@@ -333,7 +333,7 @@ fn yuan(fen: u64) -> String {
     let whole = (fen / 100).to_string();
     let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
     for (i, ch) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(ch);
@@ -767,8 +767,6 @@ struct ResolveForm {
     resolution: crate::store::Resolution,
     #[serde(default)]
     note: String,
-    #[allow(dead_code)] // checked by `form`
-    csrf: String,
 }
 
 /// `POST /console/appeals/{appeal_id}/resolve`: through the admin route's handler.
@@ -959,9 +957,7 @@ pub(super) async fn confirm_force(
         (t.by_calendar.to_owned(), t.confirm_calendar_effect, None)
     } else {
         match compiled.limits_of(&window) {
-            Some(l) if window != crate::policy::NORMAL => {
-                (window.clone(), t.confirm_effect, Some(Arc::clone(l)))
-            }
+            Some(l) => (window.clone(), t.confirm_effect, Some(Arc::clone(l))),
             _ => {
                 return ctx.refusal(&ApiError::new(ErrorCode::InvalidRequest), "/console/policy");
             }
