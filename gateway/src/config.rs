@@ -340,6 +340,11 @@ pub struct ConsoleConfig {
     pub session_max: Duration,
     /// Sessions held at most; a sign-in past it signs out the least recently used.
     pub max_sessions: u32,
+    /// Users whose recent decisions and 429/503 refusals this process keeps for the
+    /// customer page (`crate::trail`); the least recently seen go first. 0: none.
+    pub trail_users: u64,
+    /// Entries kept per user, newest.
+    pub trail_per_user: u32,
 }
 
 impl Default for ConsoleConfig {
@@ -350,6 +355,8 @@ impl Default for ConsoleConfig {
             session_idle: Duration::from_secs(30 * 60),
             session_max: Duration::from_secs(12 * 3600),
             max_sessions: 1024,
+            trail_users: 10_000,
+            trail_per_user: 20,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).
 //! - [`pressure`]: how long connections wait for the CPU; the accept gate and stale drop.
 //! - [`embedded`]: start a gateway in-process (tests, the loadtest).
+//! - [`trail`]: each user's recent decisions and 429/503 refusals (bounded, per process).
 //! - [`console`]: the operator console under `/console` (server-rendered pages).
 //!
 //! # Example
@@ -49,6 +50,7 @@ pub mod request;
 pub mod server;
 pub mod setting;
 pub mod store;
+pub mod trail;
 
 use api::{App, AppState, Auth};
 use clock::SharedClock;
@@ -204,6 +206,10 @@ impl Gateway {
             limits: limits.clone(),
         }
         .register(&mut registry);
+        let trail = trail::Trail::new(
+            config.console.trail_users,
+            usize::try_from(config.console.trail_per_user).unwrap_or(usize::MAX),
+        );
         let state = AppState {
             config,
             store,
@@ -217,6 +223,7 @@ impl Gateway {
             auth,
             clock,
             appeal_due: jiff::SignedDuration::from_hours(24 * 15),
+            trail,
         };
         let app = App(Arc::new(state));
         Ok(Gateway {

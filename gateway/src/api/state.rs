@@ -40,6 +40,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// How long an appeal may take (the `due_at` of a new appeal).
     pub appeal_due: jiff::SignedDuration,
+    /// Each user's recent decisions and 429/503 refusals (the console's customer page).
+    pub trail: crate::trail::Trail,
 }
 
 /// Shared handle to [`AppState`].
