@@ -86,6 +86,7 @@ impl Console {
                 get(pages::confirm_force).post(pages::force),
             )
             .route("/console/customers", get(pages::customers))
+            .route("/console/decisions/{decision_id}", get(pages::decision))
             .route("/console/thresholds", get(pages::thresholds))
             .route("/console/assets/console.css", get(assets::stylesheet))
             .route("/console/{*rest}", get(pages::not_found))

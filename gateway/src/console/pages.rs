@@ -11,6 +11,7 @@ use crate::api::handlers::{self, ApiPath};
 use crate::config::CookieSecure;
 use crate::request::Caller;
 use crate::store::{AppealRecord, AppealStatus, DecisionRecord, ReasonRecord, Store};
+use crate::trail::{TrailEntry, TrailKind};
 use askama::Template;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -762,6 +763,42 @@ pub(super) async fn appeal(
     ctx.page(StatusCode::OK, &page)
 }
 
+#[derive(Template)]
+#[template(path = "console/decision_page.html")]
+struct DecisionPage {
+    c: Chrome,
+    d: DecisionView,
+}
+
+/// `GET /console/decisions/{decision_id}`: a decision of any caller.
+pub(super) async fn decision(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = match signed_in(&console, &uri, &headers) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let t = ctx.t();
+    let app = &console.app;
+    match app.store.get_decision_any(&id).await {
+        Ok(Some(d)) => {
+            let page = DecisionPage {
+                c: ctx.chrome("customers", format!("{} {id}", t.decision)),
+                d: DecisionView::of(t, &d, app.bureau.is_some()),
+            };
+            ctx.page(StatusCode::OK, &page)
+        }
+        Ok(None) => ctx.refusal(
+            &ApiError::new(ErrorCode::DecisionNotFound),
+            "/console/customers",
+        ),
+        Err(e) => ctx.refusal(&ApiError::from(e), "/console/customers"),
+    }
+}
+
 #[derive(Deserialize)]
 struct ResolveForm {
     resolution: crate::store::Resolution,
@@ -1024,6 +1061,59 @@ struct QuoteView {
     constraints: Vec<ReasonView>,
 }
 
+struct TrailRow {
+    at: String,
+    answer: String,
+    class: &'static str,
+    decision: Option<String>,
+    detail: String,
+}
+
+impl TrailRow {
+    fn of(t: &Text, e: &TrailEntry, zone: &jiff::tz::TimeZone) -> TrailRow {
+        use risk_core::Outcome;
+        let at = when(&crate::clock::rfc3339(e.at, zone.to_offset(e.at)));
+        match &e.kind {
+            TrailKind::Decision {
+                decision_id,
+                outcome,
+                amount_fen,
+                reasons,
+                policy,
+            } => {
+                let (answer, class) = match outcome {
+                    Outcome::Approved => (t.outcome_approved, "outcome-approved"),
+                    Outcome::Rejected => (t.outcome_rejected, "outcome-rejected"),
+                    Outcome::Review => (t.outcome_review, "outcome-review"),
+                };
+                let mut detail = format!("{} · {policy}", yuan(*amount_fen));
+                for r in reasons {
+                    detail.push_str(" · ");
+                    detail.push_str(r.as_str());
+                }
+                TrailRow {
+                    at,
+                    answer: answer.to_owned(),
+                    class,
+                    decision: Some(decision_id.clone()),
+                    detail,
+                }
+            }
+            TrailKind::Refused {
+                route,
+                status,
+                code,
+            } => TrailRow {
+                at,
+                answer: format!("{} {status}", t.refused),
+                class: "outcome-review",
+                decision: None,
+                detail: format!("{code} · {route}"),
+            },
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/customers.html")]
 struct CustomersPage {
@@ -1031,6 +1121,8 @@ struct CustomersPage {
     user: String,
     quote: Option<QuoteView>,
     appeals: Vec<AppealRow>,
+    trail_on: bool,
+    trail: Vec<TrailRow>,
 }
 
 /// The credit-line quote, from the `GET /v1/credit-lines/{user_id}` handler itself.
@@ -1123,6 +1215,14 @@ pub(super) async fn customers(
     } else {
         StatusCode::OK
     };
+    let zone = console.app.policy.compiled().zone();
+    let trail = console
+        .app
+        .trail
+        .of(&user)
+        .iter()
+        .map(|e| TrailRow::of(t, e, zone))
+        .collect();
     ctx.page(
         status,
         &CustomersPage {
@@ -1130,6 +1230,8 @@ pub(super) async fn customers(
             user,
             quote,
             appeals,
+            trail_on: console.app.trail.is_on(),
+            trail,
         },
     )
 }

@@ -240,6 +240,20 @@ async fn an_operator_works_the_console_in_chromium() {
     let (_, overdue) = t.rejected_and_appealed("browser-1").await;
     t.clock.advance(Duration::from_secs(16 * 24 * 3600));
     let (decision, fresh) = t.rejected_and_appealed("browser-2").await;
+    // Something in u-demo-c's trail: an approval.
+    let approved: Value = t
+        .api
+        .post(t.url("/v1/drawdowns"))
+        .bearer_auth(KEY)
+        .header("Idempotency-Key", "browser-3")
+        .json(&json!({"user_id": "u-demo-c", "amount_fen": 100_000, "channel": "app"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(approved["outcome"], "approved", "{approved}");
 
     let d = driver(&chromedriver).await;
     let c = browser(&d, &chromium).await;
@@ -323,6 +337,7 @@ async fn an_operator_works_the_console_in_chromium() {
 
         // Force Double 11 and see the quote change.
         let before = drawable_now(&c, &base).await;
+        assert!(text_of(&c, "#trail").await.contains("Approved"));
         check_page(
             &c,
             &format!("{base}/console/customers?user=u-demo-c"),

@@ -267,3 +267,45 @@ async fn the_console_can_be_turned_off() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_customer_page_shows_recent_decisions_and_transient_refusals() {
+    let t = TestGateway::start().await;
+    let (decision, appeal) = t.rejected_and_appealed("trail-1").await;
+    // A 503 for the same user: the store is down, nothing is recorded in it.
+    let gateway::store::AnyStore::Memory(memory) = &t.gw.app.store else {
+        panic!("the test gateway runs on the memory store")
+    };
+    memory.faults().set_unavailable(true);
+    let refused = t
+        .api
+        .post(t.url("/v1/drawdowns"))
+        .bearer_auth(KEY)
+        .header("Idempotency-Key", "trail-2")
+        .json(&serde_json::json!({"user_id": "u-demo-e", "amount_fen": 10_000, "channel": "app"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    memory.faults().set_unavailable(false);
+
+    let mut b = Browser::new(t.gw.base_url());
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/console/customers?user=u-demo-e").await;
+    assert_eq!(status, StatusCode::OK);
+    let trail = &page[page.find("id=\"trail\"").expect("a trail table")..];
+    let refusal = trail
+        .find("DEPENDENCY_UNAVAILABLE · drawdown")
+        .expect("the 503");
+    let rejection = trail.find(&decision).expect("the decision");
+    assert!(refusal < rejection, "newest first");
+    assert!(trail.contains("Refused 503") && trail.contains("OVERDUE_BALANCE"));
+    assert!(page.contains(&appeal), "the user's appeals");
+
+    // The decision opens on its own page, whichever caller made it.
+    let (status, page, _) = b.get(&format!("/console/decisions/{decision}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("OVERDUE_BALANCE") && page.contains("存在逾期未还的款项。"));
+    let (status, _, _) = b.get("/console/decisions/dd_nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
