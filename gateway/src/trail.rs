@@ -2,11 +2,16 @@
 //! transient refusals (429/503) alike, for the console's customer page.
 //!
 //! A decision is also in the store, but the store keeps no index by user; a 429 or 503
-//! leaves no record anywhere else. The trail is bounded twice: at most `users` users (the
-//! least recently recorded go first, moka's eviction) and at most `per_user` entries each
-//! (the oldest go first). It lives in this process only: in a fleet each instance keeps what
+//! leaves no record anywhere else. The trail is bounded twice: at most `users` users (past it,
+//! the user first recorded longest ago goes) and at most `per_user` entries each (the oldest
+//! go first). It lives in this process only: in a fleet each instance keeps what
 //! it answered, and a restart forgets it. A request refused before the user it acts for was
 //! read (a shed at the edge, before its body) names no user and is not in any trail.
+//!
+//! Recording is on every drawdown's path, so it is a sharded map of `std` mutexes hashed
+//! with `foldhash` (as the memory store's), held for one lookup and one push: a general
+//! cache (moka) cost two and a half times as many instructions per drawdown for its recency
+//! bookkeeping (BENCHMARKS.md, "What each design choice was measured to give").
 //!
 //! # Layout
 //! - [`Trail`]: the bounded map of users to their recent entries.
@@ -15,8 +20,9 @@
 use crate::store::DecisionRecord;
 use jiff::Timestamp;
 use risk_core::{Outcome, ReasonCode};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// One answer to a user's request.
@@ -55,54 +61,86 @@ pub enum TrailKind {
     },
 }
 
-type Entries = Arc<Mutex<VecDeque<TrailEntry>>>;
+/// Shards of the map: a power of two, so a hash picks one with a mask.
+const SHARDS: usize = 64;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+#[derive(Default)]
+struct Shard {
+    users: Map<Arc<str>, VecDeque<TrailEntry>>,
+    /// The shard's users in the order they were first recorded: the eviction order.
+    order: VecDeque<Arc<str>>,
+}
 
 /// The per-user trail (see the module docs). Cheap to clone; off when built with 0 users.
 #[derive(Clone)]
 pub struct Trail {
-    users: Option<moka::sync::Cache<Arc<str>, Entries>>,
+    shards: Option<Arc<[Mutex<Shard>]>>,
+    hasher: foldhash::fast::RandomState,
+    users_per_shard: usize,
     per_user: usize,
 }
 
 impl fmt::Debug for Trail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Trail")
-            .field(
-                "users",
-                &self.users.as_ref().map(moka::sync::Cache::entry_count),
-            )
+            .field("on", &self.is_on())
+            .field("users_per_shard", &self.users_per_shard)
             .field("per_user", &self.per_user)
             .finish()
     }
 }
 
 impl Trail {
-    /// A trail of at most `users` users and `per_user` entries each (either 0: off).
+    /// A trail of at most `users` users (rounded up to a multiple of its shards) and
+    /// `per_user` entries each (either 0: off).
     pub fn new(users: u64, per_user: usize) -> Trail {
-        let users = (users > 0 && per_user > 0)
-            .then(|| moka::sync::Cache::builder().max_capacity(users).build());
-        Trail { users, per_user }
+        let users_per_shard = usize::try_from(users.div_ceil(SHARDS as u64)).unwrap_or(usize::MAX);
+        let shards = (users > 0 && per_user > 0)
+            .then(|| (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect());
+        Trail {
+            shards,
+            hasher: foldhash::fast::RandomState::default(),
+            users_per_shard,
+            per_user,
+        }
     }
 
     /// Whether entries are kept.
     pub fn is_on(&self) -> bool {
-        self.users.is_some()
+        self.shards.is_some()
+    }
+
+    fn shard(&self, user: &str) -> Option<std::sync::MutexGuard<'_, Shard>> {
+        let shards = self.shards.as_ref()?;
+        // The low bits of a 64-bit hash (`SHARDS` is a power of two): masked first, so the
+        // conversion cannot fail.
+        let i = usize::try_from(self.hasher.hash_one(user) & (SHARDS as u64 - 1)).unwrap_or(0);
+        // Every operation under the lock is one insert, remove or push: a panic there
+        // leaves a consistent shard.
+        Some(shards[i].lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn push(&self, user: &str, entry: TrailEntry) {
-        let Some(users) = &self.users else {
+        let Some(mut shard) = self.shard(user) else {
             return;
         };
-        let entries = match users.get(user) {
-            Some(e) => e,
-            None => users.get_with(Arc::from(user), Entries::default),
-        };
-        // Held for a push and a pop only; a panic there leaves a valid deque.
-        let mut q = entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if q.len() >= self.per_user {
-            q.pop_front();
+        if let Some(q) = shard.users.get_mut(user) {
+            if q.len() >= self.per_user {
+                q.pop_front();
+            }
+            q.push_back(entry);
+            return;
         }
-        q.push_back(entry);
+        if shard.users.len() >= self.users_per_shard
+            && let Some(first) = shard.order.pop_front()
+        {
+            shard.users.remove(&first);
+        }
+        let key: Arc<str> = Arc::from(user);
+        shard.order.push_back(Arc::clone(&key));
+        shard.users.insert(key, VecDeque::from([entry]));
     }
 
     /// Records a committed decision for its user.
@@ -149,11 +187,19 @@ impl Trail {
 
     /// The user's entries, newest first.
     pub fn of(&self, user: &str) -> Vec<TrailEntry> {
-        let Some(entries) = self.users.as_ref().and_then(|u| u.get(user)) else {
-            return Vec::new();
-        };
-        let q = entries.lock().unwrap_or_else(PoisonError::into_inner);
-        q.iter().rev().cloned().collect()
+        self.shard(user)
+            .and_then(|s| s.users.get(user).map(|q| q.iter().rev().cloned().collect()))
+            .unwrap_or_default()
+    }
+
+    /// Users held.
+    pub fn users(&self) -> usize {
+        self.shards.as_ref().map_or(0, |shards| {
+            shards
+                .iter()
+                .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).users.len())
+                .sum()
+        })
     }
 }
 
@@ -192,7 +238,7 @@ mod tests {
     #[test]
     fn the_number_of_users_is_bounded() {
         let trail = Trail::new(10, 2);
-        for i in 0..200 {
+        for i in 0..2000 {
             trail.refused(
                 &format!("u-{i}"),
                 "drawdown",
@@ -201,8 +247,8 @@ mod tests {
                 at(i),
             );
         }
-        let users = trail.users.as_ref().unwrap();
-        users.run_pending_tasks();
-        assert!(users.entry_count() <= 10, "{}", users.entry_count());
+        // 10 users round up to one per shard.
+        assert!(trail.users() <= 64, "{}", trail.users());
+        assert!(trail.users() > 0);
     }
 }
