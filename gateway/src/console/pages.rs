@@ -608,12 +608,13 @@ struct ReasonView {
 impl ReasonView {
     fn of(t: &Text, r: &ReasonRecord) -> ReasonView {
         let unit = r.unit.as_deref().unwrap_or("");
-        let fig = |v: u64| {
-            if unit == "fen" {
-                yuan(v)
-            } else {
-                format!("{v} {unit}")
-            }
+        // The wire's units in the page's language; a flag is 0 or 1 as it stands.
+        let fig = |v: u64| match unit {
+            "fen" => yuan(v),
+            "days" => format!("{v} {}", t.unit_days),
+            "count" => format!("{v} {}", t.unit_count),
+            "score" => format!("{v} {}", t.unit_score),
+            _ => v.to_string(),
         };
         let mut figures = Vec::new();
         if let Some(l) = r.limit {

@@ -302,7 +302,7 @@ async fn an_operator_works_the_console_in_chromium() {
         assert!(page.contains("OVERDUE_BALANCE"), "{page}");
         assert!(page.contains("An instalment is overdue."), "{page}");
         assert!(page.contains("存在逾期未还的款项。"), "{page}");
-        assert!(page.contains("45 days"), "the figures: {page}");
+        assert!(page.contains("actual 45 days"), "the figures: {page}");
         check_page(
             &c,
             &format!("{base}/console/appeals/{fresh}"),
