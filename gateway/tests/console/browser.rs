@@ -110,8 +110,9 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
-/// The window's width so that the page's viewport is `width` CSS pixels.
-async fn viewport(c: &Client, width: u32) {
+/// The window's width so that the page's viewport is `width` CSS pixels; answers the
+/// window's width.
+async fn viewport(c: &Client, width: u32) -> u32 {
     c.set_window_size(width, 900).await.unwrap();
     let inner = c
         .execute("return window.innerWidth;", vec![])
@@ -120,19 +121,20 @@ async fn viewport(c: &Client, width: u32) {
         .as_u64()
         .unwrap();
     let inner = u32::try_from(inner).unwrap();
-    if inner != width {
-        // Headful builds count the window's frame; make up the difference once.
-        c.set_window_size(width + (width - inner.min(width)), 900)
-            .await
-            .unwrap();
+    if inner == width {
+        return width;
     }
+    // Headful builds count the window's frame; make up the difference once.
+    let outer = width + (width - inner.min(width));
+    c.set_window_size(outer, 900).await.unwrap();
+    outer
 }
 
 /// Checks the page now shown at every width and in both languages, and screenshots it.
 async fn check_page(c: &Client, path: &str, name: &str, shots: &Path) {
     for lang in ["en", "zh"] {
         for width in WIDTHS {
-            viewport(c, width).await;
+            let outer = viewport(c, width).await;
             let sep = if path.contains('?') { '&' } else { '?' };
             c.goto(&format!("{path}{sep}lang={lang}")).await.unwrap();
             let r = c.execute(A11Y, vec![]).await.unwrap();
@@ -150,6 +152,22 @@ async fn check_page(c: &Client, path: &str, name: &str, shots: &Path) {
                 r["scrollWidth"].as_u64() <= r["clientWidth"].as_u64(),
                 "{name} ({lang}, {width} px) scrolls horizontally: {r}"
             );
+            // The whole page in the screenshot: the window as tall as the page and its frame
+            // (bounded).
+            let height = c
+                .execute(
+                    "return Math.max(0, window.outerHeight - window.innerHeight) + \
+                     Math.ceil(Math.max(document.body.scrollHeight, \
+                     document.documentElement.scrollHeight));",
+                    vec![],
+                )
+                .await
+                .unwrap()
+                .as_u64()
+                .unwrap();
+            c.set_window_size(outer, u32::try_from(height.min(4000)).unwrap())
+                .await
+                .unwrap();
             let png = c.screenshot().await.unwrap();
             std::fs::write(shots.join(format!("{name}-{width}-{lang}.png")), png).unwrap();
         }
