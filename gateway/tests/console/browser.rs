@@ -407,8 +407,16 @@ async fn an_operator_works_the_console_in_chromium() {
         text_when(&c, "[role=status]").await;
         assert_eq!(t.policy_json().await["window"], "normal");
     };
-    // The session is closed whatever happened, then any failure is raised.
-    let outcome = tokio::time::timeout(Duration::from_secs(120), journey).await;
+    // The session is closed (chromedriver then ends Chromium) whatever happened, a failed
+    // assertion too, then any failure is raised: killing chromedriver alone would leave
+    // Chromium running.
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+        tokio::time::timeout(Duration::from_secs(120), journey),
+    ))
+    .await;
     let _ = c.close().await;
-    outcome.expect("the browser journey finishes within 2 minutes");
+    match outcome {
+        Ok(finished) => finished.expect("the browser journey finishes within 2 minutes"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
