@@ -65,6 +65,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The external credit bureau (off unless `bureau.url` is set).
     pub bureau: BureauConfig,
+    /// The operator console under `/console`.
+    pub console: ConsoleConfig,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             policy: default_policy(),
             log: LogConfig::default(),
             bureau: BureauConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -403,6 +406,68 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[console]`: the operator console under `/console` (`crate::console`). Here rather than
+/// beside its code because the console depends on the API, which depends on this module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve the console (`false`: `/console` is 404 like any unknown path).
+    pub enabled: bool,
+    /// When the session cookie carries `Secure`.
+    pub cookie_secure: CookieSecure,
+    /// A session unused this long is signed out.
+    #[serde(rename = "session_idle_ms", with = "setting::millis")]
+    pub session_idle: Duration,
+    /// A session is signed out this long after sign-in, however used.
+    #[serde(rename = "session_max_ms", with = "setting::millis")]
+    pub session_max: Duration,
+    /// Sessions held at most; a sign-in past it signs out the least recently used.
+    pub max_sessions: u32,
+    /// Users whose recent decisions and 429/503 refusals this process keeps for the
+    /// customer page (`crate::trail`); the least recently seen go first. 0: none.
+    pub trail_users: u64,
+    /// Entries kept per user, newest.
+    pub trail_per_user: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            cookie_secure: CookieSecure::Auto,
+            session_idle: Duration::from_secs(30 * 60),
+            session_max: Duration::from_secs(12 * 3600),
+            max_sessions: 1024,
+            trail_users: 10_000,
+            trail_per_user: 20,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    /// Checks every field, naming the first one out of range.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        setting::at_least_one([
+            ("session_idle_ms", self.session_idle.as_nanos()),
+            ("session_max_ms", self.session_max.as_nanos()),
+            ("max_sessions", u128::from(self.max_sessions)),
+        ])
+    }
+}
+
+/// When the console's cookies carry `Secure` (sent only over HTTPS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieSecure {
+    /// When the request came over TLS: an `https` URI, or `X-Forwarded-Proto: https` from
+    /// a TLS-terminating proxy (the header can only add the flag, never remove it).
+    Auto,
+    /// Always (the console is only reached over HTTPS).
+    Always,
+    /// Never (plain HTTP on a trusted network, e.g. loopback).
+    Never,
+}
+
 /// Why a configuration was refused, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -606,6 +671,7 @@ impl Config {
             .map_err(|e| e.under("admission"))?;
         self.policy.validate()?;
         self.bureau.validate().map_err(|e| e.under("bureau"))?;
+        self.console.validate().map_err(|e| e.under("console"))?;
         Ok(())
     }
 

@@ -22,6 +22,8 @@
 //! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).
 //! - [`pressure`]: how long connections wait for the CPU; the accept gate and stale drop.
 //! - [`embedded`]: start a gateway in-process (tests, the loadtest).
+//! - [`trail`]: each user's recent decisions and 429/503 refusals (bounded, per process).
+//! - [`console`]: the operator console under `/console` (server-rendered pages).
 //!
 //! # Example
 //! ```no_run
@@ -38,6 +40,7 @@ pub mod api;
 pub mod bureau;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod embedded;
 pub mod metrics;
 pub mod overload;
@@ -49,6 +52,7 @@ pub mod server;
 pub mod setting;
 pub mod shadow;
 pub mod store;
+pub mod trail;
 
 use api::{App, AppState, Auth};
 use clock::SharedClock;
@@ -89,6 +93,8 @@ pub struct Gateway {
     demo_users: Vec<DemoUser>,
     /// Connection-level overload actions (`server.overload.enabled`).
     overload: Option<overload::Overload>,
+    /// The operator console (its session table lives as long as the gateway).
+    console: console::Console,
 }
 
 impl Gateway {
@@ -206,6 +212,10 @@ impl Gateway {
         }
         .register(&mut registry);
         let shadow = shadow::Shadow::register(&mut registry);
+        let trail = trail::Trail::new(
+            config.console.trail_users,
+            usize::try_from(config.console.trail_per_user).unwrap_or(usize::MAX),
+        );
         let state = AppState {
             config,
             store,
@@ -220,9 +230,12 @@ impl Gateway {
             clock,
             appeal_due: jiff::SignedDuration::from_hours(24 * 15),
             shadow,
+            trail,
         };
+        let app = App(Arc::new(state));
         Ok(Gateway {
-            app: App(Arc::new(state)),
+            console: console::Console::new(app.clone()),
+            app,
             threshold_sync,
             demo_credentials,
             demo_users,
@@ -252,7 +265,12 @@ impl Gateway {
 
     /// The whole request path as a tower service (see [`api::GatewayService`]).
     pub fn service(&self) -> api::GatewayService {
-        api::GatewayService::new(self.app.clone())
+        api::GatewayService::with_routes(self.app.clone(), self.console.router())
+    }
+
+    /// The operator console.
+    pub fn console(&self) -> &console::Console {
+        &self.console
     }
 
     /// Starts the background tasks: the peak-window scheduler, the idempotency purge and,

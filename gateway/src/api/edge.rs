@@ -61,7 +61,9 @@ where
     );
     async move {
         // Settled before `inner` is awaited, so neither the facts nor the refusal is held
-        // across that await (the future would keep room for them).
+        // across that await (the future would keep room for them). Only the user is kept,
+        // for the per-user trail of refusals, and only while the trail is on.
+        let mut user = None;
         let refused = match prepare(&app, class, started, &mut req).await {
             Ok(facts) => {
                 let span = tracing::Span::current();
@@ -73,6 +75,9 @@ where
                 }
                 // Only the limit layers and the `/v1/` handlers read them.
                 if class.is_limited() {
+                    if app.trail.is_on() {
+                        user.clone_from(&facts.user);
+                    }
                     req.extensions_mut().insert(facts);
                 }
                 None
@@ -113,6 +118,18 @@ where
                 })
                 .inc();
             tracing::debug!(status, code = code.as_str(), "refused");
+            // A transient refusal leaves no other record for the user (`crate::trail`).
+            if matches!(status, 429 | 503)
+                && let Some(user) = &user
+            {
+                app.trail.refused(
+                    user.as_str(),
+                    class.as_str(),
+                    status,
+                    code.as_str(),
+                    app.clock.now(),
+                );
+            }
         }
         res
     }

@@ -143,7 +143,8 @@ impl ErrorCode {
         }
     }
 
-    fn default_messages(self) -> (&'static str, &'static str) {
+    /// The code's default messages, in English and in Chinese.
+    pub fn default_messages(self) -> (&'static str, &'static str) {
         use ErrorCode::*;
         if let Some(reason) = self.reason() {
             let e = reason.entry();

@@ -27,13 +27,15 @@ macro_rules! routes {
             $( (stringify!($method), $path, &[$($status),*]) ),*
         ];
 
-        /// The router of every route, with the API's 404 and 405 answers.
-        pub(super) fn router(app: App) -> Router {
+        /// The router of every route and of `extra` (pages served beside the API, such as
+        /// the console), with the API's 404 and 405 answers.
+        pub(super) fn router(app: App, extra: Router) -> Router {
             Router::new()
                 $( .route($path, axum::routing::$method(handlers::$handler)) )*
+                .with_state(app)
+                .merge(extra)
                 .fallback(not_found)
                 .method_not_allowed_fallback(method_not_allowed)
-                .with_state(app)
         }
     };
 }

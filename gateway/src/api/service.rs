@@ -40,7 +40,13 @@ pub struct GatewayService {
 impl GatewayService {
     /// The service for `app`.
     pub fn new(app: App) -> Self {
-        let routes = routes::router(app.clone());
+        Self::with_routes(app, Router::new())
+    }
+
+    /// The service for `app`, serving `extra`'s routes too (unlimited, like the operations
+    /// routes: the edge classes a path outside `/v1/` and `/admin/` as one).
+    pub fn with_routes(app: App, extra: Router) -> Self {
+        let routes = routes::router(app.clone(), extra);
         let limited = ServiceBuilder::new()
             .layer(app.limits.layer())
             .layer(app.admission.layer())

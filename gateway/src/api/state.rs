@@ -42,6 +42,8 @@ pub struct AppState {
     pub appeal_due: jiff::SignedDuration,
     /// The shadow candidate staged on this instance.
     pub shadow: crate::shadow::Shadow,
+    /// Each user's recent decisions and 429/503 refusals (the console's customer page).
+    pub trail: crate::trail::Trail,
 }
 
 /// Shared handle to [`AppState`].

@@ -623,13 +623,18 @@ impl MemoryStore {
     }
 
     fn get_decision_now(&self, caller: &str, decision_id: &str) -> Option<DecisionRecord> {
+        self.decision_of(Some(caller), decision_id)
+    }
+
+    /// The decision `decision_id`, if `caller` committed it (`None`: whoever did).
+    fn decision_of(&self, caller: Option<&str>, decision_id: &str) -> Option<DecisionRecord> {
         let slot = id_slot(decision_id)?;
         let shard = self.shard(slot);
         let key = decision_key(decision_id)?;
         shard
             .decisions
             .get(&key)
-            .filter(|d| *d.caller == *caller)
+            .filter(|d| caller.is_none_or(|c| *d.caller == *c))
             .map(|d| d.record(key))
     }
 
@@ -689,12 +694,18 @@ impl MemoryStore {
     }
 
     fn get_appeal_now(&self, caller: &str, appeal_id: &str) -> Option<AppealRecord> {
+        self.appeal_of(Some(caller), appeal_id)
+    }
+
+    /// The appeal `appeal_id`, if `caller` filed it (`None`: whoever did).
+    fn appeal_of(&self, caller: Option<&str>, appeal_id: &str) -> Option<AppealRecord> {
         let appeals = lock(&self.inner.appeals);
         let seq = appeals.by_id.get(appeal_id)?;
-        if appeals
-            .owners
-            .get(seq)
-            .is_none_or(|owner| **owner != *caller)
+        if let Some(caller) = caller
+            && appeals
+                .owners
+                .get(seq)
+                .is_none_or(|owner| **owner != *caller)
         {
             return None;
         }
@@ -911,6 +922,13 @@ impl Store for MemoryStore {
         self.run(move |s| Ok(s.get_decision_now(caller, decision_id)))
     }
 
+    fn get_decision_any(
+        &self,
+        decision_id: &str,
+    ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send {
+        self.run(move |s| Ok(s.decision_of(None, decision_id)))
+    }
+
     fn create_appeal(
         &self,
         caller: &str,
@@ -925,6 +943,13 @@ impl Store for MemoryStore {
         appeal_id: &str,
     ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send {
         self.run(move |s| Ok(s.get_appeal_now(caller, appeal_id)))
+    }
+
+    fn get_appeal_any(
+        &self,
+        appeal_id: &str,
+    ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send {
+        self.run(move |s| Ok(s.appeal_of(None, appeal_id)))
     }
 
     fn list_appeals(

@@ -304,6 +304,13 @@ pub trait Store: Send + Sync + 'static {
         decision_id: &str,
     ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send;
 
+    /// A stored decision by id, whichever caller committed it: for operators (the console
+    /// opens the decision an appeal contests), never for a caller.
+    fn get_decision_any(
+        &self,
+        decision_id: &str,
+    ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send;
+
     /// Atomically checks that the decision exists, was committed by `caller`, is the
     /// appeal's user's, is appealable and has no appeal yet, then stores the appeal as
     /// `caller`'s. `appeal.appeal_id` comes from [`new_appeal_id`] for the user; its status
@@ -318,6 +325,13 @@ pub trait Store: Send + Sync + 'static {
     fn get_appeal(
         &self,
         caller: &str,
+        appeal_id: &str,
+    ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send;
+
+    /// An appeal by id, whichever caller filed it: for operators (the console), never for a
+    /// caller.
+    fn get_appeal_any(
+        &self,
         appeal_id: &str,
     ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send;
 
@@ -425,6 +439,13 @@ impl Store for AnyStore {
         dispatch!(self.get_decision(caller, decision_id))
     }
 
+    fn get_decision_any(
+        &self,
+        decision_id: &str,
+    ) -> impl Future<Output = Result<Option<DecisionRecord>>> + Send {
+        dispatch!(self.get_decision_any(decision_id))
+    }
+
     fn create_appeal(
         &self,
         caller: &str,
@@ -439,6 +460,13 @@ impl Store for AnyStore {
         appeal_id: &str,
     ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send {
         dispatch!(self.get_appeal(caller, appeal_id))
+    }
+
+    fn get_appeal_any(
+        &self,
+        appeal_id: &str,
+    ) -> impl Future<Output = Result<Option<AppealRecord>>> + Send {
+        dispatch!(self.get_appeal_any(appeal_id))
     }
 
     fn list_appeals(

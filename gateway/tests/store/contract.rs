@@ -806,6 +806,12 @@ pub(crate) async fn decisions_and_appeals_belong_to_their_caller<S: Store>(store
             .unwrap(),
         None
     );
+    // Operators read it whoever committed it; an unknown or malformed id is still none.
+    assert_eq!(
+        store.get_decision_any(&d.decision_id).await.unwrap(),
+        Some(d.clone())
+    );
+    assert_eq!(store.get_decision_any("dd_not-an-id").await.unwrap(), None);
     // Caller B may not appeal A's decision, even naming the right user.
     let theirs = appeal(&u, &d.decision_id, at(1));
     assert_eq!(
@@ -824,6 +830,11 @@ pub(crate) async fn decisions_and_appeals_belong_to_their_caller<S: Store>(store
             .await
             .unwrap(),
         AppealCreated::DecisionNotFound
+    );
+    assert_eq!(
+        store.get_appeal_any(&a.appeal_id).await.unwrap(),
+        Some(a.clone()),
+        "operators read every caller's appeals"
     );
     assert_eq!(
         store.get_appeal("caller-a", &a.appeal_id).await.unwrap(),

@@ -107,6 +107,7 @@ impl App {
     }
 
     fn record_decision(&self, d: &DecisionRecord) {
+        self.trail.decision(d, self.clock.now());
         let m = &self.metrics;
         m.record_outcome(d.outcome);
         for r in &d.reasons {

@@ -1107,9 +1107,10 @@ impl RedisStore {
         })
     }
 
+    /// The decision `decision_id`, if `caller` committed it (`None`: whoever did).
     async fn get_decision_inner(
         &self,
-        caller: &str,
+        caller: Option<&str>,
         decision_id: &str,
     ) -> Result<Option<DecisionRecord>> {
         let Some(slot) = id_slot(decision_id).filter(|_| decision_id.starts_with(DECISION_PREFIX))
@@ -1129,7 +1130,9 @@ impl RedisStore {
             })
             .await?;
         match (json, available, owner) {
-            (Some(j), Some(a), Some(o)) if o == caller => decision_from(&j, &a).map(Some),
+            (Some(j), Some(a), Some(o)) if caller.is_none_or(|c| o == c) => {
+                decision_from(&j, &a).map(Some)
+            }
             _ => Ok(None),
         }
     }
@@ -1193,9 +1196,10 @@ impl RedisStore {
         Some((slot, format!("{}a:{appeal_id}", self.tag(slot))))
     }
 
+    /// The appeal `appeal_id`, if `caller` filed it (`None`: whoever did).
     async fn get_appeal_inner(
         &self,
-        caller: &str,
+        caller: Option<&str>,
         appeal_id: &str,
     ) -> Result<Option<AppealRecord>> {
         let Some((slot, key)) = self.appeal_key(appeal_id) else {
@@ -1212,7 +1216,9 @@ impl RedisStore {
             })
             .await?;
         match (json, owner) {
-            (Some(json), Some(owner)) if owner == caller => parse_appeal(&json).map(Some),
+            (Some(json), Some(owner)) if caller.is_none_or(|c| owner == c) => {
+                parse_appeal(&json).map(Some)
+            }
             _ => Ok(None),
         }
     }
@@ -1448,7 +1454,11 @@ impl Store for RedisStore {
         caller: &str,
         decision_id: &str,
     ) -> Result<Option<DecisionRecord>> {
-        self.get_decision_inner(caller, decision_id).await
+        self.get_decision_inner(Some(caller), decision_id).await
+    }
+
+    async fn get_decision_any(&self, decision_id: &str) -> Result<Option<DecisionRecord>> {
+        self.get_decision_inner(None, decision_id).await
     }
 
     async fn create_appeal(&self, caller: &str, appeal: AppealRecord) -> Result<AppealCreated> {
@@ -1456,7 +1466,11 @@ impl Store for RedisStore {
     }
 
     async fn get_appeal(&self, caller: &str, appeal_id: &str) -> Result<Option<AppealRecord>> {
-        self.get_appeal_inner(caller, appeal_id).await
+        self.get_appeal_inner(Some(caller), appeal_id).await
+    }
+
+    async fn get_appeal_any(&self, appeal_id: &str) -> Result<Option<AppealRecord>> {
+        self.get_appeal_inner(None, appeal_id).await
     }
 
     async fn list_appeals(

@@ -1,0 +1,1342 @@
+//! The console's pages: one handler per page or form, each rendering an askama template
+//! (`gateway/templates/console/`). Reads go to the store and the policy as the admin routes'
+//! handlers do; writes call the admin handlers themselves, so a write from the console is
+//! the same write, validated and counted the same way, as one through `/admin/*`.
+
+use super::i18n::{LANG_COOKIE, Lang, Text};
+use super::session::{Session, random_token};
+use super::{Console, cookie};
+use crate::api::auth::Operator;
+use crate::api::error::{ApiError, ErrorCode};
+use crate::api::handlers::{self, ApiPath};
+use crate::config::CookieSecure;
+use crate::request::Caller;
+use crate::store::{AppealRecord, AppealStatus, DecisionRecord, ReasonRecord, Store};
+use crate::trail::{TrailEntry, TrailKind};
+use askama::Template;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use jiff::Timestamp;
+use risk_core::ReasonCode;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The session cookie.
+pub(super) const SESSION_COOKIE: &str = "lg_console";
+/// The sign-in form's CSRF cookie (there is no session yet to hold its token).
+const PRE_COOKIE: &str = "lg_console_pre";
+/// The largest form body read.
+const FORM_LIMIT: usize = 16 * 1024;
+/// Appeals listed at most (the admin route's own maximum).
+const APPEALS_LISTED: usize = 1_000;
+
+// ---------------------------------------------------------------------------------------
+// What every page shares.
+
+/// The frame of every page (`base.html`).
+pub(super) struct Chrome {
+    t: &'static Text,
+    lang: &'static str,
+    html_lang: &'static str,
+    title: String,
+    section: &'static str,
+    signed_in: bool,
+    operator: String,
+    csrf: String,
+    lang_en: String,
+    lang_zh: String,
+    notice: Option<&'static str>,
+    error: Option<String>,
+}
+
+/// A request as a page sees it: language, session, and the cookies to set.
+pub(super) struct Ctx {
+    lang: Lang,
+    /// `?lang=` was given: remember it.
+    set_lang: bool,
+    session: Option<Session>,
+    path: String,
+    query: Vec<(String, String)>,
+    secure: bool,
+    cookies: Vec<String>,
+}
+
+impl Ctx {
+    pub(super) fn of(console: &Console, uri: &Uri, headers: &HeaderMap) -> Ctx {
+        let query: Vec<(String, String)> = uri
+            .query()
+            .and_then(|q| serde_urlencoded::from_str(q).ok())
+            .unwrap_or_default();
+        let asked = query
+            .iter()
+            .find(|(k, _)| k == "lang")
+            .map(|(_, v)| v.as_str());
+        let lang = Lang::negotiate(asked, cookie(headers, LANG_COOKIE), headers);
+        let session = cookie(headers, SESSION_COOKIE).and_then(|id| console.sessions.get(id));
+        let forwarded_tls = headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+        let secure = match console.app.config.console.cookie_secure {
+            CookieSecure::Always => true,
+            CookieSecure::Never => false,
+            CookieSecure::Auto => uri.scheme_str() == Some("https") || forwarded_tls,
+        };
+        Ctx {
+            set_lang: asked.and_then(Lang::parse).is_some(),
+            lang,
+            session,
+            path: uri.path().to_owned(),
+            query,
+            secure,
+            cookies: Vec::new(),
+        }
+    }
+
+    fn t(&self) -> &'static Text {
+        self.lang.text()
+    }
+
+    fn q(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// This page in language `l`: the same path and query, `lang` replaced.
+    fn href_in(&self, l: Lang) -> String {
+        let mut q: Vec<(&str, &str)> = self
+            .query
+            .iter()
+            .filter(|(k, _)| k != "lang")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        q.push(("lang", l.code()));
+        let encoded = serde_urlencoded::to_string(&q).unwrap_or_default();
+        format!("{}?{encoded}", self.path)
+    }
+
+    fn chrome(&self, section: &'static str, title: impl Into<String>) -> Chrome {
+        Chrome {
+            t: self.t(),
+            lang: self.lang.code(),
+            html_lang: self.lang.html(),
+            title: title.into(),
+            section,
+            signed_in: self.session.is_some(),
+            operator: self
+                .session
+                .as_ref()
+                .map(|s| s.operator.to_string())
+                .unwrap_or_default(),
+            csrf: self
+                .session
+                .as_ref()
+                .map(|s| s.csrf.clone())
+                .unwrap_or_default(),
+            lang_en: self.href_in(Lang::En),
+            lang_zh: self.href_in(Lang::Zh),
+            notice: None,
+            error: None,
+        }
+    }
+
+    /// A `Set-Cookie` value for the console's path, HttpOnly and SameSite=Strict.
+    fn cookie(&self, name: &str, value: &str, max_age_s: u64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!(
+            "{name}={value}; Path=/console; Max-Age={max_age_s}; HttpOnly; SameSite=Strict{secure}"
+        )
+    }
+
+    /// Answers `body` with `status`, the console's security headers and the cookies due.
+    fn respond(mut self, status: StatusCode, body: Response) -> Response {
+        if self.set_lang {
+            let c = self.cookie(LANG_COOKIE, self.lang.code(), 365 * 24 * 3600);
+            self.cookies.push(c);
+        }
+        let mut res = body;
+        *res.status_mut() = status;
+        let h = res.headers_mut();
+        for c in &self.cookies {
+            if let Ok(v) = HeaderValue::from_str(c) {
+                h.append(header::SET_COOKIE, v);
+            }
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                 frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        res
+    }
+
+    fn page(self, status: StatusCode, page: &impl Template) -> Response {
+        let body = match page.render() {
+            Ok(html) => (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                )],
+                html,
+            )
+                .into_response(),
+            Err(e) => {
+                // A template that cannot render is a bug: a 500, with the cause in the log.
+                tracing::error!(cause = %e, "console template failed to render");
+                return ApiError::new(ErrorCode::Internal).into_response();
+            }
+        };
+        self.respond(status, body)
+    }
+
+    fn redirect(self, to: &str) -> Response {
+        let mut res = StatusCode::SEE_OTHER.into_response();
+        if let Ok(v) = HeaderValue::from_str(to) {
+            res.headers_mut().insert(header::LOCATION, v);
+        }
+        self.respond(StatusCode::SEE_OTHER, res)
+    }
+
+    /// A short page saying what happened (a refusal, a missing record), with a way back.
+    /// The refusal's code goes with the response for the gateway's refusal metrics.
+    fn message(
+        self,
+        status: StatusCode,
+        code: Option<ErrorCode>,
+        text: impl Into<String>,
+        back: &str,
+    ) -> Response {
+        let text = text.into();
+        let page = MessagePage {
+            c: self.chrome("", text),
+            back: back.to_owned(),
+        };
+        let mut res = self.page(status, &page);
+        if let Some(code) = code {
+            res.extensions_mut().insert(code);
+        }
+        res
+    }
+
+    /// The page of a store or handler refusal, in the page's language.
+    fn refusal(self, e: &ApiError, back: &str) -> Response {
+        let code = e.code();
+        let (en, zh) = code.default_messages();
+        let text = match self.lang {
+            Lang::En => format!("{en} ({})", code.as_str()),
+            Lang::Zh => format!("{zh}（{}）", code.as_str()),
+        };
+        self.message(code.status(), Some(code), text, back)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/message.html")]
+struct MessagePage {
+    c: Chrome,
+    back: String,
+}
+
+/// A signed-in page's context, or the redirect to sign in.
+#[allow(clippy::result_large_err)] // a Response, answered at once
+fn signed_in(console: &Console, uri: &Uri, headers: &HeaderMap) -> Result<Ctx, Response> {
+    let ctx = Ctx::of(console, uri, headers);
+    if ctx.session.is_some() {
+        Ok(ctx)
+    } else {
+        Err(ctx.redirect("/console/sign-in"))
+    }
+}
+
+/// Reads a form (bounded in size and time) and checks its `csrf` field against the
+/// session (or, for the sign-in form, against its cookie): a write without the right token
+/// changes nothing and is answered 403.
+async fn form<T: serde::de::DeserializeOwned>(
+    console: &Console,
+    req: Request,
+    pre_session: bool,
+) -> Result<(Ctx, T), Response> {
+    let (parts, body) = req.into_parts();
+    let ctx = Ctx::of(console, &parts.uri, &parts.headers);
+    if !pre_session && ctx.session.is_none() {
+        let t = ctx.t();
+        return Err(ctx.message(
+            StatusCode::UNAUTHORIZED,
+            Some(ErrorCode::Unauthenticated),
+            t.session_ended,
+            "/console/sign-in",
+        ));
+    }
+    let read = tokio::time::timeout(
+        console.app.config.server.body_read_timeout,
+        axum::body::to_bytes(body, FORM_LIMIT),
+    )
+    .await;
+    let bytes: Bytes = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return Err(ApiError::new(ErrorCode::BodyTooLarge).into_response());
+        }
+        Err(_) => return Err(ApiError::new(ErrorCode::RequestTimeout).into_response()),
+    };
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+    let sent = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let expected = if pre_session {
+        cookie(&parts.headers, PRE_COOKIE).map(|c| Session {
+            operator: Arc::from(""),
+            csrf: c.to_owned(),
+        })
+    } else {
+        ctx.session.clone()
+    };
+    if !expected.is_some_and(|s| !sent.is_empty() && s.csrf_matches(sent)) {
+        let t = ctx.t();
+        return Err(ctx.message(
+            StatusCode::FORBIDDEN,
+            Some(ErrorCode::Forbidden),
+            t.refused_csrf,
+            "/console",
+        ));
+    }
+    match serde_urlencoded::from_bytes::<T>(&bytes) {
+        Ok(v) => Ok((ctx, v)),
+        Err(e) => {
+            let text = format!("{}: {e}", ErrorCode::InvalidRequest.as_str());
+            Err(ctx.message(
+                StatusCode::BAD_REQUEST,
+                Some(ErrorCode::InvalidRequest),
+                text,
+                "/console",
+            ))
+        }
+    }
+}
+
+fn yuan(fen: u64) -> String {
+    let whole = (fen / 100).to_string();
+    let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("¥{grouped}.{:02}", fen % 100)
+}
+
+/// An API timestamp (RFC 3339 with offset) for people: date and time, with the offset.
+fn when(ts: &str) -> String {
+    ts.replacen('T', " ", 1)
+}
+
+fn is_overdue(a: &AppealRecord, now: Timestamp) -> bool {
+    a.status == AppealStatus::Open && a.due_at.parse::<Timestamp>().is_ok_and(|due| due < now)
+}
+
+fn status_text(t: &Text, s: AppealStatus) -> &'static str {
+    match s {
+        AppealStatus::Open => t.status_open,
+        AppealStatus::Upheld => t.status_upheld,
+        AppealStatus::Overturned => t.status_overturned,
+    }
+}
+
+fn status_class(s: AppealStatus) -> &'static str {
+    match s {
+        AppealStatus::Open => "open",
+        AppealStatus::Upheld => "upheld",
+        AppealStatus::Overturned => "overturned",
+    }
+}
+
+fn query_value(v: &str) -> String {
+    serde_urlencoded::to_string([("", v)])
+        .map(|s| s.trim_start_matches('=').to_owned())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// Sign-in and sign-out.
+
+#[derive(Template)]
+#[template(path = "console/sign_in.html")]
+struct SignInPage {
+    c: Chrome,
+}
+
+/// `GET /console/sign-in`.
+pub(super) async fn sign_in_page(
+    State(console): State<Console>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = Ctx::of(&console, &uri, &headers);
+    if ctx.session.is_some() {
+        return ctx.redirect("/console/appeals");
+    }
+    sign_in_form(ctx, StatusCode::OK, None)
+}
+
+fn sign_in_form(mut ctx: Ctx, status: StatusCode, error: Option<&str>) -> Response {
+    let pre = random_token();
+    let c = ctx.cookie(PRE_COOKIE, &pre, 3600);
+    ctx.cookies.push(c);
+    let mut chrome = ctx.chrome("", ctx.t().sign_in_title);
+    // Signed out: the form's token is the pre-session cookie's.
+    chrome.csrf = pre;
+    chrome.error = error.map(str::to_owned);
+    ctx.page(status, &SignInPage { c: chrome })
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    #[serde(default)]
+    token: String,
+}
+
+/// `POST /console/sign-in`: the admin token opens a session; a caller key is refused.
+pub(super) async fn sign_in(State(console): State<Console>, req: Request) -> Response {
+    let (mut ctx, f) = match form::<SignInForm>(&console, req, true).await {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    match console.app.auth.console_operator(&f.token) {
+        Ok(operator) => {
+            tracing::info!(operator = %operator, "console sign-in");
+            let id = console.sessions.start(operator);
+            let max = console.app.config.console.session_max.as_secs();
+            let c = ctx.cookie(SESSION_COOKIE, &id, max);
+            ctx.cookies.push(c);
+            let c = ctx.cookie(PRE_COOKIE, "", 0);
+            ctx.cookies.push(c);
+            ctx.redirect("/console/appeals")
+        }
+        Err(e) => {
+            let t = ctx.t();
+            let (status, text) = if e.code() == ErrorCode::Forbidden {
+                (StatusCode::FORBIDDEN, t.refused_caller_key)
+            } else {
+                (StatusCode::UNAUTHORIZED, t.refused_unknown_token)
+            };
+            tracing::info!(code = e.code().as_str(), "console sign-in refused");
+            let mut res = sign_in_form(ctx, status, Some(text));
+            res.extensions_mut().insert(e.code());
+            res
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Empty {}
+
+/// `POST /console/sign-out`.
+pub(super) async fn sign_out(State(console): State<Console>, req: Request) -> Response {
+    let id = cookie(req.headers(), SESSION_COOKIE).map(str::to_owned);
+    let (mut ctx, _) = match form::<Empty>(&console, req, false).await {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    if let Some(id) = id {
+        console.sessions.end(&id);
+    }
+    let c = ctx.cookie(SESSION_COOKIE, "", 0);
+    ctx.cookies.push(c);
+    ctx.redirect("/console/sign-in")
+}
+
+/// `GET /console`.
+pub(super) async fn home(State(console): State<Console>, uri: Uri, headers: HeaderMap) -> Response {
+    match signed_in(&console, &uri, &headers) {
+        Ok(ctx) => ctx.redirect("/console/appeals"),
+        Err(res) => res,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Appeals.
+
+struct AppealRow {
+    id: String,
+    user: String,
+    user_q: String,
+    created: String,
+    due: String,
+    due_at: String,
+    overdue: bool,
+    status: &'static str,
+    status_class: &'static str,
+}
+
+impl AppealRow {
+    fn of(t: &Text, a: &AppealRecord, now: Timestamp) -> AppealRow {
+        AppealRow {
+            id: a.appeal_id.clone(),
+            user: a.user_id.clone(),
+            user_q: query_value(&a.user_id),
+            created: when(&a.created_at),
+            due: when(&a.due_at),
+            due_at: a.due_at.clone(),
+            overdue: is_overdue(a, now),
+            status: status_text(t, a.status),
+            status_class: status_class(a.status),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/appeals.html")]
+struct AppealsPage {
+    c: Chrome,
+    filters: Vec<(&'static str, &'static str)>,
+    filter: String,
+    filter_label: &'static str,
+    sort_desc: bool,
+    open_count: usize,
+    overdue_count: usize,
+    rows: Vec<AppealRow>,
+}
+
+/// `GET /console/appeals?status=open|overdue|resolved|all&sort=due|-due`.
+pub(super) async fn appeals(
+    State(console): State<Console>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = match signed_in(&console, &uri, &headers) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let t = ctx.t();
+    let filter = match ctx.q("status") {
+        Some(f @ ("open" | "overdue" | "resolved" | "all")) => f.to_owned(),
+        _ => "open".to_owned(),
+    };
+    let sort_desc = ctx.q("sort") == Some("-due");
+    let app = &console.app;
+    let now = app.clock.now();
+    let (open, all) = match filter.as_str() {
+        "open" | "overdue" => (
+            app.store
+                .list_appeals(Some(AppealStatus::Open), APPEALS_LISTED)
+                .await,
+            None,
+        ),
+        _ => (
+            app.store
+                .list_appeals(Some(AppealStatus::Open), APPEALS_LISTED)
+                .await,
+            Some(app.store.list_appeals(None, APPEALS_LISTED).await),
+        ),
+    };
+    let open = match open {
+        Ok(v) => v,
+        Err(e) => return ctx.refusal(&ApiError::from(e), "/console/appeals"),
+    };
+    let listed = match all {
+        None => open.clone(),
+        Some(Ok(v)) => v,
+        Some(Err(e)) => return ctx.refusal(&ApiError::from(e), "/console/appeals"),
+    };
+    let overdue_count = open.iter().filter(|a| is_overdue(a, now)).count();
+    let mut rows: Vec<AppealRow> = listed
+        .iter()
+        .filter(|a| match filter.as_str() {
+            "overdue" => is_overdue(a, now),
+            "resolved" => a.status != AppealStatus::Open,
+            _ => true,
+        })
+        .map(|a| AppealRow::of(t, a, now))
+        .collect();
+    // RFC 3339 in one zone sorts as text; parse to compare instants across offsets.
+    rows.sort_by_key(|r| r.due_at.parse::<Timestamp>().ok());
+    if sort_desc {
+        rows.reverse();
+    }
+    let filters = vec![
+        ("open", t.filter_open),
+        ("overdue", t.filter_overdue),
+        ("resolved", t.filter_resolved),
+        ("all", t.filter_all),
+    ];
+    let filter_label = filters
+        .iter()
+        .find(|(v, _)| *v == filter)
+        .map_or(t.filter_open, |(_, l)| l);
+    let page = AppealsPage {
+        c: ctx.chrome("appeals", t.appeals_title),
+        filters,
+        filter,
+        filter_label,
+        sort_desc,
+        open_count: open.len(),
+        overdue_count,
+        rows,
+    };
+    ctx.page(StatusCode::OK, &page)
+}
+
+struct ReasonView {
+    code: &'static str,
+    appealable: bool,
+    message: String,
+    message_zh: String,
+    guidance: String,
+    guidance_zh: String,
+    figures: String,
+    suggested: Option<String>,
+    retry_at: Option<String>,
+}
+
+impl ReasonView {
+    fn of(t: &Text, r: &ReasonRecord) -> ReasonView {
+        let unit = r.unit.as_deref().unwrap_or("");
+        // The wire's units in the page's language; a flag is 0 or 1 as it stands.
+        let fig = |v: u64| match unit {
+            "fen" => yuan(v),
+            "days" => format!("{v} {}", t.unit_days),
+            "count" => format!("{v} {}", t.unit_count),
+            "score" => format!("{v} {}", t.unit_score),
+            _ => v.to_string(),
+        };
+        let mut figures = Vec::new();
+        if let Some(l) = r.limit {
+            figures.push(format!("{} {}", t.limit, fig(l)));
+        }
+        if let Some(a) = r.actual {
+            figures.push(format!("{} {}", t.actual, fig(a)));
+        }
+        ReasonView {
+            code: r.code.as_str(),
+            appealable: r.appealable,
+            message: r.message.clone(),
+            message_zh: r.message_zh.clone(),
+            guidance: r.guidance.clone(),
+            guidance_zh: r.guidance_zh.clone(),
+            figures: figures.join(" · "),
+            suggested: r.suggested_amount_fen.map(yuan),
+            retry_at: r.retry_at.as_deref().map(when),
+        }
+    }
+}
+
+struct DecisionView {
+    id: String,
+    outcome: &'static str,
+    outcome_class: &'static str,
+    amount: String,
+    policy: String,
+    threshold_version: u64,
+    evaluated_at: String,
+    drawable_now: String,
+    reasons: Vec<ReasonView>,
+    bureau: &'static str,
+    bureau_codes: String,
+}
+
+const BUREAU_CODES: [ReasonCode; 4] = [
+    ReasonCode::BureauOverdue,
+    ReasonCode::BureauScoreLow,
+    ReasonCode::BureauScoreReview,
+    ReasonCode::BureauUnavailableReview,
+];
+
+impl DecisionView {
+    fn of(t: &Text, d: &DecisionRecord, bureau_on: bool) -> DecisionView {
+        use risk_core::Outcome;
+        let (outcome, outcome_class) = match d.outcome {
+            Outcome::Approved => (t.outcome_approved, "approved"),
+            Outcome::Rejected => (t.outcome_rejected, "rejected"),
+            Outcome::Review => (t.outcome_review, "review"),
+        };
+        let bureau_codes: Vec<&str> = d
+            .reasons
+            .iter()
+            .filter(|r| BUREAU_CODES.contains(&r.code))
+            .map(|r| r.code.as_str())
+            .collect();
+        // What the record tells of the bureau: its codes when one decided; otherwise whether
+        // the bureau is configured at all (the record does not keep whether it was asked).
+        let bureau = if bureau_codes.contains(&ReasonCode::BureauUnavailableReview.as_str()) {
+            t.bureau_unavailable
+        } else if !bureau_codes.is_empty() {
+            t.bureau_answered
+        } else if bureau_on {
+            t.bureau_no_code
+        } else {
+            t.bureau_off
+        };
+        DecisionView {
+            id: d.decision_id.clone(),
+            outcome,
+            outcome_class,
+            amount: yuan(d.amount_fen),
+            policy: d.policy.clone(),
+            threshold_version: d.threshold_version,
+            evaluated_at: when(&d.evaluated_at),
+            drawable_now: yuan(d.drawable_now_fen),
+            reasons: d.reasons.iter().map(|r| ReasonView::of(t, r)).collect(),
+            bureau,
+            bureau_codes: bureau_codes.join(", "),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/appeal.html")]
+struct AppealPage {
+    c: Chrome,
+    a: AppealRecord,
+    user_q: String,
+    status: &'static str,
+    status_class: &'static str,
+    overdue: bool,
+    open: bool,
+    created: String,
+    due: String,
+    resolved: Option<String>,
+    decision: Option<DecisionView>,
+}
+
+/// `GET /console/appeals/{appeal_id}`: the appeal and the decision it contests.
+pub(super) async fn appeal(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let mut ctx = match signed_in(&console, &uri, &headers) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let t = ctx.t();
+    let app = &console.app;
+    let a = match app.store.get_appeal_any(&id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            return ctx.refusal(
+                &ApiError::new(ErrorCode::AppealNotFound),
+                "/console/appeals",
+            );
+        }
+        Err(e) => return ctx.refusal(&ApiError::from(e), "/console/appeals"),
+    };
+    let decision = match app.store.get_decision_any(&a.decision_id).await {
+        Ok(d) => d.map(|d| DecisionView::of(t, &d, app.bureau.is_some())),
+        Err(e) => return ctx.refusal(&ApiError::from(e), "/console/appeals"),
+    };
+    let now = app.clock.now();
+    let mut chrome = ctx.chrome("appeals", format!("{} {}", t.appeal_title, a.appeal_id));
+    if ctx.q("done") == Some("resolved") {
+        chrome.notice = Some(t.resolved_notice);
+    }
+    ctx.query.clear();
+    let page = AppealPage {
+        c: chrome,
+        user_q: query_value(&a.user_id),
+        status: status_text(t, a.status),
+        status_class: status_class(a.status),
+        overdue: is_overdue(&a, now),
+        open: a.status == AppealStatus::Open,
+        created: when(&a.created_at),
+        due: when(&a.due_at),
+        resolved: a.resolved_at.as_deref().map(when),
+        decision,
+        a,
+    };
+    ctx.page(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "console/decision_page.html")]
+struct DecisionPage {
+    c: Chrome,
+    d: DecisionView,
+}
+
+/// `GET /console/decisions/{decision_id}`: a decision of any caller.
+pub(super) async fn decision(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = match signed_in(&console, &uri, &headers) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let t = ctx.t();
+    let app = &console.app;
+    match app.store.get_decision_any(&id).await {
+        Ok(Some(d)) => {
+            let page = DecisionPage {
+                c: ctx.chrome("customers", format!("{} {id}", t.decision)),
+                d: DecisionView::of(t, &d, app.bureau.is_some()),
+            };
+            ctx.page(StatusCode::OK, &page)
+        }
+        Ok(None) => ctx.refusal(
+            &ApiError::new(ErrorCode::DecisionNotFound),
+            "/console/customers",
+        ),
+        Err(e) => ctx.refusal(&ApiError::from(e), "/console/customers"),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResolveForm {
+    resolution: crate::store::Resolution,
+    #[serde(default)]
+    note: String,
+}
+
+/// The operator a write is made as (and recorded in the audit trail as): the session's.
+fn operator_of(ctx: &Ctx) -> Option<Operator> {
+    ctx.session.as_ref().map(|s| Operator(s.operator.clone()))
+}
+
+/// `POST /console/appeals/{appeal_id}/resolve`: through the admin route's handler, as the
+/// signed-in operator.
+pub(super) async fn resolve(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let (ctx, f) = match form::<ResolveForm>(&console, req, false).await {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    let back = format!("/console/appeals/{id}");
+    let Some(operator) = operator_of(&ctx) else {
+        return ctx.refusal(&ApiError::new(ErrorCode::Unauthenticated), &back);
+    };
+    let body = serde_json::json!({ "resolution": f.resolution, "note": f.note });
+    let answered = handlers::resolve_appeal(
+        State(console.app.clone()),
+        operator,
+        ApiPath(id.clone()),
+        Bytes::from(body.to_string()),
+    )
+    .await;
+    match answered {
+        Ok(_) => ctx.redirect(&format!("{back}?done=resolved")),
+        Err(e) => ctx.refusal(&e, &back),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Peak windows.
+
+struct PolicyNow {
+    window: String,
+    why: String,
+    forced: bool,
+    since: String,
+    ends_at: Option<String>,
+    profile: String,
+    quota: String,
+    admission: String,
+}
+
+struct WindowRow {
+    name: String,
+    when: String,
+    profile: String,
+    quota: String,
+    active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/policy.html")]
+struct PolicyPage {
+    c: Chrome,
+    now: PolicyNow,
+    windows: Vec<WindowRow>,
+}
+
+/// A per-user quota for people: `12 / min (burst 6) · D: 6 / min (burst 3)`.
+fn quota(t: &Text, l: &crate::policy::WindowLimits) -> String {
+    let rate = |per_minute: u32, burst: u32| {
+        format!("{per_minute} {} ({} {burst})", t.per_minute, t.burst)
+    };
+    let mut parts = vec![rate(l.user.per_minute, l.user.burst)];
+    for (grade, r) in &l.user.grades {
+        parts.push(format!("{grade:?}: {}", rate(r.per_minute, r.burst)));
+    }
+    parts.join(" · ")
+}
+
+/// A JSON value on one line, for a table cell.
+fn compact(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `GET /console/policy`.
+pub(super) async fn policy(
+    State(console): State<Console>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = match signed_in(&console, &uri, &headers) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let t = ctx.t();
+    let app = &console.app;
+    let snap = app.policy.current();
+    let compiled = app.policy.compiled();
+    let stamp = |z: &jiff::ZonedDateTime| crate::clock::rfc3339(z.timestamp(), z.offset());
+    let now = PolicyNow {
+        window: snap.window.clone(),
+        why: snap.why.clone(),
+        forced: snap.forced,
+        since: when(&stamp(&snap.since)),
+        ends_at: snap.ends_at.as_ref().map(|z| when(&stamp(z))),
+        profile: snap.profile.clone(),
+        quota: quota(t, &snap.limits),
+        admission: format!("{} / {}", snap.limits.concurrency, snap.limits.queue),
+    };
+    let windows = app
+        .config
+        .policy
+        .windows
+        .iter()
+        .map(|w| {
+            let when = match (&w.start, &w.end, &w.daily_start, &w.daily_end) {
+                (Some(s), Some(e), _, _) => format!("{s} – {e}"),
+                (_, _, Some(s), Some(e)) => format!("{} {s} – {e}", t.daily),
+                _ => String::new(),
+            };
+            let limits = compiled.limits_of(&w.name);
+            WindowRow {
+                name: w.name.clone(),
+                when,
+                profile: limits.map(|l| l.profile.clone()).unwrap_or_default(),
+                quota: limits.map(|l| quota(t, l)).unwrap_or_default(),
+                active: snap.window == w.name,
+            }
+        })
+        .collect();
+    let mut chrome = ctx.chrome("policy", t.policy_title);
+    if ctx.q("done") == Some("forced") {
+        chrome.notice = Some(t.forced_notice);
+    }
+    ctx.page(
+        StatusCode::OK,
+        &PolicyPage {
+            c: chrome,
+            now,
+            windows,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/confirm.html")]
+struct ConfirmPage {
+    c: Chrome,
+    from: String,
+    to: String,
+    window: String,
+    effect: &'static str,
+    changes: Vec<(String, String, String)>,
+}
+
+/// Flattens a JSON value into dotted keys.
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), compact(other));
+        }
+    }
+}
+
+/// `GET /console/policy/force?window=NAME` (empty: back to the calendar): what would change.
+pub(super) async fn confirm_force(
+    State(console): State<Console>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = match signed_in(&console, &uri, &headers) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let t = ctx.t();
+    let app = &console.app;
+    let window = ctx.q("window").unwrap_or("").to_owned();
+    let snap = app.policy.current();
+    let compiled = app.policy.compiled();
+    let (to, effect, target) = if window.is_empty() {
+        // What the calendar would choose now, as the policy would on release.
+        (t.by_calendar.to_owned(), t.confirm_calendar_effect, None)
+    } else {
+        match compiled.limits_of(&window) {
+            Some(l) => (window.clone(), t.confirm_effect, Some(Arc::clone(l))),
+            _ => {
+                return ctx.refusal(&ApiError::new(ErrorCode::InvalidRequest), "/console/policy");
+            }
+        }
+    };
+    let mut changes = Vec::new();
+    if let Some(target) = target {
+        let (mut before, mut after) = (BTreeMap::new(), BTreeMap::new());
+        if let Ok(v) = serde_json::to_value(&snap.limits) {
+            flatten("", &v, &mut before);
+        }
+        if let Ok(v) = serde_json::to_value(&*target) {
+            flatten("", &v, &mut after);
+        }
+        for (k, a) in &after {
+            let b = before.get(k).cloned().unwrap_or_default();
+            if &b != a {
+                changes.push((k.clone(), b, a.clone()));
+            }
+        }
+    }
+    let page = ConfirmPage {
+        c: ctx.chrome("policy", t.confirm_title),
+        from: snap.window.clone(),
+        to,
+        window,
+        effect,
+        changes,
+    };
+    ctx.page(StatusCode::OK, &page)
+}
+
+#[derive(Deserialize)]
+struct ForceForm {
+    #[serde(default)]
+    window: String,
+}
+
+/// `POST /console/policy/force`: through the admin route's handler.
+pub(super) async fn force(State(console): State<Console>, req: Request) -> Response {
+    let (ctx, f) = match form::<ForceForm>(&console, req, false).await {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    let Some(operator) = operator_of(&ctx) else {
+        return ctx.refusal(
+            &ApiError::new(ErrorCode::Unauthenticated),
+            "/console/policy",
+        );
+    };
+    let window = (!f.window.is_empty()).then_some(f.window);
+    let body = serde_json::json!({ "window": window });
+    let answered = handlers::force_policy(
+        State(console.app.clone()),
+        operator,
+        Bytes::from(body.to_string()),
+    )
+    .await;
+    match answered {
+        Ok(_) => ctx.redirect("/console/policy?done=forced"),
+        Err(e) => ctx.refusal(&e, "/console/policy"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Customers.
+
+struct QuoteView {
+    limit: String,
+    used: String,
+    available: String,
+    drawable: String,
+    drawable_fen: u64,
+    policy: String,
+    threshold_version: u64,
+    constraints: Vec<ReasonView>,
+}
+
+struct TrailRow {
+    at: String,
+    answer: String,
+    class: &'static str,
+    decision: Option<String>,
+    detail: String,
+}
+
+impl TrailRow {
+    fn of(t: &Text, e: &TrailEntry, zone: &jiff::tz::TimeZone) -> TrailRow {
+        use risk_core::Outcome;
+        let at = when(&crate::clock::rfc3339(e.at, zone.to_offset(e.at)));
+        match &e.kind {
+            TrailKind::Decision {
+                decision_id,
+                outcome,
+                amount_fen,
+                reasons,
+                policy,
+            } => {
+                let (answer, class) = match outcome {
+                    Outcome::Approved => (t.outcome_approved, "outcome-approved"),
+                    Outcome::Rejected => (t.outcome_rejected, "outcome-rejected"),
+                    Outcome::Review => (t.outcome_review, "outcome-review"),
+                };
+                let mut detail = format!("{} · {policy}", yuan(*amount_fen));
+                for r in reasons {
+                    detail.push_str(" · ");
+                    detail.push_str(r.as_str());
+                }
+                TrailRow {
+                    at,
+                    answer: answer.to_owned(),
+                    class,
+                    decision: Some(decision_id.clone()),
+                    detail,
+                }
+            }
+            TrailKind::Refused {
+                route,
+                status,
+                code,
+            } => TrailRow {
+                at,
+                answer: format!("{} {status}", t.refused),
+                class: "outcome-review",
+                decision: None,
+                detail: format!("{code} · {route}"),
+            },
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/customers.html")]
+struct CustomersPage {
+    c: Chrome,
+    user: String,
+    quote: Option<QuoteView>,
+    appeals: Vec<AppealRow>,
+    trail_on: bool,
+    trail: Vec<TrailRow>,
+}
+
+/// The credit-line quote, from the `GET /v1/credit-lines/{user_id}` handler itself.
+async fn quote_of(console: &Console, t: &Text, user: &str) -> Result<QuoteView, ApiError> {
+    let path = format!(
+        "/v1/credit-lines/{}",
+        percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let uri: Uri = path
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest))?;
+    let res = handlers::credit_line(
+        State(console.app.clone()),
+        axum::Extension(Caller {
+            id: Arc::from("console"),
+        }),
+        None,
+        None,
+        uri,
+    )
+    .await?;
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| ApiError::new(ErrorCode::Internal))?;
+    let fen = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let constraints: Vec<ReasonRecord> = v
+        .get("constraints")
+        .cloned()
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default();
+    Ok(QuoteView {
+        limit: yuan(fen("limit_fen")),
+        used: yuan(fen("used_fen")),
+        available: yuan(fen("available_fen")),
+        drawable: yuan(fen("drawable_now_fen")),
+        drawable_fen: fen("drawable_now_fen"),
+        policy: v
+            .get("policy")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        threshold_version: fen("threshold_version"),
+        constraints: constraints.iter().map(|r| ReasonView::of(t, r)).collect(),
+    })
+}
+
+/// `GET /console/customers?user=ID`.
+pub(super) async fn customers(
+    State(console): State<Console>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = match signed_in(&console, &uri, &headers) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let t = ctx.t();
+    let user = ctx.q("user").unwrap_or("").trim().to_owned();
+    let mut chrome = ctx.chrome("customers", t.customers_title);
+    let (mut quote, mut appeals) = (None, Vec::new());
+    if !user.is_empty() {
+        match quote_of(&console, t, &user).await {
+            Ok(q) => quote = Some(q),
+            Err(e) if e.code() == ErrorCode::UserNotFound => {
+                chrome.error = Some(t.user_not_found.to_owned());
+            }
+            Err(e) if e.code() == ErrorCode::InvalidRequest => {
+                chrome.error = Some(format!("{} ({})", t.user_not_found, e.code().as_str()));
+            }
+            Err(e) => return ctx.refusal(&e, "/console/customers"),
+        }
+        if quote.is_some() {
+            let now = console.app.clock.now();
+            match console.app.store.list_appeals(None, APPEALS_LISTED).await {
+                Ok(list) => {
+                    appeals = list
+                        .iter()
+                        .filter(|a| a.user_id == user)
+                        .map(|a| AppealRow::of(t, a, now))
+                        .collect();
+                }
+                Err(e) => return ctx.refusal(&ApiError::from(e), "/console/customers"),
+            }
+        }
+    }
+    let status = if chrome.error.is_some() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    let zone = console.app.policy.compiled().zone();
+    let trail = console
+        .app
+        .trail
+        .of(&user)
+        .iter()
+        .map(|e| TrailRow::of(t, e, zone))
+        .collect();
+    ctx.page(
+        status,
+        &CustomersPage {
+            c: chrome,
+            user,
+            quote,
+            appeals,
+            trail_on: console.app.trail.is_on(),
+            trail,
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Thresholds.
+
+#[derive(Template)]
+#[template(path = "console/thresholds.html")]
+struct ThresholdsPage {
+    c: Chrome,
+    version: u64,
+    document: String,
+}
+
+/// `GET /console/thresholds`.
+pub(super) async fn thresholds(
+    State(console): State<Console>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = match signed_in(&console, &uri, &headers) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let t = ctx.t();
+    let Some(th) = console.app.thresholds.load_full() else {
+        let t = ctx.t();
+        return ctx.message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(ErrorCode::DependencyUnavailable),
+            t.unavailable,
+            "/console",
+        );
+    };
+    let document = serde_json::to_string_pretty(th.document()).unwrap_or_default();
+    let c = ctx.chrome("thresholds", t.thresholds_title);
+    ctx.page(
+        StatusCode::OK,
+        &ThresholdsPage {
+            c,
+            version: th.version(),
+            document,
+        },
+    )
+}
+
+/// Any other `/console/…` path.
+pub(super) async fn not_found(
+    State(console): State<Console>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = Ctx::of(&console, &uri, &headers);
+    let t = ctx.t();
+    ctx.message(
+        StatusCode::NOT_FOUND,
+        Some(ErrorCode::NotFound),
+        t.not_found,
+        "/console",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_shown_in_yuan_with_grouping() {
+        assert_eq!(yuan(0), "¥0.00");
+        assert_eq!(yuan(5), "¥0.05");
+        assert_eq!(yuan(500_000), "¥5,000.00");
+        assert_eq!(yuan(123_456_789), "¥1,234,567.89");
+    }
+
+    #[test]
+    fn limits_flatten_to_dotted_keys() {
+        let mut out = BTreeMap::new();
+        flatten(
+            "",
+            &serde_json::json!({"a": {"b": 1, "c": "x"}, "d": [1, 2]}),
+            &mut out,
+        );
+        assert_eq!(out["a.b"], "1");
+        assert_eq!(out["a.c"], "x");
+        assert_eq!(out["d"], "[1,2]");
+    }
+}

@@ -1,0 +1,324 @@
+//! The console over plain HTTP: sign-in, cookies, sessions, CSRF, language.
+
+use crate::support::{ADMIN, Browser, KEY, TestGateway, csrf_of};
+use reqwest::StatusCode;
+use std::time::Duration;
+
+fn set_cookies(res: &reqwest::Response) -> Vec<String> {
+    res.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_caller_key_cannot_sign_in_and_the_admin_token_opens_a_session() {
+    let t = TestGateway::start().await;
+    let mut b = Browser::new(t.gw.base_url());
+
+    // Signed out, every page sends to the sign-in form.
+    let (status, _, res) = b.get("/console/appeals").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/console/sign-in");
+
+    let (status, page, _) = b.sign_in(KEY).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(page.contains("Caller keys cannot sign in"), "{page}");
+    assert!(!b.cookies.iter().any(|(k, _)| k == "lg_console"));
+
+    let (status, page, _) = b.sign_in("not-a-token-at-all-000").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("not an admin token"), "{page}");
+
+    let (status, _, res) = b.sign_in(ADMIN).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/console/appeals");
+    let session = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("lg_console="))
+        .expect("a session cookie");
+    for attr in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+        "Max-Age=43200",
+    ] {
+        assert!(session.contains(attr), "{session} lacks {attr}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP: not Secure (auto)");
+    let (status, page, res) = b.get("/console/appeals").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<h1>Appeals</h1>"));
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+
+    // Refusals are counted by their cause like the API's.
+    let metrics = t
+        .api
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gateway_refusals_total{code=\"FORBIDDEN\"} ")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_behind_tls() {
+    let t = TestGateway::start().await;
+    let b = Browser::new(t.gw.base_url());
+    let page = b
+        .http
+        .get(t.url("/console/sign-in"))
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let pre = set_cookies(&page);
+    assert!(pre.iter().all(|c| c.contains("; Secure")), "{pre:?}");
+}
+
+#[tokio::test]
+async fn the_sign_in_form_needs_its_csrf_token() {
+    let t = TestGateway::start().await;
+    let mut b = Browser::new(t.gw.base_url());
+    let (_, page, _) = b.get("/console/sign-in").await;
+    let good = csrf_of(&page);
+    let (status, page, _) = b
+        .post(
+            "/console/sign-in",
+            &[("csrf", "0".repeat(64).as_str()), ("token", ADMIN)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(page.contains("security token"), "{page}");
+    assert!(!b.cookies.iter().any(|(k, _)| k == "lg_console"));
+    let (status, _, _) = b
+        .post("/console/sign-in", &[("csrf", &good), ("token", ADMIN)])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_write_without_the_csrf_token_is_refused_and_changes_nothing() {
+    let t = TestGateway::start().await;
+    let (_, appeal) = t.rejected_and_appealed("csrf-1").await;
+    let mut b = Browser::new(t.gw.base_url());
+    b.sign_in(ADMIN).await;
+    let (_, page, _) = b.get(&format!("/console/appeals/{appeal}")).await;
+    let csrf = csrf_of(&page);
+    let resolve = format!("/console/appeals/{appeal}/resolve");
+
+    for form in [
+        vec![("resolution", "overturned"), ("note", "no token")],
+        vec![
+            ("csrf", ""),
+            ("resolution", "overturned"),
+            ("note", "empty token"),
+        ],
+        vec![
+            ("csrf", &csrf[..63]),
+            ("resolution", "overturned"),
+            ("note", "short token"),
+        ],
+    ] {
+        let (status, page, _) = b.post(&resolve, &form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{form:?}");
+        assert!(page.contains("nothing was changed"), "{page}");
+    }
+    assert_eq!(t.appeal_json(&appeal).await["status"], "open");
+
+    // Another session's token does not do either.
+    let mut other = Browser::new(t.gw.base_url());
+    other.sign_in(ADMIN).await;
+    let (_, page, _) = other.get("/console/policy").await;
+    let theirs = csrf_of(&page);
+    assert_ne!(theirs, csrf);
+    let (status, _, _) = b
+        .post(
+            "/console/policy/force",
+            &[("csrf", &theirs), ("window", "double11")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(t.policy_json().await["window"], "normal");
+
+    // With its own token the same write goes through.
+    let (status, _, res) = b
+        .post(
+            &resolve,
+            &[
+                ("csrf", &csrf),
+                ("resolution", "upheld"),
+                ("note", "checked"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .ends_with("?done=resolved")
+    );
+    let a = t.appeal_json(&appeal).await;
+    assert_eq!(
+        (&a["status"], &a["resolution_note"]),
+        (&"upheld".into(), &"checked".into())
+    );
+    // Recorded in the audit trail as the signed-in operator, as the admin route records.
+    let audit = t.audit_json().await;
+    let entry = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "appeal.resolve")
+        .unwrap_or_else(|| panic!("no appeal.resolve in {audit}"));
+    assert_eq!(
+        (&entry["operator"], &entry["target"]),
+        (&"admin".into(), &appeal.as_str().into()),
+        "{entry}"
+    );
+
+    // A second resolution is the API's 409, shown as a page.
+    let (status, page, _) = b
+        .post(&resolve, &[("csrf", &csrf), ("resolution", "overturned")])
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(page.contains("APPEAL_ALREADY_RESOLVED"), "{page}");
+}
+
+#[tokio::test]
+async fn sessions_expire_and_sign_out_ends_them() {
+    let t = TestGateway::start().await;
+    let mut b = Browser::new(t.gw.base_url());
+    b.sign_in(ADMIN).await;
+    t.clock.advance(Duration::from_secs(29 * 60));
+    assert_eq!(b.get("/console/policy").await.0, StatusCode::OK);
+    t.clock.advance(Duration::from_secs(30 * 60 + 1));
+    let (status, _, res) = b.get("/console/policy").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "idle for more than 30 min");
+    assert_eq!(res.headers()["location"], "/console/sign-in");
+
+    b.sign_in(ADMIN).await;
+    let (_, page, _) = b.get("/console/policy").await;
+    let csrf = csrf_of(&page);
+    let kept = b.cookies.clone();
+    let (status, _, _) = b.post("/console/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // The old cookie, replayed, no longer opens anything.
+    b.cookies = kept;
+    assert_eq!(b.get("/console/policy").await.0, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn pages_speak_the_language_asked_for() {
+    let t = TestGateway::start().await;
+    let mut b = Browser::new(t.gw.base_url());
+    b.sign_in(ADMIN).await;
+    let zh = b
+        .http
+        .get(t.url("/console/policy"))
+        .header(
+            "Cookie",
+            b.cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+        .header("Accept-Language", "zh-CN,zh;q=0.9")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(zh.contains("<html lang=\"zh-CN\">") && zh.contains("<h1>高峰时段</h1>"));
+    let (_, en, res) = b.get("/console/policy?lang=en").await;
+    assert!(en.contains("<html lang=\"en\">") && en.contains("<h1>Peak windows</h1>"));
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("lg_console_lang=en;"))
+    );
+    let (_, zh, _) = b.get("/console/customers?user=u-demo-a&lang=zh").await;
+    assert!(zh.contains("现在可提"), "{zh}");
+    // The language links keep the page's query (askama writes `&` as `&#38;`).
+    assert!(
+        zh.contains("href=\"/console/customers?user=u-demo-a&#38;lang=en\""),
+        "{zh}"
+    );
+}
+
+#[tokio::test]
+async fn the_console_can_be_turned_off() {
+    let mut config = gateway::config::Config::default();
+    config.console.enabled = false;
+    let gw = gateway::embedded::start(gateway::embedded::EmbeddedOptions {
+        config: Some(config),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let res = reqwest::get(format!("{}/console/sign-in", gw.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_customer_page_shows_recent_decisions_and_transient_refusals() {
+    let t = TestGateway::start().await;
+    let (decision, appeal) = t.rejected_and_appealed("trail-1").await;
+    // A 503 for the same user: the store is down, nothing is recorded in it.
+    let gateway::store::AnyStore::Memory(memory) = &t.gw.app.store else {
+        panic!("the test gateway runs on the memory store")
+    };
+    memory.faults().set_unavailable(true);
+    let refused = t
+        .api
+        .post(t.url("/v1/drawdowns"))
+        .bearer_auth(KEY)
+        .header("Idempotency-Key", "trail-2")
+        .json(&serde_json::json!({"user_id": "u-demo-e", "amount_fen": 10_000, "channel": "app"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    memory.faults().set_unavailable(false);
+
+    let mut b = Browser::new(t.gw.base_url());
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/console/customers?user=u-demo-e").await;
+    assert_eq!(status, StatusCode::OK);
+    let trail = &page[page.find("id=\"trail\"").expect("a trail table")..];
+    let refusal = trail
+        .find("DEPENDENCY_UNAVAILABLE · drawdown")
+        .expect("the 503");
+    let rejection = trail.find(&decision).expect("the decision");
+    assert!(refusal < rejection, "newest first");
+    assert!(trail.contains("Refused 503") && trail.contains("OVERDUE_BALANCE"));
+    assert!(page.contains(&appeal), "the user's appeals");
+
+    // The decision opens on its own page, whichever caller made it.
+    let (status, page, _) = b.get(&format!("/console/decisions/{decision}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("OVERDUE_BALANCE") && page.contains("存在逾期未还的款项。"));
+    let (status, _, _) = b.get("/console/decisions/dd_nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
