@@ -4,6 +4,7 @@
 //! - [`service`]: [`GatewayService`], the whole request path as one tower service (edge,
 //!   limits, admission, handlers).
 //! - [`edge`]: request id, authentication, deadline, priority, bounded body, metrics.
+//! - [`access`]: the access log, one line per answered request (target `access`).
 //! - [`auth`]: API keys and the admin token ([`Auth`]).
 //! - [`state`]: what the handlers share ([`AppState`], [`App`]).
 //! - [`routes`]: the route table ([`ROUTES`]) and the statuses the edge adds.
@@ -30,6 +31,7 @@ pub mod names {
     pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 }
 
+pub mod access;
 pub mod auth;
 pub mod edge;
 pub mod error;

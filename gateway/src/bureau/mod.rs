@@ -277,9 +277,9 @@ impl Bureau {
     ) -> Result<BureauReport, UnavailableCause> {
         let started = Instant::now();
         let out = tokio::time::timeout(budget, self.client.score(user, budget)).await;
-        self.metrics
-            .latency
-            .observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        self.metrics.latency.observe(took.as_secs_f64());
+        crate::request::notes::add_bureau(took);
         let (result, out) = match out {
             Ok(Ok(report)) => ("ok", Ok(report)),
             Ok(Err(e)) => {

@@ -20,7 +20,11 @@
 //! - [`UserKey`]: the user a request acts for (the `user_id` of the body or path), the key …
 //! - [`Priority`]: admission priority.
 //! - [`path_user`]: the user id a path names, percent-decoded (one reader for the edge and the handlers).
+//! - [`notes`]: what the access log learns from inside a request (upstream times, the
+//!   decision).
 //! - [`Deadline`]: the instant by which the caller needs an answer, as a request extension of …
+
+pub mod notes;
 
 use std::borrow::Cow;
 use std::fmt;

@@ -8,6 +8,7 @@
 
 mod support;
 
+mod access;
 mod bureau;
 mod concurrency;
 mod contract;

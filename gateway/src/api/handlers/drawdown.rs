@@ -124,8 +124,17 @@ fn fingerprint(d: &Drawdown) -> Fingerprint {
     Fingerprint::from_bytes(*digest.as_bytes())
 }
 
+/// The answer of a decision, noted for the access log.
+fn decided(record: &DecisionRecord) -> Response {
+    crate::request::notes::decision(
+        record.outcome.as_str(),
+        record.reasons.first().map(|r| r.code.as_str()),
+    );
+    decision_response(record)
+}
+
 fn replayed(record: DecisionRecord) -> Response {
-    let mut res = decision_response(&record);
+    let mut res = decided(&record);
     res.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     res
@@ -278,7 +287,7 @@ async fn decide_drawdown(
         {
             CommitOutcome::Committed(stored) => {
                 app.record_decision(&stored);
-                return Ok(decision_response(&stored));
+                return Ok(decided(&stored));
             }
             CommitOutcome::Replayed(stored) => return Ok(replayed(stored)),
             CommitOutcome::KeyReused => return Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),

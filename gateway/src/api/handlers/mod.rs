@@ -94,8 +94,10 @@ impl App {
             None => Either::Right(f),
         };
         call.map(move |out| {
+            let took = start.elapsed();
             self.metrics
-                .record_store_op(op, start.elapsed().as_secs_f64(), out.is_err());
+                .record_store_op(op, took.as_secs_f64(), out.is_err());
+            crate::request::notes::add_store(took);
             out
         })
     }
