@@ -169,6 +169,7 @@ impl Gateway {
             _ => limits,
         };
         let auth = Auth::new(&config.api_keys, &config.admin_token);
+        let reload = api::reload::Reloader::new(config.clone());
         let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)
             .map_err(ConfigError::from)?;
 
@@ -208,9 +209,10 @@ impl Gateway {
             limits,
             admission,
             metrics,
-            bureau,
+            bureau: arc_swap::ArcSwapOption::from(bureau.map(Arc::new)),
             registry,
-            auth,
+            auth: arc_swap::ArcSwap::from_pointee(auth),
+            reload,
             clock,
             appeal_due: jiff::SignedDuration::from_hours(24 * 15),
         };

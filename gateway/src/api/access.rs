@@ -77,7 +77,10 @@ pub(super) fn log(line: &Line<'_>) {
         notes,
         who,
     } = line;
-    let user = who.user.as_ref().map(|u| app.auth.user_tag(u.as_str()));
+    let user = who
+        .user
+        .as_ref()
+        .map(|u| app.auth.load().user_tag(u.as_str()));
     tracing::info!(
         target: TARGET,
         request_id = id.to_str().unwrap_or("-"),

@@ -79,7 +79,7 @@ where
                 if !span.is_disabled()
                     && let Some(user) = &facts.user
                 {
-                    span.record("user", app.auth.user_tag(user.as_str()).as_str());
+                    span.record("user", app.auth.load().user_tag(user.as_str()).as_str());
                 }
                 // Only the limit layers and the `/v1/` handlers read them.
                 if class.is_limited() {
@@ -155,8 +155,8 @@ async fn prepare(
     // 1. Authentication, before anything else is looked at.
     match class {
         RouteClass::Ops => {}
-        RouteClass::Admin => app.auth.admin(req.headers())?,
-        _ => facts.caller = Some(app.auth.caller(req.headers())?),
+        RouteClass::Admin => app.auth.load().admin(req.headers())?,
+        _ => facts.caller = Some(app.auth.load().caller(req.headers())?),
     }
     // 2. Deadline: the caller's remaining budget, bounded, else the default.
     let server = &app.config.server;

@@ -7,6 +7,7 @@
 //! - [`access`]: the access log, one line per answered request (target `access`).
 //! - [`auth`]: API keys and the admin token ([`Auth`]).
 //! - [`state`]: what the handlers share ([`AppState`], [`App`]).
+//! - [`reload`]: reloading the configuration file without a restart ([`reload::Reloader`]).
 //! - [`routes`]: the route table ([`ROUTES`]) and the statuses the edge adds.
 //! - [`handlers`]: one function per route.
 //! - [`wire`]: request and response bodies, with validation.
@@ -38,6 +39,7 @@ pub mod error;
 pub mod handlers;
 pub mod json;
 pub mod openapi;
+pub mod reload;
 pub mod routes;
 pub mod service;
 pub mod state;

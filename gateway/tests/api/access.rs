@@ -151,6 +151,6 @@ async fn every_answer_has_one_access_line_without_personal_data() {
 impl TestGateway {
     /// The tag logs give `user`.
     fn gw_app_tag(&self, user: &str) -> String {
-        self.gw.app.auth.user_tag(user)
+        self.gw.app.auth.load().user_tag(user)
     }
 }

@@ -17,5 +17,6 @@ mod errors;
 mod openapi;
 mod overload;
 mod policy;
+mod reload;
 mod routes;
 mod shutdown;

@@ -218,8 +218,9 @@ async fn decide_drawdown(
     let th = thresholds(app)?;
     let policy = app.policy.current();
     let zone = app.policy.compiled().zone().clone();
+    let bureau = app.bureau.load_full();
     let bureau = Bureau::consult(
-        app.bureau.as_ref(),
+        bureau.as_deref(),
         "drawdown",
         &req.user,
         state.grade,
@@ -355,8 +356,9 @@ pub async fn credit_line(
     let policy = app.policy.current();
     // Consulted as a drawdown of the whole available line would be: the quote then tells
     // what a drawdown would meet, and the answer is cached for the drawdown that follows.
+    let bureau = app.bureau.load_full();
     let bureau = Bureau::consult(
-        app.bureau.as_ref(),
+        bureau.as_deref(),
         "credit_line",
         &user,
         state.grade,
@@ -370,7 +372,8 @@ pub async fn credit_line(
         bureau,
     };
     let q = quote(&th, &ctx, &state);
-    let zone = app.policy.compiled().zone();
+    let compiled = app.policy.compiled();
+    let zone = compiled.zone();
     Ok(json_response(&CreditLineQuote {
         user_id: user.to_string(),
         limit_fen: state.limit.get(),

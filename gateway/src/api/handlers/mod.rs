@@ -16,11 +16,13 @@ mod admin;
 mod appeals;
 mod drawdown;
 mod ops;
+mod reload;
 
 pub use admin::*;
 pub use appeals::*;
 pub use drawdown::*;
 pub use ops::*;
+pub use reload::*;
 
 /// axum's `Path`, its rejection answered in the API's error shape (axum answers it as text).
 #[derive(Debug)]

@@ -1,0 +1,33 @@
+//! `POST /admin/reload`: the configuration file read again ([`crate::api::reload`]).
+
+use super::App;
+use crate::api::error::{ApiError, ErrorCode, FieldProblem};
+use crate::api::json::json_response;
+use crate::api::reload::ReloadError;
+use crate::api::wire::parse_json;
+use axum::extract::State;
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Deserialize;
+
+/// The body: an empty JSON object (or no body at all).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadBody {}
+
+/// `POST /admin/reload`: what changed live and what needs a restart (200), or why nothing
+/// changed (422 `CONFIG_INVALID` naming the key; 409 `RELOAD_UNAVAILABLE` without a file).
+pub async fn reload_config(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
+    if !body.is_empty() {
+        let ReloadBody {} = parse_json(&body)?;
+    }
+    // A small local file: read on this thread, like the thresholds file at start.
+    match app.reload_config() {
+        Ok(report) => Ok(json_response(&report)),
+        Err(e @ ReloadError::NoFile) => {
+            Err(ApiError::new(ErrorCode::ReloadUnavailable).with_message(e.to_string()))
+        }
+        Err(e) => Err(ApiError::new(ErrorCode::ConfigInvalid)
+            .with_details(vec![FieldProblem::new(e.key(), e.problem())])),
+    }
+}
