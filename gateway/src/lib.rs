@@ -20,6 +20,7 @@
 //! - [`server`]: the connection loop and graceful shutdown.
 //! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).
 //! - [`pressure`]: how long connections wait for the CPU; the accept gate and stale drop.
+//! - [`tls`]: TLS on the listener (rustls), mutual TLS, certificates read again on change.
 //! - [`embedded`]: start a gateway in-process (tests, the loadtest).
 //!
 //! # Example
@@ -47,6 +48,7 @@ pub mod request;
 pub mod server;
 pub mod setting;
 pub mod store;
+pub mod tls;
 
 use api::{App, AppState, Auth};
 use clock::SharedClock;
@@ -168,6 +170,13 @@ impl Gateway {
             }
             _ => limits,
         };
+        let tls = match &config.server.tls {
+            Some(t) => Some(Arc::new(
+                tls::Tls::new(t, config.server.http == config::HttpVersions::Auto)
+                    .map_err(|e| ConfigError::from(e.under("server.tls")))?,
+            )),
+            None => None,
+        };
         let auth = Auth::new(&config.api_keys, &config.admin_token);
         let reload = api::reload::Reloader::new(config.clone());
         let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)
@@ -213,6 +222,7 @@ impl Gateway {
             registry,
             auth: arc_swap::ArcSwap::from_pointee(auth),
             reload,
+            tls,
             clock,
             appeal_due: jiff::SignedDuration::from_hours(24 * 15),
         };
@@ -269,6 +279,9 @@ impl Gateway {
         });
         let mut tasks = vec![policy, purge];
         tasks.extend(probe);
+        if let Some(tls) = &self.app.tls {
+            tasks.extend(tls::spawn_watch(Arc::clone(tls)));
+        }
         if let AnyStore::Redis(redis) = &self.app.store {
             tasks.push(store::spawn_health_check(redis.clone()));
             if !self.demo_users.is_empty() {
@@ -307,6 +320,7 @@ impl Gateway {
             service,
             &self.app.config.server,
             overload,
+            self.app.tls.clone(),
             shutdown,
         )
         .await;

@@ -13,18 +13,22 @@
 //!   which are keyed by it);
 //! - `[bureau]`, while it stays on: a new client, breaker and cache take the old one's place
 //!   (calls in flight finish on the old one);
+//! - `[server.tls]`, while TLS stays on: the certificate, key and client CA files are read
+//!   again (also when only their contents changed), for the connections accepted next;
 //! - `log.filter`, when the process gave the reloader a way to change it
 //!   ([`Reloader::set_log_filter`]) and `RUST_LOG` does not override it.
 //!
 //! Every other difference (`listen`, `store`, `[redis]`, `[server]`, `[admission]`,
-//! `[risk]`, `seed_demo_users`, `log.format`, turning the bureau on or off) is reported as
+//! `[risk]`, `seed_demo_users`, `log.format`, turning the bureau or TLS on or off) is reported as
 //! needing a restart, and keeps being reported by later reloads until the process restarts.
 //! Reloads are serialised; each is logged (applied, or refused and why).
 
 use super::Auth;
 use crate::bureau::Bureau;
+use crate::config::ServerConfig;
 use crate::config::{Config, ConfigError, Overrides};
 use crate::policy::Policy;
+use crate::tls::Tls;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use risk_core::ThresholdCache;
 use serde::Serialize;
@@ -46,6 +50,8 @@ pub struct Live<'a> {
     pub bureau: &'a ArcSwapOption<Bureau>,
     /// The thresholds in force.
     pub thresholds: &'a ThresholdCache,
+    /// TLS on the listener, if on.
+    pub tls: Option<&'a Tls>,
 }
 
 /// Where the configuration comes from: the file and the overrides that win over it.
@@ -81,7 +87,8 @@ impl std::fmt::Debug for Reloader {
 pub struct ReloadReport {
     /// The file read.
     pub file: String,
-    /// What changed live: `policy`, `api_keys`, `admin_token`, `bureau`, `log.filter`.
+    /// What changed live: `server.tls` (files read again), `policy`, `api_keys`,
+    /// `admin_token`, `bureau`, `log.filter`.
     pub applied: Vec<&'static str>,
     /// What differs from the running process but only takes effect after a restart.
     pub needs_restart: Vec<&'static str>,
@@ -248,8 +255,24 @@ impl Reloader {
             }
         };
 
-        // 2. Apply, each piece atomically.
+        let tls = match (app.tls, &next.server.tls) {
+            (Some(tls), Some(files)) => Some((tls, files)),
+            (None, None) => None,
+            _ => {
+                needs_restart.push("server.tls");
+                None
+            }
+        };
+
+        // 2. Apply, each piece atomically; TLS first: its files are read again here, and a
+        // file that changed since it was validated above refuses the whole reload.
         let mut done = Vec::new();
+        if let Some((tls, files)) = tls {
+            tls.reload(files)
+                .map_err(|e| invalid(format!("server.tls.{}", e.key()), e.problem()))?;
+            applied.server.tls = next.server.tls.clone();
+            done.push("server.tls");
+        }
         let mut unforced_window = None;
         if policy_changed {
             let (_, unforced) = app.policy.replace(compiled);
@@ -312,7 +335,15 @@ fn restart_only(running: &Config, next: &Config) -> Vec<&'static str> {
         "seed_demo_users",
         running.seed_demo_users != next.seed_demo_users,
     );
-    differs("server", running.server != next.server);
+    // `[server.tls]` is read again by every reload (see `try_reload`).
+    let without_tls = |s: &ServerConfig| ServerConfig {
+        tls: None,
+        ..s.clone()
+    };
+    differs(
+        "server",
+        without_tls(&running.server) != without_tls(&next.server),
+    );
     differs("risk", running.risk != next.risk);
     differs("admission", running.admission != next.admission);
     differs("log.format", running.log.format != next.log.format);

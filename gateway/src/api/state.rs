@@ -42,6 +42,8 @@ pub struct AppState {
     pub auth: ArcSwap<Auth>,
     /// Reloads of the configuration file.
     pub reload: Reloader,
+    /// TLS on the listener (`server.tls`); its files are read again by a reload.
+    pub tls: Option<Arc<crate::tls::Tls>>,
     /// Wall time.
     pub clock: SharedClock,
     /// How long an appeal may take (the `due_at` of a new appeal).
@@ -57,6 +59,7 @@ impl AppState {
             auth: &self.auth,
             bureau: &self.bureau,
             thresholds: &self.thresholds,
+            tls: self.tls.as_deref(),
         })
     }
 }

@@ -20,3 +20,4 @@ mod policy;
 mod reload;
 mod routes;
 mod shutdown;
+mod tls;
