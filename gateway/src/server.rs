@@ -43,10 +43,13 @@
 //! `header_read_timeout_ms`; the connection's times (and its CPU-pressure stamps) then start
 //! as for a plain connection. The protocol is chosen as without TLS (the auto builder reads
 //! the HTTP/2 preface); ALPN offers `h2` (unless `server.http = "http1"`) and `http/1.1`.
+//! A client certificate mapped to a caller (`server.tls.clients`) is put on each of the
+//! connection's requests ([`CertCaller`]), read once at the handshake.
 
 use crate::config::{HttpVersions, ServerConfig};
 use crate::overload::Overload;
 use crate::pressure::{Pressure, Stamped};
+use crate::request::CertCaller;
 use crate::tls::Tls;
 use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -326,6 +329,7 @@ pub async fn serve_with(
                 // The handshake on the connection's own task, within the first request's
                 // time; the connection's life (and its CPU-pressure stamps) starts after it.
                 let acceptor = tls.acceptor();
+                let conn_tls = Arc::clone(tls);
                 let (conn_builder, conn_service, conn_overload, conn_pressure, conn_stopping) = (
                     builder.clone(),
                     service.clone(),
@@ -335,14 +339,20 @@ pub async fn serve_with(
                 );
                 tokio::spawn(async move {
                     match tokio::time::timeout(times.first_request, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_io!(
-                            TokioIo::new(stream),
-                            conn_builder,
-                            conn_service,
-                            conn_overload,
-                            conn_pressure,
-                            conn_stopping
-                        ),
+                        Ok(Ok(stream)) => {
+                            let conn_service = WithCaller {
+                                caller: conn_tls.caller_of(stream.get_ref().1).map(CertCaller),
+                                inner: conn_service,
+                            };
+                            serve_io!(
+                                TokioIo::new(stream),
+                                conn_builder,
+                                conn_service,
+                                conn_overload,
+                                conn_pressure,
+                                conn_stopping
+                            );
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, cause = %e, "TLS handshake failed");
                         }
@@ -366,6 +376,31 @@ pub async fn serve_with(
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!(grace_ms = config.shutdown_grace.as_millis(), "grace period elapsed; closing");
         }
+    }
+}
+
+/// The service of a TLS connection: each of its requests carries the caller its client's
+/// certificate is mapped to, if any ([`Tls::caller_of`]).
+#[derive(Clone)]
+struct WithCaller<S> {
+    inner: S,
+    caller: Option<CertCaller>,
+}
+
+impl<S: HttpService> tower::Service<http::Request<hyper::body::Incoming>> for WithCaller<S> {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<hyper::body::Incoming>) -> S::Future {
+        if let Some(caller) = &self.caller {
+            req.extensions_mut().insert(caller.clone());
+        }
+        self.inner.call(req)
     }
 }
 

@@ -16,12 +16,21 @@
 //! - [`Tls`]: the configuration in force, [`Tls::acceptor`] for a new connection,
 //!   [`Tls::reload`] to read the files again.
 //! - [`spawn_watch`]: reads the files again when they change on disk.
+//!
+//! # Callers by client certificate
+//! With mutual TLS, `[server.tls.clients]` maps a client certificate's SHA-256 fingerprint
+//! (of its DER, 64 hex digits, `:` allowed) to a caller name: requests on a connection
+//! whose client presented that certificate are that caller (`cert-<name>`), without an API
+//! key ([`Tls::caller_of`]). A client whose certificate is not in the map (but issued by the
+//! CA) authenticates with its API key as without TLS. The map is read again with the files.
 
+use crate::request::Caller;
 use crate::setting::{self, Invalid};
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -40,6 +49,10 @@ pub struct TlsConfig {
     /// of them. Absent: no client certificate is asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca_file: Option<PathBuf>,
+    /// Mutual TLS: client certificates' SHA-256 fingerprints (hex) → caller names (see the
+    /// module docs). Needs `client_ca_file`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clients: BTreeMap<String, String>,
     /// How often the files are looked at for a change (0: only on reload).
     #[serde(
         rename = "watch_interval_ms",
@@ -57,6 +70,7 @@ impl TlsConfig {
     /// Checks that the files make a valid configuration (keys are relative to
     /// `[server.tls]`).
     pub fn validate(&self) -> Result<(), Invalid> {
+        callers(self)?;
         server_config(self, &[]).map(drop)
     }
 
@@ -82,9 +96,62 @@ fn stamp(config: &TlsConfig) -> Stamp {
         .collect()
 }
 
+/// What a connection is accepted with.
+struct Current {
+    server: Arc<rustls::ServerConfig>,
+    /// SHA-256 of a client certificate → its caller.
+    callers: HashMap<[u8; 32], Caller>,
+}
+
+/// The caller map of `config`, checked.
+fn callers(config: &TlsConfig) -> Result<HashMap<[u8; 32], Caller>, Invalid> {
+    if !config.clients.is_empty() && config.client_ca_file.is_none() {
+        return Err(Invalid::new(
+            "clients",
+            "needs client_ca_file: without mutual TLS no client presents a certificate",
+        ));
+    }
+    let mut map = HashMap::new();
+    for (fingerprint, name) in &config.clients {
+        let hex: String = fingerprint.chars().filter(|c| *c != ':').collect();
+        let mut digest = [0u8; 32];
+        let parsed = hex.len() == 64
+            && digest.iter_mut().enumerate().all(|(i, byte)| {
+                hex.get(2 * i..2 * i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .map(|b| *byte = b)
+                    .is_some()
+            });
+        if !parsed {
+            return Err(Invalid::new(
+                format!("clients.{fingerprint}"),
+                "not a SHA-256 fingerprint (64 hex digits, `:` allowed)",
+            ));
+        }
+        let named = !name.is_empty()
+            && name.len() <= 48
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !named {
+            return Err(Invalid::new(
+                format!("clients.{fingerprint}"),
+                "a caller name is 1 to 48 of A-Z a-z 0-9 - _ .",
+            ));
+        }
+        map.insert(
+            digest,
+            Caller {
+                id: format!("cert-{name}").into(),
+            },
+        );
+    }
+    Ok(map)
+}
+
 /// The TLS configuration in force (see the module docs).
 pub struct Tls {
-    current: ArcSwap<rustls::ServerConfig>,
+    current: ArcSwap<Current>,
     alpn: Vec<Vec<u8>>,
     /// The files' settings and their stamp when last read; held while they are read.
     files: Mutex<(TlsConfig, Stamp)>,
@@ -108,9 +175,12 @@ impl Tls {
         }
         alpn.push(b"http/1.1".to_vec());
         let stamp = stamp(config);
-        let server = server_config(config, &alpn)?;
+        let current = Current {
+            callers: callers(config)?,
+            server: Arc::new(server_config(config, &alpn)?),
+        };
         Ok(Tls {
-            current: ArcSwap::from_pointee(server),
+            current: ArcSwap::from_pointee(current),
             alpn,
             files: Mutex::new((config.clone(), stamp)),
         })
@@ -118,7 +188,19 @@ impl Tls {
 
     /// The acceptor of a new connection, with the configuration in force now.
     pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.current.load_full())
+        TlsAcceptor::from(Arc::clone(&self.current.load().server))
+    }
+
+    /// The caller `conn`'s client certificate is mapped to, if any (see the module docs).
+    pub fn caller_of(&self, conn: &rustls::ServerConnection) -> Option<Caller> {
+        let current = self.current.load();
+        if current.callers.is_empty() {
+            return None;
+        }
+        let leaf = conn.peer_certificates()?.first()?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, leaf.as_ref());
+        let digest: [u8; 32] = digest.as_ref().try_into().ok()?;
+        current.callers.get(&digest).cloned()
     }
 
     /// Reads the files of `config` again and puts them in force; on an error nothing
@@ -126,8 +208,11 @@ impl Tls {
     pub fn reload(&self, config: &TlsConfig) -> Result<(), Invalid> {
         let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
         let stamp = stamp(config);
-        let server = server_config(config, &self.alpn)?;
-        self.current.store(Arc::new(server));
+        let current = Current {
+            callers: callers(config)?,
+            server: Arc::new(server_config(config, &self.alpn)?),
+        };
+        self.current.store(Arc::new(current));
         *files = (config.clone(), stamp);
         Ok(())
     }

@@ -14,7 +14,7 @@ use super::wire::DrawdownBody;
 use super::{App, access, names};
 use crate::metrics::CodeLabels;
 use crate::request::notes::{Notes, noted};
-use crate::request::{Priority, RequestFacts, RouteClass, UserKey};
+use crate::request::{CertCaller, Priority, RequestFacts, RouteClass, UserKey};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
@@ -156,7 +156,13 @@ async fn prepare(
     match class {
         RouteClass::Ops => {}
         RouteClass::Admin => app.auth.load().admin(req.headers())?,
-        _ => facts.caller = Some(app.auth.load().caller(req.headers())?),
+        // A client certificate mapped to a caller (mutual TLS) stands for an API key.
+        _ => {
+            facts.caller = Some(match req.extensions().get::<CertCaller>() {
+                Some(by_cert) => by_cert.0.clone(),
+                None => app.auth.load().caller(req.headers())?,
+            });
+        }
     }
     // 2. Deadline: the caller's remaining budget, bounded, else the default.
     let server = &app.config.server;

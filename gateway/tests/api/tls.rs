@@ -83,6 +83,7 @@ fn tls_config(dir: &Path, client_ca: Option<&Ca>, watch: Duration) -> TlsConfig 
         cert_file: dir.join("server.pem"),
         key_file: dir.join("server.key"),
         client_ca_file,
+        clients: Default::default(),
         watch_interval: watch,
     }
 }
@@ -133,6 +134,16 @@ async fn get(
     config: Arc<rustls::ClientConfig>,
     path: &str,
 ) -> Result<Answer, BoxError> {
+    get_as(addr, config, path, Some(KEY)).await
+}
+
+/// [`get`] with `key`, or without an API key.
+async fn get_as(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+    key: Option<&str>,
+) -> Result<Answer, BoxError> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(ServerName::try_from("localhost")?, tcp)
@@ -140,9 +151,11 @@ async fn get(
     let (_, session) = tls.get_ref();
     let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
     let server_cert = session.peer_certificates().unwrap()[0].clone().into_owned();
-    let req = http::Request::get(format!("https://localhost{path}"))
-        .header(http::header::AUTHORIZATION, format!("Bearer {KEY}"))
-        .body(Empty::<Bytes>::new())?;
+    let mut req = http::Request::get(format!("https://localhost{path}"));
+    if let Some(key) = key {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let req = req.body(Empty::<Bytes>::new())?;
     let io = TokioIo::new(tls);
     let res = if alpn.as_deref() == Some(b"h2") {
         let (mut send, conn) =
@@ -281,4 +294,102 @@ fn a_bad_tls_section_is_refused_at_start_naming_the_key() {
     std::fs::remove_file(dir.0.join("server.pem")).unwrap();
     let e = config.validate().unwrap_err().to_string();
     assert!(e.starts_with("server.tls.cert_file: "), "{e}");
+}
+
+/// The SHA-256 fingerprint of a PEM certificate, as `AB:CD:…`.
+fn fingerprint(pem: &str) -> String {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[tokio::test]
+async fn a_mapped_client_certificate_is_the_caller_without_an_api_key() {
+    let dir = TempDir::new();
+    let ca = Ca::new("test server CA");
+    write_server(&dir.0, &ca.leaf(&["localhost"]));
+    let clients = Ca::new("test clients CA");
+    let mapped = clients.leaf(&["partner-a.example"]);
+    let unmapped = clients.leaf(&["partner-b.example"]);
+    let mut tls = tls_config(&dir.0, Some(&clients), Duration::ZERO);
+    tls.clients
+        .insert(fingerprint(&mapped.0), "partner-a".to_owned());
+    let t = start_tls(tls).await;
+    let addr = t.gw.addr;
+    let line = "/v1/credit-lines/u-demo-a";
+
+    let by_cert = get_as(addr, client(&ca, &["h2"], Some(&mapped)), line, None)
+        .await
+        .unwrap();
+    assert_eq!(by_cert.status, StatusCode::OK);
+    // Issued by the CA but not mapped: the API key decides, as without TLS.
+    let no_key = get_as(addr, client(&ca, &["h2"], Some(&unmapped)), line, None)
+        .await
+        .unwrap();
+    assert_eq!(no_key.status, StatusCode::UNAUTHORIZED);
+    let with_key = get(addr, client(&ca, &["http/1.1"], Some(&unmapped)), line)
+        .await
+        .unwrap();
+    assert_eq!(with_key.status, StatusCode::OK);
+    // The mapped caller is a caller of its own: its idempotency keys are its own.
+    let ask = |cert: &(String, String), key: Option<&'static str>| {
+        let config = client(&ca, &["http/1.1"], Some(cert));
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap();
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut req = http::Request::post("https://localhost/v1/drawdowns")
+                .header("Idempotency-Key", "mtls-1")
+                .header(http::header::CONTENT_TYPE, "application/json");
+            if let Some(key) = key {
+                req = req.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+            }
+            let body = r#"{"user_id":"u-demo-a","amount_fen":100000,"channel":"app"}"#;
+            let res = send
+                .send_request(
+                    req.body(http_body_util::Full::new(Bytes::from(body)))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let replayed = res.headers().contains_key("idempotent-replayed");
+            (res.status(), replayed)
+        }
+    };
+    assert_eq!(ask(&mapped, None).await, (StatusCode::OK, false));
+    assert_eq!(ask(&mapped, None).await, (StatusCode::OK, true));
+    // The same key by the API-key caller is a new request of another caller.
+    assert_eq!(ask(&unmapped, Some(KEY)).await, (StatusCode::OK, false));
+}
+
+#[test]
+fn a_client_map_needs_mutual_tls_and_fingerprints() {
+    let dir = TempDir::new();
+    let ca = Ca::new("test server CA");
+    write_server(&dir.0, &ca.leaf(&["localhost"]));
+    let mut tls = tls_config(&dir.0, None, Duration::ZERO);
+    tls.clients.insert("AB".repeat(32), "partner-a".to_owned());
+    let e = tls.validate().unwrap_err();
+    assert_eq!(e.key(), "clients");
+    let mut tls = tls_config(&dir.0, Some(&Ca::new("clients")), Duration::ZERO);
+    tls.clients
+        .insert("not-hex".to_owned(), "partner-a".to_owned());
+    assert_eq!(tls.validate().unwrap_err().key(), "clients.not-hex");
+    tls.clients.clear();
+    tls.clients.insert("ab".repeat(32), "no spaces".to_owned());
+    assert!(tls.validate().is_err());
+    tls.clients.clear();
+    tls.clients.insert("ab".repeat(32), "partner-a".to_owned());
+    tls.validate().unwrap();
 }
