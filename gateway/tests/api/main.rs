@@ -8,7 +8,6 @@
 
 mod support;
 
-mod access;
 mod bureau;
 mod concurrency;
 mod contract;
