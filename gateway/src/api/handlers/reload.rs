@@ -10,7 +10,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
 
-/// The body: an empty JSON object (or no body at all).
+/// The body: an empty JSON object (the edge has checked that it is JSON; an empty body of
+/// that type is taken as `{}`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReloadBody {}
