@@ -125,7 +125,8 @@ impl Gateway {
         };
         let (store, demo_users) = match config.redis_config() {
             Some(redis) => {
-                let redis = RedisStore::new(redis).map_err(|e| store_error(&e))?;
+                let redis = RedisStore::with_clock(redis, Arc::clone(&clock))
+                    .map_err(|e| store_error(&e))?;
                 // Seeded by a background task once Redis answers (see `spawn_background`).
                 let demo = if seed_demo {
                     store::demo_users()

@@ -297,3 +297,84 @@ async fn grafana_provisions_a_dashboard_of_exported_metrics() {
         assert!(used.contains(must), "{must} on the dashboard");
     }
 }
+
+#[test]
+fn the_fleet_profile_is_a_replicated_cluster_three_gateways_and_haproxy() {
+    let c = compose();
+    let services = c["services"].as_object().unwrap();
+    let in_fleet = |name: &str| strings(&services[name]["profiles"]).contains(&"fleet".into());
+    let nodes: Vec<&String> = services
+        .keys()
+        .filter(|k| k.starts_with("redis-") && *k != "redis-cluster-init")
+        .collect();
+    assert_eq!(nodes.len(), 6, "three primaries and three replicas");
+    for n in &nodes {
+        assert!(in_fleet(n), "{n}");
+        let cmd = strings(&services[n.as_str()]["command"]);
+        let at = |flag: &str| cmd[cmd.iter().position(|a| a == flag).unwrap() + 1].clone();
+        assert_eq!(at("--cluster-enabled"), "yes", "{n}");
+        let timeout: u64 = at("--cluster-node-timeout").parse().unwrap();
+        assert!(
+            timeout <= 2000,
+            "{n}: failover within seconds, not {timeout} ms"
+        );
+    }
+    let init = strings(&services["redis-cluster-init"]["command"]).join(" ");
+    assert!(init.contains("--cluster-replicas 1"), "{init}");
+    for n in &nodes {
+        assert!(init.contains(n.as_str()), "{n} joins the cluster: {init}");
+    }
+
+    let gateways: Vec<&String> = services
+        .keys()
+        .filter(|k| k.starts_with("gateway-"))
+        .collect();
+    assert_eq!(gateways.len(), 3);
+    let dockerfile = std::fs::read_to_string(root().join("gateway/Dockerfile")).unwrap();
+    for g in &gateways {
+        let gw = &services[g.as_str()];
+        assert!(in_fleet(g), "{g}");
+        let path = gw["environment"]["GATEWAY_CONFIG"].as_str().unwrap();
+        let file = dockerfile
+            .lines()
+            .find_map(|l| {
+                let (file, dest) = l.strip_prefix("COPY gateway/config/")?.split_once(' ')?;
+                (dest == path).then(|| root().join("gateway/config").join(file))
+            })
+            .unwrap_or_else(|| panic!("the Dockerfile copies {path}"));
+        let config = Config::from_file(&file).unwrap();
+        config.validate().unwrap();
+        let redis = config.redis_config().unwrap();
+        assert!(redis.cluster);
+        assert_eq!(redis.seeds().len(), 6, "every node is a seed");
+        for n in &nodes {
+            assert!(
+                redis.seeds().iter().any(|s| s.contains(&format!("//{n}:"))),
+                "{n} is a seed"
+            );
+        }
+        assert!(redis.shared_global_limit);
+        assert_eq!(
+            usize::try_from(redis.global_limit_instances).unwrap(),
+            gateways.len()
+        );
+    }
+
+    let haproxy = &services["haproxy"];
+    assert!(in_fleet("haproxy"));
+    let m = mounts(haproxy);
+    let (cfg, _) = m
+        .iter()
+        .find(|(_, dest)| dest.ends_with("haproxy.cfg"))
+        .unwrap();
+    let cfg = std::fs::read_to_string(cfg).unwrap();
+    assert!(cfg.contains("option httpchk GET /readyz"), "{cfg}");
+    for g in &gateways {
+        assert!(
+            cfg.lines().any(|l| l.trim_start().starts_with("server ")
+                && l.contains(&format!("{g}:8080"))
+                && l.contains(" check")),
+            "{g} is health-checked"
+        );
+    }
+}

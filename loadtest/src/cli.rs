@@ -1,10 +1,11 @@
-//! The command line: `run`, `compare`, `report`, `blast`, `serve-trivial`, `bureau`.
+//! The command line: `run`, `audit`, `compare`, `report`, `blast`, `serve-trivial`, `bureau`.
 //!
 //! # Layout
 //! - [`Cli`]: open-loop surge generator and report writer for loan-gateway.
 //! - [`Command`]: the subcommands.
 //! - [`BureauArgs`]: `loadtest bureau` arguments.
 //! - [`RunArgs`]: `loadtest run` arguments.
+//! - [`AuditArgs`]: `loadtest audit` arguments.
 //! - [`GateArgs`]: CI gates.
 //! - [`dispatch`]: runs a parsed command.
 
@@ -18,7 +19,7 @@ use crate::Error;
 use crate::blast::{BlastOptions, blast, serve_trivial};
 use crate::bureau::{self, Bureau, BureauOptions, Jitter};
 use crate::client::TargetAddr;
-use crate::engine::{BureauHandle, RunOptions, run};
+use crate::engine::{BureauHandle, RunOptions, run_with_ledger};
 use crate::gate::{GATE_EXIT_CODE, Gates, all_passed};
 use crate::report::{write_compare, write_report};
 use crate::results::Results;
@@ -40,8 +41,11 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a scenario and write results.json, report.html and summary.md.
+    /// Run a scenario and write results.json, ledger.json, report.html and summary.md.
     Run(RunArgs),
+    /// Reconcile what a run's clients were told (its ledger.json) with the store: lost
+    /// acknowledged approvals, over-reservations, unknown outcomes (exit 3 when any > 0).
+    Audit(AuditArgs),
     /// Write a side-by-side report of two results files.
     Compare {
         /// Results of run A (e.g. the naive configuration).
@@ -98,6 +102,31 @@ pub enum Command {
     },
     /// The credit-bureau simulator: N service slots, a FIFO queue, deterministic scores.
     Bureau(BureauArgs),
+    /// The in-process gateway of `run`, alone, on a free loopback port (printed as
+    /// `listening on http://ADDR`) until the process is stopped: a gateway process for
+    /// tests that kill instances (the gateway binary is not a dependency of this crate).
+    ServeGateway {
+        /// Configuration: a file, or `default` / `naive` (shipped).
+        #[arg(long)]
+        gateway_config: Option<PathBuf>,
+        /// A setting, KEY=VALUE with a dotted key and a TOML value (repeatable).
+        #[arg(long = "gateway-set", value_name = "KEY=VALUE")]
+        gateway_set: Vec<String>,
+        /// Caller API key.
+        #[arg(
+            long,
+            env = "LOADTEST_API_KEY",
+            default_value = "loadtest-api-key-0001"
+        )]
+        api_key: String,
+        /// Admin token.
+        #[arg(
+            long,
+            env = "LOADTEST_ADMIN_TOKEN",
+            default_value = "loadtest-admin-token-0001"
+        )]
+        admin_token: String,
+    },
 }
 
 /// `loadtest bureau` arguments.
@@ -133,7 +162,7 @@ pub struct BureauArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// A shipped scenario name (double11, spring-festival, step-overload, steady,
-    /// steady-bureau, bureau-slowdown) or a TOML file.
+    /// steady-bureau, bureau-slowdown, cpu-step, cpu-steady, fleet-faults) or a TOML file.
     #[arg(long)]
     pub scenario: String,
     /// Gateway URL; without it the gateway is started in-process.
@@ -175,9 +204,42 @@ pub struct RunArgs {
     /// No progress line.
     #[arg(long)]
     pub no_progress: bool,
+    /// A fault: AT_SECONDS=COMMAND, run with `sh -c` at that second of the run and drawn
+    /// on the report's timeline (repeatable), e.g. `25=deploy/fleet.sh fault kill-primary`.
+    #[arg(long = "fault", value_name = "AT=COMMAND")]
+    pub faults: Vec<crate::faults::FaultSpec>,
     /// Gates.
     #[command(flatten)]
     pub gates: GateArgs,
+}
+
+/// `loadtest audit` arguments.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The run's output folder (holding ledger.json); audit.json is written there.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Gateway URL (the load balancer): decisions are read, and unknown outcomes asked
+    /// again, through it.
+    #[arg(long)]
+    pub target: String,
+    /// Caller API key (the run's).
+    #[arg(
+        long,
+        env = "LOADTEST_API_KEY",
+        default_value = "loadtest-api-key-0001"
+    )]
+    pub api_key: String,
+    /// A Redis node of the store (`redis://host:port`; repeat for a cluster's nodes): the
+    /// users' `used_fen` and the audit streams are read there.
+    #[arg(long = "redis-node", required = true)]
+    pub redis_nodes: Vec<String>,
+    /// The store's `redis.key_prefix`.
+    #[arg(long, default_value = "lg")]
+    pub key_prefix: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
 }
 
 /// CI gates.
@@ -240,6 +302,7 @@ fn gate_exit(gates: &[crate::results::GateOutcome]) -> ExitCode {
 pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Run(args) => cmd_run(args).await,
+        Command::Audit(args) => cmd_audit(args).await,
         Command::Compare { a, b, out } => {
             let (ra, rb) = (Results::read(&a)?, Results::read(&b)?);
             let out = out.unwrap_or_else(|| default_out("compare"));
@@ -328,6 +391,33 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bureau(args) => cmd_bureau(args).await,
+        Command::ServeGateway {
+            gateway_config,
+            gateway_set,
+            api_key,
+            admin_token,
+        } => {
+            let config_path = match &gateway_config {
+                Some(p) => Some(resolve_gateway_config(p)?),
+                None => None,
+            };
+            let mut overrides = toml::Table::new();
+            for arg in &gateway_set {
+                let (key, value) = parse_setting(arg)?;
+                set_dotted(&mut overrides, &key, value)?;
+            }
+            let e = start_embedded(&EmbeddedOptions {
+                config_path,
+                api_key,
+                admin_token,
+                overrides,
+            })
+            .await?;
+            println!("listening on http://{}", e.target.addr);
+            let _ = tokio::signal::ctrl_c().await;
+            e.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -436,6 +526,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
                 .map(|o| dotted_lines(o).join("\n"))
                 .unwrap_or_default(),
         }),
+        faults: args.faults.clone(),
     };
     eprintln!(
         "running {} ({:.0} s) against {}",
@@ -443,19 +534,30 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
         sc.duration().as_secs_f64(),
         opts.target_label
     );
-    let results = run(&sc, &opts).await;
+    let results = run_with_ledger(&sc, &opts).await;
     if let Some(e) = embedded {
         e.shutdown().await;
     }
     if let Some(sim) = sim {
         sim.shutdown().await;
     }
-    let mut results = results?;
+    let (mut results, ledger) = results?;
     results.gates = Gates::from(args.gates).evaluate(&results);
     let out = args.out.unwrap_or_else(|| default_out(&sc.name));
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let json = out.join("results.json");
     results.write(&json)?;
+    ledger.write(&out)?;
+    for f in &results.faults {
+        eprintln!(
+            "fault {} at {:.1} s (exit {:?}): goodput back to 95 % {}",
+            f.label(),
+            f.at_s,
+            f.exit_code,
+            f.recovery_s
+                .map_or_else(|| "never".to_owned(), |r| format!("after {r:.1} s"))
+        );
+    }
     let w = write_report(&results, &out)?;
     println!(
         "good-user refusal rate {:.1} %, risky approval {:.1} %, p99 {:.1} ms, generator kept up: {}\n{}\n{}\n{}",
@@ -468,4 +570,63 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
         w.markdown.display()
     );
     Ok(gate_exit(&results.gates))
+}
+
+/// `loadtest audit`.
+async fn cmd_audit(args: AuditArgs) -> Result<ExitCode, Error> {
+    let ledger = crate::ledger::Ledger::read(&args.run)?;
+    let mut nodes = args.redis_nodes.iter();
+    let first = nodes
+        .next()
+        .ok_or_else(|| Error::Target("--redis-node: at least one".into()))?;
+    let rest: Vec<String> = nodes.cloned().collect();
+    let config = gateway::store::RedisConfig {
+        url: first.clone(),
+        cluster: !rest.is_empty(),
+        cluster_nodes: rest,
+        key_prefix: args.key_prefix.clone(),
+        // The audit reads while a failover may still be settling: each read is retried.
+        command_timeout: Duration::from_secs(2),
+        pool_wait_timeout: Duration::from_secs(2),
+        user_cache: 0,
+        ..gateway::store::RedisConfig::default()
+    };
+    let store = gateway::store::RedisStore::new(config)
+        .map_err(|e| Error::Target(format!("redis: {e}")))?;
+    let opts = crate::audit::AuditOptions {
+        target: TargetAddr::resolve(&args.target).await?,
+        api_key: args.api_key.clone(),
+        store,
+        concurrency: args.concurrency,
+    };
+    let report = crate::audit::audit(&ledger, &opts).await?;
+    let path = args.run.join("audit.json");
+    let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Serialise(e.to_string()))?;
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    println!(
+        "audit of {} drawdowns ({} acknowledged approvals, {} users):",
+        report.drawdowns, report.acknowledged_approvals, report.users_checked
+    );
+    println!(
+        "  unknown outcomes {}: {} stored before, {} none stored (decided now), {} unresolved",
+        report.unknown_outcomes,
+        report.unknown_resolved_stored,
+        report.unknown_resolved_none,
+        report.unknown_unresolved
+    );
+    for (name, n) in report.gates() {
+        println!(
+            "  gate {name}: {n} {}",
+            if n == 0 { "pass" } else { "FAIL" }
+        );
+    }
+    for e in &report.examples {
+        println!("  - {e}");
+    }
+    println!("{}", path.display());
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(GATE_EXIT_CODE)
+    })
 }

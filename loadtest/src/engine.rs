@@ -12,6 +12,7 @@
 //! - [`RunOptions`]: how to run a scenario.
 //! - [`BureauHandle`]: the bureau simulator of a run, as the results record it.
 //! - [`run`]: runs a scenario against a target and returns its results.
+//! - [`run_with_ledger`]: the same, with what clients were told of each drawdown.
 //! - [`deadline_ms`]: the drawdowns' `X-Request-Deadline-Ms`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,8 @@ use crate::bureau::Bureau;
 use crate::bureau::timeline::run_timeline;
 use crate::classify::{Answer, Cause, Endpoint};
 use crate::client::{Conn, SendError, TargetAddr};
+use crate::faults::{FaultSpec, recovery_s, run_schedule};
+use crate::ledger::{Ledger, LedgerEntry, SeededUser, Told};
 use crate::population::{Behaviour, User, build_users};
 use crate::progress::{Live, Observed, Progress};
 use crate::recorder::{GroupInfo, JourneyEnd, JourneyOutcome, Recorder};
@@ -60,6 +63,8 @@ pub struct RunOptions {
     /// The in-process bureau simulator the gateway consults, when the scenario has a
     /// `[bureau]` block: the run applies its `[[bureau.change]]`s and samples it.
     pub bureau: Option<BureauHandle>,
+    /// Commands run at set seconds of the run (`--fault`), drawn on the report's timeline.
+    pub faults: Vec<FaultSpec>,
 }
 
 /// The bureau simulator of a run, as the results record it.
@@ -90,6 +95,19 @@ struct Job {
 struct Reply {
     answer: Answer,
     done: Instant,
+    /// A drawdown's `decision_id`, when it was answered with a decision.
+    decision_id: Option<String>,
+}
+
+/// A step's last answer, as [`call`] answers it.
+struct Called {
+    answer: Answer,
+    /// The intended time of the last attempt.
+    intended: Instant,
+    /// The last answer's `decision_id` (a drawdown answered with a decision).
+    decision_id: Option<String>,
+    /// Whether some attempt got an answer that may follow a commit (see [`Told::Unknown`]).
+    uncertain: bool,
 }
 
 pub(crate) struct Shared {
@@ -114,6 +132,8 @@ pub(crate) struct Shared {
     retry_deadline: Instant,
     nonce: u64,
     deadline_ms: u64,
+    /// What clients were told of each drawdown.
+    ledger: Mutex<Vec<LedgerEntry>>,
 }
 
 impl Observed for Shared {
@@ -187,6 +207,11 @@ fn open_files_limit() -> Option<usize> {
 
 /// Runs a scenario against a target and returns its results.
 pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
+    run_with_ledger(sc, opts).await.map(|(r, _)| r)
+}
+
+/// [`run`], and what clients were told of each drawdown (for `loadtest audit`).
+pub async fn run_with_ledger(sc: &Scenario, opts: &RunOptions) -> Result<(Results, Ledger), Error> {
     let users = build_users(&sc.population);
     let all: Vec<User> = users.iter().flatten().cloned().collect();
     // Seeding is not the load: a bounded number of connections whatever the scenario.
@@ -244,6 +269,12 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
         retry_deadline: start + duration + grace / 2,
         nonce: opts.run_nonce,
         deadline_ms: deadline_ms(sc),
+        ledger: Mutex::new(Vec::new()),
+    });
+    let faults = (!opts.faults.is_empty()).then(|| {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(run_schedule(opts.faults.clone(), start, stopped));
+        (stop, task)
     });
 
     let timeline = match (&opts.bureau, &sc.bureau) {
@@ -368,10 +399,44 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
         None => None,
     };
 
+    let fault_events = match faults {
+        Some((stop, task)) => {
+            let _ = stop.send(());
+            task.await.unwrap_or_else(|e| {
+                warnings.push(format!("fault schedule: {e}"));
+                Vec::new()
+            })
+        }
+        None => Vec::new(),
+    };
+    for ev in &fault_events {
+        if ev.exit_code != Some(0) {
+            warnings.push(format!(
+                "fault {:?} at {:.1} s exited with {:?}",
+                ev.command, ev.at_s, ev.exit_code
+            ));
+        }
+    }
+
     let sh = Arc::into_inner(sh).ok_or_else(|| {
         Error::Serialise("a task still holds the run state after the drain".into())
     })?;
     let rec = sh.rec.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let ledger = Ledger {
+        key_prefix: key_prefix(sh.nonce),
+        users: all
+            .iter()
+            .map(|u| SeededUser {
+                id: u.id.clone(),
+                limit_fen: u.seed.limit.get(),
+                used_fen: u.seed.used.get(),
+            })
+            .collect(),
+        entries: sh
+            .ledger
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner),
+    };
     let finished = rec.finish(&groups, sc.connections, opened, arrivals.len() as u64)?;
     let phases = sc
         .phases
@@ -404,6 +469,13 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
         spans,
         warnings,
     );
+    results.faults = fault_events
+        .into_iter()
+        .map(|mut ev| {
+            ev.recovery_s = recovery_s(&results.seconds, ev.at_s);
+            ev
+        })
+        .collect();
     if let (Some(h), Some(b), Some(samples)) = (&opts.bureau, &sc.bureau, bureau_timeline) {
         results.bureau = Some(BureauResult {
             options: b.options(sc.seed),
@@ -413,7 +485,12 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<Results, Error> {
             samples,
         });
     }
-    Ok(results)
+    Ok((results, ledger))
+}
+
+/// The prefix of a run's idempotency keys.
+fn key_prefix(nonce: u64) -> String {
+    format!("lt-{nonce:x}-")
 }
 
 /// The drawdowns' `X-Request-Deadline-Ms`.
@@ -494,9 +571,15 @@ async fn exchange(sh: &Shared, conn: &mut Conn, job: Attempt) -> Reply {
     let sent = Instant::now();
     let res = conn.send(job.req, sh.timeout).await;
     let done = Instant::now();
+    let mut decision_id = None;
     let (answer, status) = match res {
         Ok(resp) => {
             let st = resp.status().as_u16();
+            if job.endpoint == Endpoint::Drawdown && st == 200 {
+                decision_id = serde_json::from_slice::<DecisionId>(resp.body())
+                    .ok()
+                    .map(|d| d.decision_id);
+            }
             let ra = resp
                 .headers()
                 .get(header::RETRY_AFTER)
@@ -512,6 +595,7 @@ async fn exchange(sh: &Shared, conn: &mut Conn, job: Attempt) -> Reply {
             return Reply {
                 answer: Answer::Connection,
                 done,
+                decision_id: None,
             };
         }
     };
@@ -547,7 +631,28 @@ async fn exchange(sh: &Shared, conn: &mut Conn, job: Attempt) -> Reply {
             Duration::from_millis(sh.deadline_ms),
         );
     }
-    Reply { answer, done }
+    Reply {
+        answer,
+        done,
+        decision_id,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DecisionId {
+    decision_id: String,
+}
+
+/// Whether an answer may follow a commit the client never heard of: no answer, a reset, or
+/// a server-side failure (the store's, or a 5xx).
+fn may_have_committed(a: &Answer) -> bool {
+    match a {
+        Answer::Timeout | Answer::Connection => true,
+        Answer::Refused { status, .. } => {
+            *status >= 500 && *status != 503 || a.refusal_cause() == Some(Cause::Dependency)
+        }
+        Answer::Quote { .. } | Answer::Decision { .. } => false,
+    }
 }
 
 /// Sends one step, retrying transient refusals as the group's clients do. Returns the last
@@ -559,13 +664,20 @@ async fn call(
     endpoint: Endpoint,
     build: impl Fn(u32) -> Result<Request<Full<Bytes>>, http::Error>,
     mut intended: Instant,
-) -> (Answer, Instant) {
+) -> Called {
     let behaviour = sh.behaviours[group];
     let max = match behaviour {
         Behaviour::RetryStorm => sh.retry.storm_max_attempts,
         Behaviour::Polite => sh.retry.polite_max_attempts,
     };
     let mut attempt = 0;
+    let mut uncertain = false;
+    let called = |answer, intended, decision_id, uncertain| Called {
+        answer,
+        intended,
+        decision_id,
+        uncertain,
+    };
     loop {
         let Ok(req) = build(attempt).map(|mut r| {
             if let Some(p) = sh.priorities[group] {
@@ -574,7 +686,7 @@ async fn call(
             }
             r
         }) else {
-            return (Answer::Connection, intended);
+            return called(Answer::Connection, intended, None, uncertain);
         };
         sh.rec().offered(intended);
         sh.live.offered.fetch_add(1, Ordering::Relaxed);
@@ -598,21 +710,22 @@ async fn call(
                     })
                     .is_err()
                 {
-                    return (Answer::Connection, intended);
+                    return called(Answer::Connection, intended, None, uncertain);
                 }
                 let Ok(reply) = rx.await else {
-                    return (Answer::Connection, intended);
+                    return called(Answer::Connection, intended, None, uncertain);
                 };
                 reply
             }
         };
         attempt += 1;
+        uncertain |= may_have_committed(&reply.answer);
         let transient = reply
             .answer
             .refusal_cause()
             .is_some_and(Cause::is_transient);
         if !transient || attempt >= max || reply.done >= sh.retry_deadline {
-            return (reply.answer, intended);
+            return called(reply.answer, intended, reply.decision_id, uncertain);
         }
         intended = match behaviour {
             Behaviour::RetryStorm => reply.done,
@@ -696,7 +809,11 @@ async fn run_journey(
 
     let quote_path = format!("/v1/credit-lines/{}", user.id);
     let quote_deadline = j.deadline_ms.map(|d| d.to_string());
-    let (quote, quote_intended) = call(
+    let Called {
+        answer: quote,
+        intended: quote_intended,
+        ..
+    } = call(
         sh,
         conn.as_deref_mut(),
         group,
@@ -734,7 +851,7 @@ async fn run_journey(
 
     let next = quote_intended + think;
     sh.wait_until(next).await;
-    let key = format!("lt-{:x}-{seq}", sh.nonce);
+    let key = format!("{}{seq}", key_prefix(sh.nonce));
     let body = Bytes::from(
         serde_json::json!({
             "user_id": user.id,
@@ -745,7 +862,7 @@ async fn run_journey(
         .to_string(),
     );
     let deadline = sh.deadline_ms.to_string();
-    let (answer, _) = call(
+    let drawdown = call(
         sh,
         conn,
         group,
@@ -761,6 +878,24 @@ async fn run_journey(
         next,
     )
     .await;
+    let answer = drawdown.answer;
+    let told = match (&answer, drawdown.decision_id) {
+        (a, Some(decision_id)) if a.is_approved() => Told::Approved { decision_id },
+        // An approval whose id could not be read: its key finds it.
+        (a, None) if a.is_approved() => Told::Unknown,
+        (Answer::Decision { .. }, _) => Told::Decided,
+        _ if drawdown.uncertain => Told::Unknown,
+        _ => Told::Refused,
+    };
+    sh.ledger
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(LedgerEntry {
+            key: key.clone(),
+            user: user.id.clone(),
+            amount_fen: amount,
+            told,
+        });
     let end = if answer.is_approved() {
         JourneyEnd::Approved
     } else if answer.is_review() {

@@ -23,6 +23,9 @@
 //! - [`target`]: remote or in-process gateway, seeding, admin actions.
 //! - [`blast`]: raw open-loop mode and the trivial server, to measure the generator.
 //! - [`bureau`]: the credit-bureau simulator (finite slots, FIFO queue, deterministic answers).
+//! - [`faults`]: a schedule of fault commands run during a run, and recovery times.
+//! - [`ledger`]: what clients were told of each drawdown, for the auditor.
+//! - [`audit`]: `loadtest audit`, reconciling the ledger with the store.
 //! - [`cli`]: the command line.
 //!
 //! # Example
@@ -40,12 +43,14 @@
 //!     run_nonce: 1,
 //!     progress: false,
 //!     bureau: None,
+//!     faults: Vec::new(),
 //! };
 //! let results = run(&sc, &opts).await?;
 //! loadtest::report::write_report(&results, std::path::Path::new("out"))?;
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod blast;
 pub mod bureau;
 pub mod classify;
@@ -53,7 +58,9 @@ pub mod cli;
 pub mod client;
 pub mod engine;
 mod error;
+pub mod faults;
 pub mod gate;
+pub mod ledger;
 pub mod population;
 mod progress;
 pub mod recorder;

@@ -3,8 +3,7 @@
 //! # Layout
 //! - [`Profile`]: what a user really is.
 //! - [`Behaviour`]: how a user's client reacts to 429/503 and timeouts.
-//! - [`CreditLineSeed`]: the body of `PUT /admin/credit-lines/{user_id}`.
-//! - [`SeedOverrides`]: seed fields a group sets differently from its profile (all optional).
+//! - [`SeedOverrides`]: seed fields a group sets differently from its profile.
 //! - [`profile_seed`]: the seeded state of the `index`-th user of a profile.
 //! - [`User`]: one simulated user.
 //! - [`Population`]: the population the traffic comes from.
@@ -14,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use gateway::request::Priority;
+use risk_core::{Fen, RiskGrade, UserState};
 
 /// What a user really is. The report judges the gateway against this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -67,79 +67,56 @@ impl Behaviour {
     }
 }
 
-/// The body of `PUT /admin/credit-lines/{user_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreditLineSeed {
-    /// Credit line.
-    pub limit_fen: u64,
-    /// Already drawn.
-    pub used_fen: u64,
-    /// `A` (best) to `E`.
-    pub risk_grade: String,
-    /// Logins over 30 days.
-    pub logins_30d: u32,
-    /// Drawdowns over 24 hours.
-    pub drawdowns_24h: u32,
-    /// Credit applications over the last hour.
-    pub applications_1h: u32,
-    /// Account age.
-    pub account_age_days: u32,
-    /// Whether the device is new.
-    pub new_device: bool,
-    /// Days an instalment is overdue.
-    pub days_overdue: u32,
-    /// On a blocklist.
-    pub blocklisted: bool,
-}
-
-/// Seed fields a group sets differently from its profile (all optional).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct SeedOverrides {
-    pub limit_fen: Option<u64>,
-    pub used_fen: Option<u64>,
-    pub risk_grade: Option<String>,
-    pub logins_30d: Option<u32>,
-    pub drawdowns_24h: Option<u32>,
-    pub applications_1h: Option<u32>,
-    pub account_age_days: Option<u32>,
-    pub new_device: Option<bool>,
-    pub days_overdue: Option<u32>,
-    pub blocklisted: Option<bool>,
-}
+/// Seed fields a group sets differently from its profile: a table of
+/// `PUT /admin/credit-lines` fields (the names of [`UserState`]), checked when the scenario
+/// is read by applying it to a profile's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct SeedOverrides(serde_json::Map<String, serde_json::Value>);
 
 impl SeedOverrides {
     /// Whether nothing is overridden.
     pub fn is_empty(&self) -> bool {
-        *self == Self::default()
+        self.0.is_empty()
     }
 
-    fn apply(&self, s: &mut CreditLineSeed) {
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = &self.$f { s.$f = v.clone(); } )* };
+    /// `s` with these fields set; an unknown field or a value of the wrong type is an error.
+    pub fn apply(&self, s: &UserState) -> Result<UserState, serde_json::Error> {
+        if self.is_empty() {
+            return Ok(s.clone());
         }
-        set!(
-            limit_fen,
-            used_fen,
-            risk_grade,
-            logins_30d,
-            drawdowns_24h,
-            applications_1h,
-            account_age_days,
-            new_device,
-            days_overdue,
-            blocklisted
-        );
+        let mut fields = match serde_json::to_value(s)? {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        fields.extend(self.0.clone());
+        serde_json::from_value(serde_json::Value::Object(fields))
+    }
+}
+
+impl<'de> Deserialize<'de> for SeedOverrides {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let o = SeedOverrides(serde_json::Map::deserialize(d)?);
+        o.apply(&profile_seed(Profile::Good, 0))
+            .map_err(serde::de::Error::custom)?;
+        Ok(o)
+    }
+}
+
+/// An amount written in the source (a literal within [`Fen::MAX`]).
+const fn fen(v: u64) -> Fen {
+    match Fen::new(v) {
+        Some(f) => f,
+        None => panic!("a seed amount above Fen::MAX"),
     }
 }
 
 /// The seeded state of the `index`-th user of a profile.
-pub fn profile_seed(profile: Profile, index: usize) -> CreditLineSeed {
-    let clean = CreditLineSeed {
-        limit_fen: 5_000_000,
-        used_fen: 0,
-        risk_grade: "A".into(),
+pub fn profile_seed(profile: Profile, index: usize) -> UserState {
+    let clean = UserState {
+        limit: fen(5_000_000),
+        used: Fen::ZERO,
+        grade: RiskGrade::A,
         logins_30d: 12,
         drawdowns_24h: 0,
         applications_1h: 0,
@@ -150,37 +127,37 @@ pub fn profile_seed(profile: Profile, index: usize) -> CreditLineSeed {
     };
     match profile {
         Profile::Good => clean,
-        Profile::FrequentLogin => CreditLineSeed {
+        Profile::FrequentLogin => UserState {
             logins_30d: 120,
             ..clean
         },
         // 75 % used: under every grade-B utilisation cap, so the quote shows room to draw.
-        Profile::NearLimit => CreditLineSeed {
-            limit_fen: 2_000_000,
-            used_fen: 1_500_000,
-            risk_grade: "B".into(),
+        Profile::NearLimit => UserState {
+            limit: fen(2_000_000),
+            used: fen(1_500_000),
+            grade: RiskGrade::B,
             logins_30d: 15,
             account_age_days: 600,
             ..clean
         },
         Profile::Risky => match index % 3 {
-            0 => CreditLineSeed {
-                limit_fen: 3_000_000,
-                used_fen: 1_000_000,
-                risk_grade: "C".into(),
+            0 => UserState {
+                limit: fen(3_000_000),
+                used: fen(1_000_000),
+                grade: RiskGrade::C,
                 days_overdue: 45,
                 ..clean
             },
-            1 => CreditLineSeed {
-                limit_fen: 3_000_000,
+            1 => UserState {
+                limit: fen(3_000_000),
                 blocklisted: true,
                 ..clean
             },
             // Weak grade, already over the grade's utilisation cap, at its daily velocity.
-            _ => CreditLineSeed {
-                limit_fen: 3_000_000,
-                used_fen: 1_600_000,
-                risk_grade: "E".into(),
+            _ => UserState {
+                limit: fen(3_000_000),
+                used: fen(1_600_000),
+                grade: RiskGrade::E,
                 drawdowns_24h: 2,
                 ..clean
             },
@@ -195,8 +172,8 @@ pub struct User {
     pub id: String,
     /// Index into the scenario's groups.
     pub group: usize,
-    /// What gets seeded.
-    pub seed: CreditLineSeed,
+    /// What gets seeded (the body of `PUT /admin/credit-lines/{user_id}`).
+    pub seed: UserState,
 }
 
 /// The population the traffic comes from. The gateway never sees the ground truth.
@@ -258,8 +235,9 @@ pub fn build_users(population: &Population) -> Vec<Vec<User>> {
                 .collect();
             (0..n)
                 .map(|i| {
-                    let mut seed = profile_seed(g.profile, i);
-                    g.overrides.apply(&mut seed);
+                    let profile = profile_seed(g.profile, i);
+                    // Checked when the scenario was read: the same fields apply to any state.
+                    let seed = g.overrides.apply(&profile).unwrap_or(profile);
                     User {
                         id: format!("u-{tag}-{i:06}"),
                         group: gi,
@@ -278,21 +256,32 @@ mod tests {
     #[test]
     fn risky_users_rotate_their_reason_and_frequent_login_is_clean() {
         let r: Vec<_> = (0..3).map(|i| profile_seed(Profile::Risky, i)).collect();
-        assert!(r[0].days_overdue > 0 && r[1].blocklisted && r[2].risk_grade == "E");
+        assert!(r[0].days_overdue > 0 && r[1].blocklisted && r[2].grade == RiskGrade::E);
         let f = profile_seed(Profile::FrequentLogin, 0);
         assert_eq!(f.logins_30d, 120);
-        assert!(!f.blocklisted && f.days_overdue == 0 && f.risk_grade == "A");
+        assert!(!f.blocklisted && f.days_overdue == 0 && f.grade == RiskGrade::A);
     }
 
     #[test]
     fn overrides_apply_on_top_of_the_profile() {
-        let o = SeedOverrides {
-            account_age_days: Some(1),
-            ..SeedOverrides::default()
-        };
-        let mut s = profile_seed(Profile::Good, 0);
-        o.apply(&mut s);
+        let o: SeedOverrides = toml::from_str("account_age_days = 1").unwrap();
+        let s = o.apply(&profile_seed(Profile::Good, 0)).unwrap();
         assert_eq!(s.account_age_days, 1);
-        assert_eq!(s.limit_fen, 5_000_000);
+        assert_eq!(s.limit.get(), 5_000_000);
+    }
+
+    #[test]
+    fn unknown_or_mistyped_overrides_are_refused_when_read() {
+        let e = toml::from_str::<SeedOverrides>("limit = 1").unwrap_err();
+        assert!(e.to_string().contains("unknown field `limit`"), "{e}");
+        let big = format!("limit_fen = {}", Fen::MAX.get() + 1);
+        for bad in [
+            "risk_grade = \"F\"",
+            "used_fen = -1",
+            "new_device = 1",
+            &big,
+        ] {
+            assert!(toml::from_str::<SeedOverrides>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -537,6 +537,7 @@ impl Finished {
             gates: Vec::new(),
             warnings,
             bureau: None,
+            faults: Vec::new(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`SCHEMA_VERSION`]: bumped on any change a reader of an older file would misread.
 //! - [`Results`]: a whole run.
 //! - [`BureauResult`]: the bureau simulator's part of a run.
+//! - [`FaultEvent`]: one command of a fault schedule as it ran (`--fault`).
 //! - [`DrawdownSecond`]: the drawdown attempts whose intended send time fell in one second (unlike …
 //! - [`PrioritySecond`]: the requests of one admission priority completed in one second.
 //! - [`ScenarioInfo`]: the scenario as run.
@@ -68,6 +69,39 @@ pub struct Results {
     /// The credit-bureau simulator of the run, when the scenario started one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bureau: Option<BureauResult>,
+    /// The fault schedule as it ran (`--fault`), with each fault's recovery time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultEvent>,
+}
+
+/// One command as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultEvent {
+    /// The command line.
+    pub command: String,
+    /// Seconds from the run start when it was started.
+    pub at_s: f64,
+    /// Seconds it ran.
+    pub took_s: f64,
+    /// Its exit status; `None` when it could not start, died of a signal or was still
+    /// running at the end of the run.
+    pub exit_code: Option<i32>,
+    /// Seconds from `at_s` until goodput was back to 95 % of the 5 s before it (see
+    /// `faults::recovery_s`); `None` when it never was within the run.
+    #[serde(default)]
+    pub recovery_s: Option<f64>,
+}
+
+impl FaultEvent {
+    /// A short name: the command's last words that are not paths (`fault kill-primary 5`
+    /// gives `kill-primary 5`).
+    pub fn label(&self) -> String {
+        let words: Vec<&str> = self.command.split_whitespace().collect();
+        match words.iter().position(|w| *w == "fault") {
+            Some(i) if i + 1 < words.len() => words[i + 1..].join(" "),
+            _ => self.command.clone(),
+        }
+    }
 }
 
 /// The bureau simulator's part of a run: its settings, the changes made to it, and a sample

@@ -50,6 +50,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
     ("cpu-step", include_str!("../scenarios/cpu-step.toml")),
     ("cpu-steady", include_str!("../scenarios/cpu-steady.toml")),
+    (
+        "fleet-faults",
+        include_str!("../scenarios/fleet-faults.toml"),
+    ),
 ];
 
 /// A load scenario, as written in TOML.

@@ -89,6 +89,7 @@ async fn run_with(settings: &[&str]) -> Results {
             bureau: sim.bureau.clone(),
             gateway_overrides: dotted_lines(&overrides).join("\n"),
         }),
+        faults: Vec::new(),
     };
     let r = run(&sc, &opts).await.unwrap();
     g.shutdown().await;

@@ -53,6 +53,7 @@ async fn a_bureau_scenario_applies_its_changes_and_reports_them() {
             bureau: sim.bureau.clone(),
             gateway_overrides: format!("bureau.url = \"{}\"", sim.base_url()),
         }),
+        faults: Vec::new(),
     };
     let r = run(&sc, &opts).await.unwrap();
     let br = r.bureau.as_ref().unwrap();

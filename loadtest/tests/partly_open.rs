@@ -87,6 +87,7 @@ rate = { shape = "constant", rate = 20 }
             run_nonce: 1,
             progress: false,
             bureau: None,
+            faults: Vec::new(),
         },
     )
     .await

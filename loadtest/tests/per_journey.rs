@@ -93,6 +93,7 @@ rate = {{ shape = "constant", rate = 40 }}
             run_nonce: 1,
             progress: false,
             bureau: None,
+            faults: Vec::new(),
         },
     )
     .await

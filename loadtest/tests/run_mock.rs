@@ -32,6 +32,7 @@ async fn a_run_attributes_every_refusal_to_its_true_cause() {
         run_nonce: 7,
         progress: false,
         bureau: None,
+        faults: Vec::new(),
     };
     let r = run(&sc, &opts).await.unwrap();
     let st = state.lock().unwrap();

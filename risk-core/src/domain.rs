@@ -141,14 +141,20 @@ pub enum Channel {
     Partner,
 }
 
-/// What the engine knows about a user when it decides.
+/// What the engine knows about a user when it decides. Its serde names are the API's
+/// (`limit_fen`, `used_fen`, `risk_grade`, …): the gateway answers a stored credit line and
+/// the loadtest seeds one in exactly this form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UserState {
     /// The credit line.
+    #[serde(rename = "limit_fen")]
     pub limit: Fen,
     /// The part of the line already drawn (and reserved).
+    #[serde(rename = "used_fen")]
     pub used: Fen,
     /// Grade from the upstream credit system.
+    #[serde(rename = "risk_grade")]
     pub grade: RiskGrade,
     /// Logins over the last 30 days.
     pub logins_30d: u32,

@@ -49,7 +49,7 @@ pub use domain::{
     Channel, DrawdownRequest, IdError, Outcome, RiskGrade, UserId, UserState, validate_id,
 };
 pub use engine::{Context, Decision, MAX_REASONS, Quote, Reason, Rule, Unit, evaluate, quote};
-pub use money::Fen;
+pub use money::{Fen, TooLarge};
 pub use reason::{CatalogueEntry, Category, Family, ReasonCode, catalogue};
 pub use snapshot::{PublishError, ThresholdCache};
 pub use thresholds::{

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`Fen`]: an amount of money in fen, never negative.
+//! - [`TooLarge`]: an amount above [`Fen::MAX`], refused when one is read.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -13,8 +14,29 @@ use std::fmt;
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
-#[serde(transparent)]
+#[serde(try_from = "u64", into = "u64")]
 pub struct Fen(u64);
+
+/// An amount above [`Fen::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} fen is more than the largest amount, 10^15 fen")]
+pub struct TooLarge(pub u64);
+
+/// Read as [`Fen::new`] reads it: an amount above [`Fen::MAX`] is refused, so no `Fen`
+/// deserialized from a document breaks the bound the engine's arithmetic relies on.
+impl TryFrom<u64> for Fen {
+    type Error = TooLarge;
+
+    fn try_from(fen: u64) -> Result<Fen, TooLarge> {
+        Fen::new(fen).ok_or(TooLarge(fen))
+    }
+}
+
+impl From<Fen> for u64 {
+    fn from(fen: Fen) -> u64 {
+        fen.0
+    }
+}
 
 impl Fen {
     /// Zero fen.

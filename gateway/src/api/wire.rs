@@ -207,50 +207,15 @@ impl CreditLineBody {
     }
 }
 
-/// The stored state of a user, as `PUT /admin/credit-lines` answers it.
+/// The stored state of a user, as `PUT /admin/credit-lines` answers it: the user and the
+/// state's own fields ([`UserState`]'s serde names are the wire names).
 #[derive(Debug, Serialize)]
-pub struct CreditLineState {
+pub struct CreditLineState<'a> {
     /// The user.
-    pub user_id: String,
-    /// The line.
-    pub limit_fen: u64,
-    /// Drawn.
-    pub used_fen: u64,
-    /// Grade.
-    pub risk_grade: RiskGrade,
-    /// Logins over 30 days.
-    pub logins_30d: u32,
-    /// Drawdowns over 24 hours.
-    pub drawdowns_24h: u32,
-    /// Applications over 1 hour.
-    pub applications_1h: u32,
-    /// Account age.
-    pub account_age_days: u32,
-    /// New device.
-    pub new_device: bool,
-    /// Days overdue.
-    pub days_overdue: u32,
-    /// Blocklisted.
-    pub blocklisted: bool,
-}
-
-impl CreditLineState {
-    /// From the stored state.
-    pub fn new(user: &UserId, s: &UserState) -> Self {
-        CreditLineState {
-            user_id: user.to_string(),
-            limit_fen: s.limit.get(),
-            used_fen: s.used.get(),
-            risk_grade: s.grade,
-            logins_30d: s.logins_30d,
-            drawdowns_24h: s.drawdowns_24h,
-            applications_1h: s.applications_1h,
-            account_age_days: s.account_age_days,
-            new_device: s.new_device,
-            days_overdue: s.days_overdue,
-            blocklisted: s.blocklisted,
-        }
-    }
+    pub user_id: &'a UserId,
+    /// The state.
+    #[serde(flatten)]
+    pub state: &'a UserState,
 }
 
 /// `POST /v1/appeals` as sent.
@@ -367,6 +332,34 @@ mod tests {
 
     fn drawdown(json: &str) -> Result<Drawdown, ApiError> {
         parse_json::<DrawdownBody>(json.as_bytes())?.validate()
+    }
+
+    /// The body of `PUT /admin/credit-lines` is the state as answered, less the user id: a
+    /// state written out with every field set reads back as itself.
+    #[test]
+    fn a_credit_line_body_is_the_state_as_answered() {
+        let state = UserState {
+            limit: Fen::new(1_000_000).unwrap(),
+            used: Fen::new(2_500).unwrap(),
+            grade: RiskGrade::C,
+            logins_30d: 1,
+            drawdowns_24h: 2,
+            applications_1h: 3,
+            account_age_days: 4,
+            new_device: true,
+            days_overdue: 5,
+            blocklisted: true,
+        };
+        let user = UserId::parse("u-1").unwrap();
+        let mut answered = serde_json::to_value(CreditLineState {
+            user_id: &user,
+            state: &state,
+        })
+        .unwrap();
+        assert_eq!(answered["user_id"], "u-1");
+        answered.as_object_mut().unwrap().remove("user_id");
+        let body: CreditLineBody = serde_json::from_value(answered).unwrap();
+        assert_eq!(body.validate().unwrap(), state);
     }
 
     #[test]

@@ -172,6 +172,9 @@ pub struct Seen {
     pub state: UserState,
     /// The store's version of `state`, when it has one.
     version: Option<u64>,
+    /// When `state`'s sliding counts next change as time passes (unix ms; `None`: never):
+    /// the version does not move as approvals age out, so a kept state is good until then.
+    stable_until: Option<i64>,
     /// Held until the commit is done: no other checked commit of this instance for a user
     /// of the same stripe runs meanwhile.
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -183,6 +186,7 @@ impl Seen {
         Seen {
             state,
             version: None,
+            stable_until: None,
             _turn: None,
         }
     }

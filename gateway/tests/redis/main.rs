@@ -243,6 +243,8 @@ async fn invariants_hold_across_a_cluster_node_restart() {
             |c| {
                 c.redis.cluster = true;
                 c.redis.cluster_nodes = cluster.nodes[1..].iter().map(RedisServer::url).collect();
+                // No replicas in this cluster: nothing to wait for.
+                c.redis.replica_acks = Some(0);
             },
         )
         .await,
@@ -726,6 +728,7 @@ async fn two_gateways_on_a_cluster() {
             gateway_tweaked(&first, &prefix, 60_000, move |c| {
                 c.redis.cluster = true;
                 c.redis.cluster_nodes = others;
+                c.redis.replica_acks = Some(0);
                 c.redis.shared_global_limit = true;
                 c.redis.global_limit_timeout = std::time::Duration::from_millis(500);
             })

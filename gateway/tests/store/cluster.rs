@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::contract;
+use crate::redis::at_t0;
 use crate::redis_server::RedisCluster;
 use deadpool_redis::redis;
 use gateway::store::{
@@ -33,26 +34,31 @@ macro_rules! cluster_or_skip {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_contract_holds_on_a_cluster() {
     let c = cluster_or_skip!();
-    contract::replay_returns_the_stored_decision(c.store()).await;
-    contract::reused_key_is_refused(c.store()).await;
-    contract::keys_are_scoped_by_caller_and_user(c.store()).await;
-    contract::line_changed_writes_nothing(c.store()).await;
-    let counts = contract::concurrent_commits_never_over_reserve(c.store()).await;
+    contract::replay_returns_the_stored_decision(at_t0(c.config())).await;
+    contract::reused_key_is_refused(at_t0(c.config())).await;
+    contract::keys_are_scoped_by_caller_and_user(at_t0(c.config())).await;
+    contract::line_changed_writes_nothing(at_t0(c.config())).await;
+    let counts = contract::concurrent_commits_never_over_reserve(at_t0(c.config())).await;
     assert_eq!(counts.approved, 100);
-    contract::unknown_user(c.store()).await;
-    contract::invalid_commits_are_refused(c.store()).await;
-    contract::appeals(c.store()).await;
-    let s = c.store();
+    contract::unknown_user(at_t0(c.config())).await;
+    contract::invalid_commits_are_refused(at_t0(c.config())).await;
+    contract::appeals(at_t0(c.config())).await;
+    let clock = contract::t0_clock();
+    contract::drawdowns_24h_slides_with_the_clock(
+        RedisStore::with_clock(c.config(), clock.shared()).unwrap(),
+        &clock,
+    )
+    .await;
+    let s = at_t0(c.config());
     let retention = s.config().idempotency_retention;
     contract::retention(s, retention).await;
-    let s = RedisStore::new(RedisConfig {
+    let s = at_t0(RedisConfig {
         idempotency_retention: Duration::from_secs(48 * 3600),
         decision_retention: Duration::from_secs(72 * 3600),
         ..c.config()
-    })
-    .unwrap();
+    });
     contract::retention(s, Duration::from_secs(48 * 3600)).await;
-    c.store().ping().await.unwrap();
+    at_t0(c.config()).ping().await.unwrap();
 }
 
 fn rejection(u: &UserId, key: &str, at: jiff::Timestamp) -> CommitRequest {
@@ -95,7 +101,7 @@ async fn keys_per_node(c: &RedisCluster) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_shard_operations_reach_every_node() {
     let c = cluster_or_skip!();
-    let s = c.store();
+    let s = at_t0(c.config());
     let t0 = contract::t0();
     let users: Vec<UserId> = (0..30)
         .map(|i| UserId::parse(&format!("u-spread-{i:02}")).unwrap())
@@ -180,7 +186,7 @@ async fn cross_shard_operations_reach_every_node() {
 #[tokio::test]
 async fn scripts_reload_after_a_flush() {
     let c = cluster_or_skip!();
-    let s = c.store();
+    let s = at_t0(c.config());
     let u = UserId::parse("u-noscript").unwrap();
     s.upsert_user(
         &u,
@@ -212,4 +218,179 @@ async fn scripts_reload_after_a_flush() {
     }
     let late = contract::t0() + SignedDuration::from_hours(49);
     assert_eq!(s.purge_expired(late).await.unwrap(), 1);
+}
+
+/// One stopped node does not make the store unready: readiness asks every node and the
+/// first answer stands (a `PING` goes to every primary, and waited for the stopped one).
+/// The users of the stopped node's slots answer `Unavailable` meanwhile.
+#[tokio::test]
+async fn one_stopped_node_leaves_the_store_ready() {
+    let c = cluster_or_skip!();
+    let s = at_t0(RedisConfig {
+        command_timeout: Duration::from_millis(500),
+        ..c.config()
+    });
+    s.ping().await.unwrap();
+    c.nodes[2].signal("STOP");
+    let ready = s.ping().await;
+    c.nodes[2].signal("CONT");
+    ready.unwrap();
+}
+
+fn approval(u: &UserId, key: &str, amount: u64, at: jiff::Timestamp) -> CommitRequest {
+    let mut req = rejection(u, key, at);
+    req.decision.outcome = Outcome::Approved;
+    req.decision.amount_fen = amount;
+    req.decision.appealable = false;
+    req.reserve = Some(gateway::store::Reservation {
+        amount: Fen::new(amount).unwrap(),
+        ceiling: Fen::new(1_000_000).unwrap(),
+    });
+    req
+}
+
+/// `CLUSTER NODES` of `port`: (id, port, primary id when a replica, flags) per node.
+async fn cluster_nodes(port: u16) -> Vec<(String, u16, Option<String>, String)> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let table: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    table
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = f[1].split([':', '@']).nth(1).unwrap().parse().unwrap();
+            let primary = (f[3] != "-").then(|| f[3].to_owned());
+            (f[0].to_owned(), port, primary, f[2].to_owned())
+        })
+        .collect()
+}
+
+/// With replicas, an approval is answered once a replica holds it; with the primary's
+/// replica gone, it is answered `Timeout` (503) yet committed on the primary, so the retry
+/// with the same key replays it once the replica is back, and nothing is reserved twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_wait_for_a_replica_and_stay_replayable_without_one() {
+    let Some(mut c) = RedisCluster::start_replicated().await else {
+        eprintln!("skipped: LOAN_GATEWAY_SKIP_REDIS_TESTS=1");
+        return;
+    };
+    let store = RedisStore::new(RedisConfig {
+        replica_acks: None,
+        replica_ack_timeout: Duration::from_millis(200),
+        ..c.config()
+    })
+    .unwrap();
+    assert_eq!(
+        store.replica_acks(),
+        1,
+        "one replica by default on a cluster"
+    );
+    let u = UserId::parse("u-durable").unwrap();
+    store
+        .upsert_user(
+            &u,
+            UserState::clean(Fen::new(1_000_000).unwrap(), RiskGrade::B),
+        )
+        .await
+        .unwrap();
+    let now = jiff::Timestamp::now();
+    let first = store.commit(approval(&u, "k-1", 1_000, now)).await.unwrap();
+    assert!(matches!(first, CommitOutcome::Committed(_)), "{first:?}");
+
+    // The replica of the primary that owns the user's slot.
+    let key = format!("{}:{{s{}}}:u:{u}", store.config().key_prefix, user_slot(&u));
+    let client = redis::Client::open(c.nodes[0].url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let shards = cluster_nodes(c.nodes[0].port).await;
+    let owner = {
+        let owner_client = redis::Client::open(c.nodes[0].url()).unwrap();
+        let mut oc = owner_client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let slots: redis::Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut oc)
+            .await
+            .unwrap();
+        let redis::Value::Array(ranges) = slots else {
+            panic!("CLUSTER SLOTS: {slots:?}")
+        };
+        ranges
+            .iter()
+            .find_map(|r| {
+                let redis::Value::Array(r) = r else {
+                    return None;
+                };
+                let (redis::Value::Int(lo), redis::Value::Int(hi), redis::Value::Array(p)) =
+                    (&r[0], &r[1], &r[2])
+                else {
+                    return None;
+                };
+                let redis::Value::Int(port) = p[1] else {
+                    return None;
+                };
+                (i64::from(slot) >= *lo && i64::from(slot) <= *hi)
+                    .then(|| u16::try_from(port).unwrap())
+            })
+            .unwrap()
+    };
+    let owner_id = shards.iter().find(|n| n.1 == owner).unwrap().0.clone();
+    let replica_port = shards
+        .iter()
+        .find(|n| n.2.as_deref() == Some(owner_id.as_str()))
+        .unwrap()
+        .1;
+    let replica = c.nodes.iter().position(|n| n.port == replica_port).unwrap();
+    c.nodes[replica].kill().await;
+
+    let started = std::time::Instant::now();
+    let req = approval(&u, "k-2", 2_000, now);
+    let id = req.decision.decision_id.clone();
+    let second = store.commit(req).await;
+    assert!(
+        matches!(second, Err(gateway::store::StoreError::Timeout)),
+        "no replica: {second:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    // Committed on the primary all the same, and reserved once.
+    assert!(store.decision_stored(&id).await.unwrap());
+    let loaded = store.load("c", &u, None).await.unwrap();
+    assert_eq!(loaded.user.unwrap().used.get(), 3_000);
+    // A replay is an acknowledgement too: it waits for a replica as well.
+    let replay = store.load("c", &u, Some("k-2")).await;
+    assert!(
+        matches!(replay, Err(gateway::store::StoreError::Timeout)),
+        "a replay without a replica: {replay:?}"
+    );
+
+    // A rejection reserves nothing and is not waited for.
+    let rejected = store.commit(rejection(&u, "k-3", now)).await.unwrap();
+    assert!(
+        matches!(rejected, CommitOutcome::Committed(_)),
+        "{rejected:?}"
+    );
+
+    c.nodes[replica].restart().await;
+    c.wait_replicas_synced(3).await;
+    let again = store.commit(approval(&u, "k-2", 2_000, now)).await.unwrap();
+    match again {
+        CommitOutcome::Replayed(d) => assert_eq!(d.decision_id, id),
+        other => panic!("expected the replay, got {other:?}"),
+    }
+    let state = store.load("c", &u, None).await.unwrap().user.unwrap();
+    assert_eq!(state.used.get(), 3_000, "nothing reserved twice");
+    // Approved with the replica back.
+    let third = store.commit(approval(&u, "k-4", 4_000, now)).await.unwrap();
+    assert!(matches!(third, CommitOutcome::Committed(_)), "{third:?}");
 }

@@ -836,3 +836,82 @@ pub(crate) async fn decisions_and_appeals_belong_to_their_caller<S: Store>(store
     // The admin views are not scoped.
     assert_eq!(store.list_appeals(None, 10).await.unwrap(), vec![a]);
 }
+
+/// A manual clock at [`t0`], the time the contract's commits carry: a store on it counts
+/// those commits in its sliding 24-hour drawdown count.
+pub(crate) fn t0_clock() -> gateway::clock::ManualClock {
+    gateway::clock::ManualClock::new(t0())
+}
+
+/// `drawdowns_24h` is a sliding count under the store's clock (`clock`, which `store` runs
+/// on): the upstream count lapses 24 hours after it was set, each approval 24 hours after it
+/// was committed (rejections count nothing), and a new upstream state replaces both. Each
+/// count is read as a quote reads it ([`Store::load`]) and as a drawdown does
+/// ([`Store::load_for_drawdown`], then [`Store::seen`]), which a store may answer from what it
+/// keeps: kept states slide too.
+pub(crate) async fn drawdowns_24h_slides_with_the_clock<S: Store>(
+    store: S,
+    clock: &gateway::clock::ManualClock,
+) {
+    let u = user("u-slide");
+    let mut upstream = UserState::clean(fen(1_000_000), RiskGrade::A);
+    upstream.drawdowns_24h = 2;
+    clock.set(t0());
+    store.upsert_user(&u, upstream.clone()).await.unwrap();
+    let at = |h: i64, s: i64| t0() + SignedDuration::from_hours(h) + SignedDuration::from_secs(s);
+    async fn count<S: Store>(store: &S, u: &UserId) -> u32 {
+        let quoted = store.load(CALLER, u, None).await.unwrap().user.unwrap();
+        let loaded = store.load_for_drawdown(CALLER, u, "probe").await.unwrap();
+        let seen = store.seen(u, loaded.user.unwrap()).await.unwrap();
+        assert_eq!(
+            quoted.drawdowns_24h, seen.state.drawdowns_24h,
+            "a quote and a drawdown count alike"
+        );
+        quoted.drawdowns_24h
+    }
+    assert_eq!(count(&store, &u).await, 2, "the upstream count");
+    for (i, when) in [at(1, 0), at(1, 0), at(10, 0)].into_iter().enumerate() {
+        clock.set(when);
+        let key = format!("k{i}");
+        committed(
+            store
+                .commit(approve_as(CALLER, &u, &key, fp(1), 1, 1_000_000, when))
+                .await
+                .unwrap(),
+        );
+        // A drawdown's path: this keeps the state the commit left, if the store keeps any.
+        count(&store, &u).await;
+    }
+    clock.set(at(10, 1));
+    committed(
+        store
+            .commit(reject(&u, "rejected", fp(2), 1, at(10, 1)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(count(&store, &u).await, 5, "2 upstream + 3 approvals");
+    clock.set(at(23, 3599));
+    assert_eq!(count(&store, &u).await, 5);
+    clock.set(at(24, 0));
+    assert_eq!(count(&store, &u).await, 3, "the upstream count lapsed");
+    clock.set(at(25, 0));
+    assert_eq!(
+        count(&store, &u).await,
+        1,
+        "the two approvals of hour 1 are 24 h old"
+    );
+    clock.set(at(34, 0));
+    assert_eq!(count(&store, &u).await, 0);
+    // Counting again from zero; then an upstream refresh replaces what was counted.
+    committed(
+        store
+            .commit(approve_as(CALLER, &u, "k9", fp(1), 1, 1_000_000, at(34, 0)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(count(&store, &u).await, 1);
+    store.upsert_user(&u, upstream).await.unwrap();
+    assert_eq!(count(&store, &u).await, 2);
+    clock.set(at(58, 0));
+    assert_eq!(count(&store, &u).await, 0);
+}

@@ -2,7 +2,6 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::contract;
-use gateway::clock::ManualClock;
 use gateway::store::{
     AnyStore, CommitOutcome, CommitRequest, DecisionRecord, Fingerprint, MemoryConfig, MemoryStore,
     Reservation, Store, new_decision_id,
@@ -14,11 +13,7 @@ use std::time::Duration;
 /// A store on a manual clock at the contract's `t0` (the time its commits carry), so the
 /// sliding 24-hour drawdown count sees them as recent.
 fn store() -> MemoryStore {
-    MemoryStore::with_clock(
-        MemoryConfig::default(),
-        ManualClock::new(contract::t0()).shared(),
-    )
-    .unwrap()
+    MemoryStore::with_clock(MemoryConfig::default(), contract::t0_clock().shared()).unwrap()
 }
 
 #[tokio::test]
@@ -59,7 +54,7 @@ async fn concurrent_commits_on_a_single_shard() {
             shards: 1,
             ..MemoryConfig::default()
         },
-        ManualClock::new(contract::t0()).shared(),
+        contract::t0_clock().shared(),
     )
     .unwrap();
     contract::concurrent_commits_never_over_reserve(AnyStore::Memory(one)).await;
@@ -245,50 +240,9 @@ async fn demo_users_are_seeded() {
     assert_eq!(s.stats().users, demo.len());
 }
 
-/// `drawdowns_24h` is a sliding count under the store's clock: the upstream count lapses 24
-/// hours after it was set, each approval 24 hours after it was committed, and a new upstream
-/// state replaces both.
 #[tokio::test]
 async fn drawdowns_24h_slides_with_the_clock() {
-    let t0 = contract::t0();
-    let clock = ManualClock::new(t0);
+    let clock = contract::t0_clock();
     let s = MemoryStore::with_clock(MemoryConfig::default(), clock.shared()).unwrap();
-    let u = UserId::parse("u-slide").unwrap();
-    let mut state = UserState::clean(Fen::new(1_000_000).unwrap(), RiskGrade::A);
-    state.drawdowns_24h = 2;
-    s.upsert_user(&u, state.clone()).await.unwrap();
-    let at = |h: i64, s: i64| t0 + SignedDuration::from_hours(h) + SignedDuration::from_secs(s);
-    async fn count(s: &MemoryStore, u: &UserId) -> u32 {
-        s.load("c", u, None)
-            .await
-            .unwrap()
-            .user
-            .unwrap()
-            .drawdowns_24h
-    }
-    for (i, when) in [at(1, 0), at(1, 0), at(10, 0)].into_iter().enumerate() {
-        clock.set(when);
-        let done = s.commit(commit(&u, &format!("k{i}"), when)).await.unwrap();
-        assert!(matches!(done, CommitOutcome::Committed(_)), "{done:?}");
-    }
-    assert_eq!(count(&s, &u).await, 5, "2 upstream + 3 approvals");
-    clock.set(at(23, 3599));
-    assert_eq!(count(&s, &u).await, 5);
-    clock.set(at(24, 0));
-    assert_eq!(count(&s, &u).await, 3, "the upstream count lapsed");
-    clock.set(at(25, 0));
-    assert_eq!(
-        count(&s, &u).await,
-        1,
-        "the two approvals of hour 1 are 24 h old"
-    );
-    clock.set(at(34, 0));
-    assert_eq!(count(&s, &u).await, 0);
-    // Counting again from zero; then an upstream refresh replaces what was counted.
-    s.commit(commit(&u, "k9", at(34, 0))).await.unwrap();
-    assert_eq!(count(&s, &u).await, 1);
-    s.upsert_user(&u, state).await.unwrap();
-    assert_eq!(count(&s, &u).await, 2);
-    clock.set(at(58, 0));
-    assert_eq!(count(&s, &u).await, 0);
+    contract::drawdowns_24h_slides_with_the_clock(s, &clock).await;
 }

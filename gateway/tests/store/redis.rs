@@ -5,6 +5,7 @@
 
 use crate::contract;
 use crate::redis_server::{AnyRedis, Options, RedisServer, config};
+use gateway::clock::Clock;
 use gateway::store::{
     AnyStore, CommitOutcome, CommitRequest, DecisionRecord, Fingerprint, RedisConfig, RedisStore,
     Reservation, Store, StoreError, new_decision_id, user_slot,
@@ -28,68 +29,78 @@ macro_rules! redis_or_skip {
 #[tokio::test]
 async fn replay_returns_the_stored_decision() {
     let r = redis_or_skip!();
-    contract::replay_returns_the_stored_decision(r.store()).await;
+    contract::replay_returns_the_stored_decision(at_t0(config(r.url.clone()))).await;
 }
 
 #[tokio::test]
 async fn replay_through_any_store() {
     let r = redis_or_skip!();
-    contract::replay_returns_the_stored_decision(AnyStore::Redis(r.store())).await;
+    contract::replay_returns_the_stored_decision(AnyStore::Redis(at_t0(config(r.url.clone()))))
+        .await;
 }
 
 #[tokio::test]
 async fn reused_key_is_refused() {
     let r = redis_or_skip!();
-    contract::reused_key_is_refused(r.store()).await;
+    contract::reused_key_is_refused(at_t0(config(r.url.clone()))).await;
 }
 
 #[tokio::test]
 async fn keys_are_scoped_by_caller_and_user() {
     let r = redis_or_skip!();
-    contract::keys_are_scoped_by_caller_and_user(r.store()).await;
+    contract::keys_are_scoped_by_caller_and_user(at_t0(config(r.url.clone()))).await;
 }
 
 #[tokio::test]
 async fn line_changed_writes_nothing() {
     let r = redis_or_skip!();
-    contract::line_changed_writes_nothing(r.store()).await;
+    contract::line_changed_writes_nothing(at_t0(config(r.url.clone()))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_commits_never_over_reserve() {
     let r = redis_or_skip!();
-    let counts = contract::concurrent_commits_never_over_reserve(r.store()).await;
+    let counts =
+        contract::concurrent_commits_never_over_reserve(at_t0(config(r.url.clone()))).await;
     assert_eq!(counts.approved, 100);
+}
+
+#[tokio::test]
+async fn drawdowns_24h_slides_with_the_clock() {
+    let r = redis_or_skip!();
+    let clock = contract::t0_clock();
+    let s = RedisStore::with_clock(config(r.url.clone()), clock.shared()).unwrap();
+    contract::drawdowns_24h_slides_with_the_clock(s, &clock).await;
 }
 
 #[tokio::test]
 async fn unknown_user() {
     let r = redis_or_skip!();
-    contract::unknown_user(r.store()).await;
+    contract::unknown_user(at_t0(config(r.url.clone()))).await;
 }
 
 #[tokio::test]
 async fn invalid_commits_are_refused() {
     let r = redis_or_skip!();
-    contract::invalid_commits_are_refused(r.store()).await;
+    contract::invalid_commits_are_refused(at_t0(config(r.url.clone()))).await;
 }
 
 #[tokio::test]
 async fn appeals() {
     let r = redis_or_skip!();
-    contract::appeals(r.store()).await;
+    contract::appeals(at_t0(config(r.url.clone()))).await;
 }
 
 #[tokio::test]
 async fn decisions_and_appeals_belong_to_their_caller() {
     let r = redis_or_skip!();
-    contract::decisions_and_appeals_belong_to_their_caller(r.store()).await;
+    contract::decisions_and_appeals_belong_to_their_caller(at_t0(config(r.url.clone()))).await;
 }
 
 #[tokio::test]
 async fn retention_default() {
     let r = redis_or_skip!();
-    let s = r.store();
+    let s = at_t0(config(r.url.clone()));
     let retention = s.config().idempotency_retention;
     contract::retention(s, retention).await;
 }
@@ -97,13 +108,17 @@ async fn retention_default() {
 #[tokio::test]
 async fn retention_configured() {
     let r = redis_or_skip!();
-    let s = RedisStore::new(RedisConfig {
+    let s = at_t0(RedisConfig {
         idempotency_retention: Duration::from_secs(48 * 3600),
         decision_retention: Duration::from_secs(72 * 3600),
         ..config(r.url.clone())
-    })
-    .unwrap();
+    });
     contract::retention(s, Duration::from_secs(48 * 3600)).await;
+}
+
+/// A store on `config` and a manual clock at the contract's `t0`, the time its commits carry.
+pub(crate) fn at_t0(config: RedisConfig) -> RedisStore {
+    RedisStore::with_clock(config, contract::t0_clock().shared()).unwrap()
 }
 
 fn user(s: &str) -> UserId {
@@ -143,7 +158,7 @@ fn request(u: &UserId, key: &str, outcome: Outcome, amount: u64) -> CommitReques
 #[tokio::test]
 async fn commits_append_audit_events_to_the_users_slot_stream() {
     let r = redis_or_skip!();
-    let s = r.store();
+    let s = at_t0(config(r.url.clone()));
     let u = user("u-audit");
     s.upsert_user(
         &u,
@@ -200,7 +215,7 @@ async fn commits_append_audit_events_to_the_users_slot_stream() {
 #[tokio::test]
 async fn large_amounts_are_exact() {
     let r = redis_or_skip!();
-    let s = r.store();
+    let s = at_t0(config(r.url.clone()));
     let u = user("u-large");
     let mut state = UserState::clean(Fen::MAX, RiskGrade::A);
     state.used = Fen::new(999_999_999_999_000).unwrap();
@@ -236,7 +251,7 @@ async fn outage_is_bounded_and_recovers() {
     let Some(mut server) = RedisServer::start(Options::default()).await else {
         return;
     };
-    let s = server.store();
+    let s = at_t0(config(server.url()));
     let u = user("u-outage");
     s.upsert_user(
         &u,
@@ -287,4 +302,59 @@ async fn outage_is_bounded_and_recovers() {
             .unwrap(),
         CommitOutcome::Committed(_)
     ));
+}
+
+/// A user hash written before the sliding count (no `up_until`, its `drawdowns_24h` counting
+/// every approval ever) keeps that count, never under-counting, until its next reservation;
+/// the old count then lapses 24 hours on and only the approvals of the last 24 hours stay.
+#[tokio::test]
+async fn a_state_stored_before_the_sliding_count_lapses_a_day_after_its_next_approval() {
+    let r = redis_or_skip!();
+    let clock = contract::t0_clock();
+    let cfg = config(r.url.clone());
+    let prefix = cfg.key_prefix.clone();
+    let s = RedisStore::with_clock(cfg, clock.shared()).unwrap();
+    let u = user("u-legacy");
+    let key = format!("{prefix}:{{s{}}}:u:{}", user_slot(&u), u.as_str());
+    let mut c = deadpool_redis::redis::Client::open(r.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = deadpool_redis::redis::cmd("HSET")
+        .arg(&key)
+        .arg(&[
+            ("limit", "100000"),
+            ("used", "0"),
+            ("grade", "A"),
+            ("logins_30d", "0"),
+            ("drawdowns_24h", "4"),
+            ("applications_1h", "0"),
+            ("account_age_days", "365"),
+            ("new_device", "0"),
+            ("days_overdue", "0"),
+            ("blocklisted", "0"),
+            ("v", "7"),
+        ])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let count = async |s: &RedisStore| s.load("c", &u, None).await.unwrap().user.unwrap();
+    clock.set(contract::t0() + jiff::SignedDuration::from_hours(48));
+    assert_eq!(count(&s).await.drawdowns_24h, 4, "kept until a reservation");
+    let mut approve = request(&u, "k-legacy", Outcome::Approved, 100);
+    approve.now = clock.now();
+    assert!(matches!(
+        s.commit(approve).await.unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    assert_eq!(count(&s).await.drawdowns_24h, 5);
+    clock.advance(Duration::from_secs(24 * 3600 - 1));
+    assert_eq!(count(&s).await.drawdowns_24h, 5);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        count(&s).await.drawdowns_24h,
+        0,
+        "the old count and the approval are a day old"
+    );
 }

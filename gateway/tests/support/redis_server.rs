@@ -44,6 +44,8 @@ pub struct Options {
     /// TLS only (`--port 0 --tls-port PORT`), with a certificate for 127.0.0.1 issued by a
     /// CA made for this server ([`RedisServer::ca_file`]); clients need no certificate.
     pub tls: bool,
+    /// `--cluster-node-timeout` in ms (0: Redis' default, 15 s).
+    pub node_timeout_ms: u64,
 }
 
 /// A running server; killed when dropped.
@@ -103,6 +105,17 @@ impl RedisServer {
     /// With TLS: the CA certificate (PEM) that issued the server's.
     pub fn ca_file(&self) -> PathBuf {
         self.dir.join("ca.pem")
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the server, which this test started.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("running");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     /// Kills the server (SIGKILL: no goodbye, as a crash) and waits for it to exit.
@@ -228,6 +241,10 @@ async fn spawn(port: u16, dir: &std::path::Path, opts: Options) -> Result<Child,
     if opts.cluster {
         cmd.args(["--cluster-enabled", "yes", "--cluster-config-file"])
             .arg(format!("nodes-{port}.conf"));
+        if opts.node_timeout_ms > 0 {
+            cmd.arg("--cluster-node-timeout")
+                .arg(opts.node_timeout_ms.to_string());
+        }
     }
     if opts.aof {
         cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
@@ -290,12 +307,27 @@ impl RedisCluster {
 
     /// [`Self::start`] with `opts` for every node (`cluster` is set).
     pub async fn start_with(opts: Options) -> Option<RedisCluster> {
+        Self::start_replicas(opts, 0).await
+    }
+
+    /// Six nodes: three primaries with a replica each (`--cluster-replicas 1`), a primary's
+    /// replica promoted `--cluster-node-timeout` 1000 ms after it fails; returns once every
+    /// replica is in sync.
+    pub async fn start_replicated() -> Option<RedisCluster> {
+        let opts = Options {
+            node_timeout_ms: 1000,
+            ..Options::default()
+        };
+        Self::start_replicas(opts, 1).await
+    }
+
+    async fn start_replicas(opts: Options, replicas: usize) -> Option<RedisCluster> {
         let opts = Options {
             cluster: true,
             ..opts
         };
         let mut nodes = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..3 * (1 + replicas) {
             nodes.push(RedisServer::start(opts).await?);
         }
         let addrs: Vec<String> = nodes
@@ -306,7 +338,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .await;
@@ -328,11 +360,43 @@ impl RedisCluster {
         );
         let cluster = RedisCluster { nodes };
         cluster.wait_ok().await;
+        if replicas > 0 {
+            cluster.wait_replicas_synced(3 * replicas).await;
+        }
         Some(cluster)
     }
 
-    /// Waits (up to 30 s) until every node reports `cluster_state:ok` and sees all three
-    /// primaries, so a client's first topology read is complete.
+    /// Waits (up to 30 s) until `n` replicas have their link to their primary up.
+    pub async fn wait_replicas_synced(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut synced = 0;
+            for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+                let client = deadpool_redis::redis::Client::open(node.url()).unwrap();
+                let info: Option<String> = async {
+                    let mut c = client.get_multiplexed_async_connection().await.ok()?;
+                    deadpool_redis::redis::cmd("INFO")
+                        .arg("replication")
+                        .query_async(&mut c)
+                        .await
+                        .ok()
+                }
+                .await;
+                synced += usize::from(info.is_some_and(|i| i.contains("master_link_status:up")));
+            }
+            if synced >= n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{synced} of {n} replicas in sync after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (up to 30 s) until every node reports `cluster_state:ok` and sees every node,
+    /// so a client's first topology read is complete.
     async fn wait_ok(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         for node in &self.nodes {
@@ -348,7 +412,8 @@ impl RedisCluster {
                 }
                 .await;
                 let info = info.unwrap_or_default();
-                if info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3") {
+                let known = format!("cluster_known_nodes:{}", self.nodes.len());
+                if info.contains("cluster_state:ok") && info.contains(&known) {
                     break;
                 }
                 assert!(
@@ -361,10 +426,12 @@ impl RedisCluster {
         }
     }
 
-    /// The store settings for this cluster: node 0 as `url`, the others as more seeds.
+    /// The store settings for this cluster: node 0 as `url`, the others as more seeds; no
+    /// replica acknowledgements (this cluster has no replicas).
     pub fn config(&self) -> RedisConfig {
         RedisConfig {
             cluster: true,
+            replica_acks: Some(0),
             cluster_nodes: self.nodes[1..].iter().map(RedisServer::url).collect(),
             ..config(self.nodes[0].url())
         }

@@ -80,6 +80,9 @@ macro_rules! try_draw {
     };
 }
 
+/// The colour of a fault's line.
+const FAULT: RGBColor = RGBColor(214, 39, 40);
+
 /// Offered load, sent, goodput and approvals per second, the peak window shaded.
 pub fn offered_vs_goodput(r: &Results, s: &Scale) -> Result<String, Error> {
     let mut out = String::new();
@@ -149,6 +152,23 @@ pub fn offered_vs_goodput(r: &Results, s: &Scale) -> Result<String, Error> {
                     format!(" {}", p.name),
                     (p.start_s, s.rate),
                     ("sans-serif", 12).into_font().color(&grey),
+                )
+            }))
+        );
+        // Faults (`--fault`), named at the bottom.
+        try_draw!(
+            "offered",
+            chart.draw_series(r.faults.iter().map(|f| {
+                PathElement::new(vec![(f.at_s, 0.0), (f.at_s, s.rate)], FAULT.stroke_width(2))
+            }))
+        );
+        try_draw!(
+            "offered",
+            chart.draw_series(r.faults.iter().map(|f| {
+                Text::new(
+                    format!(" {}", f.label()),
+                    (f.at_s, s.rate * 0.08),
+                    ("sans-serif", 12).into_font().color(&FAULT),
                 )
             }))
         );
@@ -224,6 +244,15 @@ pub fn refusals_by_cause(r: &Results, s: &Scale) -> Result<String, Error> {
             .label(causes[k].as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], colour.filled()));
         }
+        try_draw!(
+            "refusals",
+            chart.draw_series(r.faults.iter().map(|f| {
+                PathElement::new(
+                    vec![(f.at_s, 0.0), (f.at_s, s.refusals)],
+                    FAULT.stroke_width(2),
+                )
+            }))
+        );
         if causes.is_empty() {
             try_draw!(
                 "refusals",

@@ -250,6 +250,34 @@ fn title(r: &Results) -> String {
     )
 }
 
+/// The fault schedule as it ran, with each fault's recovery time (red lines on the charts).
+fn faults_table(r: &Results) -> String {
+    if r.faults.is_empty() {
+        return String::new();
+    }
+    let mut h = format!(
+        "<h2>Faults</h2><p>Recovery: seconds from the fault until goodput per second is back to \
+         95 % of its mean over the {} s before it.</p><table id=\"faults\"><tr><th>fault</th>\
+         <th>at (s)</th><th>command took (s)</th><th>exit</th><th>recovery (s)</th></tr>",
+        crate::faults::BASELINE_S
+    );
+    for f in &r.faults {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
+            esc(&f.label()),
+            f.at_s,
+            f.took_s,
+            f.exit_code
+                .map_or_else(|| "none".to_owned(), |c| c.to_string()),
+            f.recovery_s
+                .map_or_else(|| "not within the run".to_owned(), |s| format!("{s:.1}"))
+        );
+    }
+    h.push_str("</table>");
+    h
+}
+
 /// The HTML report of one run.
 pub fn report_html(r: &Results) -> Result<String, Error> {
     let scale = Scale::fitting(&[r]);
@@ -279,6 +307,7 @@ pub fn report_html(r: &Results) -> Result<String, Error> {
         "<figure id=\"chart-offered-goodput\">{}</figure><figure id=\"chart-refusals-by-cause\">{}</figure><figure id=\"chart-latency\">{}</figure>",
         c.offered, c.refusals, c.latency
     );
+    h.push_str(&faults_table(r));
     h.push_str(&super::bureau::html(
         r,
         scale.seconds,

@@ -103,6 +103,30 @@ fn gates(s: &mut String, r: &Results) {
     }
 }
 
+fn faults(s: &mut String, r: &Results) {
+    if r.faults.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n**Faults** (recovery: until goodput is back to 95 % of the {} s before)\n\n\
+         | fault | at (s) | exit | recovery (s) |\n|---|--:|--:|--:|",
+        crate::faults::BASELINE_S
+    );
+    for f in &r.faults {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {} | {} |",
+            f.label(),
+            f.at_s,
+            f.exit_code
+                .map_or_else(|| "none".to_owned(), |c| c.to_string()),
+            f.recovery_s
+                .map_or_else(|| "not within the run".to_owned(), |x| format!("{x:.1}"))
+        );
+    }
+}
+
 /// The Markdown summary of one run.
 pub fn summary_markdown(r: &Results) -> String {
     let mut s = format!(
@@ -126,6 +150,7 @@ pub fn summary_markdown(r: &Results) -> String {
     population_rows(&mut s, r);
     s.push_str(&super::steps::markdown(r));
     s.push_str(&super::bureau::markdown(r));
+    faults(&mut s, r);
     gates(&mut s, r);
     if !r.warnings.is_empty() {
         s.push_str("\n**Warnings**\n\n");

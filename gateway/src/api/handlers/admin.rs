@@ -26,7 +26,10 @@ pub async fn put_credit_line(
             app.store.upsert_user(&user, state),
         )
         .await?;
-    Ok(json_response(&CreditLineState::new(&user, &stored)))
+    Ok(json_response(&CreditLineState {
+        user_id: &user,
+        state: &stored,
+    }))
 }
 
 /// `GET /admin/thresholds`.

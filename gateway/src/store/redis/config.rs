@@ -73,6 +73,15 @@ pub struct RedisConfig {
     /// directory).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Replicas that must hold a commit reserving credit before the approval is answered
+    /// (Redis `WAIT`, see `durable.rs`); unset: 1 on a cluster, 0 on one server. More than
+    /// 0 only with `cluster`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_acks: Option<u32>,
+    /// Longest wait for [`Self::replica_acks`] (`replica_ack_timeout_ms`, 1 to 5000); then
+    /// the approval is answered `503 DEPENDENCY_UNAVAILABLE`, replayable with its key.
+    #[serde(rename = "replica_ack_timeout_ms", with = "setting::millis")]
+    pub replica_ack_timeout: Duration,
 }
 
 impl Default for RedisConfig {
@@ -95,6 +104,8 @@ impl Default for RedisConfig {
             global_limit_instances: 1,
             user_cache: 100_000,
             tls_ca_file: None,
+            replica_acks: None,
+            replica_ack_timeout: Duration::from_millis(100),
         }
     }
 }
@@ -187,6 +198,15 @@ impl RedisConfig {
             || self.health_check_interval > Duration::from_secs(60)
         {
             return err("health_check_interval_ms", "must be from 10 ms to 60 s");
+        }
+        if self.replica_acks.is_some_and(|n| n > 0) && !self.cluster {
+            return err("replica_acks", "more than 0 only with cluster = true");
+        }
+        if self.replica_acks.is_some_and(|n| n > 5) {
+            return err("replica_acks", "must be from 0 to 5");
+        }
+        if self.replica_ack_timeout.is_zero() || self.replica_ack_timeout > Duration::from_secs(5) {
+            return err("replica_ack_timeout_ms", "must be from 1 ms to 5 s");
         }
         if self.user_cache > 10_000_000 {
             return err("user_cache", "must be at most 10,000,000 users");
@@ -293,6 +313,20 @@ mod tests {
                 ..d.clone()
             }),
             "idempotency_retention"
+        );
+        assert_eq!(
+            bad(RedisConfig {
+                replica_acks: Some(1),
+                ..d.clone()
+            }),
+            "replica_acks"
+        );
+        assert_eq!(
+            bad(RedisConfig {
+                replica_ack_timeout: Duration::ZERO,
+                ..d.clone()
+            }),
+            "replica_ack_timeout_ms"
         );
         assert!(d.validate().is_ok());
     }

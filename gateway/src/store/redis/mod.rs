@@ -7,11 +7,13 @@
 //!
 //! | key | type | what |
 //! | --- | --- | --- |
-//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field, and its version `v` (bumped by every write) |
+//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field (`drawdowns_24h`: the upstream count, until `up_until`), and its version `v` (bumped by every write) |
+//! | `P:{sNNNN}:u-ap:<user>` | zset | the user's approvals of the last 24 hours: decision id by unix second; expires a day after the last |
 //! | `P:{sNNNN}:k:<digest>` | hash | an idempotency record (fingerprint, decision id, expiry); TTL = retention |
 //! | `P:{sNNNN}:k-exp` | zset | the slot's idempotency records by logical expiry (for [`Store::purge_expired`]) |
 //! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
 //! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
+//! | `P:{sNNNN}:repl` | string | a marker written before an approval is replayed, so that `WAIT` covers it ([`durable`]); expires in a minute |
 //! | `P:{sNNNN}:a:<appeal_id>` | string | an appeal (JSON); kept |
 //! | `P:{sNNNN}:a-by:<appeal_id>` | string | the caller that filed the appeal (the decision's); kept |
 //! | `P:{sNNNN}:a-idx:<status>` | zset | the slot's appeal ids by status (and `all`), lexical = creation order |
@@ -47,6 +49,13 @@
 //! never fail each other's check; a drawdown that finds the turn taken (a hot user) and one
 //! of a user not kept load first and commit with the line checked, not the version (two round
 //! trips, as every drawdown before the cache).
+//!
+//! # The 24-hour drawdown count
+//! `drawdowns_24h` slides as in the memory store, under the gateway's clock: the count set
+//! with the state by [`Store::upsert_user`] until 24 hours after it was set, plus each
+//! approval committed in the last 24 hours (counted per whole second). The scripts answer
+//! a state with the count as of `now` and the instant it next changes; a kept state is used
+//! only before that instant, since an approval ageing out does not move the version.
 //!
 //! # Time
 //! Retention is checked against the `now` each call carries (the record's logical expiry is
@@ -94,6 +103,8 @@
 
 mod coalesce;
 mod config;
+mod durable;
+mod reconcile;
 mod scripts;
 pub mod thresholds;
 
@@ -108,6 +119,7 @@ use super::{
     StoreError,
 };
 use super::{check_commit, format_like, invalid};
+use crate::clock::{SharedClock, SystemClock};
 use deadpool::managed::{self, Object, PoolError};
 use deadpool_redis::redis::{self, Script, Value};
 use deadpool_redis::{Manager, Runtime};
@@ -204,6 +216,8 @@ struct Inner {
     clients: Vec<redis::Client>,
     scripts: Scripts,
     users: UserCache,
+    /// The gateway's clock: what "the last 24 hours" of `drawdowns_24h` are counted up to.
+    clock: SharedClock,
     /// The queue of script calls sent together ([`coalesce`]; one server only).
     coalescer: Arc<coalesce::Coalescer>,
 }
@@ -231,7 +245,24 @@ struct UserCache {
     per_shard: usize,
 }
 
-type CacheShard = std::collections::HashMap<String, (UserState, u64), foldhash::fast::RandomState>;
+type CacheShard = std::collections::HashMap<String, Kept, foldhash::fast::RandomState>;
+
+/// A user's state as this instance last read or wrote it.
+#[derive(Debug, Clone)]
+struct Kept {
+    state: UserState,
+    /// The user hash's `v` the state was read or written at.
+    version: u64,
+    /// When the state's sliding `drawdowns_24h` next changes (unix ms; `None`: never). The
+    /// version does not move as approvals age out, so the state is good only until then.
+    stable_until: Option<i64>,
+}
+
+impl Kept {
+    fn fresh_at(&self, now_ms: i64) -> bool {
+        self.stable_until.is_none_or(|t| now_ms < t)
+    }
+}
 
 impl UserCache {
     fn new(capacity: usize) -> UserCache {
@@ -250,19 +281,23 @@ impl UserCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn get(&self, user: &UserId) -> Option<(UserState, u64)> {
-        self.shard(user).get(user.as_str()).cloned()
+    /// The kept state of `user`, unless its sliding counts changed since (by `now_ms`).
+    fn get(&self, user: &UserId, now_ms: i64) -> Option<Kept> {
+        self.shard(user)
+            .get(user.as_str())
+            .filter(|k| k.fresh_at(now_ms))
+            .cloned()
     }
 
-    /// Keeps `state` at `version` unless a newer version is kept already.
-    fn put(&self, user: &UserId, state: &UserState, version: u64) {
+    /// Keeps `kept` unless a newer version is kept already.
+    fn put(&self, user: &UserId, kept: Kept) {
         if self.per_shard == 0 {
             return;
         }
         let mut shard = self.shard(user);
-        if let Some(kept) = shard.get_mut(user.as_str()) {
-            if kept.1 <= version {
-                *kept = (state.clone(), version);
+        if let Some(old) = shard.get_mut(user.as_str()) {
+            if old.version <= kept.version {
+                *old = kept;
             }
             return;
         }
@@ -272,7 +307,7 @@ impl UserCache {
                 shard.remove(&k);
             }
         }
-        shard.insert(user.as_str().to_owned(), (state.clone(), version));
+        shard.insert(user.as_str().to_owned(), kept);
     }
 
     /// The slot's turn, if no other drawdown of this instance holds it.
@@ -315,9 +350,19 @@ pub struct AuditEvent {
 const PURGE_BATCH: u32 = 10_000;
 
 impl RedisStore {
-    /// A store on the server at `config.url`. Connects lazily: this fails only on an invalid
-    /// configuration; an unreachable server shows in [`Store::ping`] and each operation.
+    /// A store on the server at `config.url`, on the system clock. Connects lazily: this
+    /// fails only on an invalid configuration; an unreachable server shows in
+    /// [`Store::ping`] and each operation.
     pub fn new(config: RedisConfig) -> Result<RedisStore, RedisConfigError> {
+        RedisStore::with_clock(config, SystemClock::shared())
+    }
+
+    /// [`RedisStore::new`] on `clock` (the gateway's injected clock), which times the
+    /// sliding 24-hour drawdown count as the memory store's does.
+    pub fn with_clock(
+        config: RedisConfig,
+        clock: SharedClock,
+    ) -> Result<RedisStore, RedisConfigError> {
         config.validate()?;
         let bad_url = |e: redis::RedisError| RedisConfigError::new("url", e.to_string());
         // `rediss://`: TLS, the server's certificate checked against `tls_ca_file` when set,
@@ -386,6 +431,7 @@ impl RedisStore {
                 clients,
                 scripts,
                 users: UserCache::new(config_cache),
+                clock,
                 coalescer: Arc::default(),
             }),
         })
@@ -397,6 +443,9 @@ impl RedisStore {
     }
 
     async fn ping_once(&self) -> Result<()> {
+        if self.is_cluster() {
+            return self.cluster_serves().await;
+        }
         let pong: String = self
             .with_conn(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
             .await?;
@@ -404,6 +453,44 @@ impl RedisStore {
             Ok(())
         } else {
             Err(StoreError::Unavailable(format!("redis answered {pong}")))
+        }
+    }
+
+    /// Readiness on a cluster: every node is asked `CLUSTER INFO` at once, and the first to
+    /// answer says whether the cluster serves all its slots (`cluster_state:ok`). One node
+    /// out of reach (stopped, or a primary being failed over) is the cluster's to handle:
+    /// the requests for its slots answer `Unavailable` meanwhile, and every other user is
+    /// served, so it is no reason to take every instance out of the load balancer at once,
+    /// as a `PING`, which a cluster sends to every primary, would.
+    async fn cluster_serves(&self) -> Result<()> {
+        use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("INFO");
+        let info = self
+            .with_conn(|c| async move {
+                match c {
+                    Conn::Cluster(mut c) => {
+                        let any = RoutingInfo::MultiNode((
+                            MultipleNodeRoutingInfo::AllNodes,
+                            Some(ResponsePolicy::OneSucceeded),
+                        ));
+                        c.route_command(cmd, any).await
+                    }
+                    Conn::Single(mut c) => {
+                        use redis::aio::ConnectionLike;
+                        c.req_packed_command(&cmd).await
+                    }
+                }
+            })
+            .await?;
+        let info: String = redis::from_redis_value(info)
+            .map_err(|e| StoreError::Unavailable(format!("redis CLUSTER INFO: {e}")))?;
+        if info.lines().any(|l| l.trim() == "cluster_state:ok") {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "redis cluster does not serve every slot (cluster_state is not ok)".into(),
+            ))
         }
     }
 
@@ -563,6 +650,15 @@ impl RedisStore {
         format!("{}u:{}", self.tag(user_slot(user)), user.as_str())
     }
 
+    /// The user's approvals of the last 24 hours (see [`scripts::LOAD`]'s `view`).
+    fn approvals_key(&self, user: &UserId) -> String {
+        format!("{}u-ap:{}", self.tag(user_slot(user)), user.as_str())
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.inner.clock.now().as_millisecond()
+    }
+
     fn idem_key(&self, caller: &str, user: &UserId, key: &str) -> String {
         let mut h = blake3::Hasher::new();
         for part in [caller, user.as_str(), key] {
@@ -718,6 +814,28 @@ fn parse_state(fields: &HashMap<String, String>) -> Result<UserState> {
     })
 }
 
+/// A user's state as a script's `view` answers it ([`scripts::LOAD`]): the stored fields,
+/// with `drawdowns_24h` the sliding count `n24`, the version, and when the count next
+/// changes (`n24_until`).
+fn parse_view(fields: &HashMap<String, String>) -> Result<Kept> {
+    let mut state = parse_state(fields)?;
+    let number = |name: &str| {
+        fields
+            .get(name)
+            .ok_or_else(|| corrupt(format!("user view without `{name}`")))?
+            .parse::<i64>()
+            .map_err(|_| corrupt(format!("user view `{name}` is not a number")))
+    };
+    state.drawdowns_24h =
+        u32::try_from(number("n24")?).map_err(|_| corrupt("user view `n24` is not a count"))?;
+    let until = number("n24_until")?;
+    Ok(Kept {
+        state,
+        version: parse_version(fields)?,
+        stable_until: (until >= 0).then_some(until),
+    })
+}
+
 /// The version of a user's state (`v`; a user stored without one is at version 0).
 fn parse_version(fields: &HashMap<String, String>) -> Result<u64> {
     fields.get("v").map_or(Ok(0), |v| {
@@ -816,6 +934,7 @@ impl RedisStore {
             format!("{tag}k-exp"),
             decision_key,
             self.audit_key(slot),
+            self.approvals_key(&req.user),
         ];
         let fingerprint = req.fingerprint.to_string();
         let amount = d.amount_fen.to_string();
@@ -828,31 +947,41 @@ impl RedisStore {
             .unwrap_or_default();
         let threshold_version = d.threshold_version.to_string();
         let script = &self.inner.scripts.commit;
-        let reply = self
-            .eval(script, || {
-                let mut cmd = evalsha(script, &keys);
-                cmd.arg(&fingerprint)
-                    .arg(&d.decision_id)
-                    .arg(&json)
-                    .arg(&amount)
-                    .arg(&ceiling)
-                    .arg(now_ms)
-                    .arg(exp_ms)
-                    .arg(duration_ms(config.idempotency_retention))
-                    .arg(duration_ms(config.decision_retention))
-                    .arg(req.user.as_str())
-                    .arg(if d.appealable { "1" } else { "0" })
-                    .arg(&prefix)
-                    .arg(&*req.caller)
-                    .arg(&expected)
-                    .arg(&*req.idempotency_key)
-                    .arg(d.outcome.as_str())
-                    .arg(&threshold_version)
-                    .arg(&d.policy)
-                    .arg(&d.evaluated_at);
-                cmd
-            })
-            .await?;
+        let args = |cmd: &mut redis::Cmd| {
+            cmd.arg(&fingerprint)
+                .arg(&d.decision_id)
+                .arg(&json)
+                .arg(&amount)
+                .arg(&ceiling)
+                .arg(now_ms)
+                .arg(exp_ms)
+                .arg(duration_ms(config.idempotency_retention))
+                .arg(duration_ms(config.decision_retention))
+                .arg(req.user.as_str())
+                .arg(if d.appealable { "1" } else { "0" })
+                .arg(&prefix)
+                .arg(&*req.caller)
+                .arg(&expected)
+                .arg(&*req.idempotency_key)
+                .arg(d.outcome.as_str())
+                .arg(&threshold_version)
+                .arg(&d.policy)
+                .arg(&d.evaluated_at);
+        };
+        // A reservation is answered only once a replica holds it (see [`durable`]).
+        let acks = req.reserve.is_some() && self.is_cluster() && self.replica_acks() > 0;
+        let (reply, acked) = if acks {
+            self.eval_acked(script, &keys, args).await?
+        } else {
+            let reply = self
+                .eval(script, || {
+                    let mut cmd = evalsha(script, &keys);
+                    args(&mut cmd);
+                    cmd
+                })
+                .await?;
+            (reply, 0)
+        };
         let reply = match reply {
             Value::Array(items) => items,
             _ => return Err(bad()),
@@ -860,6 +989,9 @@ impl RedisStore {
         let word = reply.first().map(status_of).transpose()?;
         match word.as_deref() {
             Some("committed") => {
+                if acks && acked < i64::from(self.replica_acks()) {
+                    return Err(self.unacknowledged(acked));
+                }
                 let number = |i: usize| {
                     reply
                         .get(i)
@@ -876,9 +1008,19 @@ impl RedisStore {
                         let used = seen.state.used.checked_add(r.amount).ok_or_else(bad)?;
                         seen.state.used = used;
                         seen.state.drawdowns_24h = seen.state.drawdowns_24h.saturating_add(1);
+                        // The new approval counts until 24 hours after its second.
+                        let ends = (now_ms.div_euclid(1_000) + 86_400) * 1_000;
+                        seen.stable_until = Some(seen.stable_until.map_or(ends, |t| t.min(ends)));
                     }
                     seen.version = Some(version);
-                    self.inner.users.put(&req.user, &seen.state, version);
+                    self.inner.users.put(
+                        &req.user,
+                        Kept {
+                            state: seen.state.clone(),
+                            version,
+                            stable_until: seen.stable_until,
+                        },
+                    );
                 }
                 let mut d = req.decision;
                 d.available_fen = available;
@@ -890,15 +1032,18 @@ impl RedisStore {
                     reply.get(1).and_then(text).ok_or_else(bad)?,
                     reply.get(2).and_then(text).ok_or_else(bad)?,
                 );
-                decision_from(&json, &available).map(CommitOutcome::Replayed)
+                let d = decision_from(&json, &available)?;
+                if d.outcome == risk_core::Outcome::Approved {
+                    self.ensure_replicated(slot).await?;
+                }
+                Ok(CommitOutcome::Replayed(d))
             }
             Some("key_reused") => Ok(CommitOutcome::KeyReused),
             Some("user_not_found") => Ok(CommitOutcome::UserNotFound),
             Some("line_changed") => {
-                let fields = pairs(reply.get(1).ok_or_else(bad)?)?;
-                let state = parse_state(&fields)?;
-                let version = parse_version(&fields)?;
-                self.inner.users.put(&req.user, &state, version);
+                let kept = parse_view(&pairs(reply.get(1).ok_or_else(bad)?)?)?;
+                let state = kept.state.clone();
+                self.inner.users.put(&req.user, kept);
                 // The decision is made again on this state, read in the script, and its
                 // commit is checked on the line as before the cache: a hot user's other
                 // drawdowns (which hold no turn) move the version between any two commits,
@@ -918,16 +1063,17 @@ impl RedisStore {
     }
 
     async fn load_inner(&self, caller: &str, user: &UserId, key: Option<&str>) -> Result<Loaded> {
-        let mut keys = vec![self.user_key(user)];
+        let mut keys = vec![self.user_key(user), self.approvals_key(user)];
         if let Some(k) = key {
             keys.push(self.idem_key(caller, user, k));
         }
         let prefix = format!("{}d:", self.tag(user_slot(user)));
+        let now_ms = self.now_ms();
         let script = &self.inner.scripts.load;
         let reply = self
             .eval(script, || {
                 let mut cmd = evalsha(script, &keys);
-                cmd.arg(&prefix);
+                cmd.arg(&prefix).arg(now_ms);
                 cmd
             })
             .await?;
@@ -942,8 +1088,9 @@ impl RedisStore {
                 idempotent: None,
             });
         }
-        let state = parse_state(&fields)?;
-        self.inner.users.put(user, &state, parse_version(&fields)?);
+        let kept = parse_view(&fields)?;
+        let state = kept.state.clone();
+        self.inner.users.put(user, kept);
         let idempotent = match reply.get(1).and_then(text) {
             None => None,
             Some(fp) => {
@@ -957,9 +1104,14 @@ impl RedisStore {
                         "idempotency record names missing decision {id}"
                     )));
                 };
+                let decision = decision_from(&json, &available)?;
+                if decision.outcome == risk_core::Outcome::Approved {
+                    // A replay is an acknowledgement: see [`durable`].
+                    self.ensure_replicated(user_slot(user)).await?;
+                }
                 Some(IdempotentRecord {
                     fingerprint,
-                    decision: decision_from(&json, &available)?,
+                    decision,
                 })
             }
         };
@@ -1219,17 +1371,25 @@ impl RedisStore {
     }
 
     async fn upsert_inner(&self, user: &UserId, state: UserState) -> Result<UserState> {
+        let now = self.inner.clock.now();
+        // The upstream count is dropped 24 hours on: every drawdown it counts is then older.
+        let up_until = now
+            .checked_add(jiff::SignedDuration::from_hours(24))
+            .map_or(i64::MAX, Timestamp::as_millisecond);
         let mut inv = self.inner.scripts.upsert.prepare_invoke();
-        inv.key(self.user_key(user));
+        inv.key(self.user_key(user))
+            .key(self.approvals_key(user))
+            .arg(now.as_millisecond())
+            .arg(up_until);
         for (name, value) in state_fields(&state) {
             inv.arg(name).arg(value);
         }
         let reply: Value = self
             .with_conn(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
-        let fields = pairs(&reply)?;
-        let state = parse_state(&fields)?;
-        self.inner.users.put(user, &state, parse_version(&fields)?);
+        let kept = parse_view(&pairs(&reply)?)?;
+        let state = kept.state.clone();
+        self.inner.users.put(user, kept);
         Ok(state)
     }
 }
@@ -1258,9 +1418,9 @@ impl Store for RedisStore {
         user: &UserId,
         idempotency_key: &str,
     ) -> Result<Loaded> {
-        match self.inner.users.get(user) {
-            Some((state, _)) => Ok(Loaded {
-                user: Some(state),
+        match self.inner.users.get(user, self.now_ms()) {
+            Some(kept) => Ok(Loaded {
+                user: Some(kept.state),
                 idempotent: None,
             }),
             None => self.load_inner(caller, user, Some(idempotency_key)).await,
@@ -1278,10 +1438,11 @@ impl Store for RedisStore {
         };
         // The newest state this instance knows, taken in its turn: no commit of this
         // instance moves it until the turn is over.
-        Ok(match self.inner.users.get(user) {
-            Some((state, v)) => Seen {
-                state,
-                version: Some(v),
+        Ok(match self.inner.users.get(user, self.now_ms()) {
+            Some(kept) => Seen {
+                state: kept.state,
+                version: Some(kept.version),
+                stable_until: kept.stable_until,
                 _turn: Some(turn),
             },
             None => Seen::unversioned(loaded),
@@ -1408,6 +1569,7 @@ mod tests {
         assert_eq!(tag, "{s0462}");
         for key in [
             store.user_key(&u),
+            store.approvals_key(&u),
             store.idem_key("caller:{x}", &u, "k:{y}"),
             store.audit_key(user_slot(&u)),
         ] {
