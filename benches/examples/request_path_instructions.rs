@@ -14,6 +14,10 @@
 //! - `shadow-changed`: `full` with a candidate that rejects every drawdown live approves
 //!   (the most a candidate costs: each decision counted as a change).
 //!
+//! With `ACCESS_LOG=1` in the environment the gateway's access log is on, as the binary's
+//! default filter has it: one JSON line per request, formatted and written to a sink (the
+//! cost of the line without the write's system call).
+//!
 //! Only [`measured`] is counted (`--toggle-collect`), so set-up (config, seeding, the
 //! first answer) is left out; every request's status is checked inside it.
 //!
@@ -118,6 +122,13 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let variant = args.next().unwrap_or_else(|| "full".to_owned());
     let n: u64 = args.next().map_or(1000, |s| s.parse().unwrap());
+    if std::env::var_os("ACCESS_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter("warn,access=info")
+            .with_writer(std::io::sink)
+            .init();
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -9,8 +9,13 @@
 #
 #   benches/wrk/callgrind.sh gateway            # builds release binaries first
 #   BIN=/tmp/bin benches/wrk/callgrind.sh bare  # saved binaries (gateway, loadtest) in /tmp/bin
+#   TLS=1 benches/wrk/callgrind.sh gateway      # the gateway over HTTPS ([server.tls], a
+#                                               # self-signed P-256 certificate made by openssl)
 #
-# Needs valgrind, wrk, curl. Prints "<server> requests=N instructions_per_request=I" and
+# wrk's connections are kept alive: with TLS, the handshakes (16, one per connection) are
+# spread over every request, and what a request pays is the record layer's encryption.
+#
+# Needs valgrind, wrk, curl (and openssl with TLS=1). Prints "<server> requests=N instructions_per_request=I" and
 # leaves the profile (callgrind_annotate it) in $OUT.
 set -euo pipefail
 
@@ -24,6 +29,20 @@ source benches/wrk/common.sh
 binaries
 
 profile="$OUT/callgrind.$which"
+config=benches/wrk/gateway.toml
+export SCHEME=http
+if [[ ${TLS:-0} == 1 ]]; then
+  [[ $which == gateway ]] || { echo "TLS=1 is for the gateway" >&2; exit 2; }
+  SCHEME=https
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+    -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>/dev/null
+  config="$OUT/gateway-tls.toml"
+  # The copy's relative paths would be read from $OUT: the thresholds file's is made whole.
+  sed "s|^thresholds_file = \"|thresholds_file = \"$PWD/benches/wrk/|" benches/wrk/gateway.toml >"$config"
+  printf '\n[server.tls]\ncert_file = "%s"\nkey_file = "%s"\nwatch_interval_ms = 0\n' \
+    "$OUT/cert.pem" "$OUT/key.pem" >>"$config"
+fi
 case $which in
 bare)
   valgrind --tool=callgrind --callgrind-out-file="$profile" \
@@ -32,7 +51,7 @@ bare)
 gateway)
   GATEWAY_API_KEYS=$WRK_API_KEY GATEWAY_ADMIN_TOKEN=$ADMIN_TOKEN \
     valgrind --tool=callgrind --callgrind-out-file="$profile" \
-    "$GW" --config benches/wrk/gateway.toml --listen "127.0.0.1:$PORT" >"$OUT/valgrind.log" 2>&1 &
+    "$GW" --config "$config" --listen "127.0.0.1:$PORT" >"$OUT/valgrind.log" 2>&1 &
   ;;
 *) echo "usage: callgrind.sh gateway|bare" >&2; exit 2 ;;
 esac
@@ -40,13 +59,13 @@ server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 probe=/; [[ $which == gateway ]] && probe=/healthz
 for _ in $(seq 300); do
-  curl -fsS "http://127.0.0.1:$PORT$probe" >/dev/null 2>&1 && break
+  curl -kfsS "$SCHEME://127.0.0.1:$PORT$probe" >/dev/null 2>&1 && break
   sleep 0.2
 done
 if [[ $which == gateway ]]; then
   seed_user "$PORT"
 fi
-url="http://127.0.0.1:$PORT"
+url="$SCHEME://127.0.0.1:$PORT"
 wrk -t1 -c16 -d3s -s benches/wrk/drawdown.lua "$url" >/dev/null
 callgrind_control -z "$server" >/dev/null
 wrk -t1 -c16 -d"$DURATION" -s benches/wrk/drawdown.lua "$url" >"$OUT/wrk.txt"
@@ -54,4 +73,4 @@ callgrind_control -d "$server" >/dev/null
 sleep 1
 n=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
 total=$(callgrind_annotate "$profile.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "$which requests=$n instructions_per_request=$((total / n)) profile=$profile.1"
+echo "$which${TLS:+ tls=$TLS} requests=$n instructions_per_request=$((total / n)) profile=$profile.1"

@@ -28,18 +28,19 @@ binaries() {
 export WRK_USERS=${WRK_USERS:-1}
 seed_user() {
   local line='{"limit_fen":1000000000000000,"used_fen":0,"risk_grade":"A","logins_30d":12,"account_age_days":800}'
-  curl -fsS -X PUT "http://127.0.0.1:$1/admin/credit-lines/$WRK_USER" \
+  # SCHEME=https for a gateway on TLS (callgrind.sh TLS=1; its certificate is self-signed).
+  curl -kfsS -X PUT "${SCHEME:-http}://127.0.0.1:$1/admin/credit-lines/$WRK_USER" \
     -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
     -d "$line" >/dev/null
   if ((WRK_USERS > 1)); then
     local i
     for ((i = 0; i < WRK_USERS; i++)); do
       ((i > 0)) && echo next
-      printf 'url = "http://127.0.0.1:%s/admin/credit-lines/%s-%s"\n' "$1" "$WRK_USER" "$i"
+      printf 'url = "%s://127.0.0.1:%s/admin/credit-lines/%s-%s"\n' "${SCHEME:-http}" "$1" "$WRK_USER" "$i"
       printf 'request = "PUT"\noutput = "/dev/null"\n'
       printf 'header = "Authorization: Bearer %s"\n' "$ADMIN_TOKEN"
       printf 'header = "Content-Type: application/json"\n'
       printf 'data = "%s"\n' "${line//\"/\\\"}"
-    done | curl -fsS -K -
+    done | curl -kfsS -K -
   fi
 }

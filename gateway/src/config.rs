@@ -26,6 +26,7 @@ use crate::overload::OverloadConfig;
 use crate::policy::{LimitsPatch, PolicyConfig, PolicyConfigError, WindowConfig};
 use crate::setting::{self, Invalid};
 use crate::store::RedisConfig;
+use crate::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -268,6 +269,9 @@ pub struct ServerConfig {
     /// `current_thread` (one thread; for a process pinned to one core). Read by the binary
     /// before the runtime starts; the library ignores it.
     pub runtime: RuntimeFlavor,
+    /// TLS on the listener (`[server.tls]`, [`crate::tls`]); absent: plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 /// `server.http`: which HTTP versions the listener speaks.
@@ -313,6 +317,7 @@ impl Default for ServerConfig {
             overload: OverloadConfig::default(),
             http: HttpVersions::default(),
             runtime: RuntimeFlavor::default(),
+            tls: None,
         }
     }
 }
@@ -550,11 +555,22 @@ impl Config {
             },
             other => other,
         })?;
-        // A relative thresholds file is relative to the configuration file.
+        // A relative thresholds file is relative to the configuration file, as are the TLS
+        // files.
         if let (Some(file), Some(dir)) = (&config.risk.thresholds_file, path.parent())
             && file.is_relative()
         {
             config.risk.thresholds_file = Some(dir.join(file));
+        }
+        if let (Some(tls), Some(dir)) = (&mut config.server.tls, path.parent()) {
+            for file in [&mut tls.cert_file, &mut tls.key_file]
+                .into_iter()
+                .chain(tls.client_ca_file.as_mut())
+            {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
         }
         Ok(config)
     }
@@ -666,6 +682,9 @@ impl Config {
             }
         }
         self.server.validate().map_err(|e| e.under("server"))?;
+        if let Some(tls) = &self.server.tls {
+            tls.validate().map_err(|e| e.under("server.tls"))?;
+        }
         self.admission
             .validate()
             .map_err(|e| e.under("admission"))?;

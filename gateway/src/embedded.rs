@@ -5,8 +5,9 @@
 //! - [`EmbeddedGateway`]: a running embedded gateway.
 //! - [`start`]: starts a gateway on `127.0.0.1:0`.
 
+use crate::api::reload::ConfigSource;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 use crate::{Error, Gateway};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +17,9 @@ use tokio::task::JoinHandle;
 /// How to start an embedded gateway.
 #[derive(Debug, Clone, Default)]
 pub struct EmbeddedOptions {
-    /// A configuration file (default: the built-in defaults).
+    /// A configuration file (default: the built-in defaults). Used without `config`, it is
+    /// also what `POST /admin/reload` reads again (with the key, token and address below
+    /// overriding it as at start).
     pub config_path: Option<PathBuf>,
     /// A configuration to use as is (wins over `config_path`).
     pub config: Option<Config>,
@@ -58,21 +61,31 @@ impl EmbeddedGateway {
 
 /// Starts a gateway on `127.0.0.1:0`.
 pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedGateway, Error> {
-    let mut config = match (opts.config, &opts.config_path) {
-        (Some(c), _) => c,
-        (None, Some(path)) => Config::from_file(path)?,
-        (None, None) => Config::default(),
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let overrides = Overrides {
+        listen: Some(loopback.to_string()),
+        api_keys: (!opts.api_key.is_empty()).then(|| opts.api_key.clone()),
+        admin_token: (!opts.admin_token.is_empty()).then(|| opts.admin_token.clone()),
+        ..Overrides::default()
     };
-    if !opts.api_key.is_empty() {
-        config.api_keys = vec![opts.api_key];
-    }
-    if !opts.admin_token.is_empty() {
-        config.admin_token = opts.admin_token;
-    }
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (mut config, source) = match (opts.config, opts.config_path) {
+        (Some(c), _) => (c, None),
+        (None, Some(path)) => (
+            Config::from_file(&path)?,
+            Some(ConfigSource {
+                path,
+                overrides: overrides.clone(),
+            }),
+        ),
+        (None, None) => (Config::default(), None),
+    };
+    config.apply(overrides)?;
     let clock = opts.clock.unwrap_or_else(SystemClock::shared);
     let listener = crate::server::bind(config.listen, config.server.listen_backlog)?;
     let gateway = Gateway::build(config, clock)?;
+    if let Some(source) = source {
+        gateway.app().reload.set_source(source);
+    }
     let addr = listener.local_addr()?;
     let app = gateway.app().clone();
     let overload = gateway.overload().cloned();

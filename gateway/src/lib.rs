@@ -21,6 +21,7 @@
 //! - [`server`]: the connection loop and graceful shutdown.
 //! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).
 //! - [`pressure`]: how long connections wait for the CPU; the accept gate and stale drop.
+//! - [`tls`]: TLS on the listener (rustls), mutual TLS, certificates read again on change.
 //! - [`embedded`]: start a gateway in-process (tests, the loadtest).
 //! - [`trail`]: each user's recent decisions and 429/503 refusals (bounded, per process).
 //! - [`console`]: the operator console under `/console` (server-rendered pages).
@@ -52,6 +53,7 @@ pub mod server;
 pub mod setting;
 pub mod shadow;
 pub mod store;
+pub mod tls;
 pub mod trail;
 
 use api::{App, AppState, Auth};
@@ -178,8 +180,16 @@ impl Gateway {
             }
             _ => limits,
         };
+        let tls = match &config.server.tls {
+            Some(t) => Some(Arc::new(
+                tls::Tls::new(t, config.server.http == config::HttpVersions::Auto)
+                    .map_err(|e| ConfigError::from(e.under("server.tls")))?,
+            )),
+            None => None,
+        };
         let auth =
             Auth::with_operators(&config.api_keys, &config.admin_token, &config.admin.tokens);
+        let reload = api::reload::Reloader::new(config.clone());
         let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)
             .map_err(ConfigError::from)?;
 
@@ -224,9 +234,11 @@ impl Gateway {
             limits,
             admission,
             metrics,
-            bureau,
+            bureau: arc_swap::ArcSwapOption::from(bureau.map(Arc::new)),
             registry,
-            auth,
+            auth: arc_swap::ArcSwap::from_pointee(auth),
+            reload,
+            tls,
             clock,
             appeal_due: jiff::SignedDuration::from_hours(24 * 15),
             shadow,
@@ -292,6 +304,9 @@ impl Gateway {
         });
         let mut tasks = vec![policy, purge];
         tasks.extend(probe);
+        if let Some(tls) = &self.app.tls {
+            tasks.extend(tls::spawn_watch(Arc::clone(tls)));
+        }
         if let AnyStore::Redis(redis) = &self.app.store {
             tasks.push(store::spawn_health_check(redis.clone()));
             if !self.demo_users.is_empty() {
@@ -330,6 +345,7 @@ impl Gateway {
             service,
             &self.app.config.server,
             overload,
+            self.app.tls.clone(),
             shutdown,
         )
         .await;

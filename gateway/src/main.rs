@@ -1,6 +1,10 @@
 //! The gateway binary: `gateway [--config FILE] [--listen ADDR] [--check-config]`.
+//!
+//! `SIGHUP` reads the configuration file again and applies what can change live
+//! (`gateway::api::reload`); `SIGINT` and `SIGTERM` shut down gracefully.
 
 use clap::Parser;
+use gateway::api::reload::{ConfigSource, LogFilterHook};
 use gateway::clock::SystemClock;
 use gateway::config::{Config, LogFormat, Overrides, RuntimeFlavor};
 use std::path::PathBuf;
@@ -42,31 +46,49 @@ struct Args {
     check_config: bool,
 }
 
-fn load(args: &Args) -> Result<Config, gateway::config::ConfigError> {
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
-    config.apply(Overrides {
+/// The environment and flags, which win over the file (at start and on every reload).
+fn overrides(args: &Args) -> Overrides {
+    Overrides {
         listen: args.listen.clone(),
         api_keys: args.api_keys.clone(),
         admin_token: args.admin_token.clone(),
         store: args.store.clone(),
         bureau_url: args.bureau_url.clone(),
-    })?;
+    }
+}
+
+fn load(args: &Args) -> Result<Config, gateway::config::ConfigError> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    config.apply(overrides(args))?;
     config.validate()?;
     Ok(config)
 }
 
-fn init_tracing(config: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+/// Installs the log subscriber; answers how a reload changes its filter, unless `RUST_LOG`
+/// set it (the environment wins over the file, on reload too).
+fn init_tracing(config: &Config) -> Option<LogFilterHook> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, reload};
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let fixed = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&config.log.filter));
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let fmt = tracing_subscriber::fmt::layer();
     match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
+        LogFormat::Pretty => registry.with(fmt).init(),
     }
+    (!fixed).then(|| {
+        Box::new(move |directive: &str| {
+            let filter = EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        }) as LogFilterHook
+    })
 }
 
 fn main() -> ExitCode {
@@ -105,7 +127,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
             }
         }
     }
-    init_tracing(&config);
+    let log_filter = init_tracing(&config);
     let listen = config.listen;
     let backlog = config.server.listen_backlog;
     let gateway = match gateway::Gateway::build(config, SystemClock::shared()) {
@@ -122,8 +144,22 @@ async fn run(args: Args, config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let reload = &gateway.app().reload;
+    if let Some(path) = args.config.clone() {
+        reload.set_source(ConfigSource {
+            path,
+            overrides: overrides(&args),
+        });
+    }
+    if let Some(hook) = log_filter {
+        reload.set_log_filter(hook);
+    }
+    #[cfg(unix)]
+    let reloads = tokio::spawn(reload_on_hangup(gateway.app().clone()));
     print_banner(&gateway, listen);
     gateway.serve(listener, shutdown_signal()).await;
+    #[cfg(unix)]
+    reloads.abort();
     ExitCode::SUCCESS
 }
 
@@ -141,6 +177,23 @@ fn print_banner(gateway: &gateway::Gateway, listen: std::net::SocketAddr) {
         for u in gateway.demo_users() {
             println!("    {:<24} {}", u.id.as_str(), u.note);
         }
+    }
+}
+
+/// Every `SIGHUP` reloads the configuration file (the outcome is logged by the reload).
+#[cfg(unix)]
+async fn reload_on_hangup(app: gateway::api::App) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(cause = %e, "cannot listen for SIGHUP: reload with POST /admin/reload");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the configuration");
+        let _ = app.reload_config();
     }
 }
 

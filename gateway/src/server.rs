@@ -34,10 +34,23 @@
 //!   once. At most `max_connections` in all: past it a new connection is answered
 //!   `503 CAPACITY_SHED` (HTTP/1.1, `Connection: close`) and closed, rather than left
 //!   waiting in the kernel's backlog where clients, health checks included, time out.
+//!
+//! # TLS
+//! With `[server.tls]` ([`crate::tls`]) every connection is TLS. The caps above apply at
+//! accept, as for plain HTTP (a connection past `max_connections` is answered in plain
+//! HTTP/1.1 and closed: a TLS client sees a failed handshake). The handshake runs on the
+//! connection's own task, never in the accept loop, and must complete within
+//! `header_read_timeout_ms`; the connection's times (and its CPU-pressure stamps) then start
+//! as for a plain connection. The protocol is chosen as without TLS (the auto builder reads
+//! the HTTP/2 preface); ALPN offers `h2` (unless `server.http = "http1"`) and `http/1.1`.
+//! A client certificate mapped to a caller (`server.tls.clients`) is put on each of the
+//! connection's requests ([`CertCaller`]), read once at the handshake.
 
 use crate::config::{HttpVersions, ServerConfig};
 use crate::overload::Overload;
 use crate::pressure::{Pressure, Stamped};
+use crate::request::CertCaller;
+use crate::tls::Tls;
 use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -123,7 +136,7 @@ pub async fn serve(
     config: &ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_with(listener, service, config, None, shutdown).await;
+    serve_with(listener, service, config, None, None, shutdown).await;
 }
 
 /// The protocol builder with the connection bounds of `config` (see the module docs).
@@ -153,14 +166,17 @@ fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
 }
 
 /// [`serve`], and while `overload` says so (see [`crate::overload`]): no accepting (new
-/// connections wait in the kernel's backlog) and `Connection: close` on HTTP/1 responses.
+/// connections wait in the kernel's backlog) and `Connection: close` on HTTP/1 responses;
+/// with `tls`, every connection is TLS (see the module docs, "TLS").
 pub async fn serve_with(
     listener: TcpListener,
     service: impl HttpService,
     config: &ServerConfig,
     overload: Option<Overload>,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let http = config.http;
     let slots = Arc::new(Semaphore::new(
         usize::try_from(config.max_connections).unwrap_or(usize::MAX),
     ));
@@ -242,49 +258,108 @@ pub async fn serve_with(
         let state = Arc::new(ConnState::default());
         // One connection task; a macro because the services and connections differ in type.
         macro_rules! spawn_connection {
-            ($service:expr) => {{
-                let io = TokioIo::new(stream);
+            ($io:expr, $service:expr, $builder:ident, $pressure:ident, $stopping:ident) => {{
+                let io = $io;
                 let service = TowerToHyperService::new(Tracked {
                     inner: $service,
                     state: Arc::clone(&state),
                 });
-                match config.http {
+                match http {
                     HttpVersions::Auto => spawn_watched(
                         Lifecycle::new(
-                            builder
+                            $builder
                                 .serve_connection_with_upgrades(io, service)
                                 .into_owned(),
                             auto::UpgradeableConnection::graceful_shutdown,
                             state,
                             times,
-                            pressure.clone().map(Timed::new),
+                            $pressure.clone().map(Timed::new),
                         ),
-                        stopping.clone(),
+                        $stopping.clone(),
                         peer,
                         held,
                     ),
                     // `serve_connection_with_upgrades` ignores `http1_only`.
                     HttpVersions::Http1 => spawn_watched(
                         Lifecycle::new(
-                            builder.serve_connection(io, service).into_owned(),
+                            $builder.serve_connection(io, service).into_owned(),
                             auto::Connection::graceful_shutdown,
                             state,
                             times,
-                            pressure.clone().map(Timed::new),
+                            $pressure.clone().map(Timed::new),
                         ),
-                        stopping.clone(),
+                        $stopping.clone(),
                         peer,
                         held,
                     ),
                 }
             }};
         }
-        match &overload {
-            None => spawn_connection!(service.clone()),
-            Some(o) if close_keep_alive => {
-                spawn_connection!(close_when_overloaded(service.clone(), o.clone()));
+        // The connection with the service its overload actions call for (the shared pieces
+        // named, so that a connection's own task can pass its clones).
+        macro_rules! serve_io {
+            ($io:expr, $builder:ident, $service:ident, $overload:ident, $pressure:ident, $stopping:ident) => {{
+                match &$overload {
+                    None => {
+                        spawn_connection!($io, $service.clone(), $builder, $pressure, $stopping)
+                    }
+                    Some(o) if close_keep_alive => spawn_connection!(
+                        $io,
+                        close_when_overloaded($service.clone(), o.clone()),
+                        $builder,
+                        $pressure,
+                        $stopping
+                    ),
+                    Some(_) => {
+                        spawn_connection!($io, $service.clone(), $builder, $pressure, $stopping)
+                    }
+                }
+            }};
+        }
+        match &tls {
+            None => serve_io!(
+                TokioIo::new(stream),
+                builder,
+                service,
+                overload,
+                pressure,
+                stopping
+            ),
+            Some(tls) => {
+                // The handshake on the connection's own task, within the first request's
+                // time; the connection's life (and its CPU-pressure stamps) starts after it.
+                let acceptor = tls.acceptor();
+                let conn_tls = Arc::clone(tls);
+                let (conn_builder, conn_service, conn_overload, conn_pressure, conn_stopping) = (
+                    builder.clone(),
+                    service.clone(),
+                    overload.clone(),
+                    pressure.clone(),
+                    stopping.clone(),
+                );
+                tokio::spawn(async move {
+                    match tokio::time::timeout(times.first_request, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let conn_service = WithCaller {
+                                caller: conn_tls.caller_of(stream.get_ref().1).map(CertCaller),
+                                inner: conn_service,
+                            };
+                            serve_io!(
+                                TokioIo::new(stream),
+                                conn_builder,
+                                conn_service,
+                                conn_overload,
+                                conn_pressure,
+                                conn_stopping
+                            );
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, cause = %e, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
             }
-            Some(_) => spawn_connection!(service.clone()),
         }
         if paced {
             tokio::task::yield_now().await;
@@ -301,6 +376,31 @@ pub async fn serve_with(
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!(grace_ms = config.shutdown_grace.as_millis(), "grace period elapsed; closing");
         }
+    }
+}
+
+/// The service of a TLS connection: each of its requests carries the caller its client's
+/// certificate is mapped to, if any ([`Tls::caller_of`]).
+#[derive(Clone)]
+struct WithCaller<S> {
+    inner: S,
+    caller: Option<CertCaller>,
+}
+
+impl<S: HttpService> tower::Service<http::Request<hyper::body::Incoming>> for WithCaller<S> {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<hyper::body::Incoming>) -> S::Future {
+        if let Some(caller) = &self.caller {
+            req.extensions_mut().insert(caller.clone());
+        }
+        self.inner.call(req)
     }
 }
 

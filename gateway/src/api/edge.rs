@@ -1,5 +1,6 @@
 //! The edge of the stack: request id, span, route class, authentication, deadline, priority,
-//! the bounded body read, and the metrics of every answer.
+//! the bounded body read, and the metrics and access-log line ([`super::access`]) of every
+//! answer.
 //!
 //! Everything the inner layers (rate limits, admission) key on is put into one request
 //! extension here, [`RequestFacts`], so they never parse a body: a drawdown's user id is read
@@ -10,9 +11,10 @@
 
 use super::error::{ApiError, ErrorCode};
 use super::wire::DrawdownBody;
-use super::{App, names};
+use super::{App, access, names};
 use crate::metrics::CodeLabels;
-use crate::request::{Priority, RequestFacts, RouteClass, UserKey};
+use crate::request::notes::{Notes, noted};
+use crate::request::{CertCaller, Priority, RequestFacts, RouteClass, UserKey};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
@@ -60,18 +62,26 @@ where
         user = tracing::field::Empty,
     );
     async move {
+        // Whether this request's access-log line is wanted (`access` at info): what only the
+        // line needs is not kept otherwise.
+        let logged = tracing::enabled!(target: access::TARGET, tracing::Level::INFO);
+        let method = logged.then(|| req.method().clone());
+        let mut who = access::Who::default();
         // Settled before `inner` is awaited, so neither the facts nor the refusal is held
         // across that await (the future would keep room for them). Only the user is kept,
         // for the per-user trail of refusals, and only while the trail is on.
         let mut user = None;
         let refused = match prepare(&app, class, started, &mut req).await {
             Ok(facts) => {
+                if logged {
+                    who = access::Who::of(class, &facts);
+                }
                 let span = tracing::Span::current();
                 // The tag is a keyed hash: only worth computing when the span is recorded.
                 if !span.is_disabled()
                     && let Some(user) = &facts.user
                 {
-                    span.record("user", app.auth.user_tag(user.as_str()).as_str());
+                    span.record("user", app.auth.load().user_tag(user.as_str()).as_str());
                 }
                 // Only the limit layers and the `/v1/` handlers read them.
                 if class.is_limited() {
@@ -84,9 +94,9 @@ where
             }
             Err(e) => Some(e.into_response()),
         };
-        let mut res = match refused {
-            None => inner(class, req).await,
-            Some(res) => res,
+        let (mut res, notes) = match refused {
+            None => noted(inner(class, req)).await,
+            Some(res) => (res, Notes::default()),
         };
         // Every error, wherever it was raised, is rendered here with the request id, keeping
         // the headers set on the way out (the router's `Allow` on a 405).
@@ -101,17 +111,13 @@ where
                 }
             }
         }
-        res.headers_mut().insert(names::X_REQUEST_ID, id);
         let status = res.status().as_u16();
+        let took = started.elapsed();
         let m = &app.metrics;
         // The slot is the class's discriminant: one slot per class (see `RouteHandles`).
-        m.record_answer(
-            class as usize,
-            class.as_str(),
-            status,
-            started.elapsed().as_secs_f64(),
-        );
-        if let Some(code) = res.extensions().get::<ErrorCode>() {
+        m.record_answer(class as usize, class.as_str(), status, took.as_secs_f64());
+        let code = res.extensions().get::<ErrorCode>().copied();
+        if let Some(code) = code {
             m.refusals
                 .get_or_create(&CodeLabels {
                     code: code.as_str(),
@@ -131,6 +137,20 @@ where
                 );
             }
         }
+        if let Some(method) = method {
+            access::log(&access::Line {
+                app: &app,
+                id: &id,
+                method: &method,
+                class,
+                status,
+                code,
+                took,
+                notes: &notes,
+                who: &who,
+            });
+        }
+        res.headers_mut().insert(names::X_REQUEST_ID, id);
         res
     }
     .instrument(span)
@@ -154,10 +174,16 @@ async fn prepare(
         RouteClass::Ops => {}
         RouteClass::Admin => {
             // Who is calling: the admin handlers record it with every change they make.
-            let operator = app.auth.admin(req.headers())?;
+            let operator = app.auth.load().admin(req.headers())?;
             req.extensions_mut().insert(operator);
         }
-        _ => facts.caller = Some(app.auth.caller(req.headers())?),
+        // A client certificate mapped to a caller (mutual TLS) stands for an API key.
+        _ => {
+            facts.caller = Some(match req.extensions().get::<CertCaller>() {
+                Some(by_cert) => by_cert.0.clone(),
+                None => app.auth.load().caller(req.headers())?,
+            });
+        }
     }
     // 2. Deadline: the caller's remaining budget, bounded, else the default.
     let server = &app.config.server;

@@ -43,6 +43,8 @@ pub enum ErrorCode {
     StaleVersion,
     /// 409: the appeal was already resolved.
     AppealAlreadyResolved,
+    /// 409: a reload was asked of a gateway started without a configuration file.
+    ReloadUnavailable,
     /// 408: the request body did not arrive within the body read timeout or the deadline.
     RequestTimeout,
     /// 413: body over the limit.
@@ -53,6 +55,8 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     /// 422: appeal on a decision that cannot be appealed.
     NotAppealable,
+    /// 422: the configuration file was refused by a reload; nothing changed.
+    ConfigInvalid,
     /// 429: per-user rate limit.
     RateLimitedUser,
     /// 429: global rate limit.
@@ -80,11 +84,13 @@ impl ErrorCode {
                 StatusCode::NOT_FOUND
             }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            StaleVersion | AppealAlreadyResolved => StatusCode::CONFLICT,
+            StaleVersion | AppealAlreadyResolved | ReloadUnavailable => StatusCode::CONFLICT,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IdempotencyKeyReused | NotAppealable => StatusCode::UNPROCESSABLE_ENTITY,
+            IdempotencyKeyReused | NotAppealable | ConfigInvalid => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             RateLimitedUser | RateLimitedGlobal => StatusCode::TOO_MANY_REQUESTS,
             CapacityShed | DependencyUnavailable | LineContended => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,11 +113,13 @@ impl ErrorCode {
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             StaleVersion => "STALE_VERSION",
             AppealAlreadyResolved => "APPEAL_ALREADY_RESOLVED",
+            ReloadUnavailable => "RELOAD_UNAVAILABLE",
             RequestTimeout => "REQUEST_TIMEOUT",
             BodyTooLarge => "BODY_TOO_LARGE",
             UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             NotAppealable => "NOT_APPEALABLE",
+            ConfigInvalid => "CONFIG_INVALID",
             RateLimitedUser => "RATE_LIMITED_USER",
             RateLimitedGlobal => "RATE_LIMITED_GLOBAL",
             CapacityShed => "CAPACITY_SHED",
@@ -185,6 +193,14 @@ impl ErrorCode {
                 "该 Idempotency-Key 已用于另一笔不同的请求。",
             ),
             NotAppealable => ("This decision cannot be appealed.", "该决定不可申诉。"),
+            ReloadUnavailable => (
+                "The gateway was started without a configuration file: there is nothing to reload.",
+                "网关启动时未指定配置文件，无可重新加载的配置。",
+            ),
+            ConfigInvalid => (
+                "The configuration file was refused; nothing changed.",
+                "配置文件未通过校验，配置未作任何改动。",
+            ),
             Internal => (
                 "Internal error; nothing was recorded.",
                 "内部错误，本次请求未做任何记录。",

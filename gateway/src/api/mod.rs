@@ -4,8 +4,10 @@
 //! - [`service`]: [`GatewayService`], the whole request path as one tower service (edge,
 //!   limits, admission, handlers).
 //! - [`edge`]: request id, authentication, deadline, priority, bounded body, metrics.
+//! - [`access`]: the access log, one line per answered request (target `access`).
 //! - [`auth`]: API keys and the admin token ([`Auth`]).
 //! - [`state`]: what the handlers share ([`AppState`], [`App`]).
+//! - [`reload`]: reloading the configuration file without a restart ([`reload::Reloader`]).
 //! - [`routes`]: the route table ([`ROUTES`]) and the statuses the edge adds.
 //! - [`handlers`]: one function per route.
 //! - [`wire`]: request and response bodies, with validation.
@@ -30,12 +32,14 @@ pub mod names {
     pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 }
 
+pub mod access;
 pub mod auth;
 pub mod edge;
 pub mod error;
 pub mod handlers;
 pub mod json;
 pub mod openapi;
+pub mod reload;
 pub mod routes;
 pub mod service;
 pub mod state;

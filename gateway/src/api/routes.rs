@@ -51,6 +51,7 @@ routes! {
     put "/admin/thresholds" => put_thresholds [200, 400, 409, 500, 503],
     get "/admin/policy" => get_policy [200],
     put "/admin/policy/force" => force_policy [200, 400, 500, 503],
+    post "/admin/reload" => reload_config [200, 400, 409, 422, 500, 503],
     get "/admin/appeals" => list_appeals [200, 400, 500, 503],
     post "/admin/appeals/{appeal_id}/resolve" => resolve_appeal [200, 400, 404, 409, 500, 503],
     get "/admin/audit" => list_audit [200, 400, 500, 503],

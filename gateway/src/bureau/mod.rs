@@ -85,9 +85,29 @@ impl Bureau {
         registry: &mut Registry,
     ) -> Result<Option<Bureau>, Invalid> {
         config.validate()?;
-        let Some(url) = &config.url else {
+        if config.url.is_none() {
             return Ok(None);
-        };
+        }
+        Self::build(config, clock, BureauMetrics::register(registry)).map(Some)
+    }
+
+    /// The bureau of `config` to take this one's place (a reload of the configuration):
+    /// the same clock and metrics (the series continue), a new client, breaker and cache.
+    /// Calls in flight finish on this one. `None` when `config` has no URL.
+    pub fn reconfigured(&self, config: &BureauConfig) -> Result<Option<Bureau>, Invalid> {
+        config.validate()?;
+        if config.url.is_none() {
+            return Ok(None);
+        }
+        Self::build(config, Arc::clone(&self.clock), self.metrics.clone()).map(Some)
+    }
+
+    fn build(
+        config: &BureauConfig,
+        clock: SharedClock,
+        metrics: BureauMetrics,
+    ) -> Result<Bureau, Invalid> {
+        let url = config.url.as_deref().unwrap_or_default();
         let base = client::base_url(url).map_err(|problem| Invalid::new("url", problem))?;
         let max_concurrent = usize::try_from(config.max_concurrent).unwrap_or(usize::MAX);
         let guards = config.guard.then(|| Guards {
@@ -102,14 +122,14 @@ impl Bureau {
                 .time_to_live(keep)
                 .build()
         });
-        Ok(Some(Bureau {
+        Ok(Bureau {
             config: config.clone(),
             client: client::Client::new(base, max_concurrent),
             guards,
             cache,
             clock,
-            metrics: BureauMetrics::register(registry),
-        }))
+            metrics,
+        })
     }
 
     /// The configuration in force.
@@ -277,9 +297,9 @@ impl Bureau {
     ) -> Result<BureauReport, UnavailableCause> {
         let started = Instant::now();
         let out = tokio::time::timeout(budget, self.client.score(user, budget)).await;
-        self.metrics
-            .latency
-            .observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        self.metrics.latency.observe(took.as_secs_f64());
+        crate::request::notes::add_bureau(took);
         let (result, out) = match out {
             Ok(Ok(report)) => ("ok", Ok(report)),
             Ok(Err(e)) => {

@@ -419,7 +419,7 @@ pub(super) async fn sign_in(State(console): State<Console>, req: Request) -> Res
         Ok(v) => v,
         Err(res) => return res,
     };
-    match console.app.auth.console_operator(&f.token) {
+    match console.app.auth.load().console_operator(&f.token) {
         Ok(operator) => {
             tracing::info!(operator = %operator, "console sign-in");
             let id = console.sessions.start(operator);
@@ -740,7 +740,7 @@ pub(super) async fn appeal(
         Err(e) => return ctx.refusal(&ApiError::from(e), "/console/appeals"),
     };
     let decision = match app.store.get_decision_any(&a.decision_id).await {
-        Ok(d) => d.map(|d| DecisionView::of(t, &d, app.bureau.is_some())),
+        Ok(d) => d.map(|d| DecisionView::of(t, &d, app.bureau.load().is_some())),
         Err(e) => return ctx.refusal(&ApiError::from(e), "/console/appeals"),
     };
     let now = app.clock.now();
@@ -789,7 +789,7 @@ pub(super) async fn decision(
         Ok(Some(d)) => {
             let page = DecisionPage {
                 c: ctx.chrome("customers", format!("{} {id}", t.decision)),
-                d: DecisionView::of(t, &d, app.bureau.is_some()),
+                d: DecisionView::of(t, &d, app.bureau.load().is_some()),
             };
             ctx.page(StatusCode::OK, &page)
         }
@@ -1235,7 +1235,8 @@ pub(super) async fn customers(
     } else {
         StatusCode::OK
     };
-    let zone = console.app.policy.compiled().zone();
+    let compiled = console.app.policy.compiled();
+    let zone = compiled.zone();
     let trail = console
         .app
         .trail

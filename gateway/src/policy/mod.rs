@@ -7,7 +7,9 @@
 //! answer changed; [`Policy::force`] lets an operator force a window on (or the normal policy,
 //! by the reserved name [`NORMAL`]) and back to the calendar. Every swap bumps
 //! [`PolicySnapshot::generation`] and is published on a `tokio::sync::watch` channel
-//! ([`Policy::subscribe`]) for the limiters and admission control.
+//! ([`Policy::subscribe`]) for the limiters and admission control. [`Policy::replace`]
+//! swaps the configuration itself (a reload of the configuration file): the next snapshot
+//! carries the new windows and limits.
 //!
 //! Where windows overlap, the first one listed wins. Fixed ranges and daily occurrences are
 //! `[start, end)`: the start instant belongs to the window, the end instant does not.
@@ -123,7 +125,8 @@ struct Writer {
 
 #[derive(Debug)]
 struct Inner {
-    compiled: CompiledPolicy,
+    /// Swapped whole by [`Policy::replace`], under the writer lock.
+    compiled: ArcSwap<CompiledPolicy>,
     clock: crate::clock::SharedClock,
     current: ArcSwap<PolicySnapshot>,
     /// Serialises writers so generations stay in order; readers never take it.
@@ -154,7 +157,7 @@ impl Policy {
         let (changes, _) = watch::channel(Arc::clone(&first));
         Policy {
             inner: Arc::new(Inner {
-                compiled,
+                compiled: ArcSwap::from_pointee(compiled),
                 clock,
                 current: ArcSwap::new(first),
                 writer: Mutex::new(Writer {
@@ -181,9 +184,43 @@ impl Policy {
         self.inner.changes.subscribe()
     }
 
-    /// The validated configuration.
-    pub fn compiled(&self) -> &CompiledPolicy {
-        &self.inner.compiled
+    /// The validated configuration in force (lock-free; replaced by [`Policy::replace`]).
+    pub fn compiled(&self) -> arc_swap::Guard<Arc<CompiledPolicy>> {
+        self.inner.compiled.load()
+    }
+
+    /// Replaces the configuration (windows, their limits, the time zone), as a reload of
+    /// the configuration file does. A forced window stays forced when the new configuration
+    /// still names it; otherwise the calendar decides again, and its name is answered. The
+    /// next snapshot is published (with the next generation) even when the same window is
+    /// active, since its limits may have changed: the limiters and admission follow it on
+    /// their next check, as when a window opens.
+    pub fn replace(&self, compiled: CompiledPolicy) -> (Arc<PolicySnapshot>, Option<String>) {
+        let now = self.inner.clock.now();
+        let mut writer = self.lock_writer();
+        let mut unforced = None;
+        let forced = match writer.forced {
+            Some(Some(index)) => {
+                let old = self.inner.compiled.load();
+                let name = &old.windows[index].name;
+                match compiled.windows.iter().position(|w| w.name == *name) {
+                    Some(index) => Some(Some(index)),
+                    None => {
+                        unforced = Some(name.clone());
+                        None
+                    }
+                }
+            }
+            other => other,
+        };
+        writer.forced = forced;
+        let active = match forced {
+            Some(f) => Active::Forced(f),
+            None => calendar(&compiled, now),
+        };
+        self.inner.compiled.store(Arc::new(compiled));
+        self.publish(&mut writer, active, now);
+        (self.current(), unforced)
     }
 
     /// Re-evaluates the calendar at the clock's time; see [`Policy::evaluate_at`].
@@ -198,7 +235,7 @@ impl Policy {
         if writer.forced.is_some() {
             return false;
         }
-        let active = calendar(&self.inner.compiled, now);
+        let active = calendar(&self.inner.compiled.load(), now);
         self.swap_if_changed(&mut writer, active, now)
     }
 
@@ -210,13 +247,14 @@ impl Policy {
         let active = match window {
             None => {
                 writer.forced = None;
-                calendar(&self.inner.compiled, now)
+                calendar(&self.inner.compiled.load(), now)
             }
             Some(NORMAL) => Active::Forced(None),
             Some(name) => {
                 let index = self
                     .inner
                     .compiled
+                    .load()
                     .windows
                     .iter()
                     .position(|w| w.name == name)
@@ -246,8 +284,19 @@ impl Policy {
         if writer.active == active {
             return false;
         }
+        self.publish(writer, active, now);
+        true
+    }
+
+    /// Makes `active` the snapshot in force, with the next generation.
+    fn publish(&self, writer: &mut Writer, active: Active, now: Timestamp) {
         let generation = self.inner.current.load().generation + 1;
-        let next = Arc::new(snapshot(&self.inner.compiled, &active, now, generation));
+        let next = Arc::new(snapshot(
+            &self.inner.compiled.load(),
+            &active,
+            now,
+            generation,
+        ));
         tracing::debug!(
             policy.window = %next.window,
             policy.generation = generation,
@@ -257,7 +306,6 @@ impl Policy {
         writer.active = active;
         self.inner.current.store(Arc::clone(&next));
         self.inner.changes.send_replace(next);
-        true
     }
 }
 

@@ -447,3 +447,39 @@ fn unknown_fields_are_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("unknown field `strat`"), "{err}");
 }
+
+#[test]
+fn a_replaced_configuration_is_published_and_keeps_a_forced_window_it_still_names() {
+    let (policy, _) = policy_at(CONFIG, "2026-11-10T15:45:00Z");
+    let mut rx = policy.subscribe();
+    rx.borrow_and_update();
+    assert_eq!(policy.current().window, "double11");
+    assert_eq!(policy.current().limits.user.per_minute, 3);
+    // The same window stays active with its new limits, as a new generation.
+    let changed = CONFIG.replace("per_minute = 3", "per_minute = 7");
+    let (now, unforced) = policy.replace(config(&changed).validate().unwrap());
+    assert_eq!((now.window.as_str(), now.generation), ("double11", 2));
+    assert_eq!(now.limits.user.per_minute, 7);
+    assert_eq!(unforced, None);
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(
+        policy.compiled().windows.len(),
+        3,
+        "the configuration itself is the new one"
+    );
+    // A forced window the new configuration still names stays forced.
+    policy.force(Some("evening")).unwrap();
+    let (now, unforced) = policy.replace(config(&changed).validate().unwrap());
+    assert_eq!((now.window.as_str(), now.forced), ("evening", true));
+    assert_eq!(unforced, None);
+    // One it no longer names is dropped: the calendar decides, and the name is answered.
+    let (now, unforced) = policy.replace(
+        config(&CONFIG.replace("evening", "rush"))
+            .validate()
+            .unwrap(),
+    );
+    assert_eq!((now.window.as_str(), now.forced), ("double11", false));
+    assert_eq!(unforced.as_deref(), Some("evening"));
+    assert!(policy.force(Some("evening")).is_err());
+    assert_eq!(policy.force(Some("rush")).unwrap().window, "rush");
+}

@@ -15,12 +15,17 @@
 //! # Layout
 //! - [`RequestFacts`]: what is known about a request before the limit layers run.
 //! - [`Caller`]: an authenticated caller.
+//! - [`CertCaller`]: the caller a connection's client certificate names (mutual TLS).
 //! - [`Drawdown`]: a validated drawdown request (`POST /v1/drawdowns`, checked by the API's …
 //! - [`RouteClass`]: which kind of route a request is for.
 //! - [`UserKey`]: the user a request acts for (the `user_id` of the body or path), the key …
 //! - [`Priority`]: admission priority.
 //! - [`path_user`]: the user id a path names, percent-decoded (one reader for the edge and the handlers).
+//! - [`notes`]: what the access log learns from inside a request (upstream times, the
+//!   decision).
 //! - [`Deadline`]: the instant by which the caller needs an answer, as a request extension of …
+
+pub mod notes;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -96,6 +101,12 @@ pub struct Caller {
     /// A stable, non-secret identifier of the API key.
     pub id: Arc<str>,
 }
+
+/// The caller a connection's client certificate is mapped to (`server.tls.clients`), as a
+/// request extension the connection puts on each of its requests: the edge takes it for the
+/// caller instead of an API key.
+#[derive(Debug, Clone)]
+pub struct CertCaller(pub Caller);
 
 /// A validated drawdown request (`POST /v1/drawdowns`, checked by the API's wire types).
 #[derive(Debug, Clone)]

@@ -10,3 +10,4 @@ mod memory;
 mod redis;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
+mod redis_tls;

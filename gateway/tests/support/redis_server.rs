@@ -41,6 +41,9 @@ pub struct Options {
     pub aof: bool,
     /// A Redis Cluster node (`--cluster-enabled yes`), for [`RedisCluster`].
     pub cluster: bool,
+    /// TLS only (`--port 0 --tls-port PORT`), with a certificate for 127.0.0.1 issued by a
+    /// CA made for this server ([`RedisServer::ca_file`]); clients need no certificate.
+    pub tls: bool,
     /// `--cluster-node-timeout` in ms (0: Redis' default, 15 s).
     pub node_timeout_ms: u64,
 }
@@ -65,6 +68,9 @@ impl RedisServer {
     pub async fn start(opts: Options) -> Option<RedisServer> {
         let dir = std::env::temp_dir().join(unique("loan-gateway-redis"));
         std::fs::create_dir_all(&dir).unwrap();
+        if opts.tls {
+            write_tls_files(&dir);
+        }
         for _ in 0..10 {
             let port = free_port();
             match spawn(port, &dir, opts).await {
@@ -90,9 +96,15 @@ impl RedisServer {
         panic!("redis-server did not start on any of 10 free ports");
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (`rediss://` with TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.opts.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// With TLS: the CA certificate (PEM) that issued the server's.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     /// Sends `signal` (`STOP`, `CONT`, …) to the server, which this test started.
@@ -190,11 +202,39 @@ enum Spawn {
     Failed(String),
 }
 
+/// A CA and a server certificate for 127.0.0.1 it issued, in `dir` (`ca.pem`,
+/// `server.pem`, `server.key`).
+fn write_tls_files(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+}
+
 async fn spawn(port: u16, dir: &std::path::Path, opts: Options) -> Result<Child, Spawn> {
     let mut cmd = Command::new("redis-server");
-    cmd.arg("--port")
-        .arg(port.to_string())
-        .args(["--bind", "127.0.0.1", "--save", ""])
+    if opts.tls {
+        cmd.args(["--port", "0", "--tls-port"])
+            .arg(port.to_string())
+            .arg("--tls-cert-file")
+            .arg(dir.join("server.pem"))
+            .arg("--tls-key-file")
+            .arg(dir.join("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(dir.join("ca.pem"))
+            .args(["--tls-auth-clients", "no"]);
+    } else {
+        cmd.arg("--port").arg(port.to_string());
+    }
+    cmd.args(["--bind", "127.0.0.1", "--save", ""])
         .args(["--dir"])
         .arg(dir)
         .args(["--daemonize", "no", "--loglevel", "notice"]);

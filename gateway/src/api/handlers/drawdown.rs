@@ -124,8 +124,17 @@ fn fingerprint(d: &Drawdown) -> Fingerprint {
     Fingerprint::from_bytes(*digest.as_bytes())
 }
 
+/// The answer of a decision, noted for the access log.
+fn decided(record: &DecisionRecord) -> Response {
+    crate::request::notes::decision(
+        record.outcome.as_str(),
+        record.reasons.first().map(|r| r.code.as_str()),
+    );
+    decision_response(record)
+}
+
 fn replayed(record: DecisionRecord) -> Response {
-    let mut res = decision_response(&record);
+    let mut res = decided(&record);
     res.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     res
@@ -209,8 +218,9 @@ async fn decide_drawdown(
     let th = thresholds(app)?;
     let policy = app.policy.current();
     let zone = app.policy.compiled().zone().clone();
+    let bureau = app.bureau.load_full();
     let bureau = Bureau::consult(
-        app.bureau.as_ref(),
+        bureau.as_deref(),
         "drawdown",
         &req.user,
         state.grade,
@@ -285,7 +295,7 @@ async fn decide_drawdown(
                 app.record_decision(&stored);
                 app.shadow
                     .record(verdict, &stored, grade, req, reason_record);
-                return Ok(decision_response(&stored));
+                return Ok(decided(&stored));
             }
             CommitOutcome::Replayed(stored) => return Ok(replayed(stored)),
             CommitOutcome::KeyReused => return Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),
@@ -353,8 +363,9 @@ pub async fn credit_line(
     let policy = app.policy.current();
     // Consulted as a drawdown of the whole available line would be: the quote then tells
     // what a drawdown would meet, and the answer is cached for the drawdown that follows.
+    let bureau = app.bureau.load_full();
     let bureau = Bureau::consult(
-        app.bureau.as_ref(),
+        bureau.as_deref(),
         "credit_line",
         &user,
         state.grade,
@@ -370,7 +381,8 @@ pub async fn credit_line(
     let q = quote(&th, &ctx, &state);
     app.shadow
         .quote(&ctx, &state, user.as_str(), q.drawable_now);
-    let zone = app.policy.compiled().zone();
+    let compiled = app.policy.compiled();
+    let zone = compiled.zone();
     Ok(json_response(&CreditLineQuote {
         user_id: user.to_string(),
         limit_fen: state.limit.get(),

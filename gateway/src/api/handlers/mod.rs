@@ -18,6 +18,7 @@ mod audit;
 mod drawdown;
 mod limits;
 mod ops;
+mod reload;
 mod shadow;
 
 pub use admin::*;
@@ -26,6 +27,7 @@ pub use audit::{AuditQuery, list_audit};
 pub use drawdown::*;
 pub use limits::*;
 pub use ops::*;
+pub use reload::*;
 pub use shadow::*;
 
 /// axum's `Path`, its rejection answered in the API's error shape (axum answers it as text).
@@ -100,8 +102,10 @@ impl App {
             None => Either::Right(f),
         };
         call.map(move |out| {
+            let took = start.elapsed();
             self.metrics
-                .record_store_op(op, start.elapsed().as_secs_f64(), out.is_err());
+                .record_store_op(op, took.as_secs_f64(), out.is_err());
+            crate::request::notes::add_store(took);
             out
         })
     }

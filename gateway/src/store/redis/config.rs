@@ -68,6 +68,11 @@ pub struct RedisConfig {
     /// drawdowns need no load: one round trip each (see the store's module docs); 0 keeps
     /// none, and every drawdown loads first.
     pub user_cache: usize,
+    /// With a `rediss://` store: CA certificates (PEM) the server's certificate must chain
+    /// to, instead of the system's trust store (`tls_ca_file`; relative to the working
+    /// directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Replicas that must hold a commit reserving credit before the approval is answered
     /// (Redis `WAIT`, see `durable.rs`); unset: 1 on a cluster, 0 on one server. More than
     /// 0 only with `cluster`.
@@ -98,6 +103,7 @@ impl Default for RedisConfig {
             global_limit_timeout: Duration::from_millis(5),
             global_limit_instances: 1,
             user_cache: 100_000,
+            tls_ca_file: None,
             replica_acks: None,
             replica_ack_timeout: Duration::from_millis(100),
         }
@@ -141,6 +147,12 @@ impl RedisConfig {
                 "url",
                 format!("not a Redis URL: {e}"),
             ));
+        }
+        if self.tls_ca_file.is_some() && !self.seeds().iter().all(|u| u.starts_with("rediss://")) {
+            return err(
+                "tls_ca_file",
+                "only with TLS: the store and every seed node rediss://",
+            );
         }
         if !self.cluster && !self.cluster_nodes.is_empty() {
             return err("cluster_nodes", "only with cluster = true");
@@ -233,6 +245,22 @@ impl RedisConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The certificates of `tls_ca_file`, read now (`None` without it).
+    pub(super) fn tls_certificates(
+        &self,
+    ) -> Result<Option<redis::TlsCertificates>, RedisConfigError> {
+        let Some(path) = &self.tls_ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path).map_err(|e| {
+            RedisConfigError::new("tls_ca_file", format!("{}: {e}", path.display()))
+        })?;
+        Ok(Some(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        }))
     }
 
     /// The nodes the store connects to first: `url`, then `cluster_nodes`.

@@ -367,26 +367,42 @@ impl RedisStore {
     ) -> Result<RedisStore, RedisConfigError> {
         config.validate()?;
         let bad_url = |e: redis::RedisError| RedisConfigError::new("url", e.to_string());
+        // `rediss://`: TLS, the server's certificate checked against `tls_ca_file` when set,
+        // else the system's trust store.
+        let tls = config.tls_certificates()?;
+        let open = |url: &str| match &tls {
+            Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
+            None => redis::Client::open(url),
+        };
         let connection = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout));
         let manager = if config.cluster {
-            let cluster = redis::cluster::ClusterClientBuilder::new(config.seeds())
+            let mut cluster = redis::cluster::ClusterClientBuilder::new(config.seeds())
                 .connection_timeout(config.connect_timeout)
-                .response_timeout(config.command_timeout)
-                .build()
-                .map_err(bad_url)?;
+                .response_timeout(config.command_timeout);
+            if let Some(certs) = &tls {
+                cluster = cluster.certs(certs.clone());
+            }
+            let cluster = cluster.build().map_err(bad_url)?;
             Pooled::Cluster(cluster)
         } else {
             Pooled::Single(
-                Manager::new_with_config(config.url.as_str(), connection).map_err(bad_url)?,
+                Manager::new_with_config(
+                    open(&config.url)
+                        .map_err(bad_url)?
+                        .get_connection_info()
+                        .clone(),
+                    connection,
+                )
+                .map_err(bad_url)?,
             )
         };
-        let client = redis::Client::open(config.url.as_str()).map_err(bad_url)?;
+        let client = open(&config.url).map_err(bad_url)?;
         let clients = config
             .seeds()
             .into_iter()
-            .map(redis::Client::open)
+            .map(open)
             .collect::<Result<Vec<_>, _>>()
             .map_err(bad_url)?;
         let pool = Pool::builder(manager)
