@@ -15,8 +15,9 @@
 //!   (the most a candidate costs: each decision counted as a change).
 //!
 //! With `ACCESS_LOG=1` in the environment the gateway's access log is on, as the binary's
-//! default filter has it: one JSON line per request, formatted and written to a sink (the
-//! cost of the line without the write's system call).
+//! default filter has it: one JSON line per request, formatted by the binary's access layer
+//! (`gateway::logging::AccessLayer`) and written to a sink (the cost of the line without the
+//! writer thread's system call).
 //!
 //! Only [`measured`] is counted (`--toggle-collect`), so set-up (config, seeding, the
 //! first answer) is left out; every request's status is checked inside it.
@@ -123,10 +124,14 @@ fn main() {
     let variant = args.next().unwrap_or_else(|| "full".to_owned());
     let n: u64 = args.next().map_or(1000, |s| s.parse().unwrap());
     if std::env::var_os("ACCESS_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter("warn,access=info")
-            .with_writer(std::io::sink)
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("warn,access=info"))
+            .with(gateway::logging::AccessLayer::new(
+                gateway::config::LogFormat::Json,
+                std::io::sink,
+            ))
             .init();
     }
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -17,6 +17,7 @@
 //! - [`shadow`]: shadow candidates: a thresholds document evaluated beside the live one.
 //! - [`store`]: the store interface, its in-memory and Redis implementations.
 //! - [`api`]: the request path ([`api::GatewayService`]), routes, wire types, errors, the edge.
+//! - [`logging`]: the log subscriber; the access log's own layer.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: the connection loop and graceful shutdown.
 //! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).
@@ -43,6 +44,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod embedded;
+pub mod logging;
 pub mod metrics;
 pub mod overload;
 pub mod policy;

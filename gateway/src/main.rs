@@ -4,9 +4,9 @@
 //! (`gateway::api::reload`); `SIGINT` and `SIGTERM` shut down gracefully.
 
 use clap::Parser;
-use gateway::api::reload::{ConfigSource, LogFilterHook};
+use gateway::api::reload::ConfigSource;
 use gateway::clock::SystemClock;
-use gateway::config::{Config, LogFormat, Overrides, RuntimeFlavor};
+use gateway::config::{Config, Overrides, RuntimeFlavor};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -67,30 +67,6 @@ fn load(args: &Args) -> Result<Config, gateway::config::ConfigError> {
     Ok(config)
 }
 
-/// Installs the log subscriber; answers how a reload changes its filter, unless `RUST_LOG`
-/// set it (the environment wins over the file, on reload too).
-fn init_tracing(config: &Config) -> Option<LogFilterHook> {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::{EnvFilter, reload};
-    let from_env = EnvFilter::try_from_default_env().ok();
-    let fixed = from_env.is_some();
-    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&config.log.filter));
-    let (filter, handle) = reload::Layer::new(filter);
-    let registry = tracing_subscriber::registry().with(filter);
-    let fmt = tracing_subscriber::fmt::layer();
-    match config.log.format {
-        LogFormat::Json => registry.with(fmt.json()).init(),
-        LogFormat::Pretty => registry.with(fmt).init(),
-    }
-    (!fixed).then(|| {
-        Box::new(move |directive: &str| {
-            let filter = EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
-            handle.reload(filter).map_err(|e| e.to_string())
-        }) as LogFilterHook
-    })
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = match load(&args) {
@@ -127,7 +103,9 @@ async fn run(args: Args, config: Config) -> ExitCode {
             }
         }
     }
-    let log_filter = init_tracing(&config);
+    // Kept to the end of `run`: dropping it flushes the queued log lines.
+    let mut logging = gateway::logging::init(&config.log);
+    let log_filter = logging.filter_hook.take();
     let listen = config.listen;
     let backlog = config.server.listen_backlog;
     let gateway = match gateway::Gateway::build(config, SystemClock::shared()) {

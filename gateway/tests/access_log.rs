@@ -62,11 +62,14 @@ fn line_of(lines: &[Value], id: &str) -> Value {
 async fn every_answer_has_one_access_line_without_personal_data() {
     let out = Captured::default();
     let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("info")
-        .with_writer(move || writer.clone())
-        .finish();
+    // The binary's access layer (`gateway::logging`), as its default filter has it.
+    use tracing_subscriber::layer::SubscriberExt;
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(gateway::logging::AccessLayer::new(
+            gateway::config::LogFormat::Json,
+            move || writer.clone(),
+        ));
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let t = TestGateway::start(relaxed()).await;
