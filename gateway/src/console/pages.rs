@@ -14,7 +14,8 @@ use crate::request::Caller;
 use crate::store::{AppealRecord, AppealStatus, DecisionRecord, ReasonRecord, Store};
 use crate::trail::{TrailEntry, TrailKind};
 use askama::Template;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -252,14 +253,33 @@ struct MessagePage {
     back: String,
 }
 
-/// A signed-in page's context, or the redirect to sign in.
-#[allow(clippy::result_large_err)] // a Response, answered at once
-fn signed_in(console: &Console, uri: &Uri, headers: &HeaderMap) -> Result<Ctx, Response> {
-    let ctx = Ctx::of(console, uri, headers);
-    if ctx.session.is_some() {
-        Ok(ctx)
-    } else {
-        Err(ctx.redirect("/console/sign-in"))
+/// The context of a page that needs a session, as an extractor: a handler taking
+/// `SignedIn(ctx)` runs only for a signed-in operator; anyone else is sent to the sign-in
+/// form (the rejection is that redirect, with the console's headers).
+pub(super) struct SignedIn(pub(super) Ctx);
+
+impl FromRequestParts<Console> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, Response> {
+        let ctx = Ctx::of(console, &parts.uri, &parts.headers);
+        if ctx.session.is_some() {
+            Ok(SignedIn(ctx))
+        } else {
+            Err(ctx.redirect("/console/sign-in"))
+        }
+    }
+}
+
+/// Any page's context (signed in or not), as an extractor.
+impl FromRequestParts<Console> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Console,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Ctx::of(console, &parts.uri, &parts.headers))
     }
 }
 
@@ -384,12 +404,7 @@ struct SignInPage {
 }
 
 /// `GET /console/sign-in`.
-pub(super) async fn sign_in_page(
-    State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = Ctx::of(&console, &uri, &headers);
+pub(super) async fn sign_in_page(ctx: Ctx) -> Response {
     if ctx.session.is_some() {
         return ctx.redirect("/console/appeals");
     }
@@ -464,11 +479,8 @@ pub(super) async fn sign_out(State(console): State<Console>, req: Request) -> Re
 }
 
 /// `GET /console`.
-pub(super) async fn home(State(console): State<Console>, uri: Uri, headers: HeaderMap) -> Response {
-    match signed_in(&console, &uri, &headers) {
-        Ok(ctx) => ctx.redirect("/console/appeals"),
-        Err(res) => res,
-    }
+pub(super) async fn home(SignedIn(ctx): SignedIn) -> Response {
+    ctx.redirect("/console/appeals")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -516,15 +528,7 @@ struct AppealsPage {
 }
 
 /// `GET /console/appeals?status=open|overdue|resolved|all&sort=due|-due`.
-pub(super) async fn appeals(
-    State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+pub(super) async fn appeals(State(console): State<Console>, SignedIn(ctx): SignedIn) -> Response {
     let t = ctx.t();
     let filter = match ctx.q("status") {
         Some(f @ ("open" | "overdue" | "resolved" | "all")) => f.to_owned(),
@@ -720,13 +724,8 @@ struct AppealPage {
 pub(super) async fn appeal(
     State(console): State<Console>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedIn(mut ctx): SignedIn,
 ) -> Response {
-    let mut ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
     let t = ctx.t();
     let app = &console.app;
     let a = match app.store.get_appeal_any(&id).await {
@@ -776,13 +775,8 @@ struct DecisionPage {
 pub(super) async fn decision(
     State(console): State<Console>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedIn(ctx): SignedIn,
 ) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
     let t = ctx.t();
     let app = &console.app;
     match app.store.get_decision_any(&id).await {
@@ -893,15 +887,7 @@ fn compact(v: &serde_json::Value) -> String {
 }
 
 /// `GET /console/policy`.
-pub(super) async fn policy(
-    State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+pub(super) async fn policy(State(console): State<Console>, SignedIn(ctx): SignedIn) -> Response {
     let t = ctx.t();
     let app = &console.app;
     let snap = app.policy.current();
@@ -985,13 +971,8 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
 /// `GET /console/policy/force?window=NAME` (empty: back to the calendar): what would change.
 pub(super) async fn confirm_force(
     State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedIn(ctx): SignedIn,
 ) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
     let t = ctx.t();
     let app = &console.app;
     let window = ctx.q("window").unwrap_or("").to_owned();
@@ -1192,15 +1173,7 @@ async fn quote_of(console: &Console, t: &Text, user: &str) -> Result<QuoteView, 
 }
 
 /// `GET /console/customers?user=ID`.
-pub(super) async fn customers(
-    State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+pub(super) async fn customers(State(console): State<Console>, SignedIn(ctx): SignedIn) -> Response {
     let t = ctx.t();
     let user = ctx.q("user").unwrap_or("").trim().to_owned();
     let mut chrome = ctx.chrome("customers", t.customers_title);
@@ -1271,13 +1244,8 @@ struct ThresholdsPage {
 /// `GET /console/thresholds`.
 pub(super) async fn thresholds(
     State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedIn(ctx): SignedIn,
 ) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
     let t = ctx.t();
     let Some(th) = console.app.thresholds.load_full() else {
         let t = ctx.t();
@@ -1301,12 +1269,7 @@ pub(super) async fn thresholds(
 }
 
 /// Any other `/console/…` path.
-pub(super) async fn not_found(
-    State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = Ctx::of(&console, &uri, &headers);
+pub(super) async fn not_found(ctx: Ctx) -> Response {
     let t = ctx.t();
     ctx.message(
         StatusCode::NOT_FOUND,
