@@ -1233,22 +1233,128 @@ pub(super) async fn customers(State(console): State<Console>, SignedIn(ctx): Sig
 // ---------------------------------------------------------------------------------------
 // Thresholds.
 
+/// Operator changes read at most, newest first, looking for the thresholds' versions.
+const HISTORY_SCAN: usize = 5_000;
+/// Versions listed at most.
+const HISTORY_SHOWN: usize = 20;
+/// Differences listed per version before the rest is counted.
+const DIFF_SHOWN: usize = 12;
+/// Operator changes read per store round trip.
+const AUDIT_PAGE: usize = 500;
+
+/// One published thresholds version, from the audit trail.
+struct VersionRow {
+    version: String,
+    live: bool,
+    how: &'static str,
+    who: String,
+    at: String,
+    changes: Vec<(String, String, String)>,
+    more: usize,
+}
+
+impl VersionRow {
+    fn of(t: &Text, c: &crate::store::OperatorChange, live: u64) -> VersionRow {
+        let cell = |v: &serde_json::Value| match v {
+            serde_json::Value::Null => "—".to_owned(),
+            other => compact(other),
+        };
+        let version = c
+            .changes
+            .iter()
+            .find(|f| f.path == "/version")
+            .map(|f| cell(&f.after))
+            .unwrap_or_default();
+        let fields: Vec<_> = c.changes.iter().filter(|f| f.path != "/version").collect();
+        VersionRow {
+            live: version == live.to_string(),
+            version,
+            how: if c.action == "shadow.promote" {
+                t.history_promoted
+            } else {
+                t.history_published
+            },
+            who: c.operator.clone(),
+            at: when(&c.at),
+            changes: fields
+                .iter()
+                .take(DIFF_SHOWN)
+                .map(|f| (f.path.clone(), cell(&f.before), cell(&f.after)))
+                .collect(),
+            more: fields.len().saturating_sub(DIFF_SHOWN),
+        }
+    }
+}
+
+/// What the audit trail tells of the thresholds' versions: the newest publications and
+/// promotions, newest first, and whether older ones may exist that were not read.
+struct History {
+    rows: Vec<VersionRow>,
+    /// The scan stopped at [`HISTORY_SCAN`] entries before the log's start.
+    cut: bool,
+    /// The memory store dropped its oldest entries.
+    dropped: bool,
+}
+
+/// The thresholds' history from the operator audit trail (`thresholds.publish` and
+/// `shadow.promote` entries), read back from the newest: at most [`HISTORY_SCAN`] entries
+/// in pages of [`AUDIT_PAGE`], one store round trip each.
+async fn thresholds_history(
+    console: &Console,
+    t: &Text,
+    live: u64,
+) -> Result<History, crate::store::StoreError> {
+    let store = &console.app.store;
+    let (mut rows, mut scanned, mut before, mut dropped) = (Vec::new(), 0, None, false);
+    loop {
+        let page = store.operator_changes_back(before, AUDIT_PAGE).await?;
+        dropped |= page.dropped > 0;
+        let Some(last) = page.entries.last() else {
+            return Ok(History {
+                rows,
+                cut: false,
+                dropped,
+            });
+        };
+        before = crate::store::AuditCursor::parse(&last.id);
+        scanned += page.entries.len();
+        for e in &page.entries {
+            if matches!(
+                e.change.action.as_str(),
+                "thresholds.publish" | "shadow.promote"
+            ) && rows.len() < HISTORY_SHOWN
+            {
+                rows.push(VersionRow::of(t, &e.change, live));
+            }
+        }
+        let short = page.entries.len() < AUDIT_PAGE;
+        if short || rows.len() >= HISTORY_SHOWN || scanned >= HISTORY_SCAN || before.is_none() {
+            let cut = !short && rows.len() < HISTORY_SHOWN;
+            return Ok(History { rows, cut, dropped });
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/thresholds.html")]
 struct ThresholdsPage {
     c: Chrome,
     version: u64,
+    history: Vec<VersionRow>,
+    history_read: bool,
+    history_cut: bool,
+    history_dropped: bool,
     document: String,
 }
 
-/// `GET /console/thresholds`.
+/// `GET /console/thresholds`: the live version, its history from the audit trail, and the
+/// document in force.
 pub(super) async fn thresholds(
     State(console): State<Console>,
     SignedIn(ctx): SignedIn,
 ) -> Response {
     let t = ctx.t();
     let Some(th) = console.app.thresholds.load_full() else {
-        let t = ctx.t();
         return ctx.message(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(ErrorCode::DependencyUnavailable),
@@ -1256,16 +1362,27 @@ pub(super) async fn thresholds(
             "/console",
         );
     };
+    let mut c = ctx.chrome("thresholds", t.thresholds_title);
+    let history = match thresholds_history(&console, t, th.version()).await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            // The live version is still worth showing; the history's absence is said.
+            tracing::debug!(cause = %e, "console: the audit trail could not be read");
+            c.error = Some(t.history_unavailable.to_owned());
+            None
+        }
+    };
     let document = serde_json::to_string_pretty(th.document()).unwrap_or_default();
-    let c = ctx.chrome("thresholds", t.thresholds_title);
-    ctx.page(
-        StatusCode::OK,
-        &ThresholdsPage {
-            c,
-            version: th.version(),
-            document,
-        },
-    )
+    let page = ThresholdsPage {
+        c,
+        version: th.version(),
+        history_read: history.is_some(),
+        history_cut: history.as_ref().is_some_and(|h| h.cut),
+        history_dropped: history.as_ref().is_some_and(|h| h.dropped),
+        history: history.map(|h| h.rows).unwrap_or_default(),
+        document,
+    };
+    ctx.page(StatusCode::OK, &page)
 }
 
 /// Any other `/console/…` path.

@@ -322,3 +322,95 @@ async fn the_customer_page_shows_recent_decisions_and_transient_refusals() {
     let (status, _, _) = b.get("/console/decisions/dd_nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_thresholds_page_shows_each_version_from_the_audit_trail() {
+    use serde_json::{Value, json};
+    let t = TestGateway::start().await;
+    let mut b = Browser::new(t.gw.base_url());
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/console/thresholds").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("No version was published"), "{page}");
+
+    let live: Value = t
+        .api
+        .get(t.url("/admin/thresholds"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Version 2 by publication, version 3 by promotion of a shadow candidate.
+    let mut v2 = live.clone();
+    v2["version"] = json!(2);
+    v2["profiles"]["normal"]["login_pattern"]["logins_30d"] = json!(75);
+    let r = t
+        .api
+        .put(t.url("/admin/thresholds"))
+        .bearer_auth(ADMIN)
+        .json(&v2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let mut candidate = v2.clone();
+    candidate["profiles"]["normal"]["min_account_age_days"] = json!(7);
+    let r = t
+        .api
+        .put(t.url("/admin/shadow"))
+        .bearer_auth(ADMIN)
+        .json(&candidate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = t
+        .api
+        .post(t.url("/admin/shadow/promote"))
+        .bearer_auth(ADMIN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+
+    let (status, page, _) = b.get("/console/thresholds?lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"thresholds-version\">3<"), "{page}");
+    let history = &page[page.find("id=\"history\"").expect("a history table")..];
+    let history = &history[..history.find("</table>").unwrap()];
+    let rows: Vec<&str> = history.split("<tr").skip(2).collect();
+    assert_eq!(rows.len(), 2, "{history}");
+    // Newest first: 3 (promoted, live), then 2 (published), each with who, when and what.
+    assert!(rows[0].contains("<strong>3</strong>") && rows[0].contains("class=\"active\""));
+    assert!(rows[0].contains("promoted from shadow") && rows[0].contains("admin"));
+    assert!(
+        rows[0].contains("/profiles/normal/min_account_age_days</code>: 0 → 7"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows[1].contains("<strong>2</strong>") && rows[1].contains("published"));
+    assert!(
+        rows[1].contains("/profiles/normal/login_pattern/logins_30d</code>: 60 → 75"),
+        "{}",
+        rows[1]
+    );
+    assert!(rows[1].contains("2026-06-01 12:00:00+08:00"), "{}", rows[1]);
+    // In Chinese too.
+    let (_, page, _) = b.get("/console/thresholds?lang=zh").await;
+    assert!(page.contains("由影子候选提升") && page.contains("历史版本"));
+
+    // The store down: the live version still shows, and the history's absence is said.
+    let gateway::store::AnyStore::Memory(memory) = &t.gw.app.store else {
+        panic!("the test gateway runs on the memory store")
+    };
+    memory.faults().set_unavailable(true);
+    let (status, page, _) = b.get("/console/thresholds?lang=en").await;
+    memory.faults().set_unavailable(false);
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("The audit trail could not be read"), "{page}");
+    assert!(page.contains("id=\"thresholds-version\">3<"));
+}
