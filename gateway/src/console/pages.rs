@@ -171,8 +171,8 @@ impl Ctx {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                 frame-ancestors 'none'; base-uri 'none'",
+                "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; \
+                 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
         );
         h.insert(
@@ -429,11 +429,31 @@ struct SignInForm {
 }
 
 /// `POST /console/sign-in`: the admin token opens a session; a caller key is refused.
+/// Attempts are throttled per client address ([`super::throttle`]) before the token is
+/// compared: a throttled attempt is answered 429 with `Retry-After`, its token unread.
 pub(super) async fn sign_in(State(console): State<Console>, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let (mut ctx, f) = match form::<SignInForm>(&console, req, true).await {
         Ok(v) => v,
         Err(res) => return res,
     };
+    if let Err(wait) = console.throttle.attempt(peer) {
+        // Whole seconds, rounded up: a client told 0 would come back at once.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        tracing::info!(peer = ?peer, retry_after_s = seconds, "console sign-in throttled");
+        let text = ctx
+            .t()
+            .sign_in_throttled
+            .replace("{seconds}", &seconds.to_string());
+        let mut res = sign_in_form(ctx, StatusCode::TOO_MANY_REQUESTS, Some(&text));
+        if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return res;
+    }
     match console.app.auth.load().console_operator(&f.token) {
         Ok(operator) => {
             tracing::info!(operator = %operator, "console sign-in");
@@ -1381,6 +1401,143 @@ pub(super) async fn thresholds(
         history_dropped: history.as_ref().is_some_and(|h| h.dropped),
         history: history.map(|h| h.rows).unwrap_or_default(),
         document,
+    };
+    ctx.page(StatusCode::OK, &page)
+}
+
+// ---------------------------------------------------------------------------------------
+// Live refusals.
+
+/// One chart of the live page.
+struct ChartView {
+    id: &'static str,
+    title: &'static str,
+    summary: String,
+    svg: String,
+    grafana: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/live.html")]
+struct LivePage {
+    c: Chrome,
+    refusals: Vec<ChartView>,
+    admission: Vec<ChartView>,
+    sampled_at: Option<String>,
+    help: String,
+}
+
+/// The dashboard's panel `panel`, over the last 15 minutes, under `base` (`console.grafana_url`).
+fn grafana_link(base: Option<&str>, panel: u32) -> Option<String> {
+    let base = base?.trim_end_matches('/');
+    Some(format!(
+        "{base}/d/loan-gateway/loan-gateway?orgId=1&from=now-15m&to=now&viewPanel={panel}"
+    ))
+}
+
+/// `GET /console/live`: the last minutes of refusals by cause and of admission, from this
+/// instance's counters ([`super::live`]).
+pub(super) async fn live(State(console): State<Console>, SignedIn(ctx): SignedIn) -> Response {
+    use super::live::{self as l, Shape};
+    let t = ctx.t();
+    let samples = console.live.samples();
+    let now = console.app.clock.now();
+    let period = l::PERIOD.as_secs();
+    let span = l::PERIOD * u32::try_from(l::KEPT).unwrap_or(u32::MAX);
+    let minutes = span.as_secs() / 60;
+    let frame = l::Frame {
+        now,
+        span,
+        start: t.live_axis_start,
+        end: t.live_axis_end,
+    };
+    let base = console.app.config.console.grafana_url.as_deref();
+    let counter = |id: &'static str, title: &'static str, points: Vec<l::Point>, panel: u32| {
+        let total: u64 = points.iter().map(|p| p.value).sum();
+        let peak = points.iter().map(|p| p.value).max().unwrap_or(0);
+        let summary = t
+            .live_counter_summary
+            .replace("{total}", &total.to_string())
+            .replace("{minutes}", &minutes.to_string())
+            .replace("{peak}", &peak.to_string())
+            .replace("{period}", &period.to_string());
+        ChartView {
+            id,
+            title,
+            svg: l::svg(id, title, &summary, &points, Shape::Bars, &frame),
+            summary,
+            grafana: grafana_link(base, panel),
+        }
+    };
+    let gauge = |id: &'static str, title: &'static str, points: Vec<l::Point>, panel: u32| {
+        let last = points.last().map_or(0, |p| p.value);
+        let max = points.iter().map(|p| p.value).max().unwrap_or(0);
+        let summary = t
+            .live_gauge_summary
+            .replace("{now}", &last.to_string())
+            .replace("{max}", &max.to_string())
+            .replace("{minutes}", &minutes.to_string());
+        ChartView {
+            id,
+            title,
+            svg: l::svg(id, title, &summary, &points, Shape::Line, &frame),
+            summary,
+            grafana: grafana_link(base, panel),
+        }
+    };
+    let refusals = l::CAUSES
+        .iter()
+        .enumerate()
+        .map(|(i, cause)| {
+            let title = t.live_causes.get(i).copied().unwrap_or(cause.key);
+            counter(
+                cause.key,
+                title,
+                l::deltas(&samples, |s| s.causes.get(i).copied().unwrap_or(0)),
+                cause.panel,
+            )
+        })
+        .collect();
+    let admission = vec![
+        gauge(
+            "admission-limit",
+            t.live_limit,
+            l::levels(&samples, |s| s.limit),
+            l::ADMISSION_PANEL,
+        ),
+        gauge(
+            "admission-in-flight",
+            t.live_in_flight,
+            l::levels(&samples, |s| s.in_flight),
+            l::ADMISSION_PANEL,
+        ),
+        gauge(
+            "admission-queued",
+            t.live_queued,
+            l::levels(&samples, |s| s.queued),
+            l::ADMISSION_PANEL,
+        ),
+        counter(
+            "admission-shed",
+            t.live_shed,
+            l::deltas(&samples, |s| s.shed),
+            l::SHED_PANEL,
+        ),
+    ];
+    let zone = console.app.policy.compiled().zone().clone();
+    let sampled_at = samples
+        .last()
+        .map(|s| when(&crate::clock::rfc3339(s.at, zone.to_offset(s.at))));
+    let help = t
+        .live_help
+        .replace("{period}", &period.to_string())
+        .replace("{minutes}", &minutes.to_string());
+    let page = LivePage {
+        c: ctx.chrome("live", t.live_title),
+        refusals,
+        admission,
+        sampled_at,
+        help,
     };
     ctx.page(StatusCode::OK, &page)
 }
