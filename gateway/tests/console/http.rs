@@ -555,3 +555,54 @@ async fn repeated_sign_ins_from_one_address_are_refused_for_a_while() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(res.headers()["location"], "/console/appeals");
 }
+
+#[tokio::test]
+async fn the_thresholds_history_says_when_it_searched_only_the_newest_changes() {
+    use gateway::store::OperatorChange;
+    let t = TestGateway::start().await;
+    let change = |action: &str, n: usize| OperatorChange {
+        operator: "alice".into(),
+        at: "2026-06-01T12:00:00+08:00".into(),
+        action: action.into(),
+        route: "PUT /admin/thresholds".into(),
+        target: "thresholds".into(),
+        changes: vec![gateway::store::FieldChange {
+            path: "/version".into(),
+            before: serde_json::json!(n),
+            after: serde_json::json!(n + 1),
+        }],
+    };
+    // A publication, then more other changes than the page searches.
+    let store = &t.gw.app.store;
+    store
+        .append_operator_change(change("thresholds.publish", 1))
+        .await
+        .unwrap();
+    for n in 0..5_000 {
+        store
+            .append_operator_change(change("credit_line.upsert", n))
+            .await
+            .unwrap();
+    }
+    let mut b = Browser::new(t.gw.base_url());
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/console/thresholds?lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Only the newest 5,000 operator changes were searched"));
+    assert!(
+        !page.contains("id=\"history\""),
+        "the publication is past the search"
+    );
+    assert!(
+        !page.contains("No version was published"),
+        "not said when the search was cut"
+    );
+    // One more publication, within reach: listed, and the search still said to be cut.
+    store
+        .append_operator_change(change("thresholds.publish", 7))
+        .await
+        .unwrap();
+    let (_, page, _) = b.get("/console/thresholds?lang=en").await;
+    assert!(page.contains("<strong>8</strong>"), "{page}");
+    assert!(page.contains("Only the newest 5,000 operator changes were searched"));
+}
