@@ -223,6 +223,7 @@ impl Gateway {
             limits: limits.clone(),
         }
         .register(&mut registry);
+        logging::DroppedLines::register(&mut registry);
         let shadow = shadow::Shadow::register(&mut registry);
         let trail = trail::Trail::new(
             config.console.trail_users,
