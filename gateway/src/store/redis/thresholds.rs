@@ -196,9 +196,16 @@ async fn subscribe(redis: RedisStore, notify: mpsc::Sender<()>) {
     let timeout = redis.config().connect_timeout;
     // On Redis Cluster a PUBLISH reaches the subscribers of every node (the cluster bus
     // forwards it), so one connection to any node hears every notice; when that node goes
-    // away the next attempt tries the next seed node. A notice lost meanwhile is covered by
-    // the poll.
-    for client in redis.clients().iter().cycle() {
+    // away the next attempt tries the next seed node. Behind Sentinels each attempt goes to
+    // the primary they name then. A notice lost meanwhile is covered by the poll.
+    for attempt in 0usize.. {
+        let Some(client) = redis.notice_client(attempt).await else {
+            if notify.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
         let connected = tokio::time::timeout(timeout, async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
