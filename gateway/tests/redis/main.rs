@@ -702,6 +702,90 @@ async fn a_threshold_update_reaches_every_instance() {
     b.gw.shutdown().await;
 }
 
+/// A window forced through one instance is in force on every instance of the fleet: the
+/// other follows within the thresholds poll (at once on the notice), decides under it, and
+/// goes back to the calendar when the force is lifted through it; an instance started later
+/// takes the force on its first refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_window_applies_on_every_instance() {
+    const POLL_MS: u64 = 300;
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("forced");
+    let a = gateway_with(&redis.url(), &prefix, POLL_MS).await;
+    let b = gateway_with(&redis.url(), &prefix, POLL_MS).await;
+    a.ready().await;
+    b.ready().await;
+    // Noon on 1 June: outside every window.
+    assert_eq!(window(&b), ("normal".to_owned(), false));
+    let force = |g: &Gw, body: Value| {
+        g.client
+            .put(g.url("/admin/policy/force"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+    let within = Duration::from_millis(POLL_MS) + Duration::from_secs(2);
+
+    let r = force(&a, json!({"window": "double11"})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    assert_eq!(window(&a), ("double11".to_owned(), true));
+    let took = follows(&b, ("double11", true), within).await;
+    eprintln!("forced window: followed by the other instance in {took:?}");
+    b.user("u-forced", 10_000_000).await;
+    let d = b.drawdown("forced-1", "u-forced", 1_000).await;
+    assert_eq!(d.status(), StatusCode::OK);
+    let d: Value = d.json().await.unwrap();
+    assert_eq!(d["policy"], "double11", "{d}");
+
+    // An instance started after the force takes it on its first refresh.
+    let c = gateway_with(&redis.url(), &prefix, POLL_MS).await;
+    c.ready().await;
+    follows(&c, ("double11", true), within).await;
+
+    // A window that is not configured is refused, and nothing changes anywhere.
+    let r = force(&b, json!({"window": "no-such-window"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        b.store().forced_window().await.unwrap().as_deref(),
+        Some("double11")
+    );
+
+    // Lifted through the other instance: both back on the calendar.
+    let r = force(&b, json!({"window": null})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    follows(&a, ("normal", false), within).await;
+    follows(&c, ("normal", false), within).await;
+    assert_eq!(b.store().forced_window().await.unwrap(), None);
+    for g in [a, b, c] {
+        g.gw.shutdown().await;
+    }
+}
+
+/// The window in force on `g`, and whether it is forced.
+fn window(g: &Gw) -> (String, bool) {
+    let p = g.gw.app.policy.current();
+    (p.window.clone(), p.forced)
+}
+
+/// Waits until `g` is on `want`, at most `within` (the poll, plus slack for a debug build):
+/// how long it took.
+async fn follows(g: &Gw, want: (&str, bool), within: Duration) -> Duration {
+    let started = tokio::time::Instant::now();
+    while window(g) != (want.0.to_owned(), want.1) {
+        assert!(
+            started.elapsed() < within,
+            "{want:?} not followed within {within:?}: {:?}",
+            window(g)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
 /// The poll covers a lost notice; a document that does not validate, or an older version,
 /// is never swapped in; while Redis is down the last good version keeps serving, staleness
 /// grows and readiness says why.

@@ -14,6 +14,7 @@
 //! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
 //! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
 //! | `P:{sNNNN}:repl` | string | a marker written before an approval is replayed, so that `WAIT` covers it ([`durable`]); expires in a minute |
+//! | `P:{th}:force` | string | the peak window an operator forced for every instance (or `normal`; none: the calendar) ([`forced`]) |
 //! | `P:{admin}:audit` | stream | one entry per operator change ([`audit`]); never trimmed by the gateway |
 //! | `P:{sNNNN}:a:<appeal_id>` | string | an appeal (JSON); kept |
 //! | `P:{sNNNN}:a-by:<appeal_id>` | string | the caller that filed the appeal (the decision's); kept |
@@ -106,6 +107,7 @@ mod audit;
 mod coalesce;
 mod config;
 mod durable;
+mod forced;
 mod reconcile;
 mod scripts;
 mod sentinel;
