@@ -236,7 +236,11 @@ pub struct AuditArgs {
     pub redis_nodes: Vec<String>,
     /// Instead of `--redis-node`: a Sentinel of the store's primary (`redis://host:port`;
     /// repeat for each), with `--sentinel-master`.
-    #[arg(long = "sentinel", conflicts_with = "redis_nodes", requires = "sentinel_master")]
+    #[arg(
+        long = "sentinel",
+        conflicts_with = "redis_nodes",
+        requires = "sentinel_master"
+    )]
     pub sentinels: Vec<String>,
     /// The name the Sentinels monitor the primary under.
     #[arg(long, requires = "sentinels")]
