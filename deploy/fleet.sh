@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The production shape on one machine, from Debian's packages (no Docker):
-#   a Redis Cluster of 3 primaries and 3 replicas (automatic failover),
+#   a Redis Cluster of 3 primaries and 3 replicas (automatic failover), or, with
+#   FLEET_TOPOLOGY=sentinel (`up --sentinel`), one primary, one replica and 3 Sentinels,
 #   N gateway instances (release build, Redis store in cluster mode, shared global limit),
 #   HAProxy in front, health-checking /readyz.
 # Everything listens on 127.0.0.1; every process is started by this script, recorded by pid
@@ -8,6 +9,7 @@
 #
 #   deploy/fleet.sh up            start everything, print the addresses, stop it all on Ctrl-C
 #   deploy/fleet.sh up -d         start everything and return (stop it with `down`)
+#   deploy/fleet.sh up --sentinel the Sentinel topology (also `surge --sentinel`)
 #   deploy/fleet.sh down          stop every process recorded in $FLEET_DIR/pids
 #   deploy/fleet.sh status        what runs, the cluster's primaries, HAProxy's view
 #   deploy/fleet.sh fault NAME    one fault (see `faults` below), for a schedule or by hand
@@ -16,8 +18,10 @@
 #
 # Settings (environment): FLEET_DIR (state, logs, pids; default /tmp/loan-gateway-fleet),
 # FLEET_INSTANCES (3), FLEET_PORT (first port of a block of 200; 17000),
-# FLEET_NODE_TIMEOUT_MS (cluster-node-timeout; 1500), FLEET_REPLICA_ACKS (the gateways'
-# redis.replica_acks; unset: the default, 1 on a cluster), FLEET_GATEWAY_SET (more TOML
+# FLEET_NODE_TIMEOUT_MS (cluster-node-timeout, or the Sentinels' down-after-milliseconds;
+# 1500 on a cluster, 1000 with Sentinels), FLEET_TOPOLOGY (cluster or sentinel),
+# FLEET_REPLICA_ACKS (the gateways' redis.replica_acks; unset: the default, 1 on both
+# topologies), FLEET_GATEWAY_SET (more TOML
 # appended at the end of the gateways' configuration, e.g. a `[server]` table), FLEET_BIN
 # (folder of the release binaries; by default built with cargo into $CARGO_TARGET_DIR or
 # target/).
@@ -27,16 +31,35 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR=${FLEET_DIR:-/tmp/loan-gateway-fleet}
 N=${FLEET_INSTANCES:-3}
 BASE=${FLEET_PORT:-17000}
-NODE_TIMEOUT=${FLEET_NODE_TIMEOUT_MS:-1500}
+TOPOLOGY=${FLEET_TOPOLOGY:-cluster}
+NODE_TIMEOUT=${FLEET_NODE_TIMEOUT_MS:-}
+MASTER=lg-primary
 API_KEY=${LOADTEST_API_KEY:-loadtest-api-key-0001}
 ADMIN=${LOADTEST_ADMIN_TOKEN:-loadtest-admin-token-0001}
-REDIS_PORTS=($((BASE + 1)) $((BASE + 2)) $((BASE + 3)) $((BASE + 4)) $((BASE + 5)) $((BASE + 6)))
+# Ports of the Redis nodes and (Sentinel topology) of the Sentinels: set by topology().
+REDIS_PORTS=()
+SENTINEL_PORTS=()
 LB_PORT=$((BASE + 80))
 STATS_PORT=$((BASE + 81))
 gw_port() { echo $((BASE + 100 + $1)); }
 
 log() { printf 'fleet: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
+
+topology() {
+    case $TOPOLOGY in
+    cluster)
+        REDIS_PORTS=($((BASE + 1)) $((BASE + 2)) $((BASE + 3)) $((BASE + 4)) $((BASE + 5)) $((BASE + 6)))
+        NODE_TIMEOUT=${NODE_TIMEOUT:-1500}
+        ;;
+    sentinel)
+        REDIS_PORTS=($((BASE + 1)) $((BASE + 2)))
+        SENTINEL_PORTS=($((BASE + 11)) $((BASE + 12)) $((BASE + 13)))
+        NODE_TIMEOUT=${NODE_TIMEOUT:-1000}
+        ;;
+    *) die "FLEET_TOPOLOGY: cluster or sentinel, not $TOPOLOGY" ;;
+    esac
+}
 
 need() {
     for c in "$@"; do
@@ -84,13 +107,22 @@ stop() {
 
 rcli() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
 
+# start_redis PORT [PRIMARY_PORT]: a node (with Sentinels, a replica of PRIMARY_PORT when
+# given).
 start_redis() {
-    local port=$1
+    local port=$1 role=()
     mkdir -p "$DIR/redis-$port"
+    if [[ $TOPOLOGY == cluster ]]; then
+        role=(--cluster-enabled yes --cluster-config-file nodes.conf
+            --cluster-node-timeout "$NODE_TIMEOUT")
+    elif [[ -n ${2:-} ]]; then
+        role=(--replicaof 127.0.0.1 "$2")
+    fi
+    # A full sync starts at once rather than after Redis' 5 s wait for more replicas: a
+    # primary without its replica answers approvals 503 until the sync is done.
     spawn "redis-$port" redis-server --port "$port" --bind 127.0.0.1 --dir "$DIR/redis-$port" \
         --daemonize no --save "" --appendonly yes --appendfsync everysec \
-        --cluster-enabled yes --cluster-config-file nodes.conf \
-        --cluster-node-timeout "$NODE_TIMEOUT" --maxmemory-policy noeviction
+        --repl-diskless-sync-delay 0 --maxmemory-policy noeviction "${role[@]}"
     for _ in $(seq 100); do
         rcli "$port" ping >/dev/null 2>&1 && return 0
         sleep 0.1
@@ -119,8 +151,80 @@ wait_cluster() {
     return 1
 }
 
+start_sentinel() {
+    local port=$1 d=$DIR/sentinel-$1
+    mkdir -p "$d"
+    # Sentinels rewrite their file (the primary they follow, their peers): it is theirs.
+    [[ -f $d/sentinel.conf ]] || cat >"$d/sentinel.conf" <<EOF
+port $port
+bind 127.0.0.1
+dir $d
+sentinel monitor $MASTER 127.0.0.1 ${REDIS_PORTS[0]} 2
+sentinel down-after-milliseconds $MASTER $NODE_TIMEOUT
+sentinel failover-timeout $MASTER 5000
+EOF
+    spawn "sentinel-$port" redis-server "$d/sentinel.conf" --sentinel
+    for _ in $(seq 100); do
+        rcli "$port" ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "sentinel on $port did not start (see $DIR/logs/sentinel-$port.log)"
+}
+
+# The port of the primary the Sentinels name (the first that answers).
+sentinel_primary() {
+    local s
+    for s in "${SENTINEL_PORTS[@]}"; do
+        rcli "$s" sentinel get-master-addr-by-name "$MASTER" 2>/dev/null | sed -n 2p | grep . && return 0
+    done
+    return 1
+}
+
+# Waits until a replica is in sync and every Sentinel knows it and the two other Sentinels.
+wait_sentinels() {
+    local deadline=$((SECONDS + ${1:-60})) s port
+    while ((SECONDS < deadline)); do
+        local ok=1 r p synced
+        for s in "${SENTINEL_PORTS[@]}"; do
+            r=$(rcli "$s" sentinel replicas "$MASTER" 2>/dev/null | grep -c '^name$' || true)
+            p=$(rcli "$s" sentinel sentinels "$MASTER" 2>/dev/null | grep -c '^name$' || true)
+            ((r >= 1 && p >= 2)) || ok=0
+        done
+        synced=$(for port in "${REDIS_PORTS[@]}"; do
+            rcli "$port" info replication 2>/dev/null | grep -c 'master_link_status:up' || true
+        done | paste -sd+ | bc)
+        if ((ok && synced >= 1)); then return 0; fi
+        sleep 0.2
+    done
+    return 1
+}
+
 write_gateway_config() {
     local nodes="" port
+    if [[ $TOPOLOGY == sentinel ]]; then
+        for port in "${SENTINEL_PORTS[@]}"; do nodes+="\"redis://127.0.0.1:$port\", "; done
+        cat >"$DIR/gateway.toml" <<EOF
+# Written by deploy/fleet.sh: one of $N instances on a primary found through 3 Sentinels.
+# Behind Sentinels the store URL gives only the database: the Sentinels name the host.
+store = "redis://$MASTER/0"
+
+[redis]
+sentinels = [${nodes%, }]
+sentinel_master = "$MASTER"
+shared_global_limit = true
+global_limit_instances = $N
+connect_timeout_ms = 300
+command_timeout_ms = 500
+health_check_interval_ms = 250
+${FLEET_REPLICA_ACKS:+replica_acks = $FLEET_REPLICA_ACKS}
+
+[log]
+format = "json"
+filter = "info"
+${FLEET_GATEWAY_SET:-}
+EOF
+        return
+    fi
     for port in "${REDIS_PORTS[@]:1}"; do nodes+="\"redis://127.0.0.1:$port\", "; done
     cat >"$DIR/gateway.toml" <<EOF
 # Written by deploy/fleet.sh: one of $N instances on the Redis Cluster.
@@ -181,6 +285,7 @@ all_names() {
     echo haproxy
     for i in $(seq "$N"); do echo "gateway-$i"; done
     for p in "${REDIS_PORTS[@]}"; do echo "redis-$p"; done
+    for p in "${SENTINEL_PORTS[@]}"; do echo "sentinel-$p"; done
 }
 
 cmd_down() {
@@ -202,17 +307,27 @@ cmd_up() {
     fi
     rm -rf "$DIR"
     mkdir -p "$DIR/pids" "$DIR/logs"
+    echo "$TOPOLOGY" >"$DIR/topology"
     BIN=$(bin_dir)
     [[ -x $BIN/gateway ]] || die "no gateway binary in $BIN"
     local port addrs=()
-    for port in "${REDIS_PORTS[@]}"; do
-        start_redis "$port"
-        addrs+=("127.0.0.1:$port")
-    done
-    log "creating the cluster: ${addrs[*]} (3 primaries, 1 replica each)"
-    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/logs/cluster-create.log" 2>&1 ||
-        die "redis-cli --cluster create failed (see $DIR/logs/cluster-create.log)"
-    wait_cluster 60 || die "the cluster did not settle within 60 s"
+    if [[ $TOPOLOGY == sentinel ]]; then
+        start_redis "${REDIS_PORTS[0]}"
+        start_redis "${REDIS_PORTS[1]}" "${REDIS_PORTS[0]}"
+        for port in "${SENTINEL_PORTS[@]}"; do start_sentinel "$port"; done
+        wait_sentinels 60 || die "the Sentinels did not settle within 60 s"
+        addrs=("primary 127.0.0.1:${REDIS_PORTS[0]}, replica 127.0.0.1:${REDIS_PORTS[1]}," \
+            "sentinels 127.0.0.1:${SENTINEL_PORTS[*]}")
+    else
+        for port in "${REDIS_PORTS[@]}"; do
+            start_redis "$port"
+            addrs+=("127.0.0.1:$port")
+        done
+        log "creating the cluster: ${addrs[*]} (3 primaries, 1 replica each)"
+        redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/logs/cluster-create.log" 2>&1 ||
+            die "redis-cli --cluster create failed (see $DIR/logs/cluster-create.log)"
+        wait_cluster 60 || die "the cluster did not settle within 60 s"
+    fi
     write_gateway_config
     local i
     for i in $(seq "$N"); do start_gateway "$i"; done
@@ -224,12 +339,17 @@ cmd_up() {
     echo "$BIN" >"$DIR/bin"
     log "up: http://127.0.0.1:$LB_PORT (HAProxy; stats http://127.0.0.1:$STATS_PORT/stats)"
     log "    gateways $(for i in $(seq "$N"); do printf '127.0.0.1:%s ' "$(gw_port "$i")"; done)"
-    log "    redis cluster ${addrs[*]}; state, logs and pids in $DIR"
+    log "    redis $TOPOLOGY: ${addrs[*]}; state, logs and pids in $DIR"
 }
 
-# The port of the primary that owns slot 0 (the one a fault is aimed at).
+# The port of the primary that owns slot 0 (the one a fault is aimed at); with Sentinels,
+# the primary they name.
 primary_port() {
     local port
+    if [[ $TOPOLOGY == sentinel ]]; then
+        sentinel_primary
+        return
+    fi
     for port in "${REDIS_PORTS[@]}"; do
         pid_of "redis-$port" >/dev/null || continue
         rcli "$port" cluster nodes 2>/dev/null |
@@ -256,16 +376,30 @@ cmd_fault() {
     kill-primary)
         # kill -9 the primary of slot 0; its replica is promoted; the old one is started
         # again after ${2:-5} s and rejoins as a replica.
+        # With Sentinels it is started as the replica of the primary they promoted, as a
+        # supervisor would (started as a primary, the Sentinels demote it 8 to 10 s later).
         local port p
         port=$(primary_port) || die "no primary found"
         p=$(pid_of "redis-$port")
         kill -KILL "$p"
         log "fault: redis primary $port (pid $p) killed"
         sleep "${2:-5}"
-        start_redis "$port"
-        log "fault: redis $port restarted"
+        if [[ $TOPOLOGY == sentinel ]]; then
+            local now=""
+            for _ in $(seq 300); do
+                now=$(sentinel_primary) && [[ $now != "$port" ]] && break
+                sleep 0.1
+            done
+            [[ -n $now && $now != "$port" ]] || die "the Sentinels promoted no replica within 30 s"
+            start_redis "$port" "$now"
+            log "fault: redis $port restarted as the replica of $now"
+        else
+            start_redis "$port"
+            log "fault: redis $port restarted"
+        fi
         ;;
     unreplicated-kill-primary)
+        [[ $TOPOLOGY == cluster ]] || die "unreplicated-kill-primary: on the cluster topology only"
         # A crash just after the replica link broke: the replica of slot 0's primary is
         # stopped, the primary drops the link (CLIENT KILL TYPE replica), takes writes alone
         # for ${2:-0.5} s, and is killed; then the replica continues and, the primary gone,
@@ -300,14 +434,22 @@ cmd_fault() {
         log "fault: redis $port continued"
         ;;
     restart-redis)
-        # Every node killed, then started again on its append-only file and nodes.conf.
-        local port
+        # Every node killed, then started again on its append-only file and nodes.conf
+        # (with Sentinels: the primary they name, and the other as its replica).
+        local port primary
+        primary=$(primary_port || true)
         for port in "${REDIS_PORTS[@]}"; do
             kill -KILL "$(pid_of "redis-$port")" 2>/dev/null || true
         done
         log "fault: every redis node killed"
         sleep "${2:-1}"
-        for port in "${REDIS_PORTS[@]}"; do start_redis "$port"; done
+        for port in "${REDIS_PORTS[@]}"; do
+            if [[ $TOPOLOGY == sentinel && -n $primary && $port != "$primary" ]]; then
+                start_redis "$port" "$primary"
+            else
+                start_redis "$port"
+            fi
+        done
         log "fault: every redis node restarted"
         ;;
     *) die "unknown fault $what (kill-gateway [I [S]], kill-primary [S], unreplicated-kill-primary [S], stop-primary [S], restart-redis [S])" ;;
@@ -319,10 +461,14 @@ cmd_status() {
     for name in $(all_names); do
         if p=$(pid_of "$name"); then echo "$name pid $p"; else echo "$name down"; fi
     done
-    echo "primaries (port slots):"
-    for p in "${REDIS_PORTS[@]}"; do
-        rcli "$p" cluster nodes 2>/dev/null | awk '$3 ~ /master/ && $3 !~ /fail/ { print "  " $2, $9 }' && break
-    done
+    if [[ $TOPOLOGY == sentinel ]]; then
+        echo "primary (as the Sentinels name it): $(sentinel_primary || echo none)"
+    else
+        echo "primaries (port slots):"
+        for p in "${REDIS_PORTS[@]}"; do
+            rcli "$p" cluster nodes 2>/dev/null | awk '$3 ~ /master/ && $3 !~ /fail/ { print "  " $2, $9 }' && break
+        done
+    fi
     curl -s "http://127.0.0.1:$STATS_PORT/stats;csv" 2>/dev/null | awk -F, '$1 == "gateways" { print "  haproxy", $2, $18 }' || true
 }
 
@@ -333,7 +479,12 @@ cmd_surge() {
     BIN=$(<"$DIR/bin")
     local self=$ROOT/deploy/fleet.sh
     local nodes=() port
-    for port in "${REDIS_PORTS[@]}"; do nodes+=(--redis-node "redis://127.0.0.1:$port"); done
+    if [[ $TOPOLOGY == sentinel ]]; then
+        for port in "${SENTINEL_PORTS[@]}"; do nodes+=(--sentinel "redis://127.0.0.1:$port"); done
+        nodes+=(--sentinel-master "$MASTER")
+    else
+        for port in "${REDIS_PORTS[@]}"; do nodes+=(--redis-node "redis://127.0.0.1:$port"); done
+    fi
     # The default schedule: an instance kill, a primary kill, a primary stopped beyond the
     # failover timeout; each fault a command run at its second of the run.
     local faults=(
@@ -360,6 +511,18 @@ cmd_surge() {
     return "$rc"
 }
 
+# `--sentinel` anywhere after `up` or `surge` picks that topology; `fault`, `status` and
+# `down` follow the one `up` recorded.
+cmd=${1:-}
+shift || true
+args=()
+for a in "$@"; do
+    if [[ $a == --sentinel ]]; then TOPOLOGY=sentinel; else args+=("$a"); fi
+done
+set -- "$cmd" ${args[@]+"${args[@]}"}
+if [[ $cmd != up && $cmd != surge && -f $DIR/topology ]]; then TOPOLOGY=$(<"$DIR/topology"); fi
+topology
+
 case ${1:-} in
 up)
     if [[ ${2:-} == -d ]]; then
@@ -375,5 +538,5 @@ down) cmd_down ;;
 status) cmd_status ;;
 fault) shift; cmd_fault "$@" ;;
 surge) shift; cmd_surge "$@" ;;
-*) sed -n '2,22p' "$0" >&2; exit 2 ;;
+*) sed -n '2,27p' "$0" >&2; exit 2 ;;
 esac

@@ -232,8 +232,19 @@ pub struct AuditArgs {
     pub api_key: String,
     /// A Redis node of the store (`redis://host:port`; repeat for a cluster's nodes): the
     /// users' `used_fen` and the audit streams are read there.
-    #[arg(long = "redis-node", required = true)]
+    #[arg(long = "redis-node", required_unless_present = "sentinels")]
     pub redis_nodes: Vec<String>,
+    /// Instead of `--redis-node`: a Sentinel of the store's primary (`redis://host:port`;
+    /// repeat for each), with `--sentinel-master`.
+    #[arg(
+        long = "sentinel",
+        conflicts_with = "redis_nodes",
+        requires = "sentinel_master"
+    )]
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels monitor the primary under.
+    #[arg(long, requires = "sentinels")]
+    pub sentinel_master: Option<String>,
     /// The store's `redis.key_prefix`.
     #[arg(long, default_value = "lg")]
     pub key_prefix: String,
@@ -575,15 +586,21 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
 /// `loadtest audit`.
 async fn cmd_audit(args: AuditArgs) -> Result<ExitCode, Error> {
     let ledger = crate::ledger::Ledger::read(&args.run)?;
+    let sentinel = !args.sentinels.is_empty();
     let mut nodes = args.redis_nodes.iter();
-    let first = nodes
-        .next()
-        .ok_or_else(|| Error::Target("--redis-node: at least one".into()))?;
+    // Behind Sentinels the URL gives only the database: they name the primary.
+    let first = match nodes.next() {
+        Some(first) => first.clone(),
+        None if sentinel => "redis://sentinel-primary/0".to_owned(),
+        None => return Err(Error::Target("--redis-node: at least one".into())),
+    };
     let rest: Vec<String> = nodes.cloned().collect();
     let config = gateway::store::RedisConfig {
-        url: first.clone(),
+        url: first,
         cluster: !rest.is_empty(),
         cluster_nodes: rest,
+        sentinels: args.sentinels.clone(),
+        sentinel_master: args.sentinel_master.clone(),
         key_prefix: args.key_prefix.clone(),
         // The audit reads while a failover may still be settling: each read is retried.
         command_timeout: Duration::from_secs(2),

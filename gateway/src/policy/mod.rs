@@ -271,6 +271,39 @@ impl Policy {
         Ok(self.current())
     }
 
+    /// What an operator forced, as [`Policy::force`] takes it: `None` while the calendar
+    /// decides, `Some(NORMAL)` with every window forced off, else the forced window's name.
+    pub fn forced_window(&self) -> Option<String> {
+        // Under the writer lock: the index is into the configuration in force with it.
+        let writer = self.lock_writer();
+        Some(match writer.forced? {
+            None => NORMAL.to_owned(),
+            Some(index) => self.inner.compiled.load().windows[index].name.clone(),
+        })
+    }
+
+    /// Whether [`Policy::force`] would take `window` (`None`, [`NORMAL`] or a configured
+    /// window's name), without forcing anything.
+    pub fn check_force(&self, window: Option<&str>) -> Result<(), UnknownWindow> {
+        match window {
+            None | Some(NORMAL) => Ok(()),
+            Some(name)
+                if self
+                    .inner
+                    .compiled
+                    .load()
+                    .windows
+                    .iter()
+                    .any(|w| w.name == name) =>
+            {
+                Ok(())
+            }
+            Some(name) => Err(UnknownWindow {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
     fn lock_writer(&self) -> std::sync::MutexGuard<'_, Writer> {
         // A panic while holding it cannot leave `Writer` half-updated in a harmful way: the
         // worst case is a snapshot that is re-made on the next evaluation.

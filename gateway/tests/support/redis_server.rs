@@ -46,6 +46,9 @@ pub struct Options {
     pub tls: bool,
     /// `--cluster-node-timeout` in ms (0: Redis' default, 15 s).
     pub node_timeout_ms: u64,
+    /// A replica of the server on this port (`--replicaof 127.0.0.1 PORT`), for
+    /// [`RedisSentinels`].
+    pub replica_of: Option<u16>,
 }
 
 /// A running server; killed when dropped.
@@ -144,6 +147,13 @@ impl RedisServer {
             }
         }
         panic!("redis-server did not restart on {}: {last}", self.port);
+    }
+
+    /// Starts it again on the same port as a replica of the server on `primary` (as a
+    /// supervisor brings a failed-over primary back), with its data until it syncs.
+    pub async fn restart_as_replica_of(&mut self, primary: u16) {
+        self.opts.replica_of = Some(primary);
+        self.restart().await;
     }
 
     /// A store on this server with test-friendly timeouts.
@@ -246,6 +256,12 @@ async fn spawn(port: u16, dir: &std::path::Path, opts: Options) -> Result<Child,
                 .arg(opts.node_timeout_ms.to_string());
         }
     }
+    if let Some(primary) = opts.replica_of {
+        cmd.args(["--replicaof", "127.0.0.1"])
+            .arg(primary.to_string());
+    }
+    // A full sync starts at once, not after Redis' 5 s wait for more replicas to share it.
+    cmd.args(["--repl-diskless-sync-delay", "0"]);
     if opts.aof {
         cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
     } else {
@@ -440,5 +456,219 @@ impl RedisCluster {
     /// A store on the cluster with test-friendly timeouts and a fresh key prefix.
     pub fn store(&self) -> RedisStore {
         RedisStore::new(self.config()).unwrap()
+    }
+}
+
+/// The name the Sentinels of [`RedisSentinels`] monitor the primary under.
+pub const SENTINEL_MASTER: &str = "lg-primary";
+
+/// One primary, one replica (both AOF, `appendfsync always`) and three Sentinels (quorum 2)
+/// of the test's own, on free ports; every process is killed when dropped.
+pub struct RedisSentinels {
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    sentinels: Vec<(Child, u16)>,
+    dir: PathBuf,
+}
+
+impl RedisSentinels {
+    /// Starts them and waits until the replica is in sync and every Sentinel knows the
+    /// replica and the two other Sentinels (so a failover can start at once); a primary is
+    /// judged down after `down_after_ms`. `None` when the tests are skipped.
+    pub async fn start(down_after_ms: u64) -> Option<RedisSentinels> {
+        let aof = Options {
+            aof: true,
+            ..Options::default()
+        };
+        let primary = RedisServer::start(aof).await?;
+        let replica = RedisServer::start(Options {
+            replica_of: Some(primary.port),
+            ..aof
+        })
+        .await?;
+        let dir = std::env::temp_dir().join(unique("loan-gateway-sentinels"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut set = RedisSentinels {
+            primary,
+            replica,
+            sentinels: Vec::new(),
+            dir,
+        };
+        set.wait_replica_synced().await;
+        for _ in 0..3 {
+            let s = set.spawn_sentinel(down_after_ms).await;
+            set.sentinels.push(s);
+        }
+        set.wait_sentinels_know_everyone().await;
+        Some(set)
+    }
+
+    async fn spawn_sentinel(&self, down_after_ms: u64) -> (Child, u16) {
+        let mut last = String::new();
+        for _ in 0..10 {
+            let port = free_port();
+            let conf = self.dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary} 2\n\
+                     sentinel down-after-milliseconds {SENTINEL_MASTER} {down_after_ms}\n\
+                     sentinel failover-timeout {SENTINEL_MASTER} 5000\n",
+                    dir = self.dir.display(),
+                    primary = self.primary.port,
+                ),
+            )
+            .unwrap();
+            let mut cmd = Command::new("redis-server");
+            cmd.arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .stdin(Stdio::null())
+                .kill_on_drop(true);
+            let mut child = cmd.spawn().unwrap();
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let ready = tokio::time::timeout(Duration::from_secs(20), async {
+                let mut log = Vec::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.contains("+monitor master") {
+                        return Ok(());
+                    }
+                    log.push(line);
+                }
+                Err(log.join("\n"))
+            })
+            .await;
+            match ready {
+                Ok(Ok(())) => {
+                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                    return (child, port);
+                }
+                Ok(Err(log)) => last = log,
+                Err(_) => last = "not ready within 20 s".into(),
+            }
+            let _ = child.kill().await;
+        }
+        panic!("redis-server --sentinel did not start: {last}");
+    }
+
+    /// `redis://127.0.0.1:PORT` of each Sentinel.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|(_, port)| format!("redis://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    async fn ask(
+        port: u16,
+        cmd: &deadpool_redis::redis::Cmd,
+    ) -> Option<deadpool_redis::redis::Value> {
+        let client =
+            deadpool_redis::redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+        let mut c = tokio::time::timeout(
+            Duration::from_secs(1),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        tokio::time::timeout(Duration::from_secs(1), cmd.query_async(&mut c))
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// The port of the primary the first Sentinel that answers names.
+    pub async fn primary_port(&self) -> Option<u16> {
+        let mut cmd = deadpool_redis::redis::cmd("SENTINEL");
+        cmd.arg("get-master-addr-by-name").arg(SENTINEL_MASTER);
+        for (_, port) in &self.sentinels {
+            if let Some(v) = Self::ask(*port, &cmd).await {
+                let addr: Option<(String, u16)> = deadpool_redis::redis::from_redis_value(v).ok();
+                if let Some((_, p)) = addr {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits (up to 30 s) until the Sentinels name the primary on `port`.
+    pub async fn wait_primary(&self, port: u16) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.primary_port().await != Some(port) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Sentinels did not name {port} as the primary within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (up to 30 s) until a replica of the current primary has its link up.
+    pub async fn wait_replica_synced(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut info = deadpool_redis::redis::cmd("INFO");
+        info.arg("replication");
+        loop {
+            let mut up = false;
+            for node in [&self.primary, &self.replica] {
+                if node.child.is_none() {
+                    continue;
+                }
+                if let Some(v) = Self::ask(node.port, &info).await {
+                    let text: String =
+                        deadpool_redis::redis::from_redis_value(v).unwrap_or_default();
+                    up |= text.contains("master_link_status:up");
+                }
+            }
+            if up {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no replica in sync after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_sentinels_know_everyone(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let count = |what: &str| {
+            let mut cmd = deadpool_redis::redis::cmd("SENTINEL");
+            cmd.arg(what).arg(SENTINEL_MASTER);
+            cmd
+        };
+        let (replicas, peers) = (count("REPLICAS"), count("SENTINELS"));
+        for (_, port) in &self.sentinels {
+            loop {
+                let n = |v: Option<deadpool_redis::redis::Value>| match v {
+                    Some(deadpool_redis::redis::Value::Array(a)) => a.len(),
+                    _ => 0,
+                };
+                let r = n(Self::ask(*port, &replicas).await);
+                let p = n(Self::ask(*port, &peers).await);
+                if r >= 1 && p >= 2 {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "Sentinel {port} knows {r} replicas and {p} Sentinels after 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+impl Drop for RedisSentinels {
+    fn drop(&mut self) {
+        for (c, _) in &mut self.sentinels {
+            let _ = c.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

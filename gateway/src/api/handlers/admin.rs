@@ -153,19 +153,25 @@ pub async fn get_policy(State(app): State<App>) -> Response {
     json_response(&*app.policy.current())
 }
 
-/// `PUT /admin/policy/force`. A forced window is this instance's (the policy is not in the
-/// store); the audit entry is in the store, as every other.
+/// `PUT /admin/policy/force`. On Redis the force is stored first, for every instance of
+/// the fleet (each follows it within one thresholds poll, see `store/redis/forced.rs`);
+/// a store that does not take it answers 503 and nothing is forced. On the memory store
+/// it is this instance's. The audit entry is in the store, as every other.
 pub async fn force_policy(
     State(app): State<App>,
     operator: Operator,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let ForceBody { window } = parse_json(&body)?;
+    let unknown = |e: crate::policy::UnknownWindow| {
+        ApiError::invalid(vec![FieldProblem::new("window", e.to_string())])
+    };
+    app.policy.check_force(window.as_deref()).map_err(unknown)?;
+    if let crate::store::AnyStore::Redis(redis) = &app.store {
+        redis.store_forced_window(window.as_deref()).await?;
+    }
     let before = app.policy.current();
-    let snapshot = app
-        .policy
-        .force(window.as_deref())
-        .map_err(|e| ApiError::invalid(vec![FieldProblem::new("window", e.to_string())]))?;
+    let snapshot = app.policy.force(window.as_deref()).map_err(unknown)?;
     tracing::info!(window = %snapshot.window, forced = snapshot.forced, "policy forced");
     let change = Change {
         action: "policy.force",

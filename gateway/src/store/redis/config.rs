@@ -22,6 +22,15 @@ pub struct RedisConfig {
     /// More seed nodes of the cluster besides `url` (`redis://host:port`), so the store
     /// starts while some of them are down. Only with `cluster`.
     pub cluster_nodes: Vec<String>,
+    /// Redis Sentinel: the Sentinels (`redis://host:port`) that watch the primary named
+    /// [`Self::sentinel_master`]. Each connection goes to the primary they name (checked with
+    /// `ROLE`), so after a failover new connections reach the promoted replica; `url` then
+    /// gives only the database and credentials, its host is not used (see `sentinel.rs`).
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor <name> …`).
+    /// Only with [`Self::sentinels`], and needed with them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentinel_master: Option<String>,
     /// Most connections in the pool; each is shared by the operations in flight, whose
     /// commands it pipelines.
     pub pool_size: usize,
@@ -74,8 +83,8 @@ pub struct RedisConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<std::path::PathBuf>,
     /// Replicas that must hold a commit reserving credit before the approval is answered
-    /// (Redis `WAIT`, see `durable.rs`); unset: 1 on a cluster, 0 on one server. More than
-    /// 0 only with `cluster`.
+    /// (Redis `WAIT`, see `durable.rs`); unset: 1 on a cluster or behind Sentinels, 0 on
+    /// one server. More than 0 only with `cluster` or `sentinels`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_acks: Option<u32>,
     /// Longest wait for [`Self::replica_acks`] (`replica_ack_timeout_ms`, 1 to 5000); then
@@ -90,6 +99,8 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             cluster: false,
             cluster_nodes: Vec::new(),
+            sentinels: Vec::new(),
+            sentinel_master: None,
             pool_size: 32,
             pool_wait_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_millis(500),
@@ -199,8 +210,12 @@ impl RedisConfig {
         {
             return err("health_check_interval_ms", "must be from 10 ms to 60 s");
         }
-        if self.replica_acks.is_some_and(|n| n > 0) && !self.cluster {
-            return err("replica_acks", "more than 0 only with cluster = true");
+        self.validate_sentinels()?;
+        if self.replica_acks.is_some_and(|n| n > 0) && !self.cluster && !self.is_sentinel() {
+            return err(
+                "replica_acks",
+                "more than 0 only with cluster = true or sentinels",
+            );
         }
         if self.replica_acks.is_some_and(|n| n > 5) {
             return err("replica_acks", "must be from 0 to 5");
@@ -243,6 +258,70 @@ impl RedisConfig {
                 "global_limit_instances",
                 "must be from 1 to 1024",
             ));
+        }
+        Ok(())
+    }
+
+    /// Whether the primary is found through Sentinels ([`Self::sentinels`]).
+    pub fn is_sentinel(&self) -> bool {
+        !self.sentinels.is_empty()
+    }
+
+    /// Checks `sentinels` and `sentinel_master` together: both or neither, not with a
+    /// cluster, plain `redis://` URLs.
+    fn validate_sentinels(&self) -> Result<(), RedisConfigError> {
+        let err = |field, problem: &str| Err(RedisConfigError::new(field, problem));
+        match (self.sentinels.is_empty(), &self.sentinel_master) {
+            (true, None) => return Ok(()),
+            (true, Some(_)) => {
+                return err("sentinel_master", "only with sentinels (their addresses)");
+            }
+            (false, None) => {
+                return err(
+                    "sentinel_master",
+                    "needed with sentinels: the name they monitor the primary under",
+                );
+            }
+            (false, Some(name)) => {
+                let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+                if name.is_empty() || name.len() > 64 || !name.chars().all(valid) {
+                    return err(
+                        "sentinel_master",
+                        "must be 1 to 64 characters of A-Z a-z 0-9 - _ .",
+                    );
+                }
+            }
+        }
+        if self.cluster {
+            return err(
+                "sentinels",
+                "not with cluster = true (a cluster fails over by itself)",
+            );
+        }
+        if self.sentinels.len() > 16 {
+            return err("sentinels", "at most 16 Sentinels");
+        }
+        for s in &self.sentinels {
+            if !s.starts_with("redis://") {
+                return Err(RedisConfigError::new(
+                    "sentinels",
+                    format!(
+                        "{s:?}: expected redis://host:port (TLS to Sentinels is not supported)"
+                    ),
+                ));
+            }
+            if let Err(e) = redis::Client::open(s.as_str()) {
+                return Err(RedisConfigError::new(
+                    "sentinels",
+                    format!("{s:?} is not a Redis URL: {e}"),
+                ));
+            }
+        }
+        if !self.url.starts_with("redis://") {
+            return err(
+                "url",
+                "with sentinels, a redis:// URL (TLS behind Sentinels is not supported)",
+            );
         }
         Ok(())
     }
@@ -329,5 +408,84 @@ mod tests {
             "replica_ack_timeout_ms"
         );
         assert!(d.validate().is_ok());
+    }
+
+    #[test]
+    fn sentinel_settings_go_together() {
+        let d = RedisConfig::default();
+        let sentinel = RedisConfig {
+            sentinels: vec!["redis://127.0.0.1:26379".into()],
+            sentinel_master: Some("lg-primary".into()),
+            ..d.clone()
+        };
+        assert!(sentinel.validate().is_ok());
+        assert!(sentinel.is_sentinel());
+        let bad = |c: RedisConfig| {
+            let e = c.validate().unwrap_err();
+            (e.field(), e.problem().to_owned())
+        };
+        assert_eq!(
+            bad(RedisConfig {
+                sentinel_master: None,
+                ..sentinel.clone()
+            })
+            .0,
+            "sentinel_master"
+        );
+        assert_eq!(
+            bad(RedisConfig {
+                sentinels: Vec::new(),
+                ..sentinel.clone()
+            })
+            .0,
+            "sentinel_master"
+        );
+        assert_eq!(
+            bad(RedisConfig {
+                sentinel_master: Some("a b".into()),
+                ..sentinel.clone()
+            })
+            .0,
+            "sentinel_master"
+        );
+        let (field, problem) = bad(RedisConfig {
+            cluster: true,
+            ..sentinel.clone()
+        });
+        assert_eq!(field, "sentinels");
+        assert!(problem.contains("cluster"), "{problem}");
+        assert_eq!(
+            bad(RedisConfig {
+                sentinels: vec!["rediss://127.0.0.1:26379".into()],
+                ..sentinel.clone()
+            })
+            .0,
+            "sentinels"
+        );
+        assert_eq!(
+            bad(RedisConfig {
+                sentinels: vec!["redis://[::1".into()],
+                ..sentinel.clone()
+            })
+            .0,
+            "sentinels"
+        );
+        assert_eq!(
+            bad(RedisConfig {
+                url: "rediss://127.0.0.1:6380".into(),
+                ..sentinel.clone()
+            })
+            .0,
+            "url"
+        );
+        // Replica acknowledgements are what Sentinel failover needs too.
+        assert!(
+            RedisConfig {
+                replica_acks: Some(1),
+                ..sentinel
+            }
+            .validate()
+            .is_ok()
+        );
     }
 }

@@ -30,14 +30,16 @@ use deadpool_redis::redis::{self, Script, Value};
 
 impl RedisStore {
     /// Replicas a reserving commit waits for: [`super::RedisConfig::replica_acks`], which
-    /// defaults to 1 on a cluster and 0 on one server.
+    /// defaults to 1 on a cluster or behind Sentinels and 0 on one server (configuration
+    /// allows more than 0 only on those two).
     pub fn replica_acks(&self) -> u32 {
         let c = self.config();
-        c.replica_acks.unwrap_or(u32::from(c.cluster))
+        c.replica_acks
+            .unwrap_or(u32::from(c.cluster || c.is_sentinel()))
     }
 
     /// `EVALSHA` of `script` (keys `keys`, arguments added by `args`) followed on the same
-    /// connection by `WAIT`, on a cluster: the reply and how many replicas acknowledged. As
+    /// connection by `WAIT` (on a cluster, to the node of `keys`): the reply and how many replicas acknowledged. As
     /// [`RedisStore::eval`], a node without the script gets it and the call is sent again.
     pub(super) async fn eval_acked(
         &self,
@@ -87,6 +89,9 @@ impl RedisStore {
                     .await?;
                 continue;
             }
+            if super::sentinel::demoted(&failure) {
+                self.forget_connections();
+            }
             return Err(redis_error(&failure));
         }
     }
@@ -94,10 +99,11 @@ impl RedisStore {
     /// Before an approval stored in `slot` is replayed: a marker written in the slot, then
     /// `WAIT`, one pipeline to the slot's primary; [`StoreError::Timeout`] when fewer than
     /// [`Self::replica_acks`] replicas hold everything that primary took before it (see
-    /// the module docs). Nothing to do on one server or with `replica_acks = 0`.
+    /// the module docs). Nothing to do with `replica_acks = 0` (always so on one server
+    /// without Sentinels).
     pub(super) async fn ensure_replicated(&self, slot: Slot) -> Result<()> {
         let replicas = self.replica_acks();
-        if !self.is_cluster() || replicas == 0 {
+        if replicas == 0 {
             return Ok(());
         }
         let timeout = u64::try_from(self.config().replica_ack_timeout.as_millis())

@@ -14,6 +14,7 @@
 //! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
 //! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
 //! | `P:{sNNNN}:repl` | string | a marker written before an approval is replayed, so that `WAIT` covers it ([`durable`]); expires in a minute |
+//! | `P:{th}:force` | string | the peak window an operator forced for every instance (or `normal`; none: the calendar) ([`forced`]) |
 //! | `P:{admin}:audit` | stream | one entry per operator change ([`audit`]); never trimmed by the gateway |
 //! | `P:{sNNNN}:a:<appeal_id>` | string | an appeal (JSON); kept |
 //! | `P:{sNNNN}:a-by:<appeal_id>` | string | the caller that filed the appeal (the decision's); kept |
@@ -106,8 +107,10 @@ mod audit;
 mod coalesce;
 mod config;
 mod durable;
+mod forced;
 mod reconcile;
 mod scripts;
+mod sentinel;
 pub mod thresholds;
 
 pub use config::{RedisConfig, RedisConfigError};
@@ -152,6 +155,9 @@ enum Pooled {
     /// built here rather than by deadpool-redis's cluster manager so that the connect and
     /// response timeouts apply.
     Cluster(redis::cluster::ClusterClient),
+    /// One primary behind Sentinels: each connection goes to the primary they name now
+    /// ([`sentinel`]).
+    Sentinel(Arc<sentinel::Sentinels>),
 }
 
 /// A pooled connection: to one server or to a cluster. Both multiplex.
@@ -197,6 +203,7 @@ impl managed::Manager for Pooled {
         match self {
             Pooled::Single(m) => managed::Manager::create(m).await.map(Conn::Single),
             Pooled::Cluster(c) => c.get_async_connection().await.map(Conn::Cluster),
+            Pooled::Sentinel(s) => s.connect().await.map(Conn::Single),
         }
     }
 
@@ -216,6 +223,8 @@ struct Inner {
     client: redis::Client,
     /// One per seed node (`client` first).
     clients: Vec<redis::Client>,
+    /// Behind Sentinels: how the primary is found (the pool's too).
+    sentinels: Option<Arc<sentinel::Sentinels>>,
     scripts: Scripts,
     users: UserCache,
     /// The gateway's clock: what "the last 24 hours" of `drawdowns_24h` are counted up to.
@@ -377,7 +386,17 @@ impl RedisStore {
         let connection = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout));
-        let manager = if config.cluster {
+        let sentinels = if config.is_sentinel() {
+            Some(Arc::new(sentinel::Sentinels::new(
+                &config,
+                connection.clone(),
+            )?))
+        } else {
+            None
+        };
+        let manager = if let Some(s) = &sentinels {
+            Pooled::Sentinel(Arc::clone(s))
+        } else if config.cluster {
             let mut cluster = redis::cluster::ClusterClientBuilder::new(config.seeds())
                 .connection_timeout(config.connect_timeout)
                 .response_timeout(config.command_timeout);
@@ -431,6 +450,7 @@ impl RedisStore {
                 pool,
                 client,
                 clients,
+                sentinels,
                 scripts,
                 users: UserCache::new(config_cache),
                 clock,
@@ -447,6 +467,9 @@ impl RedisStore {
     async fn ping_once(&self) -> Result<()> {
         if self.is_cluster() {
             return self.cluster_serves().await;
+        }
+        if self.is_sentinel() {
+            return self.primary_serves().await;
         }
         let pong: String = self
             .with_conn(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
@@ -535,7 +558,11 @@ impl RedisStore {
             drop(pooled);
             let (out, server_gone) = match tokio::time::timeout(timeout, f(conn)).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => (redis_error(&e), connection_lost(&e)),
+                // Behind Sentinels, a demoted primary is as gone as a dead one.
+                Ok(Err(e)) => (
+                    redis_error(&e),
+                    connection_lost(&e) || sentinel::demoted(&e),
+                ),
                 Err(_) => (StoreError::Timeout, false),
             };
             if !matches!(out, StoreError::Corrupt(_)) {
@@ -546,12 +573,18 @@ impl RedisStore {
             if server_gone {
                 // The idle ones opened before are to the same server, as dead (not on a
                 // timeout: a slow Redis is not helped by reconnecting every connection).
-                let lost_at = std::time::Instant::now();
-                self.inner.pool.retain(|_, m| m.created > lost_at);
+                self.forget_connections();
             }
             Err(out)
         })
         .await
+    }
+
+    /// Drops every pooled connection opened until now: the server they lead to is gone (or,
+    /// behind Sentinels, no longer the primary). Requests holding one keep it.
+    fn forget_connections(&self) {
+        let lost_at = std::time::Instant::now();
+        self.inner.pool.retain(|_, m| m.created > lost_at);
     }
 
     /// Runs one command per slot (or per key), answering in order: on one server as one
@@ -607,6 +640,9 @@ impl RedisStore {
                 self.with_conn(|mut c| async move { script.load_async(&mut c).await })
                     .await?;
                 continue;
+            }
+            if sentinel::demoted(&failure) {
+                self.forget_connections();
             }
             return Err(redis_error(&failure));
         }
@@ -971,7 +1007,7 @@ impl RedisStore {
                 .arg(&d.evaluated_at);
         };
         // A reservation is answered only once a replica holds it (see [`durable`]).
-        let acks = req.reserve.is_some() && self.is_cluster() && self.replica_acks() > 0;
+        let acks = req.reserve.is_some() && self.replica_acks() > 0;
         let (reply, acked) = if acks {
             self.eval_acked(script, &keys, args).await?
         } else {

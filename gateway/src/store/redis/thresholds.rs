@@ -1,5 +1,6 @@
 //! Thresholds on Redis: versioned documents, a pointer to the current one, a notice on
-//! publish, and the background task that keeps each instance's [`ThresholdCache`] current.
+//! publish, and the background task that keeps each instance's [`ThresholdCache`] current
+//! (and its forced peak window, see [`super::forced`]).
 //!
 //! # Keys
 //! `P:{th}:doc:<version>` (the JSON document, kept), `P:{th}:current` (the version in
@@ -63,7 +64,7 @@ pub enum ThresholdWrite {
 }
 
 impl RedisStore {
-    fn threshold_keys(&self) -> (String, String, String) {
+    pub(super) fn threshold_keys(&self) -> (String, String, String) {
         let p = &self.inner.config.key_prefix;
         (
             format!("{p}:{{th}}:current"),
@@ -196,9 +197,16 @@ async fn subscribe(redis: RedisStore, notify: mpsc::Sender<()>) {
     let timeout = redis.config().connect_timeout;
     // On Redis Cluster a PUBLISH reaches the subscribers of every node (the cluster bus
     // forwards it), so one connection to any node hears every notice; when that node goes
-    // away the next attempt tries the next seed node. A notice lost meanwhile is covered by
-    // the poll.
-    for client in redis.clients().iter().cycle() {
+    // away the next attempt tries the next seed node. Behind Sentinels each attempt goes to
+    // the primary they name then. A notice lost meanwhile is covered by the poll.
+    for attempt in 0usize.. {
+        let Some(client) = redis.notice_client(attempt).await else {
+            if notify.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
         let connected = tokio::time::timeout(timeout, async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
@@ -255,6 +263,10 @@ async fn refresh(
                 tracing::warn!(cause = %e, version = target.cache.version(),
                     "thresholds refresh failed; keeping the version in force");
             }
+        }
+        // The fleet's forced window rides the same notice and poll ([`super::forced`]).
+        if let Err(e) = super::forced::follow_forced_window(&redis, &target.policy).await {
+            tracing::warn!(cause = %e, "forced window refresh failed; keeping the policy in force");
         }
         let since = confirmed.unwrap_or(started);
         metrics.staleness_seconds.set(since.elapsed().as_secs_f64());
