@@ -18,7 +18,7 @@
 //! - [`ConfigError`]: why a configuration was refused, naming the key.
 //! - Elsewhere: [`AdmissionConfig`] (`[admission]`), [`OverloadConfig`]
 //!   (`[server.overload]`), [`RedisConfig`] (`[redis]`), [`BureauConfig`] (`[bureau]`),
-//!   [`PolicyConfig`] (`[policy]`).
+//!   [`PolicyConfig`] (`[policy]`), [`TracingConfig`] (`[tracing]`).
 
 use crate::admission::AdmissionConfig;
 use crate::bureau::BureauConfig;
@@ -27,6 +27,7 @@ use crate::policy::{LimitsPatch, PolicyConfig, PolicyConfigError, WindowConfig};
 use crate::setting::{self, Invalid};
 use crate::store::RedisConfig;
 use crate::tls::TlsConfig;
+use crate::trace::TracingConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ pub struct Config {
     pub bureau: BureauConfig,
     /// The operator console under `/console`.
     pub console: ConsoleConfig,
+    /// The export of spans over OTLP (off unless `tracing.otlp_endpoint` is set).
+    pub tracing: TracingConfig,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             log: LogConfig::default(),
             bureau: BureauConfig::default(),
             console: ConsoleConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -691,6 +695,7 @@ impl Config {
         self.policy.validate()?;
         self.bureau.validate().map_err(|e| e.under("bureau"))?;
         self.console.validate().map_err(|e| e.under("console"))?;
+        self.tracing.validate().map_err(|e| e.under("tracing"))?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 use crate::admission::Shed;
 use crate::ratelimit::{RateLimited, Scope};
 use crate::store::StoreError;
+use crate::trace::TraceIdHex;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use risk_core::ReasonCode;
@@ -244,6 +245,7 @@ pub struct ApiError {
     retry_after: Option<Duration>,
     details: Vec<FieldProblem>,
     request_id: Option<HeaderValue>,
+    trace_id: Option<TraceIdHex>,
 }
 
 impl ApiError {
@@ -255,6 +257,7 @@ impl ApiError {
             retry_after: None,
             details: Vec::new(),
             request_id: None,
+            trace_id: None,
         }
     }
 
@@ -287,6 +290,12 @@ impl ApiError {
         self
     }
 
+    /// Names the request's trace (W3C trace id) in the body.
+    pub fn with_trace_id(mut self, id: TraceIdHex) -> Self {
+        self.trace_id = Some(id);
+        self
+    }
+
     /// The code.
     pub fn code(&self) -> ErrorCode {
         self.code
@@ -315,6 +324,8 @@ struct Inner<'a> {
     retry_after_s: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     details: &'a [FieldProblem],
 }
@@ -340,6 +351,7 @@ impl ApiError {
                 message_zh: self.code.default_messages().1,
                 retry_after_s: self.retry_after_s(),
                 request_id: self.request_id.as_ref().and_then(|v| v.to_str().ok()),
+                trace_id: self.trace_id.as_ref().map(TraceIdHex::as_str),
                 details: &self.details,
             },
         };

@@ -78,18 +78,27 @@ impl Client {
         Client { http, base }
     }
 
-    /// Asks for `user`'s report, telling the bureau the budget left (`X-Request-Deadline-Ms`).
-    /// The caller bounds the wait.
+    /// Asks for `user`'s report, telling the bureau the budget left (`X-Request-Deadline-Ms`)
+    /// and the request's trace (`traceparent`, `tracestate`). The caller bounds the wait.
     pub(crate) async fn score(
         &self,
         user: &UserId,
         budget: Duration,
+        trace: Option<&crate::trace::Call>,
     ) -> Result<BureauReport, CallError> {
         let uri = format!("{}/v1/score/{}", self.base, user.as_str());
-        let req = Request::get(uri)
+        let mut req = Request::get(uri)
             .header("x-request-deadline-ms", budget.as_millis().to_string())
             .body(Empty::new())
             .map_err(|e| CallError::Request(e.to_string()))?;
+        if let Some(t) = trace {
+            use crate::trace::context::{TRACEPARENT, TRACESTATE};
+            let h = req.headers_mut();
+            h.insert(TRACEPARENT, t.traceparent().clone());
+            if let Some(state) = t.tracestate() {
+                h.insert(TRACESTATE, state.clone());
+            }
+        }
         let res = self
             .http
             .request(req)

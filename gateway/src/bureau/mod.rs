@@ -296,7 +296,9 @@ impl Bureau {
         budget: Duration,
     ) -> Result<BureauReport, UnavailableCause> {
         let started = Instant::now();
-        let out = tokio::time::timeout(budget, self.client.score(user, budget)).await;
+        // The request's trace goes on to the bureau, the call a span of its own.
+        let trace = crate::trace::call("bureau.score", &[("http.request.method", "GET")]);
+        let out = tokio::time::timeout(budget, self.client.score(user, budget, trace.as_ref())).await;
         let took = started.elapsed();
         self.metrics.latency.observe(took.as_secs_f64());
         crate::request::notes::add_bureau(took);
@@ -315,6 +317,9 @@ impl Bureau {
             .calls
             .get_or_create(&CallLabels { result })
             .inc();
+        if let Some(t) = trace {
+            t.end((result != "ok").then_some(result));
+        }
         out
     }
 }
