@@ -195,7 +195,7 @@ impl Gateway {
             Auth::with_operators(&config.api_keys, &config.admin_token, &config.admin.tokens);
         let reload = api::reload::Reloader::new(config.clone());
         let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)
-            .map_err(ConfigError::from)?;
+            .map_err(|e| ConfigError::from(e.under("bureau")))?;
         let tracing = trace::Exporter::start(&config.tracing, &mut registry)
             .map_err(|e| ConfigError::from(e.under("tracing")))?;
 
