@@ -3,10 +3,10 @@
 //! `http://` or `https://` (rustls with ring, as the listener: the bureau's certificate
 //! checked against `tls_ca_file`, else the system's trust store; HTTP/1.1).
 
+use crate::setting::Invalid;
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
-use crate::setting::Invalid;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -81,16 +81,19 @@ pub(crate) fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig,
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in crate::tls::certificates(path, "tls_ca_file")? {
-                roots.add(cert).map_err(|e| {
-                    Invalid::new("tls_ca_file", format!("{}: {e}", path.display()))
-                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| Invalid::new("tls_ca_file", format!("{}: {e}", path.display())))?;
             }
             builder.with_root_certificates(roots)
         }
         None => {
             use hyper_rustls::ConfigBuilderExt;
             builder.with_native_roots().map_err(|e| {
-                Invalid::new("url", format!("no system trust store to check the bureau: {e}"))
+                Invalid::new(
+                    "url",
+                    format!("no system trust store to check the bureau: {e}"),
+                )
             })?
         }
     };
@@ -121,7 +124,10 @@ impl Client {
                 .with_no_client_auth(),
             ),
         };
-        let connector = builder.https_or_http().enable_http1().wrap_connector(connector);
+        let connector = builder
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(max_idle)

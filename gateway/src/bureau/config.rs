@@ -129,7 +129,9 @@ impl BureauConfig {
         if let Some(url) = &self.url {
             super::client::base_url(url).map_err(|p| bad("url", &p))?;
         }
-        if self.tls_ca_file.is_some() && !self.url.as_ref().is_some_and(|u| u.starts_with("https://")) {
+        if self.tls_ca_file.is_some()
+            && !self.url.as_ref().is_some_and(|u| u.starts_with("https://"))
+        {
             return Err(bad("tls_ca_file", "only with an https:// url"));
         }
         let b = &self.breaker;

@@ -304,7 +304,8 @@ impl Bureau {
         let started = Instant::now();
         // The request's trace goes on to the bureau, the call a span of its own.
         let trace = crate::trace::call("bureau.score", &[("http.request.method", "GET")]);
-        let out = tokio::time::timeout(budget, self.client.score(user, budget, trace.as_ref())).await;
+        let out =
+            tokio::time::timeout(budget, self.client.score(user, budget, trace.as_ref())).await;
         let took = started.elapsed();
         self.metrics.latency.observe(took.as_secs_f64());
         crate::request::notes::add_bureau(took);

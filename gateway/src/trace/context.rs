@@ -135,9 +135,9 @@ fn valid_tracestate(v: &[u8]) -> bool {
         let key_ok = !key.is_empty()
             && key.len() <= 256
             && (key[0].is_ascii_lowercase() || key[0].is_ascii_digit())
-            && key.iter().all(|&b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-*/@".contains(&b)
-            });
+            && key
+                .iter()
+                .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-*/@".contains(&b));
         // A value: printable ASCII but ',' and '=', not ending in a space.
         let value_ok = !value.is_empty()
             && value.len() <= 256

@@ -286,10 +286,16 @@ mod tests {
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert!(!current.is_recorded());
-        let call = current.scope(async { call("bureau.score", &[]) }).await.unwrap();
+        let call = current
+            .scope(async { call("bureau.score", &[]) })
+            .await
+            .unwrap();
         let sent = context::parse_traceparent(call.traceparent().as_bytes()).unwrap();
         assert_eq!(sent.trace_id, current.trace_id());
-        assert_ne!(sent.span_id, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+        assert_ne!(
+            sent.span_id,
+            [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+        );
         assert_eq!(sent.flags, context::SAMPLED);
         assert_eq!(call.tracestate().unwrap(), "congo=t61");
         // Outside a request there is no trace to pass on.

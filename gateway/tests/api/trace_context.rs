@@ -37,11 +37,7 @@ async fn score(
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> axum::Json<Value> {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    };
+    let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
     b.seen
         .lock()
         .unwrap()
@@ -78,7 +74,10 @@ async fn traces(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes)
         if let Some(res) = &rs.resource {
             for kv in &res.attributes {
                 if kv.key == "service.name" {
-                    r.service_names.lock().unwrap().push(format!("{:?}", kv.value));
+                    r.service_names
+                        .lock()
+                        .unwrap()
+                        .push(format!("{:?}", kv.value));
                 }
             }
         }
@@ -158,7 +157,11 @@ async fn the_bureau_receives_the_callers_trace_with_the_gateways_span_as_parent(
         })
         .collect();
     assert_ne!(fresh[0], fresh[1]);
-    assert!(fresh.iter().all(|id| *id != TRACE_ID && *id != "0".repeat(32)));
+    assert!(
+        fresh
+            .iter()
+            .all(|id| *id != TRACE_ID && *id != "0".repeat(32))
+    );
 }
 
 #[tokio::test]
@@ -174,13 +177,19 @@ async fn error_bodies_name_the_trace() {
         .await
         .unwrap();
     let (status, code, body) = error_code(r).await;
-    assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED")
+    );
     assert_eq!(body["error"]["trace_id"], TRACE_ID);
     // A malformed traceparent: a fresh trace id, still named.
     let r = t
         .client
         .get(t.url("/nowhere"))
-        .header("traceparent", format!("00-{}-{CALLER_SPAN}-01", TRACE_ID.to_uppercase()))
+        .header(
+            "traceparent",
+            format!("00-{}-{CALLER_SPAN}-01", TRACE_ID.to_uppercase()),
+        )
         .send()
         .await
         .unwrap();
@@ -188,7 +197,10 @@ async fn error_bodies_name_the_trace() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let id = body["error"]["trace_id"].as_str().unwrap();
     assert_eq!(id.len(), 32);
-    assert!(id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+    assert!(
+        id.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    );
     assert_ne!(id, TRACE_ID);
 }
 
@@ -233,7 +245,11 @@ async fn spans_reach_an_otlp_receiver_under_the_callers_trace_id() {
             .find(|kv| kv.key == key)
             .map(|kv| format!("{:?}", kv.value))
     };
-    assert!(attr(&request, "http.response.status_code").unwrap().contains("200"));
+    assert!(
+        attr(&request, "http.response.status_code")
+            .unwrap()
+            .contains("200")
+    );
     // The bureau call and the store operations are its children.
     let bureau = named("bureau.score");
     assert_eq!(bureau.kind, 3, "SPAN_KIND_CLIENT");
