@@ -108,8 +108,7 @@ where
             let set = std::mem::take(res.headers_mut());
             res = e
                 .with_request_id(Some(id.clone()))
-                .with_trace_id(trace_id)
-                .render();
+                .render_traced(Some(&trace_id));
             let headers = res.headers_mut();
             for (name, value) in &set {
                 // The length was the empty placeholder's; the rendered body has its own.

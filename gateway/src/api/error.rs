@@ -245,7 +245,6 @@ pub struct ApiError {
     retry_after: Option<Duration>,
     details: Vec<FieldProblem>,
     request_id: Option<HeaderValue>,
-    trace_id: Option<TraceIdHex>,
 }
 
 impl ApiError {
@@ -257,7 +256,6 @@ impl ApiError {
             retry_after: None,
             details: Vec::new(),
             request_id: None,
-            trace_id: None,
         }
     }
 
@@ -287,12 +285,6 @@ impl ApiError {
     /// Names the request in the body.
     pub fn with_request_id(mut self, id: Option<HeaderValue>) -> Self {
         self.request_id = id;
-        self
-    }
-
-    /// Names the request's trace (W3C trace id) in the body.
-    pub fn with_trace_id(mut self, id: TraceIdHex) -> Self {
-        self.trace_id = Some(id);
         self
     }
 
@@ -343,6 +335,12 @@ impl IntoResponse for ApiError {
 impl ApiError {
     /// The JSON body (`{"error": {...}}`).
     pub fn json(&self) -> Vec<u8> {
+        self.json_traced(None)
+    }
+
+    /// The JSON body naming the request's trace (a parameter rather than a field: the
+    /// error is returned by value on every path, and kept small).
+    fn json_traced(&self, trace_id: Option<&TraceIdHex>) -> Vec<u8> {
         let body = Body {
             error: Inner {
                 code: self.code.as_str(),
@@ -351,7 +349,7 @@ impl ApiError {
                 message_zh: self.code.default_messages().1,
                 retry_after_s: self.retry_after_s(),
                 request_id: self.request_id.as_ref().and_then(|v| v.to_str().ok()),
-                trace_id: self.trace_id.as_ref().map(TraceIdHex::as_str),
+                trace_id: trace_id.map(TraceIdHex::as_str),
                 details: &self.details,
             },
         };
@@ -360,8 +358,13 @@ impl ApiError {
 
     /// The response: JSON body, `Retry-After` where due, the code in the extensions (metrics).
     pub fn render(self) -> Response {
+        self.render_traced(None)
+    }
+
+    /// [`ApiError::render`], the body naming the request's trace (W3C trace id).
+    pub fn render_traced(self, trace_id: Option<&TraceIdHex>) -> Response {
         let retry_after_s = self.retry_after_s();
-        let json = self.json();
+        let json = self.json_traced(trace_id);
         let mut res = (self.code.status(), json).into_response();
         let h = res.headers_mut();
         h.insert(

@@ -39,7 +39,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::SdkTracer;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 tokio::task_local! {
     static CURRENT: Current;
@@ -252,7 +252,9 @@ pub fn record(
         let Some(r) = &c.recorded else {
             return;
         };
-        let end = SystemTime::now();
+        // The exporter's wall clock, the one the SDK stamps the request's span with: the
+        // spans of one request line up on it (decisions never read it).
+        let end = opentelemetry::time::now();
         let mut span = r
             .tracer
             .span_builder(name)
