@@ -752,11 +752,15 @@ mod tests {
         assert!(Config::default().bureau.url.is_none(), "off by default");
 
         assert_eq!(parse_key("[bureau]\ntimeout_ms = 3\n"), "bureau.timeout_ms");
-        let c = Config::from_toml("[bureau]\nurl = \"https://x\"\n").unwrap();
+        let c = Config::from_toml("[bureau]\nurl = \"ftp://x\"\n").unwrap();
         match c.validate() {
             Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "bureau.url"),
             other => panic!("{other:?}"),
         }
+        Config::from_toml("[bureau]\nurl = \"https://x\"\n")
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 
     use super::*;
