@@ -18,7 +18,7 @@
 //! - [`ConfigError`]: why a configuration was refused, naming the key.
 //! - Elsewhere: [`AdmissionConfig`] (`[admission]`), [`OverloadConfig`]
 //!   (`[server.overload]`), [`RedisConfig`] (`[redis]`), [`BureauConfig`] (`[bureau]`),
-//!   [`PolicyConfig`] (`[policy]`).
+//!   [`PolicyConfig`] (`[policy]`), [`TracingConfig`] (`[tracing]`).
 
 use crate::admission::AdmissionConfig;
 use crate::bureau::BureauConfig;
@@ -27,6 +27,7 @@ use crate::policy::{LimitsPatch, PolicyConfig, PolicyConfigError, WindowConfig};
 use crate::setting::{self, Invalid};
 use crate::store::RedisConfig;
 use crate::tls::TlsConfig;
+use crate::trace::TracingConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ pub struct Config {
     pub bureau: BureauConfig,
     /// The operator console under `/console`.
     pub console: ConsoleConfig,
+    /// The export of spans over OTLP (off unless `tracing.otlp_endpoint` is set).
+    pub tracing: TracingConfig,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             log: LogConfig::default(),
             bureau: BureauConfig::default(),
             console: ConsoleConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -714,6 +718,7 @@ impl Config {
         self.policy.validate()?;
         self.bureau.validate().map_err(|e| e.under("bureau"))?;
         self.console.validate().map_err(|e| e.under("console"))?;
+        self.tracing.validate().map_err(|e| e.under("tracing"))?;
         Ok(())
     }
 
@@ -770,11 +775,15 @@ mod tests {
         assert!(Config::default().bureau.url.is_none(), "off by default");
 
         assert_eq!(parse_key("[bureau]\ntimeout_ms = 3\n"), "bureau.timeout_ms");
-        let c = Config::from_toml("[bureau]\nurl = \"https://x\"\n").unwrap();
+        let c = Config::from_toml("[bureau]\nurl = \"ftp://x\"\n").unwrap();
         match c.validate() {
             Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "bureau.url"),
             other => panic!("{other:?}"),
         }
+        Config::from_toml("[bureau]\nurl = \"https://x\"\n")
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 
     use super::*;

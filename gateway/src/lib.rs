@@ -23,6 +23,7 @@
 //! - [`overload`]: connection-level overload actions (pause accepting, close keep-alive).
 //! - [`pressure`]: how long connections wait for the CPU; the accept gate and stale drop.
 //! - [`tls`]: TLS on the listener (rustls), mutual TLS, certificates read again on change.
+//! - [`trace`]: W3C trace context, passed on to the bureau; spans exported over OTLP.
 //! - [`embedded`]: start a gateway in-process (tests, the loadtest).
 //! - [`trail`]: each user's recent decisions and 429/503 refusals (bounded, per process).
 //! - [`console`]: the operator console under `/console` (server-rendered pages).
@@ -56,6 +57,7 @@ pub mod setting;
 pub mod shadow;
 pub mod store;
 pub mod tls;
+pub mod trace;
 pub mod trail;
 
 use api::{App, AppState, Auth};
@@ -193,7 +195,9 @@ impl Gateway {
             Auth::with_operators(&config.api_keys, &config.admin_token, &config.admin.tokens);
         let reload = api::reload::Reloader::new(config.clone());
         let bureau = bureau::Bureau::new(&config.bureau, Arc::clone(&clock), &mut registry)
-            .map_err(ConfigError::from)?;
+            .map_err(|e| ConfigError::from(e.under("bureau")))?;
+        let tracing = trace::Exporter::start(&config.tracing, &mut registry)
+            .map_err(|e| ConfigError::from(e.under("tracing")))?;
 
         // Registered with every store (a local document is never stale) so dashboards
         // find the series.
@@ -246,6 +250,7 @@ impl Gateway {
             appeal_due: jiff::SignedDuration::from_hours(24 * 15),
             shadow,
             trail,
+            tracing,
         };
         let app = App(Arc::new(state));
         Ok(Gateway {

@@ -214,6 +214,19 @@ impl StoreOp {
             StoreOp::ResolveAppeal => "resolve_appeal",
         }
     }
+
+    /// The name of its span (`crate::trace`).
+    pub const fn span_name(self) -> &'static str {
+        match self {
+            StoreOp::Load => "store.load",
+            StoreOp::Commit => "store.commit",
+            StoreOp::UpsertUser => "store.upsert_user",
+            StoreOp::CreateAppeal => "store.create_appeal",
+            StoreOp::GetAppeal => "store.get_appeal",
+            StoreOp::ListAppeals => "store.list_appeals",
+            StoreOp::ResolveAppeal => "store.resolve_appeal",
+        }
+    }
 }
 
 /// The handles the handlers update on every request, kept (as [`RouteHandles`] are) so a

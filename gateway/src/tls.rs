@@ -267,7 +267,11 @@ pub fn spawn_watch(tls: Arc<Tls>) -> Option<JoinHandle<()>> {
     }))
 }
 
-fn certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, Invalid> {
+/// The PEM certificates of `path` (at least one), the error naming `key`.
+pub(crate) fn certificates(
+    path: &Path,
+    key: &str,
+) -> Result<Vec<CertificateDer<'static>>, Invalid> {
     let read = |e: &dyn std::fmt::Display| Invalid::new(key, format!("{}: {e}", path.display()));
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| read(&e))?

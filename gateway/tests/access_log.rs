@@ -78,6 +78,10 @@ async fn every_answer_has_one_access_line_without_personal_data() {
             .post(t.url("/v1/drawdowns"))
             .bearer_auth(KEY)
             .header("X-Request-Id", id)
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
             .header("Idempotency-Key", key)
             .json(&json!({"user_id": user, "amount_fen": 100_000, "channel": "app"}))
             .send()
@@ -131,6 +135,8 @@ async fn every_answer_has_one_access_line_without_personal_data() {
     assert!(approved["store_ops"].as_u64().unwrap() >= 2, "{approved}");
     assert!(approved["store_us"].as_u64() <= approved["latency_us"].as_u64());
     assert_eq!(approved["bureau_calls"], 0);
+    // The caller's trace.
+    assert_eq!(approved["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
 
     let line = line_of(&lines, "acc-rejected");
     assert_eq!(line["outcome"], "rejected");
@@ -146,6 +152,10 @@ async fn every_answer_has_one_access_line_without_personal_data() {
     assert_eq!(line["route"], "credit_line");
     assert!(line.get("caller").is_none(), "{line}");
     assert_eq!(line["store_ops"], 0);
+    // No traceparent: a fresh trace, named all the same.
+    let fresh = line["trace_id"].as_str().unwrap();
+    assert_eq!(fresh.len(), 32);
+    assert_ne!(fresh, "4bf92f3577b34da6a3ce929d0e0e4736");
 
     assert_eq!(line_of(&lines, "acc-admin")["caller"], "admin");
     let health = line_of(&lines, "acc-health");

@@ -29,6 +29,8 @@ pin_project! {
         Queued {
             rx: oneshot::Receiver<Outcome>,
             guard: QueueGuard,
+            // When it was queued: the admission wait's span (`crate::trace`).
+            queued_at: Instant,
             #[pin]
             sleep: Option<Sleep>,
             call: Option<(S, Req)>,
@@ -63,6 +65,7 @@ impl<S, Req, F> ResponseFuture<S, Req, F> {
             state: State::Queued {
                 rx,
                 guard,
+                queued_at: Instant::now(),
                 sleep: deadline.map(tokio::time::sleep_until),
                 call: Some((service, req)),
             },
@@ -111,9 +114,11 @@ where
                 StateProj::Queued {
                     rx,
                     guard,
+                    queued_at,
                     sleep,
                     call,
                 } => {
+                    let queued_at = *queued_at;
                     let outcome = match Pin::new(&mut *rx).poll(cx) {
                         Poll::Ready(Ok(outcome)) => outcome,
                         // Senders are only dropped after sending; treat the impossible as
@@ -125,6 +130,7 @@ where
                             };
                             ready!(sleep.poll(cx));
                             if guard.expire() {
+                                waited(queued_at, Some("shed"));
                                 return shed(guard, ShedCause::DeadlineExpiredInQueue, false);
                             }
                             // Answered just as the deadline passed: the answer is waiting.
@@ -132,6 +138,7 @@ where
                                 Ok(Err(cause)) => Err(cause),
                                 Ok(Ok(permit)) => {
                                     drop(permit);
+                                    waited(queued_at, Some("shed"));
                                     return shed(guard, ShedCause::DeadlineExpiredInQueue, true);
                                 }
                                 Err(_) => Err(ShedCause::QueueFull),
@@ -139,6 +146,7 @@ where
                         }
                     };
                     guard.disarm();
+                    waited(queued_at, outcome.as_ref().err().map(|_| "shed"));
                     match outcome {
                         Err(cause) => return shed(guard, cause, false),
                         Ok(permit) => {
@@ -156,6 +164,17 @@ where
             this.state.set(next);
         }
     }
+}
+
+/// The span of a wait in the queue that began at `queued_at` and ends now.
+fn waited(queued_at: Instant, error: Option<&'static str>) {
+    crate::trace::record(
+        "admission.wait",
+        opentelemetry::trace::SpanKind::Internal,
+        queued_at.elapsed(),
+        &[],
+        error,
+    );
 }
 
 fn shed<T>(guard: &QueueGuard, cause: ShedCause, count: bool) -> Poll<Result<T, BoxError>> {

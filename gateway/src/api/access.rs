@@ -3,7 +3,7 @@
 //! service's other logs (`RUST_LOG=info,access=off` turns it off; `warn,access=info` keeps
 //! only it and the warnings).
 //!
-//! A line carries the request id, the method and route class, the caller's id (`admin` on
+//! A line carries the request id, the trace id (W3C, the caller's or a fresh one), the method and route class, the caller's id (`admin` on
 //! the admin routes, none on the operations routes or before authentication), the status,
 //! the refusal code or the decision's outcome and principal reason, the latency and the time
 //! spent in the store and the credit bureau, in microseconds. It carries no personal data:
@@ -18,6 +18,7 @@ use super::App;
 use super::error::ErrorCode;
 use crate::request::notes::Notes;
 use crate::request::{RequestFacts, RouteClass, UserKey};
+use crate::trace::TraceIdHex;
 use axum::http::{HeaderValue, Method};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,7 @@ impl Who {
 pub(super) struct Line<'a> {
     pub(super) app: &'a App,
     pub(super) id: &'a HeaderValue,
+    pub(super) trace_id: &'a TraceIdHex,
     pub(super) method: &'a Method,
     pub(super) class: RouteClass,
     pub(super) status: u16,
@@ -69,6 +71,7 @@ pub(super) fn log(line: &Line<'_>) {
     let Line {
         app,
         id,
+        trace_id,
         method,
         class,
         status,
@@ -84,6 +87,7 @@ pub(super) fn log(line: &Line<'_>) {
     tracing::info!(
         target: TARGET,
         request_id = id.to_str().unwrap_or("-"),
+        trace_id = trace_id.as_str(),
         method = method.as_str(),
         route = class.as_str(),
         caller = who.caller.as_deref(),

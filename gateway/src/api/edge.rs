@@ -1,6 +1,6 @@
-//! The edge of the stack: request id, span, route class, authentication, deadline, priority,
-//! the bounded body read, and the metrics and access-log line ([`super::access`]) of every
-//! answer.
+//! The edge of the stack: request id, trace context ([`crate::trace`]), span, route class,
+//! authentication, deadline, priority, the bounded body read, and the metrics and access-log
+//! line ([`super::access`]) of every answer.
 //!
 //! Everything the inner layers (rate limits, admission) key on is put into one request
 //! extension here, [`RequestFacts`], so they never parse a body: a drawdown's user id is read
@@ -15,6 +15,7 @@ use super::{App, access, names};
 use crate::metrics::CodeLabels;
 use crate::request::notes::{Notes, noted};
 use crate::request::{CertCaller, Priority, RequestFacts, RouteClass, UserKey};
+use crate::trace::{Current, TraceIdHex};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
@@ -54,6 +55,8 @@ where
     let started = tokio::time::Instant::now();
     let id = request_id(&req);
     let class = RouteClass::of(req.method(), req.uri().path());
+    // The caller's trace continued, or a fresh one (`crate::trace`).
+    let trace = Current::begin(app.tracing.as_ref(), req.headers(), class.as_str());
     let span = tracing::debug_span!(
         "request",
         http.method = %req.method(),
@@ -95,14 +98,17 @@ where
             Err(e) => Some(e.into_response()),
         };
         let (mut res, notes) = match refused {
-            None => noted(inner(class, req)).await,
+            None => trace.scope(noted(inner(class, req))).await,
             Some(res) => (res, Notes::default()),
         };
+        let trace_id = TraceIdHex::new(trace.trace_id());
         // Every error, wherever it was raised, is rendered here with the request id, keeping
         // the headers set on the way out (the router's `Allow` on a 405).
         if let Some(e) = res.extensions_mut().remove::<ApiError>() {
             let set = std::mem::take(res.headers_mut());
-            res = e.with_request_id(Some(id.clone())).render();
+            res = e
+                .with_request_id(Some(id.clone()))
+                .render_traced(Some(&trace_id));
             let headers = res.headers_mut();
             for (name, value) in &set {
                 // The length was the empty placeholder's; the rendered body has its own.
@@ -137,10 +143,17 @@ where
                 );
             }
         }
+        trace.finish(
+            status,
+            class.as_str(),
+            id.to_str().unwrap_or("-"),
+            code.map(ErrorCode::as_str),
+        );
         if let Some(method) = method {
             access::log(&access::Line {
                 app: &app,
                 id: &id,
+                trace_id: &trace_id,
                 method: &method,
                 class,
                 status,

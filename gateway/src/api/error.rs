@@ -8,6 +8,7 @@
 use crate::admission::Shed;
 use crate::ratelimit::{RateLimited, Scope};
 use crate::store::StoreError;
+use crate::trace::TraceIdHex;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use risk_core::ReasonCode;
@@ -315,6 +316,8 @@ struct Inner<'a> {
     retry_after_s: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     details: &'a [FieldProblem],
 }
@@ -332,6 +335,12 @@ impl IntoResponse for ApiError {
 impl ApiError {
     /// The JSON body (`{"error": {...}}`).
     pub fn json(&self) -> Vec<u8> {
+        self.json_traced(None)
+    }
+
+    /// The JSON body naming the request's trace (a parameter rather than a field: the
+    /// error is returned by value on every path, and kept small).
+    fn json_traced(&self, trace_id: Option<&TraceIdHex>) -> Vec<u8> {
         let body = Body {
             error: Inner {
                 code: self.code.as_str(),
@@ -340,6 +349,7 @@ impl ApiError {
                 message_zh: self.code.default_messages().1,
                 retry_after_s: self.retry_after_s(),
                 request_id: self.request_id.as_ref().and_then(|v| v.to_str().ok()),
+                trace_id: trace_id.map(TraceIdHex::as_str),
                 details: &self.details,
             },
         };
@@ -348,8 +358,13 @@ impl ApiError {
 
     /// The response: JSON body, `Retry-After` where due, the code in the extensions (metrics).
     pub fn render(self) -> Response {
+        self.render_traced(None)
+    }
+
+    /// [`ApiError::render`], the body naming the request's trace (W3C trace id).
+    pub fn render_traced(self, trace_id: Option<&TraceIdHex>) -> Response {
         let retry_after_s = self.retry_after_s();
-        let json = self.json();
+        let json = self.json_traced(trace_id);
         let mut res = (self.code.status(), json).into_response();
         let h = res.headers_mut();
         h.insert(

@@ -354,5 +354,6 @@ fn restart_only(running: &Config, next: &Config) -> Vec<&'static str> {
     differs("admission", running.admission != next.admission);
     differs("log.format", running.log.format != next.log.format);
     differs("console", running.console != next.console);
+    differs("tracing", running.tracing != next.tracing);
     keys
 }

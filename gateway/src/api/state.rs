@@ -52,6 +52,9 @@ pub struct AppState {
     pub shadow: crate::shadow::Shadow,
     /// Each user's recent decisions and 429/503 refusals (the console's customer page).
     pub trail: crate::trail::Trail,
+    /// The export of spans (`None`: `[tracing]` is off; the trace context is still read and
+    /// passed on).
+    pub tracing: Option<crate::trace::Exporter>,
 }
 
 impl AppState {

@@ -59,9 +59,13 @@ impl Default for BreakerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BureauConfig {
-    /// Base URL, e.g. `http://127.0.0.1:9100` (`GET {url}/v1/score/{user_id}`). Absent: the
-    /// bureau is off. `GATEWAY_BUREAU_URL` overrides it.
+    /// Base URL, e.g. `http://127.0.0.1:9100` or `https://bureau.internal`
+    /// (`GET {url}/v1/score/{user_id}`). Absent: the bureau is off. `GATEWAY_BUREAU_URL`
+    /// overrides it.
     pub url: Option<String>,
+    /// With an `https://` URL: the CA certificates (PEM) the bureau's certificate is checked
+    /// against, instead of the system's trust store (relative: to the working directory).
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// When to consult it: `always`, `grades` or `amount_above`.
     pub consult: ConsultRule,
     /// With `consult = "grades"`: the grades consulted (e.g. `["D", "E"]`).
@@ -101,6 +105,7 @@ impl Default for BureauConfig {
     fn default() -> Self {
         BureauConfig {
             url: None,
+            tls_ca_file: None,
             consult: ConsultRule::Always,
             grades: Vec::new(),
             amount_above_fen: 0,
@@ -123,6 +128,11 @@ impl BureauConfig {
         let bad = |key: &str, problem: &str| Invalid::new(key, problem);
         if let Some(url) = &self.url {
             super::client::base_url(url).map_err(|p| bad("url", &p))?;
+        }
+        if self.tls_ca_file.is_some()
+            && !self.url.as_ref().is_some_and(|u| u.starts_with("https://"))
+        {
+            return Err(bad("tls_ca_file", "only with an https:// url"));
         }
         let b = &self.breaker;
         setting::at_least_one([
@@ -192,7 +202,10 @@ mod tests {
             key(&c)
         };
         assert_eq!(with(|c| c.url = Some("ftp://x".into())), "bureau.url");
-        assert_eq!(with(|c| c.url = Some("https://x".into())), "bureau.url");
+        assert_eq!(
+            with(|c| c.tls_ca_file = Some("ca.pem".into())),
+            "bureau.tls_ca_file"
+        );
         assert_eq!(
             with(|c| c.timeout_cap = Duration::ZERO),
             "bureau.timeout_cap_ms"

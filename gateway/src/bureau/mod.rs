@@ -109,6 +109,12 @@ impl Bureau {
     ) -> Result<Bureau, Invalid> {
         let url = config.url.as_deref().unwrap_or_default();
         let base = client::base_url(url).map_err(|problem| Invalid::new("url", problem))?;
+        // Read here, so a reload with a CA file that cannot be read changes nothing.
+        let tls = if base.starts_with("https://") {
+            Some(client::tls_config(config.tls_ca_file.as_deref())?)
+        } else {
+            None
+        };
         let max_concurrent = usize::try_from(config.max_concurrent).unwrap_or(usize::MAX);
         let guards = config.guard.then(|| Guards {
             bulkhead: Arc::new(Semaphore::new(max_concurrent)),
@@ -124,7 +130,7 @@ impl Bureau {
         });
         Ok(Bureau {
             config: config.clone(),
-            client: client::Client::new(base, max_concurrent),
+            client: client::Client::new(base, max_concurrent, tls),
             guards,
             cache,
             clock,
@@ -296,7 +302,10 @@ impl Bureau {
         budget: Duration,
     ) -> Result<BureauReport, UnavailableCause> {
         let started = Instant::now();
-        let out = tokio::time::timeout(budget, self.client.score(user, budget)).await;
+        // The request's trace goes on to the bureau, the call a span of its own.
+        let trace = crate::trace::call("bureau.score", &[("http.request.method", "GET")]);
+        let out =
+            tokio::time::timeout(budget, self.client.score(user, budget, trace.as_ref())).await;
         let took = started.elapsed();
         self.metrics.latency.observe(took.as_secs_f64());
         crate::request::notes::add_bureau(took);
@@ -315,6 +324,9 @@ impl Bureau {
             .calls
             .get_or_create(&CallLabels { result })
             .inc();
+        if let Some(t) = trace {
+            t.end((result != "ok").then_some(result));
+        }
         out
     }
 }

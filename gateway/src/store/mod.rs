@@ -111,6 +111,18 @@ pub enum StoreError {
     Invalid(String),
 }
 
+impl StoreError {
+    /// What kind of failure, in one word (`unavailable`, `timeout`, `corrupt`, `invalid`).
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Timeout => "timeout",
+            StoreError::Corrupt(_) => "corrupt",
+            StoreError::Invalid(_) => "invalid",
+        }
+    }
+}
+
 /// The result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

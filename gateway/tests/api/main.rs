@@ -23,3 +23,4 @@ mod routes;
 mod shadow;
 mod shutdown;
 mod tls;
+mod trace_context;

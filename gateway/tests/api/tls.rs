@@ -393,3 +393,106 @@ fn a_client_map_needs_mutual_tls_and_fingerprints() {
     tls.clients.insert("ab".repeat(32), "partner-a".to_owned());
     tls.validate().unwrap();
 }
+
+/// Serves `router` over TLS (HTTP/1.1) on a loopback port with `leaf`; counts the TCP
+/// connections accepted, handshake or not.
+async fn serve_tls(
+    router: axum::Router,
+    (cert, key): &(String, String),
+    accepted: Arc<std::sync::atomic::AtomicU32>,
+) -> SocketAddr {
+    let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper_util::service::TowerToHyperService::new(router);
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn the_bureau_over_https_is_checked_against_its_ca_file() {
+    use crate::trace_context::{TraceBureau, bureau_router};
+    let ca = Ca::new("bureau CA");
+    let dir = TempDir::new();
+    let ca_file = dir.0.join("bureau-ca.pem");
+    std::fs::write(&ca_file, ca.issuer.pem()).unwrap();
+    let bureau = Arc::new(TraceBureau::default());
+    let accepted = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let addr = serve_tls(
+        bureau_router(&bureau),
+        &ca.leaf(&["localhost"]),
+        Arc::clone(&accepted),
+    )
+    .await;
+    let start = |ca_file: Option<PathBuf>| {
+        let mut c = relaxed();
+        c.bureau.url = Some(format!("https://localhost:{}", addr.port()));
+        c.bureau.tls_ca_file = ca_file;
+        c.bureau.cache_ttl = Duration::ZERO;
+        c.bureau.stale_max_age = Duration::ZERO;
+        async move {
+            let t = TestGateway::start(c).await;
+            t.user("u-tls1", 1_000_000).await;
+            t
+        }
+    };
+    let draw = |t: &TestGateway, key: &'static str| {
+        t.client
+            .post(t.url("/v1/drawdowns"))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({"user_id": "u-tls1", "amount_fen": 10_000, "channel": "app"}))
+            .send()
+    };
+
+    // Trusted through the CA file: the bureau answers, and the trace goes on over TLS.
+    let t = start(Some(ca_file.clone())).await;
+    let r = draw(&t, "k-tls-1").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let d: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(d["outcome"], "approved", "{d}");
+    let seen = bureau.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].0.as_deref().unwrap().starts_with("00-"));
+
+    // Without it the system's trust store does not know the test CA: the handshake fails,
+    // no request reaches the bureau, and the drawdown goes to review as for any bureau error.
+    let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let t = start(None).await;
+    let r = draw(&t, "k-tls-2").await.unwrap();
+    let d: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(d["outcome"], "review", "{d}");
+    assert_eq!(d["reasons"][0]["code"], "BUREAU_UNAVAILABLE_REVIEW");
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) > before);
+    assert_eq!(bureau.seen.lock().unwrap().len(), 1);
+
+    // A CA file that cannot be read stops the start, naming the key.
+    let mut c = relaxed();
+    c.bureau.url = Some(format!("https://localhost:{}", addr.port()));
+    c.bureau.tls_ca_file = Some(dir.0.join("missing.pem"));
+    let e = gateway::Gateway::build(c, gateway::clock::SystemClock::shared()).unwrap_err();
+    assert!(e.to_string().contains("bureau.tls_ca_file"), "{e}");
+}

@@ -106,6 +106,13 @@ impl App {
             self.metrics
                 .record_store_op(op, took.as_secs_f64(), out.is_err());
             crate::request::notes::add_store(took);
+            crate::trace::record(
+                op.span_name(),
+                opentelemetry::trace::SpanKind::Client,
+                took,
+                &[],
+                out.as_ref().err().map(StoreError::kind),
+            );
             out
         })
     }
