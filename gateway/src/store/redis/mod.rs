@@ -583,32 +583,49 @@ impl RedisStore {
 
     /// `EVALSHA` of `script`, the command built by `build`: on one server sent with the
     /// calls of concurrent requests ([`coalesce`]), on a cluster to the node of its first key.
-    /// A server that does not hold the script (restarted, flushed, or a node that took the
-    /// slot over) gets it with `SCRIPT LOAD` (on a cluster: every primary), and the call is
-    /// sent again. A script's error is `Unavailable`, as any failed command.
+    /// A script's error is `Unavailable`, as any failed command.
     async fn eval(&self, script: &Script, build: impl Fn() -> redis::Cmd) -> Result<Value> {
         use redis::aio::ConnectionLike;
-        let mut loaded = false;
-        loop {
+        let build = &build;
+        self.with_script(script, move || async move {
             let cmd = build();
             let reply = if self.is_cluster() {
                 self.with_conn(|mut c| async move { c.req_packed_command(&cmd).await })
-                    .await
+                    .await?
             } else {
-                self.coalesced(cmd).await
+                self.coalesced(cmd).await?
             };
-            let failure = match reply {
-                Ok(Value::ServerError(e)) => redis::RedisError::from(e),
+            Ok(match reply {
+                Value::ServerError(e) => Err(e.into()),
+                v => Ok(v),
+            })
+        })
+        .await
+    }
+
+    /// Sends a script call with `send` (the call's reply, or the script's error): a server
+    /// that does not hold `script` (restarted, flushed, or a node that took the slot over)
+    /// gets it with `SCRIPT LOAD` (on a cluster: every primary), and the call is sent again,
+    /// once. Any other error of the script is `Unavailable`.
+    pub(super) async fn with_script<T, Fut>(
+        &self,
+        script: &Script,
+        send: impl Fn() -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = Result<redis::RedisResult<T>>>,
+    {
+        let mut loaded = false;
+        loop {
+            match send().await? {
                 Ok(v) => return Ok(v),
-                Err(e) => return Err(e),
-            };
-            if failure.code() == Some("NOSCRIPT") && !loaded {
-                loaded = true;
-                self.with_conn(|mut c| async move { script.load_async(&mut c).await })
-                    .await?;
-                continue;
+                Err(e) if e.code() == Some("NOSCRIPT") && !loaded => {
+                    loaded = true;
+                    self.with_conn(|mut c| async move { script.load_async(&mut c).await })
+                        .await?;
+                }
+                Err(e) => return Err(redis_error(&e)),
             }
-            return Err(redis_error(&failure));
         }
     }
 
@@ -693,20 +710,8 @@ impl RedisStore {
         after: &str,
         count: usize,
     ) -> Result<Vec<AuditEvent>> {
-        let key = self.audit_key(slot);
-        let start = format!("({after}");
-        let start = if after == "0" { "-".to_owned() } else { start };
-        let raw: Vec<(String, Vec<(String, String)>)> = self
-            .with_conn(|mut c| async move {
-                redis::cmd("XRANGE")
-                    .arg(&key)
-                    .arg(&start)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(&mut c)
-                    .await
-            })
+        let raw = self
+            .stream_after(self.audit_key(slot), (after != "0").then_some(after), count)
             .await?;
         Ok(raw
             .into_iter()
@@ -715,6 +720,28 @@ impl RedisStore {
                 fields: fields.into_iter().collect(),
             })
             .collect())
+    }
+
+    /// Up to `count` entries of stream `key` after entry `after` (`None`: from the start),
+    /// oldest first, each as its id and its fields.
+    pub(super) async fn stream_after(
+        &self,
+        key: String,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Vec<(String, String)>)>> {
+        let start = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        self.with_conn(|mut c| async move {
+            redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut c)
+                .await
+        })
+        .await
     }
 
     /// Every audit event of every slot (for tests and small reconciliations: it reads all
