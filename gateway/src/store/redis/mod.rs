@@ -7,11 +7,11 @@
 //!
 //! | key | type | what |
 //! | --- | --- | --- |
-//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field (`drawdowns_24h`: the upstream count, until `up_until`), and its version `v` (bumped by every write) |
-//! | `P:{sNNNN}:u-ap:<user>` | zset | the user's approvals of the last 24 hours: decision id by unix second; expires a day after the last |
-//! | `P:{sNNNN}:k:<digest>` | hash | an idempotency record (fingerprint, decision id, expiry); TTL = retention |
-//! | `P:{sNNNN}:k-exp` | zset | the slot's idempotency records by logical expiry (for [`Store::purge_expired`]) |
-//! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
+//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field (`drawdowns_24h`: the upstream count, until `up_until`), its version `v` (bumped by every write), and `a0`, `ax` describing its approvals (see [`scripts::COMMIT`]) |
+//! | `P:{sNNNN}:u-ap:<user>` | zset | the user's approvals of the last 24 hours: the version each made, by unix second; expires a day after the last |
+//! | `P:{sNNNN}:k:<digest>` | string | an idempotency record: `<expiry ms> <fingerprint> <decision id>` (a hash of the three before); TTL = retention |
+//! | `P:{sNNNN}:k-due` | list | the slot's idempotency records in commit order, `<expiry ms> <key>` (for [`Store::purge_expired`]; `k-exp`, a zset by expiry, before) |
+//! | `P:{sNNNN}:d:<decision_id>` | string | a decision: JSON, available, appealable, user, appeal, caller, one a line (a hash of them before); TTL = decision retention, none once appealed |
 //! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
 //! | `P:{sNNNN}:repl` | string | a marker written before an approval is replayed, so that `WAIT` covers it ([`durable`]); expires in a minute |
 //! | `P:{admin}:audit` | stream | one entry per operator change ([`audit`]); never trimmed by the gateway |
@@ -325,6 +325,7 @@ struct Scripts {
     upsert: Script,
     purge: Script,
     create_appeal: Script,
+    get_decision: Script,
     resolve_appeal: Script,
     thresholds_publish: Script,
     thresholds_current: Script,
@@ -420,6 +421,7 @@ impl RedisStore {
             upsert: Script::new(scripts::UPSERT),
             purge: Script::new(scripts::PURGE),
             create_appeal: Script::new(scripts::CREATE_APPEAL),
+            get_decision: Script::new(scripts::GET_DECISION),
             resolve_appeal: Script::new(scripts::RESOLVE_APPEAL),
             thresholds_publish: Script::new(thresholds::PUBLISH),
             thresholds_current: Script::new(thresholds::CURRENT),
@@ -960,7 +962,7 @@ impl RedisStore {
         let keys = [
             self.user_key(&req.user),
             self.idem_key(&req.caller, &req.user, &req.idempotency_key),
-            format!("{tag}k-exp"),
+            format!("{tag}k-due"),
             decision_key,
             self.audit_key(slot),
             self.approvals_key(&req.user),
@@ -968,11 +970,32 @@ impl RedisStore {
         let fingerprint = req.fingerprint.to_string();
         let amount = d.amount_fen.to_string();
         let ceiling = ceiling.unwrap_or_default();
-        let prefix = format!("{tag}d:");
+        // The decision's fields after `available` (see `scripts::COMMIT`'s `decision`).
+        let tail = format!(
+            "{}\n{}\n\n{}",
+            if d.appealable { "1" } else { "0" },
+            req.user.as_str(),
+            req.caller
+        );
         let expected = seen
             .as_ref()
             .and_then(|s| s.version)
             .map(|v| v.to_string())
+            .unwrap_or_default();
+        // A checked commit lands on exactly the state seen, so what it leaves is known here:
+        // used, available, and the version after a reservation (the script checks the line).
+        let (used_after, available_after, version_after) = seen
+            .as_ref()
+            .and_then(|s| Some((&s.state, s.version?)))
+            .map(|(state, version)| {
+                let used = state
+                    .used
+                    .get()
+                    .saturating_add(req.reserve.map_or(0, |r| r.amount.get()));
+                let available = state.limit.get().saturating_sub(used);
+                let version = version + u64::from(req.reserve.is_some());
+                (used.to_string(), available.to_string(), version.to_string())
+            })
             .unwrap_or_default();
         let threshold_version = d.threshold_version.to_string();
         let script = &self.inner.scripts.commit;
@@ -987,15 +1010,17 @@ impl RedisStore {
                 .arg(duration_ms(config.idempotency_retention))
                 .arg(duration_ms(config.decision_retention))
                 .arg(req.user.as_str())
-                .arg(if d.appealable { "1" } else { "0" })
-                .arg(&prefix)
+                .arg(&tail)
                 .arg(&*req.caller)
                 .arg(&expected)
                 .arg(&*req.idempotency_key)
                 .arg(d.outcome.as_str())
                 .arg(&threshold_version)
                 .arg(&d.policy)
-                .arg(&d.evaluated_at);
+                .arg(&d.evaluated_at)
+                .arg(&used_after)
+                .arg(&available_after)
+                .arg(&version_after);
         };
         // A reservation is answered only once a replica holds it (see [`durable`]).
         let acks = req.reserve.is_some() && self.is_cluster() && self.replica_acks() > 0;
@@ -1160,18 +1185,13 @@ impl RedisStore {
         else {
             return Ok(None);
         };
-        let key = format!("{}d:{decision_id}", self.tag(slot));
-        let (json, available, owner): (Option<String>, Option<String>, Option<String>) = self
-            .with_conn(|mut c| async move {
-                redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg("json")
-                    .arg("available")
-                    .arg("caller")
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
+        let keys = [format!("{}d:{decision_id}", self.tag(slot))];
+        let script = &self.inner.scripts.get_decision;
+        let reply = self.eval(script, || evalsha(script, &keys)).await?;
+        let (json, available, owner) = match reply {
+            Value::Array(v) if v.len() == 3 => (text(&v[0]), text(&v[1]), text(&v[2])),
+            _ => return Err(bad()),
+        };
         match (json, available, owner) {
             (Some(j), Some(a), Some(o)) if caller.is_none_or(|c| o == c) => {
                 decision_from(&j, &a).map(Some)
@@ -1370,7 +1390,8 @@ impl RedisStore {
         let invocations: Vec<_> = Self::all_slots()
             .map(|slot| {
                 let mut inv = script.prepare_invoke();
-                inv.key(format!("{}k-exp", self.tag(slot)))
+                inv.key(format!("{}k-due", self.tag(slot)))
+                    .key(format!("{}k-exp", self.tag(slot)))
                     .arg(now_ms)
                     .arg(PURGE_BATCH);
                 inv
