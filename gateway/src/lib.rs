@@ -306,6 +306,7 @@ impl Gateway {
         });
         let mut tasks = vec![policy, purge];
         tasks.extend(probe);
+        tasks.extend(self.console.spawn_sampler());
         if let Some(tls) = &self.app.tls {
             tasks.extend(tls::spawn_watch(Arc::clone(tls)));
         }
