@@ -49,23 +49,9 @@ impl RedisStore {
         after: AuditCursor,
         limit: usize,
     ) -> Result<AuditPage> {
-        let key = self.operator_audit_key();
-        let start = if after == AuditCursor::START {
-            "-".to_owned()
-        } else {
-            format!("({after}")
-        };
-        let raw: Vec<(String, Vec<(String, String)>)> = self
-            .with_conn(|mut c| async move {
-                redis::cmd("XRANGE")
-                    .arg(&key)
-                    .arg(&start)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(limit)
-                    .query_async(&mut c)
-                    .await
-            })
+        let after = (after != AuditCursor::START).then(|| after.to_string());
+        let raw = self
+            .stream_after(self.operator_audit_key(), after.as_deref(), limit)
             .await?;
         let entries = raw
             .into_iter()

@@ -24,7 +24,7 @@
 //! "best effort" consistency, and a failover that promotes a replica that did not
 //! acknowledge is still possible when several replicas exist (each primary here has one).
 
-use super::{Conn, RedisStore, evalsha, redis_error};
+use super::{Conn, RedisStore, duration_ms, evalsha, redis_error};
 use crate::store::{Result, Slot, StoreError};
 use deadpool_redis::redis::{self, Script, Value};
 
@@ -48,11 +48,9 @@ impl RedisStore {
         args: impl Fn(&mut redis::Cmd),
     ) -> Result<(Value, i64)> {
         let replicas = self.replica_acks();
-        let timeout = u64::try_from(self.config().replica_ack_timeout.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let mut loaded = false;
-        loop {
+        let timeout = self.ack_timeout_ms();
+        let args = &args;
+        self.with_script(script, move || async move {
             let mut pipe = redis::pipe();
             let mut cmd = evalsha(script, keys);
             args(&mut cmd);
@@ -72,28 +70,22 @@ impl RedisStore {
                     "a pipeline of two got fewer replies".into(),
                 ));
             };
-            let failure = match reply {
-                Value::ServerError(e) => redis::RedisError::from(e),
-                reply => {
-                    let acked = match acked {
-                        Value::Int(n) => n,
-                        Value::ServerError(e) => return Err(redis_error(&e.into())),
-                        _ => return Err(StoreError::Corrupt("WAIT answered no count".into())),
-                    };
-                    return Ok((reply, acked));
-                }
-            };
-            if failure.code() == Some("NOSCRIPT") && !loaded {
-                loaded = true;
-                self.with_conn(|mut c| async move { script.load_async(&mut c).await })
-                    .await?;
-                continue;
+            if let Value::ServerError(e) = reply {
+                return Ok(Err(e.into()));
             }
-            if super::sentinel::demoted(&failure) {
-                self.forget_connections();
+            match acked {
+                Value::Int(n) => Ok(Ok((reply, n))),
+                Value::ServerError(e) => Err(redis_error(&e.into())),
+                _ => Err(StoreError::Corrupt("WAIT answered no count".into())),
             }
-            return Err(redis_error(&failure));
-        }
+        })
+        .await
+    }
+
+    /// [`super::RedisConfig::replica_ack_timeout`] in whole milliseconds, at least one (what
+    /// `WAIT` takes; 0 would wait for ever).
+    fn ack_timeout_ms(&self) -> u64 {
+        duration_ms(self.config().replica_ack_timeout).max(1)
     }
 
     /// Before an approval stored in `slot` is replayed: a marker written in the slot, then
@@ -106,9 +98,7 @@ impl RedisStore {
         if replicas == 0 {
             return Ok(());
         }
-        let timeout = u64::try_from(self.config().replica_ack_timeout.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let timeout = self.ack_timeout_ms();
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(format!("{}repl", self.tag(slot)))

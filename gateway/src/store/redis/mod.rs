@@ -7,11 +7,11 @@
 //!
 //! | key | type | what |
 //! | --- | --- | --- |
-//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field (`drawdowns_24h`: the upstream count, until `up_until`), and its version `v` (bumped by every write) |
-//! | `P:{sNNNN}:u-ap:<user>` | zset | the user's approvals of the last 24 hours: decision id by unix second; expires a day after the last |
-//! | `P:{sNNNN}:k:<digest>` | hash | an idempotency record (fingerprint, decision id, expiry); TTL = retention |
-//! | `P:{sNNNN}:k-exp` | zset | the slot's idempotency records by logical expiry (for [`Store::purge_expired`]) |
-//! | `P:{sNNNN}:d:<decision_id>` | hash | a decision (JSON, available, user, caller, appealable, appeal); TTL = decision retention, none once appealed |
+//! | `P:{sNNNN}:u:<user>` | hash | the user's state, one field per [`UserState`] field (`drawdowns_24h`: the upstream count, until `up_until`), its version `v` (bumped by every write), and `a0`, `ax` describing its approvals (see [`scripts::COMMIT`]) |
+//! | `P:{sNNNN}:u-ap:<user>` | zset | the user's approvals of the last 24 hours: the version each made, by unix second; expires a day after the last |
+//! | `P:{sNNNN}:k:<digest>` | string | an idempotency record: `<expiry ms> <fingerprint> <decision id>` (a hash of the three before); TTL = retention |
+//! | `P:{sNNNN}:k-due` | list | the slot's idempotency records in commit order, `<expiry ms> <key>` (for [`Store::purge_expired`]; `k-exp`, a zset by expiry, before) |
+//! | `P:{sNNNN}:d:<decision_id>` | string | a decision: JSON, available, appealable, user, appeal, caller, one a line (a hash of them before); TTL = decision retention, none once appealed |
 //! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
 //! | `P:{sNNNN}:repl` | string | a marker written before an approval is replayed, so that `WAIT` covers it ([`durable`]); expires in a minute |
 //! | `P:{th}:force` | string | the peak window an operator forced for every instance (or `normal`; none: the calendar) ([`forced`]) |
@@ -334,6 +334,7 @@ struct Scripts {
     upsert: Script,
     purge: Script,
     create_appeal: Script,
+    get_decision: Script,
     resolve_appeal: Script,
     thresholds_publish: Script,
     thresholds_current: Script,
@@ -439,6 +440,7 @@ impl RedisStore {
             upsert: Script::new(scripts::UPSERT),
             purge: Script::new(scripts::PURGE),
             create_appeal: Script::new(scripts::CREATE_APPEAL),
+            get_decision: Script::new(scripts::GET_DECISION),
             resolve_appeal: Script::new(scripts::RESOLVE_APPEAL),
             thresholds_publish: Script::new(thresholds::PUBLISH),
             thresholds_current: Script::new(thresholds::CURRENT),
@@ -616,35 +618,54 @@ impl RedisStore {
 
     /// `EVALSHA` of `script`, the command built by `build`: on one server sent with the
     /// calls of concurrent requests ([`coalesce`]), on a cluster to the node of its first key.
-    /// A server that does not hold the script (restarted, flushed, or a node that took the
-    /// slot over) gets it with `SCRIPT LOAD` (on a cluster: every primary), and the call is
-    /// sent again. A script's error is `Unavailable`, as any failed command.
+    /// A script's error is `Unavailable`, as any failed command.
     async fn eval(&self, script: &Script, build: impl Fn() -> redis::Cmd) -> Result<Value> {
         use redis::aio::ConnectionLike;
-        let mut loaded = false;
-        loop {
+        let build = &build;
+        self.with_script(script, move || async move {
             let cmd = build();
             let reply = if self.is_cluster() {
                 self.with_conn(|mut c| async move { c.req_packed_command(&cmd).await })
-                    .await
+                    .await?
             } else {
-                self.coalesced(cmd).await
+                self.coalesced(cmd).await?
             };
-            let failure = match reply {
-                Ok(Value::ServerError(e)) => redis::RedisError::from(e),
+            Ok(match reply {
+                Value::ServerError(e) => Err(e.into()),
+                v => Ok(v),
+            })
+        })
+        .await
+    }
+
+    /// Sends a script call with `send` (the call's reply, or the script's error): a server
+    /// that does not hold `script` (restarted, flushed, or a node that took the slot over)
+    /// gets it with `SCRIPT LOAD` (on a cluster: every primary), and the call is sent again,
+    /// once. Any other error of the script is `Unavailable`.
+    pub(super) async fn with_script<T, Fut>(
+        &self,
+        script: &Script,
+        send: impl Fn() -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = Result<redis::RedisResult<T>>>,
+    {
+        let mut loaded = false;
+        loop {
+            match send().await? {
                 Ok(v) => return Ok(v),
-                Err(e) => return Err(e),
-            };
-            if failure.code() == Some("NOSCRIPT") && !loaded {
-                loaded = true;
-                self.with_conn(|mut c| async move { script.load_async(&mut c).await })
-                    .await?;
-                continue;
+                Err(e) if e.code() == Some("NOSCRIPT") && !loaded => {
+                    loaded = true;
+                    self.with_conn(|mut c| async move { script.load_async(&mut c).await })
+                        .await?;
+                }
+                Err(e) => {
+                    if sentinel::demoted(&e) {
+                        self.forget_connections();
+                    }
+                    return Err(redis_error(&e));
+                }
             }
-            if sentinel::demoted(&failure) {
-                self.forget_connections();
-            }
-            return Err(redis_error(&failure));
         }
     }
 
@@ -729,20 +750,8 @@ impl RedisStore {
         after: &str,
         count: usize,
     ) -> Result<Vec<AuditEvent>> {
-        let key = self.audit_key(slot);
-        let start = format!("({after}");
-        let start = if after == "0" { "-".to_owned() } else { start };
-        let raw: Vec<(String, Vec<(String, String)>)> = self
-            .with_conn(|mut c| async move {
-                redis::cmd("XRANGE")
-                    .arg(&key)
-                    .arg(&start)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(&mut c)
-                    .await
-            })
+        let raw = self
+            .stream_after(self.audit_key(slot), (after != "0").then_some(after), count)
             .await?;
         Ok(raw
             .into_iter()
@@ -751,6 +760,28 @@ impl RedisStore {
                 fields: fields.into_iter().collect(),
             })
             .collect())
+    }
+
+    /// Up to `count` entries of stream `key` after entry `after` (`None`: from the start),
+    /// oldest first, each as its id and its fields.
+    pub(super) async fn stream_after(
+        &self,
+        key: String,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Vec<(String, String)>)>> {
+        let start = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        self.with_conn(|mut c| async move {
+            redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut c)
+                .await
+        })
+        .await
     }
 
     /// Every audit event of every slot (for tests and small reconciliations: it reads all
@@ -969,7 +1000,7 @@ impl RedisStore {
         let keys = [
             self.user_key(&req.user),
             self.idem_key(&req.caller, &req.user, &req.idempotency_key),
-            format!("{tag}k-exp"),
+            format!("{tag}k-due"),
             decision_key,
             self.audit_key(slot),
             self.approvals_key(&req.user),
@@ -977,11 +1008,32 @@ impl RedisStore {
         let fingerprint = req.fingerprint.to_string();
         let amount = d.amount_fen.to_string();
         let ceiling = ceiling.unwrap_or_default();
-        let prefix = format!("{tag}d:");
+        // The decision's fields after `available` (see `scripts::COMMIT`'s `decision`).
+        let tail = format!(
+            "{}\n{}\n\n{}",
+            if d.appealable { "1" } else { "0" },
+            req.user.as_str(),
+            req.caller
+        );
         let expected = seen
             .as_ref()
             .and_then(|s| s.version)
             .map(|v| v.to_string())
+            .unwrap_or_default();
+        // A checked commit lands on exactly the state seen, so what it leaves is known here:
+        // used, available, and the version after a reservation (the script checks the line).
+        let (used_after, available_after, version_after) = seen
+            .as_ref()
+            .and_then(|s| Some((&s.state, s.version?)))
+            .map(|(state, version)| {
+                let used = state
+                    .used
+                    .get()
+                    .saturating_add(req.reserve.map_or(0, |r| r.amount.get()));
+                let available = state.limit.get().saturating_sub(used);
+                let version = version + u64::from(req.reserve.is_some());
+                (used.to_string(), available.to_string(), version.to_string())
+            })
             .unwrap_or_default();
         let threshold_version = d.threshold_version.to_string();
         let script = &self.inner.scripts.commit;
@@ -996,15 +1048,17 @@ impl RedisStore {
                 .arg(duration_ms(config.idempotency_retention))
                 .arg(duration_ms(config.decision_retention))
                 .arg(req.user.as_str())
-                .arg(if d.appealable { "1" } else { "0" })
-                .arg(&prefix)
+                .arg(&tail)
                 .arg(&*req.caller)
                 .arg(&expected)
                 .arg(&*req.idempotency_key)
                 .arg(d.outcome.as_str())
                 .arg(&threshold_version)
                 .arg(&d.policy)
-                .arg(&d.evaluated_at);
+                .arg(&d.evaluated_at)
+                .arg(&used_after)
+                .arg(&available_after)
+                .arg(&version_after);
         };
         // A reservation is answered only once a replica holds it (see [`durable`]).
         let acks = req.reserve.is_some() && self.replica_acks() > 0;
@@ -1169,18 +1223,13 @@ impl RedisStore {
         else {
             return Ok(None);
         };
-        let key = format!("{}d:{decision_id}", self.tag(slot));
-        let (json, available, owner): (Option<String>, Option<String>, Option<String>) = self
-            .with_conn(|mut c| async move {
-                redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg("json")
-                    .arg("available")
-                    .arg("caller")
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
+        let keys = [format!("{}d:{decision_id}", self.tag(slot))];
+        let script = &self.inner.scripts.get_decision;
+        let reply = self.eval(script, || evalsha(script, &keys)).await?;
+        let (json, available, owner) = match reply {
+            Value::Array(v) if v.len() == 3 => (text(&v[0]), text(&v[1]), text(&v[2])),
+            _ => return Err(bad()),
+        };
         match (json, available, owner) {
             (Some(j), Some(a), Some(o)) if caller.is_none_or(|c| o == c) => {
                 decision_from(&j, &a).map(Some)
@@ -1379,7 +1428,8 @@ impl RedisStore {
         let invocations: Vec<_> = Self::all_slots()
             .map(|slot| {
                 let mut inv = script.prepare_invoke();
-                inv.key(format!("{}k-exp", self.tag(slot)))
+                inv.key(format!("{}k-due", self.tag(slot)))
+                    .key(format!("{}k-exp", self.tag(slot)))
                     .arg(now_ms)
                     .arg(PURGE_BATCH);
                 inv
