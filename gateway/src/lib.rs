@@ -14,6 +14,7 @@
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
 //! - [`bureau`]: the external credit bureau under a latency budget, bulkhead and breaker.
+//! - [`backtest`]: the shadow candidate replayed over stored decisions' inputs.
 //! - [`shadow`]: shadow candidates: a thresholds document evaluated beside the live one.
 //! - [`store`]: the store interface, its in-memory and Redis implementations.
 //! - [`api`]: the request path ([`api::GatewayService`]), routes, wire types, errors, the edge.
@@ -39,6 +40,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod backtest;
 pub mod bureau;
 pub mod clock;
 pub mod config;

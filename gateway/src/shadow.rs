@@ -68,7 +68,7 @@ pub enum Transition {
 }
 
 impl Transition {
-    fn of(live: Outcome, candidate: Outcome) -> Option<Transition> {
+    pub(crate) fn of(live: Outcome, candidate: Outcome) -> Option<Transition> {
         use Outcome::*;
         Some(match (live, candidate) {
             (Approved, Rejected) => Transition::ApprovedToRejected,
@@ -152,9 +152,9 @@ pub struct Explanation {
     pub reasons: Vec<ReasonRecord>,
 }
 
-/// What a candidate has counted.
+/// What a candidate (or a backtest) has counted.
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
     by_transition: BTreeMap<Transition, Count>,
     by_reason: BTreeMap<(Transition, &'static str), Count>,
     by_grade: BTreeMap<(Transition, RiskGrade), Count>,
@@ -162,6 +162,100 @@ struct Tally {
     quotes_lower: Count,
     quotes_higher: Count,
     samples: Vec<Sample>,
+}
+
+impl Tally {
+    /// Counts one changed decision of `user`; `sample` builds its sample while fewer than
+    /// [`MAX_SAMPLES`] are kept. Answers the transition's distinct-user estimate when it
+    /// moved (the gauge is set only then: a label look-up per change).
+    pub(crate) fn change(
+        &mut self,
+        t: Transition,
+        reason: &'static str,
+        grade: RiskGrade,
+        channel: &'static str,
+        user: &str,
+        sample: impl FnOnce() -> Sample,
+    ) -> Option<usize> {
+        let before = self.by_transition.get(&t).map(|c| c.users.estimate());
+        let count = self.by_transition.entry(t).or_default();
+        count.add(user);
+        let now = count.users.estimate();
+        self.by_reason.entry((t, reason)).or_default().add(user);
+        self.by_grade.entry((t, grade)).or_default().add(user);
+        self.by_channel.entry((t, channel)).or_default().add(user);
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push(sample());
+        }
+        (before != Some(now)).then_some(now)
+    }
+
+    /// The report of these counts under `header`.
+    pub(crate) fn report(&self, header: Header, drawdowns: u64, quotes: u64) -> Report {
+        let keyed = |t: &Transition, key: String, c: &Count| Keyed {
+            transition: *t,
+            key,
+            count: c.report(),
+        };
+        Report {
+            candidate_version: header.candidate_version,
+            staged_by: header.staged_by,
+            staged_at: header.staged_at,
+            drawdowns_evaluated: drawdowns,
+            quotes_evaluated: quotes,
+            changes: self
+                .by_transition
+                .iter()
+                .map(|(t, c)| keyed(t, t.as_str().to_owned(), c))
+                .collect(),
+            by_reason: self
+                .by_reason
+                .iter()
+                .map(|((t, r), c)| keyed(t, (*r).to_owned(), c))
+                .collect(),
+            by_grade: self
+                .by_grade
+                .iter()
+                .map(|((t, g), c)| keyed(t, g.as_str().to_owned(), c))
+                .collect(),
+            by_channel: self
+                .by_channel
+                .iter()
+                .map(|((t, ch), c)| keyed(t, (*ch).to_owned(), c))
+                .collect(),
+            quotes_lower: self.quotes_lower.report(),
+            quotes_higher: self.quotes_higher.report(),
+            samples: self.samples.clone(),
+        }
+    }
+}
+
+/// Who a report is of: the candidate's version, who staged it and when.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// The candidate's document version as staged.
+    pub candidate_version: u64,
+    /// Who staged it.
+    pub staged_by: String,
+    /// When.
+    pub staged_at: String,
+}
+
+/// The principal reason of the stricter decision of a transition: the candidate's when it
+/// refuses or sends to review what live approved (or moves a review to a rejection); live's
+/// when the candidate lets through what live held.
+pub(crate) fn stricter_reason(
+    t: Transition,
+    live: Option<risk_core::ReasonCode>,
+    candidate: Option<risk_core::ReasonCode>,
+) -> &'static str {
+    let stricter = match t {
+        Transition::RejectedToApproved
+        | Transition::ReviewToApproved
+        | Transition::RejectedToReview => live,
+        _ => candidate,
+    };
+    stricter.map_or("NONE", risk_core::ReasonCode::as_str)
 }
 
 /// A staged candidate.
@@ -379,46 +473,28 @@ impl Shadow {
         let Some(t) = Transition::of(stored.outcome, outcome) else {
             return;
         };
-        // The principal reason of the stricter decision: the candidate's when it refuses
-        // or sends to review what live approved (or moves a review to a rejection); live's
-        // when the candidate lets through what live held.
-        let stricter = match t {
-            Transition::RejectedToApproved
-            | Transition::ReviewToApproved
-            | Transition::RejectedToReview => stored.reasons.first().map(|r| r.code),
-            _ => reasons.first().map(|r| r.code),
-        };
-        let reason = stricter.map_or("NONE", risk_core::ReasonCode::as_str);
+        let reason = stricter_reason(
+            t,
+            stored.reasons.first().map(|r| r.code),
+            reasons.first().map(|r| r.code),
+        );
         let channel = channel_name(req.channel);
         let user = stored.user_id.as_str();
-        let users = {
-            let mut tally = c.tally();
-            let before = tally.by_transition.get(&t).map(|c| c.users.estimate());
-            tally.by_transition.entry(t).or_default().add(user);
-            tally.by_reason.entry((t, reason)).or_default().add(user);
-            tally.by_grade.entry((t, grade)).or_default().add(user);
-            tally.by_channel.entry((t, channel)).or_default().add(user);
-            if tally.samples.len() < MAX_SAMPLES {
-                tally.samples.push(Sample {
-                    decision_id: stored.decision_id.clone(),
-                    user_id: stored.user_id.clone(),
-                    risk_grade: grade,
-                    channel,
-                    amount_fen: stored.amount_fen,
-                    live: Explanation {
-                        outcome: stored.outcome,
-                        reasons: stored.reasons.clone(),
-                    },
-                    candidate: Explanation {
-                        outcome,
-                        reasons: reasons.iter().map(&render).collect(),
-                    },
-                });
-            }
-            let now = tally.by_transition[&t].users.estimate();
-            // The gauge is set only when the estimate moves (a label look-up per change).
-            (before != Some(now)).then_some(now)
-        };
+        let users = c.tally().change(t, reason, grade, channel, user, || Sample {
+            decision_id: stored.decision_id.clone(),
+            user_id: stored.user_id.clone(),
+            risk_grade: grade,
+            channel,
+            amount_fen: stored.amount_fen,
+            live: Explanation {
+                outcome: stored.outcome,
+                reasons: stored.reasons.clone(),
+            },
+            candidate: Explanation {
+                outcome,
+                reasons: reasons.iter().map(&render).collect(),
+            },
+        });
         self.metrics
             .changes
             .get_or_create(&ChangeLabels {
@@ -471,7 +547,7 @@ impl Shadow {
     }
 }
 
-fn channel_name(c: risk_core::Channel) -> &'static str {
+pub(crate) fn channel_name(c: risk_core::Channel) -> &'static str {
     match c {
         risk_core::Channel::App => "app",
         risk_core::Channel::Web => "web",
@@ -521,44 +597,22 @@ pub struct Report {
 }
 
 impl Candidate {
-    /// The report so far.
-    pub fn report(&self) -> Report {
-        let tally = self.tally();
-        let keyed = |t: &Transition, key: String, c: &Count| Keyed {
-            transition: *t,
-            key,
-            count: c.report(),
-        };
-        Report {
+    /// Who the candidate is, for a report.
+    pub fn header(&self) -> Header {
+        Header {
             candidate_version: self.thresholds.version(),
             staged_by: self.staged_by.clone(),
             staged_at: self.staged_at.clone(),
-            drawdowns_evaluated: self.drawdowns.load(Ordering::Relaxed),
-            quotes_evaluated: self.quotes.load(Ordering::Relaxed),
-            changes: tally
-                .by_transition
-                .iter()
-                .map(|(t, c)| keyed(t, t.as_str().to_owned(), c))
-                .collect(),
-            by_reason: tally
-                .by_reason
-                .iter()
-                .map(|((t, r), c)| keyed(t, (*r).to_owned(), c))
-                .collect(),
-            by_grade: tally
-                .by_grade
-                .iter()
-                .map(|((t, g), c)| keyed(t, g.as_str().to_owned(), c))
-                .collect(),
-            by_channel: tally
-                .by_channel
-                .iter()
-                .map(|((t, ch), c)| keyed(t, (*ch).to_owned(), c))
-                .collect(),
-            quotes_lower: tally.quotes_lower.report(),
-            quotes_higher: tally.quotes_higher.report(),
-            samples: tally.samples.clone(),
         }
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> Report {
+        self.tally().report(
+            self.header(),
+            self.drawdowns.load(Ordering::Relaxed),
+            self.quotes.load(Ordering::Relaxed),
+        )
     }
 }
 

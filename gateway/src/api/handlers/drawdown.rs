@@ -9,7 +9,7 @@ use crate::bureau::Bureau;
 use crate::metrics::StoreOp;
 use crate::request::{Caller, Deadline, Drawdown, UserKey};
 use crate::store::{
-    CommitOutcome, CommitRequest, DecisionRecord, Fingerprint, Loaded, ReasonRecord, Reservation,
+    CommitOutcome, CommitRequest, DecisionInputs, DecisionRecord, Fingerprint, Loaded, ReasonRecord, Reservation,
     Store, new_decision_id,
 };
 use axum::extract::{FromRequestParts, State};
@@ -29,7 +29,7 @@ use std::time::Duration;
 /// only moves one way during the loop.
 const MAX_COMMIT_ATTEMPTS: usize = 8;
 
-fn reason_record(r: &Reason) -> ReasonRecord {
+pub(in crate::api) fn reason_record(r: &Reason) -> ReasonRecord {
     let e = r.code.entry();
     ReasonRecord {
         code: r.code,
@@ -247,6 +247,7 @@ async fn decide_drawdown(
         .timed(StoreOp::Load, deadline, app.store.seen(&req.user, state))
         .await?;
 
+    let kept = app.config.risk.decision_inputs_kept;
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
         if attempt > 0 {
             now = app.clock.now();
@@ -274,6 +275,9 @@ async fn decide_drawdown(
             (record, reserve, verdict)
         };
         let grade = seen.state.grade;
+        // The state as evaluated, kept with the decision's inputs (the commit moves
+        // `seen.state` on to the state it leaves).
+        let evaluated = (kept > 0).then(|| seen.state.clone());
         let commit = CommitRequest {
             caller: Arc::clone(caller),
             user: req.user.clone(),
@@ -293,6 +297,10 @@ async fn decide_drawdown(
         {
             CommitOutcome::Committed(stored) => {
                 app.record_decision(&stored);
+                if let Some(state) = evaluated {
+                    app.store
+                        .keep_inputs(decision_inputs(&stored, state, req, &ctx), kept);
+                }
                 app.shadow
                     .record(verdict, &stored, grade, req, reason_record);
                 return Ok(decided(&stored));
@@ -305,6 +313,28 @@ async fn decide_drawdown(
     }
     // Only reachable under extreme contention on one user: say so honestly, write nothing.
     Err(ApiError::new(ErrorCode::LineContended).with_retry_after(Duration::from_secs(1)))
+}
+
+/// What a committed decision was made from, for backtests ([`crate::backtest`]).
+fn decision_inputs(
+    stored: &DecisionRecord,
+    state: risk_core::UserState,
+    req: &Drawdown,
+    ctx: &Context<'_>,
+) -> DecisionInputs {
+    DecisionInputs {
+        decision_id: stored.decision_id.clone(),
+        user_id: stored.user_id.clone(),
+        state,
+        amount_fen: stored.amount_fen,
+        channel: req.channel,
+        bureau: ctx.bureau.into(),
+        profile: ctx.profile.to_owned(),
+        window_ends_at: ctx.window_ends_at.cloned(),
+        threshold_version: stored.threshold_version,
+        outcome: stored.outcome,
+        reason: stored.reasons.first().map(|r| r.code),
+    }
 }
 
 /// Tells the per-user limit the grade of a state a handler loaded anyway (no round trip of

@@ -106,6 +106,7 @@ mod audit;
 mod coalesce;
 mod config;
 mod durable;
+mod inputs;
 mod reconcile;
 mod scripts;
 pub mod thresholds;
