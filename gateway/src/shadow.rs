@@ -480,21 +480,23 @@ impl Shadow {
         );
         let channel = channel_name(req.channel);
         let user = stored.user_id.as_str();
-        let users = c.tally().change(t, reason, grade, channel, user, || Sample {
-            decision_id: stored.decision_id.clone(),
-            user_id: stored.user_id.clone(),
-            risk_grade: grade,
-            channel,
-            amount_fen: stored.amount_fen,
-            live: Explanation {
-                outcome: stored.outcome,
-                reasons: stored.reasons.clone(),
-            },
-            candidate: Explanation {
-                outcome,
-                reasons: reasons.iter().map(&render).collect(),
-            },
-        });
+        let users = c
+            .tally()
+            .change(t, reason, grade, channel, user, || Sample {
+                decision_id: stored.decision_id.clone(),
+                user_id: stored.user_id.clone(),
+                risk_grade: grade,
+                channel,
+                amount_fen: stored.amount_fen,
+                live: Explanation {
+                    outcome: stored.outcome,
+                    reasons: stored.reasons.clone(),
+                },
+                candidate: Explanation {
+                    outcome,
+                    reasons: reasons.iter().map(&render).collect(),
+                },
+            });
         self.metrics
             .changes
             .get_or_create(&ChangeLabels {

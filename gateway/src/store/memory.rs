@@ -502,7 +502,8 @@ impl MemoryStore {
                 Selection::Range { from, to } => {
                     // A ULID's top 48 bits are its time in ms: the keys of [from, to] lie
                     // between these two.
-                    let ms = |t: Timestamp| u128::from(u64::try_from(t.as_millisecond()).unwrap_or(0));
+                    let ms =
+                        |t: Timestamp| u128::from(u64::try_from(t.as_millisecond()).unwrap_or(0));
                     let lo = ms(from) << 80;
                     let hi = (ms(to) << 80) | ((1u128 << 80) - 1);
                     if lo <= hi {

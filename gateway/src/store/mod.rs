@@ -75,8 +75,8 @@ pub mod warnings;
 pub use audit::{AuditCursor, AuditEntry, AuditPage, FieldChange, OperatorChange};
 pub use demo::{DemoUser, demo_users};
 pub use faults::Faults;
-pub use inputs::{DecisionInputs, Selected, Selection};
 pub use ids::{Slot, new_appeal_id, new_decision_id, user_slot};
+pub use inputs::{DecisionInputs, Selected, Selection};
 pub use memory::{MemoryConfig, MemoryConfigError, MemoryStats, MemoryStore};
 pub use redis::{
     AuditEvent, RedisConfig, RedisConfigError, RedisStore, ThresholdSyncMetrics, ThresholdTarget,

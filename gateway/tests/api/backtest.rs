@@ -32,7 +32,10 @@ fn count(list: &Value, transition: &str, key: &str) -> (u64, u64) {
         .iter()
         .find(|e| e["transition"] == transition && e["key"] == key)
         .unwrap_or_else(|| panic!("no {transition}/{key} in {list}"));
-    (e["requests"].as_u64().unwrap(), e["users"].as_u64().unwrap())
+    (
+        e["requests"].as_u64().unwrap(),
+        e["users"].as_u64().unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -68,33 +71,32 @@ async fn a_backtest_replays_stored_inputs_and_skips_decisions_without_them() {
     let now = t.clock.now();
     let user = risk_core::UserId::parse(QUIET[0]).unwrap();
     let id = gateway::store::new_decision_id(&user, now);
-    let out = t
-        .gw
-        .app
-        .store
-        .commit(CommitRequest {
-            caller: "direct".into(),
-            user: user.clone(),
-            idempotency_key: "direct-1".into(),
-            fingerprint: Fingerprint::from_bytes([1; 32]),
-            decision: DecisionRecord {
-                decision_id: id,
-                user_id: user.to_string(),
-                outcome: risk_core::Outcome::Rejected,
-                amount_fen: 10_000,
-                reasons: vec![],
-                available_fen: 0,
-                drawable_now_fen: 0,
-                threshold_version: 1,
-                policy: "standard".into(),
-                evaluated_at: "2026-06-01T12:00:11+08:00".into(),
-                appealable: false,
-            },
-            reserve: None,
-            now,
-        })
-        .await
-        .unwrap();
+    let out =
+        t.gw.app
+            .store
+            .commit(CommitRequest {
+                caller: "direct".into(),
+                user: user.clone(),
+                idempotency_key: "direct-1".into(),
+                fingerprint: Fingerprint::from_bytes([1; 32]),
+                decision: DecisionRecord {
+                    decision_id: id,
+                    user_id: user.to_string(),
+                    outcome: risk_core::Outcome::Rejected,
+                    amount_fen: 10_000,
+                    reasons: vec![],
+                    available_fen: 0,
+                    drawable_now_fen: 0,
+                    threshold_version: 1,
+                    policy: "standard".into(),
+                    evaluated_at: "2026-06-01T12:00:11+08:00".into(),
+                    appealable: false,
+                },
+                reserve: None,
+                now,
+            })
+            .await
+            .unwrap();
     assert!(matches!(out, CommitOutcome::Committed(_)), "{out:?}");
 
     let (s, b) = backtest(&t, &json!({"last": 10})).await;
@@ -125,20 +127,35 @@ async fn a_backtest_replays_stored_inputs_and_skips_decisions_without_them() {
     assert_eq!(r["drawdowns_evaluated"], 10);
     assert_eq!(r["changes"].as_array().unwrap().len(), 1, "{r}");
     assert_eq!(
-        count(&r["changes"], "approved_to_rejected", "approved_to_rejected"),
+        count(
+            &r["changes"],
+            "approved_to_rejected",
+            "approved_to_rejected"
+        ),
         (6, 3)
     );
     assert_eq!(
-        count(&r["by_reason"], "approved_to_rejected", "LOGIN_PATTERN_ANOMALY"),
+        count(
+            &r["by_reason"],
+            "approved_to_rejected",
+            "LOGIN_PATTERN_ANOMALY"
+        ),
         (6, 3)
     );
     assert_eq!(count(&r["by_grade"], "approved_to_rejected", "B"), (6, 3));
-    assert_eq!(count(&r["by_channel"], "approved_to_rejected", "app"), (6, 3));
+    assert_eq!(
+        count(&r["by_channel"], "approved_to_rejected", "app"),
+        (6, 3)
+    );
     let samples = r["samples"].as_array().unwrap();
     assert_eq!(samples.len(), 6);
-    assert!(samples.iter().all(|s| FREQUENT.contains(&s["user_id"].as_str().unwrap())
-        && s["live"]["outcome"] == "approved"
-        && s["candidate"]["reasons"][0]["code"] == "LOGIN_PATTERN_ANOMALY"));
+    assert!(
+        samples
+            .iter()
+            .all(|s| FREQUENT.contains(&s["user_id"].as_str().unwrap())
+                && s["live"]["outcome"] == "approved"
+                && s["candidate"]["reasons"][0]["code"] == "LOGIN_PATTERN_ANOMALY")
+    );
     // The live report's shape, and then some.
     let live = t
         .get("/admin/shadow", ADMIN)
@@ -147,8 +164,14 @@ async fn a_backtest_replays_stored_inputs_and_skips_decisions_without_them() {
         .await
         .unwrap();
     let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
-    assert!(keys(&live).iter().all(|k| r.get(k).is_some()), "{live} vs {r}");
-    assert_eq!(live["drawdowns_evaluated"], 0, "a backtest counts nothing live");
+    assert!(
+        keys(&live).iter().all(|k| r.get(k).is_some()),
+        "{live} vs {r}"
+    );
+    assert_eq!(
+        live["drawdowns_evaluated"], 0,
+        "a backtest counts nothing live"
+    );
 
     // The last five: the direct one and the quiet users' four: nothing changes.
     let (s, r) = backtest(&t, &json!({"last": 5})).await;
@@ -165,7 +188,11 @@ async fn a_backtest_replays_stored_inputs_and_skips_decisions_without_them() {
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!((&r["selected"], &r["skipped"]), (&json!(6), &json!(0)));
     assert_eq!(
-        count(&r["changes"], "approved_to_rejected", "approved_to_rejected"),
+        count(
+            &r["changes"],
+            "approved_to_rejected",
+            "approved_to_rejected"
+        ),
         (6, 3)
     );
 
@@ -174,7 +201,10 @@ async fn a_backtest_replays_stored_inputs_and_skips_decisions_without_them() {
         (json!({}), "body"),
         (json!({"last": 0}), "last"),
         (json!({"last": 5, "from": start.to_string()}), "body"),
-        (json!({"from": "yesterday", "to": start.to_string()}), "from"),
+        (
+            json!({"from": "yesterday", "to": start.to_string()}),
+            "from",
+        ),
         (
             json!({"from": frequent_until.to_string(), "to": start.to_string()}),
             "to",

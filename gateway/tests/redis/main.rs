@@ -1340,7 +1340,10 @@ async fn a_backtest_replays_the_inputs_kept_on_redis() {
                 "requests": 4, "users": 2}])
     );
     let sample = &report["samples"][0];
-    assert_eq!(sample["candidate"]["reasons"][0]["code"], "LOGIN_PATTERN_ANOMALY");
+    assert_eq!(
+        sample["candidate"]["reasons"][0]["code"],
+        "LOGIN_PATTERN_ANOMALY"
+    );
     assert_eq!(sample["live"]["outcome"], "approved");
     // The streams hold their bound.
     let mut conn = deadpool_redis::redis::Client::open(redis.url())
@@ -1367,12 +1370,18 @@ async fn a_backtest_replays_the_inputs_kept_on_redis() {
         .timestamp();
     let hour = jiff::SignedDuration::from_hours(1);
     let around = backtest(json!({"from": (noon - hour).to_string(), "to": noon.to_string()})).await;
-    assert_eq!((&around["selected"], &around["replayed"]), (&json!(9), &json!(6)));
+    assert_eq!(
+        (&around["selected"], &around["replayed"]),
+        (&json!(9), &json!(6))
+    );
     let before = backtest(
         json!({"from": (noon - hour).to_string(), "to": (noon - jiff::SignedDuration::from_secs(1)).to_string()}),
     )
     .await;
-    assert_eq!((&before["selected"], &before["skipped"]), (&json!(0), &json!(0)));
+    assert_eq!(
+        (&before["selected"], &before["skipped"]),
+        (&json!(0), &json!(0))
+    );
     // The last two: from the end of the slots' streams.
     let last = backtest(json!({"last": 2})).await;
     assert_eq!(last["selected"], 2, "{last}");

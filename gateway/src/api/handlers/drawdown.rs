@@ -9,8 +9,8 @@ use crate::bureau::Bureau;
 use crate::metrics::StoreOp;
 use crate::request::{Caller, Deadline, Drawdown, UserKey};
 use crate::store::{
-    CommitOutcome, CommitRequest, DecisionInputs, DecisionRecord, Fingerprint, Loaded, ReasonRecord, Reservation,
-    Store, new_decision_id,
+    CommitOutcome, CommitRequest, DecisionInputs, DecisionRecord, Fingerprint, Loaded,
+    ReasonRecord, Reservation, Store, new_decision_id,
 };
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;

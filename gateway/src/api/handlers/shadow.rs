@@ -3,13 +3,13 @@
 
 use super::admin::{parse_thresholds, publish_thresholds};
 use super::audit::Change;
+use super::drawdown::reason_record;
 use super::{App, rfc3339, thresholds};
 use crate::api::auth::Operator;
-use super::drawdown::reason_record;
 use crate::api::error::{ApiError, ErrorCode, FieldProblem};
-use crate::store::{Selection, Store};
 use crate::api::json::json_response;
 use crate::shadow::Report;
+use crate::store::{Selection, Store};
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;

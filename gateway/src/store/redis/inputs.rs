@@ -160,7 +160,11 @@ impl RedisStore {
                     let c = &cursors[i];
                     let mut cmd = redis::cmd("XREVRANGE");
                     cmd.arg(self.audit_key(c.slot))
-                        .arg(c.before.as_ref().map_or("+".to_owned(), |b| format!("({b}")))
+                        .arg(
+                            c.before
+                                .as_ref()
+                                .map_or("+".to_owned(), |b| format!("({b}")),
+                        )
                         .arg("-")
                         .arg("COUNT")
                         .arg(page);
@@ -175,8 +179,7 @@ impl RedisStore {
                     c.before = Some(id.clone());
                 }
                 for (_, fields) in entries {
-                    let Some((_, id)) = fields.into_iter().find(|(f, _)| f == "decision_id")
-                    else {
+                    let Some((_, id)) = fields.into_iter().find(|(f, _)| f == "decision_id") else {
                         return Err(corrupt("a decision event without its decision_id"));
                     };
                     let key = decision_key(&id)?;
