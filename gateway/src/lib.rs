@@ -14,6 +14,7 @@
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
 //! - [`bureau`]: the external credit bureau under a latency budget, bulkhead and breaker.
+//! - [`anomaly`]: report-only anomaly rules: what they would have refused, counted.
 //! - [`backtest`]: the shadow candidate replayed over stored decisions' inputs.
 //! - [`shadow`]: shadow candidates: a thresholds document evaluated beside the live one.
 //! - [`store`]: the store interface, its in-memory and Redis implementations.
@@ -39,6 +40,7 @@
 //! ```
 
 pub mod admission;
+pub mod anomaly;
 pub mod api;
 pub mod backtest;
 pub mod bureau;
@@ -226,6 +228,7 @@ impl Gateway {
         }
         .register(&mut registry);
         let shadow = shadow::Shadow::register(&mut registry);
+        let anomaly = anomaly::AnomalyModes::register(&mut registry);
         let trail = trail::Trail::new(
             config.console.trail_users,
             usize::try_from(config.console.trail_per_user).unwrap_or(usize::MAX),
@@ -246,6 +249,7 @@ impl Gateway {
             clock,
             appeal_due: jiff::SignedDuration::from_hours(24 * 15),
             shadow,
+            anomaly,
             trail,
         };
         let app = App(Arc::new(state));

@@ -62,6 +62,8 @@ routes! {
     post "/admin/shadow/backtest" => backtest_shadow [200, 400, 404, 500, 503],
     get "/admin/limit-modes" => get_limit_modes [200],
     put "/admin/limit-modes" => put_limit_modes [200, 400, 500, 503],
+    get "/admin/rule-modes" => get_rule_modes [200],
+    put "/admin/rule-modes" => put_rule_modes [200, 400, 500, 503],
     get "/healthz" => healthz [200],
     get "/readyz" => readyz [200, 503],
     get "/metrics" => metrics [200],

@@ -215,7 +215,11 @@ async fn decide_drawdown(
     };
     learn_grade(app, limit_key, state.grade);
 
-    let th = thresholds(app)?;
+    // With an anomaly rule report-only, decided without it and, to count, with it.
+    let crate::anomaly::Live {
+        decide: th,
+        enforcing,
+    } = app.anomaly.live(thresholds(app)?);
     let policy = app.policy.current();
     let zone = app.policy.compiled().zone().clone();
     let bureau = app.bureau.load_full();
@@ -254,8 +258,12 @@ async fn decide_drawdown(
         }
         // The engine's decision is dropped before the commit is awaited, so the drawdown's
         // future does not hold it across the await.
-        let (record, reserve, verdict) = {
+        let (record, reserve, verdict, flagged) = {
             let decision = evaluate(&th, &ctx, &seen.state, &request);
+            let flagged = enforcing.as_ref().map_or_else(Default::default, |e| {
+                let enforced = evaluate(e, &ctx, &seen.state, &request);
+                app.anomaly.would_refuse_rules(decision.outcome, &enforced)
+            });
             // The staged candidate, on the same inputs: counted once the decision commits.
             let verdict = app
                 .shadow
@@ -272,7 +280,7 @@ async fn decide_drawdown(
                 amount: decision.amount,
                 ceiling: decision.reserve_ceiling,
             });
-            (record, reserve, verdict)
+            (record, reserve, verdict, flagged)
         };
         let grade = seen.state.grade;
         // The state as evaluated, kept with the decision's inputs (the commit moves
@@ -297,6 +305,9 @@ async fn decide_drawdown(
         {
             CommitOutcome::Committed(stored) => {
                 app.record_decision(&stored);
+                if flagged != crate::anomaly::Flagged::default() {
+                    app.anomaly.count(flagged, &stored.user_id);
+                }
                 if let Some(state) = evaluated {
                     app.store
                         .keep_inputs(decision_inputs(&stored, state, req, &ctx), kept);
@@ -389,7 +400,8 @@ pub async fn credit_line(
         .user
         .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound))?;
     learn_grade(&app, limit_key.as_ref().map(|k| &k.0), state.grade);
-    let th = thresholds(&app)?;
+    // A report-only anomaly rule does not hold the quote (it holds no drawdown).
+    let th = app.anomaly.live(thresholds(&app)?).decide;
     let policy = app.policy.current();
     // Consulted as a drawdown of the whole available line would be: the quote then tells
     // what a drawdown would meet, and the answer is cached for the drawdown that follows.
