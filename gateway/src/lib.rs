@@ -227,7 +227,10 @@ impl Gateway {
             limits: limits.clone(),
         }
         .register(&mut registry);
-        let shadow = shadow::Shadow::register(&mut registry);
+        let mut shadow = shadow::Shadow::register(&mut registry);
+        if let AnyStore::Redis(redis) = &store {
+            shadow.share_users(redis.clone());
+        }
         let anomaly = anomaly::AnomalyModes::register(&mut registry);
         let trail = trail::Trail::new(
             config.console.trail_users,

@@ -68,6 +68,16 @@ pub enum Transition {
 }
 
 impl Transition {
+    /// Every transition.
+    pub const ALL: [Transition; 6] = [
+        Transition::ApprovedToRejected,
+        Transition::ApprovedToReview,
+        Transition::RejectedToApproved,
+        Transition::RejectedToReview,
+        Transition::ReviewToApproved,
+        Transition::ReviewToRejected,
+    ];
+
     pub(crate) fn of(live: Outcome, candidate: Outcome) -> Option<Transition> {
         use Outcome::*;
         Some(match (live, candidate) {
@@ -226,6 +236,7 @@ impl Tally {
             quotes_lower: self.quotes_lower.report(),
             quotes_higher: self.quotes_higher.report(),
             samples: self.samples.clone(),
+            shared_users: None,
         }
     }
 }
@@ -261,6 +272,8 @@ pub(crate) fn stricter_reason(
 /// A staged candidate.
 pub struct Candidate {
     thresholds: Thresholds,
+    /// A digest of the document: names its shared distinct-user sketches on Redis.
+    digest: String,
     /// The operator who staged it.
     pub staged_by: String,
     /// When (RFC 3339, the gateway's clock).
@@ -318,6 +331,9 @@ pub enum Verdict {
 pub struct Shadow {
     current: ArcSwapOption<Candidate>,
     metrics: ShadowMetrics,
+    /// On Redis: the distinct users of each outcome change are also counted there, across
+    /// instances ([`Shadow::share_users`]).
+    shared: Option<crate::store::RedisStore>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -378,7 +394,42 @@ impl Shadow {
         Shadow {
             current: ArcSwapOption::empty(),
             metrics,
+            shared: None,
         }
+    }
+
+    /// Counts the distinct users of each outcome change on `redis` too, shared by every
+    /// instance that stages the same candidate document (`shared_users` in the report).
+    pub fn share_users(&mut self, redis: crate::store::RedisStore) {
+        self.shared = Some(redis);
+    }
+
+    /// `report` with `shared_users` filled in from Redis, when shared (one round trip).
+    pub async fn with_shared_users(
+        &self,
+        candidate: &Candidate,
+        mut report: Report,
+    ) -> crate::store::Result<Report> {
+        let Some(redis) = &self.shared else {
+            return Ok(report);
+        };
+        let keys = Transition::ALL
+            .iter()
+            .map(|t| redis.shared_users_key(&candidate.digest, t.as_str()))
+            .collect();
+        let counts = redis.shared_users(keys).await?;
+        report.shared_users = Some(
+            Transition::ALL
+                .iter()
+                .zip(counts)
+                .filter(|(_, users)| *users > 0)
+                .map(|(t, users)| SharedCount {
+                    transition: *t,
+                    users,
+                })
+                .collect(),
+        );
+        Ok(report)
     }
 
     /// The staged candidate.
@@ -393,8 +444,12 @@ impl Shadow {
         staged_by: &str,
         staged_at: String,
     ) -> Arc<Candidate> {
+        let digest = serde_json::to_vec(thresholds.document())
+            .map(|json| blake3::hash(&json).to_hex()[..16].to_owned())
+            .unwrap_or_default();
         let c = Arc::new(Candidate {
             thresholds,
+            digest,
             staged_by: staged_by.to_owned(),
             staged_at,
             drawdowns: AtomicU64::new(0),
@@ -497,6 +552,9 @@ impl Shadow {
                     reasons: reasons.iter().map(&render).collect(),
                 },
             });
+        if let Some(redis) = &self.shared {
+            redis.add_shared_user(redis.shared_users_key(&c.digest, t.as_str()), user);
+        }
         self.metrics
             .changes
             .get_or_create(&ChangeLabels {
@@ -596,6 +654,20 @@ pub struct Report {
     pub quotes_higher: CountReport,
     /// The first changed decisions, both explanations side by side.
     pub samples: Vec<Sample>,
+    /// On Redis: distinct users per transition over every instance that staged the same
+    /// document (estimated), where any were counted. Absent on the memory store and in
+    /// backtests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_users: Option<Vec<SharedCount>>,
+}
+
+/// Distinct users of one transition, over every instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedCount {
+    /// The transition.
+    pub transition: Transition,
+    /// Distinct users (estimated).
+    pub users: u64,
 }
 
 impl Candidate {

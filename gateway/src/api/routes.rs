@@ -56,7 +56,7 @@ routes! {
     post "/admin/appeals/{appeal_id}/resolve" => resolve_appeal [200, 400, 404, 409, 500, 503],
     get "/admin/audit" => list_audit [200, 400, 500, 503],
     put "/admin/shadow" => stage_shadow [200, 400, 500, 503],
-    get "/admin/shadow" => shadow_report [200, 404],
+    get "/admin/shadow" => shadow_report [200, 404, 500, 503],
     delete "/admin/shadow" => discard_shadow [200, 404, 500, 503],
     post "/admin/shadow/promote" => promote_shadow [200, 404, 409, 500, 503],
     post "/admin/shadow/backtest" => backtest_shadow [200, 400, 404, 500, 503],

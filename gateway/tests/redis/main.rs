@@ -1386,3 +1386,87 @@ async fn a_backtest_replays_the_inputs_kept_on_redis() {
     let last = backtest(json!({"last": 2})).await;
     assert_eq!(last["selected"], 2, "{last}");
 }
+
+/// Two gateways on one Redis, the same candidate staged on each: each counts its own
+/// requests, and the distinct users of an outcome change are counted once over both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_users_are_shared_across_instances() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("shared-users");
+    let a = gateway_with(&redis.url(), &prefix, 200).await;
+    let b = gateway_with(&redis.url(), &prefix, 200).await;
+    a.ready().await;
+    b.ready().await;
+    for u in ["u-su-f1", "u-su-f2", "u-su-f3"] {
+        let r = a
+            .client
+            .put(a.url(&format!("/admin/credit-lines/{u}")))
+            .bearer_auth(ADMIN)
+            .json(
+                &json!({"limit_fen": 1_000_000, "used_fen": 0, "risk_grade": "A",
+                          "account_age_days": 400, "logins_30d": 120}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let mut candidate = a.thresholds().await;
+    candidate["profiles"]["normal"]["login_pattern"]["mode"] = json!("reject_alone");
+    for gw in [&a, &b] {
+        let r = gw
+            .client
+            .put(gw.url("/admin/shadow"))
+            .bearer_auth(ADMIN)
+            .json(&candidate)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // A sees f1 and f2, B sees f2 and f3: three users over both.
+    for (gw, users, tag) in [
+        (&a, ["u-su-f1", "u-su-f2"], "a"),
+        (&b, ["u-su-f2", "u-su-f3"], "b"),
+    ] {
+        for u in users {
+            let d: Value = gw
+                .drawdown(&format!("{tag}-{u}"), u, 1_000)
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(d["outcome"], "approved", "{d}");
+        }
+    }
+    let report = |gw: &Gw| {
+        let req = gw.client.get(gw.url("/admin/shadow")).bearer_auth(ADMIN);
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    // The additions leave with the next batch, unawaited: wait (bounded) for them.
+    let want = json!([{"transition": "approved_to_rejected", "users": 3}]);
+    let mut got = (Value::Null, Value::Null);
+    for _ in 0..100 {
+        got = (report(&a).await, report(&b).await);
+        if got.0["shared_users"] == want && got.1["shared_users"] == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (r, name) in [(&got.0, "a"), (&got.1, "b")] {
+        assert_eq!(r["shared_users"], want, "{name}: {r}");
+        // Each instance's own counts: its two requests and two users.
+        assert_eq!(
+            r["changes"],
+            json!([{"transition": "approved_to_rejected", "key": "approved_to_rejected",
+                    "requests": 2, "users": 2}]),
+            "{name}: {r}"
+        );
+    }
+}

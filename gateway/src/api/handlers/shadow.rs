@@ -55,7 +55,11 @@ pub async fn stage_shadow(
 /// `GET /admin/shadow`: the staged candidate's report.
 pub async fn shadow_report(State(app): State<App>) -> Result<Response, ApiError> {
     let candidate = app.shadow.current().ok_or_else(no_candidate)?;
-    Ok(json_response(&candidate.report()))
+    let report = app
+        .shadow
+        .with_shared_users(&candidate, candidate.report())
+        .await?;
+    Ok(json_response(&report))
 }
 
 /// `POST /admin/shadow/promote`'s answer.

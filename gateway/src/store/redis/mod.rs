@@ -109,6 +109,7 @@ mod durable;
 mod inputs;
 mod reconcile;
 mod scripts;
+mod shared_users;
 pub mod thresholds;
 
 pub use config::{RedisConfig, RedisConfigError};
