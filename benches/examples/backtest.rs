@@ -14,7 +14,6 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../../gateway/tests/support/redis_server.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod redis_server;
 
 use gateway::shadow::Header;
@@ -30,7 +29,7 @@ use std::time::Instant;
 
 fn state(i: usize) -> UserState {
     let mut s = UserState::clean(Fen::new(100_000_000).unwrap(), RiskGrade::ALL[i % 5]);
-    s.logins_30d = if i % 7 == 0 { 120 } else { 6 };
+    s.logins_30d = if i.is_multiple_of(7) { 120 } else { 6 };
     s.account_age_days = 400;
     s
 }
@@ -161,6 +160,40 @@ fn main() {
     let filled = Instant::now();
     rt.block_on(fill(&store, n, &live));
     println!("filled {n} decisions in {:.2?}", filled.elapsed());
+    println!(
+        "memory store: {} bytes of struct per kept record (plus its strings' allocations)",
+        std::mem::size_of::<(u128, DecisionInputs)>()
+    );
+    if let AnyStore::Redis(r) = &store {
+        // What the inputs streams take in Redis, per record kept.
+        let (bytes, entries) = rt.block_on(async {
+            let mut c = r.client().get_multiplexed_async_connection().await.unwrap();
+            let (mut bytes, mut entries) = (0u64, 0u64);
+            for slot in 0..1024u16 {
+                let key = r.inputs_key(gateway::store::Slot::new(slot).unwrap());
+                let used: Option<u64> = deadpool_redis::redis::cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(&key)
+                    .arg("SAMPLES")
+                    .arg(0)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                let len: u64 = deadpool_redis::redis::cmd("XLEN")
+                    .arg(&key)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                bytes += used.unwrap_or(0);
+                entries += len;
+            }
+            (bytes, entries)
+        });
+        println!(
+            "redis: {entries} inputs entries in {bytes} bytes ({} bytes each)",
+            bytes / entries.max(1)
+        );
+    }
     let mut doc = live.document().clone();
     for p in doc.profiles.values_mut() {
         p.login_pattern.mode = risk_core::LoginMode::RejectAlone;

@@ -186,8 +186,11 @@ struct Inner {
     operator_log: Mutex<super::audit::MemoryLog>,
     /// The inputs of recent decisions ([`super::inputs`]), one ring per shard, by decision
     /// key, oldest first.
-    inputs: Box<[Mutex<VecDeque<(u128, super::DecisionInputs)>>]>,
+    inputs: Box<[Mutex<InputsRing>]>,
 }
+
+/// One shard's kept decision inputs, by decision key, oldest first.
+type InputsRing = VecDeque<(u128, super::DecisionInputs)>;
 
 #[derive(Default)]
 struct Shard {

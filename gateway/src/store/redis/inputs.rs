@@ -134,7 +134,7 @@ impl RedisStore {
             // The key the last selection must reach: a slot whose oldest read is older
             // holds nothing more that is selected.
             let floor: Option<u128> = match selection {
-                Selection::Last(n) if n == 0 => break,
+                Selection::Last(0) => break,
                 Selection::Last(n) if got.len() >= n => {
                     got.select_nth_unstable_by(n - 1, |a, b| b.0.cmp(&a.0));
                     got.truncate(n);
