@@ -10,8 +10,9 @@
 //! - Memory store: one ring per store shard, together at most the configured number of
 //!   records (`[risk] decision_inputs_kept`); the oldest go first.
 //! - Redis store: one capped stream per slot (`P:{sNNNN}:din`, `XADD … MAXLEN n` with
-//!   `n = ceil(kept / 1024)`), sent with the next batch of commits (no round trip of its own
-//!   and nothing awaited by the drawdown).
+//!   `n = ceil(kept / 1024)`), queued after the commit on the commits' batch sender: it
+//!   leaves with the next batch (alone when nothing else is queued), and no drawdown waits
+//!   for it.
 //!
 //! # Memory
 //! A record is about 120 bytes of struct and strings in the memory store, and its JSON (about

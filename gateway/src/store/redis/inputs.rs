@@ -19,6 +19,9 @@ use std::collections::{HashMap, HashSet};
 /// Stream entries as `XRANGE` answers them.
 type Entries = Vec<(String, Vec<(String, String)>)>;
 
+/// Commands per pipeline when reading the streams of many slots.
+const CHUNK: usize = 32;
+
 /// Entries read per slot and page when selecting a time range.
 const RANGE_PAGE: usize = 1_000;
 
@@ -74,7 +77,7 @@ impl RedisStore {
         slots.sort_unstable_by_key(|s| s.get());
         slots.dedup();
         let wanted: HashSet<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
-        let cmds = slots
+        let cmds: Vec<redis::Cmd> = slots
             .iter()
             .map(|s| {
                 let mut cmd = redis::cmd("XRANGE");
@@ -82,7 +85,7 @@ impl RedisStore {
                 cmd
             })
             .collect();
-        let streams: Vec<Entries> = self.query_each(cmds).await?;
+        let streams: Vec<Entries> = self.query_chunked(cmds).await?;
         let mut found: HashMap<String, DecisionInputs> = HashMap::new();
         for (_, fields) in streams.into_iter().flatten() {
             let Some((_, json)) = fields.into_iter().find(|(f, _)| f == "i") else {
@@ -154,7 +157,7 @@ impl RedisStore {
             if active.is_empty() {
                 break;
             }
-            let cmds = active
+            let cmds: Vec<redis::Cmd> = active
                 .iter()
                 .map(|&i| {
                     let c = &cursors[i];
@@ -171,7 +174,7 @@ impl RedisStore {
                     cmd
                 })
                 .collect();
-            let pages: Vec<Entries> = self.query_each(cmds).await?;
+            let pages: Vec<Entries> = self.query_chunked(cmds).await?;
             for (&i, entries) in active.iter().zip(pages) {
                 let c = &mut cursors[i];
                 c.done = entries.len() < page;
@@ -196,6 +199,21 @@ impl RedisStore {
             got.drain(..got.len().saturating_sub(n));
         }
         Ok(got)
+    }
+}
+
+impl RedisStore {
+    /// [`RedisStore::query_each`] in pipelines of [`CHUNK`] commands, one after another:
+    /// each answer (up to a few MB of stream entries) arrives within the command timeout.
+    async fn query_chunked<T>(&self, cmds: Vec<redis::Cmd>) -> Result<Vec<T>>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
+        let mut out = Vec::with_capacity(cmds.len());
+        for chunk in cmds.chunks(CHUNK) {
+            out.extend(self.query_each(chunk.to_vec()).await?);
+        }
+        Ok(out)
     }
 }
 
