@@ -20,6 +20,7 @@
 #   benches/cpu-step.sh
 #   CAPACITY=900 ONLY="default" benches/cpu-step.sh     # skip the probe / other configs
 #   QUOTA_PCT=20 benches/cpu-step.sh
+#   BIN=/tmp/build benches/cpu-step.sh                  # prebuilt gateway and loadtest in a dir
 #
 # Set CARGO_TARGET_DIR to build elsewhere than target/. Needs jq and taskset; HAProxy for
 # `haproxy` (Debian's package). Loopback only; every process it starts is stopped by pid.
@@ -38,9 +39,12 @@ GEN_CORE=${GEN_CORE:-1}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-cargo build --release -p loadtest -p gateway >&2
-LT="$ROOT/$TARGET/release/loadtest"
-GW="$ROOT/$TARGET/release/gateway"
+if [[ -n "${BIN:-}" ]]; then
+  LT="$BIN/loadtest" GW="$BIN/gateway"
+else
+  cargo build --release -p loadtest -p gateway >&2
+  LT="$ROOT/$TARGET/release/loadtest" GW="$ROOT/$TARGET/release/gateway"
+fi
 export GATEWAY_API_KEYS=loadtest-api-key-0001 GATEWAY_ADMIN_TOKEN=loadtest-admin-token-0001
 # A connection per journey: tens of thousands of descriptors at 10x.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"

@@ -446,6 +446,9 @@ pub struct ConsoleConfig {
     pub trail_users: u64,
     /// Entries kept per user, newest.
     pub trail_per_user: u32,
+    /// Grafana's base URL (`http://grafana:3000`): each chart of the live refusals page links
+    /// to its panel of the `loan-gateway` dashboard. Unset: no links.
+    pub grafana_url: Option<String>,
 }
 
 impl Default for ConsoleConfig {
@@ -458,6 +461,7 @@ impl Default for ConsoleConfig {
             max_sessions: 1024,
             trail_users: 10_000,
             trail_per_user: 20,
+            grafana_url: None,
         }
     }
 }
@@ -469,8 +473,27 @@ impl ConsoleConfig {
             ("session_idle_ms", self.session_idle.as_nanos()),
             ("session_max_ms", self.session_max.as_nanos()),
             ("max_sessions", u128::from(self.max_sessions)),
-        ])
+        ])?;
+        match &self.grafana_url {
+            Some(url) if !grafana_url_ok(url) => Err(Invalid::new(
+                "grafana_url",
+                "an http:// or https:// URL without spaces, quotes or angle brackets",
+            )),
+            _ => Ok(()),
+        }
     }
+}
+
+/// Whether `url` is an http(s) URL the console can put in a link as it is.
+fn grafana_url_ok(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && r.chars()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '`'))
+    })
 }
 
 /// When the console's cookies carry `Secure` (sent only over HTTPS).

@@ -40,6 +40,8 @@ pub struct EmbeddedGateway {
     pub app: crate::api::App,
     /// The overload state (with `server.overload.enabled`), for tests that drive it.
     pub overload: Option<crate::overload::Overload>,
+    /// The operator console, for tests that look inside (its live page's samples).
+    pub console: crate::console::Console,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -89,6 +91,7 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedGateway, Error> {
     let addr = listener.local_addr()?;
     let app = gateway.app().clone();
     let overload = gateway.overload().cloned();
+    let console = gateway.console().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(gateway.serve(listener, async move {
         let _ = stopped.await;
@@ -97,6 +100,7 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedGateway, Error> {
         addr,
         app,
         overload,
+        console,
         stop: Some(stop),
         task,
     })

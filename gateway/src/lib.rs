@@ -227,6 +227,7 @@ impl Gateway {
             limits: limits.clone(),
         }
         .register(&mut registry);
+        logging::DroppedLines::register(&mut registry);
         let mut shadow = shadow::Shadow::register(&mut registry);
         if let AnyStore::Redis(redis) = &store {
             shadow.share_users(redis.clone());
@@ -315,6 +316,7 @@ impl Gateway {
         });
         let mut tasks = vec![policy, purge];
         tasks.extend(probe);
+        tasks.extend(self.console.spawn_sampler());
         if let Some(tls) = &self.app.tls {
             tasks.extend(tls::spawn_watch(Arc::clone(tls)));
         }

@@ -15,18 +15,37 @@
 //!
 //! # Writes
 //! Lines go to a non-blocking writer (tracing-appender): a request's thread only queues its
-//! line, and one writer thread makes the system calls. When the queue (tracing-appender's
-//! default, 128,000 lines) is full, lines are dropped rather than slow the requests down.
+//! line, and one writer thread makes the system calls. The writer thread buffers what it
+//! takes off the queue and flushes when the queue is empty, so a quiet gateway writes each
+//! line at once and a busy one writes many lines per system call (the writer thread's CPU
+//! is the gateway's too). When the queue ([`QUEUED_LINES`]) is full, lines are dropped
+//! rather than slow the requests down, and counted: `gateway_log_lines_dropped_total`.
 
 use crate::api::access::TARGET;
 use crate::api::reload::LogFilterHook;
 use crate::config::{LogConfig, LogFormat};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::registry::Registry;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::OnceLock;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
+
+/// The most lines queued for the writer thread (a line is a few hundred bytes: the queue
+/// holds at most a few MiB).
+pub const QUEUED_LINES: usize = 16 * 1024;
+
+/// The writer thread's buffer: what it writes in one system call at most.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The lines the writer dropped since [`init`] (`None` before it, as in tests).
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
 /// The installed subscriber's handles: dropping it flushes the lines still queued.
 pub struct Logging {
@@ -46,7 +65,15 @@ pub fn init(log: &LogConfig) -> Logging {
     let fixed = from_env.is_some();
     let filter = from_env.unwrap_or_else(|| EnvFilter::new(&log.filter));
     let (filter, handle) = reload::Layer::new(filter);
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(QUEUED_LINES)
+        .lossy(true)
+        .finish(std::io::BufWriter::with_capacity(
+            WRITE_BUFFER_BYTES,
+            std::io::stdout(),
+        ));
+    // A second `init` (only tests could) keeps counting the first writer's drops.
+    let _ = DROPPED.set(writer.error_counter());
     let others = filter_fn(|m| m.target() != TARGET);
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer.clone());
     let registry = tracing_subscriber::registry()
@@ -65,6 +92,32 @@ pub fn init(log: &LogConfig) -> Logging {
     Logging {
         filter_hook,
         _writer: guard,
+    }
+}
+
+/// `gateway_log_lines_dropped_total`, read at scrape time from the writer's own count.
+#[derive(Debug, Default)]
+pub struct DroppedLines;
+
+impl DroppedLines {
+    /// Registers the count under the `gateway` prefix.
+    pub fn register(registry: &mut Registry) {
+        registry
+            .sub_registry_with_prefix("gateway")
+            .register_collector(Box::new(DroppedLines));
+    }
+}
+
+impl Collector for DroppedLines {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let dropped = DROPPED.get().map_or(0, ErrorCounter::dropped_lines);
+        let counter = ConstCounter::new(u64::try_from(dropped).unwrap_or(u64::MAX));
+        counter.encode(encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because the writer thread's queue was full",
+            None,
+            counter.metric_type(),
+        )?)
     }
 }
 
@@ -221,6 +274,20 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn dropped_lines_are_a_counter_under_the_gateway_prefix() {
+        let mut registry = Registry::default();
+        DroppedLines::register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        // No writer in this test process: nothing dropped.
+        assert!(
+            text.contains("# TYPE gateway_log_lines_dropped counter\n")
+                && text.contains("\ngateway_log_lines_dropped_total 0\n"),
+            "{text}"
+        );
+    }
 
     /// A writer that keeps what was written.
     #[derive(Clone, Default)]

@@ -263,6 +263,7 @@ pub async fn serve_with(
                 let service = TowerToHyperService::new(Tracked {
                     inner: $service,
                     state: Arc::clone(&state),
+                    peer,
                 });
                 match http {
                     HttpVersions::Auto => spawn_watched(
@@ -664,6 +665,9 @@ impl ConnState {
 struct Tracked<S> {
     inner: S,
     state: Arc<ConnState>,
+    /// The connection's peer, given to each request as axum's `ConnectInfo` (the console's
+    /// sign-in throttle keys on it).
+    peer: std::net::SocketAddr,
 }
 
 /// Counts one request in flight until dropped (when its future finishes or is dropped).
@@ -704,7 +708,9 @@ impl<S: HttpService> tower::Service<http::Request<hyper::body::Incoming>> for Tr
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         self.state.started.store(true, Ordering::Relaxed);
         self.state.in_flight.fetch_add(1, Ordering::Relaxed);
         TrackedFuture {

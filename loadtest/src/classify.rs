@@ -12,26 +12,13 @@ use std::time::Duration;
 use risk_core::{Family, ReasonCode};
 use serde::{Deserialize, Serialize};
 
-/// The true cause of a refusal, the axis the report counts by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// The true cause of a refusal, the axis the report counts by: the family of the reason code
+/// the gateway answered with, or what the client saw when there was no code to read. On the
+/// wire (results.json) each is its snake_case name, a family's being its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Cause {
-    /// 200 rejected: eligibility (blocklist, overdue, account age).
-    Eligibility,
-    /// 200 rejected: amount above the line or the standing policy.
-    CreditLine,
-    /// 200 rejected: a limit tightened for the peak window binds.
-    PeakWindow,
-    /// 200 rejected: an anomaly rule (velocity, login pattern).
-    Anomaly,
-    /// 429: a rate limit.
-    RateLimit,
-    /// 503 `CAPACITY_SHED`: admission control shed it.
-    Capacity,
-    /// 503 `DEPENDENCY_UNAVAILABLE`: the store could not answer.
-    Dependency,
-    /// 408 `REQUEST_TIMEOUT`: the load generator's own upload did not arrive in time.
-    Request,
+    /// The refusal carried a reason code of this family.
+    Coded(Family),
     /// A refusal without a code the catalogue knows (the vague answer this project exists
     /// to abolish): 5xx without a code, a rejection without reasons, an unknown code.
     Unexplained,
@@ -41,22 +28,20 @@ pub enum Cause {
     Timeout,
     /// The connection failed.
     Connection,
-    /// 503 `LINE_CONTENDED`: concurrent drawdowns of the same user kept changing its line.
-    Contention,
 }
 
 impl Cause {
-    /// Every cause, in report order.
+    /// Every cause, in report order: transient before risk, uncoded last.
     pub const ALL: &'static [Cause] = &[
-        Cause::Capacity,
-        Cause::RateLimit,
-        Cause::PeakWindow,
-        Cause::Anomaly,
-        Cause::Dependency,
-        Cause::Request,
-        Cause::Contention,
-        Cause::Eligibility,
-        Cause::CreditLine,
+        Cause::Coded(Family::Capacity),
+        Cause::Coded(Family::RateLimit),
+        Cause::Coded(Family::PeakWindow),
+        Cause::Coded(Family::Anomaly),
+        Cause::Coded(Family::Dependency),
+        Cause::Coded(Family::Request),
+        Cause::Coded(Family::Contention),
+        Cause::Coded(Family::Eligibility),
+        Cause::Coded(Family::CreditLine),
         Cause::Unexplained,
         Cause::ClientError,
         Cause::Timeout,
@@ -66,52 +51,57 @@ impl Cause {
     /// The wire name.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Cause::Eligibility => "eligibility",
-            Cause::CreditLine => "credit_line",
-            Cause::PeakWindow => "peak_window",
-            Cause::Anomaly => "anomaly",
-            Cause::RateLimit => "rate_limit",
-            Cause::Capacity => "capacity",
-            Cause::Dependency => "dependency",
-            Cause::Request => "request",
+            Cause::Coded(family) => family.as_str(),
             Cause::Unexplained => "unexplained",
             Cause::ClientError => "client_error",
             Cause::Timeout => "timeout",
             Cause::Connection => "connection",
-            Cause::Contention => "contention",
         }
     }
 
     /// Whether a client may retry a request refused for this cause.
     pub const fn is_transient(self) -> bool {
-        matches!(
-            self,
-            Cause::RateLimit
-                | Cause::Capacity
-                | Cause::Dependency
-                | Cause::Request
-                | Cause::Contention
-                | Cause::Timeout
-                | Cause::Connection
-        )
+        match self {
+            Cause::Coded(family) => family.is_transient(),
+            Cause::Timeout | Cause::Connection => true,
+            Cause::Unexplained | Cause::ClientError => false,
+        }
     }
 }
 
 impl From<Family> for Cause {
-    fn from(f: Family) -> Self {
-        match f {
-            Family::Eligibility => Cause::Eligibility,
-            Family::CreditLine => Cause::CreditLine,
-            Family::PeakWindow => Cause::PeakWindow,
-            Family::Anomaly => Cause::Anomaly,
-            Family::RateLimit => Cause::RateLimit,
-            Family::Capacity => Cause::Capacity,
-            Family::Dependency => Cause::Dependency,
-            Family::Request => Cause::Request,
-            Family::Contention => Cause::Contention,
-        }
+    fn from(family: Family) -> Self {
+        Cause::Coded(family)
     }
 }
+
+impl Serialize for Cause {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Cause {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Cause::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == name)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&name, &CAUSE_NAMES))
+    }
+}
+
+/// The wire names, for the error that names them.
+const CAUSE_NAMES: [&str; Cause::ALL.len()] = {
+    let mut names = [""; Cause::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Cause::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 /// A risk decision's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,10 +265,10 @@ impl Answer {
                 ..
             } => Some(first_reason.map_or(Cause::Unexplained, |c| c.entry().family.into())),
             Answer::Refused { status, code, .. } => Some(match (status, code) {
-                (429, _) => Cause::RateLimit,
-                (503, Some(ReasonCode::CapacityShed)) => Cause::Capacity,
-                (503, Some(ReasonCode::DependencyUnavailable)) => Cause::Dependency,
-                (503, Some(ReasonCode::LineContended)) => Cause::Contention,
+                (429, _) => Cause::Coded(Family::RateLimit),
+                (503, Some(ReasonCode::CapacityShed)) => Cause::Coded(Family::Capacity),
+                (503, Some(ReasonCode::DependencyUnavailable)) => Cause::Coded(Family::Dependency),
+                (503, Some(ReasonCode::LineContended)) => Cause::Coded(Family::Contention),
                 (400..=499, _) => Cause::ClientError,
                 _ => Cause::Unexplained,
             }),
@@ -331,6 +321,23 @@ impl Answer {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_cause_round_trips_by_its_wire_name_and_an_unknown_name_is_refused() {
+        for c in Cause::ALL {
+            let json = serde_json::to_string(c).unwrap();
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+            assert_eq!(serde_json::from_str::<Cause>(&json).unwrap(), *c);
+        }
+        let map: std::collections::BTreeMap<Cause, u64> =
+            serde_json::from_str(r#"{"capacity":2,"timeout":1}"#).unwrap();
+        assert_eq!(map[&Cause::Coded(Family::Capacity)], 2);
+        let err = serde_json::from_str::<Cause>(r#""overload""#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `overload`"),
+            "{err}"
+        );
+    }
+
     fn refusal(status: u16, code: &str) -> Answer {
         let body =
             format!(r#"{{"error":{{"code":"{code}","category":"transient","retry_after_s":3}}}}"#);
@@ -348,19 +355,19 @@ mod tests {
     fn each_refusal_goes_to_its_true_cause() {
         assert_eq!(
             refusal(503, "CAPACITY_SHED").refusal_cause(),
-            Some(Cause::Capacity)
+            Some(Cause::Coded(Family::Capacity))
         );
         assert_eq!(
             refusal(503, "DEPENDENCY_UNAVAILABLE").refusal_cause(),
-            Some(Cause::Dependency)
+            Some(Cause::Coded(Family::Dependency))
         );
         assert_eq!(
             refusal(429, "RATE_LIMITED_USER").refusal_cause(),
-            Some(Cause::RateLimit)
+            Some(Cause::Coded(Family::RateLimit))
         );
         assert_eq!(
             refusal(429, "RATE_LIMITED_GLOBAL").refusal_cause(),
-            Some(Cause::RateLimit)
+            Some(Cause::Coded(Family::RateLimit))
         );
         assert_eq!(
             refusal(404, "USER_NOT_FOUND").refusal_cause(),
@@ -372,23 +379,23 @@ mod tests {
         );
         assert_eq!(
             rejected("PEAK_WINDOW_TIGHTENED").refusal_cause(),
-            Some(Cause::PeakWindow)
+            Some(Cause::Coded(Family::PeakWindow))
         );
         assert_eq!(
             rejected("LOGIN_PATTERN_ANOMALY").refusal_cause(),
-            Some(Cause::Anomaly)
+            Some(Cause::Coded(Family::Anomaly))
         );
         assert_eq!(
             rejected("VELOCITY_DRAWDOWNS_24H").refusal_cause(),
-            Some(Cause::Anomaly)
+            Some(Cause::Coded(Family::Anomaly))
         );
         assert_eq!(
             rejected("OVERDUE_BALANCE").refusal_cause(),
-            Some(Cause::Eligibility)
+            Some(Cause::Coded(Family::Eligibility))
         );
         assert_eq!(
             rejected("UTILISATION_LIMIT").refusal_cause(),
-            Some(Cause::CreditLine)
+            Some(Cause::Coded(Family::CreditLine))
         );
         assert_eq!(
             rejected("NOT_A_CODE").refusal_cause(),

@@ -40,6 +40,7 @@ use crate::recorder::{GroupInfo, JourneyEnd, JourneyOutcome, Recorder};
 use crate::results::{BureauResult, PhaseInfo, Results, ScenarioInfo, WindowSpan};
 use crate::scenario::{Clients, JourneyConfig, Priority, RetryConfig, Scenario, WindowAction};
 use crate::target;
+use risk_core::Family;
 
 /// How to run a scenario.
 #[derive(Debug, Clone)]
@@ -649,7 +650,8 @@ fn may_have_committed(a: &Answer) -> bool {
     match a {
         Answer::Timeout | Answer::Connection => true,
         Answer::Refused { status, .. } => {
-            *status >= 500 && *status != 503 || a.refusal_cause() == Some(Cause::Dependency)
+            *status >= 500 && *status != 503
+                || a.refusal_cause() == Some(Cause::Coded(Family::Dependency))
         }
         Answer::Quote { .. } | Answer::Decision { .. } => false,
     }

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::classify::Cause;
+use risk_core::Family;
 
 /// Live counters for the progress line. Relaxed everywhere: they are statistics read by one
 /// display task, and no other memory depends on their order.
@@ -84,19 +85,19 @@ impl Progress {
                 b.set_message(format!(
                     "{phase} | offered {off_rate:.0}/s achieved {sent_rate:.0}/s | ok {} | shed {} rate {} peak {} anomaly {} dep {} other {} | p99 {p99}",
                     l.ok.load(Ordering::Relaxed),
-                    r(Cause::Capacity),
-                    r(Cause::RateLimit),
-                    r(Cause::PeakWindow),
-                    r(Cause::Anomaly),
-                    r(Cause::Dependency),
-                    r(Cause::Eligibility)
-                        + r(Cause::CreditLine)
+                    r(Cause::Coded(Family::Capacity)),
+                    r(Cause::Coded(Family::RateLimit)),
+                    r(Cause::Coded(Family::PeakWindow)),
+                    r(Cause::Coded(Family::Anomaly)),
+                    r(Cause::Coded(Family::Dependency)),
+                    r(Cause::Coded(Family::Eligibility))
+                        + r(Cause::Coded(Family::CreditLine))
                         + r(Cause::Unexplained)
                         + r(Cause::ClientError)
-                        + r(Cause::Request)
+                        + r(Cause::Coded(Family::Request))
                         + r(Cause::Timeout)
                         + r(Cause::Connection)
-                        + r(Cause::Contention),
+                        + r(Cause::Coded(Family::Contention)),
                 ));
                 b.tick();
             }

@@ -23,6 +23,7 @@ use crate::results::{
     DrawdownSecond, GeneratorHealth, LatencySummary, Percentiles, PopulationResult, PrioritySecond,
     Results, SecondResult, Totals, encode_histogram,
 };
+use risk_core::Family;
 
 /// Sends later than this after their intended time count as late.
 pub const LATE_THRESHOLD: Duration = Duration::from_millis(10);
@@ -282,7 +283,7 @@ impl Recorder {
             _ => false,
         };
         let ok = served && elapsed <= deadline;
-        let shed = answer.refusal_cause() == Some(Cause::Capacity);
+        let shed = answer.refusal_cause() == Some(Cause::Coded(Family::Capacity));
         let s = self.second(done);
         let p = s.priorities.entry(priority).or_default();
         p.sent += 1;
@@ -583,27 +584,45 @@ mod tests {
         // good: 2 approved, 1 shed, 1 rate limited; the shed one had been promised.
         r.journey(0, j(JourneyEnd::Approved, true));
         r.journey(0, j(JourneyEnd::Approved, true));
-        r.journey(0, j(JourneyEnd::Refused(Cause::Capacity), true));
-        r.journey(0, j(JourneyEnd::Refused(Cause::RateLimit), false));
+        r.journey(
+            0,
+            j(JourneyEnd::Refused(Cause::Coded(Family::Capacity)), true),
+        );
+        r.journey(
+            0,
+            j(JourneyEnd::Refused(Cause::Coded(Family::RateLimit)), false),
+        );
         // frequent_login: refused by the anomaly rule after a quote that promised.
-        r.journey(1, j(JourneyEnd::Refused(Cause::Anomaly), true));
+        r.journey(
+            1,
+            j(JourneyEnd::Refused(Cause::Coded(Family::Anomaly)), true),
+        );
         r.journey(1, j(JourneyEnd::Review, true));
         // risky: one approved (bad), one refused for eligibility.
         r.journey(2, j(JourneyEnd::Approved, false));
-        r.journey(2, j(JourneyEnd::Refused(Cause::Eligibility), false));
+        r.journey(
+            2,
+            j(
+                JourneyEnd::Refused(Cause::Coded(Family::Eligibility)),
+                false,
+            ),
+        );
         let f = r.finish(&groups(), 4, 4, 8).unwrap();
         let good = &f.populations[0];
         assert_eq!((good.intents, good.approved, good.refused), (4, 2, 2));
         assert_eq!(good.refusal_rate, 0.5);
-        assert_eq!(good.refusal_rate_by_cause[&Cause::Capacity], 0.25);
+        assert_eq!(
+            good.refusal_rate_by_cause[&Cause::Coded(Family::Capacity)],
+            0.25
+        );
         assert_eq!(good.quota_untruthful_rate, 1.0 / 3.0);
         let fl = &f.populations[1];
-        assert_eq!(fl.refused_by_cause[&Cause::Anomaly], 1);
+        assert_eq!(fl.refused_by_cause[&Cause::Coded(Family::Anomaly)], 1);
         assert_eq!(fl.review, 1);
         assert_eq!(f.totals.good_intents, 6);
         assert_eq!(f.totals.good_refusal_rate, 3.0 / 6.0);
         assert_eq!(
-            f.totals.good_refusal_rate_by_cause[&Cause::Anomaly],
+            f.totals.good_refusal_rate_by_cause[&Cause::Coded(Family::Anomaly)],
             1.0 / 6.0
         );
         assert_eq!(f.totals.risky_approval_rate, 0.5);

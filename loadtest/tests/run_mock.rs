@@ -10,6 +10,7 @@ use loadtest::classify::Cause;
 use loadtest::client::TargetAddr;
 use loadtest::engine::{RunOptions, run};
 use loadtest::scenario::Scenario;
+use risk_core::Family;
 use support::{ADMIN, API_KEY, SCENARIO, start_mock};
 
 fn tmp(name: &str) -> PathBuf {
@@ -77,7 +78,7 @@ async fn a_run_attributes_every_refusal_to_its_true_cause() {
     assert!(
         good.refused_by_cause
             .keys()
-            .all(|c| *c == Cause::PeakWindow)
+            .all(|c| *c == Cause::Coded(Family::PeakWindow))
     );
     assert!(
         good.refused > 0,
@@ -89,14 +90,19 @@ async fn a_run_attributes_every_refusal_to_its_true_cause() {
 
     // Frequent logins: the anomaly rule refuses all of them, after a quote that promised.
     let fl = g("frequent_login");
-    assert_eq!(fl.refused_by_cause.get(&Cause::Anomaly), Some(&fl.intents));
+    assert_eq!(
+        fl.refused_by_cause.get(&Cause::Coded(Family::Anomaly)),
+        Some(&fl.intents)
+    );
     assert_eq!(fl.quota_untruthful_rate, 1.0);
 
     // Risky users: never approved, refused for eligibility, never promised anything.
     let risky = g("risky");
     assert_eq!(risky.approval_rate, 0.0);
     assert_eq!(
-        risky.refused_by_cause.get(&Cause::Eligibility),
+        risky
+            .refused_by_cause
+            .get(&Cause::Coded(Family::Eligibility)),
         Some(&risky.intents)
     );
     assert_eq!(risky.promised, 0);
@@ -105,14 +111,16 @@ async fn a_run_attributes_every_refusal_to_its_true_cause() {
     // Retry storm against shedding: 1 quote + 4 attempts per intent.
     let storm = g("shed_storm");
     assert_eq!(
-        storm.refused_by_cause.get(&Cause::Capacity),
+        storm.refused_by_cause.get(&Cause::Coded(Family::Capacity)),
         Some(&storm.intents)
     );
     assert_eq!(storm.retry_amplification, 5.0);
     // Polite clients against a rate limit: 1 quote + 3 attempts.
     let polite = g("limited_polite");
     assert_eq!(
-        polite.refused_by_cause.get(&Cause::RateLimit),
+        polite
+            .refused_by_cause
+            .get(&Cause::Coded(Family::RateLimit)),
         Some(&polite.intents)
     );
     assert_eq!(polite.retry_amplification, 4.0);
@@ -129,7 +137,7 @@ async fn a_run_attributes_every_refusal_to_its_true_cause() {
     assert!(
         r.seconds
             .iter()
-            .any(|s| s.refusals.contains_key(&Cause::PeakWindow))
+            .any(|s| s.refusals.contains_key(&Cause::Coded(Family::PeakWindow)))
     );
     // Good-user refusals: good, frequent_login, shed_storm and limited_polite are all
     // users who should be approved.

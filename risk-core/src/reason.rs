@@ -23,7 +23,7 @@ pub enum Category {
 }
 
 /// The cause behind a code, the axis the loadtest counts refusals by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     /// The user may not borrow at all right now (blocklist, overdue, account age).
@@ -44,6 +44,37 @@ pub enum Family {
     Request,
     /// Concurrent drawdowns of the same user kept changing the line under the commit.
     Contention,
+}
+
+impl Family {
+    /// The wire name (serde's).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Family::Eligibility => "eligibility",
+            Family::CreditLine => "credit_line",
+            Family::PeakWindow => "peak_window",
+            Family::Anomaly => "anomaly",
+            Family::RateLimit => "rate_limit",
+            Family::Capacity => "capacity",
+            Family::Dependency => "dependency",
+            Family::Request => "request",
+            Family::Contention => "contention",
+        }
+    }
+
+    /// Whether a refusal of this family is transient (retry later) rather than a risk answer.
+    /// A family's risk codes, where it has any, are reviews, not refusals (the bureau's
+    /// absence is `Dependency`, and its code asks for a review).
+    pub const fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Family::RateLimit
+                | Family::Capacity
+                | Family::Dependency
+                | Family::Request
+                | Family::Contention
+        )
+    }
 }
 
 macro_rules! catalogue {
@@ -308,6 +339,26 @@ mod tests {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, serde_json::Value::String(code.as_str().to_owned()));
             assert_eq!(code.entry().code, *code);
+        }
+    }
+
+    #[test]
+    fn a_transient_code_is_of_a_transient_family_and_each_such_family_has_one() {
+        for e in catalogue() {
+            if e.category == Category::Transient {
+                assert!(e.family.is_transient(), "{}", e.code);
+            }
+            let json = serde_json::to_value(e.family).unwrap();
+            assert_eq!(
+                json,
+                serde_json::Value::String(e.family.as_str().to_owned())
+            );
+        }
+        for family in catalogue().map(|e| e.family).filter(|f| f.is_transient()) {
+            assert!(
+                catalogue().any(|e| e.family == family && e.category == Category::Transient),
+                "{family:?}"
+            );
         }
     }
 

@@ -17,13 +17,17 @@
 //! - [`session`]: the bounded session table and CSRF tokens.
 //! - [`i18n`]: the language of a request and every string in both languages.
 //! - [`pages`]: one handler per page or form, and the templates' view types.
-//! - [`assets`]: the embedded stylesheet.
+//! - [`live`]: the ring of counter samples behind the live refusals page, and its charts.
+//! - [`throttle`]: sign-in attempts limited per client address.
+//! - [`assets`]: the embedded stylesheet and the live page's refresh script.
 //! - `a11y` (tests): the accessibility checks that need no browser (contrast of the palette).
 
 pub mod assets;
 pub mod i18n;
+pub mod live;
 pub mod pages;
 pub mod session;
+pub mod throttle;
 
 #[cfg(test)]
 mod a11y;
@@ -35,11 +39,14 @@ use axum::routing::{get, post};
 pub use session::Sessions;
 use std::sync::Arc;
 
-/// What the console's handlers share: the gateway's state and the session table.
+/// What the console's handlers share: the gateway's state, the session table, the live
+/// page's samples and the sign-in throttle.
 #[derive(Debug, Clone)]
 pub struct Console {
     app: App,
     sessions: Arc<Sessions>,
+    live: Arc<live::Live>,
+    throttle: Arc<throttle::Throttle>,
 }
 
 impl Console {
@@ -53,9 +60,39 @@ impl Console {
             usize::try_from(c.max_sessions).unwrap_or(usize::MAX),
         );
         Console {
+            throttle: Arc::new(throttle::Throttle::new(Arc::clone(&app.clock))),
             app,
             sessions: Arc::new(sessions),
+            live: Arc::new(live::Live::new(live::KEPT)),
         }
+    }
+
+    /// The samples of the live refusals page.
+    pub fn live(&self) -> &live::Live {
+        &self.live
+    }
+
+    /// Reads the counters into the live page's ring now (the sampler does every
+    /// [`live::PERIOD`]).
+    pub fn sample_now(&self) {
+        self.live.push(live::Sample::read(&self.app));
+    }
+
+    /// The task that samples the counters every [`live::PERIOD`] (none when the console is
+    /// off). A period missed while the runtime was busy is skipped, not caught up.
+    pub fn spawn_sampler(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.app.config.console.enabled {
+            return None;
+        }
+        let console = self.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(live::PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                console.sample_now();
+            }
+        }))
     }
 
     /// The session table.
@@ -88,7 +125,9 @@ impl Console {
             .route("/console/customers", get(pages::customers))
             .route("/console/decisions/{decision_id}", get(pages::decision))
             .route("/console/thresholds", get(pages::thresholds))
+            .route("/console/live", get(pages::live))
             .route("/console/assets/console.css", get(assets::stylesheet))
+            .route("/console/assets/live.js", get(assets::live_script))
             .route("/console/{*rest}", get(pages::not_found))
             .with_state(self.clone())
     }

@@ -14,7 +14,8 @@ use crate::request::Caller;
 use crate::store::{AppealRecord, AppealStatus, DecisionRecord, ReasonRecord, Store};
 use crate::trail::{TrailEntry, TrailKind};
 use askama::Template;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -170,8 +171,8 @@ impl Ctx {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                 frame-ancestors 'none'; base-uri 'none'",
+                "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; \
+                 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
         );
         h.insert(
@@ -252,14 +253,33 @@ struct MessagePage {
     back: String,
 }
 
-/// A signed-in page's context, or the redirect to sign in.
-#[allow(clippy::result_large_err)] // a Response, answered at once
-fn signed_in(console: &Console, uri: &Uri, headers: &HeaderMap) -> Result<Ctx, Response> {
-    let ctx = Ctx::of(console, uri, headers);
-    if ctx.session.is_some() {
-        Ok(ctx)
-    } else {
-        Err(ctx.redirect("/console/sign-in"))
+/// The context of a page that needs a session, as an extractor: a handler taking
+/// `SignedIn(ctx)` runs only for a signed-in operator; anyone else is sent to the sign-in
+/// form (the rejection is that redirect, with the console's headers).
+pub(super) struct SignedIn(pub(super) Ctx);
+
+impl FromRequestParts<Console> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, Response> {
+        let ctx = Ctx::of(console, &parts.uri, &parts.headers);
+        if ctx.session.is_some() {
+            Ok(SignedIn(ctx))
+        } else {
+            Err(ctx.redirect("/console/sign-in"))
+        }
+    }
+}
+
+/// Any page's context (signed in or not), as an extractor.
+impl FromRequestParts<Console> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Console,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Ctx::of(console, &parts.uri, &parts.headers))
     }
 }
 
@@ -384,12 +404,7 @@ struct SignInPage {
 }
 
 /// `GET /console/sign-in`.
-pub(super) async fn sign_in_page(
-    State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = Ctx::of(&console, &uri, &headers);
+pub(super) async fn sign_in_page(ctx: Ctx) -> Response {
     if ctx.session.is_some() {
         return ctx.redirect("/console/appeals");
     }
@@ -414,11 +429,31 @@ struct SignInForm {
 }
 
 /// `POST /console/sign-in`: the admin token opens a session; a caller key is refused.
+/// Attempts are throttled per client address ([`super::throttle`]) before the token is
+/// compared: a throttled attempt is answered 429 with `Retry-After`, its token unread.
 pub(super) async fn sign_in(State(console): State<Console>, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let (mut ctx, f) = match form::<SignInForm>(&console, req, true).await {
         Ok(v) => v,
         Err(res) => return res,
     };
+    if let Err(wait) = console.throttle.attempt(peer) {
+        // Whole seconds, rounded up: a client told 0 would come back at once.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        tracing::info!(peer = ?peer, retry_after_s = seconds, "console sign-in throttled");
+        let text = ctx
+            .t()
+            .sign_in_throttled
+            .replace("{seconds}", &seconds.to_string());
+        let mut res = sign_in_form(ctx, StatusCode::TOO_MANY_REQUESTS, Some(&text));
+        if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return res;
+    }
     match console.app.auth.load().console_operator(&f.token) {
         Ok(operator) => {
             tracing::info!(operator = %operator, "console sign-in");
@@ -464,11 +499,8 @@ pub(super) async fn sign_out(State(console): State<Console>, req: Request) -> Re
 }
 
 /// `GET /console`.
-pub(super) async fn home(State(console): State<Console>, uri: Uri, headers: HeaderMap) -> Response {
-    match signed_in(&console, &uri, &headers) {
-        Ok(ctx) => ctx.redirect("/console/appeals"),
-        Err(res) => res,
-    }
+pub(super) async fn home(SignedIn(ctx): SignedIn) -> Response {
+    ctx.redirect("/console/appeals")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -516,15 +548,7 @@ struct AppealsPage {
 }
 
 /// `GET /console/appeals?status=open|overdue|resolved|all&sort=due|-due`.
-pub(super) async fn appeals(
-    State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+pub(super) async fn appeals(State(console): State<Console>, SignedIn(ctx): SignedIn) -> Response {
     let t = ctx.t();
     let filter = match ctx.q("status") {
         Some(f @ ("open" | "overdue" | "resolved" | "all")) => f.to_owned(),
@@ -720,13 +744,8 @@ struct AppealPage {
 pub(super) async fn appeal(
     State(console): State<Console>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedIn(mut ctx): SignedIn,
 ) -> Response {
-    let mut ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
     let t = ctx.t();
     let app = &console.app;
     let a = match app.store.get_appeal_any(&id).await {
@@ -776,13 +795,8 @@ struct DecisionPage {
 pub(super) async fn decision(
     State(console): State<Console>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedIn(ctx): SignedIn,
 ) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
     let t = ctx.t();
     let app = &console.app;
     match app.store.get_decision_any(&id).await {
@@ -893,15 +907,7 @@ fn compact(v: &serde_json::Value) -> String {
 }
 
 /// `GET /console/policy`.
-pub(super) async fn policy(
-    State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+pub(super) async fn policy(State(console): State<Console>, SignedIn(ctx): SignedIn) -> Response {
     let t = ctx.t();
     let app = &console.app;
     let snap = app.policy.current();
@@ -985,13 +991,8 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
 /// `GET /console/policy/force?window=NAME` (empty: back to the calendar): what would change.
 pub(super) async fn confirm_force(
     State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedIn(ctx): SignedIn,
 ) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
     let t = ctx.t();
     let app = &console.app;
     let window = ctx.q("window").unwrap_or("").to_owned();
@@ -1192,15 +1193,7 @@ async fn quote_of(console: &Console, t: &Text, user: &str) -> Result<QuoteView, 
 }
 
 /// `GET /console/customers?user=ID`.
-pub(super) async fn customers(
-    State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+pub(super) async fn customers(State(console): State<Console>, SignedIn(ctx): SignedIn) -> Response {
     let t = ctx.t();
     let user = ctx.q("user").unwrap_or("").trim().to_owned();
     let mut chrome = ctx.chrome("customers", t.customers_title);
@@ -1260,27 +1253,128 @@ pub(super) async fn customers(
 // ---------------------------------------------------------------------------------------
 // Thresholds.
 
+/// Operator changes read at most, newest first, looking for the thresholds' versions.
+const HISTORY_SCAN: usize = 5_000;
+/// Versions listed at most.
+const HISTORY_SHOWN: usize = 20;
+/// Differences listed per version before the rest is counted.
+const DIFF_SHOWN: usize = 12;
+/// Operator changes read per store round trip.
+const AUDIT_PAGE: usize = 500;
+
+/// One published thresholds version, from the audit trail.
+struct VersionRow {
+    version: String,
+    live: bool,
+    how: &'static str,
+    who: String,
+    at: String,
+    changes: Vec<(String, String, String)>,
+    more: usize,
+}
+
+impl VersionRow {
+    fn of(t: &Text, c: &crate::store::OperatorChange, live: u64) -> VersionRow {
+        let cell = |v: &serde_json::Value| match v {
+            serde_json::Value::Null => "—".to_owned(),
+            other => compact(other),
+        };
+        let version = c
+            .changes
+            .iter()
+            .find(|f| f.path == "/version")
+            .map(|f| cell(&f.after))
+            .unwrap_or_default();
+        let fields: Vec<_> = c.changes.iter().filter(|f| f.path != "/version").collect();
+        VersionRow {
+            live: version == live.to_string(),
+            version,
+            how: if c.action == "shadow.promote" {
+                t.history_promoted
+            } else {
+                t.history_published
+            },
+            who: c.operator.clone(),
+            at: when(&c.at),
+            changes: fields
+                .iter()
+                .take(DIFF_SHOWN)
+                .map(|f| (f.path.clone(), cell(&f.before), cell(&f.after)))
+                .collect(),
+            more: fields.len().saturating_sub(DIFF_SHOWN),
+        }
+    }
+}
+
+/// What the audit trail tells of the thresholds' versions: the newest publications and
+/// promotions, newest first, and whether older ones may exist that were not read.
+struct History {
+    rows: Vec<VersionRow>,
+    /// The scan stopped at [`HISTORY_SCAN`] entries before the log's start.
+    cut: bool,
+    /// The memory store dropped its oldest entries.
+    dropped: bool,
+}
+
+/// The thresholds' history from the operator audit trail (`thresholds.publish` and
+/// `shadow.promote` entries), read back from the newest: at most [`HISTORY_SCAN`] entries
+/// in pages of [`AUDIT_PAGE`], one store round trip each.
+async fn thresholds_history(
+    console: &Console,
+    t: &Text,
+    live: u64,
+) -> Result<History, crate::store::StoreError> {
+    let store = &console.app.store;
+    let (mut rows, mut scanned, mut before, mut dropped) = (Vec::new(), 0, None, false);
+    loop {
+        let page = store.operator_changes_back(before, AUDIT_PAGE).await?;
+        dropped |= page.dropped > 0;
+        let Some(last) = page.entries.last() else {
+            return Ok(History {
+                rows,
+                cut: false,
+                dropped,
+            });
+        };
+        before = crate::store::AuditCursor::parse(&last.id);
+        scanned += page.entries.len();
+        for e in &page.entries {
+            if matches!(
+                e.change.action.as_str(),
+                "thresholds.publish" | "shadow.promote"
+            ) && rows.len() < HISTORY_SHOWN
+            {
+                rows.push(VersionRow::of(t, &e.change, live));
+            }
+        }
+        let short = page.entries.len() < AUDIT_PAGE;
+        if short || rows.len() >= HISTORY_SHOWN || scanned >= HISTORY_SCAN || before.is_none() {
+            let cut = !short && rows.len() < HISTORY_SHOWN;
+            return Ok(History { rows, cut, dropped });
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/thresholds.html")]
 struct ThresholdsPage {
     c: Chrome,
     version: u64,
+    history: Vec<VersionRow>,
+    history_read: bool,
+    history_cut: bool,
+    history_dropped: bool,
     document: String,
 }
 
-/// `GET /console/thresholds`.
+/// `GET /console/thresholds`: the live version, its history from the audit trail, and the
+/// document in force.
 pub(super) async fn thresholds(
     State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedIn(ctx): SignedIn,
 ) -> Response {
-    let ctx = match signed_in(&console, &uri, &headers) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
     let t = ctx.t();
     let Some(th) = console.app.thresholds.load_full() else {
-        let t = ctx.t();
         return ctx.message(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(ErrorCode::DependencyUnavailable),
@@ -1288,25 +1382,168 @@ pub(super) async fn thresholds(
             "/console",
         );
     };
+    let mut c = ctx.chrome("thresholds", t.thresholds_title);
+    let history = match thresholds_history(&console, t, th.version()).await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            // The live version is still worth showing; the history's absence is said.
+            tracing::debug!(cause = %e, "console: the audit trail could not be read");
+            c.error = Some(t.history_unavailable.to_owned());
+            None
+        }
+    };
     let document = serde_json::to_string_pretty(th.document()).unwrap_or_default();
-    let c = ctx.chrome("thresholds", t.thresholds_title);
-    ctx.page(
-        StatusCode::OK,
-        &ThresholdsPage {
-            c,
-            version: th.version(),
-            document,
-        },
-    )
+    let page = ThresholdsPage {
+        c,
+        version: th.version(),
+        history_read: history.is_some(),
+        history_cut: history.as_ref().is_some_and(|h| h.cut),
+        history_dropped: history.as_ref().is_some_and(|h| h.dropped),
+        history: history.map(|h| h.rows).unwrap_or_default(),
+        document,
+    };
+    ctx.page(StatusCode::OK, &page)
+}
+
+// ---------------------------------------------------------------------------------------
+// Live refusals.
+
+/// One chart of the live page.
+struct ChartView {
+    id: &'static str,
+    title: &'static str,
+    summary: String,
+    svg: String,
+    grafana: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/live.html")]
+struct LivePage {
+    c: Chrome,
+    refusals: Vec<ChartView>,
+    admission: Vec<ChartView>,
+    sampled_at: Option<String>,
+    help: String,
+}
+
+/// The dashboard's panel `panel`, over the last 15 minutes, under `base` (`console.grafana_url`).
+fn grafana_link(base: Option<&str>, panel: u32) -> Option<String> {
+    let base = base?.trim_end_matches('/');
+    Some(format!(
+        "{base}/d/loan-gateway/loan-gateway?orgId=1&from=now-15m&to=now&viewPanel={panel}"
+    ))
+}
+
+/// `GET /console/live`: the last minutes of refusals by cause and of admission, from this
+/// instance's counters ([`super::live`]).
+pub(super) async fn live(State(console): State<Console>, SignedIn(ctx): SignedIn) -> Response {
+    use super::live::{self as l, Shape};
+    let t = ctx.t();
+    let samples = console.live.samples();
+    let now = console.app.clock.now();
+    let period = l::PERIOD.as_secs();
+    let span = l::PERIOD * u32::try_from(l::KEPT).unwrap_or(u32::MAX);
+    let minutes = span.as_secs() / 60;
+    let frame = l::Frame {
+        now,
+        span,
+        start: t.live_axis_start,
+        end: t.live_axis_end,
+    };
+    let base = console.app.config.console.grafana_url.as_deref();
+    let counter = |id: &'static str, title: &'static str, points: Vec<l::Point>, panel: u32| {
+        let total: u64 = points.iter().map(|p| p.value).sum();
+        let peak = points.iter().map(|p| p.value).max().unwrap_or(0);
+        let summary = t
+            .live_counter_summary
+            .replace("{total}", &total.to_string())
+            .replace("{minutes}", &minutes.to_string())
+            .replace("{peak}", &peak.to_string())
+            .replace("{period}", &period.to_string());
+        ChartView {
+            id,
+            title,
+            svg: l::svg(id, title, &summary, &points, Shape::Bars, &frame),
+            summary,
+            grafana: grafana_link(base, panel),
+        }
+    };
+    let gauge = |id: &'static str, title: &'static str, points: Vec<l::Point>, panel: u32| {
+        let last = points.last().map_or(0, |p| p.value);
+        let max = points.iter().map(|p| p.value).max().unwrap_or(0);
+        let summary = t
+            .live_gauge_summary
+            .replace("{now}", &last.to_string())
+            .replace("{max}", &max.to_string())
+            .replace("{minutes}", &minutes.to_string());
+        ChartView {
+            id,
+            title,
+            svg: l::svg(id, title, &summary, &points, Shape::Line, &frame),
+            summary,
+            grafana: grafana_link(base, panel),
+        }
+    };
+    let refusals = l::CAUSES
+        .iter()
+        .enumerate()
+        .map(|(i, cause)| {
+            let title = t.live_causes.get(i).copied().unwrap_or(cause.key);
+            counter(
+                cause.key,
+                title,
+                l::deltas(&samples, |s| s.causes.get(i).copied().unwrap_or(0)),
+                cause.panel,
+            )
+        })
+        .collect();
+    let admission = vec![
+        gauge(
+            "admission-limit",
+            t.live_limit,
+            l::levels(&samples, |s| s.limit),
+            l::ADMISSION_PANEL,
+        ),
+        gauge(
+            "admission-in-flight",
+            t.live_in_flight,
+            l::levels(&samples, |s| s.in_flight),
+            l::ADMISSION_PANEL,
+        ),
+        gauge(
+            "admission-queued",
+            t.live_queued,
+            l::levels(&samples, |s| s.queued),
+            l::ADMISSION_PANEL,
+        ),
+        counter(
+            "admission-shed",
+            t.live_shed,
+            l::deltas(&samples, |s| s.shed),
+            l::SHED_PANEL,
+        ),
+    ];
+    let zone = console.app.policy.compiled().zone().clone();
+    let sampled_at = samples
+        .last()
+        .map(|s| when(&crate::clock::rfc3339(s.at, zone.to_offset(s.at))));
+    let help = t
+        .live_help
+        .replace("{period}", &period.to_string())
+        .replace("{minutes}", &minutes.to_string());
+    let page = LivePage {
+        c: ctx.chrome("live", t.live_title),
+        refusals,
+        admission,
+        sampled_at,
+        help,
+    };
+    ctx.page(StatusCode::OK, &page)
 }
 
 /// Any other `/console/…` path.
-pub(super) async fn not_found(
-    State(console): State<Console>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = Ctx::of(&console, &uri, &headers);
+pub(super) async fn not_found(ctx: Ctx) -> Response {
     let t = ctx.t();
     ctx.message(
         StatusCode::NOT_FOUND,

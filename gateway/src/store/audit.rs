@@ -203,6 +203,29 @@ impl MemoryLog {
     }
 }
 
+impl MemoryLog {
+    fn page_back(&self, before: Option<AuditCursor>, limit: usize) -> AuditPage {
+        let end = match before {
+            None => self.entries.len(),
+            Some(b) => self
+                .entries
+                .partition_point(|(seq, _)| AuditCursor { ms: 0, seq: *seq } < b),
+        };
+        AuditPage {
+            entries: self
+                .entries
+                .range(end.saturating_sub(limit)..end)
+                .rev()
+                .map(|(seq, change)| AuditEntry {
+                    id: AuditCursor { ms: 0, seq: *seq }.to_string(),
+                    change: change.clone(),
+                })
+                .collect(),
+            dropped: self.dropped,
+        }
+    }
+}
+
 impl AnyStore {
     /// Appends one change to the operator audit log; answers its id. One round trip; never
     /// trims the log (see the module docs for the memory store's bound).
@@ -227,6 +250,25 @@ impl AnyStore {
                     .page(after, limit))
             }
             AnyStore::Redis(r) => r.operator_changes(after, limit).await,
+        }
+    }
+
+    /// Up to `limit` entries before `before` (`None`: the newest), newest first: the way
+    /// back through the log for a page that shows recent changes. One round trip.
+    pub async fn operator_changes_back(
+        &self,
+        before: Option<AuditCursor>,
+        limit: usize,
+    ) -> Result<AuditPage> {
+        match self {
+            AnyStore::Memory(m) => {
+                m.faults().check()?;
+                Ok(m.operator_log()
+                    .lock()
+                    .map_err(poisoned)?
+                    .page_back(before, limit))
+            }
+            AnyStore::Redis(r) => r.operator_changes_back(before, limit).await,
         }
     }
 }
@@ -312,5 +354,40 @@ mod tests {
         let page = log.page(AuditCursor::START, 1);
         assert_eq!(page.dropped, 2);
         assert_eq!(page.entries[0].change.target, "t2");
+    }
+
+    #[test]
+    fn the_memory_log_pages_back_from_the_newest() {
+        let change = |n: usize| OperatorChange {
+            operator: "alice".into(),
+            at: "2026-06-01T12:00:00+08:00".into(),
+            action: "thresholds.publish".into(),
+            route: "PUT /admin/thresholds".into(),
+            target: format!("t{n}"),
+            changes: vec![],
+        };
+        let mut log = MemoryLog::default();
+        assert!(log.page_back(None, 5).entries.is_empty());
+        for n in 0..5 {
+            log.append(change(n));
+        }
+        let targets = |p: &AuditPage| {
+            p.entries
+                .iter()
+                .map(|e| e.change.target.clone())
+                .collect::<Vec<_>>()
+        };
+        let page = log.page_back(None, 2);
+        assert_eq!(targets(&page), ["t4", "t3"]);
+        let next = AuditCursor::parse(&page.entries[1].id);
+        let page = log.page_back(next, 2);
+        assert_eq!(targets(&page), ["t2", "t1"]);
+        let next = AuditCursor::parse(&page.entries[1].id);
+        assert_eq!(targets(&log.page_back(next, 2)), ["t0"]);
+        assert!(
+            log.page_back(AuditCursor::parse("0-1"), 2)
+                .entries
+                .is_empty()
+        );
     }
 }

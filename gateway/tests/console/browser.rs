@@ -236,6 +236,44 @@ async fn drawable_now(c: &Client, base: &str) -> u64 {
         .unwrap()
 }
 
+/// Seven samples 10 s apart on the test's clock, with six 503s (the store down) and six
+/// risk rejections between them, for the live page's charts.
+async fn live_traffic(t: &TestGateway) {
+    let gateway::store::AnyStore::Memory(memory) = &t.gw.app.store else {
+        panic!("the test gateway runs on the memory store")
+    };
+    t.gw.console.sample_now();
+    for n in 0..6u64 {
+        t.clock.advance(Duration::from_secs(10));
+        memory.faults().set_unavailable(true);
+        for _ in 0..(n % 3) {
+            let r = t
+                .api
+                .get(t.url("/v1/credit-lines/u-demo-a"))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 503);
+        }
+        memory.faults().set_unavailable(false);
+        let d: Value = t
+            .api
+            .post(t.url("/v1/drawdowns"))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", format!("live-{n}"))
+            .json(&json!({"user_id": "u-demo-e", "amount_fen": 10_000, "channel": "app"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(d["outcome"], "rejected", "{d}");
+        t.gw.console.sample_now();
+    }
+}
+
 #[tokio::test]
 async fn an_operator_works_the_console_in_chromium() {
     let (Some(chromium), Some(chromedriver)) = (
@@ -389,8 +427,35 @@ async fn an_operator_works_the_console_in_chromium() {
             "the quote under Double 11 ({after}) is below normal ({before})"
         );
 
+        // A version published through the admin API: live, with its history.
+        let mut v2: Value = t
+            .api
+            .get(t.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v2["version"] = json!(2);
+        v2["profiles"]["normal"]["login_pattern"]["logins_30d"] = json!(75);
+        let r = t
+            .api
+            .put(t.url("/admin/thresholds"))
+            .bearer_auth(ADMIN)
+            .json(&v2)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
         c.goto(&format!("{base}/console/thresholds")).await.unwrap();
-        assert_eq!(text_of(&c, "#thresholds-version").await, "1");
+        assert_eq!(text_of(&c, "#thresholds-version").await, "2");
+        let history = text_of(&c, "#history").await;
+        assert!(
+            history.contains("/profiles/normal/login_pattern/logins_30d: 60 → 75"),
+            "{history}"
+        );
         check_page(
             &c,
             &format!("{base}/console/thresholds"),
@@ -406,6 +471,23 @@ async fn an_operator_works_the_console_in_chromium() {
         click(&c, "form.inline-actions button[type=submit]").await;
         text_when(&c, "[role=status]").await;
         assert_eq!(t.policy_json().await["window"], "normal");
+
+        // Live refusals: a minute of samples, with 503s and a risk rejection among them.
+        live_traffic(&t).await;
+        c.goto(&format!("{base}/console/live")).await.unwrap();
+        let dep = text_of(&c, "#dependency-unavailable").await;
+        // (The peak per period is not asserted: the gateway's own sampler may also tick, on
+        // real time, between two of these samples.)
+        assert!(dep.contains("6 in the last 10 min"), "{dep}");
+        // The refresh script shows its pause button, which says whether it is pressed.
+        let pause = c.find(Locator::Id("live-pause")).await.unwrap();
+        assert!(pause.is_displayed().await.unwrap());
+        pause.click().await.unwrap();
+        assert_eq!(
+            pause.attr("aria-pressed").await.unwrap().as_deref(),
+            Some("true")
+        );
+        check_page(&c, &format!("{base}/console/live"), "live", &shots).await;
     };
     // The session is closed (chromedriver then ends Chromium) whatever happened, a failed
     // assertion too, then any failure is raised: killing chromedriver alone would leave

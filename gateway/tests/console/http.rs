@@ -322,3 +322,287 @@ async fn the_customer_page_shows_recent_decisions_and_transient_refusals() {
     let (status, _, _) = b.get("/console/decisions/dd_nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_thresholds_page_shows_each_version_from_the_audit_trail() {
+    use serde_json::{Value, json};
+    let t = TestGateway::start().await;
+    let mut b = Browser::new(t.gw.base_url());
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/console/thresholds").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("No version was published"), "{page}");
+
+    let live: Value = t
+        .api
+        .get(t.url("/admin/thresholds"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Version 2 by publication, version 3 by promotion of a shadow candidate.
+    let mut v2 = live.clone();
+    v2["version"] = json!(2);
+    v2["profiles"]["normal"]["login_pattern"]["logins_30d"] = json!(75);
+    let r = t
+        .api
+        .put(t.url("/admin/thresholds"))
+        .bearer_auth(ADMIN)
+        .json(&v2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let mut candidate = v2.clone();
+    candidate["profiles"]["normal"]["min_account_age_days"] = json!(7);
+    let r = t
+        .api
+        .put(t.url("/admin/shadow"))
+        .bearer_auth(ADMIN)
+        .json(&candidate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = t
+        .api
+        .post(t.url("/admin/shadow/promote"))
+        .bearer_auth(ADMIN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+
+    let (status, page, _) = b.get("/console/thresholds?lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"thresholds-version\">3<"), "{page}");
+    let history = &page[page.find("id=\"history\"").expect("a history table")..];
+    let history = &history[..history.find("</table>").unwrap()];
+    let rows: Vec<&str> = history.split("<tr").skip(2).collect();
+    assert_eq!(rows.len(), 2, "{history}");
+    // Newest first: 3 (promoted, live), then 2 (published), each with who, when and what.
+    assert!(rows[0].contains("<strong>3</strong>") && rows[0].contains("class=\"active\""));
+    assert!(rows[0].contains("promoted from shadow") && rows[0].contains("admin"));
+    assert!(
+        rows[0].contains("/profiles/normal/min_account_age_days</code>: 0 → 7"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows[1].contains("<strong>2</strong>") && rows[1].contains("published"));
+    assert!(
+        rows[1].contains("/profiles/normal/login_pattern/logins_30d</code>: 60 → 75"),
+        "{}",
+        rows[1]
+    );
+    assert!(rows[1].contains("2026-06-01 12:00:00+08:00"), "{}", rows[1]);
+    // In Chinese too.
+    let (_, page, _) = b.get("/console/thresholds?lang=zh").await;
+    assert!(page.contains("由影子候选提升") && page.contains("历史版本"));
+
+    // The store down: the live version still shows, and the history's absence is said.
+    let gateway::store::AnyStore::Memory(memory) = &t.gw.app.store else {
+        panic!("the test gateway runs on the memory store")
+    };
+    memory.faults().set_unavailable(true);
+    let (status, page, _) = b.get("/console/thresholds?lang=en").await;
+    memory.faults().set_unavailable(false);
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("The audit trail could not be read"), "{page}");
+    assert!(page.contains("id=\"thresholds-version\">3<"));
+}
+
+#[tokio::test]
+async fn the_live_page_charts_refusals_by_cause_from_the_counters() {
+    let t = TestGateway::start().await;
+    let mut b = Browser::new(t.gw.base_url());
+    b.sign_in(ADMIN).await;
+    // A sample before, then refusals of two causes, then a sample 10 s later.
+    t.gw.console.sample_now();
+    t.rejected_and_appealed("live-1").await;
+    let gateway::store::AnyStore::Memory(memory) = &t.gw.app.store else {
+        panic!("the test gateway runs on the memory store")
+    };
+    memory.faults().set_unavailable(true);
+    for n in 0..3 {
+        let r = t
+            .api
+            .get(t.url("/v1/credit-lines/u-demo-a"))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", format!("live-503-{n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    memory.faults().set_unavailable(false);
+    t.clock.advance(Duration::from_secs(10));
+    t.gw.console.sample_now();
+
+    let (status, page, res) = b.get("/console/live?lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<h1>Live refusals</h1>"));
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let chart = |id: &str| -> String {
+        let at = page
+            .find(&format!("<figure class=\"card chart-card\" id=\"{id}\">"))
+            .unwrap_or_else(|| panic!("a chart {id}"));
+        let rest = &page[at..];
+        rest[..rest.find("</figure>").unwrap()].to_owned()
+    };
+    // The 503s are counted under their cause, drawn as one bar, and named for screen readers.
+    let dep = chart("dependency-unavailable");
+    assert!(
+        dep.contains("3 in the last 10 min · at most 3 in 10 s"),
+        "{dep}"
+    );
+    assert_eq!(dep.matches("<rect").count(), 1, "{dep}");
+    assert!(dep.contains("role=\"img\""), "{dep}");
+    let rejected = chart("risk-rejected");
+    assert!(rejected.contains("1 in the last 10 min"), "{rejected}");
+    let shed = chart("capacity-shed");
+    assert!(shed.contains("0 in the last 10 min"), "{shed}");
+    assert_eq!(shed.matches("<rect").count(), 0);
+    assert!(chart("admission-limit").contains("<polyline"));
+    // No Grafana URL configured: no links.
+    assert!(!page.contains("Open in Grafana"));
+    // In Chinese.
+    let (_, page, _) = b.get("/console/live?lang=zh").await;
+    assert!(page.contains("<h1>实时拒绝</h1>") && page.contains("最近 10 分钟共 3 次"));
+    // The refresh script is served from the binary.
+    let (status, script, res) = b.get("/console/assets/live.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(script.contains("getElementById(\"live\")"));
+}
+
+#[tokio::test]
+async fn the_live_page_links_each_chart_to_grafana_when_configured() {
+    let mut config = gateway::config::Config {
+        api_keys: vec![KEY.into()],
+        admin_token: ADMIN.into(),
+        ..gateway::config::Config::default()
+    };
+    config.console.grafana_url = Some("http://grafana.test:3000/".into());
+    let gw = gateway::embedded::start(gateway::embedded::EmbeddedOptions {
+        config: Some(config.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut b = Browser::new(gw.base_url());
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/console/live?lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches("Open in Grafana</a>").count(), 12, "{page}");
+    assert!(
+        page.contains(
+            "href=\"http://grafana.test:3000/d/loan-gateway/loan-gateway?orgId=1&#38;from=now-15m&#38;to=now&#38;viewPanel=4\""
+        ),
+        "{}",
+        &page[page.find("Open in Grafana").unwrap() - 300..]
+    );
+    gw.shutdown().await;
+    // A URL that is not one is refused at start, naming the key.
+    config.console.grafana_url = Some("grafana:3000".into());
+    let e = gateway::embedded::start(gateway::embedded::EmbeddedOptions {
+        config: Some(config),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("console.grafana_url"), "{e}");
+}
+
+#[tokio::test]
+async fn repeated_sign_ins_from_one_address_are_refused_for_a_while() {
+    use gateway::console::throttle::{BURST, REFILL};
+    let t = TestGateway::start().await;
+    let mut b = Browser::new(t.gw.base_url());
+    for _ in 0..BURST {
+        let (status, _, _) = b.sign_in("not-a-token-at-all-000").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // The right token is refused too now, unread: a throttled address learns nothing.
+    let (status, page, res) = b.sign_in(ADMIN).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        page.contains("Too many sign-in attempts from this address. Try again in 60 s."),
+        "{page}"
+    );
+    assert_eq!(res.headers()["retry-after"], "60");
+    assert!(!b.cookies.iter().any(|(k, _)| k == "lg_console"));
+    let (status, page, _) = b.get("/console/sign-in?lang=zh").await;
+    assert_eq!(status, StatusCode::OK, "the form itself is not throttled");
+    let csrf = crate::support::csrf_of(&page);
+    let (status, page, _) = b
+        .post("/console/sign-in", &[("csrf", &csrf), ("token", ADMIN)])
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.contains("此地址的登录尝试过多"), "{page}");
+    // A while later (the injected clock), one more attempt is allowed, and it signs in.
+    t.clock.advance(REFILL);
+    let (status, _, res) = b.sign_in(ADMIN).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/console/appeals");
+}
+
+#[tokio::test]
+async fn the_thresholds_history_says_when_it_searched_only_the_newest_changes() {
+    use gateway::store::OperatorChange;
+    let t = TestGateway::start().await;
+    let change = |action: &str, n: usize| OperatorChange {
+        operator: "alice".into(),
+        at: "2026-06-01T12:00:00+08:00".into(),
+        action: action.into(),
+        route: "PUT /admin/thresholds".into(),
+        target: "thresholds".into(),
+        changes: vec![gateway::store::FieldChange {
+            path: "/version".into(),
+            before: serde_json::json!(n),
+            after: serde_json::json!(n + 1),
+        }],
+    };
+    // A publication, then more other changes than the page searches.
+    let store = &t.gw.app.store;
+    store
+        .append_operator_change(change("thresholds.publish", 1))
+        .await
+        .unwrap();
+    for n in 0..5_000 {
+        store
+            .append_operator_change(change("credit_line.upsert", n))
+            .await
+            .unwrap();
+    }
+    let mut b = Browser::new(t.gw.base_url());
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/console/thresholds?lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Only the newest 5,000 operator changes were searched"));
+    assert!(
+        !page.contains("id=\"history\""),
+        "the publication is past the search"
+    );
+    assert!(
+        !page.contains("No version was published"),
+        "not said when the search was cut"
+    );
+    // One more publication, within reach: listed, and the search still said to be cut.
+    store
+        .append_operator_change(change("thresholds.publish", 7))
+        .await
+        .unwrap();
+    let (_, page, _) = b.get("/console/thresholds?lang=en").await;
+    assert!(page.contains("<strong>8</strong>"), "{page}");
+    assert!(page.contains("Only the newest 5,000 operator changes were searched"));
+}

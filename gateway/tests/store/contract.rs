@@ -898,6 +898,28 @@ pub(crate) async fn operator_changes(store: gateway::store::AnyStore) {
     let page = store.operator_changes(cursors[19], 100).await.unwrap();
     assert_eq!(page.entries.len(), 5);
     assert_eq!(page.entries[0].id, ids[20]);
+    // Paging back by 10 from the newest reads every entry once, newest first.
+    let mut back = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.operator_changes_back(before, 10).await.unwrap();
+        let Some(last) = page.entries.last() else {
+            break;
+        };
+        before = AuditCursor::parse(&last.id);
+        assert!(page.entries.len() <= 10);
+        back.extend(page.entries.into_iter().map(|e| e.id));
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(back, newest_first);
+    // A cursor in the middle: the entries before it.
+    let page = store
+        .operator_changes_back(Some(cursors[3]), 100)
+        .await
+        .unwrap();
+    let got: Vec<&str> = page.entries.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(got, [&ids[2], &ids[1], &ids[0]]);
 }
 
 /// A manual clock at [`t0`], the time the contract's commits carry: a store on it counts

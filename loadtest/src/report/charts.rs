@@ -5,6 +5,7 @@ use plotters::prelude::*;
 use crate::Error;
 use crate::classify::Cause;
 use crate::results::Results;
+use risk_core::Family;
 
 const W: u32 = 920;
 const H: u32 = 300;
@@ -56,19 +57,19 @@ fn err(chart: &'static str) -> impl Fn(String) -> Error {
 /// The colour a cause has in every chart.
 pub fn cause_colour(c: Cause) -> RGBColor {
     match c {
-        Cause::Capacity => RGBColor(214, 39, 40),
-        Cause::RateLimit => RGBColor(255, 127, 14),
-        Cause::PeakWindow => RGBColor(188, 160, 20),
-        Cause::Anomaly => RGBColor(148, 103, 189),
-        Cause::Dependency => RGBColor(140, 86, 75),
-        Cause::Eligibility => RGBColor(127, 127, 127),
-        Cause::CreditLine => RGBColor(23, 190, 207),
+        Cause::Coded(Family::Capacity) => RGBColor(214, 39, 40),
+        Cause::Coded(Family::RateLimit) => RGBColor(255, 127, 14),
+        Cause::Coded(Family::PeakWindow) => RGBColor(188, 160, 20),
+        Cause::Coded(Family::Anomaly) => RGBColor(148, 103, 189),
+        Cause::Coded(Family::Dependency) => RGBColor(140, 86, 75),
+        Cause::Coded(Family::Eligibility) => RGBColor(127, 127, 127),
+        Cause::Coded(Family::CreditLine) => RGBColor(23, 190, 207),
         Cause::Unexplained => RGBColor(20, 20, 20),
         Cause::ClientError => RGBColor(227, 119, 194),
-        Cause::Request => RGBColor(188, 189, 34),
+        Cause::Coded(Family::Request) => RGBColor(188, 189, 34),
         Cause::Timeout => RGBColor(120, 0, 0),
         Cause::Connection => RGBColor(31, 60, 120),
-        Cause::Contention => RGBColor(90, 160, 90),
+        Cause::Coded(Family::Contention) => RGBColor(90, 160, 90),
     }
 }
 

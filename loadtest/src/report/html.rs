@@ -7,6 +7,7 @@ use super::pct;
 use crate::Error;
 use crate::classify::Cause;
 use crate::results::Results;
+use risk_core::Family;
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222;max-width:1900px}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}\
@@ -31,11 +32,13 @@ fn table_causes(runs: &[&Results]) -> Vec<Cause> {
         .filter(|c| {
             matches!(
                 c,
-                Cause::Capacity
-                    | Cause::RateLimit
-                    | Cause::PeakWindow
-                    | Cause::Anomaly
-                    | Cause::Dependency
+                Cause::Coded(
+                    Family::Capacity
+                        | Family::RateLimit
+                        | Family::PeakWindow
+                        | Family::Anomaly
+                        | Family::Dependency
+                )
             ) || runs.iter().any(|r| {
                 r.populations
                     .iter()

@@ -5,13 +5,14 @@ use std::fmt::Write as _;
 use super::pct;
 use crate::classify::Cause;
 use crate::results::{PopulationResult, Results};
+use risk_core::Family;
 
 const TABLE_CAUSES: &[Cause] = &[
-    Cause::Capacity,
-    Cause::RateLimit,
-    Cause::PeakWindow,
-    Cause::Anomaly,
-    Cause::Dependency,
+    Cause::Coded(Family::Capacity),
+    Cause::Coded(Family::RateLimit),
+    Cause::Coded(Family::PeakWindow),
+    Cause::Coded(Family::Anomaly),
+    Cause::Coded(Family::Dependency),
 ];
 
 fn other_refused(p: &PopulationResult) -> f64 {
@@ -74,11 +75,11 @@ fn population_rows(s: &mut String, r: &Results) {
             p.intents,
             pct(p.approval_rate),
             pct(p.refusal_rate),
-            by(Cause::Capacity),
-            by(Cause::RateLimit),
-            by(Cause::PeakWindow),
-            by(Cause::Anomaly),
-            by(Cause::Dependency),
+            by(Cause::Coded(Family::Capacity)),
+            by(Cause::Coded(Family::RateLimit)),
+            by(Cause::Coded(Family::PeakWindow)),
+            by(Cause::Coded(Family::Anomaly)),
+            by(Cause::Coded(Family::Dependency)),
             pct(other_refused(p)),
             p.retry_amplification,
             pct(p.quota_untruthful_rate),

@@ -78,6 +78,39 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Up to `limit` entries before `before` (`None`: the newest), newest first
+    /// (`XREVRANGE (before - COUNT limit`).
+    pub(crate) async fn operator_changes_back(
+        &self,
+        before: Option<AuditCursor>,
+        limit: usize,
+    ) -> Result<AuditPage> {
+        let key = self.operator_audit_key();
+        let end = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
+        let raw: Vec<(String, Vec<(String, String)>)> = self
+            .with_conn(|mut c| async move {
+                redis::cmd("XREVRANGE")
+                    .arg(&key)
+                    .arg(&end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(limit)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let entries = raw
+            .into_iter()
+            .map(|(id, fields)| entry(id, fields.into_iter().collect()))
+            .collect::<Result<_>>()?;
+        Ok(AuditPage {
+            entries,
+            dropped: 0,
+        })
+    }
+}
+
 fn entry(id: String, mut f: HashMap<String, String>) -> Result<AuditEntry> {
     let mut take = |name: &str| {
         f.remove(name)
