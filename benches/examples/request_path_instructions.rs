@@ -13,6 +13,8 @@
 //!   drawdown also evaluated against it, nothing counted but the evaluation);
 //! - `shadow-changed`: `full` with a candidate that rejects every drawdown live approves
 //!   (the most a candidate costs: each decision counted as a change).
+//! - `no-inputs`: `full` with `[risk] decision_inputs_kept = 0`: no decision keeps its
+//!   inputs for backtests (`full` keeps them, as the default does).
 //!
 //! With `ACCESS_LOG=1` in the environment the gateway's access log is on, as the binary's
 //! default filter has it: one JSON line per request, formatted by the binary's access layer
@@ -142,6 +144,9 @@ fn main() {
     let mut config = Config::from_file(std::path::Path::new(CONFIG)).unwrap();
     config.api_keys = vec![API_KEY.to_owned()];
     config.admin_token = "bench-admin-token-0001".to_owned();
+    if variant == "no-inputs" {
+        config.risk.decision_inputs_kept = 0;
+    }
     let gateway = Gateway::build(config, SystemClock::shared()).unwrap();
     let app: &App = gateway.app();
     let mut state = UserState::clean(Fen::MAX, RiskGrade::A);
@@ -187,7 +192,7 @@ fn main() {
                 req
             });
         }
-        "full" => measured(&rt, &full, n, &fresh),
+        "full" | "no-inputs" => measured(&rt, &full, n, &fresh),
         "shadow-same" | "shadow-changed" => {
             let live = app.thresholds.load_full().unwrap();
             let mut doc = live.document().clone();
@@ -208,7 +213,7 @@ fn main() {
         }
         "replay" => measured(&rt, &full, n, &|_| drawdown_request("first")),
         other => panic!(
-            "unknown variant {other:?}: bare, handler, full, replay, shadow-same or shadow-changed"
+            "unknown variant {other:?}: bare, handler, full, no-inputs, replay, shadow-same or shadow-changed"
         ),
     }
     // Still approving after the run.

@@ -379,11 +379,24 @@ impl ServerConfig {
 }
 
 /// `[risk]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RiskConfig {
     /// A thresholds document (JSON) to start with instead of the built-in one.
     pub thresholds_file: Option<PathBuf>,
+    /// How many recent drawdown decisions keep their inputs for backtests (0: none), in a
+    /// bounded record beside the store's decisions (`crate::store::inputs`; what a record
+    /// costs: `BENCHMARKS.md`, "backtest"). At most 10,000,000.
+    pub decision_inputs_kept: usize,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            thresholds_file: None,
+            decision_inputs_kept: 100_000,
+        }
+    }
 }
 
 /// `[log]`.
@@ -719,6 +732,12 @@ impl Config {
         self.bureau.validate().map_err(|e| e.under("bureau"))?;
         self.console.validate().map_err(|e| e.under("console"))?;
         self.tracing.validate().map_err(|e| e.under("tracing"))?;
+        if self.risk.decision_inputs_kept > 10_000_000 {
+            return Err(ConfigError::invalid(
+                "risk.decision_inputs_kept",
+                "must be at most 10,000,000 decisions",
+            ));
+        }
         Ok(())
     }
 

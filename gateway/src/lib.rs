@@ -14,6 +14,8 @@
 //! - [`ratelimit`]: global (per route) and per-user rate limits.
 //! - [`admission`]: priority-aware concurrency limit with a bounded queue.
 //! - [`bureau`]: the external credit bureau under a latency budget, bulkhead and breaker.
+//! - [`anomaly`]: report-only anomaly rules: what they would have refused, counted.
+//! - [`backtest`]: the shadow candidate replayed over stored decisions' inputs.
 //! - [`shadow`]: shadow candidates: a thresholds document evaluated beside the live one.
 //! - [`store`]: the store interface, its in-memory and Redis implementations.
 //! - [`api`]: the request path ([`api::GatewayService`]), routes, wire types, errors, the edge.
@@ -39,7 +41,9 @@
 //! ```
 
 pub mod admission;
+pub mod anomaly;
 pub mod api;
+pub mod backtest;
 pub mod bureau;
 pub mod clock;
 pub mod config;
@@ -228,7 +232,11 @@ impl Gateway {
         }
         .register(&mut registry);
         logging::DroppedLines::register(&mut registry);
-        let shadow = shadow::Shadow::register(&mut registry);
+        let mut shadow = shadow::Shadow::register(&mut registry);
+        if let AnyStore::Redis(redis) = &store {
+            shadow.share_users(redis.clone());
+        }
+        let anomaly = anomaly::AnomalyModes::register(&mut registry);
         let trail = trail::Trail::new(
             config.console.trail_users,
             usize::try_from(config.console.trail_per_user).unwrap_or(usize::MAX),
@@ -249,6 +257,7 @@ impl Gateway {
             clock,
             appeal_due: jiff::SignedDuration::from_hours(24 * 15),
             shadow,
+            anomaly,
             trail,
             tracing,
         };

@@ -68,7 +68,17 @@ pub enum Transition {
 }
 
 impl Transition {
-    fn of(live: Outcome, candidate: Outcome) -> Option<Transition> {
+    /// Every transition.
+    pub const ALL: [Transition; 6] = [
+        Transition::ApprovedToRejected,
+        Transition::ApprovedToReview,
+        Transition::RejectedToApproved,
+        Transition::RejectedToReview,
+        Transition::ReviewToApproved,
+        Transition::ReviewToRejected,
+    ];
+
+    pub(crate) fn of(live: Outcome, candidate: Outcome) -> Option<Transition> {
         use Outcome::*;
         Some(match (live, candidate) {
             (Approved, Rejected) => Transition::ApprovedToRejected,
@@ -152,9 +162,9 @@ pub struct Explanation {
     pub reasons: Vec<ReasonRecord>,
 }
 
-/// What a candidate has counted.
+/// What a candidate (or a backtest) has counted.
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
     by_transition: BTreeMap<Transition, Count>,
     by_reason: BTreeMap<(Transition, &'static str), Count>,
     by_grade: BTreeMap<(Transition, RiskGrade), Count>,
@@ -164,9 +174,106 @@ struct Tally {
     samples: Vec<Sample>,
 }
 
+impl Tally {
+    /// Counts one changed decision of `user`; `sample` builds its sample while fewer than
+    /// [`MAX_SAMPLES`] are kept. Answers the transition's distinct-user estimate when it
+    /// moved (the gauge is set only then: a label look-up per change).
+    pub(crate) fn change(
+        &mut self,
+        t: Transition,
+        reason: &'static str,
+        grade: RiskGrade,
+        channel: &'static str,
+        user: &str,
+        sample: impl FnOnce() -> Sample,
+    ) -> Option<usize> {
+        let before = self.by_transition.get(&t).map(|c| c.users.estimate());
+        let count = self.by_transition.entry(t).or_default();
+        count.add(user);
+        let now = count.users.estimate();
+        self.by_reason.entry((t, reason)).or_default().add(user);
+        self.by_grade.entry((t, grade)).or_default().add(user);
+        self.by_channel.entry((t, channel)).or_default().add(user);
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push(sample());
+        }
+        (before != Some(now)).then_some(now)
+    }
+
+    /// The report of these counts under `header`.
+    pub(crate) fn report(&self, header: Header, drawdowns: u64, quotes: u64) -> Report {
+        let keyed = |t: &Transition, key: String, c: &Count| Keyed {
+            transition: *t,
+            key,
+            count: c.report(),
+        };
+        Report {
+            candidate_version: header.candidate_version,
+            staged_by: header.staged_by,
+            staged_at: header.staged_at,
+            drawdowns_evaluated: drawdowns,
+            quotes_evaluated: quotes,
+            changes: self
+                .by_transition
+                .iter()
+                .map(|(t, c)| keyed(t, t.as_str().to_owned(), c))
+                .collect(),
+            by_reason: self
+                .by_reason
+                .iter()
+                .map(|((t, r), c)| keyed(t, (*r).to_owned(), c))
+                .collect(),
+            by_grade: self
+                .by_grade
+                .iter()
+                .map(|((t, g), c)| keyed(t, g.as_str().to_owned(), c))
+                .collect(),
+            by_channel: self
+                .by_channel
+                .iter()
+                .map(|((t, ch), c)| keyed(t, (*ch).to_owned(), c))
+                .collect(),
+            quotes_lower: self.quotes_lower.report(),
+            quotes_higher: self.quotes_higher.report(),
+            samples: self.samples.clone(),
+            shared_users: None,
+        }
+    }
+}
+
+/// Who a report is of: the candidate's version, who staged it and when.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// The candidate's document version as staged.
+    pub candidate_version: u64,
+    /// Who staged it.
+    pub staged_by: String,
+    /// When.
+    pub staged_at: String,
+}
+
+/// The principal reason of the stricter decision of a transition: the candidate's when it
+/// refuses or sends to review what live approved (or moves a review to a rejection); live's
+/// when the candidate lets through what live held.
+pub(crate) fn stricter_reason(
+    t: Transition,
+    live: Option<risk_core::ReasonCode>,
+    candidate: Option<risk_core::ReasonCode>,
+) -> &'static str {
+    let stricter = match t {
+        Transition::RejectedToApproved
+        | Transition::ReviewToApproved
+        | Transition::RejectedToReview => live,
+        _ => candidate,
+    };
+    stricter.map_or("NONE", risk_core::ReasonCode::as_str)
+}
+
 /// A staged candidate.
 pub struct Candidate {
     thresholds: Thresholds,
+    /// A digest of the document: names its shared distinct-user sketches on Redis.
+    digest: String,
     /// The operator who staged it.
     pub staged_by: String,
     /// When (RFC 3339, the gateway's clock).
@@ -224,6 +331,9 @@ pub enum Verdict {
 pub struct Shadow {
     current: ArcSwapOption<Candidate>,
     metrics: ShadowMetrics,
+    /// On Redis: the distinct users of each outcome change are also counted there, across
+    /// instances ([`Shadow::share_users`]).
+    shared: Option<crate::store::RedisStore>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -284,7 +394,42 @@ impl Shadow {
         Shadow {
             current: ArcSwapOption::empty(),
             metrics,
+            shared: None,
         }
+    }
+
+    /// Counts the distinct users of each outcome change on `redis` too, shared by every
+    /// instance that stages the same candidate document (`shared_users` in the report).
+    pub fn share_users(&mut self, redis: crate::store::RedisStore) {
+        self.shared = Some(redis);
+    }
+
+    /// `report` with `shared_users` filled in from Redis, when shared (one round trip).
+    pub async fn with_shared_users(
+        &self,
+        candidate: &Candidate,
+        mut report: Report,
+    ) -> crate::store::Result<Report> {
+        let Some(redis) = &self.shared else {
+            return Ok(report);
+        };
+        let keys = Transition::ALL
+            .iter()
+            .map(|t| redis.shared_users_key(&candidate.digest, t.as_str()))
+            .collect();
+        let counts = redis.shared_users(keys).await?;
+        report.shared_users = Some(
+            Transition::ALL
+                .iter()
+                .zip(counts)
+                .filter(|(_, users)| *users > 0)
+                .map(|(t, users)| SharedCount {
+                    transition: *t,
+                    users,
+                })
+                .collect(),
+        );
+        Ok(report)
     }
 
     /// The staged candidate.
@@ -299,8 +444,12 @@ impl Shadow {
         staged_by: &str,
         staged_at: String,
     ) -> Arc<Candidate> {
+        let digest = serde_json::to_vec(thresholds.document())
+            .map(|json| blake3::hash(&json).to_hex()[..16].to_owned())
+            .unwrap_or_default();
         let c = Arc::new(Candidate {
             thresholds,
+            digest,
             staged_by: staged_by.to_owned(),
             staged_at,
             drawdowns: AtomicU64::new(0),
@@ -379,46 +528,33 @@ impl Shadow {
         let Some(t) = Transition::of(stored.outcome, outcome) else {
             return;
         };
-        // The principal reason of the stricter decision: the candidate's when it refuses
-        // or sends to review what live approved (or moves a review to a rejection); live's
-        // when the candidate lets through what live held.
-        let stricter = match t {
-            Transition::RejectedToApproved
-            | Transition::ReviewToApproved
-            | Transition::RejectedToReview => stored.reasons.first().map(|r| r.code),
-            _ => reasons.first().map(|r| r.code),
-        };
-        let reason = stricter.map_or("NONE", risk_core::ReasonCode::as_str);
+        let reason = stricter_reason(
+            t,
+            stored.reasons.first().map(|r| r.code),
+            reasons.first().map(|r| r.code),
+        );
         let channel = channel_name(req.channel);
         let user = stored.user_id.as_str();
-        let users = {
-            let mut tally = c.tally();
-            let before = tally.by_transition.get(&t).map(|c| c.users.estimate());
-            tally.by_transition.entry(t).or_default().add(user);
-            tally.by_reason.entry((t, reason)).or_default().add(user);
-            tally.by_grade.entry((t, grade)).or_default().add(user);
-            tally.by_channel.entry((t, channel)).or_default().add(user);
-            if tally.samples.len() < MAX_SAMPLES {
-                tally.samples.push(Sample {
-                    decision_id: stored.decision_id.clone(),
-                    user_id: stored.user_id.clone(),
-                    risk_grade: grade,
-                    channel,
-                    amount_fen: stored.amount_fen,
-                    live: Explanation {
-                        outcome: stored.outcome,
-                        reasons: stored.reasons.clone(),
-                    },
-                    candidate: Explanation {
-                        outcome,
-                        reasons: reasons.iter().map(&render).collect(),
-                    },
-                });
-            }
-            let now = tally.by_transition[&t].users.estimate();
-            // The gauge is set only when the estimate moves (a label look-up per change).
-            (before != Some(now)).then_some(now)
-        };
+        let users = c
+            .tally()
+            .change(t, reason, grade, channel, user, || Sample {
+                decision_id: stored.decision_id.clone(),
+                user_id: stored.user_id.clone(),
+                risk_grade: grade,
+                channel,
+                amount_fen: stored.amount_fen,
+                live: Explanation {
+                    outcome: stored.outcome,
+                    reasons: stored.reasons.clone(),
+                },
+                candidate: Explanation {
+                    outcome,
+                    reasons: reasons.iter().map(&render).collect(),
+                },
+            });
+        if let Some(redis) = &self.shared {
+            redis.add_shared_user(redis.shared_users_key(&c.digest, t.as_str()), user);
+        }
         self.metrics
             .changes
             .get_or_create(&ChangeLabels {
@@ -471,7 +607,7 @@ impl Shadow {
     }
 }
 
-fn channel_name(c: risk_core::Channel) -> &'static str {
+pub(crate) fn channel_name(c: risk_core::Channel) -> &'static str {
     match c {
         risk_core::Channel::App => "app",
         risk_core::Channel::Web => "web",
@@ -518,47 +654,39 @@ pub struct Report {
     pub quotes_higher: CountReport,
     /// The first changed decisions, both explanations side by side.
     pub samples: Vec<Sample>,
+    /// On Redis: distinct users per transition over every instance that staged the same
+    /// document (estimated), where any were counted. Absent on the memory store and in
+    /// backtests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_users: Option<Vec<SharedCount>>,
+}
+
+/// Distinct users of one transition, over every instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedCount {
+    /// The transition.
+    pub transition: Transition,
+    /// Distinct users (estimated).
+    pub users: u64,
 }
 
 impl Candidate {
-    /// The report so far.
-    pub fn report(&self) -> Report {
-        let tally = self.tally();
-        let keyed = |t: &Transition, key: String, c: &Count| Keyed {
-            transition: *t,
-            key,
-            count: c.report(),
-        };
-        Report {
+    /// Who the candidate is, for a report.
+    pub fn header(&self) -> Header {
+        Header {
             candidate_version: self.thresholds.version(),
             staged_by: self.staged_by.clone(),
             staged_at: self.staged_at.clone(),
-            drawdowns_evaluated: self.drawdowns.load(Ordering::Relaxed),
-            quotes_evaluated: self.quotes.load(Ordering::Relaxed),
-            changes: tally
-                .by_transition
-                .iter()
-                .map(|(t, c)| keyed(t, t.as_str().to_owned(), c))
-                .collect(),
-            by_reason: tally
-                .by_reason
-                .iter()
-                .map(|((t, r), c)| keyed(t, (*r).to_owned(), c))
-                .collect(),
-            by_grade: tally
-                .by_grade
-                .iter()
-                .map(|((t, g), c)| keyed(t, g.as_str().to_owned(), c))
-                .collect(),
-            by_channel: tally
-                .by_channel
-                .iter()
-                .map(|((t, ch), c)| keyed(t, (*ch).to_owned(), c))
-                .collect(),
-            quotes_lower: tally.quotes_lower.report(),
-            quotes_higher: tally.quotes_higher.report(),
-            samples: tally.samples.clone(),
         }
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> Report {
+        self.tally().report(
+            self.header(),
+            self.drawdowns.load(Ordering::Relaxed),
+            self.quotes.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -50,6 +50,8 @@ pub struct AppState {
     pub appeal_due: jiff::SignedDuration,
     /// The shadow candidate staged on this instance.
     pub shadow: crate::shadow::Shadow,
+    /// The anomaly rules' modes on this instance (report-only or enforced).
+    pub anomaly: crate::anomaly::AnomalyModes,
     /// Each user's recent decisions and 429/503 refusals (the console's customer page).
     pub trail: crate::trail::Trail,
     /// The export of spans (`None`: `[tracing]` is off; the trace context is still read and

@@ -184,7 +184,13 @@ struct Inner {
     clock: SharedClock,
     /// The audit trail of operator changes ([`super::audit`]).
     operator_log: Mutex<super::audit::MemoryLog>,
+    /// The inputs of recent decisions ([`super::inputs`]), one ring per shard, by decision
+    /// key, oldest first.
+    inputs: Box<[Mutex<InputsRing>]>,
 }
+
+/// One shard's kept decision inputs, by decision key, oldest first.
+type InputsRing = VecDeque<(u128, super::DecisionInputs)>;
 
 #[derive(Default)]
 struct Shard {
@@ -417,6 +423,7 @@ impl MemoryStore {
 
     fn build(config: MemoryConfig, clock: SharedClock) -> MemoryStore {
         let shards = (0..config.shards).map(|_| Mutex::default()).collect();
+        let inputs = (0..config.shards).map(|_| Mutex::default()).collect();
         MemoryStore {
             inner: Arc::new(Inner {
                 config,
@@ -426,6 +433,7 @@ impl MemoryStore {
                 faults: super::Faults::default(),
                 clock,
                 operator_log: Mutex::default(),
+                inputs,
             }),
         }
     }
@@ -461,6 +469,72 @@ impl MemoryStore {
         }
         stats.appeals = lock(&self.inner.appeals).by_seq.len();
         stats
+    }
+
+    /// Keeps the inputs of a committed decision, in its shard's ring of at most
+    /// `kept / shards` records (rounded up): the oldest goes when it is full. `kept == 0`
+    /// keeps nothing.
+    pub fn keep_inputs(&self, inputs: super::DecisionInputs, kept: usize) {
+        let Some(slot) = super::ids::id_slot(&inputs.decision_id) else {
+            return;
+        };
+        let Some(key) = decision_key(&inputs.decision_id) else {
+            return;
+        };
+        if kept == 0 {
+            return;
+        }
+        let per_shard = super::inputs::per_part(kept, self.inner.inputs.len());
+        // The index is masked below the length: never out of bounds.
+        let mut ring = lock(&self.inner.inputs[self.shard_index(slot)]);
+        while ring.len() >= per_shard {
+            ring.pop_front();
+        }
+        ring.push_back((key, inputs));
+    }
+
+    /// The decisions `selection` names that this store still holds, and the inputs kept for
+    /// them (oldest first). Takes each shard's locks in turn, never two at once.
+    pub fn select_inputs(&self, selection: super::Selection) -> super::Selected {
+        use super::Selection;
+        let mut keys: Vec<u128> = Vec::new();
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            match selection {
+                Selection::Last(n) => keys.extend(shard.decisions.keys().rev().take(n)),
+                Selection::Range { from, to } => {
+                    // A ULID's top 48 bits are its time in ms: the keys of [from, to] lie
+                    // between these two.
+                    let ms =
+                        |t: Timestamp| u128::from(u64::try_from(t.as_millisecond()).unwrap_or(0));
+                    let lo = ms(from) << 80;
+                    let hi = (ms(to) << 80) | ((1u128 << 80) - 1);
+                    if lo <= hi {
+                        keys.extend(shard.decisions.range(lo..=hi).map(|(k, _)| *k));
+                    }
+                }
+            }
+        }
+        keys.sort_unstable();
+        if let Selection::Last(n) = selection {
+            keys.drain(..keys.len().saturating_sub(n));
+        }
+        let wanted: std::collections::HashSet<u128, foldhash::fast::RandomState> =
+            keys.iter().copied().collect();
+        let mut inputs: Vec<(u128, super::DecisionInputs)> = Vec::new();
+        for ring in &self.inner.inputs {
+            let ring = lock(ring);
+            inputs.extend(
+                ring.iter()
+                    .filter(|(k, _)| wanted.contains(k))
+                    .map(|(k, i)| (*k, i.clone())),
+            );
+        }
+        inputs.sort_unstable_by_key(|(k, _)| *k);
+        super::Selected {
+            decisions: keys.len(),
+            inputs: inputs.into_iter().map(|(_, i)| i).collect(),
+        }
     }
 
     /// The shard index of a slot.

@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`audit`]: the audit trail of operator changes (both stores).
 //! - [`types`]: the stored records ([`DecisionRecord`], [`AppealRecord`], …), as JSON.
+//! - [`inputs`]: the inputs each decision was made from, kept bounded for backtests.
 //! - [`ids`]: user slots and decision / appeal ids that name their slot.
 //! - [`memory`]: the sharded in-memory store.
 //! - [`redis`]: the production store on Redis (Lua scripts, Cluster-ready keys).
@@ -65,6 +66,7 @@ pub mod audit;
 pub mod demo;
 pub mod faults;
 pub mod ids;
+pub mod inputs;
 pub mod memory;
 pub mod redis;
 pub mod types;
@@ -74,6 +76,7 @@ pub use audit::{AuditCursor, AuditEntry, AuditPage, FieldChange, OperatorChange}
 pub use demo::{DemoUser, demo_users};
 pub use faults::Faults;
 pub use ids::{Slot, new_appeal_id, new_decision_id, user_slot};
+pub use inputs::{DecisionInputs, Selected, Selection};
 pub use memory::{MemoryConfig, MemoryConfigError, MemoryStats, MemoryStore};
 pub use redis::{
     AuditEvent, RedisConfig, RedisConfigError, RedisStore, ThresholdSyncMetrics, ThresholdTarget,

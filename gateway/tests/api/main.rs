@@ -9,6 +9,7 @@
 mod support;
 
 mod audit;
+mod backtest;
 mod bureau;
 mod concurrency;
 mod contract;

@@ -531,7 +531,11 @@ async fn a_drawdown_is_one_round_trip() {
         in_scripts as f64 / N as f64
     );
     assert_eq!(top_level.get("evalsha"), Some(&N), "{top_level:?}");
-    assert_eq!(total, N, "nothing but the commit script: {top_level:?}");
+    // Besides: each decision's inputs for backtests (`XADD`, queued after the commit and never
+    // waited for), and the health check's `PING` should its turn fall in the run.
+    assert_eq!(top_level.get("xadd"), Some(&N), "{top_level:?}");
+    let others = total - 2 * N - top_level.get("ping").copied().unwrap_or(0);
+    assert_eq!(others, 0, "nothing but the commit script: {top_level:?}");
     t.gw.shutdown().await;
 }
 
@@ -1417,4 +1421,229 @@ async fn a_report_only_shared_global_limit_counts_and_serves() {
         "decided by Redis"
     );
     a.gw.shutdown().await;
+}
+
+/// A backtest on Redis: the inputs kept in the slots' capped streams are replayed against the
+/// staged candidate; decisions whose inputs the cap pushed out are skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backtest_replays_the_inputs_kept_on_redis() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("backtest");
+    // Two per slot.
+    let a = gateway_tweaked(&redis.url(), &prefix, 200, |c| {
+        c.risk.decision_inputs_kept = 2 * 1024;
+    })
+    .await;
+    a.ready().await;
+    let users = [("u-bt-f1", 120), ("u-bt-f2", 120), ("u-bt-q1", 5)];
+    for (u, logins) in users {
+        let r = a
+            .client
+            .put(a.url(&format!("/admin/credit-lines/{u}")))
+            .bearer_auth(ADMIN)
+            .json(
+                &json!({"limit_fen": 1_000_000, "used_fen": 0, "risk_grade": "A",
+                          "account_age_days": 400, "logins_30d": logins}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let slots: HashSet<u16> = users
+        .iter()
+        .map(|(u, _)| gateway::store::user_slot(&risk_core::UserId::parse(u).unwrap()).get())
+        .collect();
+    assert_eq!(slots.len(), 3, "the test's users are on three slots");
+    for n in 0..3 {
+        for (u, _) in users {
+            let d: Value = a
+                .drawdown(&format!("{u}-{n}"), u, 1_000)
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(d["outcome"], "approved", "{d}");
+        }
+    }
+    let mut candidate = a.thresholds().await;
+    candidate["profiles"]["normal"]["login_pattern"]["mode"] = json!("reject_alone");
+    let r = a
+        .client
+        .put(a.url("/admin/shadow"))
+        .bearer_auth(ADMIN)
+        .json(&candidate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let backtest = |body: Value| {
+        let a = &a;
+        async move {
+            let r = a
+                .client
+                .post(a.url("/admin/shadow/backtest"))
+                .bearer_auth(ADMIN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body = r.json::<Value>().await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    // The inputs leave with the next batch, unawaited: wait (bounded) for the last ones.
+    let mut report = Value::Null;
+    for _ in 0..100 {
+        report = backtest(json!({"last": 100})).await;
+        if report["replayed"] == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nine decisions; each slot keeps the inputs of its last two.
+    assert_eq!(
+        (&report["selected"], &report["replayed"], &report["skipped"]),
+        (&json!(9), &json!(6), &json!(3)),
+        "{report}"
+    );
+    assert_eq!(
+        report["changes"],
+        json!([{"transition": "approved_to_rejected", "key": "approved_to_rejected",
+                "requests": 4, "users": 2}])
+    );
+    let sample = &report["samples"][0];
+    assert_eq!(
+        sample["candidate"]["reasons"][0]["code"],
+        "LOGIN_PATTERN_ANOMALY"
+    );
+    assert_eq!(sample["live"]["outcome"], "approved");
+    // The streams hold their bound.
+    let mut conn = deadpool_redis::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for slot in &slots {
+        let key = a
+            .store()
+            .inputs_key(gateway::store::Slot::new(*slot).unwrap());
+        let len: usize = deadpool_redis::redis::cmd("XLEN")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(len, 2, "{key}");
+    }
+    // A time range: the gateway's clock stands at noon; a range an hour before it is empty.
+    let noon = jiff::civil::date(2026, 6, 1)
+        .at(12, 0, 0, 0)
+        .in_tz("Asia/Shanghai")
+        .unwrap()
+        .timestamp();
+    let hour = jiff::SignedDuration::from_hours(1);
+    let around = backtest(json!({"from": (noon - hour).to_string(), "to": noon.to_string()})).await;
+    assert_eq!(
+        (&around["selected"], &around["replayed"]),
+        (&json!(9), &json!(6))
+    );
+    let before = backtest(
+        json!({"from": (noon - hour).to_string(), "to": (noon - jiff::SignedDuration::from_secs(1)).to_string()}),
+    )
+    .await;
+    assert_eq!(
+        (&before["selected"], &before["skipped"]),
+        (&json!(0), &json!(0))
+    );
+    // The last two: from the end of the slots' streams.
+    let last = backtest(json!({"last": 2})).await;
+    assert_eq!(last["selected"], 2, "{last}");
+}
+
+/// Two gateways on one Redis, the same candidate staged on each: each counts its own
+/// requests, and the distinct users of an outcome change are counted once over both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_users_are_shared_across_instances() {
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("shared-users");
+    let a = gateway_with(&redis.url(), &prefix, 200).await;
+    let b = gateway_with(&redis.url(), &prefix, 200).await;
+    a.ready().await;
+    b.ready().await;
+    for u in ["u-su-f1", "u-su-f2", "u-su-f3"] {
+        let r = a
+            .client
+            .put(a.url(&format!("/admin/credit-lines/{u}")))
+            .bearer_auth(ADMIN)
+            .json(
+                &json!({"limit_fen": 1_000_000, "used_fen": 0, "risk_grade": "A",
+                          "account_age_days": 400, "logins_30d": 120}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let mut candidate = a.thresholds().await;
+    candidate["profiles"]["normal"]["login_pattern"]["mode"] = json!("reject_alone");
+    for gw in [&a, &b] {
+        let r = gw
+            .client
+            .put(gw.url("/admin/shadow"))
+            .bearer_auth(ADMIN)
+            .json(&candidate)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // A sees f1 and f2, B sees f2 and f3: three users over both.
+    for (gw, users, tag) in [
+        (&a, ["u-su-f1", "u-su-f2"], "a"),
+        (&b, ["u-su-f2", "u-su-f3"], "b"),
+    ] {
+        for u in users {
+            let d: Value = gw
+                .drawdown(&format!("{tag}-{u}"), u, 1_000)
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(d["outcome"], "approved", "{d}");
+        }
+    }
+    let report = |gw: &Gw| {
+        let req = gw.client.get(gw.url("/admin/shadow")).bearer_auth(ADMIN);
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    // The additions leave with the next batch, unawaited: wait (bounded) for them.
+    let want = json!([{"transition": "approved_to_rejected", "users": 3}]);
+    let mut got = (Value::Null, Value::Null);
+    for _ in 0..100 {
+        got = (report(&a).await, report(&b).await);
+        if got.0["shared_users"] == want && got.1["shared_users"] == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (r, name) in [(&got.0, "a"), (&got.1, "b")] {
+        assert_eq!(r["shared_users"], want, "{name}: {r}");
+        // Each instance's own counts: its two requests and two users.
+        assert_eq!(
+            r["changes"],
+            json!([{"transition": "approved_to_rejected", "key": "approved_to_rejected",
+                    "requests": 2, "users": 2}]),
+            "{name}: {r}"
+        );
+    }
 }

@@ -9,8 +9,8 @@ use crate::bureau::Bureau;
 use crate::metrics::StoreOp;
 use crate::request::{Caller, Deadline, Drawdown, UserKey};
 use crate::store::{
-    CommitOutcome, CommitRequest, DecisionRecord, Fingerprint, Loaded, ReasonRecord, Reservation,
-    Store, new_decision_id,
+    CommitOutcome, CommitRequest, DecisionInputs, DecisionRecord, Fingerprint, Loaded,
+    ReasonRecord, Reservation, Store, new_decision_id,
 };
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -29,7 +29,7 @@ use std::time::Duration;
 /// only moves one way during the loop.
 const MAX_COMMIT_ATTEMPTS: usize = 8;
 
-fn reason_record(r: &Reason) -> ReasonRecord {
+pub(in crate::api) fn reason_record(r: &Reason) -> ReasonRecord {
     let e = r.code.entry();
     ReasonRecord {
         code: r.code,
@@ -215,7 +215,11 @@ async fn decide_drawdown(
     };
     learn_grade(app, limit_key, state.grade);
 
-    let th = thresholds(app)?;
+    // With an anomaly rule report-only, decided without it and, to count, with it.
+    let crate::anomaly::Live {
+        decide: th,
+        enforcing,
+    } = app.anomaly.live(thresholds(app)?);
     let policy = app.policy.current();
     let zone = app.policy.compiled().zone().clone();
     let bureau = app.bureau.load_full();
@@ -247,14 +251,19 @@ async fn decide_drawdown(
         .timed(StoreOp::Load, deadline, app.store.seen(&req.user, state))
         .await?;
 
+    let kept = app.config.risk.decision_inputs_kept;
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
         if attempt > 0 {
             now = app.clock.now();
         }
         // The engine's decision is dropped before the commit is awaited, so the drawdown's
         // future does not hold it across the await.
-        let (record, reserve, verdict) = {
+        let (record, reserve, verdict, flagged) = {
             let decision = evaluate(&th, &ctx, &seen.state, &request);
+            let flagged = enforcing.as_ref().map_or_else(Default::default, |e| {
+                let enforced = evaluate(e, &ctx, &seen.state, &request);
+                app.anomaly.would_refuse_rules(decision.outcome, &enforced)
+            });
             // The staged candidate, on the same inputs: counted once the decision commits.
             let verdict = app
                 .shadow
@@ -271,9 +280,12 @@ async fn decide_drawdown(
                 amount: decision.amount,
                 ceiling: decision.reserve_ceiling,
             });
-            (record, reserve, verdict)
+            (record, reserve, verdict, flagged)
         };
         let grade = seen.state.grade;
+        // The state as evaluated, kept with the decision's inputs (the commit moves
+        // `seen.state` on to the state it leaves).
+        let evaluated = (kept > 0).then(|| seen.state.clone());
         let commit = CommitRequest {
             caller: Arc::clone(caller),
             user: req.user.clone(),
@@ -293,6 +305,13 @@ async fn decide_drawdown(
         {
             CommitOutcome::Committed(stored) => {
                 app.record_decision(&stored);
+                if flagged != crate::anomaly::Flagged::default() {
+                    app.anomaly.count(flagged, &stored.user_id);
+                }
+                if let Some(state) = evaluated {
+                    app.store
+                        .keep_inputs(decision_inputs(&stored, state, req, &ctx), kept);
+                }
                 app.shadow
                     .record(verdict, &stored, grade, req, reason_record);
                 return Ok(decided(&stored));
@@ -305,6 +324,28 @@ async fn decide_drawdown(
     }
     // Only reachable under extreme contention on one user: say so honestly, write nothing.
     Err(ApiError::new(ErrorCode::LineContended).with_retry_after(Duration::from_secs(1)))
+}
+
+/// What a committed decision was made from, for backtests ([`crate::backtest`]).
+fn decision_inputs(
+    stored: &DecisionRecord,
+    state: risk_core::UserState,
+    req: &Drawdown,
+    ctx: &Context<'_>,
+) -> DecisionInputs {
+    DecisionInputs {
+        decision_id: stored.decision_id.clone(),
+        user_id: stored.user_id.clone(),
+        state,
+        amount_fen: stored.amount_fen,
+        channel: req.channel,
+        bureau: ctx.bureau.into(),
+        profile: ctx.profile.to_owned(),
+        window_ends_at: ctx.window_ends_at.cloned(),
+        threshold_version: stored.threshold_version,
+        outcome: stored.outcome,
+        reason: stored.reasons.first().map(|r| r.code),
+    }
 }
 
 /// Tells the per-user limit the grade of a state a handler loaded anyway (no round trip of
@@ -359,7 +400,8 @@ pub async fn credit_line(
         .user
         .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound))?;
     learn_grade(&app, limit_key.as_ref().map(|k| &k.0), state.grade);
-    let th = thresholds(&app)?;
+    // A report-only anomaly rule does not hold the quote (it holds no drawdown).
+    let th = app.anomaly.live(thresholds(&app)?).decide;
     let policy = app.policy.current();
     // Consulted as a drawdown of the whole available line would be: the quote then tells
     // what a drawdown would meet, and the answer is cached for the drawdown that follows.

@@ -1,5 +1,6 @@
 //! Rate-limit modes: `GET /admin/limit-modes` (the modes and what the report-only ones
-//! counted) and `PUT /admin/limit-modes` (recorded in the audit trail).
+//! counted) and `PUT /admin/limit-modes` (recorded in the audit trail); the anomaly rules'
+//! modes beside them, `GET` / `PUT /admin/rule-modes` ([`crate::anomaly`]).
 
 use super::App;
 use super::audit::Change;
@@ -64,4 +65,51 @@ pub async fn put_limit_modes(
     app.record_change(&operator, change, &before, &modes)
         .await?;
     Ok(json_response(&report(&app)))
+}
+
+/// The anomaly rules' modes and what the report-only ones counted.
+#[derive(Debug, Serialize)]
+struct RuleModesReport {
+    #[serde(flatten)]
+    modes: crate::anomaly::RuleModes,
+    /// Since the process started, by rule: drawdowns (and distinct users) a report-only rule
+    /// let through that enforcing would have refused or sent to review.
+    would_refuse: std::collections::BTreeMap<&'static str, crate::anomaly::WouldRefuse>,
+}
+
+fn rule_report(app: &App) -> RuleModesReport {
+    RuleModesReport {
+        modes: app.anomaly.modes(),
+        would_refuse: app.anomaly.would_refuse(),
+    }
+}
+
+/// `GET /admin/rule-modes`.
+pub async fn get_rule_modes(State(app): State<App>) -> Response {
+    json_response(&rule_report(&app))
+}
+
+/// `PUT /admin/rule-modes` with `{"login_pattern": "report_only", "drawdowns_24h":
+/// "enforce", "applications_1h": "enforce"}`: this instance's anomaly-rule modes from now on.
+pub async fn put_rule_modes(
+    State(app): State<App>,
+    operator: Operator,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let modes: crate::anomaly::RuleModes = parse_json(&body)?;
+    let live = super::thresholds(&app)?;
+    let before = app.anomaly.set(modes, &live).map_err(|e| {
+        // The thresholds in force relax by construction; a failure is a bug.
+        tracing::error!(cause = %e, "report-only rules: the live thresholds did not relax");
+        ApiError::new(crate::api::error::ErrorCode::Internal)
+    })?;
+    tracing::info!(?modes, "anomaly-rule modes set");
+    let change = Change {
+        action: "rule_modes.set",
+        route: "PUT /admin/rule-modes",
+        target: "rule_modes",
+    };
+    app.record_change(&operator, change, &before, &modes)
+        .await?;
+    Ok(json_response(&rule_report(&app)))
 }

@@ -3,11 +3,13 @@
 
 use super::admin::{parse_thresholds, publish_thresholds};
 use super::audit::Change;
+use super::drawdown::reason_record;
 use super::{App, rfc3339, thresholds};
 use crate::api::auth::Operator;
-use crate::api::error::{ApiError, ErrorCode};
+use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::json_response;
 use crate::shadow::Report;
+use crate::store::{Selection, Store};
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
@@ -53,7 +55,11 @@ pub async fn stage_shadow(
 /// `GET /admin/shadow`: the staged candidate's report.
 pub async fn shadow_report(State(app): State<App>) -> Result<Response, ApiError> {
     let candidate = app.shadow.current().ok_or_else(no_candidate)?;
-    Ok(json_response(&candidate.report()))
+    let report = app
+        .shadow
+        .with_shared_users(&candidate, candidate.report())
+        .await?;
+    Ok(json_response(&report))
 }
 
 /// `POST /admin/shadow/promote`'s answer.
@@ -135,5 +141,77 @@ pub async fn discard_shadow(
     };
     app.record_change(&operator, change, &before, &serde_json::Value::Null)
         .await?;
+    Ok(json_response(&report))
+}
+
+/// `POST /admin/shadow/backtest`'s body: `{"last": N}`, or `{"from": t, "to": t}` (RFC 3339
+/// instants, both included).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BacktestBody {
+    last: Option<u64>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The most decisions one backtest may select by count.
+const MAX_BACKTEST: u64 = 10_000_000;
+
+impl BacktestBody {
+    fn selection(self) -> Result<Selection, ApiError> {
+        let problem = |field: &'static str, what: &'static str| {
+            ApiError::invalid(vec![FieldProblem::new(field, what)])
+        };
+        let instant = |field: &'static str, v: &str| {
+            v.parse::<jiff::Timestamp>()
+                .map_err(|_| problem(field, "must be an RFC 3339 instant with its offset"))
+        };
+        match (self.last, self.from, self.to) {
+            (Some(n), None, None) => {
+                if n == 0 || n > MAX_BACKTEST {
+                    return Err(problem("last", "must be from 1 to 10,000,000"));
+                }
+                Ok(Selection::Last(usize::try_from(n).unwrap_or(usize::MAX)))
+            }
+            (None, Some(from), Some(to)) => {
+                let (from, to) = (instant("from", &from)?, instant("to", &to)?);
+                if from > to {
+                    return Err(problem("to", "must not be before `from`"));
+                }
+                Ok(Selection::Range { from, to })
+            }
+            _ => Err(problem(
+                "body",
+                "send either `last`, or both `from` and `to`",
+            )),
+        }
+    }
+}
+
+/// `POST /admin/shadow/backtest` with `{"last": 100000}` or `{"from": …, "to": …}`: the
+/// staged candidate replayed over the stored inputs of the decisions selected, without
+/// traffic ([`crate::backtest`]); answers the live report's shape with `selected`,
+/// `replayed` and `skipped` (selected decisions without stored inputs). Changes nothing.
+pub async fn backtest_shadow(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
+    let selection = crate::api::wire::parse_json::<BacktestBody>(&body)?.selection()?;
+    let candidate = app.shadow.current().ok_or_else(no_candidate)?;
+    let selected = app.store.select_inputs(selection).await?;
+    let thresholds = candidate.thresholds().clone();
+    let header = candidate.header();
+    // The replay is CPU work of up to seconds: off the runtime's workers.
+    let mut report = tokio::task::spawn_blocking(move || {
+        crate::backtest::run(&thresholds, header, &selected, reason_record)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(cause = %e, "backtest failed");
+        ApiError::new(ErrorCode::Internal)
+    })?;
+    // The samples' live explanations as answered, where the decisions are still stored.
+    for sample in report.samples_mut() {
+        if let Some(d) = app.store.get_decision_any(&sample.decision_id).await? {
+            sample.live.reasons = d.reasons;
+        }
+    }
     Ok(json_response(&report))
 }

@@ -73,6 +73,27 @@ impl RedisStore {
         }
     }
 
+    /// Queues `cmd` for the next batch and answers at once: its reply (or failure) is
+    /// dropped. For writes whose loss costs nothing but what they record.
+    pub(super) fn coalesced_detached(&self, cmd: redis::Cmd) {
+        let shared = &self.inner.coalescer;
+        shared.started.get_or_init(|| {
+            tokio::spawn(send_batches(
+                Arc::clone(shared),
+                Arc::downgrade(&self.inner),
+            ));
+        });
+        let (reply, _) = oneshot::channel();
+        let first = {
+            let mut q = shared.queue();
+            q.push(Queued { cmd, reply });
+            q.len() == 1
+        };
+        if first {
+            shared.wake.notify_one();
+        }
+    }
+
     /// One batch as one pipeline on a pooled connection ([`RedisStore::with_conn`]: bounded,
     /// and a connection that fails is taken out of the pool).
     async fn send_batch(&self, batch: Vec<Queued>) {

@@ -108,9 +108,11 @@ mod coalesce;
 mod config;
 mod durable;
 mod forced;
+mod inputs;
 mod reconcile;
 mod scripts;
 mod sentinel;
+mod shared_users;
 pub mod thresholds;
 
 pub use config::{RedisConfig, RedisConfigError};
