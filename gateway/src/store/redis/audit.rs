@@ -50,17 +50,10 @@ impl RedisStore {
         limit: usize,
     ) -> Result<AuditPage> {
         let after = (after != AuditCursor::START).then(|| after.to_string());
-        let raw = self
-            .stream_after(self.operator_audit_key(), after.as_deref(), limit)
-            .await?;
-        let entries = raw
-            .into_iter()
-            .map(|(id, fields)| entry(id, fields.into_iter().collect()))
-            .collect::<Result<_>>()?;
-        Ok(AuditPage {
-            entries,
-            dropped: 0,
-        })
+        page(
+            self.stream_after(self.operator_audit_key(), after.as_deref(), limit)
+                .await?,
+        )
     }
 }
 
@@ -72,29 +65,24 @@ impl RedisStore {
         before: Option<AuditCursor>,
         limit: usize,
     ) -> Result<AuditPage> {
-        let key = self.operator_audit_key();
-        let end = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
-        let raw: Vec<(String, Vec<(String, String)>)> = self
-            .with_conn(|mut c| async move {
-                redis::cmd("XREVRANGE")
-                    .arg(&key)
-                    .arg(&end)
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(limit)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        let entries = raw
-            .into_iter()
-            .map(|(id, fields)| entry(id, fields.into_iter().collect()))
-            .collect::<Result<_>>()?;
-        Ok(AuditPage {
-            entries,
-            dropped: 0,
-        })
+        let before = before.map(|b| b.to_string());
+        page(
+            self.stream_before(self.operator_audit_key(), before.as_deref(), limit)
+                .await?,
+        )
     }
+}
+
+/// A page of the operator log from a stream read.
+fn page(raw: Vec<(String, Vec<(String, String)>)>) -> Result<AuditPage> {
+    let entries = raw
+        .into_iter()
+        .map(|(id, fields)| entry(id, fields.into_iter().collect()))
+        .collect::<Result<_>>()?;
+    Ok(AuditPage {
+        entries,
+        dropped: 0,
+    })
 }
 
 fn entry(id: String, mut f: HashMap<String, String>) -> Result<AuditEntry> {

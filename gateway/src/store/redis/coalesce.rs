@@ -48,6 +48,25 @@ impl RedisStore {
     /// Sends `cmd` with the other commands queued meanwhile; answers its reply (a server
     /// error is an `Ok(Value::ServerError)`, for the caller to read), or the batch's failure.
     pub(super) async fn coalesced(&self, cmd: redis::Cmd) -> Result<Value> {
+        let answer = self.enqueue(cmd);
+        match tokio::time::timeout(self.inner.config.command_timeout, answer).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(_)) => Err(StoreError::Unavailable(
+                "redis: the batch was dropped unanswered".into(),
+            )),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    /// Queues `cmd` for the next batch and answers at once: its reply (or failure) is
+    /// dropped. For writes whose loss costs nothing but what they record.
+    pub(super) fn coalesced_detached(&self, cmd: redis::Cmd) {
+        drop(self.enqueue(cmd));
+    }
+
+    /// Queues `cmd` for the next batch (starting the sender on first use, waking it when the
+    /// queue was empty); the receiver gets its reply.
+    fn enqueue(&self, cmd: redis::Cmd) -> oneshot::Receiver<Result<Value>> {
         let shared = &self.inner.coalescer;
         shared.started.get_or_init(|| {
             tokio::spawn(send_batches(
@@ -64,34 +83,7 @@ impl RedisStore {
         if first {
             shared.wake.notify_one();
         }
-        match tokio::time::timeout(self.inner.config.command_timeout, answer).await {
-            Ok(Ok(out)) => out,
-            Ok(Err(_)) => Err(StoreError::Unavailable(
-                "redis: the batch was dropped unanswered".into(),
-            )),
-            Err(_) => Err(StoreError::Timeout),
-        }
-    }
-
-    /// Queues `cmd` for the next batch and answers at once: its reply (or failure) is
-    /// dropped. For writes whose loss costs nothing but what they record.
-    pub(super) fn coalesced_detached(&self, cmd: redis::Cmd) {
-        let shared = &self.inner.coalescer;
-        shared.started.get_or_init(|| {
-            tokio::spawn(send_batches(
-                Arc::clone(shared),
-                Arc::downgrade(&self.inner),
-            ));
-        });
-        let (reply, _) = oneshot::channel();
-        let first = {
-            let mut q = shared.queue();
-            q.push(Queued { cmd, reply });
-            q.len() == 1
-        };
-        if first {
-            shared.wake.notify_one();
-        }
+        answer
     }
 
     /// One batch as one pipeline on a pooled connection ([`RedisStore::with_conn`]: bounded,

@@ -773,11 +773,37 @@ impl RedisStore {
         count: usize,
     ) -> Result<Vec<(String, Vec<(String, String)>)>> {
         let start = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        self.stream_range("XRANGE", key, [start, "+".to_owned()], count)
+            .await
+    }
+
+    /// Up to `count` entries of the stream `key` before the id `before` (`None`: the
+    /// newest), newest first (`XREVRANGE`).
+    pub(super) async fn stream_before(
+        &self,
+        key: String,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Vec<(String, String)>)>> {
+        let end = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
+        self.stream_range("XREVRANGE", key, [end, "-".to_owned()], count)
+            .await
+    }
+
+    /// `<command> key <from> <to> COUNT count`: a page of a stream, each entry's fields as
+    /// pairs.
+    async fn stream_range(
+        &self,
+        command: &'static str,
+        key: String,
+        [from, to]: [String; 2],
+        count: usize,
+    ) -> Result<Vec<(String, Vec<(String, String)>)>> {
         self.with_conn(|mut c| async move {
-            redis::cmd("XRANGE")
+            redis::cmd(command)
                 .arg(&key)
-                .arg(&start)
-                .arg("+")
+                .arg(&from)
+                .arg(&to)
                 .arg("COUNT")
                 .arg(count)
                 .query_async(&mut c)
