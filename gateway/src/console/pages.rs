@@ -1360,6 +1360,7 @@ async fn thresholds_history(
 struct ThresholdsPage {
     c: Chrome,
     version: u64,
+    candidate: Option<CandidateView>,
     history: Vec<VersionRow>,
     history_read: bool,
     history_cut: bool,
@@ -1367,8 +1368,50 @@ struct ThresholdsPage {
     document: String,
 }
 
-/// `GET /console/thresholds`: the live version, its history from the audit trail, and the
-/// document in force.
+/// The staged shadow candidate's report, as the thresholds page shows it.
+struct CandidateView {
+    version: u64,
+    staged_by: String,
+    staged_at: String,
+    drawdowns: u64,
+    quotes: u64,
+    /// Outcome changes: the transition in words, requests, distinct users.
+    changes: Vec<(String, u64, u64)>,
+    quotes_lower: (u64, u64),
+}
+
+impl CandidateView {
+    fn of(t: &Text, r: &crate::shadow::Report) -> CandidateView {
+        use crate::shadow::Transition as T;
+        let words = |tr: T| {
+            let (from, to) = match tr {
+                T::ApprovedToRejected => (t.outcome_approved, t.outcome_rejected),
+                T::ApprovedToReview => (t.outcome_approved, t.outcome_review),
+                T::RejectedToApproved => (t.outcome_rejected, t.outcome_approved),
+                T::RejectedToReview => (t.outcome_rejected, t.outcome_review),
+                T::ReviewToApproved => (t.outcome_review, t.outcome_approved),
+                T::ReviewToRejected => (t.outcome_review, t.outcome_rejected),
+            };
+            format!("{from} → {to}")
+        };
+        CandidateView {
+            version: r.candidate_version,
+            staged_by: r.staged_by.clone(),
+            staged_at: r.staged_at.clone(),
+            drawdowns: r.drawdowns_evaluated,
+            quotes: r.quotes_evaluated,
+            changes: r
+                .changes
+                .iter()
+                .map(|k| (words(k.transition), k.count.requests, k.count.users))
+                .collect(),
+            quotes_lower: (r.quotes_lower.requests, r.quotes_lower.users),
+        }
+    }
+}
+
+/// `GET /console/thresholds`: the live version, the staged shadow candidate's report, its
+/// history from the audit trail, and the document in force.
 pub(super) async fn thresholds(
     State(console): State<Console>,
     SignedIn(ctx): SignedIn,
@@ -1393,9 +1436,15 @@ pub(super) async fn thresholds(
         }
     };
     let document = serde_json::to_string_pretty(th.document()).unwrap_or_default();
+    let candidate = console
+        .app
+        .shadow
+        .current()
+        .map(|candidate| CandidateView::of(t, &candidate.report()));
     let page = ThresholdsPage {
         c,
         version: th.version(),
+        candidate,
         history_read: history.is_some(),
         history_cut: history.as_ref().is_some_and(|h| h.cut),
         history_dropped: history.as_ref().is_some_and(|h| h.dropped),

@@ -324,6 +324,89 @@ async fn the_customer_page_shows_recent_decisions_and_transient_refusals() {
 }
 
 #[tokio::test]
+async fn the_thresholds_page_shows_the_staged_candidates_report() {
+    use serde_json::{Value, json};
+    let t = TestGateway::start().await;
+    let mut b = Browser::new(t.gw.base_url());
+    b.sign_in(ADMIN).await;
+    let (status, page, _) = b.get("/console/thresholds?lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"candidate-none\""), "{page}");
+
+    let admin = |r: reqwest::RequestBuilder| r.bearer_auth(ADMIN).send();
+    let live: Value = admin(t.api.get(t.url("/admin/thresholds")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The candidate rejects frequent logins alone: two frequent users would be refused.
+    let mut candidate = live.clone();
+    candidate["profiles"]["normal"]["login_pattern"]["mode"] = json!("reject_alone");
+    let r = admin(t.api.put(t.url("/admin/shadow")).json(&candidate))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    for (user, logins) in [
+        ("u-cs-freq-1", 120),
+        ("u-cs-freq-2", 120),
+        ("u-cs-quiet", 5),
+    ] {
+        let r = admin(
+            t.api
+                .put(t.url(&format!("/admin/credit-lines/{user}")))
+                .json(
+                    &json!({"limit_fen": 1_000_000, "used_fen": 0, "risk_grade": "B",
+                    "account_age_days": 400, "logins_30d": logins}),
+                ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        for n in 0..2 {
+            let r = t
+                .api
+                .post(t.url("/v1/drawdowns"))
+                .bearer_auth(KEY)
+                .header("Idempotency-Key", format!("{user}-{n}"))
+                .json(&json!({"user_id": user, "amount_fen": 10_000, "channel": "app"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    }
+
+    let (status, page, _) = b.get("/console/thresholds?lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    let section = &page[page
+        .find("id=\"candidate\"")
+        .expect("the candidate's report")..];
+    let section = &section[..section.find("</div>").unwrap()];
+    assert!(section.contains("Staged by admin"), "{section}");
+    assert!(
+        section.contains("drawdowns / quotes: <strong>6</strong> / <strong>0</strong>"),
+        "{section}"
+    );
+    let row = section
+        .split("<tr>")
+        .find(|r| r.contains("Approved → Rejected"))
+        .unwrap_or_else(|| panic!("an approved → rejected row: {section}"));
+    let cells: Vec<&str> = row
+        .split("<td")
+        .skip(1)
+        .map(|c| &c[c.find('>').unwrap() + 1..c.find("</td>").unwrap()])
+        .collect();
+    // Four drawdowns of two users would change.
+    assert_eq!(cells, ["Approved → Rejected", "4", "2"], "{row}");
+    let (_, zh, _) = b.get("/console/thresholds?lang=zh").await;
+    assert!(
+        zh.contains("影子候选") && zh.contains("已批准 → 已拒绝"),
+        "{zh}"
+    );
+}
+
+#[tokio::test]
 async fn the_thresholds_page_shows_each_version_from_the_audit_trail() {
     use serde_json::{Value, json};
     let t = TestGateway::start().await;
