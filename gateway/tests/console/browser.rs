@@ -449,8 +449,48 @@ async fn an_operator_works_the_console_in_chromium() {
             .await
             .unwrap();
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        // A candidate that rejects frequent logins alone, and a frequent user's drawdown
+        // that it would refuse: the page shows the candidate's report.
+        // (Every profile's rule: the Double 11 window is still forced here.)
+        let mut candidate = v2.clone();
+        for profile in candidate["profiles"].as_object_mut().unwrap().values_mut() {
+            profile["login_pattern"]["mode"] = json!("reject_alone");
+        }
+        let r = t
+            .api
+            .put(t.url("/admin/shadow"))
+            .bearer_auth(ADMIN)
+            .json(&candidate)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        let r = t
+            .api
+            .put(t.url("/admin/credit-lines/u-browser-freq"))
+            .bearer_auth(ADMIN)
+            .json(
+                &json!({"limit_fen": 1_000_000, "used_fen": 0, "risk_grade": "B",
+                          "account_age_days": 400, "logins_30d": 120}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        let r = t
+            .api
+            .post(t.url("/v1/drawdowns"))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", "browser-freq-1")
+            .json(&json!({"user_id": "u-browser-freq", "amount_fen": 10_000, "channel": "app"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
         c.goto(&format!("{base}/console/thresholds")).await.unwrap();
         assert_eq!(text_of(&c, "#thresholds-version").await, "2");
+        let changes = text_of(&c, "#candidate-changes").await;
+        assert!(changes.contains("Approved → Rejected"), "{changes}");
         let history = text_of(&c, "#history").await;
         assert!(
             history.contains("/profiles/normal/login_pattern/logins_30d: 60 → 75"),
