@@ -58,6 +58,8 @@ pub enum ErrorCode {
     NotAppealable,
     /// 422: the configuration file was refused by a reload; nothing changed.
     ConfigInvalid,
+    /// 422: a time range whose end is before its start (each end well formed).
+    RangeInverted,
     /// 429: per-user rate limit.
     RateLimitedUser,
     /// 429: global rate limit.
@@ -89,7 +91,7 @@ impl ErrorCode {
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IdempotencyKeyReused | NotAppealable | ConfigInvalid => {
+            IdempotencyKeyReused | NotAppealable | ConfigInvalid | RangeInverted => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             RateLimitedUser | RateLimitedGlobal => StatusCode::TOO_MANY_REQUESTS,
@@ -121,6 +123,7 @@ impl ErrorCode {
             IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             NotAppealable => "NOT_APPEALABLE",
             ConfigInvalid => "CONFIG_INVALID",
+            RangeInverted => "RANGE_INVERTED",
             RateLimitedUser => "RATE_LIMITED_USER",
             RateLimitedGlobal => "RATE_LIMITED_GLOBAL",
             CapacityShed => "CAPACITY_SHED",
@@ -201,6 +204,10 @@ impl ErrorCode {
             ConfigInvalid => (
                 "The configuration file was refused; nothing changed.",
                 "配置文件未通过校验，配置未作任何改动。",
+            ),
+            RangeInverted => (
+                "The range ends before it starts.",
+                "时间范围的结束早于开始。",
             ),
             Internal => (
                 "Internal error; nothing was recorded.",

@@ -59,7 +59,7 @@ routes! {
     get "/admin/shadow" => shadow_report [200, 404, 500, 503],
     delete "/admin/shadow" => discard_shadow [200, 404, 500, 503],
     post "/admin/shadow/promote" => promote_shadow [200, 404, 409, 500, 503],
-    post "/admin/shadow/backtest" => backtest_shadow [200, 400, 404, 500, 503],
+    post "/admin/shadow/backtest" => backtest_shadow [200, 400, 404, 422, 500, 503],
     get "/admin/limit-modes" => get_limit_modes [200],
     put "/admin/limit-modes" => put_limit_modes [200, 400, 500, 503],
     get "/admin/rule-modes" => get_rule_modes [200],

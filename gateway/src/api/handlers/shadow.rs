@@ -176,7 +176,10 @@ impl BacktestBody {
             (None, Some(from), Some(to)) => {
                 let (from, to) = (instant("from", &from)?, instant("to", &to)?);
                 if from > to {
-                    return Err(problem("to", "must not be before `from`"));
+                    // Each end is well formed (the schema's part); together they select
+                    // nothing, which is the request's meaning, not its form: 422.
+                    return Err(ApiError::new(ErrorCode::RangeInverted)
+                        .with_details(vec![FieldProblem::new("to", "must not be before `from`")]));
                 }
                 Ok(Selection::Range { from, to })
             }
