@@ -39,7 +39,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 /// A JSON number that is a whole number, `1719` or `1719.0` (JSON Schema's `integer`, which
 /// the OpenAPI document states), as `i64`; a fraction is refused. A whole number past `i64`
 /// saturates, so the range check names the field.
-fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     use serde::de::Error;
     let n = serde_json::Number::deserialize(d)?;
     if let Some(i) = n.as_i64() {
@@ -61,6 +61,13 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error>
             "invalid value: {n}, expected a whole number"
         ))),
     }
+}
+
+/// [`whole_number`] for an optional field (`#[serde(default)]`: absent is `None`).
+pub(crate) fn some_whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<i64>, D::Error> {
+    whole_number(d).map(Some)
 }
 
 fn check_id(field: &'static str, value: &str, problems: &mut Vec<FieldProblem>) {

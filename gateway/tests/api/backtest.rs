@@ -218,6 +218,12 @@ async fn a_backtest_replays_stored_inputs_and_skips_decisions_without_them() {
     assert_eq!(b["error"]["details"][0]["field"], "to", "{b}");
     let (s, _) = backtest(&t, &json!({"last": 5, "extra": 1})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // JSON Schema's `integer`: `5.0` is 5, `5.5` is not a count.
+    let (s, b) = backtest(&t, &json!({"last": 5.0})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["selected"], 5, "{b}");
+    let (s, b) = backtest(&t, &json!({"last": 5.5})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
 }
 
 #[tokio::test]

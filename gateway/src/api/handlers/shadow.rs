@@ -149,7 +149,9 @@ pub async fn discard_shadow(
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BacktestBody {
-    last: Option<u64>,
+    /// A whole number, `5` or `5.0`, as JSON Schema's `integer` allows.
+    #[serde(default, deserialize_with = "crate::api::wire::some_whole_number")]
+    last: Option<i64>,
     from: Option<String>,
     to: Option<String>,
 }
@@ -167,12 +169,12 @@ impl BacktestBody {
                 .map_err(|_| problem(field, "must be an RFC 3339 instant with its offset"))
         };
         match (self.last, self.from, self.to) {
-            (Some(n), None, None) => {
-                if n == 0 || n > MAX_BACKTEST {
-                    return Err(problem("last", "must be from 1 to 10,000,000"));
+            (Some(n), None, None) => match u64::try_from(n) {
+                Ok(n @ 1..=MAX_BACKTEST) => {
+                    Ok(Selection::Last(usize::try_from(n).unwrap_or(usize::MAX)))
                 }
-                Ok(Selection::Last(usize::try_from(n).unwrap_or(usize::MAX)))
-            }
+                _ => Err(problem("last", "must be from 1 to 10,000,000")),
+            },
             (None, Some(from), Some(to)) => {
                 let (from, to) = (instant("from", &from)?, instant("to", &to)?);
                 if from > to {
