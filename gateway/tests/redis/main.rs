@@ -503,14 +503,18 @@ async fn a_drawdown_is_one_round_trip() {
 
     let mut top_level: HashMap<String, usize> = HashMap::new();
     let mut in_scripts = 0;
-    loop {
+    // Until the marker, and then until the last decision's inputs `XADD`: it is queued after
+    // the commit's reply and never waited for, so it may reach Redis after the marker.
+    let mut marked = false;
+    while !marked || top_level.get("xadd").copied().unwrap_or(0) < N {
         let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
             .await
-            .expect("the monitor sees the marker")
+            .expect("the monitor sees the marker and every decision's inputs")
             .unwrap()
             .unwrap();
         if line.contains(&marker) {
-            break;
+            marked = true;
+            continue;
         }
         // `1700000000.123456 [0 127.0.0.1:5555] "evalsha" …` or `[0 lua] "hset" …`
         let Some((_, rest)) = line.split_once("] \"") else {
