@@ -269,8 +269,8 @@ pub struct ServerConfig {
     /// HTTP versions served on the port: `auto` (HTTP/1.1 and HTTP/2 with prior knowledge)
     /// or `http1` (HTTP/1.1 only; skips the per-connection HTTP/2 preface check).
     pub http: HttpVersions,
-    /// The binary's tokio runtime: `multi_thread` (one worker per available core) or
-    /// `current_thread` (one thread; for a process pinned to one core). Read by the binary
+    /// The binary's tokio runtime: `auto` (one thread when the process may use one core,
+    /// else work-stealing workers), `multi_thread` or `current_thread`. Read by the binary
     /// before the runtime starts; the library ignores it.
     pub runtime: RuntimeFlavor,
     /// TLS on the listener (`[server.tls]`, [`crate::tls`]); absent: plain HTTP.
@@ -293,11 +293,32 @@ pub enum HttpVersions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeFlavor {
-    /// Work-stealing workers, one per available core.
+    /// `current_thread` when the process may run on one core only (its CPU affinity or its
+    /// cgroup CPU quota, as [`std::thread::available_parallelism`] reads them), else
+    /// `multi_thread`: see [`RuntimeFlavor::resolve`].
     #[default]
+    Auto,
+    /// Work-stealing workers, one per available core.
     MultiThread,
     /// Everything on the thread that runs `main`.
     CurrentThread,
+}
+
+impl RuntimeFlavor {
+    /// The flavour to build for a process that may use `cores` cores.
+    ///
+    /// On one core a work-stealing runtime has no one to steal from and still pays for it
+    /// (an inject queue, cross-thread wakes), and its LIFO slot runs a just-woken task
+    /// (typically a connection just accepted) ahead of requests already waiting. Under CPU
+    /// overload both cost admitted requests their latency (BENCHMARKS.md, "CPU-bound step
+    /// overload"), so `auto` picks the single thread there.
+    pub fn resolve(self, cores: usize) -> RuntimeFlavor {
+        match self {
+            RuntimeFlavor::Auto if cores <= 1 => RuntimeFlavor::CurrentThread,
+            RuntimeFlavor::Auto => RuntimeFlavor::MultiThread,
+            chosen => chosen,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -920,6 +941,20 @@ mod tests {
     }
 
     #[test]
+    fn auto_runtime_is_one_thread_on_one_core_and_workers_on_more() {
+        assert_eq!(RuntimeFlavor::Auto.resolve(1), RuntimeFlavor::CurrentThread);
+        assert_eq!(RuntimeFlavor::Auto.resolve(2), RuntimeFlavor::MultiThread);
+        assert_eq!(
+            RuntimeFlavor::MultiThread.resolve(1),
+            RuntimeFlavor::MultiThread
+        );
+        assert_eq!(
+            RuntimeFlavor::CurrentThread.resolve(8),
+            RuntimeFlavor::CurrentThread
+        );
+    }
+
+    #[test]
     fn defaults_validate_and_equal_the_shipped_default_file() {
         Config::default().validate().unwrap();
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
@@ -953,7 +988,7 @@ mod tests {
         assert_eq!(c.server.http, HttpVersions::Http1);
         assert_eq!(c.server.runtime, RuntimeFlavor::CurrentThread);
         assert_eq!(Config::default().server.http, HttpVersions::Auto);
-        assert_eq!(Config::default().server.runtime, RuntimeFlavor::MultiThread);
+        assert_eq!(Config::default().server.runtime, RuntimeFlavor::Auto);
         assert_eq!(parse_key("[server]\nhttp = \"http3\"\n"), "server.http");
     }
 

@@ -69,7 +69,7 @@ fn load(args: &Args) -> Result<Config, gateway::config::ConfigError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match load(&args) {
+    let mut config = match load(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gateway: invalid configuration: {e}");
@@ -77,9 +77,14 @@ fn main() -> ExitCode {
         }
     };
     // `server.runtime`: the flavour is chosen before the runtime exists.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The effective flavour, as `--check-config` and the start-up log show it.
+    config.server.runtime = config.server.runtime.resolve(cores);
     let mut runtime = match config.server.runtime {
-        RuntimeFlavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
         RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        RuntimeFlavor::MultiThread | RuntimeFlavor::Auto => {
+            tokio::runtime::Builder::new_multi_thread()
+        }
     };
     match runtime.enable_all().build() {
         Ok(rt) => rt.block_on(run(args, config)),
@@ -108,6 +113,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
     let log_filter = logging.filter_hook.take();
     let listen = config.listen;
     let backlog = config.server.listen_backlog;
+    let runtime = config.server.runtime;
     let gateway = match gateway::Gateway::build(config, SystemClock::shared()) {
         Ok(g) => g,
         Err(e) => {
@@ -134,15 +140,19 @@ async fn run(args: Args, config: Config) -> ExitCode {
     }
     #[cfg(unix)]
     let reloads = tokio::spawn(reload_on_hangup(gateway.app().clone()));
-    print_banner(&gateway, listen);
+    print_banner(&gateway, listen, runtime);
     gateway.serve(listener, shutdown_signal()).await;
     #[cfg(unix)]
     reloads.abort();
     ExitCode::SUCCESS
 }
 
-fn print_banner(gateway: &gateway::Gateway, listen: std::net::SocketAddr) {
-    println!("loan-gateway listening on http://{listen}");
+fn print_banner(gateway: &gateway::Gateway, listen: std::net::SocketAddr, runtime: RuntimeFlavor) {
+    let runtime = match runtime {
+        RuntimeFlavor::CurrentThread => "one thread",
+        RuntimeFlavor::MultiThread | RuntimeFlavor::Auto => "worker threads",
+    };
+    println!("loan-gateway listening on http://{listen} (runtime: {runtime})");
     if gateway.uses_demo_credentials() {
         println!(
             "  DEMO credentials (set GATEWAY_API_KEYS and GATEWAY_ADMIN_TOKEN in production):"
