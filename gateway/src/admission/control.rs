@@ -39,7 +39,8 @@ pub struct AdmissionOptions {
     /// CoDel-style sojourn target: when every request leaving the queue for `interval` has
     /// waited more than `target`, the `default` and `low` waiters over `target` are shed.
     pub sojourn: Option<SojournTarget>,
-    /// Retries (`X-Retry-Attempt` > 0) draw from this budget, else are shed.
+    /// Retries (`X-Retry-Attempt` > 0) draw from this budget; beyond it a retry runs only in
+    /// a free slot, else it is shed.
     pub retry_budget: Option<RetryBudgetConfig>,
 }
 
@@ -264,13 +265,12 @@ impl Admission {
         retry: bool,
     ) -> Result<(), Shed> {
         self.inner.follow_source();
-        let cause = self.inner.spend_retry(retry).err().or_else(|| {
-            let st = self.inner.lock();
-            match st.decide(priority, deadline, Instant::now()) {
-                Decision::Shed(cause) => Some(cause),
-                _ => None,
-            }
-        });
+        let over_budget = self.inner.spend_retry(retry).err();
+        let cause = match self.inner.lock().decide(priority, deadline, Instant::now()) {
+            Decision::Admit => None,
+            Decision::Queue { .. } => over_budget,
+            Decision::Shed(cause) => Some(over_budget.unwrap_or(cause)),
+        };
         match cause {
             None => Ok(()),
             Some(cause) => {
@@ -366,13 +366,8 @@ impl Admission {
         attempt: Option<bool>,
     ) -> Arrival {
         self.inner.follow_source();
-        if let Some(retry) = attempt
-            && let Err(cause) = self.inner.spend_retry(retry)
-        {
-            let st = self.inner.lock();
-            return self.inner.shed_arrival(&st, priority, cause);
-        }
-        Inner::arrive(&self.inner, priority, deadline)
+        let over_budget = attempt.and_then(|retry| self.inner.spend_retry(retry).err());
+        Inner::arrive(&self.inner, priority, deadline, over_budget)
     }
 }
 
@@ -395,7 +390,8 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A first attempt adds to the retry budget; a retry draws from it, or is refused.
+    /// A first attempt adds to the retry budget; a retry draws from it, or is over budget
+    /// (the cause returned): it may then run only in a free slot, never wait for one.
     fn spend_retry(&self, retry: bool) -> Result<(), ShedCause> {
         let Some(budget) = self.retry_budget.get() else {
             return Ok(());
@@ -440,10 +436,22 @@ impl Inner {
         self.grant(None);
     }
 
-    fn arrive(this: &Arc<Self>, priority: Priority, deadline: Option<Instant>) -> Arrival {
+    /// Admits, queues or sheds an arrival; a retry `over_budget` is admitted only into a free
+    /// slot, else shed with that cause.
+    fn arrive(
+        this: &Arc<Self>,
+        priority: Priority,
+        deadline: Option<Instant>,
+        over_budget: Option<ShedCause>,
+    ) -> Arrival {
         let now = Instant::now();
         let mut st = this.lock();
-        match st.decide(priority, deadline, now) {
+        let decision = match (st.decide(priority, deadline, now), over_budget) {
+            (Decision::Admit, _) => Decision::Admit,
+            (_, Some(cause)) => Decision::Shed(cause),
+            (decision, None) => decision,
+        };
+        match decision {
             Decision::Shed(cause) => return this.shed_arrival(&st, priority, cause),
             Decision::Admit => {
                 st.admit(priority);

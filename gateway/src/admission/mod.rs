@@ -31,8 +31,12 @@
 //!   waited longer than the target), the `default` and `low` waiters over the target are shed
 //!   ([`ShedCause::SojournTarget`]); `critical` ones wait for their deadline;
 //! - with a retry budget (tower's `TpsBudget`: e.g. 10 % of recent first attempts plus a
-//!   floor per second), a retry ([`RequestFacts::retry_attempt`] > 0) beyond it is shed
-//!   ([`ShedCause::RetryBudget`]).
+//!   floor per second), a retry ([`RequestFacts::retry_attempt`] > 0) beyond it runs only
+//!   in a free slot: where it would wait for one it is shed ([`ShedCause::RetryBudget`]).
+//!   Retries cannot then multiply an overload that admission sees (the limit is full), and
+//!   where the overload is before admission (the gateway's own CPU, see
+//!   [`crate::pressure`]) a retry that reached a free slot costs no more served than
+//!   refused, and a refusal serves no one.
 //!
 //! Shedding is cheap: the edge calls [`Admission::precheck`] after authentication and
 //! before the body is read, so a request that would be shed on arrival is refused without

@@ -592,7 +592,7 @@ async fn a_standing_queue_sheds_default_and_low_past_the_sojourn_target() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn retries_draw_from_the_budget() {
+async fn retries_draw_from_the_budget_and_beyond_it_never_wait() {
     let options = AdmissionOptions {
         retry_budget: Some(RetryBudgetConfig {
             ttl: Duration::from_secs(1),
@@ -601,19 +601,28 @@ async fn retries_draw_from_the_budget() {
         }),
         ..AdmissionOptions::default()
     };
-    let admission = Admission::fixed_with(
+    let (admission, backend, mut svc) = setup_with(
         Limits {
-            concurrency: 100,
-            queue: 0,
+            concurrency: 1,
+            queue: 10,
         },
         options,
     );
-    // No first attempts yet: a retry has nothing to draw from.
+    // A free slot: a retry beyond the budget (none deposited yet) runs in it.
+    admission.precheck(Priority::Critical, None, true).unwrap();
+    assert_eq!(
+        admission.shed_count(Priority::Critical, ShedCause::RetryBudget),
+        0
+    );
+    // The slot taken: a retry beyond the budget would wait, so it is shed.
+    let running = send(&mut svc, request("running", Priority::Default, None)).await;
+    settle().await;
+    assert_eq!(admission.in_flight(), 1);
     let e = admission
         .precheck(Priority::Critical, None, true)
         .unwrap_err();
     assert_eq!(e.cause(), ShedCause::RetryBudget);
-    // 20 first attempts allow 2 retries (10 %), not 3.
+    // 20 first attempts allow 2 retries (10 %), not 3: those may wait like first attempts.
     for _ in 0..20 {
         admission.precheck(Priority::Critical, None, false).unwrap();
     }
@@ -638,20 +647,25 @@ async fn retries_draw_from_the_budget() {
     assert_eq!(e.cause(), ShedCause::RetryBudget);
 
     // Through the service: the facts' `retry_attempt` marks a retry.
-    let backend = Backend::default();
-    let mut svc = admission.layer().layer(backend.clone());
-    let mut req = http::Request::new("retry");
-    req.extensions_mut().insert(RequestFacts {
-        priority: Some(Priority::Critical),
-        retry_attempt: Some(1),
-        ..RequestFacts::NONE
-    });
-    let shed = send(&mut svc, req).await;
+    let retry = |name| {
+        let mut req = http::Request::new(name);
+        req.extensions_mut().insert(RequestFacts {
+            priority: Some(Priority::Critical),
+            retry_attempt: Some(1),
+            ..RequestFacts::NONE
+        });
+        req
+    };
+    let shed = send(&mut svc, retry("shed")).await;
     assert_eq!(shed_cause(shed.await.unwrap()), ShedCause::RetryBudget);
-    assert!(
-        backend.served().is_empty(),
-        "a shed retry never reaches the service"
-    );
+    assert_eq!(admission.queued(Priority::Critical), 0, "it never waited");
+    backend.finish(1);
+    running.await.unwrap().unwrap();
+    // The slot free again: the same retry, still beyond the budget, is served.
+    let served = send(&mut svc, retry("free")).await;
+    backend.finish(1);
+    served.await.unwrap().unwrap();
+    assert_eq!(backend.served(), ["running", "free"]);
 }
 
 #[tokio::test(start_paused = true)]
