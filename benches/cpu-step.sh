@@ -8,6 +8,7 @@
 #      configuration named in $ONLY:
 #        default  what ships (gateway/config/default.toml);
 #        fixed    gateway/config/fixed.toml (fixed limit 64, queue 256, nothing else);
+#        NAME     the default with benches/cpu-step/NAME.toml appended (a variant to compare);
 #        haproxy  the default gateway behind HAProxy (benches/cpu-step/haproxy.cfg: maxconn
 #                 per server and a queue timeout), HAProxy on core 1 beside the generator.
 # The gateway runs as its own process: the memory store, rate limits lifted
@@ -103,7 +104,8 @@ config_for() {
     fixed) grep -v '^store' gateway/config/fixed.toml >>"$file" ;;
     off) grep -v '^store' gateway/config/fixed.toml >>"$file"
       sed -i 's/^\[policy.normal\]$/[policy.normal]\nconcurrency = 100000\nqueue = 100000/' "$file" ;;
-    *) echo "unknown configuration $name" >&2; exit 1 ;;
+    *) if [[ -f benches/cpu-step/$name.toml ]]; then cat "benches/cpu-step/$name.toml" >>"$file"
+       else echo "unknown configuration $name (nor benches/cpu-step/$name.toml)" >&2; exit 1; fi ;;
   esac
   echo "$file"
 }
