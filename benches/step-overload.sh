@@ -18,6 +18,7 @@
 #   benches/step-overload.sh
 #   CAPACITY=48 ONLY="default" benches/step-overload.sh     # skip the probe / other configs
 #   ONLY="off fixed default default-q8" benches/step-overload.sh
+#   BIN=/tmp/build benches/step-overload.sh      # a prebuilt loadtest in a dir (to compare builds)
 #
 # Set CARGO_TARGET_DIR to build elsewhere than target/. Needs jq.
 set -euo pipefail
@@ -28,8 +29,12 @@ OUT=${OUT:-loadtest-results/step-overload-$(date -u +%Y%m%dT%H%M%SZ)}
 ONLY=${ONLY:-"default fixed off"}
 mkdir -p "$OUT"
 
-cargo build --release -p loadtest >&2
-LT="$TARGET/release/loadtest"
+if [[ -n "${BIN:-}" ]]; then
+  LT="$BIN/loadtest"
+else
+  cargo build --release -p loadtest >&2
+  LT="$TARGET/release/loadtest"
+fi
 # Admission out of the way: the fixed limit (every other protection off) set past any load.
 OFF=(--gateway-config gateway/config/fixed.toml --gateway-set policy.normal.concurrency=100000
   --gateway-set policy.normal.queue=100000)
