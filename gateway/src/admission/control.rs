@@ -40,7 +40,7 @@ pub struct AdmissionOptions {
     /// waited more than `target`, the `default` and `low` waiters over `target` are shed.
     pub sojourn: Option<SojournTarget>,
     /// Retries (`X-Retry-Attempt` > 0) draw from this budget; beyond it a retry runs only in
-    /// a free slot, else it is shed.
+    /// spare capacity (a slot free even for `low` work), else it is shed.
     pub retry_budget: Option<RetryBudgetConfig>,
 }
 
@@ -266,10 +266,14 @@ impl Admission {
     ) -> Result<(), Shed> {
         self.inner.follow_source();
         let over_budget = self.inner.spend_retry(retry).err();
-        let cause = match self.inner.lock().decide(priority, deadline, Instant::now()) {
-            Decision::Admit => None,
-            Decision::Queue { .. } => over_budget,
-            Decision::Shed(cause) => Some(over_budget.unwrap_or(cause)),
+        let now = Instant::now();
+        let cause = match self
+            .inner
+            .lock()
+            .decide_within(priority, deadline, now, over_budget)
+        {
+            Decision::Shed(cause) => Some(cause),
+            _ => None,
         };
         match cause {
             None => Ok(()),
@@ -391,7 +395,8 @@ impl Inner {
     }
 
     /// A first attempt adds to the retry budget; a retry draws from it, or is over budget
-    /// (the cause returned): it may then run only in a free slot, never wait for one.
+    /// (the cause returned): it may then run only in spare capacity, never wait for a slot
+    /// (see [`State::decide_within`]).
     fn spend_retry(&self, retry: bool) -> Result<(), ShedCause> {
         let Some(budget) = self.retry_budget.get() else {
             return Ok(());
@@ -436,8 +441,8 @@ impl Inner {
         self.grant(None);
     }
 
-    /// Admits, queues or sheds an arrival; a retry `over_budget` is admitted only into a free
-    /// slot, else shed with that cause.
+    /// Admits, queues or sheds an arrival; a retry `over_budget` is admitted only into spare
+    /// capacity, else shed with that cause.
     fn arrive(
         this: &Arc<Self>,
         priority: Priority,
@@ -446,12 +451,7 @@ impl Inner {
     ) -> Arrival {
         let now = Instant::now();
         let mut st = this.lock();
-        let decision = match (st.decide(priority, deadline, now), over_budget) {
-            (Decision::Admit, _) => Decision::Admit,
-            (_, Some(cause)) => Decision::Shed(cause),
-            (decision, None) => decision,
-        };
-        match decision {
+        match st.decide_within(priority, deadline, now, over_budget) {
             Decision::Shed(cause) => return this.shed_arrival(&st, priority, cause),
             Decision::Admit => {
                 st.admit(priority);
@@ -608,6 +608,25 @@ enum Decision {
 }
 
 impl State {
+    /// The decision for an arrival now, where a retry `over_budget` runs only in a slot free
+    /// even for `low` work (spare capacity, not the share kept for `critical`), else is shed
+    /// with that cause (changes nothing).
+    fn decide_within(
+        &self,
+        priority: Priority,
+        deadline: Option<Instant>,
+        now: Instant,
+        over_budget: Option<ShedCause>,
+    ) -> Decision {
+        match over_budget {
+            None => self.decide(priority, deadline, now),
+            Some(cause) => match self.decide(Priority::Low, deadline, now) {
+                Decision::Admit => Decision::Admit,
+                _ => Decision::Shed(cause),
+            },
+        }
+    }
+
     /// The decision for an arrival of `priority` with `deadline` at `now` (changes nothing).
     fn decide(&self, priority: Priority, deadline: Option<Instant>, now: Instant) -> Decision {
         if deadline.is_some_and(|d| d <= now) {

@@ -32,11 +32,11 @@
 //!   ([`ShedCause::SojournTarget`]); `critical` ones wait for their deadline;
 //! - with a retry budget (tower's `TpsBudget`: e.g. 10 % of recent first attempts plus a
 //!   floor per second), a retry ([`RequestFacts::retry_attempt`] > 0) beyond it runs only
-//!   in a free slot: where it would wait for one it is shed ([`ShedCause::RetryBudget`]).
-//!   Retries cannot then multiply an overload that admission sees (the limit is full), and
-//!   where the overload is before admission (the gateway's own CPU, see
-//!   [`crate::pressure`]) a retry that reached a free slot costs no more served than
-//!   refused, and a refusal serves no one.
+//!   in spare capacity, a slot free even for `low` work; otherwise it is shed
+//!   ([`ShedCause::RetryBudget`]). Retries cannot then multiply an overload that admission
+//!   sees (the limit is full), and where the overload is before admission (the gateway's
+//!   own CPU, see [`crate::pressure`]) a retry that got this far costs about as much refused
+//!   as served, and only a served one helps anyone.
 //!
 //! Shedding is cheap: the edge calls [`Admission::precheck`] after authentication and
 //! before the body is read, so a request that would be shed on arrival is refused without

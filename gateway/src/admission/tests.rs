@@ -669,6 +669,38 @@ async fn retries_draw_from_the_budget_and_beyond_it_never_wait() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retry_beyond_the_budget_never_takes_the_share_kept_for_critical() {
+    let options = AdmissionOptions {
+        critical_share: 0.5,
+        retry_budget: Some(RetryBudgetConfig {
+            ttl: Duration::from_secs(1),
+            min_per_sec: 0,
+            ratio: 0.0,
+        }),
+        ..AdmissionOptions::default()
+    };
+    let (admission, backend, mut svc) = setup_with(
+        Limits {
+            concurrency: 2,
+            queue: 4,
+        },
+        options,
+    );
+    // One slot of two taken by `default` work: the other is kept for `critical`.
+    let running = send(&mut svc, request("running", Priority::Default, None)).await;
+    settle().await;
+    admission.precheck(Priority::Critical, None, false).unwrap();
+    let e = admission
+        .precheck(Priority::Critical, None, true)
+        .unwrap_err();
+    assert_eq!(e.cause(), ShedCause::RetryBudget);
+    backend.finish(1);
+    running.await.unwrap().unwrap();
+    // Both free: spare capacity, the retry runs.
+    admission.precheck(Priority::Critical, None, true).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn precheck_sheds_what_arrival_would_and_changes_nothing_else() {
     let (admission, backend, mut svc) = setup(1, 1);
     // Free slot: let through, nothing taken.
