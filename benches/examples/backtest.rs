@@ -165,29 +165,24 @@ fn main() {
         std::mem::size_of::<(u128, DecisionInputs)>()
     );
     if let AnyStore::Redis(r) = &store {
-        // What the inputs streams take in Redis, per record kept.
+        // What the inputs stream takes in Redis, per record kept.
         let (bytes, entries) = rt.block_on(async {
             let mut c = r.client().get_multiplexed_async_connection().await.unwrap();
-            let (mut bytes, mut entries) = (0u64, 0u64);
-            for slot in 0..1024u16 {
-                let key = r.inputs_key(gateway::store::Slot::new(slot).unwrap());
-                let used: Option<u64> = deadpool_redis::redis::cmd("MEMORY")
-                    .arg("USAGE")
-                    .arg(&key)
-                    .arg("SAMPLES")
-                    .arg(0)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                let len: u64 = deadpool_redis::redis::cmd("XLEN")
-                    .arg(&key)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                bytes += used.unwrap_or(0);
-                entries += len;
-            }
-            (bytes, entries)
+            let key = r.inputs_key();
+            let used: Option<u64> = deadpool_redis::redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let len: u64 = deadpool_redis::redis::cmd("XLEN")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            (used.unwrap_or(0), len)
         });
         println!(
             "redis: {entries} inputs entries in {bytes} bytes ({} bytes each)",

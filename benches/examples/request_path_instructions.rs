@@ -203,8 +203,12 @@ fn main() {
                 }
             }
             let candidate = risk_core::Thresholds::compile(doc).unwrap();
-            app.shadow
-                .stage(candidate, "bench", "2026-12-05T00:00:00+08:00".into());
+            app.shadow.stage(
+                "sc_bench",
+                candidate,
+                "bench",
+                "2026-12-05T00:00:00+08:00".into(),
+            );
             measured(&rt, &full, n, &fresh);
             let report = app.shadow.current().unwrap().report();
             assert_eq!(report.drawdowns_evaluated, n);

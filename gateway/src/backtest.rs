@@ -35,6 +35,22 @@ pub struct BacktestReport {
     pub replayed: u64,
     /// Skipped: selected without inputs (never guessed).
     pub skipped: u64,
+    /// Why each skipped decision was skipped; the three add up to `skipped`.
+    pub skipped_by_cause: Skipped,
+}
+
+/// Why selected decisions were skipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Older than every input the record still holds: pushed out of its bound
+    /// (`[risk] decision_inputs_kept`), or decided before inputs were kept.
+    pub pushed_out: u64,
+    /// Newer than that, yet without inputs: the write was lost or had not arrived yet (it
+    /// follows the commit, unawaited), or `decision_inputs_kept` was 0 when it was decided.
+    pub not_recorded: u64,
+    /// Inputs held but not a request the engine takes (an amount out of range): never
+    /// replayed.
+    pub unreadable: u64,
 }
 
 /// Replays `selected` against `candidate`. `render` writes a candidate's reason as the API
@@ -49,8 +65,10 @@ pub fn run(
 ) -> BacktestReport {
     let mut tally = Tally::default();
     let mut replayed = 0u64;
+    let mut unreadable = 0u64;
     for inputs in &selected.inputs {
         let Some(request) = inputs.request() else {
+            unreadable += 1;
             continue;
         };
         replayed += 1;
@@ -78,12 +96,20 @@ pub fn run(
             },
         });
     }
-    let selected_n = u64::try_from(selected.decisions).unwrap_or(u64::MAX);
+    let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    let selected_n = n(selected.decisions);
+    let pushed_out = n(selected.pushed_out);
+    let without = selected_n.saturating_sub(n(selected.inputs.len()));
     BacktestReport {
         report: tally.report(header, replayed, 0),
         selected: selected_n,
         replayed,
         skipped: selected_n.saturating_sub(replayed),
+        skipped_by_cause: Skipped {
+            pushed_out,
+            not_recorded: without.saturating_sub(pushed_out),
+            unreadable,
+        },
     }
 }
 

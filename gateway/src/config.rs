@@ -405,9 +405,10 @@ impl ServerConfig {
 pub struct RiskConfig {
     /// A thresholds document (JSON) to start with instead of the built-in one.
     pub thresholds_file: Option<PathBuf>,
-    /// How many recent drawdown decisions keep their inputs for backtests (0: none), in a
-    /// bounded record beside the store's decisions (`crate::store::inputs`; what a record
-    /// costs: `BENCHMARKS.md`, "backtest"). At most 10,000,000.
+    /// How many recent drawdown decisions keep their inputs for backtests (0: none): the
+    /// whole store's last ones, in a bounded record beside its decisions
+    /// (`crate::store::inputs`; what a record costs: `BENCHMARKS.md`, "backtest"). At most
+    /// 10,000,000.
     pub decision_inputs_kept: usize,
 }
 

@@ -334,9 +334,15 @@ impl Gateway {
                 )));
             }
             if let Some((initial, metrics)) = &self.threshold_sync {
+                let app = self.app.clone();
                 let target = store::ThresholdTarget {
                     cache: Arc::clone(&self.app.thresholds),
                     policy: self.app.policy.clone(),
+                    follow_candidate: Some(Arc::new(
+                        move |stored: Option<&store::StagedCandidate>| {
+                            app.follow_candidate(stored).map(drop)
+                        },
+                    )),
                 };
                 tasks.extend(store::spawn_threshold_sync(
                     target,

@@ -12,8 +12,13 @@
 //! with both explanations. Promotion publishes the candidate as the next live version;
 //! discarding drops it.
 //!
-//! The candidate and its counts are this instance's (as a forced window is): on Redis, each
-//! instance counts the traffic it serves, and a candidate is staged on each instance.
+//! The candidate itself is the store's ([`crate::store::candidate`]): staged on one instance,
+//! it is the one every instance of the fleet evaluates, reports, promotes and discards, and a
+//! restart keeps it. Each instance follows the store ([`Shadow::follow`]): before an admin
+//! route acts, and on Redis with the thresholds refresher (on the change's notice and every
+//! `threshold_poll_ms`). The counts are the instance's, of the traffic it served since it took
+//! the candidate (a restart starts them afresh); on Redis the distinct users of each outcome
+//! change are also counted across the fleet (`shared_users`).
 //!
 //! # Layout
 //! - [`Shadow`]: the staged candidate (lock-free to read: [`arc_swap`]) and its metrics.
@@ -271,6 +276,8 @@ pub(crate) fn stricter_reason(
 
 /// A staged candidate.
 pub struct Candidate {
+    /// The store's id of it ([`crate::store::StagedCandidate::id`]).
+    id: String,
     thresholds: Thresholds,
     /// A digest of the document: names its shared distinct-user sketches on Redis.
     digest: String,
@@ -293,6 +300,11 @@ impl std::fmt::Debug for Candidate {
 }
 
 impl Candidate {
+    /// The store's id of the candidate.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// The candidate's compiled thresholds.
     pub fn thresholds(&self) -> &Thresholds {
         &self.thresholds
@@ -437,9 +449,10 @@ impl Shadow {
         self.current.load_full()
     }
 
-    /// Stages `thresholds` (replacing any candidate and its counts).
+    /// Stages `thresholds` as the candidate `id` (replacing any candidate and its counts).
     pub fn stage(
         &self,
+        id: &str,
         thresholds: Thresholds,
         staged_by: &str,
         staged_at: String,
@@ -448,6 +461,7 @@ impl Shadow {
             .map(|json| blake3::hash(&json).to_hex()[..16].to_owned())
             .unwrap_or_default();
         let c = Arc::new(Candidate {
+            id: id.to_owned(),
             thresholds,
             digest,
             staged_by: staged_by.to_owned(),
@@ -460,6 +474,38 @@ impl Shadow {
         self.reset_metrics();
         self.metrics.staged.set(1);
         c
+    }
+
+    /// Follows the store: the candidate it holds (`None`: none) becomes this instance's.
+    /// The same id keeps the candidate and its counts; another is compiled by `compile` and
+    /// staged afresh. A document that does not compile (a fleet mid-reload whose policies
+    /// differ) leaves this instance without a candidate: the error says why.
+    pub fn follow(
+        &self,
+        stored: Option<&crate::store::StagedCandidate>,
+        compile: impl FnOnce(&str) -> Result<Thresholds, String>,
+    ) -> Result<Option<Arc<Candidate>>, String> {
+        let held = self.current();
+        match (stored, held) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => {
+                self.discard();
+                Ok(None)
+            }
+            (Some(s), Some(c)) if c.id == s.id => Ok(Some(c)),
+            (Some(s), _) => match compile(&s.document) {
+                Ok(th) => Ok(Some(self.stage(
+                    &s.id,
+                    th,
+                    &s.staged_by,
+                    s.staged_at.clone(),
+                ))),
+                Err(e) => {
+                    self.discard();
+                    Err(e)
+                }
+            },
+        }
     }
 
     /// Drops the candidate; answers it.

@@ -1,10 +1,12 @@
-//! The command line: `run`, `audit`, `compare`, `report`, `blast`, `serve-trivial`, `bureau`.
+//! The command line: `run`, `rehearse`, `audit`, `compare`, `report`, `blast`,
+//! `serve-trivial`, `bureau`.
 //!
 //! # Layout
 //! - [`Cli`]: open-loop surge generator and report writer for loan-gateway.
 //! - [`Command`]: the subcommands.
 //! - [`BureauArgs`]: `loadtest bureau` arguments.
 //! - [`RunArgs`]: `loadtest run` arguments.
+//! - [`RehearseArgs`]: `loadtest rehearse` arguments.
 //! - [`AuditArgs`]: `loadtest audit` arguments.
 //! - [`GateArgs`]: CI gates.
 //! - [`dispatch`]: runs a parsed command.
@@ -25,8 +27,8 @@ use crate::report::{write_compare, write_report};
 use crate::results::Results;
 use crate::scenario::Scenario;
 use crate::target::{
-    EmbeddedOptions, dotted_lines, parse_setting, resolve_gateway_config, set_dotted,
-    start_embedded,
+    EmbeddedOptions, dotted_lines, parse_setting, resolve_gateway_config, scenario_overrides,
+    set_dotted, start_embedded,
 };
 
 /// Open-loop surge generator and report writer for loan-gateway.
@@ -43,6 +45,10 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario and write results.json, ledger.json, report.html and summary.md.
     Run(RunArgs),
+    /// Rehearse a peak: the same scenario against the live policy and a candidate bundle
+    /// (windows, limits, thresholds) on in-process gateways, and write rehearsal.html and
+    /// rehearsal.md: good users refused, by cause, live against candidate.
+    Rehearse(RehearseArgs),
     /// Reconcile what a run's clients were told (its ledger.json) with the store: lost
     /// acknowledged approvals, over-reservations, unknown outcomes (exit 3 when any > 0).
     Audit(AuditArgs),
@@ -168,20 +174,9 @@ pub struct RunArgs {
     /// Gateway URL; without it the gateway is started in-process.
     #[arg(long)]
     pub target: Option<String>,
-    /// Caller API key.
-    #[arg(
-        long,
-        env = "LOADTEST_API_KEY",
-        default_value = "loadtest-api-key-0001"
-    )]
-    pub api_key: String,
-    /// Admin token (seeding users, forcing peak windows).
-    #[arg(
-        long,
-        env = "LOADTEST_ADMIN_TOKEN",
-        default_value = "loadtest-admin-token-0001"
-    )]
-    pub admin_token: String,
+    /// The gateway's credentials.
+    #[command(flatten)]
+    pub credentials: Credentials,
     /// Configuration of the in-process gateway: a file, or `default` / `naive` (shipped).
     #[arg(long)]
     pub gateway_config: Option<PathBuf>,
@@ -211,6 +206,52 @@ pub struct RunArgs {
     /// Gates.
     #[command(flatten)]
     pub gates: GateArgs,
+}
+
+/// The credentials a run uses.
+#[derive(Debug, Clone, Args)]
+pub struct Credentials {
+    /// Caller API key.
+    #[arg(
+        long,
+        env = "LOADTEST_API_KEY",
+        default_value = "loadtest-api-key-0001"
+    )]
+    pub api_key: String,
+    /// Admin token (seeding users, forcing peak windows).
+    #[arg(
+        long,
+        env = "LOADTEST_ADMIN_TOKEN",
+        default_value = "loadtest-admin-token-0001"
+    )]
+    pub admin_token: String,
+}
+
+/// `loadtest rehearse` arguments.
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// A shipped scenario name or a TOML file (as `run`).
+    #[arg(long)]
+    pub scenario: String,
+    /// The candidate policy bundle: a TOML file of `[policy]` (windows, limits) and `[risk]`
+    /// (`thresholds_file`) settings, merged over the live configuration.
+    #[arg(long)]
+    pub candidate: PathBuf,
+    /// The live configuration: a file, or `default` / `naive` (shipped).
+    #[arg(long)]
+    pub gateway_config: Option<PathBuf>,
+    /// The in-process gateways' credentials.
+    #[command(flatten)]
+    pub credentials: Credentials,
+    /// Output folder (default: a timestamped folder under loadtest-results/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Stretch (>1) or shrink (<1) time.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// No progress line.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// `loadtest audit` arguments.
@@ -313,6 +354,7 @@ fn gate_exit(gates: &[crate::results::GateOutcome]) -> ExitCode {
 pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Run(args) => cmd_run(args).await,
+        Command::Rehearse(args) => cmd_rehearse(args).await,
         Command::Audit(args) => cmd_audit(args).await,
         Command::Compare { a, b, out } => {
             let (ra, rb) = (Results::read(&a)?, Results::read(&b)?);
@@ -488,10 +530,8 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
                 None => None,
             };
             // The scenario's settings, the simulator's address, then the command line's.
-            let mut overrides = sc.gateway.clone().unwrap_or_default();
-            if let Some(sim) = &sim {
-                set_dotted(&mut overrides, "bureau.url", sim.base_url().into())?;
-            }
+            let mut overrides =
+                scenario_overrides(&sc, sim.as_ref().map(bureau::RunningBureau::base_url))?;
             let mut set = Vec::new();
             for arg in &args.gateway_set {
                 let (key, value) = parse_setting(arg)?;
@@ -500,8 +540,8 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
             }
             let e = start_embedded(&EmbeddedOptions {
                 config_path,
-                api_key: args.api_key.clone(),
-                admin_token: args.admin_token.clone(),
+                api_key: args.credentials.api_key.clone(),
+                admin_token: args.credentials.admin_token.clone(),
                 overrides: overrides.clone(),
             })
             .await?;
@@ -524,8 +564,8 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
     let opts = RunOptions {
         target,
         target_label: label,
-        api_key: args.api_key.clone(),
-        admin_token: args.admin_token.clone(),
+        api_key: args.credentials.api_key.clone(),
+        admin_token: args.credentials.admin_token.clone(),
         scale: args.scale,
         started_at: started.to_string(),
         run_nonce: u64::try_from(started.as_millisecond()).unwrap_or(0),
@@ -581,6 +621,47 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode, Error> {
         w.markdown.display()
     );
     Ok(gate_exit(&results.gates))
+}
+
+/// `loadtest rehearse`.
+async fn cmd_rehearse(args: RehearseArgs) -> Result<ExitCode, Error> {
+    let scenario = Scenario::load(&args.scenario)?.scaled(args.scale)?;
+    let gateway_config = match &args.gateway_config {
+        Some(p) => Some(resolve_gateway_config(p)?),
+        None => None,
+    };
+    let opts = crate::rehearse::RehearseOptions {
+        candidate: crate::rehearse::Bundle::load(&args.candidate)?,
+        scenario,
+        scale: args.scale,
+        gateway_config,
+        api_key: args.credentials.api_key,
+        admin_token: args.credentials.admin_token,
+        progress: !args.no_progress,
+    };
+    let r = crate::rehearse::rehearse(&opts).await?;
+    let out = args
+        .out
+        .unwrap_or_else(|| default_out(&format!("rehearse-{}", opts.scenario.name)));
+    for (side, results) in [("live", &r.live), ("candidate", &r.candidate)] {
+        let dir = out.join(side);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        results.write(&dir.join("results.json"))?;
+        write_report(results, &dir)?;
+    }
+    let w = crate::report::write_rehearsal(&r, &out)?;
+    let users = |r: &Results| r.totals.good_refused_users;
+    println!(
+        "good users refused: live {}, candidate {} (of {})
+{}
+{}",
+        users(&r.live),
+        users(&r.candidate),
+        r.live.totals.good_users,
+        w.html.display(),
+        w.markdown.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `loadtest audit`.

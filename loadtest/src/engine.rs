@@ -789,7 +789,7 @@ async fn journey(
             }
         },
     };
-    sh.rec().journey(group, outcome);
+    sh.rec().journey_of(group, user_idx, outcome);
     sh.in_flight[group].fetch_sub(1, Ordering::Relaxed);
 }
 

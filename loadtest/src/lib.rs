@@ -20,6 +20,7 @@
 //! - [`results`]: the results JSON schema (versioned, mergeable histograms).
 //! - [`report`]: HTML (plotters SVG) and Markdown, single and side by side.
 //! - [`gate`]: CI gates and their exit code.
+//! - [`rehearse`]: a peak rehearsal: live and candidate policy bundles under the same traffic.
 //! - [`target`]: remote or in-process gateway, seeding, admin actions.
 //! - [`blast`]: raw open-loop mode and the trivial server, to measure the generator.
 //! - [`bureau`]: the credit-bureau simulator (finite slots, FIFO queue, deterministic answers).
@@ -64,6 +65,7 @@ pub mod ledger;
 pub mod population;
 mod progress;
 pub mod recorder;
+pub mod rehearse;
 pub mod report;
 pub mod results;
 pub mod scenario;

@@ -11,7 +11,7 @@
 //! - [`Finished`]: the parts of [`Results`] the recorder computes.
 //! - [`totals`]: the headline measures over all groups.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -75,6 +75,9 @@ struct PopTally {
     drawdowns: u64,
     promised: u64,
     promised_refused: BTreeMap<Cause, u64>,
+    /// Users (by index in the group) with a journey refused, by cause, and for any cause.
+    refused_users: BTreeMap<Cause, HashSet<u32>>,
+    refused_any_user: HashSet<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -308,6 +311,18 @@ impl Recorder {
         }
     }
 
+    /// A journey of user `user` (its index in `group`) ended: counted as [`Recorder::journey`]
+    /// counts one, and a refusal also counts its user, once per cause.
+    pub fn journey_of(&mut self, group: usize, user: usize, o: JourneyOutcome) {
+        if let JourneyEnd::Refused(c) = o.end {
+            let p = &mut self.pops[group];
+            let user = u32::try_from(user).unwrap_or(u32::MAX);
+            p.refused_users.entry(c).or_default().insert(user);
+            p.refused_any_user.insert(user);
+        }
+        self.journey(group, o);
+    }
+
     /// A journey of `group` ended.
     pub fn journey(&mut self, group: usize, o: JourneyOutcome) {
         let p = &mut self.pops[group];
@@ -472,7 +487,17 @@ fn population_result(g: &GroupInfo, p: &PopTally) -> PopulationResult {
         promised_refused,
         promised_refused_by_cause: p.promised_refused.clone(),
         quota_untruthful_rate: ratio(promised_refused, p.promised),
+        refused_users: len(&p.refused_any_user),
+        refused_users_by_cause: p
+            .refused_users
+            .iter()
+            .map(|(c, users)| (*c, len(users)))
+            .collect(),
     }
+}
+
+fn len(users: &HashSet<u32>) -> u64 {
+    u64::try_from(users.len()).unwrap_or(u64::MAX)
 }
 
 /// The headline measures over all groups.
@@ -480,13 +505,21 @@ pub fn totals(groups: &[GroupInfo], pops: &[PopulationResult]) -> Totals {
     let mut good_intents = 0;
     let mut good_refused = 0;
     let mut good_by_cause: BTreeMap<Cause, u64> = BTreeMap::new();
+    // Groups have users of their own: distinct users add up over groups.
+    let (mut good_users, mut good_refused_users) = (0u64, 0u64);
+    let mut good_users_by_cause: BTreeMap<Cause, u64> = BTreeMap::new();
     let (mut risky_intents, mut risky_approved) = (0, 0);
     for (g, p) in groups.iter().zip(pops) {
         if g.profile.should_be_approved() {
             good_intents += p.intents;
             good_refused += p.refused;
+            good_users += u64::try_from(p.users).unwrap_or(u64::MAX);
+            good_refused_users += p.refused_users;
             for (c, n) in &p.refused_by_cause {
                 *good_by_cause.entry(*c).or_default() += n;
+            }
+            for (c, n) in &p.refused_users_by_cause {
+                *good_users_by_cause.entry(*c).or_default() += n;
             }
         } else {
             risky_intents += p.intents;
@@ -500,9 +533,13 @@ pub fn totals(groups: &[GroupInfo], pops: &[PopulationResult]) -> Totals {
     Totals {
         good_refusal_rate: ratio(good_refused, good_intents),
         good_refusal_rate_by_cause: good_by_cause
-            .into_iter()
-            .map(|(c, n)| (c, ratio(n, good_intents)))
+            .iter()
+            .map(|(c, n)| (*c, ratio(*n, good_intents)))
             .collect(),
+        good_refused_by_cause: good_by_cause,
+        good_users,
+        good_refused_users,
+        good_refused_users_by_cause: good_users_by_cause,
         risky_approval_rate: ratio(risky_approved, risky_intents),
         retry_amplification: ratio(requests, intents),
         quota_untruthful_rate: ratio(promised_refused, promised),

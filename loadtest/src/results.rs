@@ -380,6 +380,14 @@ pub struct PopulationResult {
     pub promised_refused_by_cause: BTreeMap<Cause, u64>,
     /// `promised_refused / promised`: how often the quote did not tell the truth.
     pub quota_untruthful_rate: f64,
+    /// Distinct users with at least one journey refused (0 in results written before it was
+    /// counted).
+    #[serde(default)]
+    pub refused_users: u64,
+    /// Distinct users with a journey refused for each cause (a user refused for two causes
+    /// is in both).
+    #[serde(default)]
+    pub refused_users_by_cause: BTreeMap<Cause, u64>,
 }
 
 /// Headline measures.
@@ -397,6 +405,18 @@ pub struct Totals {
     pub quota_untruthful_rate: f64,
     /// Journeys of users who should be approved.
     pub good_intents: u64,
+    /// Their refused journeys, by cause.
+    #[serde(default)]
+    pub good_refused_by_cause: BTreeMap<Cause, u64>,
+    /// Users who should be approved.
+    #[serde(default)]
+    pub good_users: u64,
+    /// Of them, distinct users with at least one journey refused.
+    #[serde(default)]
+    pub good_refused_users: u64,
+    /// The same, by cause (a user refused for two causes is in both).
+    #[serde(default)]
+    pub good_refused_users_by_cause: BTreeMap<Cause, u64>,
 }
 
 /// One CI gate and whether the run passed it.

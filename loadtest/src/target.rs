@@ -73,6 +73,19 @@ pub fn resolve_gateway_config(arg: &std::path::Path) -> Result<PathBuf, Error> {
     }
 }
 
+/// The settings a scenario merges over an in-process gateway's configuration: its
+/// `[gateway]` table, then the address of the bureau simulator it runs (`bureau_url`).
+pub fn scenario_overrides(
+    sc: &crate::scenario::Scenario,
+    bureau_url: Option<String>,
+) -> Result<toml::Table, Error> {
+    let mut overrides = sc.gateway.clone().unwrap_or_default();
+    if let Some(url) = bureau_url {
+        set_dotted(&mut overrides, "bureau.url", url.into())?;
+    }
+    Ok(overrides)
+}
+
 /// Merges `over` into `base`: tables merge key by key (recursively), anything else replaces.
 pub fn merge_toml(base: &mut toml::Table, over: &toml::Table) {
     for (k, v) in over {

@@ -7,12 +7,25 @@
 //! commit's atomic step does not change, and a lost input record only means that decision is
 //! skipped by a backtest, never guessed.
 //!
-//! - Memory store: one ring per store shard, together at most the configured number of
-//!   records (`[risk] decision_inputs_kept`); the oldest go first.
-//! - Redis store: one capped stream per slot (`P:{sNNNN}:din`, `XADD … MAXLEN n` with
-//!   `n = ceil(kept / 1024)`), queued after the commit on the commits' batch sender: it
-//!   leaves with the next batch (alone when nothing else is queued), and no drawdown waits
-//!   for it.
+//! The bound is the whole store's: the last `kept` decisions (`[risk] decision_inputs_kept`)
+//! have their inputs, wherever their users live. (A bound per shard or slot, `kept / parts`
+//! each, did not: decisions do not spread evenly over 1,024 slots, so the busier slots pushed
+//! out inputs that a backtest over the last `kept` then skipped, 3 to 9 % of them.) The record
+//! holds [`bound`]`(kept)`: `kept` and 1/64 more, because inputs arrive in commit order and
+//! a backtest selects by id: a drawdown committed after one whose id is newer (concurrent
+//! drawdowns, instances whose clocks differ) must not push out one of the last `kept`.
+//!
+//! - Memory store: one ring for the store; the oldest kept goes first.
+//! - Redis store: one capped stream, `P:{din}:inputs` (`XADD … MAXLEN bound *`, exact
+//!   trimming), queued after the commit on the commits' batch sender: it leaves with the next
+//!   batch (alone when nothing else is queued), and no drawdown waits for it. On a cluster the
+//!   stream is one key, on the node that owns `{din}`: one `XADD` there per committed
+//!   drawdown, and all the record's memory.
+//!
+//! A selected decision without inputs is skipped, and the backtest says why
+//! ([`Selected::pushed_out`]): older than every input the record still holds (pushed out of
+//! the bound, or decided before inputs were kept), or not recorded although newer (the
+//! write was lost or is still on its way, or `decision_inputs_kept` was 0 then).
 //!
 //! # Memory
 //! A record is about 120 bytes of struct and strings in the memory store, and its JSON (about
@@ -233,11 +246,36 @@ pub struct Selected {
     pub decisions: usize,
     /// The inputs found for them, oldest first: `decisions - inputs.len()` are skipped.
     pub inputs: Vec<DecisionInputs>,
+    /// Of the skipped, those older than every input the record still holds: pushed out of
+    /// its bound, or decided before inputs were kept. The rest were not recorded.
+    pub pushed_out: usize,
 }
 
-/// Records kept per part (shard or slot) for `kept` in all over `parts`: at least one.
-pub(crate) fn per_part(kept: usize, parts: usize) -> usize {
-    kept.div_ceil(parts.max(1)).max(1)
+impl Selected {
+    /// `keys` (the selected decisions' ULIDs as numbers, their ids' order) and the `inputs`
+    /// found for them; `oldest_held` is the oldest decision key the record holds (`None`: it
+    /// holds none, so nothing was pushed out of it: what is skipped was not recorded).
+    pub(crate) fn new(
+        keys: &[u128],
+        oldest_held: Option<u128>,
+        inputs: Vec<DecisionInputs>,
+    ) -> Selected {
+        // An input held is never older than the oldest held: every selected decision older
+        // than that is one without inputs.
+        let pushed_out =
+            oldest_held.map_or(0, |oldest| keys.iter().filter(|k| **k < oldest).count());
+        Selected {
+            decisions: keys.len(),
+            inputs,
+            pushed_out,
+        }
+    }
+}
+
+/// Records the store holds for `kept`: `kept` and 1/64 more, rounded up (see the module
+/// docs); 0 for 0.
+pub fn bound(kept: usize) -> usize {
+    kept.saturating_add(kept.div_ceil(64))
 }
 
 impl super::AnyStore {

@@ -184,12 +184,14 @@ struct Inner {
     clock: SharedClock,
     /// The audit trail of operator changes ([`super::audit`]).
     operator_log: Mutex<super::audit::MemoryLog>,
-    /// The inputs of recent decisions ([`super::inputs`]), one ring per shard, by decision
-    /// key, oldest first.
-    inputs: Box<[Mutex<InputsRing>]>,
+    /// The inputs of recent decisions ([`super::inputs`]): one ring for the whole store, in
+    /// the order they were kept, so that its bound is the store's.
+    inputs: Mutex<InputsRing>,
+    /// The staged shadow candidate ([`super::candidate`]).
+    candidate: Mutex<Option<super::StagedCandidate>>,
 }
 
-/// One shard's kept decision inputs, by decision key, oldest first.
+/// Kept decision inputs with their decision keys, oldest kept first.
 type InputsRing = VecDeque<(u128, super::DecisionInputs)>;
 
 #[derive(Default)]
@@ -406,6 +408,11 @@ impl MemoryStore {
         &self.inner.operator_log
     }
 
+    /// The staged shadow candidate ([`super::candidate`]).
+    pub(crate) fn staged_candidate(&self) -> MutexGuard<'_, Option<super::StagedCandidate>> {
+        lock(&self.inner.candidate)
+    }
+
     /// An empty store on the system clock.
     pub fn new(config: MemoryConfig) -> Result<MemoryStore, MemoryConfigError> {
         MemoryStore::with_clock(config, SystemClock::shared())
@@ -423,7 +430,6 @@ impl MemoryStore {
 
     fn build(config: MemoryConfig, clock: SharedClock) -> MemoryStore {
         let shards = (0..config.shards).map(|_| Mutex::default()).collect();
-        let inputs = (0..config.shards).map(|_| Mutex::default()).collect();
         MemoryStore {
             inner: Arc::new(Inner {
                 config,
@@ -433,7 +439,8 @@ impl MemoryStore {
                 faults: super::Faults::default(),
                 clock,
                 operator_log: Mutex::default(),
-                inputs,
+                inputs: Mutex::default(),
+                candidate: Mutex::default(),
             }),
         }
     }
@@ -471,30 +478,27 @@ impl MemoryStore {
         stats
     }
 
-    /// Keeps the inputs of a committed decision, in its shard's ring of at most
-    /// `kept / shards` records (rounded up): the oldest goes when it is full. `kept == 0`
-    /// keeps nothing.
+    /// Keeps the inputs of a committed decision, in the store's ring of at most
+    /// [`super::inputs::bound`]`(kept)` records: the oldest kept goes when it is full.
+    /// `kept == 0` keeps nothing. The ring's lock is held for a push and a pop.
     pub fn keep_inputs(&self, inputs: super::DecisionInputs, kept: usize) {
-        let Some(slot) = super::ids::id_slot(&inputs.decision_id) else {
-            return;
-        };
         let Some(key) = decision_key(&inputs.decision_id) else {
             return;
         };
-        if kept == 0 {
+        let bound = super::inputs::bound(kept);
+        if bound == 0 {
             return;
         }
-        let per_shard = super::inputs::per_part(kept, self.inner.inputs.len());
-        // The index is masked below the length: never out of bounds.
-        let mut ring = lock(&self.inner.inputs[self.shard_index(slot)]);
-        while ring.len() >= per_shard {
+        let mut ring = lock(&self.inner.inputs);
+        while ring.len() >= bound {
             ring.pop_front();
         }
         ring.push_back((key, inputs));
     }
 
     /// The decisions `selection` names that this store still holds, and the inputs kept for
-    /// them (oldest first). Takes each shard's locks in turn, never two at once.
+    /// them (oldest first). Takes each shard's lock in turn, then the ring's, never two at
+    /// once.
     pub fn select_inputs(&self, selection: super::Selection) -> super::Selected {
         use super::Selection;
         let mut keys: Vec<u128> = Vec::new();
@@ -522,19 +526,21 @@ impl MemoryStore {
         let wanted: std::collections::HashSet<u128, foldhash::fast::RandomState> =
             keys.iter().copied().collect();
         let mut inputs: Vec<(u128, super::DecisionInputs)> = Vec::new();
-        for ring in &self.inner.inputs {
-            let ring = lock(ring);
+        let oldest_held = {
+            let ring = lock(&self.inner.inputs);
             inputs.extend(
                 ring.iter()
                     .filter(|(k, _)| wanted.contains(k))
                     .map(|(k, i)| (*k, i.clone())),
             );
-        }
+            ring.iter().map(|(k, _)| *k).min()
+        };
         inputs.sort_unstable_by_key(|(k, _)| *k);
-        super::Selected {
-            decisions: keys.len(),
-            inputs: inputs.into_iter().map(|(_, i)| i).collect(),
-        }
+        super::Selected::new(
+            &keys,
+            oldest_held,
+            inputs.into_iter().map(|(_, i)| i).collect(),
+        )
     }
 
     /// The shard index of a slot.

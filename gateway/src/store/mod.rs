@@ -9,6 +9,7 @@
 //!
 //! # Layout
 //! - [`audit`]: the audit trail of operator changes (both stores).
+//! - [`candidate`]: the staged shadow candidate, one for the whole store (both stores).
 //! - [`types`]: the stored records ([`DecisionRecord`], [`AppealRecord`], …), as JSON.
 //! - [`inputs`]: the inputs each decision was made from, kept bounded for backtests.
 //! - [`ids`]: user slots and decision / appeal ids that name their slot.
@@ -63,6 +64,7 @@
 //! ```
 
 pub mod audit;
+pub mod candidate;
 pub mod demo;
 pub mod faults;
 pub mod ids;
@@ -73,6 +75,7 @@ pub mod types;
 pub mod warnings;
 
 pub use audit::{AuditCursor, AuditEntry, AuditPage, FieldChange, OperatorChange};
+pub use candidate::StagedCandidate;
 pub use demo::{DemoUser, demo_users};
 pub use faults::Faults;
 pub use ids::{Slot, new_appeal_id, new_decision_id, user_slot};

@@ -124,6 +124,11 @@ async fn a_backtest_replays_stored_inputs_and_skips_decisions_without_them() {
         (&json!(11), &json!(10), &json!(1)),
         "{r}"
     );
+    // The newest decision, yet without inputs: not recorded (nothing was pushed out).
+    assert_eq!(
+        r["skipped_by_cause"],
+        json!({"pushed_out": 0, "not_recorded": 1, "unreadable": 0})
+    );
     assert_eq!(r["drawdowns_evaluated"], 10);
     assert_eq!(r["changes"].as_array().unwrap().len(), 1, "{r}");
     assert_eq!(
@@ -226,16 +231,25 @@ async fn a_backtest_replays_stored_inputs_and_skips_decisions_without_them() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
 }
 
+/// The bound is the store's, not a shard's: the last `decision_inputs_kept` decisions have
+/// their inputs whichever users (and shards) they are of; older ones are skipped as pushed out.
 #[tokio::test]
-async fn the_inputs_kept_are_bounded() {
+async fn the_inputs_kept_are_bounded_over_the_whole_store() {
     let mut c = relaxed();
-    // One per memory shard (64 shards).
-    c.risk.decision_inputs_kept = 1;
+    c.risk.decision_inputs_kept = 4;
     let t = TestGateway::start(c).await;
-    t.user("u-bt-bound", 1_000_000).await;
-    for n in 0..5 {
+    // Eight users: on eight shards at most, one decision each, then four more of one user.
+    let users: Vec<String> = (0..8).map(|n| format!("u-bt-bound-{n}")).collect();
+    for u in &users {
+        t.user(u, 1_000_000).await;
+    }
+    for (n, u) in users
+        .iter()
+        .chain(std::iter::repeat_n(&users[0], 4))
+        .enumerate()
+    {
         t.clock.advance(Duration::from_secs(1));
-        let r = t.drawdown(&format!("b-{n}"), "u-bt-bound", 1_000).await;
+        let r = t.drawdown(&format!("b-{n}"), u, 1_000).await;
         assert_eq!(r.status(), StatusCode::OK);
     }
     let r = t
@@ -247,12 +261,25 @@ async fn the_inputs_kept_are_bounded() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let (s, r) = backtest(&t, &json!({"last": 5})).await;
+    // The last four, all of one user (one shard): every one replayed.
+    let (s, r) = backtest(&t, &json!({"last": 4})).await;
     assert_eq!(s, StatusCode::OK, "{r}");
-    // One user, one shard: only its last decision's inputs are held.
     assert_eq!(
         (&r["selected"], &r["replayed"], &r["skipped"]),
-        (&json!(5), &json!(1), &json!(4)),
+        (&json!(4), &json!(4), &json!(0)),
         "{r}"
+    );
+    // All twelve: the store holds the last five (4 and 1/64 more, rounded up); the seven
+    // before them were pushed out.
+    let (s, r) = backtest(&t, &json!({"last": 12})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        (&r["selected"], &r["replayed"], &r["skipped"]),
+        (&json!(12), &json!(5), &json!(7)),
+        "{r}"
+    );
+    assert_eq!(
+        r["skipped_by_cause"],
+        json!({"pushed_out": 7, "not_recorded": 0, "unreadable": 0})
     );
 }

@@ -286,3 +286,54 @@ async fn a_tightened_login_rule_counts_exactly_the_users_it_would_refuse() {
         "the stage's difference is what the candidate changes"
     );
 }
+
+/// The candidate is the store's, not the process's: what `PUT /admin/shadow` stages is in the
+/// store; one staged in the store by another instance of the fleet is the one this gateway
+/// reports (and evaluates); a discard clears the store's.
+#[tokio::test]
+async fn the_candidate_lives_in_the_store() {
+    use gateway::store::StagedCandidate;
+    let t = TestGateway::start(relaxed()).await;
+    seed(&t).await;
+    let live = t.thresholds().await;
+    let (s, r) = send(
+        &t,
+        reqwest::Method::PUT,
+        "/admin/shadow",
+        Some(&tightened(&live)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let stored = t.gw.app.store.staged_candidate().await.unwrap().unwrap();
+    assert_eq!(
+        (stored.staged_by.as_str(), &json!(stored.staged_at)),
+        ("admin", &r["staged_at"])
+    );
+    let doc: Value = serde_json::from_str(&stored.document).unwrap();
+    assert_eq!(
+        doc["profiles"]["normal"]["login_pattern"]["mode"],
+        "reject_alone"
+    );
+    // Another instance stages the live document itself: this one follows.
+    let other = StagedCandidate {
+        id: StagedCandidate::mint_id(t.clock.now()),
+        staged_by: "bob".into(),
+        staged_at: "2026-06-01T12:00:00+08:00".into(),
+        document: live.to_string(),
+    };
+    t.gw.app.store.stage_candidate(&other).await.unwrap();
+    let (s, r) = send(&t, reqwest::Method::GET, "/admin/shadow", None).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["staged_by"], "bob");
+    traffic(&t).await;
+    let (_, r) = send(&t, reqwest::Method::GET, "/admin/shadow", None).await;
+    assert_eq!(r["drawdowns_evaluated"], 14, "{r}");
+    assert_eq!(
+        r["changes"],
+        json!([]),
+        "the live document changes nothing: {r}"
+    );
+    let (s, r) = send(&t, reqwest::Method::DELETE, "/admin/shadow", None).await;
+    assert_eq!((s, &r["staged_by"]), (StatusCode::OK, &json!("bob")));
+    assert_eq!(t.gw.app.store.staged_candidate().await.unwrap(), None);
+}

@@ -1427,17 +1427,17 @@ async fn a_report_only_shared_global_limit_counts_and_serves() {
     a.gw.shutdown().await;
 }
 
-/// A backtest on Redis: the inputs kept in the slots' capped streams are replayed against the
-/// staged candidate; decisions whose inputs the cap pushed out are skipped.
+/// A backtest on Redis: the inputs kept in the store's capped stream are replayed against the
+/// staged candidate; decisions whose inputs the cap pushed out are skipped, and said to be.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backtest_replays_the_inputs_kept_on_redis() {
     let Some(redis) = RedisServer::start(Options::default()).await else {
         return;
     };
     let prefix = redis_server::unique("backtest");
-    // Two per slot.
+    // Six kept (and 1/64 more: seven), whichever slots they are on.
     let a = gateway_tweaked(&redis.url(), &prefix, 200, |c| {
-        c.risk.decision_inputs_kept = 2 * 1024;
+        c.risk.decision_inputs_kept = 6;
     })
     .await;
     a.ready().await;
@@ -1504,17 +1504,31 @@ async fn a_backtest_replays_the_inputs_kept_on_redis() {
     let mut report = Value::Null;
     for _ in 0..100 {
         report = backtest(json!({"last": 100})).await;
-        if report["replayed"] == 6 {
+        if report["replayed"] == 7 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Nine decisions; each slot keeps the inputs of its last two.
+    // Nine decisions on three slots; the store keeps the inputs of the last seven, the two
+    // oldest were pushed out.
     assert_eq!(
         (&report["selected"], &report["replayed"], &report["skipped"]),
-        (&json!(9), &json!(6), &json!(3)),
+        (&json!(9), &json!(7), &json!(2)),
         "{report}"
     );
+    assert_eq!(
+        report["skipped_by_cause"],
+        json!({"pushed_out": 2, "not_recorded": 0, "unreadable": 0})
+    );
+    // The last six (N = decision_inputs_kept): every one replayed.
+    let six = backtest(json!({"last": 6})).await;
+    assert_eq!(
+        (&six["selected"], &six["replayed"], &six["skipped"]),
+        (&json!(6), &json!(6), &json!(0)),
+        "{six}"
+    );
+    // Decisions 1 and 2 (of u-bt-f1, u-bt-f2, round 0) were pushed out: the frequent users'
+    // four others change.
     assert_eq!(
         report["changes"],
         json!([{"transition": "approved_to_rejected", "key": "approved_to_rejected",
@@ -1526,23 +1540,19 @@ async fn a_backtest_replays_the_inputs_kept_on_redis() {
         "LOGIN_PATTERN_ANOMALY"
     );
     assert_eq!(sample["live"]["outcome"], "approved");
-    // The streams hold their bound.
+    // The stream holds its bound.
     let mut conn = deadpool_redis::redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    for slot in &slots {
-        let key = a
-            .store()
-            .inputs_key(gateway::store::Slot::new(*slot).unwrap());
-        let len: usize = deadpool_redis::redis::cmd("XLEN")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(len, 2, "{key}");
-    }
+    let key = a.store().inputs_key();
+    let len: usize = deadpool_redis::redis::cmd("XLEN")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 7, "{key}");
     // A time range: the gateway's clock stands at noon; a range an hour before it is empty.
     let noon = jiff::civil::date(2026, 6, 1)
         .at(12, 0, 0, 0)
@@ -1553,7 +1563,7 @@ async fn a_backtest_replays_the_inputs_kept_on_redis() {
     let around = backtest(json!({"from": (noon - hour).to_string(), "to": noon.to_string()})).await;
     assert_eq!(
         (&around["selected"], &around["replayed"]),
-        (&json!(9), &json!(6))
+        (&json!(9), &json!(7))
     );
     let before = backtest(
         json!({"from": (noon - hour).to_string(), "to": (noon - jiff::SignedDuration::from_secs(1)).to_string()}),
@@ -1568,8 +1578,8 @@ async fn a_backtest_replays_the_inputs_kept_on_redis() {
     assert_eq!(last["selected"], 2, "{last}");
 }
 
-/// Two gateways on one Redis, the same candidate staged on each: each counts its own
-/// requests, and the distinct users of an outcome change are counted once over both.
+/// Two gateways on one Redis, one candidate staged for both: each counts its own requests,
+/// and the distinct users of an outcome change are counted once over both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distinct_users_are_shared_across_instances() {
     let Some(redis) = RedisServer::start(Options::default()).await else {
@@ -1596,17 +1606,13 @@ async fn distinct_users_are_shared_across_instances() {
     }
     let mut candidate = a.thresholds().await;
     candidate["profiles"]["normal"]["login_pattern"]["mode"] = json!("reject_alone");
-    for gw in [&a, &b] {
-        let r = gw
-            .client
-            .put(gw.url("/admin/shadow"))
-            .bearer_auth(ADMIN)
-            .json(&candidate)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-    }
+    // Staged on A, it is the fleet's: B takes it (here when asked for its report).
+    let (s, r) = a
+        .admin(reqwest::Method::PUT, "/admin/shadow", Some(candidate))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, r) = b.admin(reqwest::Method::GET, "/admin/shadow", None).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
     // A sees f1 and f2, B sees f2 and f3: three users over both.
     for (gw, users, tag) in [
         (&a, ["u-su-f1", "u-su-f2"], "a"),
@@ -1649,5 +1655,127 @@ async fn distinct_users_are_shared_across_instances() {
                     "requests": 2, "users": 2}]),
             "{name}: {r}"
         );
+    }
+}
+
+/// The staged candidate is the fleet's and outlives a restart: staged on A, B evaluates its
+/// traffic against it (its refresher takes it) and reports it; a restarted A still has it; B
+/// discards it for both; staged again on A, B promotes it for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_staged_candidate_is_the_fleets_and_survives_a_restart() {
+    use reqwest::Method;
+    let Some(redis) = RedisServer::start(Options::default()).await else {
+        return;
+    };
+    let prefix = redis_server::unique("fleet-shadow");
+    let [a, b] = [
+        gateway_with(&redis.url(), &prefix, 100).await,
+        gateway_with(&redis.url(), &prefix, 100).await,
+    ];
+    a.ready().await;
+    b.ready().await;
+    let user = json!({"limit_fen": 1_000_000, "used_fen": 0, "risk_grade": "A",
+                      "account_age_days": 400, "logins_30d": 120});
+    let (s, _) = a
+        .admin(Method::PUT, "/admin/credit-lines/u-fs-f1", Some(user))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let live = a.thresholds().await;
+    let mut candidate = live.clone();
+    candidate["profiles"]["normal"]["login_pattern"]["mode"] = json!("reject_alone");
+    let (s, staged) = a
+        .admin(Method::PUT, "/admin/shadow", Some(candidate.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{staged}");
+    // B's refresher takes it (on the notice, or within a poll): its drawdowns are evaluated
+    // against it without any admin call on B.
+    let mut evaluated = false;
+    for n in 0..100 {
+        let d: Value = b
+            .drawdown(&format!("fs-{n}"), "u-fs-f1", 1_000)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(d["outcome"], "approved", "live approves: {d}");
+        if b.gw
+            .app
+            .shadow
+            .current()
+            .is_some_and(|c| c.report().drawdowns_evaluated > 0)
+        {
+            evaluated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(evaluated, "B never evaluated against the fleet's candidate");
+    let (s, report) = b.admin(Method::GET, "/admin/shadow", None).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    for field in ["staged_by", "staged_at", "candidate_version"] {
+        assert_eq!(report[field], staged[field], "{field}: {report}");
+    }
+    assert_eq!(
+        report["changes"][0]["transition"], "approved_to_rejected",
+        "{report}"
+    );
+    // A restart of A keeps it (the store holds it, not the process).
+    a.gw.shutdown().await;
+    let a = gateway_with(&redis.url(), &prefix, 100).await;
+    a.ready().await;
+    let (s, r) = a.admin(Method::GET, "/admin/shadow", None).await;
+    assert_eq!(
+        (s, &r["staged_at"]),
+        (StatusCode::OK, &staged["staged_at"]),
+        "{r}"
+    );
+    // B discards it: gone for A too.
+    let (s, r) = b.admin(Method::DELETE, "/admin/shadow", None).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    for method in [Method::GET, Method::DELETE] {
+        let (s, r) = a.admin(method, "/admin/shadow", None).await;
+        assert_eq!(
+            (s, &r["error"]["code"]),
+            (StatusCode::NOT_FOUND, &json!("NO_SHADOW_CANDIDATE"))
+        );
+    }
+    // Staged again on A, promoted by B: the next version for both, unstaged for both.
+    let (s, r) = a.admin(Method::PUT, "/admin/shadow", Some(candidate)).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, r) = b
+        .admin(Method::POST, "/admin/shadow/promote", Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let version = live["version"].as_u64().unwrap() + 1;
+    assert_eq!(r["thresholds"]["version"], version, "{r}");
+    let (s, r) = a.admin(Method::GET, "/admin/shadow", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{r}");
+    a.applied(version).await;
+    let on_a = a.thresholds().await;
+    assert_eq!(
+        on_a["profiles"]["normal"]["login_pattern"]["mode"],
+        "reject_alone"
+    );
+    a.gw.shutdown().await;
+    b.gw.shutdown().await;
+}
+
+impl Gw {
+    /// An admin call: its status and JSON body.
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        (r.status(), r.json().await.unwrap())
     }
 }

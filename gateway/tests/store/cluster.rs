@@ -44,6 +44,16 @@ async fn the_contract_holds_on_a_cluster() {
     contract::invalid_commits_are_refused(at_t0(c.config())).await;
     contract::appeals(at_t0(c.config())).await;
     contract::operator_changes(gateway::store::AnyStore::Redis(at_t0(c.config()))).await;
+    let fleet = c.config();
+    contract::staged_candidate(
+        gateway::store::AnyStore::Redis(at_t0(fleet.clone())),
+        gateway::store::AnyStore::Redis(at_t0(fleet)),
+    )
+    .await;
+    contract::decision_inputs_are_bounded_over_the_store(gateway::store::AnyStore::Redis(at_t0(
+        c.config(),
+    )))
+    .await;
     let clock = contract::t0_clock();
     contract::drawdowns_24h_slides_with_the_clock(
         RedisStore::with_clock(c.config(), clock.shared()).unwrap(),

@@ -1000,3 +1000,96 @@ pub(crate) async fn drawdowns_24h_slides_with_the_clock<S: Store>(
     clock.set(at(58, 0));
     assert_eq!(count(&store, &u).await, 0);
 }
+
+/// The staged shadow candidate is the store's, one for every handle on it (every instance of
+/// a fleet): what `a` stages `b` reads; staging again replaces it; clearing names the id it
+/// clears, so a candidate staged meanwhile stays.
+pub(crate) async fn staged_candidate(a: gateway::store::AnyStore, b: gateway::store::AnyStore) {
+    use gateway::store::StagedCandidate;
+    let candidate = |n: u64, by: &str| StagedCandidate {
+        id: StagedCandidate::mint_id(t0()),
+        staged_by: by.into(),
+        staged_at: "2026-11-11T00:00:00+08:00".into(),
+        document: format!(r#"{{"version": {n}}}"#),
+    };
+    assert_eq!(a.staged_candidate().await.unwrap(), None);
+    assert!(!a.unstage_candidate("sc_none").await.unwrap());
+    let first = candidate(2, "alice");
+    a.stage_candidate(&first).await.unwrap();
+    assert_eq!(b.staged_candidate().await.unwrap(), Some(first.clone()));
+    let second = candidate(3, "bob");
+    assert_ne!(first.id, second.id, "ids minted in one millisecond differ");
+    b.stage_candidate(&second).await.unwrap();
+    assert_eq!(a.staged_candidate().await.unwrap(), Some(second.clone()));
+    // A discard meant for the first leaves the second.
+    assert!(!a.unstage_candidate(&first.id).await.unwrap());
+    assert_eq!(b.staged_candidate().await.unwrap(), Some(second.clone()));
+    assert!(a.unstage_candidate(&second.id).await.unwrap());
+    assert_eq!(b.staged_candidate().await.unwrap(), None);
+    assert!(!b.unstage_candidate(&second.id).await.unwrap());
+}
+
+/// The decision-inputs record is bounded over the whole store, not per shard or slot: after
+/// 120 decisions of 40 users (on as many shards and slots), the last `kept` = 64 all have their
+/// inputs, the record holds `bound(64)` = 65, and the 55 older ones are skipped as pushed out.
+pub(crate) async fn decision_inputs_are_bounded_over_the_store(store: gateway::store::AnyStore) {
+    use gateway::store::inputs::{BureauInput, DecisionInputs, bound};
+    use gateway::store::{Selected, Selection};
+    const KEPT: usize = 64;
+    assert_eq!(bound(KEPT), 65);
+    let users: Vec<UserId> = (0..40).map(|n| user(&format!("u-din-{n}"))).collect();
+    for u in &users {
+        seed(&store, u, 1_000_000, 0).await;
+    }
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        for (n, u) in users.iter().enumerate() {
+            let now = t0() + SignedDuration::from_millis(i64::try_from(round * 40 + n).unwrap());
+            let d = committed(
+                store
+                    .commit(reject(u, &format!("din-{round}"), fp(9), 1_000, now))
+                    .await
+                    .unwrap(),
+            );
+            store.keep_inputs(
+                DecisionInputs {
+                    decision_id: d.decision_id.clone(),
+                    user_id: u.to_string(),
+                    state: UserState::clean(fen(1_000_000), RiskGrade::B),
+                    amount_fen: 1_000,
+                    channel: risk_core::Channel::App,
+                    bureau: BureauInput::NotConsulted,
+                    profile: "normal".into(),
+                    window_ends_at: None,
+                    threshold_version: 1,
+                    outcome: Outcome::Rejected,
+                    reason: Some(ReasonCode::VelocityDrawdowns24h),
+                },
+                KEPT,
+            );
+            ids.push(d.decision_id);
+        }
+    }
+    // The Redis store sends the inputs after the commit, unawaited: wait (bounded) for them.
+    let mut last: Selected = Selected::default();
+    for _ in 0..250 {
+        last = store.select_inputs(Selection::Last(KEPT)).await.unwrap();
+        if last.inputs.len() == KEPT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (last.decisions, last.inputs.len(), last.pushed_out),
+        (KEPT, KEPT, 0)
+    );
+    let got: Vec<&str> = last.inputs.iter().map(|i| i.decision_id.as_str()).collect();
+    let want: Vec<&str> = ids[ids.len() - KEPT..].iter().map(String::as_str).collect();
+    assert_eq!(got, want, "the last 64, oldest first");
+    let all = store.select_inputs(Selection::Last(200)).await.unwrap();
+    assert_eq!(
+        (all.decisions, all.inputs.len(), all.pushed_out),
+        (120, 65, 55)
+    );
+    assert_eq!(all.inputs[0].decision_id, ids[120 - 65]);
+}

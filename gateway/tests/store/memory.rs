@@ -32,6 +32,21 @@ async fn operator_changes() {
 }
 
 #[tokio::test]
+async fn staged_candidate() {
+    // Two handles on one store: as two parts of a process that share it.
+    let s = AnyStore::Memory(store());
+    contract::staged_candidate(s.clone(), s).await;
+}
+
+#[tokio::test]
+async fn decision_inputs_are_bounded_over_the_store() {
+    contract::decision_inputs_are_bounded_over_the_store(AnyStore::Memory(
+        MemoryStore::with_clock(MemoryConfig::default(), contract::t0_clock().shared()).unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test]
 async fn reused_key_is_refused() {
     contract::reused_key_is_refused(store()).await;
 }

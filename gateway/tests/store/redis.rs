@@ -46,6 +46,23 @@ async fn operator_changes() {
 }
 
 #[tokio::test]
+async fn staged_candidate() {
+    let r = redis_or_skip!();
+    // Two stores on one prefix: two instances of a fleet.
+    let c = config(r.url.clone());
+    contract::staged_candidate(AnyStore::Redis(at_t0(c.clone())), AnyStore::Redis(at_t0(c))).await;
+}
+
+#[tokio::test]
+async fn decision_inputs_are_bounded_over_the_store() {
+    let r = redis_or_skip!();
+    contract::decision_inputs_are_bounded_over_the_store(AnyStore::Redis(at_t0(config(
+        r.url.clone(),
+    ))))
+    .await;
+}
+
+#[tokio::test]
 async fn reused_key_is_refused() {
     let r = redis_or_skip!();
     contract::reused_key_is_refused(at_t0(config(r.url.clone()))).await;

@@ -16,7 +16,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}\
 .cols{display:flex;gap:2em;flex-wrap:wrap}.cols>div{flex:1;min-width:700px}\
 svg{max-width:100%;height:auto}";
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -325,12 +325,25 @@ pub fn report_html(r: &Results) -> Result<String, Error> {
 
 /// Two runs side by side: A on the left, B on the right, on the same axes.
 pub fn compare_html(a: &Results, b: &Results) -> Result<String, Error> {
+    compare_page(a, b, "Compare", "")
+}
+
+/// [`compare_html`] under the heading `heading`, with `lead` (HTML) between the runs' names
+/// and the headline.
+pub(super) fn compare_page(
+    a: &Results,
+    b: &Results,
+    heading: &str,
+    lead: &str,
+) -> Result<String, Error> {
     let scale = Scale::fitting(&[a, b]);
     let (ca, cb) = (charts(a, &scale)?, charts(b, &scale)?);
     let causes = table_causes(&[a, b]);
     let mut h = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>loadtest compare</title><style>{STYLE}</style></head><body>\
-         <h1>Compare</h1><p>A: {}<br>B: {}</p><h2>Headline</h2><table id=\"headline\"><tr><th>measure</th><th>A</th><th>B</th></tr>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>loadtest {}</title><style>{STYLE}</style></head><body>\
+         <h1>{}</h1><p>A: {}<br>B: {}</p>{lead}<h2>Headline</h2><table id=\"headline\"><tr><th>measure</th><th>A</th><th>B</th></tr>",
+        esc(&heading.to_lowercase()),
+        esc(heading),
         title(a),
         title(b)
     );

@@ -164,8 +164,13 @@ pub fn summary_markdown(r: &Results) -> String {
 
 /// The Markdown comparison of two runs.
 pub fn compare_markdown(a: &Results, b: &Results) -> String {
+    compare_markdown_led(a, b, "compare", "")
+}
+
+/// [`compare_markdown`] titled `what`, with `lead` (Markdown) before the headline table.
+pub(super) fn compare_markdown_led(a: &Results, b: &Results, what: &str, lead: &str) -> String {
     let mut s = format!(
-        "## loadtest compare: `{}` A = {} vs B = {}\n\n| measure | A | B |\n|---|--:|--:|\n",
+        "## loadtest {what}: `{}` A = {} vs B = {}\n\n{lead}| measure | A | B |\n|---|--:|--:|\n",
         a.scenario.name, a.target, b.target
     );
     for ((k, va), (_, vb)) in headline(a).into_iter().zip(headline(b)) {

@@ -5,11 +5,13 @@
 //! - [`Written`]: files written by [`write_report`] or [`write_compare`].
 //! - [`write_report`]: writes `report.html` and `summary.md` for one run into `dir`.
 //! - [`write_compare`]: writes `compare.html` and `compare.md` for two runs into `dir`.
+//! - [`write_rehearsal`]: writes `rehearsal.html` and `rehearsal.md` for a peak rehearsal.
 
 pub mod bureau;
 pub mod charts;
 mod html;
 mod markdown;
+mod rehearsal;
 pub mod steps;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use crate::results::Results;
 
 pub use html::{compare_html, report_html};
 pub use markdown::{compare_markdown, summary_markdown};
+pub use rehearsal::{rehearsal_html, rehearsal_markdown};
 
 /// Files written by [`write_report`] or [`write_compare`].
 #[derive(Debug, Clone)]
@@ -50,6 +53,16 @@ pub fn write_compare(a: &Results, b: &Results, dir: &Path) -> Result<Written, Er
     let markdown = dir.join("compare.md");
     write(&html, &compare_html(a, b)?)?;
     write(&markdown, &compare_markdown(a, b))?;
+    Ok(Written { html, markdown })
+}
+
+/// Writes `rehearsal.html` and `rehearsal.md` for a peak rehearsal into `dir`.
+pub fn write_rehearsal(r: &crate::rehearse::Rehearsal, dir: &Path) -> Result<Written, Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let html = dir.join("rehearsal.html");
+    let markdown = dir.join("rehearsal.md");
+    write(&html, &rehearsal_html(r)?)?;
+    write(&markdown, &rehearsal_markdown(r))?;
     Ok(Written { html, markdown })
 }
 

@@ -8,18 +8,45 @@ use super::{App, rfc3339, thresholds};
 use crate::api::auth::Operator;
 use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::json_response;
-use crate::shadow::Report;
-use crate::store::{Selection, Store};
+use crate::shadow::{Candidate, Report};
+use crate::store::{Selection, StagedCandidate, Store, StoreError};
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use risk_core::Thresholds;
 use serde::Serialize;
+use std::sync::Arc;
 
 const TARGET: &str = "shadow";
 
 fn no_candidate() -> ApiError {
     ApiError::new(ErrorCode::NoShadowCandidate)
+}
+
+impl App {
+    /// This instance takes the candidate the store holds (`None`: none), compiled and checked
+    /// against this instance's policy as a staged one is ([`crate::shadow::Shadow::follow`]).
+    pub(crate) fn follow_candidate(
+        &self,
+        stored: Option<&StagedCandidate>,
+    ) -> Result<Option<Arc<Candidate>>, String> {
+        self.shadow.follow(stored, |json| {
+            let th = Thresholds::from_json(json).map_err(|e| e.to_string())?;
+            th.require_profiles(self.policy.compiled().profiles())
+                .map_err(|e| format!("the staged candidate does not fit this policy: {e}"))?;
+            Ok(th)
+        })
+    }
+
+    /// The candidate the store holds now, taken by this instance: one store round trip, so
+    /// that an admin route acts on the fleet's candidate (staged on any instance, before a
+    /// restart), not on what this instance last saw.
+    async fn synced_candidate(&self) -> Result<Option<Arc<Candidate>>, ApiError> {
+        let stored = self.store.staged_candidate().await?;
+        Ok(self
+            .follow_candidate(stored.as_ref())
+            .map_err(StoreError::Corrupt)?)
+    }
 }
 
 /// `PUT /admin/shadow`: stages a thresholds document as the candidate (validated as
@@ -34,9 +61,21 @@ pub async fn stage_shadow(
     let live = thresholds(&app)?;
     let doc = th.document().clone();
     let zone = app.policy.compiled().zone().clone();
+    let now = app.clock.now();
+    let stored = StagedCandidate {
+        id: StagedCandidate::mint_id(now),
+        staged_by: operator.as_str().to_owned(),
+        staged_at: rfc3339(now, &zone),
+        document: serde_json::to_string(&doc).map_err(|e| {
+            tracing::error!(cause = %e, "a validated thresholds document does not serialise");
+            ApiError::new(ErrorCode::Internal)
+        })?,
+    };
+    // The store first: the candidate every instance follows. Refused there, nothing is staged.
+    app.store.stage_candidate(&stored).await?;
     let candidate = app
         .shadow
-        .stage(th, operator.as_str(), rfc3339(app.clock.now(), &zone));
+        .stage(&stored.id, th, &stored.staged_by, stored.staged_at.clone());
     tracing::info!(
         candidate = candidate.thresholds().version(),
         "shadow candidate staged"
@@ -54,7 +93,7 @@ pub async fn stage_shadow(
 
 /// `GET /admin/shadow`: the staged candidate's report.
 pub async fn shadow_report(State(app): State<App>) -> Result<Response, ApiError> {
-    let candidate = app.shadow.current().ok_or_else(no_candidate)?;
+    let candidate = app.synced_candidate().await?.ok_or_else(no_candidate)?;
     let report = app
         .shadow
         .with_shared_users(&candidate, candidate.report())
@@ -85,7 +124,7 @@ pub async fn promote_shadow(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let PromoteBody {} = crate::api::wire::parse_json(&body)?;
-    let candidate = app.shadow.current().ok_or_else(no_candidate)?;
+    let candidate = app.synced_candidate().await?.ok_or_else(no_candidate)?;
     let live = thresholds(&app)?;
     let mut doc = candidate.thresholds().document().clone();
     doc.version = live.version() + 1;
@@ -95,6 +134,14 @@ pub async fn promote_shadow(
     })?;
     let published = publish_thresholds(&app, th).await?;
     let report = candidate.report();
+    // Published: the candidate is unstaged for the fleet (unless another was staged
+    // meanwhile, which stays). Should the store refuse, the promotion stands (and is
+    // audited below); the candidate stays staged, now equal to the live document, until a
+    // discard.
+    if let Err(e) = app.store.unstage_candidate(candidate.id()).await {
+        tracing::error!(cause = %e,
+            "shadow candidate promoted, but the store kept it staged: discard it");
+    }
     app.shadow.discard();
     tracing::info!(version = published.version(), "shadow candidate promoted");
     let change = Change {
@@ -123,7 +170,13 @@ pub async fn discard_shadow(
     State(app): State<App>,
     operator: Operator,
 ) -> Result<Response, ApiError> {
-    let candidate = app.shadow.discard().ok_or_else(no_candidate)?;
+    let candidate = app.synced_candidate().await?.ok_or_else(no_candidate)?;
+    // Cleared only if it is still this one: a candidate staged meanwhile on another instance
+    // is not dropped by a discard meant for the one before it.
+    if !app.store.unstage_candidate(candidate.id()).await? {
+        return Err(no_candidate());
+    }
+    app.shadow.discard();
     let report = candidate.report();
     tracing::info!(
         candidate = report.candidate_version,
@@ -199,7 +252,7 @@ impl BacktestBody {
 /// `replayed` and `skipped` (selected decisions without stored inputs). Changes nothing.
 pub async fn backtest_shadow(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
     let selection = crate::api::wire::parse_json::<BacktestBody>(&body)?.selection()?;
-    let candidate = app.shadow.current().ok_or_else(no_candidate)?;
+    let candidate = app.synced_candidate().await?.ok_or_else(no_candidate)?;
     let selected = app.store.select_inputs(selection).await?;
     let thresholds = candidate.thresholds().clone();
     let header = candidate.header();

@@ -1,20 +1,22 @@
-//! Decision inputs on Redis ([`crate::store::inputs`]): one capped stream per slot,
-//! `P:{sNNNN}:din`, each entry one field `i` holding the inputs as JSON.
+//! Decision inputs on Redis ([`crate::store::inputs`]): one capped stream for the store,
+//! `P:{din}:inputs`, each entry two fields: `d`, the decision id, and `i`, the inputs as JSON.
 //!
-//! Written with `XADD … MAXLEN n *` (exact trimming: the bound is the bound), queued on the
-//! commits' batch sender ([`super::coalesce`]) so it leaves with the next batch of commits and
-//! no drawdown waits for it; on a cluster, sent by a task of its own. A failed write is
-//! counted as nothing: that decision is skipped by a backtest.
+//! Written with `XADD … MAXLEN n *` (exact trimming: the bound is the bound,
+//! [`crate::store::inputs::bound`]), queued on the commits' batch sender
+//! ([`super::coalesce`]) so it leaves with the next batch of commits and no drawdown waits for
+//! it; on a cluster, sent by a task of its own. A failed write is counted as nothing: that
+//! decision is skipped by a backtest (as not recorded).
 //!
 //! A backtest selects decisions from the slots' decision streams (`P:{sNNNN}:audit`, written
-//! by the commit script), newest first, page by page, and reads the inputs streams of the
-//! slots it selected from: decisions without inputs there are skipped.
+//! by the commit script), newest first, page by page, then reads the inputs stream newest
+//! first, page by page, until it has found every selected decision's inputs or read the whole
+//! stream (decoding only the entries it selected).
 
 use super::{RedisStore, SLOTS, Slot, corrupt};
-use crate::store::inputs::{DecisionInputs, Selected, Selection, decision_ms, per_part};
+use crate::store::inputs::{DecisionInputs, Selected, Selection, bound, decision_ms};
 use crate::store::{Result, StoreError};
 use deadpool_redis::redis;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Stream entries as `XRANGE` answers them.
 type Entries = Vec<(String, Vec<(String, String)>)>;
@@ -25,30 +27,33 @@ const CHUNK: usize = 32;
 /// Entries read per slot and page when selecting a time range.
 const RANGE_PAGE: usize = 1_000;
 
+/// Entries of the inputs stream read per page (a few MB).
+const INPUTS_PAGE: usize = 10_000;
+
 impl RedisStore {
-    /// The key of `slot`'s decision-inputs stream.
-    pub fn inputs_key(&self, slot: Slot) -> String {
-        format!("{}din", self.tag(slot))
+    /// The key of the decision-inputs stream.
+    pub fn inputs_key(&self) -> String {
+        format!("{}:{{din}}:inputs", self.config().key_prefix)
     }
 
-    /// Keeps the inputs of a committed decision in its slot's stream of at most
-    /// `ceil(kept / 1024)` entries; sent with the next batch, not awaited. `kept == 0` keeps
+    /// Keeps the inputs of a committed decision in the stream of at most
+    /// [`bound`]`(kept)` entries; sent with the next batch, not awaited. `kept == 0` keeps
     /// nothing.
     pub fn keep_inputs(&self, inputs: &DecisionInputs, kept: usize) {
-        let Some(slot) = crate::store::ids::id_slot(&inputs.decision_id) else {
-            return;
-        };
-        if kept == 0 {
+        let bound = bound(kept);
+        if bound == 0 {
             return;
         }
         let Ok(json) = serde_json::to_string(inputs) else {
             return;
         };
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.inputs_key(slot))
+        cmd.arg(self.inputs_key())
             .arg("MAXLEN")
-            .arg(per_part(kept, usize::from(SLOTS)))
+            .arg(bound)
             .arg("*")
+            .arg("d")
+            .arg(&inputs.decision_id)
             .arg("i")
             .arg(json);
         if self.is_cluster() {
@@ -70,39 +75,62 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Selected::default());
         }
-        let mut slots: Vec<Slot> = ids
+        let mut wanted: HashMap<&str, usize> = ids
             .iter()
-            .filter_map(|(_, id)| crate::store::ids::id_slot(id))
+            .enumerate()
+            .map(|(n, (_, id))| (id.as_str(), n))
             .collect();
-        slots.sort_unstable_by_key(|s| s.get());
-        slots.dedup();
-        let wanted: HashSet<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
-        let cmds: Vec<redis::Cmd> = slots
-            .iter()
-            .map(|s| {
-                let mut cmd = redis::cmd("XRANGE");
-                cmd.arg(self.inputs_key(*s)).arg("-").arg("+");
-                cmd
-            })
-            .collect();
-        let streams: Vec<Entries> = self.query_chunked(cmds).await?;
-        let mut found: HashMap<String, DecisionInputs> = HashMap::new();
-        for (_, fields) in streams.into_iter().flatten() {
-            let Some((_, json)) = fields.into_iter().find(|(f, _)| f == "i") else {
-                return Err(corrupt("a decision-inputs entry without its `i` field"));
-            };
-            let inputs: DecisionInputs = serde_json::from_str(&json)
-                .map_err(|e| corrupt(format!("decision inputs: {e}")))?;
-            if wanted.contains(inputs.decision_id.as_str()) {
-                found.insert(inputs.decision_id.clone(), inputs);
+        let mut found: Vec<Option<DecisionInputs>> = vec![None; ids.len()];
+        // The oldest decision key read; the stream's oldest once it is read to its start.
+        let mut oldest_read: Option<u128> = None;
+        let mut reached_start = false;
+        let mut before: Option<String> = None;
+        while !wanted.is_empty() {
+            let mut cmd = redis::cmd("XREVRANGE");
+            cmd.arg(self.inputs_key())
+                .arg(before.as_ref().map_or("+".to_owned(), |b| format!("({b}")))
+                .arg("-")
+                .arg("COUNT")
+                .arg(INPUTS_PAGE);
+            let page: Entries = self
+                .with_conn(|mut c| async move { cmd.query_async(&mut c).await })
+                .await?;
+            let last_page = page.len() < INPUTS_PAGE;
+            if let Some((id, _)) = page.last() {
+                before = Some(id.clone());
+            }
+            for (_, fields) in page {
+                let mut d = None;
+                let mut i = None;
+                for (f, v) in fields {
+                    match f.as_str() {
+                        "d" => d = Some(v),
+                        "i" => i = Some(v),
+                        _ => {}
+                    }
+                }
+                let (Some(d), Some(i)) = (d, i) else {
+                    return Err(corrupt("a decision-inputs entry without `d` and `i`"));
+                };
+                let key = decision_key(&d)?;
+                oldest_read = Some(oldest_read.map_or(key, |o| o.min(key)));
+                if let Some(n) = wanted.remove(d.as_str()) {
+                    let inputs: DecisionInputs = serde_json::from_str(&i)
+                        .map_err(|e| corrupt(format!("decision inputs: {e}")))?;
+                    found[n] = Some(inputs);
+                }
+            }
+            if last_page {
+                reached_start = true;
+                break;
             }
         }
-        let decisions = ids.len();
-        let inputs = ids
-            .into_iter()
-            .filter_map(|(_, id)| found.remove(&id))
-            .collect();
-        Ok(Selected { decisions, inputs })
+        let keys: Vec<u128> = ids.iter().map(|(k, _)| *k).collect();
+        // Read to its start when something was not found: the oldest held then tells which of
+        // those were pushed out. Stopped early, everything was found: nothing is skipped.
+        let oldest_held = if reached_start { oldest_read } else { None };
+        let inputs = found.into_iter().flatten().collect();
+        Ok(Selected::new(&keys, oldest_held, inputs))
     }
 
     /// The ids of the decisions `selection` names, oldest first with their ULIDs' time

@@ -14,6 +14,7 @@
 //! | `P:{sNNNN}:d:<decision_id>` | string | a decision: JSON, available, appealable, user, appeal, caller, one a line (a hash of them before); TTL = decision retention, none once appealed |
 //! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
 //! | `P:{sNNNN}:repl` | string | a marker written before an approval is replayed, so that `WAIT` covers it ([`durable`]); expires in a minute |
+//! | `P:{th}:shadow` | hash | the staged shadow candidate every instance evaluates: `id`, `rec` ([`candidate`]) |
 //! | `P:{th}:force` | string | the peak window an operator forced for every instance (or `normal`; none: the calendar) ([`forced`]) |
 //! | `P:{admin}:audit` | stream | one entry per operator change ([`audit`]); never trimmed by the gateway |
 //! | `P:{sNNNN}:a:<appeal_id>` | string | an appeal (JSON); kept |
@@ -104,6 +105,7 @@
 //! failure, so `/readyz` answers for Redis as it is, not for a connection it outlived.
 
 mod audit;
+mod candidate;
 mod coalesce;
 mod config;
 mod durable;

@@ -1,6 +1,7 @@
 //! Thresholds on Redis: versioned documents, a pointer to the current one, a notice on
 //! publish, and the background task that keeps each instance's [`ThresholdCache`] current
-//! (and its forced peak window, see [`super::forced`]).
+//! (and its forced peak window, see [`super::forced`], and the staged shadow candidate, see
+//! [`crate::store::candidate`]).
 //!
 //! # Keys
 //! `P:{th}:doc:<version>` (the JSON document, kept), `P:{th}:current` (the version in
@@ -169,13 +170,29 @@ impl ThresholdSyncMetrics {
     }
 }
 
+/// Takes the staged shadow candidate the store holds (`None`: none staged), on each refresh
+/// ([`crate::store::candidate`]); answers why it could not.
+pub type FollowCandidate =
+    Arc<dyn Fn(Option<&crate::store::StagedCandidate>) -> Result<(), String> + Send + Sync>;
+
 /// What the refresher keeps current.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ThresholdTarget {
     /// The cache the request path reads.
     pub cache: Arc<ThresholdCache>,
     /// The policy, whose profiles a new version must cover.
     pub policy: Policy,
+    /// The shadow candidate's follower, if any.
+    pub follow_candidate: Option<FollowCandidate>,
+}
+
+impl std::fmt::Debug for ThresholdTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThresholdTarget")
+            .field("version", &self.cache.version())
+            .field("follows_candidate", &self.follow_candidate.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Starts the subscriber and the refresher; `bootstrap` is stored when Redis holds no
@@ -267,6 +284,19 @@ async fn refresh(
         // The fleet's forced window rides the same notice and poll ([`super::forced`]).
         if let Err(e) = super::forced::follow_forced_window(&redis, &target.policy).await {
             tracing::warn!(cause = %e, "forced window refresh failed; keeping the policy in force");
+        }
+        // And the fleet's staged shadow candidate.
+        if let Some(follow) = &target.follow_candidate {
+            match redis.staged_candidate().await {
+                Ok(stored) => {
+                    if let Err(e) = follow(stored.as_ref()) {
+                        tracing::warn!(cause = %e, "cannot take the fleet's shadow candidate; none staged here");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(cause = %e, "shadow candidate refresh failed; keeping the one held");
+                }
+            }
         }
         let since = confirmed.unwrap_or(started);
         metrics.staleness_seconds.set(since.elapsed().as_secs_f64());
