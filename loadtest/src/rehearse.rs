@@ -29,7 +29,9 @@ use crate::Error;
 use crate::engine::{BureauHandle, RunOptions, run};
 use crate::results::Results;
 use crate::scenario::Scenario;
-use crate::target::{EmbeddedOptions, dotted_lines, merge_toml, scenario_overrides, start_embedded};
+use crate::target::{
+    EmbeddedOptions, dotted_lines, merge_toml, scenario_overrides, start_embedded,
+};
 
 /// The top-level keys a policy bundle may set.
 const BUNDLE_KEYS: [&str; 2] = ["policy", "risk"];

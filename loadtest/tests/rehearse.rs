@@ -89,7 +89,11 @@ rate = { shape = "constant", rate = 15 }
     let (live, cand) = (&r.live.totals, &r.candidate.totals);
     // The same traffic: the same journeys of the same users.
     assert_eq!(r.live.generator.journeys, r.candidate.generator.journeys);
-    assert!(r.live.generator.journeys >= 20, "{}", r.live.generator.journeys);
+    assert!(
+        r.live.generator.journeys >= 20,
+        "{}",
+        r.live.generator.journeys
+    );
     assert_eq!((live.good_users, cand.good_users), (200, 200));
     let users = |t: &loadtest::results::Totals, f: Family| {
         t.good_refused_users_by_cause
@@ -105,12 +109,20 @@ rate = { shape = "constant", rate = 15 }
     );
     assert!(users(cand, Family::RateLimit) > 0, "{cand:?}");
     assert!(users(cand, Family::Anomaly) > 0, "{cand:?}");
-    assert!(cand.good_refused_users > live.good_refused_users, "{cand:?}");
+    assert!(
+        cand.good_refused_users > live.good_refused_users,
+        "{cand:?}"
+    );
     // The report leads with it.
     let out = dir.join("out");
     let w = loadtest::report::write_rehearsal(&r, &out).unwrap();
     let html = std::fs::read_to_string(&w.html).unwrap();
-    for needle in ["id=\"rehearsal-causes\"", "<td>rate_limit</td>", "<td>anomaly</td>", "<td>any cause</td>"] {
+    for needle in [
+        "id=\"rehearsal-causes\"",
+        "<td>rate_limit</td>",
+        "<td>anomaly</td>",
+        "<td>any cause</td>",
+    ] {
         assert!(html.contains(needle), "{needle}");
     }
     let md = std::fs::read_to_string(&w.markdown).unwrap();

@@ -2,6 +2,7 @@
 //! would refuse, answers stay byte-identical, promotion and discard behave.
 
 use crate::support::*;
+use gateway::clock::Clock as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -59,7 +59,11 @@ fn rows(live: &Results, candidate: &Results) -> Vec<Row> {
 
 fn signed(a: u64, b: u64) -> String {
     let d = i128::from(b) - i128::from(a);
-    if d > 0 { format!("+{d}") } else { d.to_string() }
+    if d > 0 {
+        format!("+{d}")
+    } else {
+        d.to_string()
+    }
 }
 
 impl Row {
@@ -95,9 +99,7 @@ fn method(r: &Rehearsal) -> Vec<String> {
             l.generator.journeys, c.generator.journeys, l.generator.kept_up, c.generator.kept_up
         ),
     ];
-    if l.generator.journeys != c.generator.journeys
-        || !l.generator.kept_up
-        || !c.generator.kept_up
+    if l.generator.journeys != c.generator.journeys || !l.generator.kept_up || !c.generator.kept_up
     {
         lines.push(
             "The two sides were NOT offered exactly the same load: compare rates, not counts."
