@@ -24,6 +24,8 @@ const ADMIN: &str = "test-admin-token-00001";
 struct Gw {
     gw: EmbeddedGateway,
     client: Client,
+    /// The gateway's clock (it stands at noon until moved).
+    clock: ManualClock,
 }
 
 /// A gateway on `redis_url`, outside every peak window, with rate limits out of the way.
@@ -63,9 +65,10 @@ async fn gateway_tweaked(
         .in_tz("Asia/Shanghai")
         .unwrap()
         .timestamp();
+    let clock = ManualClock::new(noon);
     let gw = start(EmbeddedOptions {
         config: Some(c),
-        clock: Some(ManualClock::new(noon).shared()),
+        clock: Some(clock.shared()),
         ..EmbeddedOptions::default()
     })
     .await
@@ -73,6 +76,7 @@ async fn gateway_tweaked(
     Gw {
         gw,
         client: Client::new(),
+        clock,
     }
 }
 
@@ -1470,6 +1474,8 @@ async fn a_backtest_replays_the_inputs_kept_on_redis() {
                 .await
                 .unwrap();
             assert_eq!(d["outcome"], "approved", "{d}");
+            // A millisecond apart: the decision ids (ULIDs) then order as they were made.
+            a.clock.advance(Duration::from_millis(1));
         }
     }
     let mut candidate = a.thresholds().await;
@@ -1500,11 +1506,12 @@ async fn a_backtest_replays_the_inputs_kept_on_redis() {
             body
         }
     };
-    // The inputs leave with the next batch, unawaited: wait (bounded) for the last ones.
+    // The inputs leave with the next batch, unawaited: wait (bounded) for the last ones
+    // (until then the newest count as not recorded, and the oldest may not be pushed out yet).
     let mut report = Value::Null;
     for _ in 0..100 {
         report = backtest(json!({"last": 100})).await;
-        if report["replayed"] == 7 {
+        if report["replayed"] == 7 && report["skipped_by_cause"]["not_recorded"] == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1553,14 +1560,16 @@ async fn a_backtest_replays_the_inputs_kept_on_redis() {
         .await
         .unwrap();
     assert_eq!(len, 7, "{key}");
-    // A time range: the gateway's clock stands at noon; a range an hour before it is empty.
+    // A time range: the decisions were made from noon on, a millisecond apart; a range
+    // ending before noon is empty.
     let noon = jiff::civil::date(2026, 6, 1)
         .at(12, 0, 0, 0)
         .in_tz("Asia/Shanghai")
         .unwrap()
         .timestamp();
     let hour = jiff::SignedDuration::from_hours(1);
-    let around = backtest(json!({"from": (noon - hour).to_string(), "to": noon.to_string()})).await;
+    let around =
+        backtest(json!({"from": (noon - hour).to_string(), "to": (noon + hour).to_string()})).await;
     assert_eq!(
         (&around["selected"], &around["replayed"]),
         (&json!(9), &json!(7))
