@@ -20,7 +20,9 @@ fn tmp(name: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_candidate_is_rehearsed_on_the_same_traffic() {
     let dir = tmp("rehearse");
-    // The candidate: frequent logins reject alone, and one request per user per minute.
+    // The candidate: frequent logins reject alone, and two requests per user per minute (one
+    // journey: a quote and a drawdown); 20 users share 30 journeys, so some users' second
+    // journey meets the limit.
     let mut doc = risk_core::Thresholds::embedded_default().document().clone();
     for p in doc.profiles.values_mut() {
         p.login_pattern.mode = risk_core::LoginMode::RejectAlone;
@@ -36,7 +38,7 @@ async fn the_candidate_is_rehearsed_on_the_same_traffic() {
 [risk]
 thresholds_file = "candidate.json"   # relative to the bundle
 [policy.normal]
-user = { per_minute = 1, burst = 1 }
+user = { per_minute = 2, burst = 2 }
 "#,
     )
     .unwrap();
@@ -48,7 +50,7 @@ seed = 20
 connections = 32
 request_timeout_ms = 3000
 [population]
-users = 200
+users = 20
 [[population.group]]
 name = "good"
 profile = "good"
@@ -94,7 +96,7 @@ rate = { shape = "constant", rate = 15 }
         "{}",
         r.live.generator.journeys
     );
-    assert_eq!((live.good_users, cand.good_users), (200, 200));
+    assert_eq!((live.good_users, cand.good_users), (20, 20));
     let users = |t: &loadtest::results::Totals, f: Family| {
         t.good_refused_users_by_cause
             .get(&Cause::Coded(f))
