@@ -1,7 +1,7 @@
 //! The drawdown and its quote: `POST /v1/drawdowns`, `GET /v1/credit-lines/{user_id}`,
 //! and the reason-code catalogue their answers refer to.
 
-use super::{App, path_user_id, rfc3339, thresholds, zoned_rfc3339};
+use super::{App, path_user_id, rfc3339, thresholds};
 use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::{decision_response, json_response};
 use crate::api::wire::*;
@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use jiff::{Timestamp, tz::TimeZone};
 use risk_core::{
-    Channel, Context, Decision, DrawdownRequest, Outcome, Reason, UserId, evaluate, quote,
+    Channel, Context, Decision, DrawdownRequest, Outcome, UserId, evaluate, quote,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,24 +28,6 @@ use std::time::Duration;
 /// Each retry re-evaluates against the state the store returned, so it converges: the line
 /// only moves one way during the loop.
 const MAX_COMMIT_ATTEMPTS: usize = 8;
-
-pub(in crate::api) fn reason_record(r: &Reason) -> ReasonRecord {
-    let e = r.code.entry();
-    ReasonRecord {
-        code: r.code,
-        category: e.category,
-        message: e.message.to_owned(),
-        message_zh: e.message_zh.to_owned(),
-        guidance: r.guidance(),
-        guidance_zh: r.guidance_zh(),
-        appealable: e.appealable,
-        limit: Some(r.limit),
-        actual: Some(r.actual),
-        unit: Some(r.unit.as_str().to_owned()),
-        suggested_amount_fen: r.suggested_amount.map(|a| a.get()),
-        retry_at: r.retry_at.as_ref().map(zoned_rfc3339),
-    }
-}
 
 /// A drawdown's `Idempotency-Key`: `Err` is the answer when it is missing or not a valid key.
 pub(in crate::api) fn idempotency_key(headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
@@ -313,7 +295,7 @@ async fn decide_drawdown(
                         .keep_inputs(decision_inputs(&stored, state, req, &ctx), kept);
                 }
                 app.shadow
-                    .record(verdict, &stored, grade, req, reason_record);
+                    .record(verdict, &stored, grade, req, ReasonRecord::of);
                 return Ok(decided(&stored));
             }
             CommitOutcome::Replayed(stored) => return Ok(replayed(stored)),
@@ -369,7 +351,7 @@ fn decision_record(
         user_id: user.as_str().to_owned(),
         outcome: d.outcome,
         amount_fen: d.amount.get(),
-        reasons: d.reasons.iter().map(reason_record).collect(),
+        reasons: d.reasons.iter().map(ReasonRecord::of).collect(),
         available_fen: d.available.get(),
         drawable_now_fen: d.drawable_now.get(),
         threshold_version: d.threshold_version,
@@ -431,7 +413,7 @@ pub async fn credit_line(
         used_fen: state.used.get(),
         available_fen: q.available.get(),
         drawable_now_fen: q.drawable_now.get(),
-        constraints: q.constraints.iter().map(reason_record).collect(),
+        constraints: q.constraints.iter().map(ReasonRecord::of).collect(),
         policy: policy.window.clone(),
         threshold_version: q.threshold_version,
         as_of: rfc3339(app.clock.now(), zone),

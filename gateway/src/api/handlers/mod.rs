@@ -7,7 +7,7 @@ use crate::metrics::StoreOp;
 use crate::store::{DecisionRecord, StoreError};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use jiff::{Timestamp, ZonedDateTime, tz::TimeZone};
+use jiff::{Timestamp, tz::TimeZone};
 use risk_core::{Thresholds, UserId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,11 +63,6 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
 /// `ts` in `tz`'s offset at that instant, as the API answers timestamps.
 fn rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
     crate::clock::rfc3339(ts, tz.to_offset(ts))
-}
-
-/// A zoned time as the API answers timestamps.
-fn zoned_rfc3339(z: &ZonedDateTime) -> String {
-    crate::clock::rfc3339(z.timestamp(), z.offset())
 }
 
 fn thresholds(app: &App) -> Result<Arc<Thresholds>, ApiError> {
