@@ -7,6 +7,7 @@ use crate::api::json::{decision_response, json_response};
 use crate::api::wire::*;
 use crate::bureau::Bureau;
 use crate::metrics::StoreOp;
+use crate::policy::PolicySnapshot;
 use crate::request::{Caller, Deadline, Drawdown, UserKey};
 use crate::store::{
     CommitOutcome, CommitRequest, DecisionInputs, DecisionRecord, Fingerprint, Loaded,
@@ -19,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use jiff::{Timestamp, tz::TimeZone};
 use risk_core::{
-    Channel, Context, Decision, DrawdownRequest, Outcome, UserId, evaluate, quote,
+    Channel, Context, Decision, DrawdownRequest, Fen, Outcome, RiskGrade, UserId, evaluate, quote,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -204,21 +205,8 @@ async fn decide_drawdown(
     } = app.anomaly.live(thresholds(app)?);
     let policy = app.policy.current();
     let zone = app.policy.compiled().zone().clone();
-    let bureau = app.bureau.load_full();
-    let bureau = Bureau::consult(
-        bureau.as_deref(),
-        "drawdown",
-        &req.user,
-        state.grade,
-        req.amount,
-        deadline,
-    )
-    .await;
-    let ctx = Context {
-        profile: &policy.limits.profile,
-        window_ends_at: policy.ends_at.as_ref(),
-        bureau,
-    };
+    let (user, grade, amount) = (&req.user, state.grade, req.amount);
+    let ctx = context(app, &policy, "drawdown", user, grade, amount, deadline).await;
     let request = DrawdownRequest {
         amount: req.amount,
         channel: req.channel,
@@ -308,6 +296,26 @@ async fn decide_drawdown(
     Err(ApiError::new(ErrorCode::LineContended).with_retry_after(Duration::from_secs(1)))
 }
 
+/// The context of a decision (or a quote) under `policy`, the bureau consulted for a
+/// drawdown of `amount` (`route` names the consult in the bureau's metrics).
+async fn context<'p>(
+    app: &App,
+    policy: &'p PolicySnapshot,
+    route: &'static str,
+    user: &UserId,
+    grade: RiskGrade,
+    amount: Fen,
+    deadline: Option<tokio::time::Instant>,
+) -> Context<'p> {
+    let bureau = app.bureau.load_full();
+    let bureau = Bureau::consult(bureau.as_deref(), route, user, grade, amount, deadline).await;
+    Context {
+        profile: &policy.limits.profile,
+        window_ends_at: policy.ends_at.as_ref(),
+        bureau,
+    }
+}
+
 /// What a committed decision was made from, for backtests ([`crate::backtest`]).
 fn decision_inputs(
     stored: &DecisionRecord,
@@ -332,7 +340,7 @@ fn decision_inputs(
 
 /// Tells the per-user limit the grade of a state a handler loaded anyway (no round trip of
 /// its own: see `ratelimit/user.rs`, "Grades").
-fn learn_grade(app: &App, key: Option<&UserKey>, grade: risk_core::RiskGrade) {
+fn learn_grade(app: &App, key: Option<&UserKey>, grade: RiskGrade) {
     if let Some(key) = key {
         app.limits.learn_grade(key, grade);
     }
@@ -387,21 +395,17 @@ pub async fn credit_line(
     let policy = app.policy.current();
     // Consulted as a drawdown of the whole available line would be: the quote then tells
     // what a drawdown would meet, and the answer is cached for the drawdown that follows.
-    let bureau = app.bureau.load_full();
-    let bureau = Bureau::consult(
-        bureau.as_deref(),
+    let (grade, whole_line) = (state.grade, state.available());
+    let ctx = context(
+        &app,
+        &policy,
         "credit_line",
         &user,
-        state.grade,
-        state.available(),
+        grade,
+        whole_line,
         deadline,
     )
     .await;
-    let ctx = Context {
-        profile: &policy.limits.profile,
-        window_ends_at: policy.ends_at.as_ref(),
-        bureau,
-    };
     let q = quote(&th, &ctx, &state);
     app.shadow
         .quote(&ctx, &state, user.as_str(), q.drawable_now);
