@@ -65,6 +65,19 @@ fn rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
     crate::clock::rfc3339(ts, tz.to_offset(ts))
 }
 
+/// A listing's `limit`: 100 when absent; outside `1..=max`, the answer (422 naming `limit`).
+fn list_limit(limit: Option<usize>, max: usize) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid(vec![FieldProblem::new(
+            "limit",
+            format!("must be between 1 and {max} (got {limit})"),
+        )]))
+    }
+}
+
 fn thresholds(app: &App) -> Result<Arc<Thresholds>, ApiError> {
     // Empty only before a first version is loaded; readiness reports it meanwhile.
     app.thresholds.load_full().ok_or_else(|| {
