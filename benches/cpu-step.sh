@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Overload where the gateway's own CPU is the bottleneck (issue 17; BENCHMARKS.md, "overload
-# (session 6)"). One release build, then back to back on this machine:
+# Overload where the gateway's own CPU is the bottleneck (issue 17; BENCHMARKS.md, "CPU-bound
+# step overload"). One release build, then back to back on this machine:
 #   1. capacity: `cpu-steady` (a connection per journey, a ramp 100 -> 4000 journeys/s)
 #      against the gateway with admission out of the way; capacity = its best 3 s of answers
 #      within the 1 s deadline, in journeys/s;

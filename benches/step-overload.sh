@@ -9,7 +9,7 @@
 #        default  what ships (no file: adaptive limit with the queue following it, critical
 #                 share 50 %, sojourn target 20 ms, retry budget 10 %, overload actions);
 #        fixed    gateway/config/fixed.toml (the policy's fixed concurrency 64 and queue 256,
-#                 every other protection off: the default before issue 23);
+#                 every other protection off);
 #        off      fixed.toml with the policy's concurrency and queue at 100000 (no admission);
 #        default-qN  the default with the policy's queue capped at N.
 # Every run starts the bureau simulator and the gateway in-process (see the scenarios'

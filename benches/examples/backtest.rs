@@ -113,25 +113,6 @@ async fn fill(store: &AnyStore, n: usize, live: &Thresholds) {
     }
 }
 
-/// A candidate's reason as a sample shows it (the API renders it the same way).
-fn render(r: &risk_core::Reason) -> ReasonRecord {
-    let e = r.code.entry();
-    ReasonRecord {
-        code: r.code,
-        category: e.category,
-        message: e.message.to_owned(),
-        message_zh: e.message_zh.to_owned(),
-        guidance: r.guidance(),
-        guidance_zh: r.guidance_zh(),
-        appealable: e.appealable,
-        limit: Some(r.limit),
-        actual: Some(r.actual),
-        unit: Some(r.unit.as_str().to_owned()),
-        suggested_amount_fen: r.suggested_amount.map(|a| a.get()),
-        retry_at: None,
-    }
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "memory".to_owned());
@@ -206,7 +187,7 @@ fn main() {
             staged_at: "2027-01-15T16:00:00+08:00".into(),
         };
         let r = Instant::now();
-        let report = gateway::backtest::run(&candidate, header, &selected, render);
+        let report = gateway::backtest::run(&candidate, header, &selected, ReasonRecord::of);
         let replaying = r.elapsed();
         let changed: u64 = report.report.changes.iter().map(|c| c.count.requests).sum();
         println!(

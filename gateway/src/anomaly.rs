@@ -15,13 +15,8 @@
 //! With every rule enforced, a drawdown pays one atomic load. With one report-only, one more
 //! evaluation (pure); a would-be refusal takes the rule's tally lock.
 
-use crate::ratelimit::LimitMode;
+use crate::ratelimit::{LimitMode, WouldRefuse, WouldRefuseCounts};
 use arc_swap::ArcSwapOption;
-use cardinality_estimator::CardinalityEstimator;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use risk_core::{Decision, LoginMode, Outcome, Rule, Thresholds, ThresholdsError};
 use serde::{Deserialize, Serialize};
@@ -84,26 +79,6 @@ pub struct Flagged(u8);
 /// The rules counted, in report order.
 const RULES: [Rule; 3] = [Rule::LoginPattern, Rule::Drawdowns24h, Rule::Applications1h];
 
-/// Requests and distinct users a report-only rule let through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct WouldRefuse {
-    /// Requests it would have refused (or sent to review).
-    pub requests: u64,
-    /// Distinct users among them (estimated; exact for small sets).
-    pub users: u64,
-}
-
-#[derive(Default)]
-struct Tally {
-    requests: u64,
-    users: CardinalityEstimator<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RuleLabels {
-    rule: &'static str,
-}
-
 /// The relaxed thresholds of one live version under one set of modes.
 struct Relaxed {
     modes: RuleModes,
@@ -126,9 +101,7 @@ pub struct Live {
 pub struct AnomalyModes {
     modes: Mutex<RuleModes>,
     relaxed: ArcSwapOption<Relaxed>,
-    tallies: [Mutex<Tally>; 3],
-    requests: Family<RuleLabels, Counter>,
-    users: Family<RuleLabels, Gauge>,
+    counts: WouldRefuseCounts<3>,
 }
 
 impl std::fmt::Debug for AnomalyModes {
@@ -150,19 +123,13 @@ impl AnomalyModes {
         let m = AnomalyModes {
             modes: Mutex::new(RuleModes::ENFORCE),
             relaxed: ArcSwapOption::empty(),
-            tallies: Default::default(),
-            requests: Family::default(),
-            users: Family::default(),
+            counts: WouldRefuseCounts::new("rule", RULES.map(Rule::as_str)),
         };
-        registry.register(
+        m.counts.register(
+            registry,
             "gateway_report_only_rule_would_refuse",
             "Drawdowns a report-only anomaly rule let through that enforcing would have refused or sent to review, by rule",
-            m.requests.clone(),
-        );
-        registry.register(
-            "gateway_report_only_rule_would_refuse_users",
             "Distinct users among them (estimated), by rule",
-            m.users.clone(),
         );
         m
     }
@@ -260,23 +227,10 @@ impl AnomalyModes {
 
     /// Counts a committed drawdown of `user` against the rules `flagged`.
     pub fn count(&self, flagged: Flagged, user: &str) {
-        for (i, rule) in RULES.iter().enumerate() {
-            if flagged.0 & (1 << i) == 0 {
-                continue;
+        for i in 0..RULES.len() {
+            if flagged.0 & (1 << i) != 0 {
+                self.counts.count(i, Some(user));
             }
-            let users = {
-                let mut t = lock(&self.tallies[i]);
-                t.requests += 1;
-                t.users.insert(user);
-                t.users.estimate()
-            };
-            let labels = RuleLabels {
-                rule: rule.as_str(),
-            };
-            self.requests.get_or_create(&labels).inc();
-            self.users
-                .get_or_create(&labels)
-                .set(i64::try_from(users).unwrap_or(i64::MAX));
         }
     }
 
@@ -284,17 +238,8 @@ impl AnomalyModes {
     pub fn would_refuse(&self) -> std::collections::BTreeMap<&'static str, WouldRefuse> {
         RULES
             .iter()
-            .zip(&self.tallies)
-            .map(|(rule, t)| {
-                let t = lock(t);
-                (
-                    rule.as_str(),
-                    WouldRefuse {
-                        requests: t.requests,
-                        users: t.users.estimate() as u64,
-                    },
-                )
-            })
+            .enumerate()
+            .map(|(i, rule)| (rule.as_str(), self.counts.get(i)))
             .collect()
     }
 }

@@ -4,13 +4,18 @@
 //! - [`EmbeddedOptions`]: how to start an embedded gateway.
 //! - [`EmbeddedGateway`]: a running embedded gateway.
 //! - [`start`]: starts a gateway on `127.0.0.1:0`.
+//! - [`ServerTask`]: a spawned server and the signal that stops it (also the loadtest's bureau
+//!   simulator's).
 
 use crate::api::reload::ConfigSource;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, Overrides};
 use crate::{Error, Gateway};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -42,8 +47,7 @@ pub struct EmbeddedGateway {
     pub overload: Option<crate::overload::Overload>,
     /// The operator console, for tests that look inside (its live page's samples).
     pub console: crate::console::Console,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    server: ServerTask<()>,
 }
 
 impl EmbeddedGateway {
@@ -53,11 +57,47 @@ impl EmbeddedGateway {
     }
 
     /// Graceful shutdown; returns once the server has stopped.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
+    pub async fn shutdown(self) {
+        self.server.stop().await;
+    }
+}
+
+/// A server spawned on the runtime, given a [`Stopped`] future to shut down on; dropping the
+/// handle stops it too (the future completes when the sender is gone).
+#[derive(Debug)]
+pub struct ServerTask<T> {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<T>,
+}
+
+/// Completes when its [`ServerTask`] is stopped or dropped.
+#[derive(Debug)]
+pub struct Stopped(oneshot::Receiver<()>);
+
+impl Future for Stopped {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl<T: Send + 'static> ServerTask<T> {
+    /// Spawns `serve(stopped)`.
+    pub fn spawn<F>(serve: impl FnOnce(Stopped) -> F) -> Self
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(serve(Stopped(stopped)));
+        Self { stop, task }
+    }
+
+    /// Signals the server and returns once its task has ended (its result, or a panic, is
+    /// the caller's no more: the server reports its own failures).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }
 
@@ -92,16 +132,12 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedGateway, Error> {
     let app = gateway.app().clone();
     let overload = gateway.overload().cloned();
     let console = gateway.console().clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(gateway.serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let server = ServerTask::spawn(|stopped| gateway.serve(listener, stopped));
     Ok(EmbeddedGateway {
         addr,
         app,
         overload,
         console,
-        stop: Some(stop),
-        task,
+        server,
     })
 }

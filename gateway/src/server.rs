@@ -197,7 +197,14 @@ pub async fn serve_with(
         .as_ref()
         .map(|o| o.pressure().clone())
         .filter(|p| p.config().acts());
-    let close_keep_alive = overload.as_ref().is_some_and(Overload::closes_keep_alive);
+    let serving = Serving {
+        builder,
+        http,
+        times,
+        closes_keep_alive: overload.clone().filter(Overload::closes_keep_alive),
+        pressure: pressure.clone(),
+        stopping,
+    };
     // Whether to yield after each accept, so that the new connection's first turn is
     // measured before the next is taken (see `crate::pressure`).
     let paced = pressure
@@ -255,104 +262,22 @@ pub async fn serve_with(
             _permit: permit,
             _peer: peer_slot,
         };
-        let state = Arc::new(ConnState::default());
-        // One connection task; a macro because the services and connections differ in type.
-        macro_rules! spawn_connection {
-            ($io:expr, $service:expr, $builder:ident, $pressure:ident, $stopping:ident) => {{
-                let io = $io;
-                let service = TowerToHyperService::new(Tracked {
-                    inner: $service,
-                    state: Arc::clone(&state),
-                    peer,
-                });
-                match http {
-                    HttpVersions::Auto => spawn_watched(
-                        Lifecycle::new(
-                            $builder
-                                .serve_connection_with_upgrades(io, service)
-                                .into_owned(),
-                            auto::UpgradeableConnection::graceful_shutdown,
-                            state,
-                            times,
-                            $pressure.clone().map(Timed::new),
-                        ),
-                        $stopping.clone(),
-                        peer,
-                        held,
-                    ),
-                    // `serve_connection_with_upgrades` ignores `http1_only`.
-                    HttpVersions::Http1 => spawn_watched(
-                        Lifecycle::new(
-                            $builder.serve_connection(io, service).into_owned(),
-                            auto::Connection::graceful_shutdown,
-                            state,
-                            times,
-                            $pressure.clone().map(Timed::new),
-                        ),
-                        $stopping.clone(),
-                        peer,
-                        held,
-                    ),
-                }
-            }};
-        }
-        // The connection with the service its overload actions call for (the shared pieces
-        // named, so that a connection's own task can pass its clones).
-        macro_rules! serve_io {
-            ($io:expr, $builder:ident, $service:ident, $overload:ident, $pressure:ident, $stopping:ident) => {{
-                match &$overload {
-                    None => {
-                        spawn_connection!($io, $service.clone(), $builder, $pressure, $stopping)
-                    }
-                    Some(o) if close_keep_alive => spawn_connection!(
-                        $io,
-                        close_when_overloaded($service.clone(), o.clone()),
-                        $builder,
-                        $pressure,
-                        $stopping
-                    ),
-                    Some(_) => {
-                        spawn_connection!($io, $service.clone(), $builder, $pressure, $stopping)
-                    }
-                }
-            }};
-        }
         match &tls {
-            None => serve_io!(
-                TokioIo::new(stream),
-                builder,
-                service,
-                overload,
-                pressure,
-                stopping
-            ),
+            None => serving.connection(TokioIo::new(stream), service.clone(), peer, held),
             Some(tls) => {
                 // The handshake on the connection's own task, within the first request's
                 // time; the connection's life (and its CPU-pressure stamps) starts after it.
                 let acceptor = tls.acceptor();
-                let conn_tls = Arc::clone(tls);
-                let (conn_builder, conn_service, conn_overload, conn_pressure, conn_stopping) = (
-                    builder.clone(),
-                    service.clone(),
-                    overload.clone(),
-                    pressure.clone(),
-                    stopping.clone(),
-                );
+                let tls = Arc::clone(tls);
+                let (serving, service) = (serving.clone(), service.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(times.first_request, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            let conn_service = WithCaller {
-                                caller: conn_tls.caller_of(stream.get_ref().1).map(CertCaller),
-                                inner: conn_service,
+                            let service = WithCaller {
+                                caller: tls.caller_of(stream.get_ref().1).map(CertCaller),
+                                inner: service,
                             };
-                            serve_io!(
-                                TokioIo::new(stream),
-                                conn_builder,
-                                conn_service,
-                                conn_overload,
-                                conn_pressure,
-                                conn_stopping
-                            );
+                            serving.connection(TokioIo::new(stream), service, peer, held);
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, cause = %e, "TLS handshake failed");
@@ -410,6 +335,65 @@ impl<S: HttpService> tower::Service<http::Request<hyper::body::Incoming>> for Wi
 struct Held {
     _permit: tokio::sync::OwnedSemaphorePermit,
     _peer: PeerSlot,
+}
+
+/// What each connection is served with, shared by all (cloned onto a TLS connection's task
+/// for after its handshake).
+#[derive(Clone)]
+struct Serving {
+    builder: auto::Builder<TokioExecutor>,
+    http: HttpVersions,
+    times: Times,
+    /// The overload, when its action closes keep-alive connections (`Connection: close`).
+    closes_keep_alive: Option<Overload>,
+    /// The CPU-pressure signal, when an action reads the connections' stamps.
+    pressure: Option<Pressure>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Serving {
+    /// Serves one connection on a task of its own ([`spawn_watched`]), with `service` as the
+    /// overload actions call for.
+    fn connection<I, S>(&self, io: I, service: S, peer: std::net::SocketAddr, held: Held)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: HttpService,
+    {
+        match &self.closes_keep_alive {
+            Some(o) => self.spawn(io, close_when_overloaded(service, o.clone()), peer, held),
+            None => self.spawn(io, service, peer, held),
+        }
+    }
+
+    fn spawn<I, S>(&self, io: I, service: S, peer: std::net::SocketAddr, held: Held)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: HttpService,
+    {
+        let state = Arc::new(ConnState::default());
+        let service = TowerToHyperService::new(Tracked {
+            inner: service,
+            state: Arc::clone(&state),
+            peer,
+        });
+        let timed = self.pressure.clone().map(Timed::new);
+        let stopping = self.stopping.clone();
+        match self.http {
+            HttpVersions::Auto => {
+                let conn = self.builder.serve_connection_with_upgrades(io, service);
+                let graceful = auto::UpgradeableConnection::graceful_shutdown;
+                let life = Lifecycle::new(conn.into_owned(), graceful, state, self.times, timed);
+                spawn_watched(life, stopping, peer, held);
+            }
+            // `serve_connection_with_upgrades` ignores `http1_only`.
+            HttpVersions::Http1 => {
+                let conn = self.builder.serve_connection(io, service);
+                let graceful = auto::Connection::graceful_shutdown;
+                let life = Lifecycle::new(conn.into_owned(), graceful, state, self.times, timed);
+                spawn_watched(life, stopping, peer, held);
+            }
+        }
+    }
 }
 
 /// The times of a connection's life (see the module docs).

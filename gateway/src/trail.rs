@@ -10,8 +10,9 @@
 //!
 //! Recording is on every drawdown's path, so it is a sharded map of `std` mutexes hashed
 //! with `foldhash` (as the memory store's), held for one lookup and one push: a general
-//! cache (moka) cost two and a half times as many instructions per drawdown for its recency
-//! bookkeeping (BENCHMARKS.md, "What each design choice was measured to give").
+//! cache (moka) would keep recency bookkeeping on every drawdown that a trail, which only
+//! ever drops its oldest, does not need (BENCHMARKS.md, "What each design choice was
+//! measured to give").
 //!
 //! # Layout
 //! - [`Trail`]: the bounded map of users to their recent entries.

@@ -1501,6 +1501,13 @@ pub(super) async fn live(State(console): State<Console>, SignedIn(ctx): SignedIn
         end: t.live_axis_end,
     };
     let base = console.app.config.console.grafana_url.as_deref();
+    let chart = |id, title, points: &[l::Point], shape, summary: String, panel| ChartView {
+        id,
+        title,
+        svg: l::svg(id, title, &summary, points, shape, &frame),
+        summary,
+        grafana: grafana_link(base, panel),
+    };
     let counter = |id: &'static str, title: &'static str, points: Vec<l::Point>, panel: u32| {
         let total: u64 = points.iter().map(|p| p.value).sum();
         let peak = points.iter().map(|p| p.value).max().unwrap_or(0);
@@ -1510,13 +1517,7 @@ pub(super) async fn live(State(console): State<Console>, SignedIn(ctx): SignedIn
             .replace("{minutes}", &minutes.to_string())
             .replace("{peak}", &peak.to_string())
             .replace("{period}", &period.to_string());
-        ChartView {
-            id,
-            title,
-            svg: l::svg(id, title, &summary, &points, Shape::Bars, &frame),
-            summary,
-            grafana: grafana_link(base, panel),
-        }
+        chart(id, title, &points, Shape::Bars, summary, panel)
     };
     let gauge = |id: &'static str, title: &'static str, points: Vec<l::Point>, panel: u32| {
         let last = points.last().map_or(0, |p| p.value);
@@ -1526,13 +1527,7 @@ pub(super) async fn live(State(console): State<Console>, SignedIn(ctx): SignedIn
             .replace("{now}", &last.to_string())
             .replace("{max}", &max.to_string())
             .replace("{minutes}", &minutes.to_string());
-        ChartView {
-            id,
-            title,
-            svg: l::svg(id, title, &summary, &points, Shape::Line, &frame),
-            summary,
-            grafana: grafana_link(base, panel),
-        }
+        chart(id, title, &points, Shape::Line, summary, panel)
     };
     let refusals = l::CAUSES
         .iter()

@@ -233,9 +233,9 @@ impl WindowLimits {
     }
 
     /// The preset of a peak window: the same machine capacity, tighter per-user limits
-    /// (12/min burst 6; grades D and E 6/min burst 3), profile `peak`. Measured with the
-    /// loadtest's `double11`: at 4/min burst 2 one good user in eight was refused by the
-    /// per-user limit alone (a second journey within a minute), the very refusal this
+    /// (12/min burst 6; grades D and E 6/min burst 3), profile `peak`. A good user may make
+    /// a second journey within a minute, so the per-user limit leaves room for it: a limit
+    /// that refuses it (the loadtest's `double11` shows how often) is the very refusal this
     /// gateway exists to avoid.
     pub fn peak() -> Self {
         let mut limits = Self::normal();

@@ -21,7 +21,8 @@
 //!
 //! # Layout
 //! - `global.rs`, `user.rs`, `shared.rs`: the limiters; `error.rs`: [`RateLimited`], [`Scope`].
-//! - `report.rs`: report-only modes and what they counted ([`ReportOnly`]).
+//! - `report.rs`: report-only modes and what they counted ([`ReportOnly`]; the tallies,
+//!   [`WouldRefuseCounts`], also count the report-only anomaly rules).
 //! - `layer.rs`, `service.rs`, `future.rs`: the middleware.
 //!
 //! # Example
@@ -64,7 +65,7 @@ pub use self::error::{RateLimited, Scope};
 pub use self::future::ResponseFuture;
 pub use self::global::GlobalLimiter;
 pub use self::layer::RateLimitLayer;
-pub use self::report::{LimitMode, LimitModes, ReportOnly, WouldRefuse};
+pub use self::report::{LimitMode, LimitModes, ReportOnly, WouldRefuse, WouldRefuseCounts};
 pub use self::service::RateLimit;
 pub use self::shared::{GlobalLimitMetrics, RETRY_REDIS_AFTER, SharedGlobalLimiter};
 pub use self::user::UserLimiter;

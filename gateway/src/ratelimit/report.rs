@@ -8,7 +8,6 @@
 
 use super::{RateLimited, Scope};
 use cardinality_estimator::CardinalityEstimator;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -37,18 +36,13 @@ pub struct LimitModes {
     pub global: LimitMode,
 }
 
-/// Requests and distinct users a report-only limit let through.
+/// Requests and distinct users a report-only limit (or anomaly rule) let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct WouldRefuse {
-    /// Requests it would have refused.
+    /// Requests it would have refused (an anomaly rule: or sent to review).
     pub requests: u64,
     /// Distinct users among them (estimated; exact for small sets).
     pub users: u64,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ScopeLabels {
-    scope: &'static str,
 }
 
 #[derive(Default)]
@@ -57,13 +51,72 @@ struct Tally {
     users: CardinalityEstimator<str>,
 }
 
+/// One label, `name="value"`.
+type Label = [(&'static str, &'static str); 1];
+
+/// What report-only checks let through, one tally per value of a label (a limit's scope, an
+/// anomaly rule): as the admin API answers it ([`WouldRefuse`]) and as two metric families,
+/// requests and distinct users, by that label.
+pub struct WouldRefuseCounts<const N: usize> {
+    labels: [Label; N],
+    tallies: [Mutex<Tally>; N],
+    requests: Family<Label, Counter>,
+    users: Family<Label, Gauge>,
+}
+
+impl<const N: usize> WouldRefuseCounts<N> {
+    /// Nothing counted, a tally for each of `values` of the label `name`.
+    pub fn new(name: &'static str, values: [&'static str; N]) -> Self {
+        WouldRefuseCounts {
+            labels: values.map(|v| [(name, v)]),
+            tallies: std::array::from_fn(|_| Mutex::default()),
+            requests: Family::default(),
+            users: Family::default(),
+        }
+    }
+
+    /// Registers the requests as `name` and the distinct users as `name` + `_users`.
+    pub fn register(&self, registry: &mut Registry, name: &str, help: &str, users_help: &str) {
+        registry.register(name, help, self.requests.clone());
+        registry.register(format!("{name}_users"), users_help, self.users.clone());
+    }
+
+    /// Counts a request let through at the `i`th value (and its user, when it names one).
+    pub fn count(&self, i: usize, user: Option<&str>) {
+        let users = {
+            let mut t = lock(&self.tallies[i]);
+            t.requests += 1;
+            if let Some(u) = user {
+                t.users.insert(u);
+            }
+            t.users.estimate()
+        };
+        self.requests.get_or_create(&self.labels[i]).inc();
+        self.users
+            .get_or_create(&self.labels[i])
+            .set(i64::try_from(users).unwrap_or(i64::MAX));
+    }
+
+    /// What the `i`th value counted so far (since the process started).
+    pub fn get(&self, i: usize) -> WouldRefuse {
+        let t = lock(&self.tallies[i]);
+        WouldRefuse {
+            requests: t.requests,
+            users: t.users.estimate() as u64,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // No code panics while holding these; a poisoned count is still a count.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The modes and what the report-only ones counted.
 pub struct ReportOnly {
     user: AtomicBool,
     global: AtomicBool,
-    tallies: [Mutex<Tally>; 2],
-    requests: Family<ScopeLabels, Counter>,
-    users: Family<ScopeLabels, Gauge>,
+    counts: WouldRefuseCounts<2>,
 }
 
 impl std::fmt::Debug for ReportOnly {
@@ -79,9 +132,10 @@ impl Default for ReportOnly {
         ReportOnly {
             user: AtomicBool::new(false),
             global: AtomicBool::new(false),
-            tallies: Default::default(),
-            requests: Family::default(),
-            users: Family::default(),
+            counts: WouldRefuseCounts::new(
+                "scope",
+                [Scope::User, Scope::Global].map(Scope::as_str),
+            ),
         }
     }
 }
@@ -97,15 +151,11 @@ impl ReportOnly {
     /// Both scopes enforced; the metrics registered in `registry`.
     pub fn register(registry: &mut Registry) -> ReportOnly {
         let r = ReportOnly::default();
-        registry.register(
+        r.counts.register(
+            registry,
             "gateway_report_only_would_refuse",
             "Requests a report-only rate limit let through that enforcing would have refused, by scope",
-            r.requests.clone(),
-        );
-        registry.register(
-            "gateway_report_only_would_refuse_users",
             "Distinct users among them (estimated), by scope",
-            r.users.clone(),
         );
         r
     }
@@ -152,35 +202,13 @@ impl ReportOnly {
         if !self.flag(scope).load(Ordering::Relaxed) {
             return Err(refused);
         }
-        let users = {
-            let mut t = self.tallies[index(scope)]
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            t.requests += 1;
-            if let Some(u) = user {
-                t.users.insert(u);
-            }
-            t.users.estimate()
-        };
-        let labels = ScopeLabels {
-            scope: scope.as_str(),
-        };
-        self.requests.get_or_create(&labels).inc();
-        self.users
-            .get_or_create(&labels)
-            .set(i64::try_from(users).unwrap_or(i64::MAX));
+        self.counts.count(index(scope), user);
         Ok(())
     }
 
     /// What `scope` let through so far (since the process started).
     pub fn would_refuse(&self, scope: Scope) -> WouldRefuse {
-        let t = self.tallies[index(scope)]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        WouldRefuse {
-            requests: t.requests,
-            users: t.users.estimate() as u64,
-        }
+        self.counts.get(index(scope))
     }
 }
 

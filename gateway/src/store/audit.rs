@@ -177,30 +177,33 @@ impl MemoryLog {
             }
         }
         self.entries.push_back((self.next_seq, change));
-        AuditCursor {
-            ms: 0,
-            seq: self.next_seq,
-        }
-        .to_string()
+        memory_cursor(self.next_seq).to_string()
     }
 
     fn page(&self, after: AuditCursor, limit: usize) -> AuditPage {
         let first = self
             .entries
-            .partition_point(|(seq, _)| AuditCursor { ms: 0, seq: *seq } <= after);
+            .partition_point(|(seq, _)| memory_cursor(*seq) <= after);
+        self.page_of(self.entries.range(first..).take(limit))
+    }
+
+    /// `entries` as a page, each with its id.
+    fn page_of<'a>(&self, entries: impl Iterator<Item = &'a (u64, OperatorChange)>) -> AuditPage {
         AuditPage {
-            entries: self
-                .entries
-                .range(first..)
-                .take(limit)
+            entries: entries
                 .map(|(seq, change)| AuditEntry {
-                    id: AuditCursor { ms: 0, seq: *seq }.to_string(),
+                    id: memory_cursor(*seq).to_string(),
                     change: change.clone(),
                 })
                 .collect(),
             dropped: self.dropped,
         }
     }
+}
+
+/// The id of the memory log's entry `seq` (the memory store has no clock part).
+fn memory_cursor(seq: u64) -> AuditCursor {
+    AuditCursor { ms: 0, seq }
 }
 
 impl MemoryLog {
@@ -209,20 +212,9 @@ impl MemoryLog {
             None => self.entries.len(),
             Some(b) => self
                 .entries
-                .partition_point(|(seq, _)| AuditCursor { ms: 0, seq: *seq } < b),
+                .partition_point(|(seq, _)| memory_cursor(*seq) < b),
         };
-        AuditPage {
-            entries: self
-                .entries
-                .range(end.saturating_sub(limit)..end)
-                .rev()
-                .map(|(seq, change)| AuditEntry {
-                    id: AuditCursor { ms: 0, seq: *seq }.to_string(),
-                    change: change.clone(),
-                })
-                .collect(),
-            dropped: self.dropped,
-        }
+        self.page_of(self.entries.range(end.saturating_sub(limit)..end).rev())
     }
 }
 
@@ -231,10 +223,7 @@ impl AnyStore {
     /// trims the log (see the module docs for the memory store's bound).
     pub async fn append_operator_change(&self, change: OperatorChange) -> Result<String> {
         match self {
-            AnyStore::Memory(m) => {
-                m.faults().check()?;
-                Ok(m.operator_log().lock().map_err(poisoned)?.append(change))
-            }
+            AnyStore::Memory(m) => Ok(m.operator_log()?.append(change)),
             AnyStore::Redis(r) => r.append_operator_change(&change).await,
         }
     }
@@ -242,13 +231,7 @@ impl AnyStore {
     /// Up to `limit` entries after `after`, oldest first. One round trip.
     pub async fn operator_changes(&self, after: AuditCursor, limit: usize) -> Result<AuditPage> {
         match self {
-            AnyStore::Memory(m) => {
-                m.faults().check()?;
-                Ok(m.operator_log()
-                    .lock()
-                    .map_err(poisoned)?
-                    .page(after, limit))
-            }
+            AnyStore::Memory(m) => Ok(m.operator_log()?.page(after, limit)),
             AnyStore::Redis(r) => r.operator_changes(after, limit).await,
         }
     }
@@ -261,19 +244,14 @@ impl AnyStore {
         limit: usize,
     ) -> Result<AuditPage> {
         match self {
-            AnyStore::Memory(m) => {
-                m.faults().check()?;
-                Ok(m.operator_log()
-                    .lock()
-                    .map_err(poisoned)?
-                    .page_back(before, limit))
-            }
+            AnyStore::Memory(m) => Ok(m.operator_log()?.page_back(before, limit)),
             AnyStore::Redis(r) => r.operator_changes_back(before, limit).await,
         }
     }
 }
 
-fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+/// A poisoned log lock, as the store error it answers.
+pub(super) fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
     StoreError::Corrupt("the operator audit log's lock was poisoned by a panic".into())
 }
 

@@ -28,8 +28,9 @@
 //! write was lost or is still on its way, or `decision_inputs_kept` was 0 then).
 //!
 //! # Memory
-//! A record is about 120 bytes of struct and strings in the memory store, and its JSON (about
-//! 330 bytes) plus the stream's per-entry overhead on Redis: `BENCHMARKS.md`, "backtest".
+//! A record costs its struct and strings in the memory store, and its JSON plus the stream's
+//! per-entry overhead on Redis (measured: `BENCHMARKS.md`, "backtest"); `decision_inputs_kept`
+//! bounds how many are kept.
 
 use jiff::{Timestamp, ZonedDateTime};
 use risk_core::{BureauReport, BureauSignal, Channel, Outcome, ReasonCode, UnavailableCause};

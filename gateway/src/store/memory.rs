@@ -403,9 +403,14 @@ impl MemoryStore {
         &self.inner.faults
     }
 
-    /// The audit trail of operator changes ([`super::audit`]).
-    pub(crate) fn operator_log(&self) -> &Mutex<super::audit::MemoryLog> {
-        &self.inner.operator_log
+    /// The audit trail of operator changes ([`super::audit`]), locked, once the injected
+    /// faults let the call through (as every store call).
+    pub(crate) fn operator_log(&self) -> Result<MutexGuard<'_, super::audit::MemoryLog>> {
+        self.faults().check()?;
+        self.inner
+            .operator_log
+            .lock()
+            .map_err(super::audit::poisoned)
     }
 
     /// The staged shadow candidate ([`super::candidate`]).

@@ -96,6 +96,30 @@ pub struct ReasonRecord {
     pub retry_at: Option<String>,
 }
 
+impl ReasonRecord {
+    /// A reason as a decision answers it: its catalogue entry with the figures that bound.
+    pub fn of(r: &risk_core::Reason) -> Self {
+        let e = r.code.entry();
+        ReasonRecord {
+            code: r.code,
+            category: e.category,
+            message: e.message.to_owned(),
+            message_zh: e.message_zh.to_owned(),
+            guidance: r.guidance(),
+            guidance_zh: r.guidance_zh(),
+            appealable: e.appealable,
+            limit: Some(r.limit),
+            actual: Some(r.actual),
+            unit: Some(r.unit.as_str().to_owned()),
+            suggested_amount_fen: r.suggested_amount.map(|a| a.get()),
+            retry_at: r
+                .retry_at
+                .as_ref()
+                .map(|at| crate::clock::rfc3339(at.timestamp(), at.offset())),
+        }
+    }
+}
+
 /// Where an appeal stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -26,13 +26,12 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::{Bureau, BureauOptions, Reply, check_error_rate, check_service_ms, valid_user_id};
 #[cfg(doc)]
 use super::{BureauStats, ScoreAnswer};
 use crate::Error;
+use gateway::embedded::ServerTask;
 
 /// Largest `PUT /admin/service` body.
 const MAX_BODY: usize = 4 * 1024;
@@ -203,8 +202,7 @@ pub struct RunningBureau {
     pub addr: SocketAddr,
     /// Its state: change the service time, read the counters.
     pub bureau: Bureau,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    server: ServerTask<std::io::Result<()>>,
 }
 
 impl RunningBureau {
@@ -214,11 +212,8 @@ impl RunningBureau {
     }
 
     /// Stops it; returns once the server has stopped (open requests get a short grace).
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
+    pub async fn shutdown(self) {
+        self.server.stop().await;
     }
 }
 
@@ -236,14 +231,11 @@ pub fn start_on(listener: TcpListener, opts: &BureauOptions) -> Result<RunningBu
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Bureau(format!("local address: {e}")))?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, bureau.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let served = bureau.clone();
+    let server = ServerTask::spawn(|stopped| serve(listener, served, stopped));
     Ok(RunningBureau {
         addr,
         bureau,
-        stop: Some(stop),
-        task,
+        server,
     })
 }

@@ -113,32 +113,37 @@ pub(crate) struct Timeline {
     pub(crate) warnings: Vec<String>,
 }
 
-async fn sample(
-    bureau: &Bureau,
-    conn: &mut Conn,
-    target: &TargetAddr,
+/// What one sample reads: the simulator's stats and the gateway's bureau series.
+struct Sampler {
+    bureau: Bureau,
+    conn: Conn,
+    target: TargetAddr,
     start: Instant,
-    warned: &mut bool,
-    warnings: &mut Vec<String>,
-) -> BureauSample {
-    let gateway = match scrape(conn, target).await {
-        Ok(m) => m,
-        Err(e) => {
-            if !*warned {
-                warnings.push(format!(
-                    "bureau timeline: {e} (further failures not listed)"
-                ));
-                *warned = true;
+    /// A failed scrape has been listed (later ones are not).
+    warned: bool,
+}
+
+impl Sampler {
+    async fn sample(&mut self, warnings: &mut Vec<String>) -> BureauSample {
+        let gateway = match scrape(&mut self.conn, &self.target).await {
+            Ok(m) => m,
+            Err(e) => {
+                if !self.warned {
+                    warnings.push(format!(
+                        "bureau timeline: {e} (further failures not listed)"
+                    ));
+                    self.warned = true;
+                }
+                BTreeMap::new()
             }
-            BTreeMap::new()
+        };
+        BureauSample {
+            t: Instant::now()
+                .saturating_duration_since(self.start)
+                .as_secs_f64(),
+            sim: self.bureau.stats(),
+            gateway,
         }
-    };
-    BureauSample {
-        t: Instant::now()
-            .saturating_duration_since(start)
-            .as_secs_f64(),
-        sim: bureau.stats(),
-        gateway,
     }
 }
 
@@ -152,8 +157,13 @@ pub(crate) async fn run_timeline(
     stop: oneshot::Receiver<()>,
 ) -> Timeline {
     let mut out = Timeline::default();
-    let mut conn = Conn::new(target.addr);
-    let mut warned = false;
+    let mut sampler = Sampler {
+        conn: Conn::new(target.addr),
+        bureau,
+        target,
+        start,
+        warned: false,
+    };
     let mut next_sample = start;
     let mut pending = changes.into_iter().peekable();
     tokio::pin!(stop);
@@ -176,41 +186,25 @@ pub(crate) async fn run_timeline(
             if let Some(c) = pending.next() {
                 // Validated with the scenario; a failure here would be a bug worth seeing.
                 if let Some(ms) = c.service_ms
-                    && let Err(e) = bureau.set_service_ms(ms)
+                    && let Err(e) = sampler.bureau.set_service_ms(ms)
                 {
                     out.warnings
                         .push(format!("bureau change at {} s: {e}", c.at_s));
                 }
                 if let Some(p) = c.error_rate
-                    && let Err(e) = bureau.set_error_rate(p)
+                    && let Err(e) = sampler.bureau.set_error_rate(p)
                 {
                     out.warnings
                         .push(format!("bureau change at {} s: {e}", c.at_s));
                 }
             }
         } else {
-            let s = sample(
-                &bureau,
-                &mut conn,
-                &target,
-                start,
-                &mut warned,
-                &mut out.warnings,
-            )
-            .await;
+            let s = sampler.sample(&mut out.warnings).await;
             out.samples.push(s);
             next_sample += Duration::from_secs(1);
         }
     }
-    let s = sample(
-        &bureau,
-        &mut conn,
-        &target,
-        start,
-        &mut warned,
-        &mut out.warnings,
-    )
-    .await;
+    let s = sampler.sample(&mut out.warnings).await;
     out.samples.push(s);
     out
 }

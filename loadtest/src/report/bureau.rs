@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
-use super::pct;
+use super::{charts, pct};
 use crate::Error;
 use crate::bureau::BureauSample;
 use crate::recorder::new_histogram;
@@ -395,30 +395,8 @@ pub fn chart(r: &Results, seconds: f64, max_ms: f64) -> Result<String, Error> {
     let Some(b) = &r.bureau else {
         return Ok(String::new());
     };
-    let e = |x: String| Error::Chart {
-        chart: "bureau",
-        problem: x,
-    };
-    let mut out = String::new();
-    {
-        let root = SVGBackend::with_string(&mut out, (920, 300)).into_drawing_area();
-        root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Drawdown latency and the bureau's service time",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..seconds, 0f64..max_ms)
-            .map_err(|x| e(x.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds")
-            .y_desc("ms")
-            .draw()
-            .map_err(|x| e(x.to_string()))?;
+    let caption = "Drawdown latency and the bureau's service time";
+    charts::svg("bureau", caption, "ms", (seconds, max_ms), |_, chart| {
         let deadline = b.deadline_ms as f64;
         chart
             .draw_series(DashedLineSeries::new(
@@ -426,18 +404,11 @@ pub fn chart(r: &Results, seconds: f64, max_ms: f64) -> Result<String, Error> {
                 8,
                 5,
                 BLACK.stroke_width(2),
-            ))
-            .map_err(|x| e(x.to_string()))?
+            ))?
             .label(format!("deadline {} ms", b.deadline_ms))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
         let purple = RGBColor(148, 103, 189);
-        chart
-            .draw_series(LineSeries::new(service_steps(b), purple.stroke_width(2)))
-            .map_err(|x| e(x.to_string()))?
-            .label("bureau service time")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], purple.stroke_width(2))
-            });
+        charts::line(chart, "bureau service time", purple, service_steps(b))?;
         type Pick = fn(&crate::results::Percentiles) -> f64;
         let series: [(&str, RGBColor, Pick); 2] = [
             ("drawdown p50", RGBColor(44, 160, 44), |p| p.p50),
@@ -449,24 +420,10 @@ pub fn chart(r: &Results, seconds: f64, max_ms: f64) -> Result<String, Error> {
                 .iter()
                 .filter(|x| x.drawdowns.count > 0)
                 .map(|x| (x.t as f64 + 0.5, f(&x.drawdowns.latency_ms)));
-            chart
-                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-                .map_err(|x| e(x.to_string()))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
+            charts::line(chart, name, colour, pts)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|x| e(x.to_string()))?;
-        root.present().map_err(|x| e(x.to_string()))?;
-    }
-    Ok(out)
+        Ok(Some(SeriesLabelPosition::UpperLeft))
+    })
 }
 
 /// The HTML section (empty when the run had no bureau).

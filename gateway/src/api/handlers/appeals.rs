@@ -1,8 +1,8 @@
 //! Appeals of decisions: filed by callers (`/v1/appeals`), listed and resolved by
 //! operators (`/admin/appeals`).
 
-use super::{ApiPath, ApiQuery, App, rfc3339};
-use crate::api::error::{ApiError, ErrorCode, FieldProblem};
+use super::{ApiPath, ApiQuery, App, list_limit, rfc3339};
+use crate::api::error::{ApiError, ErrorCode};
 use crate::api::json::json_response;
 use crate::api::wire::*;
 use crate::metrics::StoreOp;
@@ -89,13 +89,7 @@ pub async fn list_appeals(
     State(app): State<App>,
     ApiQuery(q): ApiQuery<AppealQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_APPEALS_LISTED).contains(&limit) {
-        return Err(ApiError::invalid(vec![FieldProblem::new(
-            "limit",
-            format!("must be between 1 and {MAX_APPEALS_LISTED} (got {limit})"),
-        )]));
-    }
+    let limit = list_limit(q.limit, MAX_APPEALS_LISTED)?;
     let appeals = app
         .timed(
             StoreOp::ListAppeals,

@@ -7,7 +7,7 @@
 //! `DEPENDENCY_UNAVAILABLE` with a message that says so (the change stands, its entry is
 //! missing), and the entry is logged at ERROR in full, so it is never lost without a trace.
 
-use super::{ApiQuery, App, rfc3339};
+use super::{ApiQuery, App, list_limit, rfc3339};
 use crate::api::auth::Operator;
 use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::json_response;
@@ -97,13 +97,7 @@ pub async fn list_audit(
     State(app): State<App>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_AUDIT_LISTED).contains(&limit) {
-        return Err(ApiError::invalid(vec![FieldProblem::new(
-            "limit",
-            format!("must be between 1 and {MAX_AUDIT_LISTED} (got {limit})"),
-        )]));
-    }
+    let limit = list_limit(q.limit, MAX_AUDIT_LISTED)?;
     let after = match q.after.as_deref() {
         None => AuditCursor::START,
         Some(text) => AuditCursor::parse(text).ok_or_else(|| {

@@ -1,12 +1,13 @@
 //! The drawdown and its quote: `POST /v1/drawdowns`, `GET /v1/credit-lines/{user_id}`,
 //! and the reason-code catalogue their answers refer to.
 
-use super::{App, path_user_id, rfc3339, thresholds, zoned_rfc3339};
+use super::{App, path_user_id, rfc3339, thresholds};
 use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::{decision_response, json_response};
 use crate::api::wire::*;
 use crate::bureau::Bureau;
 use crate::metrics::StoreOp;
+use crate::policy::PolicySnapshot;
 use crate::request::{Caller, Deadline, Drawdown, UserKey};
 use crate::store::{
     CommitOutcome, CommitRequest, DecisionInputs, DecisionRecord, Fingerprint, Loaded,
@@ -19,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use jiff::{Timestamp, tz::TimeZone};
 use risk_core::{
-    Channel, Context, Decision, DrawdownRequest, Outcome, Reason, UserId, evaluate, quote,
+    Channel, Context, Decision, DrawdownRequest, Fen, Outcome, RiskGrade, UserId, evaluate, quote,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,24 +29,6 @@ use std::time::Duration;
 /// Each retry re-evaluates against the state the store returned, so it converges: the line
 /// only moves one way during the loop.
 const MAX_COMMIT_ATTEMPTS: usize = 8;
-
-pub(in crate::api) fn reason_record(r: &Reason) -> ReasonRecord {
-    let e = r.code.entry();
-    ReasonRecord {
-        code: r.code,
-        category: e.category,
-        message: e.message.to_owned(),
-        message_zh: e.message_zh.to_owned(),
-        guidance: r.guidance(),
-        guidance_zh: r.guidance_zh(),
-        appealable: e.appealable,
-        limit: Some(r.limit),
-        actual: Some(r.actual),
-        unit: Some(r.unit.as_str().to_owned()),
-        suggested_amount_fen: r.suggested_amount.map(|a| a.get()),
-        retry_at: r.retry_at.as_ref().map(zoned_rfc3339),
-    }
-}
 
 /// A drawdown's `Idempotency-Key`: `Err` is the answer when it is missing or not a valid key.
 pub(in crate::api) fn idempotency_key(headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
@@ -222,21 +205,8 @@ async fn decide_drawdown(
     } = app.anomaly.live(thresholds(app)?);
     let policy = app.policy.current();
     let zone = app.policy.compiled().zone().clone();
-    let bureau = app.bureau.load_full();
-    let bureau = Bureau::consult(
-        bureau.as_deref(),
-        "drawdown",
-        &req.user,
-        state.grade,
-        req.amount,
-        deadline,
-    )
-    .await;
-    let ctx = Context {
-        profile: &policy.limits.profile,
-        window_ends_at: policy.ends_at.as_ref(),
-        bureau,
-    };
+    let (user, grade, amount) = (&req.user, state.grade, req.amount);
+    let ctx = context(app, &policy, "drawdown", user, grade, amount, deadline).await;
     let request = DrawdownRequest {
         amount: req.amount,
         channel: req.channel,
@@ -313,7 +283,7 @@ async fn decide_drawdown(
                         .keep_inputs(decision_inputs(&stored, state, req, &ctx), kept);
                 }
                 app.shadow
-                    .record(verdict, &stored, grade, req, reason_record);
+                    .record(verdict, &stored, grade, req, ReasonRecord::of);
                 return Ok(decided(&stored));
             }
             CommitOutcome::Replayed(stored) => return Ok(replayed(stored)),
@@ -324,6 +294,26 @@ async fn decide_drawdown(
     }
     // Only reachable under extreme contention on one user: say so honestly, write nothing.
     Err(ApiError::new(ErrorCode::LineContended).with_retry_after(Duration::from_secs(1)))
+}
+
+/// The context of a decision (or a quote) under `policy`, the bureau consulted for a
+/// drawdown of `amount` (`route` names the consult in the bureau's metrics).
+async fn context<'p>(
+    app: &App,
+    policy: &'p PolicySnapshot,
+    route: &'static str,
+    user: &UserId,
+    grade: RiskGrade,
+    amount: Fen,
+    deadline: Option<tokio::time::Instant>,
+) -> Context<'p> {
+    let bureau = app.bureau.load_full();
+    let bureau = Bureau::consult(bureau.as_deref(), route, user, grade, amount, deadline).await;
+    Context {
+        profile: &policy.limits.profile,
+        window_ends_at: policy.ends_at.as_ref(),
+        bureau,
+    }
 }
 
 /// What a committed decision was made from, for backtests ([`crate::backtest`]).
@@ -350,7 +340,7 @@ fn decision_inputs(
 
 /// Tells the per-user limit the grade of a state a handler loaded anyway (no round trip of
 /// its own: see `ratelimit/user.rs`, "Grades").
-fn learn_grade(app: &App, key: Option<&UserKey>, grade: risk_core::RiskGrade) {
+fn learn_grade(app: &App, key: Option<&UserKey>, grade: RiskGrade) {
     if let Some(key) = key {
         app.limits.learn_grade(key, grade);
     }
@@ -369,7 +359,7 @@ fn decision_record(
         user_id: user.as_str().to_owned(),
         outcome: d.outcome,
         amount_fen: d.amount.get(),
-        reasons: d.reasons.iter().map(reason_record).collect(),
+        reasons: d.reasons.iter().map(ReasonRecord::of).collect(),
         available_fen: d.available.get(),
         drawable_now_fen: d.drawable_now.get(),
         threshold_version: d.threshold_version,
@@ -405,21 +395,17 @@ pub async fn credit_line(
     let policy = app.policy.current();
     // Consulted as a drawdown of the whole available line would be: the quote then tells
     // what a drawdown would meet, and the answer is cached for the drawdown that follows.
-    let bureau = app.bureau.load_full();
-    let bureau = Bureau::consult(
-        bureau.as_deref(),
+    let (grade, whole_line) = (state.grade, state.available());
+    let ctx = context(
+        &app,
+        &policy,
         "credit_line",
         &user,
-        state.grade,
-        state.available(),
+        grade,
+        whole_line,
         deadline,
     )
     .await;
-    let ctx = Context {
-        profile: &policy.limits.profile,
-        window_ends_at: policy.ends_at.as_ref(),
-        bureau,
-    };
     let q = quote(&th, &ctx, &state);
     app.shadow
         .quote(&ctx, &state, user.as_str(), q.drawable_now);
@@ -431,7 +417,7 @@ pub async fn credit_line(
         used_fen: state.used.get(),
         available_fen: q.available.get(),
         drawable_now_fen: q.drawable_now.get(),
-        constraints: q.constraints.iter().map(reason_record).collect(),
+        constraints: q.constraints.iter().map(ReasonRecord::of).collect(),
         policy: policy.window.clone(),
         threshold_version: q.threshold_version,
         as_of: rfc3339(app.clock.now(), zone),

@@ -74,7 +74,7 @@ struct RuleModesReport {
     modes: crate::anomaly::RuleModes,
     /// Since the process started, by rule: drawdowns (and distinct users) a report-only rule
     /// let through that enforcing would have refused or sent to review.
-    would_refuse: std::collections::BTreeMap<&'static str, crate::anomaly::WouldRefuse>,
+    would_refuse: std::collections::BTreeMap<&'static str, WouldRefuse>,
 }
 
 fn rule_report(app: &App) -> RuleModesReport {

@@ -7,7 +7,7 @@ use crate::metrics::StoreOp;
 use crate::store::{DecisionRecord, StoreError};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use jiff::{Timestamp, ZonedDateTime, tz::TimeZone};
+use jiff::{Timestamp, tz::TimeZone};
 use risk_core::{Thresholds, UserId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,9 +65,17 @@ fn rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
     crate::clock::rfc3339(ts, tz.to_offset(ts))
 }
 
-/// A zoned time as the API answers timestamps.
-fn zoned_rfc3339(z: &ZonedDateTime) -> String {
-    crate::clock::rfc3339(z.timestamp(), z.offset())
+/// A listing's `limit`: 100 when absent; outside `1..=max`, the answer (422 naming `limit`).
+fn list_limit(limit: Option<usize>, max: usize) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid(vec![FieldProblem::new(
+            "limit",
+            format!("must be between 1 and {max} (got {limit})"),
+        )]))
+    }
 }
 
 fn thresholds(app: &App) -> Result<Arc<Thresholds>, ApiError> {

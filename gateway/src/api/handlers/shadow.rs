@@ -3,13 +3,12 @@
 
 use super::admin::{parse_thresholds, publish_thresholds};
 use super::audit::Change;
-use super::drawdown::reason_record;
 use super::{App, rfc3339, thresholds};
 use crate::api::auth::Operator;
 use crate::api::error::{ApiError, ErrorCode, FieldProblem};
 use crate::api::json::json_response;
 use crate::shadow::{Candidate, Report};
-use crate::store::{Selection, StagedCandidate, Store, StoreError};
+use crate::store::{ReasonRecord, Selection, StagedCandidate, Store, StoreError};
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
@@ -258,7 +257,7 @@ pub async fn backtest_shadow(State(app): State<App>, body: Bytes) -> Result<Resp
     let header = candidate.header();
     // The replay is CPU work of up to seconds: off the runtime's workers.
     let mut report = tokio::task::spawn_blocking(move || {
-        crate::backtest::run(&thresholds, header, &selected, reason_record)
+        crate::backtest::run(&thresholds, header, &selected, ReasonRecord::of)
     })
     .await
     .map_err(|e| {

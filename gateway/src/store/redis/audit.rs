@@ -8,7 +8,7 @@
 //! a consumer archives and trims with `XTRIM MINID`. Read it with
 //! `XRANGE P:{admin}:audit - +`, or through `GET /admin/audit`.
 
-use super::{RedisStore, corrupt};
+use super::{RedisStore, Way, corrupt};
 use crate::store::Result;
 use crate::store::audit::{AuditCursor, AuditEntry, AuditPage, OperatorChange};
 use deadpool_redis::redis;
@@ -51,8 +51,13 @@ impl RedisStore {
     ) -> Result<AuditPage> {
         let after = (after != AuditCursor::START).then(|| after.to_string());
         page(
-            self.stream_after(self.operator_audit_key(), after.as_deref(), limit)
-                .await?,
+            self.stream_page(
+                self.operator_audit_key(),
+                after.as_deref(),
+                Way::Forward,
+                limit,
+            )
+            .await?,
         )
     }
 }
@@ -67,8 +72,13 @@ impl RedisStore {
     ) -> Result<AuditPage> {
         let before = before.map(|b| b.to_string());
         page(
-            self.stream_before(self.operator_audit_key(), before.as_deref(), limit)
-                .await?,
+            self.stream_page(
+                self.operator_audit_key(),
+                before.as_deref(),
+                Way::Back,
+                limit,
+            )
+            .await?,
         )
     }
 }

@@ -164,6 +164,15 @@ enum Pooled {
     Sentinel(Arc<sentinel::Sentinels>),
 }
 
+/// Which way [`RedisStore::stream_page`] reads a stream.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Way {
+    /// Oldest first (`XRANGE`).
+    Forward,
+    /// Newest first (`XREVRANGE`).
+    Back,
+}
+
 /// A pooled connection: to one server or to a cluster. Both multiplex.
 #[derive(Clone)]
 pub(crate) enum Conn {
@@ -755,7 +764,12 @@ impl RedisStore {
         count: usize,
     ) -> Result<Vec<AuditEvent>> {
         let raw = self
-            .stream_after(self.audit_key(slot), (after != "0").then_some(after), count)
+            .stream_page(
+                self.audit_key(slot),
+                (after != "0").then_some(after),
+                Way::Forward,
+                count,
+            )
             .await?;
         Ok(raw
             .into_iter()
@@ -766,46 +780,25 @@ impl RedisStore {
             .collect())
     }
 
-    /// Up to `count` entries of stream `key` after entry `after` (`None`: from the start),
-    /// oldest first, each as its id and its fields.
-    pub(super) async fn stream_after(
+    /// Up to `count` entries of stream `key` from the id `from` on, exclusive (`None`: from
+    /// the stream's start, or its end when reading [`Way::Back`]), each as its id and fields.
+    pub(super) async fn stream_page(
         &self,
         key: String,
-        after: Option<&str>,
+        from: Option<&str>,
+        way: Way,
         count: usize,
     ) -> Result<Vec<(String, Vec<(String, String)>)>> {
-        let start = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
-        self.stream_range("XRANGE", key, [start, "+".to_owned()], count)
-            .await
-    }
-
-    /// Up to `count` entries of the stream `key` before the id `before` (`None`: the
-    /// newest), newest first (`XREVRANGE`).
-    pub(super) async fn stream_before(
-        &self,
-        key: String,
-        before: Option<&str>,
-        count: usize,
-    ) -> Result<Vec<(String, Vec<(String, String)>)>> {
-        let end = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
-        self.stream_range("XREVRANGE", key, [end, "-".to_owned()], count)
-            .await
-    }
-
-    /// `<command> key <from> <to> COUNT count`: a page of a stream, each entry's fields as
-    /// pairs.
-    async fn stream_range(
-        &self,
-        command: &'static str,
-        key: String,
-        [from, to]: [String; 2],
-        count: usize,
-    ) -> Result<Vec<(String, Vec<(String, String)>)>> {
+        let (command, start, end) = match way {
+            Way::Forward => ("XRANGE", "-", "+"),
+            Way::Back => ("XREVRANGE", "+", "-"),
+        };
+        let from = from.map_or_else(|| start.to_owned(), |id| format!("({id}"));
         self.with_conn(|mut c| async move {
             redis::cmd(command)
                 .arg(&key)
                 .arg(&from)
-                .arg(&to)
+                .arg(end)
                 .arg("COUNT")
                 .arg(count)
                 .query_async(&mut c)
