@@ -24,7 +24,7 @@
 # topologies), FLEET_GATEWAY_SET (more TOML
 # appended at the end of the gateways' configuration, e.g. a `[server]` table), FLEET_BIN
 # (folder of the release binaries; by default built with cargo into $CARGO_TARGET_DIR or
-# target/).
+# target/), FLEET_FAULTS (surge's schedule, one AT=COMMAND a line; `none`: no fault).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,7 +43,7 @@ LB_PORT=$((BASE + 80))
 STATS_PORT=$((BASE + 81))
 gw_port() { echo $((BASE + 100 + $1)); }
 
-log() { printf 'fleet: %s\n' "$*" >&2; }
+log() { printf 'fleet: %s %s\n' "$(date -u +%T.%3N)" "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 topology() {
@@ -492,7 +492,9 @@ cmd_surge() {
         --fault "25=$self fault kill-primary 5"
         --fault "45=$self fault stop-primary 4"
     )
-    if [[ -n ${FLEET_FAULTS:-} ]]; then
+    if [[ ${FLEET_FAULTS:-} == none ]]; then
+        faults=()
+    elif [[ -n ${FLEET_FAULTS:-} ]]; then
         # One AT=COMMAND a line.
         local line
         faults=()
@@ -505,7 +507,7 @@ cmd_surge() {
     local scenario=(--scenario fleet-faults)
     [[ " $* " == *" --scenario "* ]] && scenario=()
     FLEET_DIR=$DIR "$BIN/loadtest" run --target "http://127.0.0.1:$LB_PORT" --no-progress \
-        --out "$out" "${scenario[@]}" "${faults[@]}" "$@" || rc=$?
+        --out "$out" "${scenario[@]}" ${faults[@]+"${faults[@]}"} "$@" || rc=$?
     "$BIN/loadtest" audit --run "$out" --target "http://127.0.0.1:$LB_PORT" "${nodes[@]}" || rc=$?
     log "results in $out (report.html, audit.json)"
     return "$rc"
