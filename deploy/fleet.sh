@@ -19,7 +19,7 @@
 # Settings (environment): FLEET_DIR (state, logs, pids; default /tmp/loan-gateway-fleet),
 # FLEET_INSTANCES (3), FLEET_PORT (first port of a block of 200; 17000),
 # FLEET_NODE_TIMEOUT_MS (cluster-node-timeout, or the Sentinels' down-after-milliseconds;
-# 1500 on a cluster, 1000 with Sentinels), FLEET_TOPOLOGY (cluster or sentinel),
+# 1000 on both), FLEET_TOPOLOGY (cluster or sentinel),
 # FLEET_REPLICA_ACKS (the gateways' redis.replica_acks; unset: the default, 1 on both
 # topologies), FLEET_GATEWAY_SET (more TOML
 # appended at the end of the gateways' configuration, e.g. a `[server]` table), FLEET_BIN
@@ -50,7 +50,7 @@ topology() {
     case $TOPOLOGY in
     cluster)
         REDIS_PORTS=($((BASE + 1)) $((BASE + 2)) $((BASE + 3)) $((BASE + 4)) $((BASE + 5)) $((BASE + 6)))
-        NODE_TIMEOUT=${NODE_TIMEOUT:-1500}
+        NODE_TIMEOUT=${NODE_TIMEOUT:-1000}
         ;;
     sentinel)
         REDIS_PORTS=($((BASE + 1)) $((BASE + 2)))
@@ -113,8 +113,11 @@ start_redis() {
     local port=$1 role=()
     mkdir -p "$DIR/redis-$port"
     if [[ $TOPOLOGY == cluster ]]; then
+        # A primary found failing leaves its slots unserved until its replica is promoted
+        # (about a second): without full coverage required, the other primaries go on
+        # serving theirs meanwhile instead of the whole cluster answering CLUSTERDOWN.
         role=(--cluster-enabled yes --cluster-config-file nodes.conf
-            --cluster-node-timeout "$NODE_TIMEOUT")
+            --cluster-node-timeout "$NODE_TIMEOUT" --cluster-require-full-coverage no)
     elif [[ -n ${2:-} ]]; then
         role=(--replicaof 127.0.0.1 "$2")
     fi
@@ -374,24 +377,47 @@ cmd_fault() {
         log "fault: gateway-$i restarted (pid $(pid_of "gateway-$i"))"
         ;;
     kill-primary)
-        # kill -9 the primary of slot 0; its replica is promoted; the old one is started
-        # again after ${2:-5} s and rejoins as a replica.
-        # With Sentinels it is started as the replica of the primary they promoted, as a
-        # supervisor would (started as a primary, the Sentinels demote it 8 to 10 s later).
-        local port p
+        # kill -9 the primary of slot 0 (with Sentinels: the primary they name); its replica
+        # is promoted. The old node is started again as soon as that promotion is seen, and
+        # no sooner than ${2:-0} s after the kill, as a supervisor restarting a crashed node
+        # would (see "Recovery from a primary kill" in README.md): on the cluster it rejoins
+        # as the promoted node's replica by itself (gossip tells it its slots moved); with
+        # Sentinels it is made the promoted primary's replica as soon as it answers (left a
+        # primary, the Sentinels would demote it only 8 to 10 s later). Until it holds the
+        # promoted primary's data, approvals on that primary wait for a replica and answer 503.
+        local port p rport="" id floor
         port=$(primary_port) || die "no primary found"
         p=$(pid_of "redis-$port")
+        if [[ $TOPOLOGY == cluster ]]; then
+            id=$(rcli "$port" cluster myid)
+            rport=$(rcli "$port" cluster nodes | awk -v id="$id" '$4 == id { split($2, a, "[:@]"); print a[2]; exit }')
+            [[ -n $rport ]] || die "primary $port has no replica"
+        fi
+        sleep "${2:-0}" &
+        floor=$!
         kill -KILL "$p"
         log "fault: redis primary $port (pid $p) killed"
-        sleep "${2:-5}"
-        if [[ $TOPOLOGY == sentinel ]]; then
-            local now=""
-            for _ in $(seq 300); do
+        local now=""
+        for _ in $(seq 300); do
+            if [[ $TOPOLOGY == sentinel ]]; then
                 now=$(sentinel_primary) && [[ $now != "$port" ]] && break
-                sleep 0.1
-            done
-            [[ -n $now && $now != "$port" ]] || die "the Sentinels promoted no replica within 30 s"
-            start_redis "$port" "$now"
+            elif rcli "$rport" role 2>/dev/null | head -1 | grep -qx master; then
+                now=$rport
+                break
+            fi
+            now=""
+            sleep 0.05
+        done
+        [[ -n $now ]] || die "no replica of $port was promoted within 15 s"
+        log "fault: redis $now promoted"
+        wait "$floor"
+        if [[ $TOPOLOGY == sentinel ]]; then
+            # Started with --replicaof, a node connects to its primary on its next
+            # replication tick (up to a second); REPLICAOF connects at once. Meanwhile it is a
+            # primary no one writes to: the gateways connect only to the one the Sentinels
+            # name, and they demote a stale primary only 8 s after it reports.
+            start_redis "$port"
+            rcli "$port" replicaof 127.0.0.1 "$now" >/dev/null
             log "fault: redis $port restarted as the replica of $now"
         else
             start_redis "$port"
@@ -485,11 +511,12 @@ cmd_surge() {
     else
         for port in "${REDIS_PORTS[@]}"; do nodes+=(--redis-node "redis://127.0.0.1:$port"); done
     fi
-    # The default schedule: an instance kill, a primary kill, a primary stopped beyond the
-    # failover timeout; each fault a command run at its second of the run.
+    # The default schedule: an instance kill, a primary kill (the node started again once
+    # its replica is promoted), a primary stopped beyond the failover timeout; each fault a
+    # command run at its second of the run.
     local faults=(
         --fault "10=$self fault kill-gateway 1 1"
-        --fault "25=$self fault kill-primary 5"
+        --fault "25=$self fault kill-primary"
         --fault "45=$self fault stop-primary 4"
     )
     if [[ ${FLEET_FAULTS:-} == none ]]; then
