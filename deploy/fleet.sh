@@ -3,7 +3,8 @@
 #   a Redis Cluster of 3 primaries and 3 replicas (automatic failover), or, with
 #   FLEET_TOPOLOGY=sentinel (`up --sentinel`), one primary, one replica and 3 Sentinels,
 #   N gateway instances (release build, Redis store in cluster mode, shared global limit),
-#   HAProxy in front, health-checking /readyz.
+#   HAProxy in front, health-checking /readyz, and, when Debian's `prometheus` is installed,
+#   Prometheus scraping every instance.
 # Everything listens on 127.0.0.1; every process is started by this script, recorded by pid
 # in $FLEET_DIR/pids, and stopped by that pid only.
 #
@@ -41,6 +42,7 @@ REDIS_PORTS=()
 SENTINEL_PORTS=()
 LB_PORT=$((BASE + 80))
 STATS_PORT=$((BASE + 81))
+PROM_PORT=$((BASE + 90))
 gw_port() { echo $((BASE + 100 + $1)); }
 
 log() { printf 'fleet: %s %s\n' "$(date -u +%T.%3N)" "$*" >&2; }
@@ -283,8 +285,39 @@ start_haproxy() {
     spawn haproxy haproxy -db -f "$DIR/haproxy.cfg"
 }
 
+# Prometheus (Debian's `prometheus` package) scraping every instance's /metrics, when it is
+# installed; the fleet runs without it otherwise.
+start_prometheus() {
+    if ! command -v prometheus >/dev/null; then
+        log "prometheus not installed (apt-get install -y prometheus): no scraping"
+        return 0
+    fi
+    local targets="" i
+    for i in $(seq "$N"); do targets+="'127.0.0.1:$(gw_port "$i")', "; done
+    cat >"$DIR/prometheus.yml" <<EOF
+# Written by deploy/fleet.sh: every gateway instance, scraped directly (not through HAProxy,
+# which would give one instance's counters at a time).
+global:
+  scrape_interval: 2s
+  evaluation_interval: 2s
+scrape_configs:
+  - job_name: loan-gateway
+    metrics_path: /metrics
+    static_configs:
+      - targets: [${targets%, }]
+EOF
+    spawn prometheus prometheus --config.file="$DIR/prometheus.yml" \
+        --storage.tsdb.path="$DIR/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT"
+    local deadline=$((SECONDS + 30))
+    until curl -sf -o /dev/null "http://127.0.0.1:$PROM_PORT/-/ready"; do
+        ((SECONDS < deadline)) || die "prometheus not ready (see $DIR/logs/prometheus.log)"
+        sleep 0.2
+    done
+}
+
 all_names() {
     local p i
+    echo prometheus
     echo haproxy
     for i in $(seq "$N"); do echo "gateway-$i"; done
     for p in "${REDIS_PORTS[@]}"; do echo "redis-$p"; done
@@ -339,8 +372,12 @@ cmd_up() {
     done
     start_haproxy
     wait_ready "http://127.0.0.1:$LB_PORT" 10 || die "HAProxy not ready (see $DIR/logs/haproxy.log)"
+    start_prometheus
     echo "$BIN" >"$DIR/bin"
     log "up: http://127.0.0.1:$LB_PORT (HAProxy; stats http://127.0.0.1:$STATS_PORT/stats)"
+    if pid_of prometheus >/dev/null; then
+        log "    prometheus http://127.0.0.1:$PROM_PORT (job loan-gateway, every instance)"
+    fi
     log "    gateways $(for i in $(seq "$N"); do printf '127.0.0.1:%s ' "$(gw_port "$i")"; done)"
     log "    redis $TOPOLOGY: ${addrs[*]}; state, logs and pids in $DIR"
 }
@@ -567,5 +604,5 @@ down) cmd_down ;;
 status) cmd_status ;;
 fault) shift; cmd_fault "$@" ;;
 surge) shift; cmd_surge "$@" ;;
-*) sed -n '2,27p' "$0" >&2; exit 2 ;;
+*) sed -n '2,28p' "$0" >&2; exit 2 ;;
 esac
