@@ -128,8 +128,9 @@ start_redis() {
     spawn "redis-$port" redis-server --port "$port" --bind 127.0.0.1 --dir "$DIR/redis-$port" \
         --daemonize no --save "" --appendonly yes --appendfsync everysec \
         --repl-diskless-sync-delay 0 --maxmemory-policy noeviction "${role[@]}"
+    # PONG, not an error: while it loads its append-only file a node answers LOADING.
     for _ in $(seq 100); do
-        rcli "$port" ping >/dev/null 2>&1 && return 0
+        [[ $(rcli "$port" ping 2>/dev/null) == PONG ]] && return 0
         sleep 0.1
     done
     die "redis-server on $port did not start (see $DIR/logs/redis-$port.log)"
@@ -454,7 +455,11 @@ cmd_fault() {
             # primary no one writes to: the gateways connect only to the one the Sentinels
             # name, and they demote a stale primary only 8 s after it reports.
             start_redis "$port"
-            rcli "$port" replicaof 127.0.0.1 "$now" >/dev/null
+            local _
+            for _ in $(seq 100); do
+                [[ $(rcli "$port" replicaof 127.0.0.1 "$now" 2>/dev/null) == OK* ]] && break
+                sleep 0.05
+            done
             log "fault: redis $port restarted as the replica of $now"
         else
             start_redis "$port"
