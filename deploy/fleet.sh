@@ -3,7 +3,8 @@
 #   a Redis Cluster of 3 primaries and 3 replicas (automatic failover), or, with
 #   FLEET_TOPOLOGY=sentinel (`up --sentinel`), one primary, one replica and 3 Sentinels,
 #   N gateway instances (release build, Redis store in cluster mode, shared global limit),
-#   HAProxy in front, health-checking /readyz.
+#   HAProxy in front, health-checking /readyz, and, when Debian's `prometheus` is installed,
+#   Prometheus scraping every instance.
 # Everything listens on 127.0.0.1; every process is started by this script, recorded by pid
 # in $FLEET_DIR/pids, and stopped by that pid only.
 #
@@ -19,12 +20,12 @@
 # Settings (environment): FLEET_DIR (state, logs, pids; default /tmp/loan-gateway-fleet),
 # FLEET_INSTANCES (3), FLEET_PORT (first port of a block of 200; 17000),
 # FLEET_NODE_TIMEOUT_MS (cluster-node-timeout, or the Sentinels' down-after-milliseconds;
-# 1500 on a cluster, 1000 with Sentinels), FLEET_TOPOLOGY (cluster or sentinel),
+# 1000 on both), FLEET_TOPOLOGY (cluster or sentinel),
 # FLEET_REPLICA_ACKS (the gateways' redis.replica_acks; unset: the default, 1 on both
 # topologies), FLEET_GATEWAY_SET (more TOML
 # appended at the end of the gateways' configuration, e.g. a `[server]` table), FLEET_BIN
 # (folder of the release binaries; by default built with cargo into $CARGO_TARGET_DIR or
-# target/).
+# target/), FLEET_FAULTS (surge's schedule, one AT=COMMAND a line; `none`: no fault).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,16 +42,17 @@ REDIS_PORTS=()
 SENTINEL_PORTS=()
 LB_PORT=$((BASE + 80))
 STATS_PORT=$((BASE + 81))
+PROM_PORT=$((BASE + 90))
 gw_port() { echo $((BASE + 100 + $1)); }
 
-log() { printf 'fleet: %s\n' "$*" >&2; }
+log() { printf 'fleet: %s %s\n' "$(date -u +%T.%3N)" "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 topology() {
     case $TOPOLOGY in
     cluster)
         REDIS_PORTS=($((BASE + 1)) $((BASE + 2)) $((BASE + 3)) $((BASE + 4)) $((BASE + 5)) $((BASE + 6)))
-        NODE_TIMEOUT=${NODE_TIMEOUT:-1500}
+        NODE_TIMEOUT=${NODE_TIMEOUT:-1000}
         ;;
     sentinel)
         REDIS_PORTS=($((BASE + 1)) $((BASE + 2)))
@@ -113,8 +115,11 @@ start_redis() {
     local port=$1 role=()
     mkdir -p "$DIR/redis-$port"
     if [[ $TOPOLOGY == cluster ]]; then
+        # A primary found failing leaves its slots unserved until its replica is promoted
+        # (about a second): without full coverage required, the other primaries go on
+        # serving theirs meanwhile instead of the whole cluster answering CLUSTERDOWN.
         role=(--cluster-enabled yes --cluster-config-file nodes.conf
-            --cluster-node-timeout "$NODE_TIMEOUT")
+            --cluster-node-timeout "$NODE_TIMEOUT" --cluster-require-full-coverage no)
     elif [[ -n ${2:-} ]]; then
         role=(--replicaof 127.0.0.1 "$2")
     fi
@@ -123,8 +128,9 @@ start_redis() {
     spawn "redis-$port" redis-server --port "$port" --bind 127.0.0.1 --dir "$DIR/redis-$port" \
         --daemonize no --save "" --appendonly yes --appendfsync everysec \
         --repl-diskless-sync-delay 0 --maxmemory-policy noeviction "${role[@]}"
+    # PONG, not an error: while it loads its append-only file a node answers LOADING.
     for _ in $(seq 100); do
-        rcli "$port" ping >/dev/null 2>&1 && return 0
+        [[ $(rcli "$port" ping 2>/dev/null) == PONG ]] && return 0
         sleep 0.1
     done
     die "redis-server on $port did not start (see $DIR/logs/redis-$port.log)"
@@ -280,8 +286,39 @@ start_haproxy() {
     spawn haproxy haproxy -db -f "$DIR/haproxy.cfg"
 }
 
+# Prometheus (Debian's `prometheus` package) scraping every instance's /metrics, when it is
+# installed; the fleet runs without it otherwise.
+start_prometheus() {
+    if ! command -v prometheus >/dev/null; then
+        log "prometheus not installed (apt-get install -y prometheus): no scraping"
+        return 0
+    fi
+    local targets="" i
+    for i in $(seq "$N"); do targets+="'127.0.0.1:$(gw_port "$i")', "; done
+    cat >"$DIR/prometheus.yml" <<EOF
+# Written by deploy/fleet.sh: every gateway instance, scraped directly (not through HAProxy,
+# which would give one instance's counters at a time).
+global:
+  scrape_interval: 2s
+  evaluation_interval: 2s
+scrape_configs:
+  - job_name: loan-gateway
+    metrics_path: /metrics
+    static_configs:
+      - targets: [${targets%, }]
+EOF
+    spawn prometheus prometheus --config.file="$DIR/prometheus.yml" \
+        --storage.tsdb.path="$DIR/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT"
+    local deadline=$((SECONDS + 30))
+    until curl -sf -o /dev/null "http://127.0.0.1:$PROM_PORT/-/ready"; do
+        ((SECONDS < deadline)) || die "prometheus not ready (see $DIR/logs/prometheus.log)"
+        sleep 0.2
+    done
+}
+
 all_names() {
     local p i
+    echo prometheus
     echo haproxy
     for i in $(seq "$N"); do echo "gateway-$i"; done
     for p in "${REDIS_PORTS[@]}"; do echo "redis-$p"; done
@@ -336,8 +373,12 @@ cmd_up() {
     done
     start_haproxy
     wait_ready "http://127.0.0.1:$LB_PORT" 10 || die "HAProxy not ready (see $DIR/logs/haproxy.log)"
+    start_prometheus
     echo "$BIN" >"$DIR/bin"
     log "up: http://127.0.0.1:$LB_PORT (HAProxy; stats http://127.0.0.1:$STATS_PORT/stats)"
+    if pid_of prometheus >/dev/null; then
+        log "    prometheus http://127.0.0.1:$PROM_PORT (job loan-gateway, every instance)"
+    fi
     log "    gateways $(for i in $(seq "$N"); do printf '127.0.0.1:%s ' "$(gw_port "$i")"; done)"
     log "    redis $TOPOLOGY: ${addrs[*]}; state, logs and pids in $DIR"
 }
@@ -374,24 +415,51 @@ cmd_fault() {
         log "fault: gateway-$i restarted (pid $(pid_of "gateway-$i"))"
         ;;
     kill-primary)
-        # kill -9 the primary of slot 0; its replica is promoted; the old one is started
-        # again after ${2:-5} s and rejoins as a replica.
-        # With Sentinels it is started as the replica of the primary they promoted, as a
-        # supervisor would (started as a primary, the Sentinels demote it 8 to 10 s later).
-        local port p
+        # kill -9 the primary of slot 0 (with Sentinels: the primary they name); its replica
+        # is promoted. The old node is started again as soon as that promotion is seen, and
+        # no sooner than ${2:-0} s after the kill, as a supervisor restarting a crashed node
+        # would (see "Recovery from a primary kill" in README.md): on the cluster it rejoins
+        # as the promoted node's replica by itself (gossip tells it its slots moved); with
+        # Sentinels it is made the promoted primary's replica as soon as it answers (left a
+        # primary, the Sentinels would demote it only 8 to 10 s later). Until it holds the
+        # promoted primary's data, approvals on that primary wait for a replica and answer 503.
+        local port p rport="" id floor
         port=$(primary_port) || die "no primary found"
         p=$(pid_of "redis-$port")
+        if [[ $TOPOLOGY == cluster ]]; then
+            id=$(rcli "$port" cluster myid)
+            rport=$(rcli "$port" cluster nodes | awk -v id="$id" '$4 == id { split($2, a, "[:@]"); print a[2]; exit }')
+            [[ -n $rport ]] || die "primary $port has no replica"
+        fi
+        sleep "${2:-0}" &
+        floor=$!
         kill -KILL "$p"
         log "fault: redis primary $port (pid $p) killed"
-        sleep "${2:-5}"
-        if [[ $TOPOLOGY == sentinel ]]; then
-            local now=""
-            for _ in $(seq 300); do
+        local now=""
+        for _ in $(seq 300); do
+            if [[ $TOPOLOGY == sentinel ]]; then
                 now=$(sentinel_primary) && [[ $now != "$port" ]] && break
-                sleep 0.1
+            elif rcli "$rport" role 2>/dev/null | head -1 | grep -qx master; then
+                now=$rport
+                break
+            fi
+            now=""
+            sleep 0.05
+        done
+        [[ -n $now ]] || die "no replica of $port was promoted within 15 s"
+        log "fault: redis $now promoted"
+        wait "$floor"
+        if [[ $TOPOLOGY == sentinel ]]; then
+            # Started with --replicaof, a node connects to its primary on its next
+            # replication tick (up to a second); REPLICAOF connects at once. Meanwhile it is a
+            # primary no one writes to: the gateways connect only to the one the Sentinels
+            # name, and they demote a stale primary only 8 s after it reports.
+            start_redis "$port"
+            local _
+            for _ in $(seq 100); do
+                [[ $(rcli "$port" replicaof 127.0.0.1 "$now" 2>/dev/null) == OK* ]] && break
+                sleep 0.05
             done
-            [[ -n $now && $now != "$port" ]] || die "the Sentinels promoted no replica within 30 s"
-            start_redis "$port" "$now"
             log "fault: redis $port restarted as the replica of $now"
         else
             start_redis "$port"
@@ -485,14 +553,17 @@ cmd_surge() {
     else
         for port in "${REDIS_PORTS[@]}"; do nodes+=(--redis-node "redis://127.0.0.1:$port"); done
     fi
-    # The default schedule: an instance kill, a primary kill, a primary stopped beyond the
-    # failover timeout; each fault a command run at its second of the run.
+    # The default schedule: an instance kill, a primary kill (the node started again once
+    # its replica is promoted), a primary stopped beyond the failover timeout; each fault a
+    # command run at its second of the run.
     local faults=(
         --fault "10=$self fault kill-gateway 1 1"
-        --fault "25=$self fault kill-primary 5"
+        --fault "25=$self fault kill-primary"
         --fault "45=$self fault stop-primary 4"
     )
-    if [[ -n ${FLEET_FAULTS:-} ]]; then
+    if [[ ${FLEET_FAULTS:-} == none ]]; then
+        faults=()
+    elif [[ -n ${FLEET_FAULTS:-} ]]; then
         # One AT=COMMAND a line.
         local line
         faults=()
@@ -505,7 +576,7 @@ cmd_surge() {
     local scenario=(--scenario fleet-faults)
     [[ " $* " == *" --scenario "* ]] && scenario=()
     FLEET_DIR=$DIR "$BIN/loadtest" run --target "http://127.0.0.1:$LB_PORT" --no-progress \
-        --out "$out" "${scenario[@]}" "${faults[@]}" "$@" || rc=$?
+        --out "$out" "${scenario[@]}" ${faults[@]+"${faults[@]}"} "$@" || rc=$?
     "$BIN/loadtest" audit --run "$out" --target "http://127.0.0.1:$LB_PORT" "${nodes[@]}" || rc=$?
     log "results in $out (report.html, audit.json)"
     return "$rc"
@@ -538,5 +609,5 @@ down) cmd_down ;;
 status) cmd_status ;;
 fault) shift; cmd_fault "$@" ;;
 surge) shift; cmd_surge "$@" ;;
-*) sed -n '2,27p' "$0" >&2; exit 2 ;;
+*) sed -n '2,28p' "$0" >&2; exit 2 ;;
 esac

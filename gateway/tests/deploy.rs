@@ -298,52 +298,105 @@ async fn grafana_provisions_a_dashboard_of_exported_metrics() {
     }
 }
 
+/// The services of `profile` in the compose file.
+fn in_profile<'a>(services: &'a serde_json::Map<String, Value>, profile: &str) -> Vec<&'a str> {
+    services
+        .iter()
+        .filter(|(_, s)| {
+            !s["profiles"].is_null() && strings(&s["profiles"]).iter().any(|p| p == profile)
+        })
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+/// The names of `names` that start with `prefix`.
+fn starting<'a>(names: &[&'a str], prefix: &str) -> Vec<&'a str> {
+    names
+        .iter()
+        .copied()
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// The value after `flag` in a command line.
+fn flag(cmd: &[String], flag: &str) -> String {
+    let at = cmd
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} in {cmd:?}"));
+    cmd[at + 1].clone()
+}
+
+/// The gateway configuration `path` names in the image (the Dockerfile copies it there),
+/// validated.
+fn image_config(path: &str) -> Config {
+    let dockerfile = std::fs::read_to_string(root().join("gateway/Dockerfile")).unwrap();
+    let file = dockerfile
+        .lines()
+        .find_map(|l| {
+            let (file, dest) = l.strip_prefix("COPY gateway/config/")?.split_once(' ')?;
+            (dest == path).then(|| root().join("gateway/config").join(file))
+        })
+        .unwrap_or_else(|| panic!("the Dockerfile copies {path}"));
+    let config = Config::from_file(&file).unwrap();
+    config.validate().unwrap();
+    config
+}
+
+/// The HAProxy service mounts a configuration that health-checks `/readyz` on every one of
+/// `hosts` (port 8080).
+fn haproxy_checks(haproxy: &Value, hosts: &[&str]) {
+    let m = mounts(haproxy);
+    let (cfg, _) = m
+        .iter()
+        .find(|(_, dest)| dest.ends_with("haproxy.cfg"))
+        .unwrap();
+    let cfg = std::fs::read_to_string(cfg).unwrap();
+    assert!(cfg.contains("option httpchk GET /readyz"), "{cfg}");
+    for h in hosts {
+        assert!(
+            cfg.lines().any(|l| l.trim_start().starts_with("server ")
+                && l.contains(&format!(" {h}:8080"))
+                && l.contains(" check")),
+            "{h} is health-checked"
+        );
+    }
+}
+
 #[test]
 fn the_fleet_profile_is_a_replicated_cluster_three_gateways_and_haproxy() {
     let c = compose();
     let services = c["services"].as_object().unwrap();
-    let in_fleet = |name: &str| strings(&services[name]["profiles"]).contains(&"fleet".into());
-    let nodes: Vec<&String> = services
-        .keys()
-        .filter(|k| k.starts_with("redis-") && *k != "redis-cluster-init")
+    let fleet = in_profile(services, "fleet");
+    let nodes: Vec<&str> = starting(&fleet, "redis-")
+        .into_iter()
+        .filter(|k| *k != "redis-cluster-init")
         .collect();
     assert_eq!(nodes.len(), 6, "three primaries and three replicas");
     for n in &nodes {
-        assert!(in_fleet(n), "{n}");
-        let cmd = strings(&services[n.as_str()]["command"]);
-        let at = |flag: &str| cmd[cmd.iter().position(|a| a == flag).unwrap() + 1].clone();
-        assert_eq!(at("--cluster-enabled"), "yes", "{n}");
-        let timeout: u64 = at("--cluster-node-timeout").parse().unwrap();
+        let cmd = strings(&services[*n]["command"]);
+        assert_eq!(flag(&cmd, "--cluster-enabled"), "yes", "{n}");
+        let timeout: u64 = flag(&cmd, "--cluster-node-timeout").parse().unwrap();
         assert!(
             timeout <= 2000,
             "{n}: failover within seconds, not {timeout} ms"
         );
     }
+    assert!(fleet.contains(&"redis-cluster-init"));
     let init = strings(&services["redis-cluster-init"]["command"]).join(" ");
     assert!(init.contains("--cluster-replicas 1"), "{init}");
     for n in &nodes {
-        assert!(init.contains(n.as_str()), "{n} joins the cluster: {init}");
+        assert!(init.contains(n), "{n} joins the cluster: {init}");
     }
 
-    let gateways: Vec<&String> = services
-        .keys()
-        .filter(|k| k.starts_with("gateway-"))
-        .collect();
+    let gateways = starting(&fleet, "gateway-");
     assert_eq!(gateways.len(), 3);
-    let dockerfile = std::fs::read_to_string(root().join("gateway/Dockerfile")).unwrap();
     for g in &gateways {
-        let gw = &services[g.as_str()];
-        assert!(in_fleet(g), "{g}");
-        let path = gw["environment"]["GATEWAY_CONFIG"].as_str().unwrap();
-        let file = dockerfile
-            .lines()
-            .find_map(|l| {
-                let (file, dest) = l.strip_prefix("COPY gateway/config/")?.split_once(' ')?;
-                (dest == path).then(|| root().join("gateway/config").join(file))
-            })
-            .unwrap_or_else(|| panic!("the Dockerfile copies {path}"));
-        let config = Config::from_file(&file).unwrap();
-        config.validate().unwrap();
+        let config = image_config(
+            services[*g]["environment"]["GATEWAY_CONFIG"]
+                .as_str()
+                .unwrap(),
+        );
         let redis = config.redis_config().unwrap();
         assert!(redis.cluster);
         assert_eq!(redis.seeds().len(), 6, "every node is a seed");
@@ -360,21 +413,115 @@ fn the_fleet_profile_is_a_replicated_cluster_three_gateways_and_haproxy() {
         );
     }
 
-    let haproxy = &services["haproxy"];
-    assert!(in_fleet("haproxy"));
-    let m = mounts(haproxy);
-    let (cfg, _) = m
-        .iter()
-        .find(|(_, dest)| dest.ends_with("haproxy.cfg"))
-        .unwrap();
-    let cfg = std::fs::read_to_string(cfg).unwrap();
-    assert!(cfg.contains("option httpchk GET /readyz"), "{cfg}");
-    for g in &gateways {
+    assert!(fleet.contains(&"haproxy"));
+    haproxy_checks(&services["haproxy"], &gateways);
+}
+
+#[test]
+fn the_fleet_sentinel_profile_is_a_primary_a_replica_three_sentinels_three_gateways_and_haproxy() {
+    let c = compose();
+    let services = c["services"].as_object().unwrap();
+    let fleet = in_profile(services, "fleet-sentinel");
+    let has = |name: &str| assert!(fleet.contains(&name), "{name} in {fleet:?}");
+    has("redis-primary");
+    has("redis-replica");
+    // Every service of the profile is on its own network, so the names HAProxy's
+    // configuration uses (gateway-N) are this profile's gateways, not the `fleet` one's.
+    for s in &fleet {
         assert!(
-            cfg.lines().any(|l| l.trim_start().starts_with("server ")
-                && l.contains(&format!("{g}:8080"))
-                && l.contains(" check")),
-            "{g} is health-checked"
+            !services[*s]["networks"]["fleet-sentinel"].is_null()
+                || strings(&services[*s]["networks"]).contains(&"fleet-sentinel".into()),
+            "{s} is on the fleet-sentinel network"
         );
     }
+    for n in ["redis-primary", "redis-replica"] {
+        let cmd = strings(&services[n]["command"]);
+        assert_eq!(flag(&cmd, "--appendonly"), "yes", "{n}");
+        // Sentinels name the nodes by host name, so each announces its own.
+        assert_eq!(flag(&cmd, "--replica-announce-ip"), n);
+    }
+    let replica = strings(&services["redis-replica"]["command"]);
+    assert_eq!(flag(&replica, "--replicaof"), "redis-primary");
+
+    let sentinels: Vec<&str> = starting(&fleet, "sentinel-")
+        .into_iter()
+        .filter(|k| k["sentinel-".len()..].parse::<u8>().is_ok())
+        .collect();
+    assert_eq!(sentinels.len(), 3, "{fleet:?}");
+    let mut master = None;
+    for s in &sentinels {
+        let svc = &services[*s];
+        assert!(
+            strings(&svc["command"]).join(" ").contains("--sentinel"),
+            "{s}"
+        );
+        let m = mounts(svc);
+        let (conf, dest) = &m[0];
+        assert!(
+            strings(&svc["command"]).join(" ").contains(dest.as_str()),
+            "{s} starts from {dest}"
+        );
+        let conf = std::fs::read_to_string(conf).unwrap();
+        let line = |key: &str| -> Vec<String> {
+            conf.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("{key} in {conf}"))
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(line("port "), ["26379"]);
+        assert_eq!(line("sentinel resolve-hostnames "), ["yes"]);
+        let monitor = line("sentinel monitor ");
+        assert_eq!(
+            monitor[1..],
+            ["redis-primary", "6379", "2"],
+            "a quorum of 2 of 3"
+        );
+        let down = line("sentinel down-after-milliseconds ");
+        assert_eq!(down[0], monitor[0]);
+        let down: u64 = down[1].parse().unwrap();
+        assert!(down <= 2000, "failover within seconds, not {down} ms");
+        master = Some(monitor[0].clone());
+    }
+    let master = master.unwrap();
+
+    let gateways = starting(&fleet, "sentinel-gateway-");
+    assert_eq!(gateways.len(), 3);
+    let mut aliases = Vec::new();
+    for g in &gateways {
+        let gw = &services[*g];
+        let config = image_config(gw["environment"]["GATEWAY_CONFIG"].as_str().unwrap());
+        let redis = config.redis_config().unwrap();
+        assert!(redis.is_sentinel() && !redis.cluster);
+        assert_eq!(redis.sentinel_master.as_deref(), Some(master.as_str()));
+        for s in &sentinels {
+            assert!(
+                redis
+                    .sentinels
+                    .iter()
+                    .any(|u| u == &format!("redis://{s}:26379")),
+                "{s} is one of {:?}",
+                redis.sentinels
+            );
+        }
+        assert!(redis.shared_global_limit);
+        assert_eq!(
+            usize::try_from(redis.global_limit_instances).unwrap(),
+            gateways.len()
+        );
+        for dep in &sentinels {
+            assert_eq!(
+                gw["depends_on"][*dep]["condition"], "service_healthy",
+                "{g}"
+            );
+        }
+        aliases.extend(strings(&gw["networks"]["fleet-sentinel"]["aliases"]));
+    }
+    aliases.sort();
+    assert_eq!(aliases, ["gateway-1", "gateway-2", "gateway-3"]);
+
+    has("sentinel-haproxy");
+    let names: Vec<&str> = aliases.iter().map(String::as_str).collect();
+    haproxy_checks(&services["sentinel-haproxy"], &names);
 }
