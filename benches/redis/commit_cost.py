@@ -8,6 +8,7 @@ on a redis-server of its own (free loopback port, pinned to REDIS_CPU, default 1
     CHECKED=1 benches/redis/commit_cost.py          # as the common case: a checked commit
     CALLGRIND=1 benches/redis/commit_cost.py 5000   # instructions per commit (valgrind)
     INPUTS=98 benches/redis/commit_cost.py          # with the decision-inputs XADD after each
+    SCRIPT_BODY="return {'committed'}" CHECKED=1 CALLGRIND=1 benches/redis/commit_cost.py 3000
 
 Before the N measured calls, each user holds AP approvals (default 300) and each slot's
 expiry queue AP records, as after a few rounds of benches/wrk/redis.sh, and WARM commits
@@ -100,7 +101,8 @@ def call(*args):
     return read()
 
 
-sha = call("SCRIPT", "LOAD", script).decode()
+# SCRIPT_BODY="return {'committed'}": the cost of the call itself, with the same arguments.
+sha = call("SCRIPT", "LOAD", os.environ.get("SCRIPT_BODY", script)).decode()
 users = [f"u-{i:06d}" for i in range(U)]
 tag = ["{s%04d}" % (i % 1024) for i in range(U)]
 now_s = int(time.time())
