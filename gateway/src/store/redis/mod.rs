@@ -90,8 +90,9 @@
 //! # Failure
 //! Pool waits, connection set-up and every command are bounded ([`RedisConfig`]); any
 //! failure answers [`StoreError::Unavailable`] or, for a command that was sent but not
-//! answered in time, [`StoreError::Timeout`]. Scripts check everything before they write,
-//! so a refused commit writes nothing.
+//! answered in time, [`StoreError::Timeout`]. Scripts check everything before they write
+//! (the commit script's first write, the idempotency record, is deleted again by a commit
+//! refused after it, in the same atomic step), so a refused commit leaves nothing written.
 //!
 //! Connections are shared: a request takes a pooled connection's handle and returns the
 //! connection at once, so concurrent requests' commands go out pipelined on one connection.
