@@ -49,12 +49,10 @@ pub(super) fn pack<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
 /// An event's fields by name, from either form: the packed field, or one field per value
 /// (written before). `Corrupt` when the packed field does not hold the [`FIELDS`].
 pub(super) fn fields(raw: Vec<(String, String)>) -> Result<HashMap<String, String>> {
-    let packed = match raw.iter().position(|(f, _)| f == PACKED) {
-        Some(i) if raw.len() == 1 => raw.into_iter().nth(i).map(|(_, v)| v),
-        _ => None,
-    };
-    let Some(packed) = packed else {
-        return Ok(raw.into_iter().collect());
+    let packed = match <[_; 1]>::try_from(raw) {
+        Ok([(f, v)]) if f == PACKED => v,
+        Ok([one]) => return Ok(HashMap::from([one])),
+        Err(raw) => return Ok(raw.into_iter().collect()),
     };
     let bad = || corrupt(format!("a packed decision event: {packed:?}"));
     let mut out = HashMap::with_capacity(FIELDS.len());
