@@ -7,6 +7,8 @@ on a redis-server of its own (free loopback port, pinned to REDIS_CPU, default 1
     benches/redis/commit_cost.py [N] [U]            # 50,000 commits over 1,000 users
     CHECKED=1 benches/redis/commit_cost.py          # as the common case: a checked commit
     CALLGRIND=1 benches/redis/commit_cost.py 5000   # instructions per commit (valgrind)
+    INPUTS=98 benches/redis/commit_cost.py          # with the decision-inputs XADD after each
+    SCRIPT_BODY="return {'committed'}" CHECKED=1 CALLGRIND=1 benches/redis/commit_cost.py 3000
 
 Before the N measured calls, each user holds AP approvals (default 300) and each slot's
 expiry queue AP records, as after a few rounds of benches/wrk/redis.sh, and WARM commits
@@ -32,6 +34,9 @@ AP = int(os.environ.get("AP", "300"))
 WARM = int(os.environ.get("WARM", N // 5))
 CHECKED = bool(os.environ.get("CHECKED"))
 CALLGRIND = bool(os.environ.get("CALLGRIND"))
+# INPUTS=98: each commit followed by the decision-inputs XADD the gateway queues after it
+# (`MAXLEN 98`: the default `decision_inputs_kept` of 100,000 over 1,024 slots).
+INPUTS = int(os.environ.get("INPUTS", "0"))
 
 src = open(os.path.join(ROOT, "gateway/src/store/redis/scripts.rs")).read()
 macros = {m.group(1): m.group(2) for m in re.finditer(
@@ -96,7 +101,8 @@ def call(*args):
     return read()
 
 
-sha = call("SCRIPT", "LOAD", script).decode()
+# SCRIPT_BODY="return {'committed'}": the cost of the call itself, with the same arguments.
+sha = call("SCRIPT", "LOAD", os.environ.get("SCRIPT_BODY", script)).decode()
 users = [f"u-{i:06d}" for i in range(U)]
 tag = ["{s%04d}" % (i % 1024) for i in range(U)]
 now_s = int(time.time())
@@ -118,13 +124,28 @@ if AP:
              *["%d lg:{s%04d}:k:%032x" % ((now_s + 86400) * 1000 + j, slot, 10**15 + j)
                for j in range(AP)])
 
+# A decision's JSON, its id and user filled in per commit (Lua interns every string: equal
+# strings would cost less than the gateway's, each of which differs).
 decision = json.dumps({
-    "decision_id": "dd_0000_01JEXAMPLE0000000000000000", "user_id": "u-000000",
+    "decision_id": "{did}", "user_id": "{user}",
     "outcome": "approved", "amount_fen": 100, "available_fen": 0, "drawable_now_fen": 100,
     "reasons": [], "threshold_version": 7, "policy": "default",
     "evaluated_at": "2026-12-05T19:00:00.000Z", "appealable": False, "guidance": "x" * 300})
 state = [(10**6, 0)] * U
+# A decision's inputs as the gateway keeps them (about 330 bytes of JSON).
+inputs = json.dumps({
+    "decision_id": "dd_0000_01JEXAMPLE0000000000000000", "user_id": "u-000000",
+    "state": {"limit": limit, "used": 0, "grade": "A", "logins_30d": 12, "drawdowns_24h": 0,
+              "applications_1h": 0, "account_age_days": 800, "new_device": False,
+              "days_overdue": 0, "blocklisted": False},
+    "amount_fen": 100, "channel": "app", "bureau": {"kind": "not_consulted"},
+    "profile": "default", "window_ends_at": None, "threshold_version": 7,
+    "outcome": "approved", "reason": None})
 now0 = now_s * 1000
+
+
+def netstrings(*values):
+    return "".join(f"{len(str(v).encode())}:{v}," for v in values)
 
 
 def commit(k):
@@ -132,17 +153,28 @@ def commit(k):
     u, t = users[i], tag[i]
     did = "dd_%04d_%020d" % (i % 1024, k)
     now = now0 + k // 20
+    exp = now + 86_400_000
     keys = [f"lg:{t}:u:{u}", f"lg:{t}:k:{k:032x}", f"lg:{t}:k-due", f"lg:{t}:d:{did}",
             f"lg:{t}:audit", f"lg:{t}:u-ap:{u}"]
     version, used = state[i]
     state[i] = (version + 1, used + 100)
-    after = [str(version), str(used + 100), str(limit - used - 100), str(version + 1)]
-    if not CHECKED:
-        after = ["", "", "", ""]
-    argv = ["%032x" % k, did, decision, 100, limit, now, now + 86_400_000, 86_400_000,
-            604_800_000, u, f"0\n{u}\n\nbench-caller", "bench-caller", after[0], f"key-{k}",
-            "approved", 7, "default", "2026-12-05T19:00:00.000Z"] + after[1:]
-    return enc("EVALSHA", sha, len(keys), *keys, *argv)
+    value = decision.replace("{did}", did, 1).replace("{user}", u, 1) + "\n"
+    tail = f"\n0\n{u}\n\nbench-caller"
+    audit = netstrings(did, u, "bench-caller", f"key-{k}", "approved", 100, 7, "default",
+                       "2026-12-05T19:00:00.000Z")
+    argv = [None, now, f"{exp} {k:032x} {did}", f"{exp} {keys[1]}", 86_400_000, 604_800_000]
+    if CHECKED:
+        argv[0] = value + str(limit - used - 100) + tail
+        argv += [audit + netstrings(used + 100, limit - used - 100), version, used + 100,
+                 version + 1]
+    else:
+        argv[0] = value
+        argv += [audit, "", tail, 100, limit]
+    out = enc("EVALSHA", sha, len(keys), *keys, *argv)
+    if INPUTS:
+        # As `RedisStore::keep_inputs` sends it after the commit (its own command).
+        out += enc("XADD", f"lg:{t}:din", "MAXLEN", INPUTS, "*", "i", inputs)
+    return out
 
 
 def run(n, base):
@@ -154,6 +186,8 @@ def run(n, base):
             if not (isinstance(r, list) and r[0] == b"committed"):
                 stop()
                 sys.exit(f"not committed: {r!r}")
+            if INPUTS:
+                read()
 
 
 def ticks():
@@ -185,3 +219,10 @@ if CALLGRIND:
         if "Collected" in line:
             total = int(line.split(":")[1].replace(",", ""))
             print(f"  instructions per commit (callgrind): {total / N:,.0f}")
+    # Redis's periodic work (`serverCron`: memory statistics, expiry sampling) runs by the
+    # clock, so it grows with how long the run took under valgrind, not with the commits.
+    tree = subprocess.run(["callgrind_annotate", "--inclusive=yes", f"{tmp}/cg.out"],
+                          capture_output=True, text=True).stdout
+    cron = sum(int(m.group(1).replace(",", "")) for m in
+               re.finditer(r"^\s*([\d,]+) \([^)]*\)\s+\S*:serverCron ", tree, re.M))
+    print(f"  instructions per commit without serverCron: {(total - cron) / N:,.0f}")

@@ -234,6 +234,159 @@ async fn commits_append_audit_events_to_the_users_slot_stream() {
     assert_eq!(s.read_all_audit().await.unwrap(), events);
 }
 
+/// A checked commit (the common case: on the state the instance keeps, at its version)
+/// writes the same audit event as an unchecked one, with the line the gateway computed; a
+/// checked commit whose version moved is refused and leaves no idempotency record.
+#[tokio::test]
+async fn a_checked_commit_audits_its_line_and_a_refused_one_leaves_no_record() {
+    let r = redis_or_skip!();
+    let s = at_t0(config(r.url.clone()));
+    let u = user("u-audit-seen");
+    let state = s
+        .upsert_user(
+            &u,
+            UserState::clean(Fen::new(10_000).unwrap(), RiskGrade::A),
+        )
+        .await
+        .unwrap();
+    let mut seen = s.seen(&u, state).await.unwrap();
+    let first = match s
+        .commit_seen(request(&u, "a", Outcome::Approved, 4_000), &mut seen)
+        .await
+        .unwrap()
+    {
+        CommitOutcome::Committed(d) => d,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(first.available_fen, 6_000);
+    assert_eq!(seen.state.used.get(), 4_000);
+    drop(seen);
+    // Another commit moves the version under a state seen before it.
+    let mut stale = s
+        .seen(&u, UserState::clean(Fen::MAX, RiskGrade::A))
+        .await
+        .unwrap();
+    assert_eq!(stale.state.used.get(), 4_000);
+    s.commit(request(&u, "b", Outcome::Approved, 1_000))
+        .await
+        .unwrap();
+    let refused = s
+        .commit_seen(request(&u, "c", Outcome::Approved, 1_000), &mut stale)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused, CommitOutcome::LineChanged(fresh) if fresh.used.get() == 5_000),
+        "{refused:?}"
+    );
+    assert!(
+        s.load("c", &u, Some("c"))
+            .await
+            .unwrap()
+            .idempotent
+            .is_none()
+    );
+
+    let events = s.read_audit(user_slot(&u), "0", 100).await.unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let line = |e: &gateway::store::AuditEvent| {
+        [
+            "user",
+            "caller",
+            "idempotency_key",
+            "outcome",
+            "amount_fen",
+            "used_fen",
+        ]
+        .into_iter()
+        .chain(["available_fen", "threshold_version", "policy"])
+        .map(|f| e.fields[f].as_str())
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(events[0].fields["decision_id"], first.decision_id);
+    assert_eq!(
+        line(&events[0]),
+        [
+            "u-audit-seen",
+            "c",
+            "a",
+            "approved",
+            "4000",
+            "4000",
+            "6000",
+            "3",
+            "standard"
+        ]
+    );
+    assert_eq!(events[1].fields["used_fen"], "5000");
+    assert_eq!(events[1].fields["available_fen"], "5000");
+}
+
+/// An audit event written before events were packed (one stream field per value) reads as
+/// a packed one does, beside packed ones, and a backtest selects its decision.
+#[tokio::test]
+async fn audit_events_stored_field_by_field_still_read() {
+    let r = redis_or_skip!();
+    let s = at_t0(config(r.url.clone()));
+    let u = user("u-audit-old");
+    s.upsert_user(
+        &u,
+        UserState::clean(Fen::new(10_000).unwrap(), RiskGrade::A),
+    )
+    .await
+    .unwrap();
+    let slot = user_slot(&u);
+    let old = request(&u, "old", Outcome::Approved, 1_000);
+    let old_fields = [
+        ("decision_id", old.decision.decision_id.as_str()),
+        ("user", "u-audit-old"),
+        ("caller", "c"),
+        ("idempotency_key", "old"),
+        ("outcome", "approved"),
+        ("amount_fen", "1000"),
+        ("threshold_version", "3"),
+        ("policy", "standard"),
+        ("evaluated_at", old.decision.evaluated_at.as_str()),
+        ("used_fen", "1000"),
+        ("available_fen", "9000"),
+    ];
+    let mut c = deadpool_redis::redis::Client::open(r.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: String = deadpool_redis::redis::cmd("XADD")
+        .arg(s.audit_key(slot))
+        .arg("*")
+        .arg(&old_fields)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let new = match s
+        .commit(request(&u, "new", Outcome::Rejected, 1_000))
+        .await
+        .unwrap()
+    {
+        CommitOutcome::Committed(d) => d,
+        other => panic!("{other:?}"),
+    };
+
+    let events = s.read_audit(slot, "0", 100).await.unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let expected: std::collections::HashMap<String, String> = old_fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    assert_eq!(events[0].fields, expected);
+    assert_eq!(events[1].fields["decision_id"], new.decision_id);
+    assert_eq!(events[1].fields["outcome"], "rejected");
+    assert_eq!(events[1].fields.len(), expected.len());
+    let selected = s
+        .select_inputs(gateway::store::Selection::Last(10))
+        .await
+        .unwrap();
+    assert_eq!(selected.decisions, 2, "both forms are selected");
+}
+
 /// Lines up to `Fen::MAX` are reserved to the fen.
 #[tokio::test]
 async fn large_amounts_are_exact() {

@@ -210,7 +210,7 @@ impl RedisStore {
                     c.before = Some(id.clone());
                 }
                 for (_, fields) in entries {
-                    let Some((_, id)) = fields.into_iter().find(|(f, _)| f == "decision_id") else {
+                    let Some(id) = super::events::fields(fields)?.remove("decision_id") else {
                         return Err(corrupt("a decision event without its decision_id"));
                     };
                     let key = decision_key(&id)?;

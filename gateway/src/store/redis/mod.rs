@@ -12,7 +12,7 @@
 //! | `P:{sNNNN}:k:<digest>` | string | an idempotency record: `<expiry ms> <fingerprint> <decision id>` (a hash of the three before); TTL = retention |
 //! | `P:{sNNNN}:k-due` | list | the slot's idempotency records in commit order, `<expiry ms> <key>` (for [`Store::purge_expired`]; `k-exp`, a zset by expiry, before) |
 //! | `P:{sNNNN}:d:<decision_id>` | string | a decision: JSON, available, appealable, user, appeal, caller, one a line (a hash of them before); TTL = decision retention, none once appealed |
-//! | `P:{sNNNN}:audit` | stream | one event per committed decision; never trimmed by the gateway |
+//! | `P:{sNNNN}:audit` | stream | one event per committed decision, its values packed in one field (below); never trimmed by the gateway |
 //! | `P:{sNNNN}:repl` | string | a marker written before an approval is replayed, so that `WAIT` covers it ([`durable`]); expires in a minute |
 //! | `P:{th}:shadow` | hash | the staged shadow candidate every instance evaluates: `id`, `rec` ([`candidate`]) |
 //! | `P:{th}:force` | string | the peak window an operator forced for every instance (or `normal`; none: the calendar) ([`forced`]) |
@@ -32,8 +32,10 @@
 //! A committed decision (approval, rejection or review; never a replay) appends one event to
 //! its slot's stream in the same script that reserves the credit: `decision_id`, `user`,
 //! `caller`, `idempotency_key`, `outcome`, `amount_fen`, `threshold_version`, `policy`,
-//! `evaluated_at`, then `used_fen` and `available_fen` after the commit. A downstream
-//! consumer reads the 1,024 streams `P:{s0000}:audit` … `P:{s1023}:audit` (one
+//! `evaluated_at`, then `used_fen` and `available_fen` after the commit. The entry holds
+//! them packed in one field, `p`: the eleven values in that order as consecutive
+//! netstrings (`<byte length>:<bytes>,`, e.g. `3:u-1,`); entries written before hold one
+//! field per value, under those names ([`events`] reads both). A downstream consumer reads the 1,024 streams `P:{s0000}:audit` … `P:{s1023}:audit` (one
 //! `XREADGROUP` consumer group per stream, or [`RedisStore::read_audit`] with the last id
 //! seen); on Redis Cluster each stream lives on the node that owns its slot. The gateway
 //! never trims them: retention is the consumer's call (`XTRIM MINID` after archiving).
@@ -89,8 +91,9 @@
 //! # Failure
 //! Pool waits, connection set-up and every command are bounded ([`RedisConfig`]); any
 //! failure answers [`StoreError::Unavailable`] or, for a command that was sent but not
-//! answered in time, [`StoreError::Timeout`]. Scripts check everything before they write,
-//! so a refused commit writes nothing.
+//! answered in time, [`StoreError::Timeout`]. Scripts check everything before they write
+//! (the commit script's first write, the idempotency record, is deleted again by a commit
+//! refused after it, in the same atomic step), so a refused commit leaves nothing written.
 //!
 //! Connections are shared: a request takes a pooled connection's handle and returns the
 //! connection at once, so concurrent requests' commands go out pipelined on one connection.
@@ -109,6 +112,7 @@ mod candidate;
 mod coalesce;
 mod config;
 mod durable;
+mod events;
 mod forced;
 mod inputs;
 mod reconcile;
@@ -367,7 +371,8 @@ impl fmt::Debug for RedisStore {
 pub struct AuditEvent {
     /// The stream entry id (`<ms>-<seq>`): pass the last one seen to read on.
     pub id: String,
-    /// The event's fields (`decision_id`, `user`, `outcome`, `amount_fen`, …).
+    /// The event's fields (`decision_id`, `user`, `outcome`, `amount_fen`, …), by name
+    /// whether the entry holds them packed or one stream field each (written before).
     pub fields: HashMap<String, String>,
 }
 
@@ -771,13 +776,14 @@ impl RedisStore {
                 count,
             )
             .await?;
-        Ok(raw
-            .into_iter()
-            .map(|(id, fields)| AuditEvent {
-                id,
-                fields: fields.into_iter().collect(),
+        raw.into_iter()
+            .map(|(id, fields)| {
+                Ok(AuditEvent {
+                    id,
+                    fields: events::fields(fields)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Up to `count` entries of stream `key` from the id `from` on, exclusive (`None`: from
@@ -992,6 +998,19 @@ fn status_of(word: &Value) -> Result<String> {
     text(word).ok_or_else(bad)
 }
 
+/// What a checked commit ([`RedisStore::commit_inner`]) leaves, computed by the gateway on
+/// the state it was evaluated against.
+struct Checked {
+    /// The version the state was read or written at.
+    expected: u64,
+    /// `used` after the commit.
+    used: u64,
+    /// `limit - used` after the commit.
+    available: u64,
+    /// The version after the commit.
+    version: u64,
+}
+
 impl RedisStore {
     /// A commit; with `seen`, a compare-and-set on its version (see [`Store::commit_seen`]),
     /// and `seen` follows the state the commit left or found.
@@ -1013,12 +1032,11 @@ impl RedisStore {
         let decision_key = format!("{tag}d:{}", req.decision.decision_id);
         let mut stored = req.decision.clone();
         stored.available_fen = 0;
-        let json = serde_json::to_string(&stored)
+        // The decision's value (see `scripts::COMMIT`'s `decision`): its JSON, then
+        // `available` and the rest (added below).
+        let mut value = serde_json::to_string(&stored)
             .map_err(|e| invalid(format!("decision does not serialise: {e}")))?;
-        let ceiling = req.reserve.map(|r| {
-            // The store never lets `used` pass the limit either; the script checks both.
-            r.ceiling.get().to_string()
-        });
+        value.push('\n');
         let d = &req.decision;
         let keys = [
             self.user_key(&req.user),
@@ -1028,60 +1046,93 @@ impl RedisStore {
             self.audit_key(slot),
             self.approvals_key(&req.user),
         ];
-        let fingerprint = req.fingerprint.to_string();
         let amount = d.amount_fen.to_string();
-        let ceiling = ceiling.unwrap_or_default();
-        // The decision's fields after `available` (see `scripts::COMMIT`'s `decision`).
+        // The decision's fields after `available`.
         let tail = format!(
-            "{}\n{}\n\n{}",
+            "\n{}\n{}\n\n{}",
             if d.appealable { "1" } else { "0" },
             req.user.as_str(),
             req.caller
         );
-        let expected = seen
-            .as_ref()
-            .and_then(|s| s.version)
-            .map(|v| v.to_string())
-            .unwrap_or_default();
+        let record = format!("{exp_ms} {} {}", req.fingerprint, d.decision_id);
+        let queued = format!("{exp_ms} {}", keys[1]);
+        let threshold_version = d.threshold_version.to_string();
+        // The audit event, packed ([`events`]); the line after the commit follows.
+        let mut audit = events::pack([
+            d.decision_id.as_str(),
+            req.user.as_str(),
+            &req.caller,
+            &req.idempotency_key,
+            d.outcome.as_str(),
+            &amount,
+            &threshold_version,
+            &d.policy,
+            &d.evaluated_at,
+        ]);
         // A checked commit lands on exactly the state seen, so what it leaves is known here:
-        // used, available, and the version after a reservation (the script checks the line).
-        let (used_after, available_after, version_after) = seen
+        // used, available and the version after it. Its line is checked here, on that
+        // state; one this state cannot hold (the engine never approves such a one) goes
+        // unchecked, for the script to check on the stored state.
+        let checked = seen
             .as_ref()
             .and_then(|s| Some((&s.state, s.version?)))
-            .map(|(state, version)| {
+            .and_then(|(state, version)| {
                 let used = state
                     .used
                     .get()
-                    .saturating_add(req.reserve.map_or(0, |r| r.amount.get()));
-                let available = state.limit.get().saturating_sub(used);
-                let version = version + u64::from(req.reserve.is_some());
-                (used.to_string(), available.to_string(), version.to_string())
-            })
-            .unwrap_or_default();
-        let threshold_version = d.threshold_version.to_string();
+                    .checked_add(req.reserve.map_or(0, |r| r.amount.get()))?;
+                let holds = req
+                    .reserve
+                    .is_none_or(|r| used <= r.ceiling.get() && used <= state.limit.get());
+                holds.then(|| Checked {
+                    expected: version,
+                    used,
+                    available: state.limit.get().saturating_sub(used),
+                    version: version + u64::from(req.reserve.is_some()),
+                })
+            });
+        let mut args: Vec<String> = Vec::with_capacity(11);
+        if let Some(c) = &checked {
+            let available = c.available.to_string();
+            events::push(&mut audit, &c.used.to_string());
+            events::push(&mut audit, &available);
+            value.push_str(&available);
+            value.push_str(&tail);
+        }
+        args.push(value);
+        args.push(now_ms.to_string());
+        args.push(record);
+        args.push(queued);
+        args.push(duration_ms(config.idempotency_retention).to_string());
+        args.push(duration_ms(config.decision_retention).to_string());
+        args.push(audit);
+        match &checked {
+            Some(c) => {
+                args.push(c.expected.to_string());
+                args.push(if req.reserve.is_some() {
+                    c.used.to_string()
+                } else {
+                    String::new()
+                });
+                args.push(c.version.to_string());
+            }
+            None => {
+                args.push(String::new());
+                args.push(tail);
+                args.push(amount);
+                // The store never lets `used` pass the limit either; the script checks both.
+                args.push(
+                    req.reserve
+                        .map(|r| r.ceiling.get().to_string())
+                        .unwrap_or_default(),
+                );
+            }
+        }
         let script = &self.inner.scripts.commit;
         let args = |cmd: &mut redis::Cmd| {
-            cmd.arg(&fingerprint)
-                .arg(&d.decision_id)
-                .arg(&json)
-                .arg(&amount)
-                .arg(&ceiling)
-                .arg(now_ms)
-                .arg(exp_ms)
-                .arg(duration_ms(config.idempotency_retention))
-                .arg(duration_ms(config.decision_retention))
-                .arg(req.user.as_str())
-                .arg(&tail)
-                .arg(&*req.caller)
-                .arg(&expected)
-                .arg(&*req.idempotency_key)
-                .arg(d.outcome.as_str())
-                .arg(&threshold_version)
-                .arg(&d.policy)
-                .arg(&d.evaluated_at)
-                .arg(&used_after)
-                .arg(&available_after)
-                .arg(&version_after);
+            for a in &args {
+                cmd.arg(a);
+            }
         };
         // A reservation is answered only once a replica holds it (see [`durable`]).
         let acks = req.reserve.is_some() && self.replica_acks() > 0;
@@ -1114,29 +1165,37 @@ impl RedisStore {
                         .and_then(|a| a.parse::<u64>().ok())
                         .ok_or_else(bad)
                 };
-                let available = number(1)?;
-                let version = number(2)?;
-                if let Some(seen) = seen.as_deref_mut().filter(|s| s.version.is_some()) {
-                    // The commit landed on exactly `seen.state`: it is now that state with
-                    // the reservation made.
-                    if let Some(r) = req.reserve {
-                        let used = seen.state.used.checked_add(r.amount).ok_or_else(bad)?;
-                        seen.state.used = used;
-                        seen.state.drawdowns_24h = seen.state.drawdowns_24h.saturating_add(1);
-                        // The new approval counts until 24 hours after its second.
-                        let ends = (now_ms.div_euclid(1_000) + 86_400) * 1_000;
-                        seen.stable_until = Some(seen.stable_until.map_or(ends, |t| t.min(ends)));
+                let available = match (&checked, seen.as_deref_mut()) {
+                    (Some(c), Some(seen)) => {
+                        // The commit landed on exactly `seen.state`: it is now that state
+                        // with the reservation made.
+                        if req.reserve.is_some() {
+                            seen.state.used = Fen::new(c.used).ok_or_else(bad)?;
+                            seen.state.drawdowns_24h = seen.state.drawdowns_24h.saturating_add(1);
+                            // The new approval counts until 24 hours after its second.
+                            let ends = (now_ms.div_euclid(1_000) + 86_400) * 1_000;
+                            seen.stable_until =
+                                Some(seen.stable_until.map_or(ends, |t| t.min(ends)));
+                        }
+                        seen.version = Some(c.version);
+                        self.inner.users.put(
+                            &req.user,
+                            Kept {
+                                state: seen.state.clone(),
+                                version: c.version,
+                                stable_until: seen.stable_until,
+                            },
+                        );
+                        c.available
                     }
-                    seen.version = Some(version);
-                    self.inner.users.put(
-                        &req.user,
-                        Kept {
-                            state: seen.state.clone(),
-                            version,
-                            stable_until: seen.stable_until,
-                        },
-                    );
-                }
+                    (_, seen) => {
+                        if let Some(seen) = seen {
+                            // Committed unchecked: the state it left is not known here.
+                            seen.version = None;
+                        }
+                        number(1)?
+                    }
+                };
                 let mut d = req.decision;
                 d.available_fen = available;
                 d.drawable_now_fen = d.drawable_now_fen.min(available);

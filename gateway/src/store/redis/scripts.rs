@@ -135,22 +135,36 @@ return {user, fp, id, d[1], d[2]}
 /// `commit`: the whole drawdown commit in one atomic step.
 ///
 /// KEYS: user, idem, idem expiry queue, decision, audit stream, approvals.
-/// ARGV: 1 fingerprint, 2 decision id, 3 decision json, 4 amount, 5 ceiling ('' when
-/// nothing is reserved), 6 now (ms), 7 record expiry (ms), 8 record TTL (ms), 9 decision TTL
-/// (ms), 10 user id, 11 the decision's fields after `available` (`<appealable>\n<user>\n\n
-/// <caller>`: see `decision`), 12 caller, 13 the user's version the decision was evaluated
-/// at ('' when unchecked), then the audit event's other values: 14 idempotency key,
-/// 15 outcome, 16 threshold version, 17 policy, 18 evaluated at; then, when checked, what
-/// the commit leaves: 19 used, 20 available, 21 the version after a reservation.
+/// ARGV: 1 the decision's value (see `decision`; when unchecked, up to `available`:
+/// `<json>\n`), 2 now (ms), 3 the idempotency record (`<expiry ms> <fingerprint> <decision
+/// id>`: see `record`), 4 its expiry queue entry (`<expiry ms> <idem key>`), 5 record TTL
+/// (ms), 6 decision TTL (ms), 7 the audit event (see below), 8 the user's version the
+/// decision was evaluated at ('' when unchecked); then, when checked, 9 `used` after the
+/// commit ('' when nothing is reserved), 10 the version after it; when unchecked, 9 the
+/// decision's value after `available` (`\n<appealable>\n<user>\n\n<caller>`), 10 amount,
+/// 11 ceiling ('' when nothing is reserved).
 ///
 /// The user's version `v` counts its writes: a reservation bumps it (as an upsert does), so a
 /// checked commit lands only on the state it was evaluated against, and answers the fresh
-/// state (`line_changed`) otherwise; being that state, its `used` is not read, and the
-/// amounts after the commit are the gateway's (the line is still checked against the
-/// stored limit and the ceiling). A replay or a refused key is answered before the
-/// version is looked at: the first commit of that key decided already. Everything is
-/// checked before the first write; the decision is that write (`SET NX`: an id stored
-/// already is refused there, and nothing is written).
+/// state (`line_changed`) otherwise. Being that state, it is not read again: what the
+/// commit leaves (`used`, the decision's `available`, the new version) is the gateway's,
+/// which checked the line on that state (its limit is the stored one: only an upsert
+/// changes a limit, and it moves the version) and sends a commit whose line it cannot hold
+/// unchecked. An unchecked commit reads `used` and checks the line against the stored
+/// limit and the ceiling. A replay or a refused key is answered before the version is
+/// looked at: the first commit of that key decided already.
+///
+/// The first write is the idempotency record (`SET NX`): in the common case, a key not
+/// seen before, that write is also the look-up, one command for two. A key held already
+/// is read (`record`) and answered (replay, reuse) or, past its retention, written over once
+/// everything is checked. A commit refused after the `SET NX` (the line or the version
+/// changed, a duplicate decision id) deletes that record again before it answers, in the
+/// same atomic step: a refused commit leaves nothing behind. The decision is the second
+/// write (`SET NX`: an id stored already is refused there).
+///
+/// The audit event is one field, `p`, packed by the gateway (see `mod.rs`, "The audit
+/// streams"): complete when the commit is checked, else all but `used_fen` and
+/// `available_fen`, which the script appends.
 ///
 /// An approval adds its new version to the user's approvals, scored by its second under
 /// `now`, and keeps beside it in the user hash `a0` (see `view`) and `ax`, the `now` at
@@ -160,15 +174,16 @@ return {user, fp, id, d[1], d[2]}
 /// a day (wall time: Redis's own clock) and expires when none of it counts. Each record is
 /// queued once on its slot's expiry queue (a list in commit order: `now` plus the one
 /// retention), which [`PURGE`] reads from the head.
-/// Returns `{'committed', available, version}`, `{'replayed', json, available}`,
-/// `{'key_reused'}`, `{'user_not_found'}`, `{'line_changed', view}`,
-/// `{'duplicate_id'}` or `{'corrupt', decision id}`.
+/// Returns `{'committed'}` (checked: the gateway knows what it left), `{'committed',
+/// available, version}` (unchecked), `{'replayed', json, available}`, `{'key_reused'}`,
+/// `{'user_not_found'}`, `{'line_changed', view}`, `{'duplicate_id'}` or `{'corrupt',
+/// decision id}`.
 pub(super) const COMMIT: &str = concat!(
     view_fn!(),
     records_fn!(),
     r"
-local now = tonumber(ARGV[6])
-local checked = ARGV[13] ~= ''
+local now = tonumber(ARGV[2])
+local checked = ARGV[8] ~= ''
 local st
 if checked then
   st = redis.call('HMGET', KEYS[1], 'limit', 'v', 'up_until', 'a0', 'ax')
@@ -176,39 +191,52 @@ else
   st = redis.call('HMGET', KEYS[1], 'limit', 'v', 'up_until', 'a0', 'ax', 'used')
 end
 if not st[1] then return {'user_not_found'} end
-local fp, id, exp = record(KEYS[2])
-if fp and tonumber(exp) > now then
-  if fp ~= ARGV[1] then return {'key_reused'} end
-  local d = decision(string.sub(KEYS[4], 1, #KEYS[4] - #ARGV[2]) .. id)
-  if not d then return {'corrupt', id} end
-  return {'replayed', d[1], d[2]}
+local fresh = redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[5])
+if not fresh then
+  local fp, id, exp = record(KEYS[2])
+  if fp and tonumber(exp) > now then
+    local rec = ARGV[3]
+    local a = string.find(rec, ' ', 1, true)
+    local b = string.find(rec, ' ', a + 1, true)
+    if fp ~= string.sub(rec, a + 1, b - 1) then return {'key_reused'} end
+    local mine = string.sub(rec, b + 1)
+    local d = decision(string.sub(KEYS[4], 1, #KEYS[4] - #mine) .. id)
+    if not d then return {'corrupt', id} end
+    return {'replayed', d[1], d[2]}
+  end
+end
+local function refuse(r)
+  if fresh then redis.call('DEL', KEYS[2]) end
+  return r
 end
 local v = st[2] or '0'
-if checked and ARGV[13] ~= v then
-  return {'line_changed', view(KEYS[1], KEYS[6], now)}
-end
-local limit = tonumber(st[1])
-local reserve = ARGV[5] ~= ''
-local used, used_s, available
+local reserve, used_s, available
+local value = ARGV[1]
 if checked then
-  used_s, available = ARGV[19], ARGV[20]
-  used = tonumber(used_s)
-  if reserve then v = ARGV[21] end
+  if ARGV[8] ~= v then return refuse({'line_changed', view(KEYS[1], KEYS[6], now)}) end
+  used_s = ARGV[9]
+  reserve = used_s ~= ''
+  if reserve then v = ARGV[10] end
 else
-  used = tonumber(st[6])
-  if reserve then used = used + tonumber(ARGV[4]) end
+  local limit = tonumber(st[1])
+  local used = tonumber(st[6])
+  reserve = ARGV[11] ~= ''
+  if reserve then used = used + tonumber(ARGV[10]) end
   used_s = string.format('%.0f', used)
   available = '0'
   if used < limit then available = string.format('%.0f', limit - used) end
-  if reserve then v = string.format('%.0f', tonumber(v) + 1) end
+  if reserve then
+    if used > tonumber(ARGV[11]) or used > limit then
+      return refuse({'line_changed', view(KEYS[1], KEYS[6], now)})
+    end
+    v = string.format('%.0f', tonumber(v) + 1)
+  end
+  value = value .. available .. ARGV[9]
 end
-if reserve and (used > tonumber(ARGV[5]) or used > limit) then
-  return {'line_changed', view(KEYS[1], KEYS[6], now)}
+if not redis.call('SET', KEYS[4], value, 'NX', 'PX', ARGV[6]) then
+  return refuse({'duplicate_id'})
 end
-if not redis.call('SET', KEYS[4], ARGV[3] .. '\n' .. available .. '\n' .. ARGV[11], 'NX',
-  'PX', ARGV[9]) then
-  return {'duplicate_id'}
-end
+if not fresh then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[5]) end
 if reserve then
   local set = {'used', used_s, 'v', v}
   if not st[3] then
@@ -217,7 +245,7 @@ if reserve then
   end
   local sec = math.floor(now / 1000)
   -- The second as text: the digits of `now` but its last three (no number formatting).
-  local sec_s = now >= 1000 and string.sub(ARGV[6], 1, -4) or string.format('%.0f', sec)
+  local sec_s = now >= 1000 and string.sub(ARGV[2], 1, -4) or string.format('%.0f', sec)
   local a0, ax = tonumber(st[4]), tonumber(st[5])
   if not a0 or a0 <= sec - 86400 then
     redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', sec - 86400)
@@ -234,16 +262,17 @@ if reserve then
   if not ax or math.abs(now - ax) >= 3600000 then
     redis.call('PEXPIRE', KEYS[6], 93600000)
     set[#set + 1] = 'ax'
-    set[#set + 1] = ARGV[6]
+    set[#set + 1] = ARGV[2]
   end
   redis.call('HSET', KEYS[1], unpack(set))
 end
-redis.call('SET', KEYS[2], ARGV[7] .. ' ' .. ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[8])
-redis.call('RPUSH', KEYS[3], ARGV[7] .. ' ' .. KEYS[2])
-redis.call('XADD', KEYS[5], '*', 'decision_id', ARGV[2], 'user', ARGV[10], 'caller', ARGV[12],
-  'idempotency_key', ARGV[14], 'outcome', ARGV[15], 'amount_fen', ARGV[4],
-  'threshold_version', ARGV[16], 'policy', ARGV[17], 'evaluated_at', ARGV[18],
-  'used_fen', used_s, 'available_fen', available)
+redis.call('RPUSH', KEYS[3], ARGV[4])
+if checked then
+  redis.call('XADD', KEYS[5], '*', 'p', ARGV[7])
+  return {'committed'}
+end
+redis.call('XADD', KEYS[5], '*', 'p',
+  ARGV[7] .. #used_s .. ':' .. used_s .. ',' .. #available .. ':' .. available .. ',')
 return {'committed', available, v}
 "
 );
