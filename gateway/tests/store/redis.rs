@@ -288,7 +288,7 @@ async fn a_checked_commit_audits_its_line_and_a_refused_one_leaves_no_record() {
 
     let events = s.read_audit(user_slot(&u), "0", 100).await.unwrap();
     assert_eq!(events.len(), 2, "{events:?}");
-    let line = |e: &gateway::store::AuditEvent| {
+    fn line(e: &gateway::store::AuditEvent) -> Vec<&str> {
         [
             "user",
             "caller",
@@ -301,7 +301,7 @@ async fn a_checked_commit_audits_its_line_and_a_refused_one_leaves_no_record() {
         .chain(["available_fen", "threshold_version", "policy"])
         .map(|f| e.fields[f].as_str())
         .collect::<Vec<_>>()
-    };
+    }
     assert_eq!(events[0].fields["decision_id"], first.decision_id);
     assert_eq!(
         line(&events[0]),
