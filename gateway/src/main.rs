@@ -69,7 +69,7 @@ fn load(args: &Args) -> Result<Config, gateway::config::ConfigError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut config = match load(&args) {
+    let config = match load(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gateway: invalid configuration: {e}");
@@ -78,16 +78,17 @@ fn main() -> ExitCode {
     };
     // `server.runtime`: the flavour is chosen before the runtime exists.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // The effective flavour, as `--check-config` and the start-up log show it.
-    config.server.runtime = config.server.runtime.resolve(cores);
-    let mut runtime = match config.server.runtime {
+    // The configuration keeps what was asked (`auto`), so that a reload compares like with
+    // like; the banner names the flavour chosen.
+    let flavour = config.server.runtime.resolve(cores);
+    let mut runtime = match flavour {
         RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         RuntimeFlavor::MultiThread | RuntimeFlavor::Auto => {
             tokio::runtime::Builder::new_multi_thread()
         }
     };
     match runtime.enable_all().build() {
-        Ok(rt) => rt.block_on(run(args, config)),
+        Ok(rt) => rt.block_on(run(args, config, flavour)),
         Err(e) => {
             eprintln!("gateway: cannot start the runtime: {e}");
             ExitCode::FAILURE
@@ -95,7 +96,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args, config: Config) -> ExitCode {
+async fn run(args: Args, config: Config, runtime: RuntimeFlavor) -> ExitCode {
     if args.check_config {
         match toml::to_string_pretty(&config) {
             Ok(text) => {
@@ -113,7 +114,6 @@ async fn run(args: Args, config: Config) -> ExitCode {
     let log_filter = logging.filter_hook.take();
     let listen = config.listen;
     let backlog = config.server.listen_backlog;
-    let runtime = config.server.runtime;
     let gateway = match gateway::Gateway::build(config, SystemClock::shared()) {
         Ok(g) => g,
         Err(e) => {
