@@ -357,11 +357,22 @@ async fn approvals_wait_for_a_replica_and_stay_replayable_without_one() {
             .unwrap()
     };
     let owner_id = shards.iter().find(|n| n.1 == owner).unwrap().0.clone();
-    let replica_port = shards
-        .iter()
-        .find(|n| n.2.as_deref() == Some(owner_id.as_str()))
-        .unwrap()
-        .1;
+    // Node 0 learns of the replica by gossip, which may trail the cluster's start: ask again,
+    // for at most 10 s.
+    let mut shards = shards;
+    let mut replica_port = None;
+    for _ in 0..100 {
+        replica_port = shards
+            .iter()
+            .find(|n| n.2.as_deref() == Some(owner_id.as_str()))
+            .map(|n| n.1);
+        if replica_port.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        shards = cluster_nodes(c.nodes[0].port).await;
+    }
+    let replica_port = replica_port.expect("node 0 knows the owner's replica within 10 s");
     let replica = c.nodes.iter().position(|n| n.port == replica_port).unwrap();
     c.nodes[replica].kill().await;
 
