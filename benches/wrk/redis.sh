@@ -9,6 +9,7 @@
 #   ROUNDS=7 DURATION=8s WRK_USERS=10000 benches/wrk/redis.sh
 #   INSTANCES=3 benches/wrk/redis.sh               # 3 gateways on one Redis, wrk on each
 #   BIN=/tmp/bin benches/wrk/redis.sh              # binaries already built (copied) there
+#   RUNTIME=multi_thread benches/wrk/redis.sh      # the gateways' server.runtime (default auto)
 #
 # The gateways and the bare handler are pinned to core SERVER_CPU, wrk to CLIENT_CPU, and
 # redis-server to REDIS_CPU (default: CLIENT_CPU, since in production Redis runs on a
@@ -75,6 +76,8 @@ pids+=("$bare_pid")
 # relative thresholds_file still resolves; removed on exit, kept in $OUT.
 CONFIG=$(mktemp benches/wrk/.gateway-redis.XXXXXX)
 sed "s/^\[admission\]$/[admission]\nmode = \"${ADMISSION:-fixed}\"/" benches/wrk/gateway.toml >"$CONFIG"
+# RUNTIME=multi_thread|current_thread overrides the binary's `server.runtime` ("auto").
+if [[ -n ${RUNTIME:-} ]]; then printf '\n[server]\nruntime = "%s"\n' "$RUNTIME" >>"$CONFIG"; fi
 cp "$CONFIG" "$OUT/gateway.toml"
 start_gateway() { # port store
   GATEWAY_API_KEYS=$WRK_API_KEY GATEWAY_ADMIN_TOKEN=$ADMIN_TOKEN \
