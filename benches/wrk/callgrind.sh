@@ -11,6 +11,10 @@
 #   BIN=/tmp/bin benches/wrk/callgrind.sh bare  # saved binaries (gateway, loadtest) in /tmp/bin
 #   TLS=1 benches/wrk/callgrind.sh gateway      # the gateway over HTTPS ([server.tls], a
 #                                               # self-signed P-256 certificate made by openssl)
+#   STORE=redis WRK_USERS=1000 benches/wrk/callgrind.sh gateway
+#                                               # the gateway on a redis-server of its own (a
+#                                               # free loopback port, never 6379); the gateway's
+#                                               # instructions only, not Redis's
 #
 # wrk's connections are kept alive: with TLS, the handshakes (16, one per connection) are
 # spread over every request, and what a request pays is the record layer's encryption.
@@ -43,6 +47,18 @@ if [[ ${TLS:-0} == 1 ]]; then
   printf '\n[server.tls]\ncert_file = "%s"\nkey_file = "%s"\nwatch_interval_ms = 0\n' \
     "$OUT/cert.pem" "$OUT/key.pem" >>"$config"
 fi
+store=()
+if [[ ${STORE:-memory} == redis ]]; then
+  [[ $which == gateway ]] || { echo "STORE=redis is for the gateway" >&2; exit 2; }
+  redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  ((redis_port != 6379)) || { echo "refusing to use 6379" >&2; exit 1; }
+  mkdir -p "$OUT/redis-data"
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$OUT/redis-data" --logfile "$OUT/redis.log" &
+  redis_pid=$!
+  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  store=(--store "redis://127.0.0.1:$redis_port/0")
+fi
 case $which in
 bare)
   valgrind --tool=callgrind --callgrind-out-file="$profile" \
@@ -51,12 +67,12 @@ bare)
 gateway)
   GATEWAY_API_KEYS=$WRK_API_KEY GATEWAY_ADMIN_TOKEN=$ADMIN_TOKEN \
     valgrind --tool=callgrind --callgrind-out-file="$profile" \
-    "$GW" --config "$config" --listen "127.0.0.1:$PORT" >"$OUT/valgrind.log" 2>&1 &
+    "$GW" --config "$config" --listen "127.0.0.1:$PORT" "${store[@]}" >"$OUT/valgrind.log" 2>&1 &
   ;;
 *) echo "usage: callgrind.sh gateway|bare" >&2; exit 2 ;;
 esac
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server ${redis_pid:-} 2>/dev/null || true' EXIT
 probe=/; [[ $which == gateway ]] && probe=/healthz
 for _ in $(seq 300); do
   curl -kfsS "$SCHEME://127.0.0.1:$PORT$probe" >/dev/null 2>&1 && break
@@ -73,4 +89,4 @@ callgrind_control -d "$server" >/dev/null
 sleep 1
 n=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
 total=$(callgrind_annotate "$profile.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "$which${TLS:+ tls=$TLS} requests=$n instructions_per_request=$((total / n)) profile=$profile.1"
+echo "$which${TLS:+ tls=$TLS} store=${STORE:-memory} users=$WRK_USERS requests=$n instructions_per_request=$((total / n)) profile=$profile.1"
