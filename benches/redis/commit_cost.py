@@ -9,6 +9,7 @@ on a redis-server of its own (free loopback port, pinned to REDIS_CPU, default 1
     CALLGRIND=1 benches/redis/commit_cost.py 5000   # instructions per commit (valgrind)
     INPUTS=98 benches/redis/commit_cost.py          # with the decision-inputs XADD after each
     SCRIPT_BODY="return {'committed'}" CHECKED=1 CALLGRIND=1 benches/redis/commit_cost.py 3000
+    REDIS_ARGS="--zset-max-listpack-entries 0" benches/redis/commit_cost.py  # server options
 
 Before the N measured calls, each user holds AP approvals (default 300) and each slot's
 expiry queue AP records, as after a few rounds of benches/wrk/redis.sh, and WARM commits
@@ -56,7 +57,8 @@ valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
 server = subprocess.Popen(
     ["taskset", "-c", os.environ.get("REDIS_CPU", "1")] + valgrind +
     ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-     "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+     "--appendonly", "no", "--dir", tmp] + os.environ.get("REDIS_ARGS", "").split(),
+    stdout=subprocess.DEVNULL)
 
 
 def stop():
