@@ -167,10 +167,13 @@ pub async fn force_policy(
         ApiError::invalid(vec![FieldProblem::new("window", e.to_string())])
     };
     app.policy.check_force(window.as_deref()).map_err(unknown)?;
+    // What this write changes is read before the store has it: on Redis the store's notice
+    // reaches this instance's own follower too, which may apply the force before the
+    // handler does, and a `before` read after that would equal `after`.
+    let before = app.policy.current();
     if let crate::store::AnyStore::Redis(redis) = &app.store {
         redis.store_forced_window(window.as_deref()).await?;
     }
-    let before = app.policy.current();
     let snapshot = app.policy.force(window.as_deref()).map_err(unknown)?;
     tracing::info!(window = %snapshot.window, forced = snapshot.forced, "policy forced");
     let change = Change {
