@@ -294,8 +294,8 @@ pub enum HttpVersions {
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeFlavor {
     /// `current_thread` when the process may run on one core only (its CPU affinity or its
-    /// cgroup CPU quota, as [`std::thread::available_parallelism`] reads them), else
-    /// `multi_thread`: see [`RuntimeFlavor::resolve`].
+    /// cgroup CPU quota, as [`std::thread::available_parallelism`] reads them) and keeps its
+    /// data in the embedded store, else `multi_thread`: see [`RuntimeFlavor::resolve`].
     #[default]
     Auto,
     /// Work-stealing workers, one per available core.
@@ -305,16 +305,25 @@ pub enum RuntimeFlavor {
 }
 
 impl RuntimeFlavor {
-    /// The flavour to build for a process that may use `cores` cores.
+    /// The flavour to build for a process that may use `cores` cores, on the embedded
+    /// store (`embedded_store`) or on Redis.
     ///
     /// On one core a work-stealing runtime has no one to steal from and still pays for it
     /// (an inject queue, cross-thread wakes), and its LIFO slot runs a just-woken task
     /// (typically a connection just accepted) ahead of requests already waiting. Under CPU
     /// overload both cost admitted requests their latency (BENCHMARKS.md, "CPU-bound step
-    /// overload"), so `auto` picks the single thread there.
-    pub fn resolve(self, cores: usize) -> RuntimeFlavor {
+    /// overload"), so `auto` picks the single thread there, on the embedded store.
+    ///
+    /// On Redis the same single thread runs the tasks that send the pipelined commands
+    /// behind every request ready before them, so a batch leaves only once the round is
+    /// done, and the gateway and Redis take turns instead of working side by side; the
+    /// work-stealing runtime's LIFO slot runs a task just woken by another (the sender,
+    /// then the connection's writer) next. Measured with the gateway on one core: a third
+    /// more drawdowns a second on Redis with `multi_thread` (BENCHMARKS.md, "Redis store"),
+    /// so `auto` keeps it there.
+    pub fn resolve(self, cores: usize, embedded_store: bool) -> RuntimeFlavor {
         match self {
-            RuntimeFlavor::Auto if cores <= 1 => RuntimeFlavor::CurrentThread,
+            RuntimeFlavor::Auto if cores <= 1 && embedded_store => RuntimeFlavor::CurrentThread,
             RuntimeFlavor::Auto => RuntimeFlavor::MultiThread,
             chosen => chosen,
         }
@@ -942,15 +951,26 @@ mod tests {
     }
 
     #[test]
-    fn auto_runtime_is_one_thread_on_one_core_and_workers_on_more() {
-        assert_eq!(RuntimeFlavor::Auto.resolve(1), RuntimeFlavor::CurrentThread);
-        assert_eq!(RuntimeFlavor::Auto.resolve(2), RuntimeFlavor::MultiThread);
+    fn auto_runtime_is_one_thread_on_one_core_on_the_embedded_store_only() {
         assert_eq!(
-            RuntimeFlavor::MultiThread.resolve(1),
+            RuntimeFlavor::Auto.resolve(1, true),
+            RuntimeFlavor::CurrentThread
+        );
+        assert_eq!(
+            RuntimeFlavor::Auto.resolve(2, true),
             RuntimeFlavor::MultiThread
         );
         assert_eq!(
-            RuntimeFlavor::CurrentThread.resolve(8),
+            RuntimeFlavor::Auto.resolve(1, false),
+            RuntimeFlavor::MultiThread,
+            "on Redis: workers even on one core"
+        );
+        assert_eq!(
+            RuntimeFlavor::MultiThread.resolve(1, true),
+            RuntimeFlavor::MultiThread
+        );
+        assert_eq!(
+            RuntimeFlavor::CurrentThread.resolve(8, false),
             RuntimeFlavor::CurrentThread
         );
     }

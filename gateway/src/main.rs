@@ -80,7 +80,10 @@ fn main() -> ExitCode {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // The configuration keeps what was asked (`auto`), so that a reload compares like with
     // like; the banner names the flavour chosen.
-    let flavour = config.server.runtime.resolve(cores);
+    let flavour = config
+        .server
+        .runtime
+        .resolve(cores, config.store == "memory");
     let mut runtime = match flavour {
         RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         RuntimeFlavor::MultiThread | RuntimeFlavor::Auto => {
