@@ -334,7 +334,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_connections: 10_000,
-            listen_backlog: 32,
+            listen_backlog: 64,
             max_connections_per_peer: 2_048,
             header_read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),

@@ -54,7 +54,7 @@ impl Default for OverloadConfig {
             occupancy_high: None,
             occupancy_low: 0.5,
             close_keep_alive: false,
-            accept_delay: Duration::from_millis(3),
+            accept_delay: Duration::from_millis(5),
             stale_delay: Duration::from_millis(250),
         }
     }
