@@ -627,7 +627,7 @@ async fn exchange(sh: &Shared, conn: &mut Conn, job: Attempt) -> Reply {
             priority,
             job.attempt,
             job.endpoint,
-            (job.intended, done),
+            (job.intended, sent, done),
             &answer,
             Duration::from_millis(sh.deadline_ms),
         );

@@ -105,6 +105,8 @@ struct DrawdownTally {
     in_deadline: u64,
     admitted: u64,
     admitted_hist: Histogram<u64>,
+    /// The same attempts from their actual send (the generator's own lateness left out).
+    admitted_sent_hist: Histogram<u64>,
 }
 
 impl Second {
@@ -128,6 +130,7 @@ impl Second {
                 in_deadline: 0,
                 admitted: 0,
                 admitted_hist: new_histogram(),
+                admitted_sent_hist: new_histogram(),
             },
             priorities: BTreeMap::new(),
         }
@@ -263,8 +266,8 @@ impl Recorder {
         }
     }
 
-    /// A request sent with admission `priority` (attempt 0 = first) and intended for
-    /// `intended` got `answer` at `done`; `deadline` is the client's budget. For the step
+    /// A request sent with admission `priority` (attempt 0 = first), intended for `intended`
+    /// and sent at `sent`, got `answer` at `done`; `deadline` is the client's budget. For the step
     /// table: shed and success by priority, retry amplification, and for drawdowns the
     /// goodput (decisions within the deadline) and the latency of admitted attempts.
     pub fn admission(
@@ -272,11 +275,11 @@ impl Recorder {
         priority: &'static str,
         attempt: u32,
         endpoint: Endpoint,
-        timing: (Instant, Instant),
+        timing: (Instant, Instant, Instant),
         answer: &Answer,
         deadline: Duration,
     ) {
-        let (intended, done) = timing;
+        let (intended, sent, done) = timing;
         let elapsed = done.saturating_duration_since(intended);
         let served = match answer {
             Answer::Quote { .. } => true,
@@ -307,6 +310,8 @@ impl Recorder {
             if !shed {
                 d.admitted += 1;
                 d.admitted_hist.saturating_record(micros(elapsed));
+                d.admitted_sent_hist
+                    .saturating_record(micros(done.saturating_duration_since(sent)));
             }
         }
     }
@@ -439,6 +444,11 @@ fn drawdown_second(d: &DrawdownTally) -> Result<DrawdownSecond, Error> {
             String::new()
         } else {
             encode_histogram(&d.admitted_hist)?
+        },
+        admitted_sent_histogram: if d.admitted == 0 {
+            String::new()
+        } else {
+            encode_histogram(&d.admitted_sent_hist)?
         },
     })
 }

@@ -152,6 +152,10 @@ pub struct DrawdownSecond {
     /// Their histogram (microseconds), V2 deflate, base64 (empty when `admitted` is 0).
     #[serde(default)]
     pub admitted_histogram: String,
+    /// The same attempts' latency from their actual send instead of their intended one
+    /// (the generator's own lateness left out), in the same form.
+    #[serde(default)]
+    pub admitted_sent_histogram: String,
 }
 
 /// The requests of one admission priority completed in one second.

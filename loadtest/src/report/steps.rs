@@ -44,6 +44,8 @@ pub struct StepRow {
     pub drawdown_goodput_rate: f64,
     /// Latency of the admitted drawdown attempts, ms.
     pub admitted: Percentiles,
+    /// The same from their actual send (what the generator's lateness does not explain), ms.
+    pub admitted_sent: Percentiles,
     /// Admitted drawdown attempts.
     pub admitted_count: u64,
     /// By priority: the phase's sums.
@@ -93,6 +95,7 @@ pub fn step_rows(r: &Results) -> Vec<StepRow> {
             let sent: u64 = secs.iter().map(|s| s.sent).sum();
             let good: u64 = secs.iter().map(|s| s.drawdowns.in_deadline).sum();
             let mut hist: Histogram<u64> = new_histogram();
+            let mut sent_hist: Histogram<u64> = new_histogram();
             let mut admitted_count = 0;
             let mut priorities: BTreeMap<String, PrioritySecond> = BTreeMap::new();
             for s in &secs {
@@ -102,6 +105,11 @@ pub fn step_rows(r: &Results) -> Vec<StepRow> {
                 {
                     // Same bounds on both sides; an add that does not fit is left out.
                     let _ = hist.add(&h);
+                }
+                if !s.drawdowns.admitted_sent_histogram.is_empty()
+                    && let Ok(h) = decode_histogram(&s.drawdowns.admitted_sent_histogram)
+                {
+                    let _ = sent_hist.add(&h);
                 }
                 for (k, v) in &s.priorities {
                     let e = priorities.entry(k.clone()).or_default();
@@ -129,6 +137,7 @@ pub fn step_rows(r: &Results) -> Vec<StepRow> {
                 goodput_share: capacity.map(|c| goodput_rate / (REQUESTS_PER_JOURNEY * c)),
                 drawdown_goodput_rate: good as f64 / duration,
                 admitted: Percentiles::of(&hist),
+                admitted_sent: Percentiles::of(&sent_hist),
                 admitted_count,
                 priorities,
                 retry_amplification: ratio(all, first),
@@ -183,13 +192,13 @@ pub fn markdown(r: &Results) -> String {
             .map(|c| format!("; rates are multiples of capacity {c:.1} journeys/s"))
             .unwrap_or_default()
     );
-    s.push_str("| step | offered/s | × capacity | sent/offered | goodput/s | goodput / capacity | drawdowns in deadline/s | admitted drawdowns p50 / p99 / p99.9 ms | shed low | shed default | shed critical | success low | success critical | retry ampl. |\n");
-    s.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    s.push_str("| step | offered/s | × capacity | sent/offered | goodput/s | goodput / capacity | drawdowns in deadline/s | admitted drawdowns p50 / p99 / p99.9 ms | from the send p50 / p99 ms | shed low | shed default | shed critical | success low | success critical | retry ampl. |\n");
+    s.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for row in step_rows(r) {
         let opt = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("–".into(), f);
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {} | {}{} | {:.1} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {:.2} |",
+            "| {} | {:.0} | {} | {}{} | {:.1} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {:.2} |",
             row.name,
             row.offered_rate,
             opt(row.load, &|x| format!("{x:.1}")),
@@ -208,6 +217,14 @@ pub fn markdown(r: &Results) -> String {
                 format!(
                     "{:.0} / {:.0} / {:.0}",
                     row.admitted.p50, row.admitted.p99, row.admitted.p999
+                )
+            },
+            if row.admitted_count == 0 {
+                "–".to_owned()
+            } else {
+                format!(
+                    "{:.0} / {:.0}",
+                    row.admitted_sent.p50, row.admitted_sent.p99
                 )
             },
             rate(&row, "low", StepRow::shed_rate, |p| p.sent),
@@ -268,12 +285,13 @@ mod tests {
         let mut r = Recorder::new(start, 1);
         let deadline = Duration::from_millis(1000);
         let ms = Duration::from_millis;
+        // `took` from the intended send `at`; the generator sends 5 ms late.
         let mut send = |at: Duration, took: Duration, prio, attempt, ep, a: &Answer| {
             r.admission(
                 prio,
                 attempt,
                 ep,
-                (start + at, start + at + took),
+                (start + at, start + at + ms(5), start + at + took),
                 a,
                 deadline,
             );
@@ -348,6 +366,12 @@ mod tests {
         assert_eq!(a.success_rate("critical"), 1.0);
         assert_eq!(a.admitted_count, 4);
         assert!((a.admitted.p99 - 20.0).abs() < 0.1, "{:?}", a.admitted);
+        // From the actual send: the generator's 5 ms left out.
+        assert!(
+            (a.admitted_sent.p99 - 15.0).abs() < 0.1,
+            "{:?}",
+            a.admitted_sent
+        );
         // Phase 2: only the last drawdown is goodput; both low attempts shed; the late one is
         // admitted (and sets p99), the shed ones are not.
         assert_eq!(b.goodput_rate, 0.5);
