@@ -105,7 +105,8 @@ struct DrawdownTally {
     in_deadline: u64,
     admitted: u64,
     admitted_hist: Histogram<u64>,
-    /// The same attempts from their actual send (the generator's own lateness left out).
+    /// The same attempts from their actual send (what delayed the send left out: the
+    /// journey's quote answered after the think time, or the generator's own lateness).
     admitted_sent_hist: Histogram<u64>,
 }
 
@@ -267,8 +268,8 @@ impl Recorder {
     }
 
     /// A request sent with admission `priority` (attempt 0 = first), intended for `intended`
-    /// and sent at `sent`, got `answer` at `done`; `deadline` is the client's budget. For the step
-    /// table: shed and success by priority, retry amplification, and for drawdowns the
+    /// and sent at `sent`, got `answer` at `done`; `deadline` is the client's budget. For the
+    /// step table: shed and success by priority, retry amplification, and for drawdowns the
     /// goodput (decisions within the deadline) and the latency of admitted attempts.
     pub fn admission(
         &mut self,

@@ -153,7 +153,8 @@ pub struct DrawdownSecond {
     #[serde(default)]
     pub admitted_histogram: String,
     /// The same attempts' latency from their actual send instead of their intended one
-    /// (the generator's own lateness left out), in the same form.
+    /// (what delayed the send left out: the journey's quote answered after the think time,
+    /// or the generator's own lateness), in the same form.
     #[serde(default)]
     pub admitted_sent_histogram: String,
 }
