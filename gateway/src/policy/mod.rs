@@ -121,6 +121,9 @@ enum Active {
 struct Writer {
     forced: Option<Option<usize>>,
     active: Active,
+    /// Calls of [`Policy::force`] so far: a follower that read the store before a local
+    /// force does not undo it ([`Policy::force_unless_forced_since`]).
+    forces: u64,
 }
 
 #[derive(Debug)]
@@ -163,6 +166,7 @@ impl Policy {
                 writer: Mutex::new(Writer {
                     forced: None,
                     active,
+                    forces: 0,
                 }),
                 changes,
             }),
@@ -242,8 +246,36 @@ impl Policy {
     /// Forces a window on (`Some(name)`; [`NORMAL`] forces every window off) or returns to
     /// the calendar (`None`). Returns the snapshot now in force.
     pub fn force(&self, window: Option<&str>) -> Result<Arc<PolicySnapshot>, UnknownWindow> {
+        self.force_with(window, None)
+            .map(|s| s.unwrap_or_else(|| self.current()))
+    }
+
+    /// How many times [`Policy::force`] has been called: read before fetching what the
+    /// fleet forced, for [`Policy::force_unless_forced_since`].
+    pub fn forces(&self) -> u64 {
+        self.lock_writer().forces
+    }
+
+    /// [`Policy::force`], unless this instance forced anything since `forces` was read
+    /// (`Ok(None)`): what was read before a local force is older than it.
+    pub fn force_unless_forced_since(
+        &self,
+        window: Option<&str>,
+        forces: u64,
+    ) -> Result<Option<Arc<PolicySnapshot>>, UnknownWindow> {
+        self.force_with(window, Some(forces))
+    }
+
+    fn force_with(
+        &self,
+        window: Option<&str>,
+        unless_since: Option<u64>,
+    ) -> Result<Option<Arc<PolicySnapshot>>, UnknownWindow> {
         let now = self.inner.clock.now();
         let mut writer = self.lock_writer();
+        if unless_since.is_some_and(|seen| seen != writer.forces) {
+            return Ok(None);
+        }
         let active = match window {
             None => {
                 writer.forced = None;
@@ -267,8 +299,9 @@ impl Policy {
         if let Active::Forced(f) = active {
             writer.forced = Some(f);
         }
+        writer.forces += 1;
         self.swap_if_changed(&mut writer, active, now);
-        Ok(self.current())
+        Ok(Some(self.current()))
     }
 
     /// What an operator forced, as [`Policy::force`] takes it: `None` while the calendar

@@ -483,3 +483,23 @@ fn a_replaced_configuration_is_published_and_keeps_a_forced_window_it_still_name
     assert!(policy.force(Some("evening")).is_err());
     assert_eq!(policy.force(Some("rush")).unwrap().window, "rush");
 }
+
+#[test]
+fn a_force_read_before_a_local_force_does_not_undo_it() {
+    let (policy, _) = policy_at(CONFIG, "2026-11-10T15:45:00Z");
+    // A follower counts the forces, then reads the fleet's force (none) ...
+    let seen = policy.forces();
+    // ... while an operator forces `normal` through this instance ...
+    policy.force(Some(NORMAL)).unwrap();
+    // ... so what the follower read is older, and is not applied.
+    assert_eq!(policy.force_unless_forced_since(None, seen).unwrap(), None);
+    assert_eq!(policy.forced_window().as_deref(), Some(NORMAL));
+    // Read after the local force, it is.
+    let seen = policy.forces();
+    let s = policy
+        .force_unless_forced_since(None, seen)
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.window, "double11");
+    assert_eq!(policy.forced_window(), None);
+}

@@ -52,16 +52,21 @@ impl RedisStore {
 /// One refresh of the forced window: `policy` follows what Redis holds. Answers whether it
 /// changed anything.
 pub(super) async fn follow_forced_window(redis: &RedisStore, policy: &Policy) -> Result<bool> {
+    // Counted before the read: a force through this instance while the read is out was
+    // stored before it was applied here, so what the read answers is older than it.
+    let forces = policy.forces();
     let stored = redis.forced_window().await?;
     if stored == policy.forced_window() {
         return Ok(false);
     }
-    match policy.force(stored.as_deref()) {
-        Ok(snapshot) => {
+    match policy.force_unless_forced_since(stored.as_deref(), forces) {
+        Ok(Some(snapshot)) => {
             tracing::info!(window = %snapshot.window, forced = snapshot.forced,
                 "policy forced through the store (another instance's operator)");
             Ok(true)
         }
+        // Forced here meanwhile; that force's notice brings the next refresh.
+        Ok(None) => Ok(false),
         // A window this instance's configuration does not have (the fleet is mid-reload):
         // it keeps its own policy, and says so on each refresh until they agree.
         Err(e) => Err(StoreError::Corrupt(format!(
