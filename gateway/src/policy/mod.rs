@@ -121,7 +121,7 @@ enum Active {
 struct Writer {
     forced: Option<Option<usize>>,
     active: Active,
-    /// Calls of [`Policy::force`] so far: a follower that read the store before a local
+    /// Forces applied so far: a follower that read the store before a local
     /// force does not undo it ([`Policy::force_unless_forced_since`]).
     forces: u64,
 }
@@ -246,12 +246,13 @@ impl Policy {
     /// Forces a window on (`Some(name)`; [`NORMAL`] forces every window off) or returns to
     /// the calendar (`None`). Returns the snapshot now in force.
     pub fn force(&self, window: Option<&str>) -> Result<Arc<PolicySnapshot>, UnknownWindow> {
+        // Unconditional, so always applied: the `None` arm is never taken.
         self.force_with(window, None)
             .map(|s| s.unwrap_or_else(|| self.current()))
     }
 
-    /// How many times [`Policy::force`] has been called: read before fetching what the
-    /// fleet forced, for [`Policy::force_unless_forced_since`].
+    /// How many forces this policy has applied (through [`Policy::force`] or
+    /// [`Policy::force_unless_forced_since`]): read before fetching what the fleet forced.
     pub fn forces(&self) -> u64 {
         self.lock_writer().forces
     }
