@@ -32,6 +32,17 @@
 //!   nothing was decided; the client sees a closed connection, never a wrong answer. This is
 //!   the exit from the state where everything queued is already late: it drops the oldest
 //!   work instead of serving it after its deadline.
+//! - **Backlog sized to a wait** (`backlog_wait_ms`, [`BacklogSizer`]): while the gate is
+//!   closing, the listen backlog is set (`listen(2)` again on the bound socket) to what the
+//!   server accepts in that time, between [`BACKLOG_LEAST`] and `server.listen_backlog`.
+//!   The gate holds excess in the backlog, and a connection there waits its length divided
+//!   by the accept rate (Little's law); a fixed count is a wait that grows as the machine
+//!   slows. Too short a backlog and the CPU idles after a pause of its quota with nothing
+//!   accepted to work on (a throttled process pauses for up to about 40 ms:
+//!   `benches/cpu-step/pauses.py`); too long and a new connection, a user's first request,
+//!   waits past its client's patience. The default, 50 ms, sits between the two. Once the
+//!   gate has stayed open for [`BACKLOG_QUIET`] the backlog is `server.listen_backlog` again:
+//!   without overload nothing waits there but what arrives during a pause.
 //!
 //! Time is tokio's (`tokio::time::pause()` in tests).
 //!
@@ -39,9 +50,10 @@
 //! - [`PressureConfig`]: the targets (zero: the action is off).
 //! - [`Pressure`]: the shared signal, its gate and its metrics.
 //! - [`Stamped`]: the waker that stamps when a task is woken.
+//! - [`BacklogSizer`]: the listen backlog from the accept rate while the gate closes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
@@ -56,6 +68,14 @@ use tokio::time::Instant;
 const EWMA_SHIFT: u32 = 3;
 /// How often a closed accept gate looks again (and samples its own timer's lateness).
 const GATE_TICK: Duration = Duration::from_millis(1);
+/// The window over which [`BacklogSizer`] counts accepts: the backlog changes at most this
+/// often.
+pub const BACKLOG_WINDOW: Duration = Duration::from_millis(100);
+/// How long the gate must stay open before the backlog is `server.listen_backlog` again.
+pub const BACKLOG_QUIET: Duration = Duration::from_secs(1);
+/// The least backlog [`BacklogSizer`] sets (or `server.listen_backlog`, if that is less): a
+/// handful of connections arriving together are never refused by the kernel.
+pub const BACKLOG_LEAST: u32 = 16;
 
 /// The targets of the CPU-pressure actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,12 +86,21 @@ pub struct PressureConfig {
     /// A connection whose first turn came after more than this, before its first request,
     /// is closed unread (zero: never).
     pub stale_delay: Duration,
+    /// While the accept gate closes, the listen backlog holds about this long of accepts
+    /// (zero: it stays `server.listen_backlog`; see [`BacklogSizer`]).
+    pub backlog_wait: Duration,
 }
 
 impl PressureConfig {
     /// Whether either action is on (else nothing needs measuring).
     pub fn acts(&self) -> bool {
         !self.accept_delay.is_zero() || !self.stale_delay.is_zero()
+    }
+
+    /// Whether the backlog is sized to a wait: it needs the accept gate, whose closing is
+    /// what says the accept rate is the server's capacity rather than its arrivals.
+    pub fn sizes_backlog(&self) -> bool {
+        !self.accept_delay.is_zero() && !self.backlog_wait.is_zero()
     }
 }
 
@@ -94,6 +123,8 @@ struct Inner {
     epoch: Instant,
     /// The mean wait, in nanoseconds.
     mean_ns: AtomicU64,
+    /// The listen backlog in force (as the server last set it; zero: not told).
+    backlog: AtomicU32,
     metrics: Metrics,
 }
 
@@ -117,6 +148,7 @@ impl Pressure {
                 cfg,
                 epoch: Instant::now(),
                 mean_ns: AtomicU64::new(0),
+                backlog: AtomicU32::new(0),
                 metrics,
             }),
         };
@@ -180,6 +212,16 @@ impl Pressure {
         self.inner.metrics.stale_closes.inc();
     }
 
+    /// Times the accept gate has been found closed (each wait at the gate counts once).
+    pub fn gate_waits(&self) -> u64 {
+        self.inner.metrics.gate_waits.get()
+    }
+
+    /// Notes the listen backlog in force (`gateway_listen_backlog`).
+    pub fn set_backlog(&self, backlog: u32) {
+        self.inner.backlog.store(backlog, Ordering::Relaxed);
+    }
+
     /// A stamp for one task's wakes, timed against this signal's clock, that counts the task
     /// as woken now: a connection just accepted waits for its first turn from its accept.
     pub fn stamp(&self) -> Arc<Stamped> {
@@ -195,7 +237,7 @@ impl Pressure {
     }
 }
 
-/// `gateway_cpu_run_queue_wait_seconds`, read at scrape time.
+/// `gateway_cpu_run_queue_wait_seconds` and `gateway_listen_backlog`, read at scrape time.
 #[derive(Debug)]
 struct WaitCollector(Pressure);
 
@@ -206,7 +248,94 @@ impl Collector for WaitCollector {
             "cpu_run_queue_wait_seconds",
             "Mean wait of a woken connection for its turn on the CPU",
             self.0.delay().as_secs_f64(),
+        )?;
+        crate::metrics::gauge(
+            &mut encoder,
+            "listen_backlog",
+            "Connections the kernel may hold completed but not yet accepted, as last set",
+            i64::from(self.0.inner.backlog.load(Ordering::Relaxed)),
         )
+    }
+}
+
+/// The listen backlog sized to a wait: what the server accepts in `backlog_wait` while its
+/// accept gate closes (see the module docs, "Backlog sized to a wait").
+///
+/// The accept loop calls [`BacklogSizer::accepted`] after each accept. Accepts are counted
+/// over windows of [`BACKLOG_WINDOW`]; a window in which the gate was closed at least once
+/// gives a sample of the capacity rate (the gate, not the arrivals, set it), folded into a
+/// mean (weight 1/4). A window with the gate open all through gives none: arrivals below
+/// capacity say nothing of how fast a queue would drain. Pure: time and the gate's count are
+/// passed in.
+#[derive(Debug)]
+pub struct BacklogSizer {
+    wait: Duration,
+    most: u32,
+    least: u32,
+    current: u32,
+    window_start: Instant,
+    window_gate_waits: u64,
+    accepts: u32,
+    /// Accepts per second while the gate closes (`None`: not overloaded lately).
+    rate: Option<f64>,
+    /// When the gate was last seen closed.
+    last_gated: Option<Instant>,
+}
+
+impl BacklogSizer {
+    /// A sizer holding the backlog at `most` until the gate closes. `gate_waits` is
+    /// [`Pressure::gate_waits`] now.
+    pub fn new(wait: Duration, most: u32, now: Instant, gate_waits: u64) -> Self {
+        BacklogSizer {
+            wait,
+            most,
+            least: BACKLOG_LEAST.min(most),
+            current: most,
+            window_start: now,
+            window_gate_waits: gate_waits,
+            accepts: 0,
+            rate: None,
+            last_gated: None,
+        }
+    }
+
+    /// The backlog in force.
+    pub fn backlog(&self) -> u32 {
+        self.current
+    }
+
+    /// Counts one accept at `now`, `gate_waits` being [`Pressure::gate_waits`] now. At the
+    /// end of a window, returns the new backlog if it changed (the caller sets it).
+    pub fn accepted(&mut self, now: Instant, gate_waits: u64) -> Option<u32> {
+        self.accepts = self.accepts.saturating_add(1);
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed < BACKLOG_WINDOW {
+            return None;
+        }
+        if gate_waits != self.window_gate_waits {
+            self.last_gated = Some(now);
+            let sample = f64::from(self.accepts) / elapsed.as_secs_f64();
+            self.rate = Some(self.rate.map_or(sample, |r| r + (sample - r) / 4.0));
+        } else if self
+            .last_gated
+            .is_none_or(|at| now.saturating_duration_since(at) >= BACKLOG_QUIET)
+        {
+            self.rate = None;
+        }
+        self.window_start = now;
+        self.window_gate_waits = gate_waits;
+        self.accepts = 0;
+        let target = match self.rate {
+            None => self.most,
+            // Rounded up; a float-to-int `as` saturates, and the clamp bounds it anyway.
+            Some(rate) => {
+                ((rate * self.wait.as_secs_f64()).ceil() as u32).clamp(self.least, self.most)
+            }
+        };
+        (target != self.current).then(|| {
+            self.current = target;
+            target
+        })
     }
 }
 
@@ -276,9 +405,141 @@ mod tests {
             PressureConfig {
                 accept_delay: accept * MS,
                 stale_delay: stale * MS,
+                backlog_wait: 50 * MS,
             },
             &mut Registry::default(),
         )
+    }
+
+    /// Drives `sizer` from `from` for `span`, one accept each `every`, the gate found closed
+    /// once per window when `gated`; returns the time reached and every backlog it set.
+    fn drive(
+        sizer: &mut BacklogSizer,
+        from: Instant,
+        span: Duration,
+        every: Duration,
+        gated: bool,
+        gate_waits: &mut u64,
+    ) -> (Instant, Vec<u32>) {
+        let mut set = Vec::new();
+        let mut now = from;
+        let mut window = from;
+        while now < from + span {
+            now += every;
+            if gated && now.duration_since(window) >= BACKLOG_WINDOW / 2 {
+                *gate_waits += 1;
+                window = now;
+            }
+            set.extend(sizer.accepted(now, *gate_waits));
+        }
+        (now, set)
+    }
+
+    #[test]
+    fn the_backlog_stays_at_its_most_while_the_gate_stays_open() {
+        let start = Instant::now();
+        let mut sizer = BacklogSizer::new(50 * MS, 64, start, 0);
+        let mut waits = 0;
+        let (_, set) = drive(&mut sizer, start, 2 * BACKLOG_QUIET, MS, false, &mut waits);
+        assert_eq!(
+            set,
+            Vec::<u32>::new(),
+            "arrivals below capacity size nothing"
+        );
+        assert_eq!(sizer.backlog(), 64);
+    }
+
+    #[test]
+    fn while_the_gate_closes_the_backlog_holds_the_wait_at_the_accept_rate() {
+        let start = Instant::now();
+        let mut sizer = BacklogSizer::new(50 * MS, 64, start, 0);
+        let mut waits = 0;
+        // 500 accepts a second: 50 ms of them is 25 connections.
+        let (_, set) = drive(
+            &mut sizer,
+            start,
+            Duration::from_secs(1),
+            2 * MS,
+            true,
+            &mut waits,
+        );
+        assert_eq!(
+            set.first(),
+            Some(&25),
+            "the first window's rate is taken as it is"
+        );
+        assert_eq!(sizer.backlog(), 25);
+        // Twice as fast (another machine, or more of the quota): twice the connections.
+        let mut fast = BacklogSizer::new(50 * MS, 64, start, 0);
+        drive(
+            &mut fast,
+            start,
+            Duration::from_secs(1),
+            MS,
+            true,
+            &mut waits,
+        );
+        assert_eq!(fast.backlog(), 50);
+    }
+
+    #[test]
+    fn the_sized_backlog_stays_between_the_least_and_the_most() {
+        let start = Instant::now();
+        let mut waits = 0;
+        let mut slow = BacklogSizer::new(50 * MS, 64, start, 0);
+        drive(
+            &mut slow,
+            start,
+            Duration::from_secs(1),
+            10 * MS,
+            true,
+            &mut waits,
+        );
+        assert_eq!(slow.backlog(), BACKLOG_LEAST, "100/s would be 5");
+        let mut fast = BacklogSizer::new(50 * MS, 64, start, 0);
+        drive(
+            &mut fast,
+            start,
+            Duration::from_secs(1),
+            MS / 10,
+            true,
+            &mut waits,
+        );
+        assert_eq!(fast.backlog(), 64, "10,000/s would be 500");
+        let mut short = BacklogSizer::new(50 * MS, 8, start, 0);
+        drive(
+            &mut short,
+            start,
+            Duration::from_secs(1),
+            10 * MS,
+            true,
+            &mut waits,
+        );
+        assert_eq!(short.backlog(), 8, "never above server.listen_backlog");
+    }
+
+    #[test]
+    fn the_backlog_is_its_most_again_once_the_gate_stays_open() {
+        let start = Instant::now();
+        let mut sizer = BacklogSizer::new(50 * MS, 64, start, 0);
+        let mut waits = 0;
+        let (t, _) = drive(
+            &mut sizer,
+            start,
+            Duration::from_secs(1),
+            2 * MS,
+            true,
+            &mut waits,
+        );
+        assert_eq!(sizer.backlog(), 25);
+        let (t, set) = drive(&mut sizer, t, BACKLOG_QUIET / 2, 2 * MS, false, &mut waits);
+        assert_eq!(
+            set,
+            Vec::<u32>::new(),
+            "a lull shorter than BACKLOG_QUIET keeps it"
+        );
+        let (_, set) = drive(&mut sizer, t, BACKLOG_QUIET, 2 * MS, false, &mut waits);
+        assert_eq!(set, vec![64]);
     }
 
     #[test]

@@ -48,7 +48,7 @@
 
 use crate::config::{HttpVersions, ServerConfig};
 use crate::overload::Overload;
-use crate::pressure::{Pressure, Stamped};
+use crate::pressure::{BacklogSizer, Pressure, Stamped};
 use crate::request::CertCaller;
 use crate::tls::Tls;
 use axum::response::Response;
@@ -124,6 +124,18 @@ pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpList
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(backlog)
+}
+
+/// Sets the listen backlog of the bound, listening `listener` (Linux takes `listen(2)` on a
+/// listening socket as a new backlog; connections already queued past it stay queued, and new
+/// ones are refused until the queue is under it). A failure leaves the old backlog: logged,
+/// not fatal.
+fn set_backlog(listener: &TcpListener, backlog: u32) {
+    let n = i32::try_from(backlog).unwrap_or(i32::MAX);
+    match socket2::SockRef::from(listener).listen(n) {
+        Ok(()) => tracing::debug!(backlog, "listen backlog set"),
+        Err(e) => tracing::warn!(backlog, cause = %e, "listen backlog not set"),
+    }
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then stops accepting and lets
@@ -210,6 +222,21 @@ pub async fn serve_with(
     let paced = pressure
         .as_ref()
         .is_some_and(|p| !p.config().accept_delay.is_zero());
+    // The listen backlog sized to a wait while the gate closes (see `crate::pressure`).
+    if let Some(p) = &pressure {
+        p.set_backlog(config.listen_backlog);
+    }
+    let mut sizer = pressure
+        .as_ref()
+        .filter(|p| p.config().sizes_backlog())
+        .map(|p| {
+            BacklogSizer::new(
+                p.config().backlog_wait,
+                config.listen_backlog,
+                Instant::now(),
+                p.gate_waits(),
+            )
+        });
     loop {
         if let Some(o) = &overload {
             tokio::select! {
@@ -236,6 +263,12 @@ pub async fn serve_with(
                 }
             },
         };
+        if let (Some(p), Some(sizer)) = (&pressure, &mut sizer)
+            && let Some(backlog) = sizer.accepted(Instant::now(), p.gate_waits())
+        {
+            set_backlog(&listener, backlog);
+            p.set_backlog(backlog);
+        }
         // The gate was open when this accept began waiting; if it has closed since, this one
         // connection waits here, unserved, as it would have in the backlog.
         if let Some(p) = pressure.as_ref().filter(|p| !p.admits_connection()) {
@@ -900,6 +933,7 @@ mod tests {
             crate::pressure::PressureConfig {
                 accept_delay: Duration::ZERO,
                 stale_delay: Duration::from_millis(stale_ms),
+                backlog_wait: Duration::ZERO,
             },
             &mut prometheus_client::registry::Registry::default(),
         )
@@ -925,6 +959,32 @@ mod tests {
             times(),
             Some(Timed::new(pressure.clone())),
         )
+    }
+
+    /// The kernel holds `backlog + 1` completed connections not yet accepted and drops the
+    /// `SYN` of the next, whose `connect` then waits for its retransmission (a second at
+    /// the least): after `set_backlog(1)` on a listener bound with 64, two connect and the
+    /// third waits.
+    #[tokio::test]
+    async fn set_backlog_changes_what_the_kernel_holds() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 64).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connect = || tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr));
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(connect().await.expect("held at 64").unwrap());
+        }
+        drop(held);
+        // Accept and drop what the kernel held, so the queue is empty again.
+        for _ in 0..3 {
+            drop(listener.accept().await.unwrap());
+        }
+        set_backlog(&listener, 1);
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(connect().await.expect("held at 1").unwrap());
+        }
+        assert!(connect().await.is_err(), "a third connection was held");
     }
 
     #[tokio::test(start_paused = true)]

@@ -42,6 +42,11 @@ pub struct OverloadConfig {
     /// woken is closed unread (`stale_delay_ms`; zero: never; see [`crate::pressure`]).
     #[serde(rename = "stale_delay_ms", with = "setting::millis")]
     pub stale_delay: Duration,
+    /// While the accept gate closes, the listen backlog is set to about this long of
+    /// accepts, at most `server.listen_backlog` (`backlog_wait_ms`; zero: it stays
+    /// `server.listen_backlog`; see [`crate::pressure::BacklogSizer`]).
+    #[serde(rename = "backlog_wait_ms", with = "setting::millis")]
+    pub backlog_wait: Duration,
 }
 
 impl Default for OverloadConfig {
@@ -56,6 +61,7 @@ impl Default for OverloadConfig {
             close_keep_alive: false,
             accept_delay: Duration::from_millis(5),
             stale_delay: Duration::from_millis(250),
+            backlog_wait: Duration::from_millis(50),
         }
     }
 }
@@ -66,6 +72,7 @@ impl OverloadConfig {
         crate::pressure::PressureConfig {
             accept_delay: self.accept_delay,
             stale_delay: self.stale_delay,
+            backlog_wait: self.backlog_wait,
         }
     }
 

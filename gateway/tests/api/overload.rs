@@ -379,3 +379,52 @@ async fn a_new_connection_waits_in_the_backlog_while_the_cpu_is_behind() {
         "{metrics}"
     );
 }
+
+/// `GET path` on a connection of its own (so the server accepts one), read to its close.
+async fn get_on_a_new_connection(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("answered")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// While the accept gate holds connections back, the listen backlog is set to
+/// `backlog_wait_ms` of the accept rate (here a few accepts a second: the least, 16), and
+/// once the gate has stayed open for a second it is `server.listen_backlog` again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_gate_holds_connections_back_the_backlog_follows_the_accept_rate() {
+    let mut c = relaxed();
+    c.server.overload.enabled = true;
+    c.server.overload.probe_interval = Duration::from_secs(3_600);
+    c.server.overload.accept_delay = Duration::from_millis(10);
+    c.server.overload.backlog_wait = Duration::from_millis(50);
+    c.server.listen_backlog = 64;
+    let t = TestGateway::start(c).await;
+    let pressure =
+        t.gw.overload
+            .clone()
+            .expect("overload actions are enabled")
+            .pressure()
+            .clone();
+    let metrics = get_on_a_new_connection(t.gw.addr, "/metrics").await;
+    assert!(metrics.contains("gateway_listen_backlog 64"), "{metrics}");
+    for _ in 0..64 {
+        pressure.observe(Duration::from_secs(1));
+    }
+    let head = get_on_a_new_connection(t.gw.addr, "/healthz").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The next accept a window (100 ms) later ends a window in which the gate closed, with
+    // two or three accepts in it: far under 16 in 50 ms.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let metrics = get_on_a_new_connection(t.gw.addr, "/metrics").await;
+    assert!(metrics.contains("gateway_listen_backlog 16"), "{metrics}");
+    // A second with the gate open: the backlog is the configured one again.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let metrics = get_on_a_new_connection(t.gw.addr, "/metrics").await;
+    assert!(metrics.contains("gateway_listen_backlog 64"), "{metrics}");
+}
