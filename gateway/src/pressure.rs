@@ -261,12 +261,15 @@ impl Collector for WaitCollector {
 /// The listen backlog sized to a wait: what the server accepts in `backlog_wait` while its
 /// accept gate closes (see the module docs, "Backlog sized to a wait").
 ///
-/// The accept loop calls [`BacklogSizer::accepted`] after each accept. Accepts are counted
-/// over windows of [`BACKLOG_WINDOW`]; a window in which the gate was closed at least once
-/// gives a sample of the capacity rate (the gate, not the arrivals, set it), folded into a
-/// mean (weight 1/4). A window with the gate open all through gives none: arrivals below
-/// capacity say nothing of how fast a queue would drain. Pure: time and the gate's count are
-/// passed in.
+/// The accept loop calls [`BacklogSizer::accepted`] as it takes each connection in, saying
+/// whether that connection was already queued when the loop asked for it. Accepts are
+/// counted over windows of at least [`BACKLOG_WINDOW`]; a window in which the gate closed
+/// and at least half the accepts found a connection queued gives a sample of the capacity
+/// rate (connections waited for the server, not the server for them), folded into a mean
+/// (weight 1/4). Other windows give none: arrivals below capacity, or a gate closing while
+/// the traffic is on connections already open, say nothing of how fast a queue of new
+/// connections would drain, and a backlog sized from them would refuse the next burst of
+/// connects. Pure: time and the gate's count are passed in.
 #[derive(Debug)]
 pub struct BacklogSizer {
     wait: Duration,
@@ -276,8 +279,11 @@ pub struct BacklogSizer {
     window_start: Instant,
     window_gate_waits: u64,
     accepts: u32,
-    /// Accepts per second while the gate closes (`None`: not overloaded lately).
-    rate: Option<f64>,
+    /// Accepts in this window that found a connection already queued.
+    queued: u32,
+    /// Accepts in `wait` while the gate holds connections back, in thousandths (`None`: not
+    /// overloaded lately).
+    held_milli: Option<u64>,
     /// When the gate was last seen closed.
     last_gated: Option<Instant>,
 }
@@ -294,7 +300,8 @@ impl BacklogSizer {
             window_start: now,
             window_gate_waits: gate_waits,
             accepts: 0,
-            rate: None,
+            queued: 0,
+            held_milli: None,
             last_gated: None,
         }
     }
@@ -304,33 +311,48 @@ impl BacklogSizer {
         self.current
     }
 
-    /// Counts one accept at `now`, `gate_waits` being [`Pressure::gate_waits`] now. At the
-    /// end of a window, returns the new backlog if it changed (the caller sets it).
-    pub fn accepted(&mut self, now: Instant, gate_waits: u64) -> Option<u32> {
+    /// Counts one accept at `now` (`queued`: the connection was queued when the loop asked
+    /// for it), `gate_waits` being [`Pressure::gate_waits`] now. At the end of a window,
+    /// returns the new backlog if it changed (the caller sets it).
+    pub fn accepted(&mut self, now: Instant, queued: bool, gate_waits: u64) -> Option<u32> {
         self.accepts = self.accepts.saturating_add(1);
+        self.queued = self.queued.saturating_add(u32::from(queued));
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed < BACKLOG_WINDOW {
             return None;
         }
-        if gate_waits != self.window_gate_waits {
+        if gate_waits != self.window_gate_waits
+            && u64::from(self.queued) * 2 >= u64::from(self.accepts)
+        {
             self.last_gated = Some(now);
-            let sample = f64::from(self.accepts) / elapsed.as_secs_f64();
-            self.rate = Some(self.rate.map_or(sample, |r| r + (sample - r) / 4.0));
+            // accepts × wait ÷ elapsed, in thousandths; elapsed is at least the window.
+            let sample =
+                u128::from(self.accepts) * self.wait.as_nanos() * 1_000 / elapsed.as_nanos();
+            let sample = u64::try_from(sample).unwrap_or(u64::MAX);
+            // A quarter of the way from the mean to the sample.
+            self.held_milli = Some(self.held_milli.map_or(sample, |m| {
+                if sample >= m {
+                    m + (sample - m) / 4
+                } else {
+                    m - (m - sample) / 4
+                }
+            }));
         } else if self
             .last_gated
             .is_none_or(|at| now.saturating_duration_since(at) >= BACKLOG_QUIET)
         {
-            self.rate = None;
+            self.held_milli = None;
         }
         self.window_start = now;
         self.window_gate_waits = gate_waits;
         self.accepts = 0;
-        let target = match self.rate {
+        self.queued = 0;
+        let target = match self.held_milli {
             None => self.most,
-            // Rounded up; a float-to-int `as` saturates, and the clamp bounds it anyway.
-            Some(rate) => {
-                ((rate * self.wait.as_secs_f64()).ceil() as u32).clamp(self.least, self.most)
-            }
+            // Rounded up.
+            Some(milli) => u32::try_from(milli.div_ceil(1_000))
+                .unwrap_or(u32::MAX)
+                .clamp(self.least, self.most),
         };
         (target != self.current).then(|| {
             self.current = target;
@@ -412,13 +434,27 @@ mod tests {
     }
 
     /// Drives `sizer` from `from` for `span`, one accept each `every`, the gate found closed
-    /// once per window when `gated`; returns the time reached and every backlog it set.
+    /// every 50 ms when `gated` and each accept's connection queued when `gated` too;
+    /// returns the time reached and every backlog it set.
     fn drive(
         sizer: &mut BacklogSizer,
         from: Instant,
         span: Duration,
         every: Duration,
         gated: bool,
+        gate_waits: &mut u64,
+    ) -> (Instant, Vec<u32>) {
+        drive_queued(sizer, from, span, every, gated, gated, gate_waits)
+    }
+
+    /// [`drive`], with whether each connection was queued apart from the gate.
+    fn drive_queued(
+        sizer: &mut BacklogSizer,
+        from: Instant,
+        span: Duration,
+        every: Duration,
+        gated: bool,
+        queued: bool,
         gate_waits: &mut u64,
     ) -> (Instant, Vec<u32>) {
         let mut set = Vec::new();
@@ -430,7 +466,7 @@ mod tests {
                 *gate_waits += 1;
                 window = now;
             }
-            set.extend(sizer.accepted(now, *gate_waits));
+            set.extend(sizer.accepted(now, queued, *gate_waits));
         }
         (now, set)
     }
@@ -446,6 +482,26 @@ mod tests {
             Vec::<u32>::new(),
             "arrivals below capacity size nothing"
         );
+        assert_eq!(sizer.backlog(), 64);
+    }
+
+    #[test]
+    fn a_gate_closing_while_connections_arrive_slowly_sizes_nothing() {
+        // The traffic on connections already open closes the gate now and then, and the few
+        // new connections find the server waiting for them: their rate is not the capacity.
+        let start = Instant::now();
+        let mut sizer = BacklogSizer::new(50 * MS, 64, start, 0);
+        let mut waits = 0;
+        let (_, set) = drive_queued(
+            &mut sizer,
+            start,
+            2 * BACKLOG_QUIET,
+            20 * MS,
+            true,
+            false,
+            &mut waits,
+        );
+        assert_eq!(set, Vec::<u32>::new());
         assert_eq!(sizer.backlog(), 64);
     }
 

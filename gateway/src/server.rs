@@ -126,6 +126,27 @@ pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpList
     socket.listen(backlog)
 }
 
+/// Accepts a connection, and says whether it was already queued when asked for (the kernel's
+/// backlog was not empty: connections were waiting for the server, not it for them). Tokio
+/// tries the `accept(2)` at the first poll unless the listener last found its queue empty,
+/// so a first poll that is ready took a connection that was waiting.
+async fn accept_queued(
+    listener: &TcpListener,
+) -> std::io::Result<((TcpStream, std::net::SocketAddr), bool)> {
+    let mut first = true;
+    let mut queued = false;
+    let accepted = std::future::poll_fn(|cx| {
+        let polled = listener.poll_accept(cx);
+        if first {
+            first = false;
+            queued = polled.is_ready();
+        }
+        polled
+    })
+    .await?;
+    Ok((accepted, queued))
+}
+
 /// Sets the listen backlog of the bound, listening `listener` (Linux takes `listen(2)` on a
 /// listening socket as a new backlog; connections already queued past it stay queued, and new
 /// ones are refused until the queue is under it). A failure leaves the old backlog: logged,
@@ -248,12 +269,12 @@ pub async fn serve_with(
                 } => {}
             }
         }
-        let (stream, peer) = tokio::select! {
+        let ((stream, peer), queued) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             // Overload began while waiting: do not take one more connection in.
             () = overload_begins(overload.as_ref()) => continue,
-            accepted = listener.accept() => match accepted {
+            accepted = accept_queued(&listener) => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
@@ -263,12 +284,6 @@ pub async fn serve_with(
                 }
             },
         };
-        if let (Some(p), Some(sizer)) = (&pressure, &mut sizer)
-            && let Some(backlog) = sizer.accepted(Instant::now(), p.gate_waits())
-        {
-            set_backlog(&listener, backlog);
-            p.set_backlog(backlog);
-        }
         // The gate was open when this accept began waiting; if it has closed since, this one
         // connection waits here, unserved, as it would have in the backlog.
         if let Some(p) = pressure.as_ref().filter(|p| !p.admits_connection()) {
@@ -277,6 +292,12 @@ pub async fn serve_with(
                 () = &mut shutdown => break,
                 () = p.accept_gate() => {}
             }
+        }
+        if let (Some(p), Some(sizer)) = (&pressure, &mut sizer)
+            && let Some(backlog) = sizer.accepted(Instant::now(), queued, p.gate_waits())
+        {
+            set_backlog(&listener, backlog);
+            p.set_backlog(backlog);
         }
         let Some(peer_slot) = peers.admit(peer.ip()) else {
             tracing::debug!(%peer, "connection closed: per-peer connection limit");

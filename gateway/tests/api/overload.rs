@@ -393,9 +393,9 @@ async fn get_on_a_new_connection(addr: std::net::SocketAddr, path: &str) -> Stri
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// While the accept gate holds connections back, the listen backlog is set to
-/// `backlog_wait_ms` of the accept rate (here a few accepts a second: the least, 16), and
-/// once the gate has stayed open for a second it is `server.listen_backlog` again.
+/// While the accept gate holds connections back and they queue, the listen backlog is set
+/// to `backlog_wait_ms` of the accept rate (here some 40 accepts a second: the least, 16),
+/// and once the gate has stayed open for a second it is `server.listen_backlog` again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_gate_holds_connections_back_the_backlog_follows_the_accept_rate() {
     let mut c = relaxed();
@@ -411,16 +411,32 @@ async fn while_the_gate_holds_connections_back_the_backlog_follows_the_accept_ra
             .expect("overload actions are enabled")
             .pressure()
             .clone();
+    // This accept ends the first window (100 ms), the gate open all through it.
+    tokio::time::sleep(Duration::from_millis(120)).await;
     let metrics = get_on_a_new_connection(t.gw.addr, "/metrics").await;
     assert!(metrics.contains("gateway_listen_backlog 64"), "{metrics}");
-    for _ in 0..64 {
-        pressure.observe(Duration::from_secs(1));
+    // Connections waited 100,000 s for their turn: the gate looks again every millisecond,
+    // each look a sample of its own timer's lateness, and from that mean it takes over 120
+    // looks (120 ms) to fall under 10 ms.
+    let close_the_gate = || {
+        for _ in 0..64 {
+            pressure.observe(Duration::from_secs(100_000));
+        }
+    };
+    close_the_gate();
+    // Five connect at once: the server, already waiting for a connection, takes the first
+    // and holds it at the gate (that accept ends a window in which none was queued: no
+    // sample); the other four queue in the kernel and are taken in once the gate opens.
+    let five: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(get_on_a_new_connection(t.gw.addr, "/healthz")))
+        .collect();
+    for answer in five {
+        let head = answer.await.unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     }
-    let head = get_on_a_new_connection(t.gw.addr, "/healthz").await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    // The next accept a window (100 ms) later ends a window in which the gate closed, with
-    // two or three accepts in it: far under 16 in 50 ms.
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    // The gate closes again, and the next connection taken in ends a window of five accepts
+    // over 120 ms or more, four of them queued: 40 a second or less, 2 in 50 ms, so 16.
+    close_the_gate();
     let metrics = get_on_a_new_connection(t.gw.addr, "/metrics").await;
     assert!(metrics.contains("gateway_listen_backlog 16"), "{metrics}");
     // A second with the gate open: the backlog is the configured one again.
