@@ -213,10 +213,10 @@ pub struct ServerConfig {
     pub max_connections: u32,
     /// Connections the kernel holds completed but not yet accepted (the `listen` backlog;
     /// the kernel caps it at `net.core.somaxconn`). Past it a client's `SYN` is dropped
-    /// at no cost to this process. The most: while the accept gate holds connections back
-    /// (`server.overload.accept_delay_ms`) it is set to `server.overload.backlog_wait_ms` of
-    /// accepts, so a connection not taken in waits little before it is served or refused by
-    /// the kernel.
+    /// at no cost to this process. Short, so that a connection not taken in while the CPU is
+    /// busy (`server.overload.accept_delay_ms`) waits little before it is served or refused
+    /// by the kernel; with `server.overload.backlog_wait_ms` set, the most (the backlog is
+    /// then sized to that wait while the gate holds connections back).
     pub listen_backlog: u32,
     /// Open connections at most from one peer address (IPv4, or IPv6 /64; any port); past
     /// it a new connection is closed at once. The default keeps one peer to a fifth of

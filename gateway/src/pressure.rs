@@ -32,17 +32,22 @@
 //!   nothing was decided; the client sees a closed connection, never a wrong answer. This is
 //!   the exit from the state where everything queued is already late: it drops the oldest
 //!   work instead of serving it after its deadline.
-//! - **Backlog sized to a wait** (`backlog_wait_ms`, [`BacklogSizer`]): while the gate is
-//!   closing, the listen backlog is set (`listen(2)` again on the bound socket) to what the
-//!   server accepts in that time, between [`BACKLOG_LEAST`] and `server.listen_backlog`.
+//! - **Backlog sized to a wait** (`backlog_wait_ms`, [`BacklogSizer`]): while the gate
+//!   holds connections back, the listen backlog is set (`listen(2)` again on the bound
+//!   socket) to what the server accepts in that time with its gate open, between
+//!   [`BACKLOG_LEAST`] and `server.listen_backlog`.
 //!   The gate holds excess in the backlog, and a connection there waits its length divided
 //!   by the accept rate (Little's law); a fixed count is a wait that grows as the machine
 //!   slows. Too short a backlog and the CPU idles after a pause of its quota with nothing
 //!   accepted to work on (a throttled process pauses for up to about 40 ms:
 //!   `benches/cpu-step/pauses.py`); too long and a new connection, a user's first request,
-//!   waits past its client's patience. The default, 50 ms, sits between the two. Once the
-//!   gate has stayed open for [`BACKLOG_QUIET`] the backlog is `server.listen_backlog` again:
-//!   without overload nothing waits there but what arrives during a pause.
+//!   waits past its client's patience; 50 ms sits between the two. Once the gate has stayed
+//!   open for [`BACKLOG_QUIET`] the backlog is `server.listen_backlog` again: without
+//!   overload nothing waits there but what arrives during a pause. Off by default: measured
+//!   at 10 % of a core (about 465 accepts a second), 50 ms halved the admitted p99 under
+//!   overload at no cost in goodput; at 20 % (about 1,100) it cost 7–20 points of goodput
+//!   for no p99 gain, where the fixed 64 is already under 60 ms of accepts (BENCHMARKS.md,
+//!   "CPU-bound step overload").
 //!
 //! Time is tokio's (`tokio::time::pause()` in tests).
 //!
@@ -125,6 +130,8 @@ struct Inner {
     mean_ns: AtomicU64,
     /// The listen backlog in force (as the server last set it; zero: not told).
     backlog: AtomicU32,
+    /// Time spent at the closed accept gate, in nanoseconds (added as each wait ends).
+    gate_closed_ns: AtomicU64,
     metrics: Metrics,
 }
 
@@ -149,6 +156,7 @@ impl Pressure {
                 epoch: Instant::now(),
                 mean_ns: AtomicU64::new(0),
                 backlog: AtomicU32::new(0),
+                gate_closed_ns: AtomicU64::new(0),
                 metrics,
             }),
         };
@@ -193,11 +201,16 @@ impl Pressure {
             return;
         }
         self.inner.metrics.gate_waits.inc();
+        let closed = Instant::now();
         while !self.admits_connection() {
             let before = Instant::now();
             tokio::time::sleep(GATE_TICK).await;
             self.observe(before.elapsed().saturating_sub(GATE_TICK));
         }
+        let waited = u64::try_from(closed.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.inner
+            .gate_closed_ns
+            .fetch_add(waited, Ordering::Relaxed);
     }
 
     /// Whether a connection that has not started a request, polled `wait` after it was
@@ -212,9 +225,12 @@ impl Pressure {
         self.inner.metrics.stale_closes.inc();
     }
 
-    /// Times the accept gate has been found closed (each wait at the gate counts once).
-    pub fn gate_waits(&self) -> u64 {
-        self.inner.metrics.gate_waits.get()
+    /// What the accept gate has done since the start (a wait counts once it has ended).
+    pub fn gate_count(&self) -> GateCount {
+        GateCount {
+            waits: self.inner.metrics.gate_waits.get(),
+            closed: Duration::from_nanos(self.inner.gate_closed_ns.load(Ordering::Relaxed)),
+        }
     }
 
     /// Notes the listen backlog in force (`gateway_listen_backlog`).
@@ -258,6 +274,16 @@ impl Collector for WaitCollector {
     }
 }
 
+/// What the accept gate has done since the start: the times it was found closed and the
+/// time spent waiting at it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GateCount {
+    /// Times the gate was found closed.
+    pub waits: u64,
+    /// Time spent waiting at the closed gate.
+    pub closed: Duration,
+}
+
 /// The listen backlog sized to a wait: what the server accepts in `backlog_wait` while its
 /// accept gate closes (see the module docs, "Backlog sized to a wait").
 ///
@@ -266,7 +292,11 @@ impl Collector for WaitCollector {
 /// counted over windows of at least [`BACKLOG_WINDOW`]; a window in which the gate closed
 /// and at least half the accepts found a connection queued gives a sample of the capacity
 /// rate (connections waited for the server, not the server for them), folded into a mean
-/// (weight 1/4). Other windows give none: arrivals below capacity, or a gate closing while
+/// (weight 1/4). The rate is over the window's time with the gate open: the rate at which
+/// the server drains the backlog when it takes connections in, which is what the backlog
+/// must hold a pause's arrivals against (over the whole window, a window spent mostly at the
+/// gate would size the backlog under what arrives in one pause of the CPU quota at
+/// capacity, and the kernel would refuse connections the server had time to serve). Other windows give none: arrivals below capacity, or a gate closing while
 /// the traffic is on connections already open, say nothing of how fast a queue of new
 /// connections would drain, and a backlog sized from them would refuse the next burst of
 /// connects. Pure: time and the gate's count are passed in.
@@ -277,7 +307,7 @@ pub struct BacklogSizer {
     least: u32,
     current: u32,
     window_start: Instant,
-    window_gate_waits: u64,
+    window_gate: GateCount,
     accepts: u32,
     /// Accepts in this window that found a connection already queued.
     queued: u32,
@@ -289,16 +319,16 @@ pub struct BacklogSizer {
 }
 
 impl BacklogSizer {
-    /// A sizer holding the backlog at `most` until the gate closes. `gate_waits` is
-    /// [`Pressure::gate_waits`] now.
-    pub fn new(wait: Duration, most: u32, now: Instant, gate_waits: u64) -> Self {
+    /// A sizer holding the backlog at `most` until the gate closes. `gate` is
+    /// [`Pressure::gate_count`] now.
+    pub fn new(wait: Duration, most: u32, now: Instant, gate: GateCount) -> Self {
         BacklogSizer {
             wait,
             most,
             least: BACKLOG_LEAST.min(most),
             current: most,
             window_start: now,
-            window_gate_waits: gate_waits,
+            window_gate: gate,
             accepts: 0,
             queued: 0,
             held_milli: None,
@@ -312,22 +342,25 @@ impl BacklogSizer {
     }
 
     /// Counts one accept at `now` (`queued`: the connection was queued when the loop asked
-    /// for it), `gate_waits` being [`Pressure::gate_waits`] now. At the end of a window,
-    /// returns the new backlog if it changed (the caller sets it).
-    pub fn accepted(&mut self, now: Instant, queued: bool, gate_waits: u64) -> Option<u32> {
+    /// for it), `gate` being [`Pressure::gate_count`] now. At the end of a window, returns
+    /// the new backlog if it changed (the caller sets it).
+    pub fn accepted(&mut self, now: Instant, queued: bool, gate: GateCount) -> Option<u32> {
         self.accepts = self.accepts.saturating_add(1);
         self.queued = self.queued.saturating_add(u32::from(queued));
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed < BACKLOG_WINDOW {
             return None;
         }
-        if gate_waits != self.window_gate_waits
+        if gate.waits != self.window_gate.waits
             && u64::from(self.queued) * 2 >= u64::from(self.accepts)
         {
             self.last_gated = Some(now);
-            // accepts × wait ÷ elapsed, in thousandths; elapsed is at least the window.
-            let sample =
-                u128::from(self.accepts) * self.wait.as_nanos() * 1_000 / elapsed.as_nanos();
+            // accepts × wait ÷ the time open, in thousandths (the time open at least a
+            // tick of the gate: nearly all of a window can be one wait at the gate).
+            let open = elapsed
+                .saturating_sub(gate.closed.saturating_sub(self.window_gate.closed))
+                .max(GATE_TICK);
+            let sample = u128::from(self.accepts) * self.wait.as_nanos() * 1_000 / open.as_nanos();
             let sample = u64::try_from(sample).unwrap_or(u64::MAX);
             // A quarter of the way from the mean to the sample.
             self.held_milli = Some(self.held_milli.map_or(sample, |m| {
@@ -344,7 +377,7 @@ impl BacklogSizer {
             self.held_milli = None;
         }
         self.window_start = now;
-        self.window_gate_waits = gate_waits;
+        self.window_gate = gate;
         self.accepts = 0;
         self.queued = 0;
         let target = match self.held_milli {
@@ -442,9 +475,9 @@ mod tests {
         span: Duration,
         every: Duration,
         gated: bool,
-        gate_waits: &mut u64,
+        gate: &mut GateCount,
     ) -> (Instant, Vec<u32>) {
-        drive_queued(sizer, from, span, every, gated, gated, gate_waits)
+        drive_queued(sizer, from, span, every, gated, gated, gate)
     }
 
     /// [`drive`], with whether each connection was queued apart from the gate.
@@ -455,7 +488,7 @@ mod tests {
         every: Duration,
         gated: bool,
         queued: bool,
-        gate_waits: &mut u64,
+        gate: &mut GateCount,
     ) -> (Instant, Vec<u32>) {
         let mut set = Vec::new();
         let mut now = from;
@@ -463,10 +496,10 @@ mod tests {
         while now < from + span {
             now += every;
             if gated && now.duration_since(window) >= BACKLOG_WINDOW / 2 {
-                *gate_waits += 1;
+                gate.waits += 1;
                 window = now;
             }
-            set.extend(sizer.accepted(now, queued, *gate_waits));
+            set.extend(sizer.accepted(now, queued, *gate));
         }
         (now, set)
     }
@@ -474,9 +507,9 @@ mod tests {
     #[test]
     fn the_backlog_stays_at_its_most_while_the_gate_stays_open() {
         let start = Instant::now();
-        let mut sizer = BacklogSizer::new(50 * MS, 64, start, 0);
-        let mut waits = 0;
-        let (_, set) = drive(&mut sizer, start, 2 * BACKLOG_QUIET, MS, false, &mut waits);
+        let mut sizer = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
+        let mut gate = GateCount::default();
+        let (_, set) = drive(&mut sizer, start, 2 * BACKLOG_QUIET, MS, false, &mut gate);
         assert_eq!(
             set,
             Vec::<u32>::new(),
@@ -490,8 +523,8 @@ mod tests {
         // The traffic on connections already open closes the gate now and then, and the few
         // new connections find the server waiting for them: their rate is not the capacity.
         let start = Instant::now();
-        let mut sizer = BacklogSizer::new(50 * MS, 64, start, 0);
-        let mut waits = 0;
+        let mut sizer = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
+        let mut gate = GateCount::default();
         let (_, set) = drive_queued(
             &mut sizer,
             start,
@@ -499,7 +532,7 @@ mod tests {
             20 * MS,
             true,
             false,
-            &mut waits,
+            &mut gate,
         );
         assert_eq!(set, Vec::<u32>::new());
         assert_eq!(sizer.backlog(), 64);
@@ -508,8 +541,8 @@ mod tests {
     #[test]
     fn while_the_gate_closes_the_backlog_holds_the_wait_at_the_accept_rate() {
         let start = Instant::now();
-        let mut sizer = BacklogSizer::new(50 * MS, 64, start, 0);
-        let mut waits = 0;
+        let mut sizer = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
+        let mut gate = GateCount::default();
         // 500 accepts a second: 50 ms of them is 25 connections.
         let (_, set) = drive(
             &mut sizer,
@@ -517,7 +550,7 @@ mod tests {
             Duration::from_secs(1),
             2 * MS,
             true,
-            &mut waits,
+            &mut gate,
         );
         assert_eq!(
             set.first(),
@@ -526,50 +559,68 @@ mod tests {
         );
         assert_eq!(sizer.backlog(), 25);
         // Twice as fast (another machine, or more of the quota): twice the connections.
-        let mut fast = BacklogSizer::new(50 * MS, 64, start, 0);
+        let mut fast = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
         drive(
             &mut fast,
             start,
             Duration::from_secs(1),
             MS,
             true,
-            &mut waits,
+            &mut gate,
         );
         assert_eq!(fast.backlog(), 50);
     }
 
     #[test]
+    fn the_rate_is_taken_over_the_time_the_gate_was_open() {
+        // 250 accepts a second over windows spent half at the closed gate: the server
+        // drains the backlog at 500 a second when it takes connections in, and that is what
+        // a pause's arrivals must be held against: 25 connections in 50 ms.
+        let start = Instant::now();
+        let mut sizer = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
+        let mut gate = GateCount::default();
+        let mut now = start;
+        while now < start + BACKLOG_QUIET {
+            now += 4 * MS;
+            gate.waits += 1;
+            gate.closed += 2 * MS;
+            sizer.accepted(now, true, gate);
+        }
+        assert_eq!(sizer.backlog(), 25);
+    }
+
+    #[test]
     fn the_sized_backlog_stays_between_the_least_and_the_most() {
         let start = Instant::now();
-        let mut waits = 0;
-        let mut slow = BacklogSizer::new(50 * MS, 64, start, 0);
+        let mut gate = GateCount::default();
+        let mut slow = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
         drive(
             &mut slow,
             start,
             Duration::from_secs(1),
             10 * MS,
             true,
-            &mut waits,
+            &mut gate,
         );
         assert_eq!(slow.backlog(), BACKLOG_LEAST, "100/s would be 5");
-        let mut fast = BacklogSizer::new(50 * MS, 64, start, 0);
+        let mut fast = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
         drive(
             &mut fast,
             start,
             Duration::from_secs(1),
             MS / 10,
             true,
-            &mut waits,
+            &mut gate,
         );
         assert_eq!(fast.backlog(), 64, "10,000/s would be 500");
-        let mut short = BacklogSizer::new(50 * MS, 8, start, 0);
+        let mut short = BacklogSizer::new(50 * MS, 8, start, GateCount::default());
         drive(
             &mut short,
             start,
             Duration::from_secs(1),
             10 * MS,
             true,
-            &mut waits,
+            &mut gate,
         );
         assert_eq!(short.backlog(), 8, "never above server.listen_backlog");
     }
@@ -577,24 +628,24 @@ mod tests {
     #[test]
     fn the_backlog_is_its_most_again_once_the_gate_stays_open() {
         let start = Instant::now();
-        let mut sizer = BacklogSizer::new(50 * MS, 64, start, 0);
-        let mut waits = 0;
+        let mut sizer = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
+        let mut gate = GateCount::default();
         let (t, _) = drive(
             &mut sizer,
             start,
             Duration::from_secs(1),
             2 * MS,
             true,
-            &mut waits,
+            &mut gate,
         );
         assert_eq!(sizer.backlog(), 25);
-        let (t, set) = drive(&mut sizer, t, BACKLOG_QUIET / 2, 2 * MS, false, &mut waits);
+        let (t, set) = drive(&mut sizer, t, BACKLOG_QUIET / 2, 2 * MS, false, &mut gate);
         assert_eq!(
             set,
             Vec::<u32>::new(),
             "a lull shorter than BACKLOG_QUIET keeps it"
         );
-        let (_, set) = drive(&mut sizer, t, BACKLOG_QUIET, 2 * MS, false, &mut waits);
+        let (_, set) = drive(&mut sizer, t, BACKLOG_QUIET, 2 * MS, false, &mut gate);
         assert_eq!(set, vec![64]);
     }
 

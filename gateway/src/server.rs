@@ -255,7 +255,7 @@ pub async fn serve_with(
                 p.config().backlog_wait,
                 config.listen_backlog,
                 Instant::now(),
-                p.gate_waits(),
+                p.gate_count(),
             )
         });
     loop {
@@ -294,7 +294,7 @@ pub async fn serve_with(
             }
         }
         if let (Some(p), Some(sizer)) = (&pressure, &mut sizer)
-            && let Some(backlog) = sizer.accepted(Instant::now(), queued, p.gate_waits())
+            && let Some(backlog) = sizer.accepted(Instant::now(), queued, p.gate_count())
         {
             set_backlog(&listener, backlog);
             p.set_backlog(backlog);

@@ -42,9 +42,9 @@ pub struct OverloadConfig {
     /// woken is closed unread (`stale_delay_ms`; zero: never; see [`crate::pressure`]).
     #[serde(rename = "stale_delay_ms", with = "setting::millis")]
     pub stale_delay: Duration,
-    /// While the accept gate closes, the listen backlog is set to about this long of
-    /// accepts, at most `server.listen_backlog` (`backlog_wait_ms`; zero: it stays
-    /// `server.listen_backlog`; see [`crate::pressure::BacklogSizer`]).
+    /// While the accept gate holds connections back, the listen backlog is set to about
+    /// this long of accepts, at most `server.listen_backlog` (`backlog_wait_ms`; zero, the
+    /// default: it stays `server.listen_backlog`; see [`crate::pressure::BacklogSizer`]).
     #[serde(rename = "backlog_wait_ms", with = "setting::millis")]
     pub backlog_wait: Duration,
 }
@@ -61,7 +61,7 @@ impl Default for OverloadConfig {
             close_keep_alive: false,
             accept_delay: Duration::from_millis(5),
             stale_delay: Duration::from_millis(250),
-            backlog_wait: Duration::from_millis(50),
+            backlog_wait: Duration::ZERO,
         }
     }
 }
