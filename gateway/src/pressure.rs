@@ -45,7 +45,7 @@
 //!   open for [`BACKLOG_QUIET`] the backlog is `server.listen_backlog` again: without
 //!   overload nothing waits there but what arrives during a pause. Off by default: measured
 //!   at 10 % of a core (about 465 accepts a second), 50 ms halved the admitted p99 under
-//!   overload at no cost in goodput; at 20 % (about 1,100) it cost 7–20 points of goodput
+//!   overload at no cost in goodput; at 20 % (about 1,100) it cost 4–20 points of goodput
 //!   for no p99 gain, where the fixed 64 is already under 60 ms of accepts (BENCHMARKS.md,
 //!   "CPU-bound step overload").
 //!
