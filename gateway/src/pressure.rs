@@ -466,109 +466,91 @@ mod tests {
         )
     }
 
-    /// Drives `sizer` from `from` for `span`, one accept each `every`, the gate found closed
-    /// every 50 ms when `gated` and each accept's connection queued when `gated` too;
-    /// returns the time reached and every backlog it set.
-    fn drive(
-        sizer: &mut BacklogSizer,
-        from: Instant,
-        span: Duration,
-        every: Duration,
-        gated: bool,
-        gate: &mut GateCount,
-    ) -> (Instant, Vec<u32>) {
-        drive_queued(sizer, from, span, every, gated, gated, gate)
+    /// A sizer (50 ms, at most `most`) driven by a made-up accept loop.
+    struct Loop {
+        sizer: BacklogSizer,
+        gate: GateCount,
+        now: Instant,
     }
 
-    /// [`drive`], with whether each connection was queued apart from the gate.
-    fn drive_queued(
-        sizer: &mut BacklogSizer,
-        from: Instant,
-        span: Duration,
-        every: Duration,
-        gated: bool,
-        queued: bool,
-        gate: &mut GateCount,
-    ) -> (Instant, Vec<u32>) {
-        let mut set = Vec::new();
-        let mut now = from;
-        let mut window = from;
-        while now < from + span {
-            now += every;
-            if gated && now.duration_since(window) >= BACKLOG_WINDOW / 2 {
-                gate.waits += 1;
-                window = now;
+    impl Loop {
+        fn new(most: u32) -> Self {
+            let now = Instant::now();
+            Loop {
+                sizer: BacklogSizer::new(50 * MS, most, now, GateCount::default()),
+                gate: GateCount::default(),
+                now,
             }
-            set.extend(sizer.accepted(now, queued, *gate));
         }
-        (now, set)
+
+        /// For `span`, one accept each `every` (its connection queued when `queued`), the
+        /// gate found closed every 50 ms when `gated` (briefly: its closed time is
+        /// `closed_pct` % of each interval); returns every backlog the sizer set.
+        fn run(
+            &mut self,
+            span: Duration,
+            every: Duration,
+            gated: bool,
+            queued: bool,
+            closed_pct: u32,
+        ) -> Vec<u32> {
+            let (end, mut last_closing, mut set) = (self.now + span, self.now, Vec::new());
+            while self.now < end {
+                self.now += every;
+                if gated && self.now.duration_since(last_closing) >= BACKLOG_WINDOW / 2 {
+                    self.gate.waits += 1;
+                    last_closing = self.now;
+                }
+                self.gate.closed += every * closed_pct / 100;
+                set.extend(self.sizer.accepted(self.now, queued, self.gate));
+            }
+            set
+        }
+
+        /// [`Loop::run`] under overload (the gate closing, every connection queued) or not
+        /// (the gate open, none queued).
+        fn overloaded(&mut self, overloaded: bool, span: Duration, every: Duration) -> Vec<u32> {
+            self.run(span, every, overloaded, overloaded, 0)
+        }
     }
+
+    const NONE: Vec<u32> = Vec::new();
 
     #[test]
     fn the_backlog_stays_at_its_most_while_the_gate_stays_open() {
-        let start = Instant::now();
-        let mut sizer = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
-        let mut gate = GateCount::default();
-        let (_, set) = drive(&mut sizer, start, 2 * BACKLOG_QUIET, MS, false, &mut gate);
+        let mut l = Loop::new(64);
+        assert_eq!(l.overloaded(false, 2 * BACKLOG_QUIET, MS), NONE);
         assert_eq!(
-            set,
-            Vec::<u32>::new(),
+            l.sizer.backlog(),
+            64,
             "arrivals below capacity size nothing"
         );
-        assert_eq!(sizer.backlog(), 64);
     }
 
     #[test]
     fn a_gate_closing_while_connections_arrive_slowly_sizes_nothing() {
         // The traffic on connections already open closes the gate now and then, and the few
         // new connections find the server waiting for them: their rate is not the capacity.
-        let start = Instant::now();
-        let mut sizer = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
-        let mut gate = GateCount::default();
-        let (_, set) = drive_queued(
-            &mut sizer,
-            start,
-            2 * BACKLOG_QUIET,
-            20 * MS,
-            true,
-            false,
-            &mut gate,
-        );
-        assert_eq!(set, Vec::<u32>::new());
-        assert_eq!(sizer.backlog(), 64);
+        let mut l = Loop::new(64);
+        assert_eq!(l.run(2 * BACKLOG_QUIET, 20 * MS, true, false, 0), NONE);
+        assert_eq!(l.sizer.backlog(), 64);
     }
 
     #[test]
-    fn while_the_gate_closes_the_backlog_holds_the_wait_at_the_accept_rate() {
-        let start = Instant::now();
-        let mut sizer = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
-        let mut gate = GateCount::default();
+    fn while_the_gate_holds_back_the_backlog_holds_the_wait_at_the_accept_rate() {
         // 500 accepts a second: 50 ms of them is 25 connections.
-        let (_, set) = drive(
-            &mut sizer,
-            start,
-            Duration::from_secs(1),
-            2 * MS,
-            true,
-            &mut gate,
-        );
+        let mut l = Loop::new(64);
+        let set = l.overloaded(true, BACKLOG_QUIET, 2 * MS);
         assert_eq!(
             set.first(),
             Some(&25),
             "the first window's rate is taken as it is"
         );
-        assert_eq!(sizer.backlog(), 25);
+        assert_eq!(l.sizer.backlog(), 25);
         // Twice as fast (another machine, or more of the quota): twice the connections.
-        let mut fast = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
-        drive(
-            &mut fast,
-            start,
-            Duration::from_secs(1),
-            MS,
-            true,
-            &mut gate,
-        );
-        assert_eq!(fast.backlog(), 50);
+        let mut fast = Loop::new(64);
+        fast.overloaded(true, BACKLOG_QUIET, MS);
+        assert_eq!(fast.sizer.backlog(), 50);
     }
 
     #[test]
@@ -576,77 +558,36 @@ mod tests {
         // 250 accepts a second over windows spent half at the closed gate: the server
         // drains the backlog at 500 a second when it takes connections in, and that is what
         // a pause's arrivals must be held against: 25 connections in 50 ms.
-        let start = Instant::now();
-        let mut sizer = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
-        let mut gate = GateCount::default();
-        let mut now = start;
-        while now < start + BACKLOG_QUIET {
-            now += 4 * MS;
-            gate.waits += 1;
-            gate.closed += 2 * MS;
-            sizer.accepted(now, true, gate);
-        }
-        assert_eq!(sizer.backlog(), 25);
+        let mut l = Loop::new(64);
+        l.run(BACKLOG_QUIET, 4 * MS, true, true, 50);
+        assert_eq!(l.sizer.backlog(), 25);
     }
 
     #[test]
     fn the_sized_backlog_stays_between_the_least_and_the_most() {
-        let start = Instant::now();
-        let mut gate = GateCount::default();
-        let mut slow = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
-        drive(
-            &mut slow,
-            start,
-            Duration::from_secs(1),
-            10 * MS,
-            true,
-            &mut gate,
+        let mut slow = Loop::new(64);
+        slow.overloaded(true, BACKLOG_QUIET, 10 * MS);
+        assert_eq!(slow.sizer.backlog(), BACKLOG_LEAST, "100/s would be 5");
+        let mut fast = Loop::new(64);
+        fast.overloaded(true, BACKLOG_QUIET, MS / 10);
+        assert_eq!(fast.sizer.backlog(), 64, "10,000/s would be 500");
+        let mut short = Loop::new(8);
+        short.overloaded(true, BACKLOG_QUIET, 10 * MS);
+        assert_eq!(
+            short.sizer.backlog(),
+            8,
+            "never above server.listen_backlog"
         );
-        assert_eq!(slow.backlog(), BACKLOG_LEAST, "100/s would be 5");
-        let mut fast = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
-        drive(
-            &mut fast,
-            start,
-            Duration::from_secs(1),
-            MS / 10,
-            true,
-            &mut gate,
-        );
-        assert_eq!(fast.backlog(), 64, "10,000/s would be 500");
-        let mut short = BacklogSizer::new(50 * MS, 8, start, GateCount::default());
-        drive(
-            &mut short,
-            start,
-            Duration::from_secs(1),
-            10 * MS,
-            true,
-            &mut gate,
-        );
-        assert_eq!(short.backlog(), 8, "never above server.listen_backlog");
     }
 
     #[test]
     fn the_backlog_is_its_most_again_once_the_gate_stays_open() {
-        let start = Instant::now();
-        let mut sizer = BacklogSizer::new(50 * MS, 64, start, GateCount::default());
-        let mut gate = GateCount::default();
-        let (t, _) = drive(
-            &mut sizer,
-            start,
-            Duration::from_secs(1),
-            2 * MS,
-            true,
-            &mut gate,
-        );
-        assert_eq!(sizer.backlog(), 25);
-        let (t, set) = drive(&mut sizer, t, BACKLOG_QUIET / 2, 2 * MS, false, &mut gate);
-        assert_eq!(
-            set,
-            Vec::<u32>::new(),
-            "a lull shorter than BACKLOG_QUIET keeps it"
-        );
-        let (_, set) = drive(&mut sizer, t, BACKLOG_QUIET, 2 * MS, false, &mut gate);
-        assert_eq!(set, vec![64]);
+        let mut l = Loop::new(64);
+        l.overloaded(true, BACKLOG_QUIET, 2 * MS);
+        assert_eq!(l.sizer.backlog(), 25);
+        let lull = l.overloaded(false, BACKLOG_QUIET / 2, 2 * MS);
+        assert_eq!(lull, NONE, "a lull shorter than BACKLOG_QUIET keeps it");
+        assert_eq!(l.overloaded(false, BACKLOG_QUIET, 2 * MS), vec![64]);
     }
 
     #[test]
