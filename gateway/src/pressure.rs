@@ -35,19 +35,18 @@
 //! - **Backlog sized to a wait** (`backlog_wait_ms`, [`BacklogSizer`]): while the gate
 //!   holds connections back, the listen backlog is set (`listen(2)` again on the bound
 //!   socket) to what the server accepts in that time with its gate open, between
-//!   [`BACKLOG_LEAST`] and `server.listen_backlog`.
-//!   The gate holds excess in the backlog, and a connection there waits its length divided
-//!   by the accept rate (Little's law); a fixed count is a wait that grows as the machine
-//!   slows. Too short a backlog and the CPU idles after a pause of its quota with nothing
-//!   accepted to work on (a throttled process pauses for up to about 40 ms:
-//!   `benches/cpu-step/pauses.py`); too long and a new connection, a user's first request,
-//!   waits past its client's patience; 50 ms sits between the two. Once the gate has stayed
-//!   open for [`BACKLOG_QUIET`] the backlog is `server.listen_backlog` again: without
-//!   overload nothing waits there but what arrives during a pause. Off by default: measured
-//!   at 10 % of a core (about 465 accepts a second), 50 ms halved the admitted p99 under
-//!   overload at no cost in goodput; at 20 % (about 1,100) it cost 4–20 points of goodput
-//!   for no p99 gain, where the fixed 64 is already under 60 ms of accepts (BENCHMARKS.md,
-//!   "CPU-bound step overload").
+//!   [`BACKLOG_LEAST`] and `server.listen_backlog`. The gate holds excess in the backlog,
+//!   and a connection there waits its length divided by the accept rate (Little's law); a
+//!   fixed count is a wait that grows as the machine slows. Too long a backlog and a new
+//!   connection, a user's first request, waits past its client's patience; too short and
+//!   what arrives during one pause of a throttled process (up to about 40 ms:
+//!   `benches/cpu-step/pauses.py`) is refused; 50 ms sits between the two. Once the gate
+//!   has stayed open for [`BACKLOG_QUIET`] the backlog is `server.listen_backlog` again:
+//!   without overload nothing waits there but what arrives during a pause. Off by default:
+//!   measured at 10 % of a core (about 465 accepts a second), 50 ms halved the admitted p99
+//!   under overload at no cost in goodput; at 20 % (about 1,100) it cost 4–20 points of
+//!   goodput for no p99 gain, where the fixed 64 is already under 60 ms of accepts
+//!   (BENCHMARKS.md, "CPU-bound step overload").
 //!
 //! Time is tokio's (`tokio::time::pause()` in tests).
 //!
@@ -82,6 +81,16 @@ pub const BACKLOG_QUIET: Duration = Duration::from_secs(1);
 /// handful of connections arriving together are never refused by the kernel.
 pub const BACKLOG_LEAST: u32 = 16;
 
+/// `mean + (sample − mean) / 2^shift`, in unsigned arithmetic: an exponentially weighted
+/// mean's step.
+fn toward(mean: u64, sample: u64, shift: u32) -> u64 {
+    if sample >= mean {
+        mean + ((sample - mean) >> shift)
+    } else {
+        mean - ((mean - sample) >> shift)
+    }
+}
+
 /// The targets of the CPU-pressure actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PressureConfig {
@@ -91,8 +100,8 @@ pub struct PressureConfig {
     /// A connection whose first turn came after more than this, before its first request,
     /// is closed unread (zero: never).
     pub stale_delay: Duration,
-    /// While the accept gate closes, the listen backlog holds about this long of accepts
-    /// (zero: it stays `server.listen_backlog`; see [`BacklogSizer`]).
+    /// While the accept gate holds connections back, the listen backlog holds about this
+    /// long of accepts (zero: it stays `server.listen_backlog`; see [`BacklogSizer`]).
     pub backlog_wait: Duration,
 }
 
@@ -179,13 +188,7 @@ impl Pressure {
         let sample = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
         let mean = &self.inner.mean_ns;
         let old = mean.load(Ordering::Relaxed);
-        // old + (sample − old) / 8, in unsigned arithmetic.
-        let new = if sample >= old {
-            old + ((sample - old) >> EWMA_SHIFT)
-        } else {
-            old - ((old - sample) >> EWMA_SHIFT)
-        };
-        mean.store(new, Ordering::Relaxed);
+        mean.store(toward(old, sample, EWMA_SHIFT), Ordering::Relaxed);
     }
 
     /// Whether a new connection may be taken in now.
@@ -292,14 +295,13 @@ pub struct GateCount {
 /// counted over windows of at least [`BACKLOG_WINDOW`]; a window in which the gate closed
 /// and at least half the accepts found a connection queued gives a sample of the capacity
 /// rate (connections waited for the server, not the server for them), folded into a mean
-/// (weight 1/4). The rate is over the window's time with the gate open: the rate at which
-/// the server drains the backlog when it takes connections in, which is what the backlog
-/// must hold a pause's arrivals against (over the whole window, a window spent mostly at the
-/// gate would size the backlog under what arrives in one pause of the CPU quota at
-/// capacity, and the kernel would refuse connections the server had time to serve). Other windows give none: arrivals below capacity, or a gate closing while
-/// the traffic is on connections already open, say nothing of how fast a queue of new
-/// connections would drain, and a backlog sized from them would refuse the next burst of
-/// connects. Pure: time and the gate's count are passed in.
+/// (weight 1/4). The rate is over the window's time with the gate open, the rate at which
+/// the server drains the backlog while it takes connections in: over the whole window, a
+/// window spent mostly at the gate would read as a slow server. Other windows give none:
+/// arrivals below capacity, or a gate closing while the traffic is on connections already
+/// open, say nothing of how fast a queue of new connections would drain, and a backlog
+/// sized from them would refuse the next burst of connects. Pure: time and the gate's count
+/// are passed in.
 #[derive(Debug)]
 pub struct BacklogSizer {
     wait: Duration,
@@ -363,13 +365,7 @@ impl BacklogSizer {
             let sample = u128::from(self.accepts) * self.wait.as_nanos() * 1_000 / open.as_nanos();
             let sample = u64::try_from(sample).unwrap_or(u64::MAX);
             // A quarter of the way from the mean to the sample.
-            self.held_milli = Some(self.held_milli.map_or(sample, |m| {
-                if sample >= m {
-                    m + (sample - m) / 4
-                } else {
-                    m - (m - sample) / 4
-                }
-            }));
+            self.held_milli = Some(self.held_milli.map_or(sample, |m| toward(m, sample, 2)));
         } else if self
             .last_gated
             .is_none_or(|at| now.saturating_duration_since(at) >= BACKLOG_QUIET)
